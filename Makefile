@@ -1,0 +1,53 @@
+# Strata build, run and test entry points. Everything needs only Go and the
+# module proxy: generators and linters are pinned as `tool` lines in go.mod
+# (buf in buildtools/go.mod, to keep its dependencies out of the main module).
+
+GO        ?= go
+BUF       := $(GO) tool -modfile=buildtools/go.mod buf
+BIN       := bin
+DATA_DIR  ?= data
+CONFIG    ?= strata.example.toml
+FUZZTIME  ?= 30s
+# Packages whose tests run under the race detector in `make test`.
+RACE_PKGS := ./lts/... ./gateway/... ./dsd/... ./tools/...
+
+.PHONY: all build run test test-unit test-race proto proto-check lint bench fuzz torture clean
+
+all: build
+
+build: ## compile every program into bin/
+	$(GO) build -o $(BIN)/ ./dsd/cmd/dsd ./tools/dstool
+
+run: build ## start dsd (and, once it exists, a gateway) with a local data directory
+	./scripts/run.sh "$(BIN)" "$(CONFIG)" "$(DATA_DIR)"
+
+test: proto-check lint test-unit test-race ## everything CI runs
+
+test-unit:
+	$(GO) test -count=1 -timeout 12m ./...
+
+test-race:
+	$(GO) test -count=1 -race -timeout 12m $(RACE_PKGS)
+
+lint: ## gofmt, go vet, staticcheck, import rules, file sizes (a Go test)
+	$(GO) test -count=1 ./tools/lint
+
+proto: ## regenerate gen/ from proto/
+	$(BUF) lint
+	$(BUF) generate
+
+proto-check: ## generated code must match proto/
+	$(BUF) lint
+	./scripts/proto-check.sh "$(BUF)"
+
+bench: ## go test benchmarks of every package
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	./scripts/fuzz.sh "$(FUZZTIME)"
+
+torture: ## long crash and durability runs
+	STRATA_TORTURE=1 $(GO) test -count=1 -timeout 90m ./dsd/... ./integration/...
+
+clean:
+	rm -rf $(BIN) $(DATA_DIR)

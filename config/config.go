@@ -1,0 +1,274 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole schema. Field comments give each key's default.
+type Config struct {
+	DurableSessions DurableSessions `toml:"durable_sessions"`
+	DurableStorage  DurableStorage  `toml:"durable_storage"`
+	MQTT            MQTT            `toml:"mqtt"`
+	// Zone holds per-zone overrides, keyed by zone name ("default" always exists).
+	Zone map[string]Zone `toml:"zone"`
+	// Listeners maps listener type (tcp, ws, tls, wss) to named listeners.
+	Listeners map[string]map[string]Listener `toml:"listeners"`
+	DSD       DSD                            `toml:"dsd"`
+	Gateway   Gateway                        `toml:"gateway"`
+
+	// MaxClockSkew: when dsd starts with the wall clock this far behind the
+	// persisted shard clock, idle ticks are suspended until it catches up. Default 1m.
+	MaxClockSkew Duration `toml:"max_clock_skew"`
+	// UnsafePlaintextListen allows a non-loopback dsd listener without TLS. Default false.
+	UnsafePlaintextListen bool `toml:"unsafe_plaintext_listen"`
+	// UnsafeNoSync commits without fsync: acked messages can be lost on a
+	// machine crash. Only for proving the history checker. Default false.
+	UnsafeNoSync bool `toml:"unsafe_no_sync"`
+}
+
+// DurableSessions are the durable_sessions.* keys.
+type DurableSessions struct {
+	// Enable keeps subscriptions and delivery state of sessions with expiry > 0 in dsd. Default true.
+	Enable bool `toml:"enable"`
+	// MessageRetentionPeriod drives generation rotation and drop. Default 1d.
+	MessageRetentionPeriod Duration `toml:"message_retention_period"`
+	// BatchSize is messages per pushed batch / replay record. Default 100.
+	BatchSize int `toml:"batch_size"`
+	// IdlePollInterval is dsd's per-shard safety-net rescan. Default 10s.
+	IdlePollInterval Duration `toml:"idle_poll_interval"`
+	// HeartbeatInterval is the gateway's session checkpoint period. Default 5s.
+	HeartbeatInterval Duration `toml:"heartbeat_interval"`
+	// GatewayHeartbeatInterval is the gateway lease heartbeat. Default 2s.
+	GatewayHeartbeatInterval Duration `toml:"gateway_heartbeat_interval"`
+	// RenewStreamsInterval is dsd's per-shard safety-net stream listing. Default 10s.
+	RenewStreamsInterval Duration `toml:"renew_streams_interval"`
+	// SessionGCInterval is the sweep that reclaims expired sessions. Default 10m.
+	SessionGCInterval Duration `toml:"session_gc_interval"`
+	// MaxBatchesPerStream is batches in flight per stream. Default 1.
+	MaxBatchesPerStream int `toml:"max_batches_per_stream"`
+}
+
+// DurableStorage holds durable_storage.messages.*.
+type DurableStorage struct {
+	Messages Messages `toml:"messages"`
+}
+
+// Messages are the durable_storage.messages.* keys.
+type Messages struct {
+	// DataDir is the site's data directory. Default "data".
+	DataDir string `toml:"data_dir"`
+	// NShards is fixed at first start. Default 16.
+	NShards int `toml:"n_shards"`
+	// NSites is the number of sites known before the first allocation (1 until replication). Default 1.
+	NSites int `toml:"n_sites"`
+	// ReplicationFactor is clamped to the number of sites. Default 3.
+	ReplicationFactor int              `toml:"replication_factor"`
+	LocalWriteBuffer  LocalWriteBuffer `toml:"local_write_buffer"`
+	Layout            Layout           `toml:"layout"`
+}
+
+// LocalWriteBuffer are the durable_storage.messages.local_write_buffer.* keys.
+type LocalWriteBuffer struct {
+	// MaxItems flushes a shard buffer at this many messages. Default 1000.
+	MaxItems int `toml:"max_items"`
+	// MaxBytes flushes a shard buffer at this many bytes. Default 4MiB.
+	MaxBytes Size `toml:"max_bytes"`
+	// FlushInterval is the longest a message waits while a commit is in flight. Default 1ms.
+	FlushInterval Duration `toml:"flush_interval"`
+}
+
+// Layout are the durable_storage.messages.layout.* keys; they affect new generations only.
+type Layout struct {
+	// Type of new generations. Default "wildcard_optimized" (the only one).
+	Type string `toml:"type"`
+	// BitsPerTopicLevel is the hash width of a varying level, a multiple of 8. Default 64.
+	BitsPerTopicLevel int `toml:"bits_per_topic_level"`
+	// EpochBits: an epoch is 2^EpochBits µs. Default 20.
+	EpochBits int `toml:"epoch_bits"`
+	// TopicIndexBytes is the static index width. Default 4.
+	TopicIndexBytes int `toml:"topic_index_bytes"`
+	// WildcardThresholds are the LTS thresholds: first level, deeper levels. Default [100, 20].
+	WildcardThresholds []int `toml:"wildcard_thresholds"`
+	// MaxTrieStates: past it, new values are learned as varying. Default 100000.
+	MaxTrieStates int `toml:"max_trie_states"`
+}
+
+// MQTT are the mqtt.* keys.
+type MQTT struct {
+	// SessionExpiryInterval is the expiry of 3.1.1 clean-session-false sessions. Default 2h.
+	SessionExpiryInterval Duration `toml:"session_expiry_interval"`
+	// MaxSessionExpiry caps MQTT 5 Session Expiry; 0 means no cap. Default 0.
+	MaxSessionExpiry Duration `toml:"max_session_expiry"`
+	// MaxPacketSize is the largest message. Default 1MiB.
+	MaxPacketSize Size `toml:"max_packet_size"`
+	// ReceiveMaximum is the inbound inflight the gateway accepts. Default 32.
+	ReceiveMaximum int `toml:"receive_maximum"`
+	// MaxConnRate is the CONNECT admission rate per second. Default 1000/s.
+	MaxConnRate Rate `toml:"max_conn_rate"`
+	// AllowCrossIdentityTakeover lets another username take over a client id. Default false.
+	AllowCrossIdentityTakeover bool `toml:"allow_cross_identity_takeover"`
+}
+
+// Zone holds the per-zone keys; unset fields inherit the global value.
+type Zone struct {
+	// ServerKeepalive, when set, overrides MQTT 5 clients' Keep Alive (sent in CONNACK).
+	ServerKeepalive *Duration `toml:"server_keepalive"`
+	// KeepaliveBackoff: the timeout is keepalive × backoff × 2. Default 0.75.
+	KeepaliveBackoff *float64 `toml:"keepalive_backoff"`
+	// MaxKeepalive refuses 3.1.1 clients asking for more (CONNACK 0x02). Default unset.
+	MaxKeepalive    *Duration            `toml:"max_keepalive"`
+	DurableSessions *ZoneDurableSessions `toml:"durable_sessions"`
+	MQTT            *ZoneMQTT            `toml:"mqtt"`
+}
+
+// ZoneDurableSessions are the durable_sessions keys a zone may override.
+type ZoneDurableSessions struct {
+	Enable               *bool     `toml:"enable"`
+	BatchSize            *int      `toml:"batch_size"`
+	IdlePollInterval     *Duration `toml:"idle_poll_interval"`
+	RenewStreamsInterval *Duration `toml:"renew_streams_interval"`
+}
+
+// ZoneMQTT are the mqtt keys a zone may override.
+type ZoneMQTT struct {
+	SessionExpiryInterval *Duration `toml:"session_expiry_interval"`
+	MaxSessionExpiry      *Duration `toml:"max_session_expiry"`
+	MaxPacketSize         *Size     `toml:"max_packet_size"`
+	ReceiveMaximum        *int      `toml:"receive_maximum"`
+	MaxConnRate           *Rate     `toml:"max_conn_rate"`
+}
+
+// Listener is one gateway listener (listeners.<type>.<name>.*).
+type Listener struct {
+	// Bind is the listen address. Default 127.0.0.1:1883 for tcp.default.
+	Bind string `toml:"bind"`
+	// Zone the listener belongs to. Default "default".
+	Zone string `toml:"zone"`
+	// CertFile and KeyFile are the TLS certificate and key (tls, wss).
+	CertFile string `toml:"certfile"`
+	KeyFile  string `toml:"keyfile"`
+	// CACertFile verifies client certificates when VerifyPeer is set.
+	CACertFile string `toml:"cacertfile"`
+	VerifyPeer bool   `toml:"verify_peer"`
+	// Path is the WebSocket path. Default "/mqtt".
+	Path string `toml:"path"`
+}
+
+// DSD are dsd's own listener keys (dsd.*); the flags --grpc-listen and --http-listen override them.
+type DSD struct {
+	// GRPCListen is the gRPC API address. Default 127.0.0.1:7070.
+	GRPCListen string `toml:"grpc_listen"`
+	// HTTPListen serves /metrics, /healthz, /readyz and the REST API. Default 127.0.0.1:7071.
+	HTTPListen string `toml:"http_listen"`
+}
+
+// Gateway are the gateway's own keys (gateway.*).
+type Gateway struct {
+	// DSD is the address of dsd's gRPC API. Default 127.0.0.1:7070.
+	DSD string `toml:"dsd"`
+	// HTTPListen serves the gateway's /metrics and /healthz. Default 127.0.0.1:7072.
+	HTTPListen string `toml:"http_listen"`
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		DurableSessions: DurableSessions{
+			Enable:                   true,
+			MessageRetentionPeriod:   Duration(24 * 3600e9),
+			BatchSize:                100,
+			IdlePollInterval:         Duration(10e9),
+			HeartbeatInterval:        Duration(5e9),
+			GatewayHeartbeatInterval: Duration(2e9),
+			RenewStreamsInterval:     Duration(10e9),
+			SessionGCInterval:        Duration(600e9),
+			MaxBatchesPerStream:      1,
+		},
+		DurableStorage: DurableStorage{Messages: Messages{
+			DataDir:           "data",
+			NShards:           16,
+			NSites:            1,
+			ReplicationFactor: 3,
+			LocalWriteBuffer:  LocalWriteBuffer{MaxItems: 1000, MaxBytes: 4 << 20, FlushInterval: Duration(1e6)},
+			Layout: Layout{
+				Type:               "wildcard_optimized",
+				BitsPerTopicLevel:  64,
+				EpochBits:          20,
+				TopicIndexBytes:    4,
+				WildcardThresholds: []int{100, 20},
+				MaxTrieStates:      100000,
+			},
+		}},
+		MQTT: MQTT{
+			SessionExpiryInterval: Duration(2 * 3600e9),
+			MaxPacketSize:         1 << 20,
+			ReceiveMaximum:        32,
+			MaxConnRate:           1000,
+		},
+		Zone:         map[string]Zone{"default": {}},
+		Listeners:    map[string]map[string]Listener{"tcp": {"default": {Bind: "127.0.0.1:1883", Zone: "default"}}},
+		DSD:          DSD{GRPCListen: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7071"},
+		Gateway:      Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072"},
+		MaxClockSkew: Duration(60e9),
+	}
+}
+
+// Load reads the TOML file at path over the defaults. An empty path gives the defaults.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	if path == "" {
+		return cfg, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if err := Parse(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("config: %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes TOML data over cfg. Keys the schema does not know are an error.
+func Parse(data []byte, cfg *Config) error {
+	// A file that sets listeners replaces the default listener set rather than
+	// merging with it, so an operator can move the MQTT port.
+	cfg.Listeners = nil
+	md, err := toml.Decode(string(data), cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.Listeners == nil {
+		cfg.Listeners = Default().Listeners
+	}
+	if cfg.Zone == nil {
+		cfg.Zone = map[string]Zone{}
+	}
+	if _, ok := cfg.Zone["default"]; !ok {
+		cfg.Zone["default"] = Zone{}
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return fmt.Errorf("%w: unknown key(s): %s", ErrInvalid, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// String prints the effective configuration as TOML.
+func (c Config) String() string {
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
+		return fmt.Sprintf("config: cannot print: %v", err)
+	}
+	return buf.String()
+}

@@ -1,0 +1,141 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Validate reports every value out of range, joined into one error.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalid, key, fmt.Sprintf(format, args...)))
+	}
+	ds := c.DurableSessions
+	if ds.BatchSize < 1 {
+		bad("durable_sessions.batch_size", "must be at least 1, got %d", ds.BatchSize)
+	}
+	if ds.MaxBatchesPerStream < 1 {
+		bad("durable_sessions.max_batches_per_stream", "must be at least 1, got %d", ds.MaxBatchesPerStream)
+	}
+	for key, d := range map[string]Duration{
+		"durable_sessions.idle_poll_interval":         ds.IdlePollInterval,
+		"durable_sessions.heartbeat_interval":         ds.HeartbeatInterval,
+		"durable_sessions.gateway_heartbeat_interval": ds.GatewayHeartbeatInterval,
+		"durable_sessions.renew_streams_interval":     ds.RenewStreamsInterval,
+		"durable_sessions.session_gc_interval":        ds.SessionGCInterval,
+	} {
+		if d <= 0 {
+			bad(key, "must be positive")
+		}
+	}
+	m := c.DurableStorage.Messages
+	if m.DataDir == "" {
+		bad("durable_storage.messages.data_dir", "must not be empty")
+	}
+	if m.NShards < 1 || m.NShards > 1<<16 {
+		bad("durable_storage.messages.n_shards", "must be 1..65536, got %d", m.NShards)
+	}
+	if m.NSites != 1 {
+		bad("durable_storage.messages.n_sites", "must be 1 until replication exists, got %d", m.NSites)
+	}
+	if m.ReplicationFactor < 1 {
+		bad("durable_storage.messages.replication_factor", "must be at least 1, got %d", m.ReplicationFactor)
+	}
+	if m.LocalWriteBuffer.MaxItems < 1 {
+		bad("durable_storage.messages.local_write_buffer.max_items", "must be at least 1, got %d", m.LocalWriteBuffer.MaxItems)
+	}
+	if m.LocalWriteBuffer.MaxBytes < 1024 {
+		bad("durable_storage.messages.local_write_buffer.max_bytes", "must be at least 1KiB, got %s", m.LocalWriteBuffer.MaxBytes)
+	}
+	if m.LocalWriteBuffer.FlushInterval <= 0 {
+		bad("durable_storage.messages.local_write_buffer.flush_interval", "must be positive")
+	}
+	l := m.Layout
+	if l.Type != "wildcard_optimized" {
+		bad("durable_storage.messages.layout.type", "only \"wildcard_optimized\" exists, got %q", l.Type)
+	}
+	if len(l.WildcardThresholds) != 2 || l.WildcardThresholds[0] < 0 || l.WildcardThresholds[1] < 0 {
+		bad("durable_storage.messages.layout.wildcard_thresholds", "want [first_level, deeper_levels], non-negative, got %v", l.WildcardThresholds)
+	}
+	if l.MaxTrieStates < 1 {
+		bad("durable_storage.messages.layout.max_trie_states", "must be at least 1, got %d", l.MaxTrieStates)
+	}
+	// bits_per_topic_level, epoch_bits and topic_index_bytes are checked by the
+	// layout itself (lts), which knows the whole-byte rule.
+	mq := c.MQTT
+	if mq.MaxPacketSize < 64 || mq.MaxPacketSize > 268435455 {
+		bad("mqtt.max_packet_size", "must be 64B..256MiB (the MQTT limit), got %s", mq.MaxPacketSize)
+	}
+	if mq.ReceiveMaximum < 1 || mq.ReceiveMaximum > 65535 {
+		bad("mqtt.receive_maximum", "must be 1..65535, got %d", mq.ReceiveMaximum)
+	}
+	if mq.MaxConnRate < 1 {
+		bad("mqtt.max_conn_rate", "must be at least 1/s, got %d", mq.MaxConnRate)
+	}
+	for name, z := range c.Zone {
+		if z.KeepaliveBackoff != nil && (*z.KeepaliveBackoff <= 0 || *z.KeepaliveBackoff > 10) {
+			bad("zone."+name+".keepalive_backoff", "must be in (0, 10], got %v", *z.KeepaliveBackoff)
+		}
+		if z.ServerKeepalive != nil && *z.ServerKeepalive > Duration(65535e9) {
+			bad("zone."+name+".server_keepalive", "must be at most 65535s, got %s", *z.ServerKeepalive)
+		}
+	}
+	for typ, ls := range c.Listeners {
+		switch typ {
+		case "tcp", "ws", "tls", "wss":
+		default:
+			bad("listeners."+typ, "unknown listener type (want tcp, ws, tls or wss)")
+		}
+		for name, l := range ls {
+			key := "listeners." + typ + "." + name
+			if l.Bind == "" {
+				bad(key+".bind", "must not be empty")
+			}
+			if l.Zone != "" {
+				if _, ok := c.Zone[l.Zone]; !ok {
+					bad(key+".zone", "zone %q is not configured", l.Zone)
+				}
+			}
+			if (typ == "tls" || typ == "wss") && (l.CertFile == "" || l.KeyFile == "") {
+				bad(key, "a %s listener needs certfile and keyfile", typ)
+			}
+		}
+	}
+	if c.DSD.GRPCListen == "" {
+		bad("dsd.grpc_listen", "must not be empty")
+	}
+	if c.MaxClockSkew <= 0 {
+		bad("max_clock_skew", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// Rate is a count per second; it reads "1000/s" or an integer.
+type Rate int64
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (r *Rate) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case int64:
+		*r = Rate(v)
+		return nil
+	case string:
+		n, ok := strings.CutSuffix(strings.TrimSpace(v), "/s")
+		x, err := strconv.ParseInt(strings.TrimSpace(n), 10, 64)
+		if !ok || err != nil || x < 0 {
+			return fmt.Errorf("%w: rate %q: want a count per second such as \"1000/s\"", ErrInvalid, v)
+		}
+		*r = Rate(x)
+		return nil
+	default:
+		return fmt.Errorf("%w: rate must be a string such as \"1000/s\" or an integer, got %T", ErrInvalid, v)
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (r Rate) MarshalText() ([]byte, error) {
+	return []byte(strconv.FormatInt(int64(r), 10) + "/s"), nil
+}

@@ -1,0 +1,6 @@
+// Package lint holds Strata's lint-as-a-test: gofmt, go vet, staticcheck and
+// the repository's own rules (which packages may depend on what, file sizes,
+// one gRPC status translation point, typed atomics). It has no non-test code;
+// `go test ./tools/lint` (and so `make test`) runs it, so developers and CI
+// check the same things.
+package lint

@@ -1,0 +1,203 @@
+package lint
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// repoRoot is the module root, two levels above this package.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("module root not found at %s: %v", root, err)
+	}
+	return root
+}
+
+func run(t *testing.T, dir, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+// goFiles lists the module's .go files, skipping data and hidden folders.
+func goFiles(t *testing.T, root string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "bin" || name == "data" || name == "buildtools") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(name, ".go") {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func TestGofmt(t *testing.T) {
+	root := repoRoot(t)
+	args := append([]string{"-l"}, goFiles(t, root)...)
+	if out := strings.TrimSpace(run(t, root, "gofmt", args...)); out != "" {
+		t.Errorf("gofmt would change these files:\n%s", out)
+	}
+}
+
+func TestGoVet(t *testing.T) {
+	root := repoRoot(t)
+	run(t, root, "go", "vet", "./...")
+}
+
+func TestStaticcheck(t *testing.T) {
+	root := repoRoot(t)
+	run(t, root, "go", "tool", "staticcheck", "./...")
+}
+
+// forbiddenDeps says, per package pattern, which import path prefixes may not
+// appear anywhere in its transitive dependencies (STYLE.md rule 1).
+var forbiddenDeps = []struct {
+	pkgs      string
+	forbidden []string
+	why       string
+}{
+	{"./lts/...", []string{"net", "google.golang.org/grpc", "github.com/cockroachdb/pebble", "github.com/eclipse/paho.golang", "github.com/stratamq/strata/gateway", "github.com/stratamq/strata/dsd"},
+		"lts is pure: topic levels and byte keys, no I/O, no MQTT, no storage engine"},
+	{"./gateway/packet/...", []string{"net", "google.golang.org/grpc", "github.com/cockroachdb/pebble", "github.com/stratamq/strata/dsd"},
+		"the MQTT codec is pure: bytes in, bytes out"},
+	{"./gen/strata/storage/...", []string{"net", "google.golang.org/grpc"},
+		"persisted formats must not pull in gRPC or the network"},
+	{"./dsd/storage/...", []string{"google.golang.org/grpc", "github.com/stratamq/strata/gateway", "github.com/stratamq/strata/gen/strata/dsd"},
+		"storage knows lts and pebble, not the API"},
+}
+
+func TestForbiddenImports(t *testing.T) {
+	root := repoRoot(t)
+	for _, rule := range forbiddenDeps {
+		out := run(t, root, "go", "list", "-e", "-deps", "-f", "{{.ImportPath}}", rule.pkgs)
+		for _, dep := range strings.Fields(out) {
+			for _, bad := range rule.forbidden {
+				if dep == bad || strings.HasPrefix(dep, bad+"/") {
+					t.Errorf("%s depends on %s: %s", rule.pkgs, dep, rule.why)
+				}
+			}
+		}
+	}
+}
+
+// TestGatewayUsesOnlyTheAPI: the gateway reaches dsd only through the
+// generated gRPC client, never through its storage packages.
+func TestGatewayUsesOnlyTheAPI(t *testing.T) {
+	root := repoRoot(t)
+	out := run(t, root, "go", "list", "-e", "-deps", "-f", "{{.ImportPath}}", "./gateway/...")
+	for _, dep := range strings.Fields(out) {
+		if strings.HasPrefix(dep, "github.com/stratamq/strata/dsd/") {
+			t.Errorf("gateway depends on %s; use the gRPC API in gen/strata/dsd instead", dep)
+		}
+	}
+}
+
+const maxLines = 1500
+
+func TestFileSize(t *testing.T) {
+	root := repoRoot(t)
+	for _, f := range goFiles(t, root) {
+		if strings.HasSuffix(f, ".pb.go") || strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		n := countLines(t, f)
+		if n > maxLines {
+			rel, _ := filepath.Rel(root, f)
+			t.Errorf("%s has %d lines (limit %d): split it by concept (STYLE.md rule 12)", rel, n, maxLines)
+		}
+	}
+}
+
+func countLines(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		n++
+	}
+	return n
+}
+
+// grepRules are source patterns allowed only in some places.
+var grepRules = []struct {
+	re      *regexp.Regexp
+	allowIn []string // path prefixes relative to the root
+	tests   bool     // whether _test.go files are checked too
+	why     string
+}{
+	{regexp.MustCompile(`\bstatus\.(Error|Errorf|New|Newf)\(`), []string{"dsd/server/", "gen/"}, false,
+		"dsd turns errors into gRPC status in one place (dsd/server)"},
+	{regexp.MustCompile(`\batomic\.(Load|Store|Add|Swap|CompareAndSwap)(Int32|Int64|Uint32|Uint64|Uintptr|Pointer)\(`), nil, true,
+		"use the typed atomics (atomic.Int64 and friends)"},
+	{regexp.MustCompile(`\btime\.Sleep\(`), []string{"integration/", "tools/", "dsd/", "gateway/server/"}, true,
+		"pure cores are tested without sleeps; wait on conditions"},
+}
+
+func TestGrepRules(t *testing.T) {
+	root := repoRoot(t)
+	for _, f := range goFiles(t, root) {
+		rel, _ := filepath.Rel(root, f)
+		rel = filepath.ToSlash(rel)
+		if strings.HasPrefix(rel, "tools/lint/") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		isTest := strings.HasSuffix(rel, "_test.go")
+	rules:
+		for _, rule := range grepRules {
+			if isTest && !rule.tests {
+				continue
+			}
+			for _, p := range rule.allowIn {
+				if strings.HasPrefix(rel, p) {
+					continue rules
+				}
+			}
+			if loc := rule.re.FindIndex(src); loc != nil {
+				line := bytes.Count(src[:loc[0]], []byte("\n")) + 1
+				t.Errorf("%s:%d: %q: %s", rel, line, src[loc[0]:loc[1]], rule.why)
+			}
+		}
+	}
+}
