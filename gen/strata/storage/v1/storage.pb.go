@@ -526,6 +526,224 @@ func (x *Generation) GetLayout() *Layout {
 	return nil
 }
 
+// SiteMeta is the site-wide record written at the first start of a data dir.
+type SiteMeta struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SiteId is a random 8-byte id, hex encoded (16 characters).
+	SiteId string `protobuf:"bytes,1,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
+	// NShards is fixed at first start.
+	NShards uint32 `protobuf:"varint,2,opt,name=n_shards,json=nShards,proto3" json:"n_shards,omitempty"`
+	// FormatVersion is the data-dir format version (dsd/storage/doc.go).
+	FormatVersion uint32 `protobuf:"varint,3,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
+	CreatedAtUs   int64  `protobuf:"varint,4,opt,name=created_at_us,json=createdAtUs,proto3" json:"created_at_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SiteMeta) Reset() {
+	*x = SiteMeta{}
+	mi := &file_strata_storage_v1_storage_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SiteMeta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SiteMeta) ProtoMessage() {}
+
+func (x *SiteMeta) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_storage_v1_storage_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SiteMeta.ProtoReflect.Descriptor instead.
+func (*SiteMeta) Descriptor() ([]byte, []int) {
+	return file_strata_storage_v1_storage_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SiteMeta) GetSiteId() string {
+	if x != nil {
+		return x.SiteId
+	}
+	return ""
+}
+
+func (x *SiteMeta) GetNShards() uint32 {
+	if x != nil {
+		return x.NShards
+	}
+	return 0
+}
+
+func (x *SiteMeta) GetFormatVersion() uint32 {
+	if x != nil {
+		return x.FormatVersion
+	}
+	return 0
+}
+
+func (x *SiteMeta) GetCreatedAtUs() int64 {
+	if x != nil {
+		return x.CreatedAtUs
+	}
+	return 0
+}
+
+// ShardClock is a shard's persisted clock: the last timestamp it assigned.
+// Every batch and every idle tick rewrites it.
+type ShardClock struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	LastTimestampUs int64                  `protobuf:"varint,1,opt,name=last_timestamp_us,json=lastTimestampUs,proto3" json:"last_timestamp_us,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ShardClock) Reset() {
+	*x = ShardClock{}
+	mi := &file_strata_storage_v1_storage_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardClock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardClock) ProtoMessage() {}
+
+func (x *ShardClock) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_storage_v1_storage_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardClock.ProtoReflect.Descriptor instead.
+func (*ShardClock) Descriptor() ([]byte, []int) {
+	return file_strata_storage_v1_storage_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ShardClock) GetLastTimestampUs() int64 {
+	if x != nil {
+		return x.LastTimestampUs
+	}
+	return 0
+}
+
+// ProducerState is the last accepted publish of one producer (client id),
+// kept in the client's shard and updated in the same batch as the data.
+type ProducerState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	LastSeq       uint64                 `protobuf:"varint,2,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProducerState) Reset() {
+	*x = ProducerState{}
+	mi := &file_strata_storage_v1_storage_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProducerState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProducerState) ProtoMessage() {}
+
+func (x *ProducerState) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_storage_v1_storage_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProducerState.ProtoReflect.Descriptor instead.
+func (*ProducerState) Descriptor() ([]byte, []int) {
+	return file_strata_storage_v1_storage_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ProducerState) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ProducerState) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+// StreamCount is the absolute number of messages stored in one
+// (generation, stream).
+type StreamCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         uint64                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamCount) Reset() {
+	*x = StreamCount{}
+	mi := &file_strata_storage_v1_storage_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamCount) ProtoMessage() {}
+
+func (x *StreamCount) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_storage_v1_storage_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamCount.ProtoReflect.Descriptor instead.
+func (*StreamCount) Descriptor() ([]byte, []int) {
+	return file_strata_storage_v1_storage_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *StreamCount) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_strata_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_strata_storage_v1_storage_proto_rawDesc = "" +
@@ -576,7 +794,20 @@ const file_strata_storage_v1_storage_proto_rawDesc = "" +
 	"\bsince_us\x18\x02 \x01(\x03R\asinceUs\x12\x19\n" +
 	"\buntil_us\x18\x03 \x01(\x03R\auntilUs\x12\"\n" +
 	"\rcreated_at_us\x18\x04 \x01(\x03R\vcreatedAtUs\x121\n" +
-	"\x06layout\x18\x05 \x01(\v2\x19.strata.storage.v1.LayoutR\x06layoutB<Z:github.com/stratamq/strata/gen/strata/storage/v1;storagev1b\x06proto3"
+	"\x06layout\x18\x05 \x01(\v2\x19.strata.storage.v1.LayoutR\x06layout\"\x89\x01\n" +
+	"\bSiteMeta\x12\x17\n" +
+	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12\x19\n" +
+	"\bn_shards\x18\x02 \x01(\rR\anShards\x12%\n" +
+	"\x0eformat_version\x18\x03 \x01(\rR\rformatVersion\x12\"\n" +
+	"\rcreated_at_us\x18\x04 \x01(\x03R\vcreatedAtUs\"8\n" +
+	"\n" +
+	"ShardClock\x12*\n" +
+	"\x11last_timestamp_us\x18\x01 \x01(\x03R\x0flastTimestampUs\"@\n" +
+	"\rProducerState\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x19\n" +
+	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\"#\n" +
+	"\vStreamCount\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05countB<Z:github.com/stratamq/strata/gen/strata/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_strata_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -590,7 +821,7 @@ func file_strata_storage_v1_storage_proto_rawDescGZIP() []byte {
 	return file_strata_storage_v1_storage_proto_rawDescData
 }
 
-var file_strata_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_strata_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_strata_storage_v1_storage_proto_goTypes = []any{
 	(*Message)(nil),           // 0: strata.storage.v1.Message
 	(*MessageProperties)(nil), // 1: strata.storage.v1.MessageProperties
@@ -598,6 +829,10 @@ var file_strata_storage_v1_storage_proto_goTypes = []any{
 	(*Iterator)(nil),          // 3: strata.storage.v1.Iterator
 	(*Layout)(nil),            // 4: strata.storage.v1.Layout
 	(*Generation)(nil),        // 5: strata.storage.v1.Generation
+	(*SiteMeta)(nil),          // 6: strata.storage.v1.SiteMeta
+	(*ShardClock)(nil),        // 7: strata.storage.v1.ShardClock
+	(*ProducerState)(nil),     // 8: strata.storage.v1.ProducerState
+	(*StreamCount)(nil),       // 9: strata.storage.v1.StreamCount
 }
 var file_strata_storage_v1_storage_proto_depIdxs = []int32{
 	1, // 0: strata.storage.v1.Message.properties:type_name -> strata.storage.v1.MessageProperties
@@ -622,7 +857,7 @@ func file_strata_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_storage_v1_storage_proto_rawDesc), len(file_strata_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,97 @@
+// Package storage is dsd's durable message store: one Pebble instance per
+// site holding n_shards shards, each with one writer that applies a single
+// command sequence (batches, idle ticks, generation add and drop) through a
+// pure apply function, and the wildcard_optimized layout of package lts.
+//
+// # Durability
+//
+// Store returns only after its batch is committed with pebble.Sync (unless
+// Options.UnsafeNoSync). Each shard buffers Stores and flushes when it has
+// no commit in flight, or at BufferMaxItems / BufferMaxBytes, or when an
+// item has waited FlushInterval; up to MaxInflightCommits batches of one
+// shard may wait for their fsync at once, and Pebble merges the fsyncs of
+// all shards. Batches are applied to Pebble in command order, and their
+// fsyncs are awaited in the same order. After any commit or fsync error the
+// engine is fail-stop: every later write fails with ErrFailStop until the
+// DB is reopened, so nothing is acked after an I/O error.
+//
+// # Clocks
+//
+// A shard assigns strictly increasing microsecond timestamps,
+// max(now_us, last+1), and persists the last one in every batch. Its
+// readable clock R (ReadableClock) is the largest timestamp such that
+// everything <= R is committed; it advances only after a commit's fsync
+// returns. An idle shard whose last data epoch is incomplete issues a tick
+// (a synced clock write) once the wall clock is in a later epoch, so the
+// epoch becomes readable about one epoch plus IdleTickInterval later. Ticks
+// are suspended while the wall clock is more than MaxClockSkew behind the
+// persisted clock. Watermarks returns the last assigned timestamp + 1.
+//
+// # Ordering
+//
+// Timestamps are unique per shard. Inside a stream (shard, generation,
+// static index) keys sort by epoch, then by the hashes of the varying
+// levels, then by time; so the messages of one topic are in timestamp order
+// in their stream, which gives MQTT's per-(publisher, topic) order because
+// a publisher's messages all go to its shard (ShardOf: FNV-1a 64 of the
+// client id modulo n_shards). Nothing is ordered across topics. Next on a
+// stream with varying levels in the current generation returns only
+// completed epochs (ts < (R >> epoch_bits) << epoch_bits), so no later
+// write can land behind a cursor; a stream without varying levels reads up
+// to R; a non-current generation reads everything committed.
+//
+// # Keys
+//
+// Every key starts with a 2-byte big-endian shard id S and a 1-byte
+// keyspace tag. Site-wide keys use S = 0xFFFF. Integers are big-endian.
+//
+//	FF FF 00                        site record        -> SiteMeta
+//	S 01                            shard clock        -> ShardClock
+//	S 02 | gen (8)                  generation record  -> Generation
+//	S 03 | client id (raw bytes)    producer state     -> ProducerState
+//	S 10 | gen (8) | 01 | edge key  trie edge          -> lts edge record
+//	S 10 | gen (8) | 02 | static    message count      -> StreamCount
+//	S 10 | gen (8) | 03 | layout key  message          -> Message
+//
+// "edge key" and "edge record" are lts.EdgeRecordKey and
+// lts.AppendEdgeRecord (the record has its own version byte). "static" is
+// the static index, TopicIndexBytes bytes. The layout key is lts.Layout's
+// wildcard_optimized key: static index | epoch = ts >> epoch_bits |
+// hash(v1) … hash(vN) (bits_per_topic_level each) | ts & (2^epoch_bits-1),
+// with the parameters frozen in the generation's Layout. Everything a
+// generation owns lies under S 10 | gen, so dropping it is one range delete
+// plus the deletion of its record, in one batch, then a compaction of the
+// range. Generation ids start at 1 and only grow; a missing id below the
+// current one was dropped.
+//
+// # Values
+//
+// Every value written by this package is a format version byte (1) followed
+// by the deterministic protobuf encoding of the storagev1 message named
+// above (gen/strata/storage/v1). The stored Message has TimestampUs and
+// PublisherClientId filled in. Iterators handed to clients use the same
+// framing around a storagev1.Iterator, and decoding bad iterator bytes fails
+// with ErrInvalidIterator, never a panic.
+//
+// The trie of a generation is written in the same batch as the first data
+// that needed each edge, and rebuilt from its edges on Open. Message counts
+// per (generation, stream) and producer states are absolute values,
+// rewritten in the same batch as the data (no merge operator).
+//
+// # What may never change
+//
+// The tags and sub-tags above, the key shapes, value version 1, the
+// SiteMeta format version (DataDirFormatVersion, checked at Open), ShardOf,
+// and the meaning of a generation's frozen Layout. A new format gets a new
+// version byte, tag, or layout type; the old reader stays. n_shards is
+// recorded at first start; Open with another value fails with
+// ErrNShardsMismatch.
+//
+// # Goroutines and locks
+//
+// Open starts, per shard, a writer and a syncer, plus one compactor for the
+// DB; Close stops them and waits. Each shard has one mutex (shard.mu,
+// RWMutex) guarding its state; the writer mutates the state only under it,
+// readers hold it only to look at the state, and no Pebble I/O happens
+// under it. There is no lock order: no code holds two shard locks.
+package storage

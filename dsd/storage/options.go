@@ -1,0 +1,234 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/stratamq/strata/lts"
+)
+
+// Limits that are not configurable.
+const (
+	// MaxShards bounds Options.NShards (shard ids are 2 bytes; 0xFFFF is the
+	// site-wide prefix).
+	MaxShards = 4096
+	// MaxClientIDBytes bounds the client id of a Store (MQTT allows 65535
+	// bytes; the key of a producer record holds it).
+	MaxClientIDBytes = 65535
+	// MaxTopicBytes bounds a topic name or filter (the MQTT string limit).
+	MaxTopicBytes = 65535
+)
+
+// LayoutConfig is the layout of new generations (wildcard_optimized). A
+// generation freezes the config it was created with.
+type LayoutConfig struct {
+	// BitsPerTopicLevel is the hash width of a varying level; a multiple of 8
+	// in 8..64. Default 64.
+	BitsPerTopicLevel int
+	// EpochBits: an epoch is 2^EpochBits µs; 1..64 (64: one endless epoch,
+	// wildcard streams readable up to the readable clock). Default 20 (~1.05 s).
+	EpochBits int
+	// TopicIndexBytes is the static index width; 1..8. Default 4.
+	TopicIndexBytes int
+	// WildcardThresholds are the LTS thresholds: the first level, then deeper
+	// levels (the last value repeats). Default [100, 20].
+	WildcardThresholds []int
+	// MaxTrieStates bounds the trie; past it new values are learned as
+	// varying. Default 100000.
+	MaxTrieStates int
+}
+
+// Options configures Open. The zero value plus a DataDir is valid after
+// EnsureDefaults.
+type Options struct {
+	// DataDir is the directory of the Pebble instance. Required.
+	DataDir string
+	// FS is the filesystem; nil means vfs.Default (the OS).
+	FS vfs.FS
+	// NShards is the number of shards, fixed at first start. Default 16.
+	NShards int
+	// Layout is the layout config of new generations.
+	Layout LayoutConfig
+	// BufferMaxItems flushes a shard buffer at this many messages. Default 1000.
+	BufferMaxItems int
+	// BufferMaxBytes flushes a shard buffer at this many bytes. Default 4 MiB.
+	BufferMaxBytes int
+	// FlushInterval is the longest a buffered message waits while a commit of
+	// its shard is in flight. Default 1ms.
+	FlushInterval time.Duration
+	// MaxInflightCommits bounds the commits of one shard waiting for their
+	// fsync at once. Default 4.
+	MaxInflightCommits int
+	// RetentionPeriod drives generation rotation and drop; 0 turns both off.
+	// Default 24h. Negative is invalid.
+	RetentionPeriod time.Duration
+	// MaxClockSkew: while the wall clock is this far behind a shard's
+	// persisted clock, that shard's idle ticks are suspended. Default 1m.
+	MaxClockSkew time.Duration
+	// IdleTickInterval is how often an idle shard checks whether to tick
+	// (advance its clock so the last epoch becomes readable) and whether
+	// retention has work. Default 100ms.
+	IdleTickInterval time.Duration
+	// MaxMessageBytes bounds one message (topic + payload + properties).
+	// Default 1 MiB + 64 KiB.
+	MaxMessageBytes int
+	// UnsafeNoSync commits without fsync. Acked messages can be lost on a
+	// crash; it exists only so that crash tests can prove they detect loss.
+	// Off by default; logged at Open when on.
+	UnsafeNoSync bool
+	// Logger receives engine and Pebble logs. Default: discard.
+	Logger *slog.Logger
+	// Now is the wall clock. Default time.Now. Tests inject a fake.
+	Now func() time.Time
+	// PebbleCacheBytes is the Pebble block cache size. Default 64 MiB.
+	PebbleCacheBytes int64
+}
+
+// DefaultLayout returns the default layout config.
+func DefaultLayout() LayoutConfig {
+	return LayoutConfig{BitsPerTopicLevel: 64, EpochBits: 20, TopicIndexBytes: 4, WildcardThresholds: []int{100, 20}, MaxTrieStates: 100000}
+}
+
+// EnsureDefaults fills every unset field with its default.
+func (o *Options) EnsureDefaults() {
+	if o.NShards == 0 {
+		o.NShards = 16
+	}
+	d := DefaultLayout()
+	if o.Layout.BitsPerTopicLevel == 0 {
+		o.Layout.BitsPerTopicLevel = d.BitsPerTopicLevel
+	}
+	if o.Layout.EpochBits == 0 {
+		o.Layout.EpochBits = d.EpochBits
+	}
+	if o.Layout.TopicIndexBytes == 0 {
+		o.Layout.TopicIndexBytes = d.TopicIndexBytes
+	}
+	if len(o.Layout.WildcardThresholds) == 0 {
+		o.Layout.WildcardThresholds = d.WildcardThresholds
+	}
+	if o.Layout.MaxTrieStates == 0 {
+		o.Layout.MaxTrieStates = d.MaxTrieStates
+	}
+	if o.BufferMaxItems == 0 {
+		o.BufferMaxItems = 1000
+	}
+	if o.BufferMaxBytes == 0 {
+		o.BufferMaxBytes = 4 << 20
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = time.Millisecond
+	}
+	if o.MaxInflightCommits == 0 {
+		o.MaxInflightCommits = 4
+	}
+	if o.MaxClockSkew == 0 {
+		o.MaxClockSkew = time.Minute
+	}
+	if o.IdleTickInterval == 0 {
+		o.IdleTickInterval = 100 * time.Millisecond
+	}
+	if o.MaxMessageBytes == 0 {
+		o.MaxMessageBytes = 1<<20 + 64<<10
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.PebbleCacheBytes == 0 {
+		o.PebbleCacheBytes = 64 << 20
+	}
+}
+
+// Clone returns a copy that shares nothing mutable with o.
+func (o Options) Clone() Options {
+	o.Layout.WildcardThresholds = slices.Clone(o.Layout.WildcardThresholds)
+	return o
+}
+
+// Validate reports the first invalid field. Call it after EnsureDefaults
+// (RetentionPeriod 0 means off, so it is not defaulted by EnsureDefaults:
+// use DefaultRetentionPeriod).
+func (o Options) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...))
+	}
+	if o.DataDir == "" {
+		bad("options: DataDir is required")
+	}
+	if o.NShards < 1 || o.NShards > MaxShards {
+		bad("options: NShards %d outside 1..%d", o.NShards, MaxShards)
+	}
+	if err := o.Layout.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.BufferMaxItems < 1 {
+		bad("options: BufferMaxItems %d < 1", o.BufferMaxItems)
+	}
+	if o.BufferMaxBytes < 1 {
+		bad("options: BufferMaxBytes %d < 1", o.BufferMaxBytes)
+	}
+	if o.FlushInterval <= 0 {
+		bad("options: FlushInterval %v <= 0", o.FlushInterval)
+	}
+	if o.MaxInflightCommits < 1 {
+		bad("options: MaxInflightCommits %d < 1", o.MaxInflightCommits)
+	}
+	if o.RetentionPeriod < 0 {
+		bad("options: RetentionPeriod %v < 0", o.RetentionPeriod)
+	}
+	if o.MaxClockSkew < 0 {
+		bad("options: MaxClockSkew %v < 0", o.MaxClockSkew)
+	}
+	if o.IdleTickInterval <= 0 {
+		bad("options: IdleTickInterval %v <= 0", o.IdleTickInterval)
+	}
+	if o.MaxMessageBytes < 1 {
+		bad("options: MaxMessageBytes %d < 1", o.MaxMessageBytes)
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultRetentionPeriod is the retention dsd uses when none is configured.
+const DefaultRetentionPeriod = 24 * time.Hour
+
+// Validate checks the layout config (by the rules of lts.Config).
+func (l LayoutConfig) Validate() error {
+	if err := l.ltsConfig().Validate(); err != nil {
+		return fmt.Errorf("%w: layout: %w", ErrInvalidArgument, err)
+	}
+	return nil
+}
+
+func (l LayoutConfig) ltsConfig() lts.Config {
+	return lts.Config{
+		BitsPerTopicLevel:  l.BitsPerTopicLevel,
+		EpochBits:          l.EpochBits,
+		TopicIndexBytes:    l.TopicIndexBytes,
+		WildcardThresholds: slices.Clone(l.WildcardThresholds),
+		MaxTrieStates:      l.MaxTrieStates,
+	}
+}
+
+// String prints the effective options, one field a line.
+func (o Options) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "data_dir=%s n_shards=%d layout=%+v\n", o.DataDir, o.NShards, o.Layout)
+	fmt.Fprintf(&b, "buffer_max_items=%d buffer_max_bytes=%d flush_interval=%v max_inflight_commits=%d\n",
+		o.BufferMaxItems, o.BufferMaxBytes, o.FlushInterval, o.MaxInflightCommits)
+	fmt.Fprintf(&b, "retention_period=%v max_clock_skew=%v idle_tick_interval=%v max_message_bytes=%d unsafe_no_sync=%v",
+		o.RetentionPeriod, o.MaxClockSkew, o.IdleTickInterval, o.MaxMessageBytes, o.UnsafeNoSync)
+	return b.String()
+}

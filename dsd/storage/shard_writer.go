@@ -1,0 +1,292 @@
+package storage
+
+import (
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
+
+// reqKind is the kind of a request to a shard writer.
+type reqKind int
+
+const (
+	reqStore reqKind = iota
+	reqAddGeneration
+	reqDropGeneration
+	// reqTick asks the writer to run its idle-tick and retention check now
+	// (tests use it instead of waiting for IdleTickInterval).
+	reqTick
+)
+
+// request is a Store or an admin command waiting in a shard's buffer.
+type request struct {
+	kind   reqKind
+	store  *storeReq
+	dropID uint64
+	// items and bytes size a Store for the buffer limits.
+	items, bytes int
+	enqueued     time.Time
+	// done receives exactly one reply. Buffered, so the writer and the
+	// syncer never block on a caller that gave up.
+	done chan reply
+}
+
+type reply struct {
+	out storeOutcome
+	gen *storagev1.Generation
+	err error
+}
+
+// inflightBatch is a batch applied to Pebble (memtable and WAL) whose fsync
+// the syncer waits for, in order.
+type inflightBatch struct {
+	batch   *pebble.Batch
+	waits   bool // SyncWait is needed (false with UnsafeNoSync or on error)
+	reqs    []*request
+	replies []reply
+	lastTs  int64
+	compact *keyRange
+	err     error
+	started time.Time
+	nmsgs   int
+	nbytes  int
+}
+
+func (s *shard) start() {
+	s.db.wg.Add(2)
+	go s.runWriter()
+	go s.runSyncer()
+}
+
+// runWriter is the shard's single writer: it owns the buffer and the shard
+// state, applies commands in order and hands applied batches to the syncer.
+func (s *shard) runWriter() {
+	defer s.db.wg.Done()
+	defer close(s.syncCh)
+	opts := &s.db.opts
+	var (
+		pending     []*request
+		pendingMsgs int
+		pendingB    int
+		inflight    int
+		timer       *time.Timer
+		timerC      <-chan time.Time
+		tickWaiters []*request
+	)
+	ticker := time.NewTicker(opts.IdleTickInterval)
+	defer ticker.Stop()
+	for {
+		// Flush while the rules allow: a free shard flushes at once; with
+		// commits in flight, a full buffer or an item older than
+		// FlushInterval flushes too (Pebble merges the fsyncs).
+		for len(pending) > 0 && inflight < opts.MaxInflightCommits {
+			full := pendingMsgs >= opts.BufferMaxItems || pendingB >= opts.BufferMaxBytes
+			old := time.Since(pending[0].enqueued) >= opts.FlushInterval
+			if inflight > 0 && !full && !old && pending[0].kind == reqStore {
+				break
+			}
+			var n int
+			n, pendingMsgs, pendingB = s.takeFlush(pending, pendingMsgs, pendingB)
+			f := s.flush(pending[:n])
+			pending = append(pending[:0:0], pending[n:]...)
+			if f != nil {
+				s.syncCh <- f
+				inflight++
+			}
+		}
+		if len(tickWaiters) > 0 && len(pending) == 0 && inflight == 0 {
+			if f := s.idleWork(); f != nil {
+				s.syncCh <- f
+				inflight++
+			}
+			for _, r := range tickWaiters {
+				r.done <- reply{}
+			}
+			tickWaiters = tickWaiters[:0]
+		}
+		if timer != nil {
+			timer.Stop()
+			timer, timerC = nil, nil
+		}
+		if len(pending) > 0 && inflight > 0 && inflight < opts.MaxInflightCommits {
+			wait := opts.FlushInterval - time.Since(pending[0].enqueued)
+			timer = time.NewTimer(max(wait, 0))
+			timerC = timer.C
+		}
+		select {
+		case r := <-s.reqCh:
+			if r.kind == reqTick {
+				// Answered once the shard is idle and its idle work ran.
+				tickWaiters = append(tickWaiters, r)
+				continue
+			}
+			pending = append(pending, r)
+			pendingMsgs += r.items
+			pendingB += r.bytes
+		case <-s.doneCh:
+			inflight--
+		case <-timerC:
+			timer, timerC = nil, nil
+		case <-ticker.C:
+			if len(pending) == 0 && inflight == 0 {
+				if f := s.idleWork(); f != nil {
+					s.syncCh <- f
+					inflight++
+				}
+			}
+		case <-s.db.ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			for _, r := range pending {
+				r.done <- reply{err: ErrClosed}
+			}
+			for _, r := range tickWaiters {
+				r.done <- reply{err: ErrClosed}
+			}
+			return
+		}
+	}
+}
+
+// takeFlush returns how many pending requests the next flush takes: one
+// admin command alone, or a run of Stores up to the buffer limits (at least
+// one; a Store is never split).
+func (s *shard) takeFlush(pending []*request, msgs, bytes int) (n, msgsLeft, bytesLeft int) {
+	if pending[0].kind != reqStore {
+		return 1, msgs - pending[0].items, bytes - pending[0].bytes
+	}
+	var m, b int
+	for n < len(pending) && pending[n].kind == reqStore {
+		r := pending[n]
+		if n > 0 && (m+r.items > s.db.opts.BufferMaxItems || b+r.bytes > s.db.opts.BufferMaxBytes) {
+			break
+		}
+		m += r.items
+		b += r.bytes
+		n++
+	}
+	return n, msgs - m, bytes - b
+}
+
+// flush applies one command built from reqs and hands the batch to the
+// syncer. It returns nil when nothing went to the syncer (every request was
+// answered here).
+func (s *shard) flush(reqs []*request) *inflightBatch {
+	now := s.db.opts.Now().UnixMicro()
+	var cmd command
+	switch reqs[0].kind {
+	case reqStore:
+		c := cmdBatch{nowUs: now, stores: make([]*storeReq, len(reqs))}
+		for i, r := range reqs {
+			c.stores[i] = r.store
+		}
+		cmd = c
+	case reqAddGeneration:
+		cmd = cmdAddGeneration{nowUs: now, layout: s.db.opts.Layout}
+	case reqDropGeneration:
+		cmd = cmdDropGeneration{nowUs: now, id: reqs[0].dropID}
+	}
+	return s.applyAndCommit(cmd, reqs)
+}
+
+// applyAndCommit runs apply under mu, then applies the writes to Pebble
+// (without waiting for the fsync) and returns the in-flight batch.
+func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
+	if err := s.db.failErr(); err != nil {
+		for _, r := range reqs {
+			r.done <- reply{err: err}
+		}
+		return nil
+	}
+	start := time.Now()
+	s.mu.Lock()
+	res := apply(s.mu.st, cmd)
+	lastTs := s.mu.st.lastTs
+	s.mu.Unlock()
+	if res.err != nil {
+		for _, r := range reqs {
+			r.done <- reply{err: res.err}
+		}
+		return nil
+	}
+	f := &inflightBatch{reqs: reqs, replies: make([]reply, len(reqs)), lastTs: lastTs, compact: res.compact,
+		started: start, nmsgs: res.messages, nbytes: res.bytes}
+	for i := range reqs {
+		if res.outcomes != nil {
+			f.replies[i] = reply{out: res.outcomes[i], err: res.outcomes[i].err}
+		} else {
+			f.replies[i] = reply{gen: res.gen}
+		}
+	}
+	b := s.db.pdb.NewBatch()
+	for _, w := range res.writes {
+		switch {
+		case w.end != nil:
+			_ = b.DeleteRange(w.key, w.end, nil)
+		case w.value == nil:
+			_ = b.Delete(w.key, nil)
+		default:
+			_ = b.Set(w.key, w.value, nil)
+		}
+	}
+	f.batch = b
+	var err error
+	if s.db.opts.UnsafeNoSync {
+		err = s.db.pdb.Apply(b, pebble.NoSync)
+	} else {
+		err = s.db.pdb.ApplyNoSyncWait(b, pebble.Sync)
+		f.waits = err == nil
+	}
+	if err != nil {
+		f.err = wrapPebble("commit", err)
+		s.db.failStop(f.err)
+	}
+	s.assigned.Store(lastTs)
+	return f
+}
+
+// runSyncer waits for the fsync of each applied batch, in order, then
+// advances the readable clock and answers the batch's requests.
+func (s *shard) runSyncer() {
+	defer s.db.wg.Done()
+	defer close(s.syncerDone)
+	for f := range s.syncCh {
+		err := f.err
+		if f.waits {
+			if serr := f.batch.SyncWait(); serr != nil && err == nil {
+				err = wrapPebble("commit sync", serr)
+				s.db.failStop(err)
+			}
+		}
+		_ = f.batch.Close()
+		if err == nil {
+			// A batch applied after an earlier batch failed is not
+			// trusted even if its own sync succeeded.
+			err = s.db.failErr()
+		}
+		if err != nil {
+			s.stats.failedBatches.Add(1)
+			for _, r := range f.reqs {
+				r.done <- reply{err: err}
+			}
+		} else {
+			if f.lastTs > s.readable.Load() {
+				s.readable.Store(f.lastTs)
+			}
+			s.stats.batches.Add(1)
+			s.stats.messages.Add(int64(f.nmsgs))
+			s.stats.bytes.Add(int64(f.nbytes))
+			s.stats.flushTimeUs.Add(time.Since(f.started).Microseconds())
+			for i, r := range f.reqs {
+				r.done <- f.replies[i]
+			}
+			if f.compact != nil {
+				s.db.scheduleCompaction(*f.compact)
+			}
+		}
+		s.doneCh <- struct{}{}
+	}
+}
