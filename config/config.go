@@ -166,6 +166,24 @@ type DSD struct {
 	GRPCListen string `toml:"grpc_listen"`
 	// HTTPListen serves /metrics, /healthz, /readyz and the REST API. Default 127.0.0.1:7071.
 	HTTPListen string `toml:"http_listen"`
+	// TLS secures both listeners when CertFile is set.
+	TLS DSDTLS `toml:"tls"`
+}
+
+// DSDTLS are dsd's TLS keys (dsd.tls.*). With CACertFile set, clients must
+// present a certificate signed by it (mTLS) and get the role that Roles maps
+// their certificate's Common Name to.
+type DSDTLS struct {
+	// CertFile and KeyFile are dsd's certificate and key (PEM). Default unset (no TLS).
+	CertFile string `toml:"certfile"`
+	KeyFile  string `toml:"keyfile"`
+	// CACertFile verifies client certificates (mTLS). Default unset.
+	CACertFile string `toml:"cacertfile"`
+	// Roles maps a client certificate's Common Name to gateway, service or
+	// admin. Unmapped verified clients get DefaultRole.
+	Roles map[string]string `toml:"roles"`
+	// DefaultRole is the role of a verified client whose name is not in Roles. Default "service".
+	DefaultRole string `toml:"default_role"`
 }
 
 // Gateway are the gateway's own keys (gateway.*).
@@ -213,7 +231,7 @@ func Default() Config {
 		},
 		Zone:         map[string]Zone{"default": {}},
 		Listeners:    map[string]map[string]Listener{"tcp": {"default": {Bind: "127.0.0.1:1883", Zone: "default"}}},
-		DSD:          DSD{GRPCListen: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7071"},
+		DSD:          DSD{GRPCListen: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7071", TLS: DSDTLS{DefaultRole: "service"}},
 		Gateway:      Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072"},
 		MaxClockSkew: Duration(60e9),
 	}

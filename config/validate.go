@@ -107,11 +107,28 @@ func (c Config) Validate() error {
 	if c.DSD.GRPCListen == "" {
 		bad("dsd.grpc_listen", "must not be empty")
 	}
+	t := c.DSD.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad("dsd.tls", "certfile and keyfile go together")
+	}
+	if t.CACertFile != "" && t.CertFile == "" {
+		bad("dsd.tls.cacertfile", "client verification needs certfile and keyfile too")
+	}
+	for name, role := range t.Roles {
+		if !validRole(role) {
+			bad("dsd.tls.roles."+name, "role must be gateway, service or admin, got %q", role)
+		}
+	}
+	if !validRole(t.DefaultRole) {
+		bad("dsd.tls.default_role", "role must be gateway, service or admin, got %q", t.DefaultRole)
+	}
 	if c.MaxClockSkew <= 0 {
 		bad("max_clock_skew", "must be positive")
 	}
 	return errors.Join(errs...)
 }
+
+func validRole(r string) bool { return r == "gateway" || r == "service" || r == "admin" }
 
 // Rate is a count per second; it reads "1000/s" or an integer.
 type Rate int64
