@@ -1,0 +1,120 @@
+// Command dsd is Strata's durable storage daemon: it stores messages in
+// Pebble under one data directory and serves them over gRPC.
+//
+//	dsd --config strata.toml --data-dir data --grpc-listen 127.0.0.1:7070 --http-listen 127.0.0.1:7071
+//
+// Flags override the config file. dsd prints its effective configuration at
+// start-up and stops gracefully on SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/stratamq/strata/config"
+	"github.com/stratamq/strata/dsd/server"
+	"github.com/stratamq/strata/dsd/storage"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "dsd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("dsd", flag.ContinueOnError)
+	configPath := fs.String("config", "", "TOML config file (default: built-in defaults)")
+	dataDir := fs.String("data-dir", "", "data directory (overrides durable_storage.messages.data_dir)")
+	grpcListen := fs.String("grpc-listen", "", "gRPC listen address (overrides dsd.grpc_listen)")
+	httpListen := fs.String("http-listen", "", "HTTP listen address (overrides dsd.http_listen)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	if *dataDir != "" {
+		cfg.DurableStorage.Messages.DataDir = *dataDir
+	}
+	if *grpcListen != "" {
+		cfg.DSD.GRPCListen = *grpcListen
+	}
+	if *httpListen != "" {
+		cfg.DSD.HTTPListen = *httpListen
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	fmt.Fprintf(os.Stderr, "# dsd effective configuration\n%s", cfg)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	db, err := storage.Open(storageOptions(cfg, log))
+	if err != nil {
+		return err
+	}
+	t := cfg.DSD.TLS
+	tlsConfig, err := server.LoadTLS(server.TLSFiles{CertFile: t.CertFile, KeyFile: t.KeyFile, CACertFile: t.CACertFile})
+	if err != nil {
+		return errors.Join(err, db.Close())
+	}
+	roles := make(map[string]server.Role, len(t.Roles))
+	for name, role := range t.Roles {
+		roles[name] = server.Role(role)
+	}
+	srv, err := server.Listen(db, server.Options{
+		GRPCListen:            cfg.DSD.GRPCListen,
+		HTTPListen:            cfg.DSD.HTTPListen,
+		MaxRecvMsgSize:        int(cfg.MQTT.MaxPacketSize) + 64<<10,
+		UnsafePlaintextListen: cfg.UnsafePlaintextListen,
+		TLS:                   tlsConfig,
+		Roles:                 roles,
+		DefaultRole:           server.Role(t.DefaultRole),
+		Logger:                log,
+	})
+	if err != nil {
+		return errors.Join(err, db.Close())
+	}
+	log.Info("dsd ready", "site", db.SiteID(), "shards", db.NShards(), "grpc", srv.GRPCAddr(), "http", srv.HTTPAddr(), "data_dir", cfg.DurableStorage.Messages.DataDir)
+	serveErr := srv.Serve(ctx, 10*time.Second)
+	log.Info("dsd stopping")
+	return errors.Join(serveErr, db.Close())
+}
+
+func storageOptions(cfg config.Config, log *slog.Logger) storage.Options {
+	m := cfg.DurableStorage.Messages
+	return storage.Options{
+		DataDir: m.DataDir,
+		NShards: m.NShards,
+		Layout: storage.LayoutConfig{
+			BitsPerTopicLevel:  m.Layout.BitsPerTopicLevel,
+			EpochBits:          m.Layout.EpochBits,
+			TopicIndexBytes:    m.Layout.TopicIndexBytes,
+			WildcardThresholds: m.Layout.WildcardThresholds,
+			MaxTrieStates:      m.Layout.MaxTrieStates,
+		},
+		BufferMaxItems:  m.LocalWriteBuffer.MaxItems,
+		BufferMaxBytes:  int(m.LocalWriteBuffer.MaxBytes),
+		FlushInterval:   m.LocalWriteBuffer.FlushInterval.Std(),
+		RetentionPeriod: cfg.DurableSessions.MessageRetentionPeriod.Std(),
+		MaxClockSkew:    cfg.MaxClockSkew.Std(),
+		UnsafeNoSync:    cfg.UnsafeNoSync,
+		MaxMessageBytes: int(cfg.MQTT.MaxPacketSize),
+		Logger:          log,
+	}
+}

@@ -1,0 +1,12 @@
+// Package server is dsd's network face: the gRPC API (strata.dsd.v1) over the
+// storage engine, and the HTTP endpoints (/healthz, later /readyz, /metrics and
+// the REST API).
+//
+// It holds no storage logic. Requests are checked for shape here, the work is
+// done by dsd/storage, and every storage error becomes a gRPC status in exactly
+// one function, statusFor, backed by one table, so callers (the gateway, dstool,
+// other services) see stable codes: InvalidArgument for bad input,
+// FailedPrecondition for a refused producer sequence or epoch, NotFound for a
+// dropped generation, Unavailable while dsd is closing or has stopped writing
+// after an I/O error, DataLoss for corruption.
+package server

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stratamq/strata/dsd/storage"
+)
+
+// metrics are dsd's Prometheus metrics. Counters and gauges that storage
+// already keeps are read at scrape time (storageCollector), so the write and
+// read paths pay nothing for them; latency histograms are observed here.
+type metrics struct {
+	registry   *prometheus.Registry
+	storeBatch *prometheus.HistogramVec
+	next       prometheus.Histogram
+}
+
+// latencyBuckets span 50 µs to ~3 s.
+var latencyBuckets = prometheus.ExponentialBuckets(50e-6, 2, 17)
+
+func newMetrics(db *storage.DB) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		storeBatch: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "strata_ds_store_batch_seconds",
+			Help:    "Time from receiving a Store until its messages are committed and fsynced.",
+			Buckets: latencyBuckets,
+		}, []string{"shard"}),
+		next: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "strata_ds_next_seconds",
+			Help:    "Time to serve one Next call.",
+			Buckets: latencyBuckets,
+		}),
+	}
+	m.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.storeBatch, m.next,
+		&storageCollector{db: db},
+	)
+	return m
+}
+
+func (m *metrics) observeStore(shard int, d time.Duration) {
+	m.storeBatch.WithLabelValues(strconv.Itoa(shard)).Observe(d.Seconds())
+}
+
+// storageCollector exports storage.Stats of every shard.
+type storageCollector struct {
+	db *storage.DB
+}
+
+type shardMetric struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(storage.Stats) float64
+}
+
+func newShardMetric(name, help string, kind prometheus.ValueType, value func(storage.Stats) float64) shardMetric {
+	return shardMetric{prometheus.NewDesc(name, help, []string{"shard"}, nil), kind, value}
+}
+
+var shardMetrics = []shardMetric{
+	newShardMetric("strata_ds_egress_batches_total", "Write batches committed.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Batches) }),
+	newShardMetric("strata_ds_egress_messages_total", "Messages committed.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Messages) }),
+	newShardMetric("strata_ds_egress_bytes_total", "Bytes of stored message values committed.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Bytes) }),
+	newShardMetric("strata_ds_egress_batches_failed_total", "Write batches whose commit failed.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.FailedBatches) }),
+	newShardMetric("strata_ds_egress_flush_seconds_total", "Total time from apply to fsync of committed batches.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.FlushTimeUs) / 1e6 }),
+	newShardMetric("strata_ds_lts_seek_total", "Pebble seeks on the wildcard_optimized read path.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Seeks) }),
+	newShardMetric("strata_ds_lts_next_total", "Pebble nexts on the wildcard_optimized read path.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Nexts) }),
+	newShardMetric("strata_ds_lts_collision_total", "Keys whose real topic did not match the filter (varying-level hash collisions).", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Collisions) }),
+	newShardMetric("strata_ds_store_duplicates_total", "Stores answered duplicate by the producer check.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Duplicates) }),
+	newShardMetric("strata_ds_store_refused_total", "Stores refused by the producer check (gap or stale epoch).", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Refused) }),
+	newShardMetric("strata_ds_idle_ticks_total", "Idle ticks committed to advance the readable clock.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Ticks) }),
+	newShardMetric("strata_ds_readable_clock_seconds", "The shard's readable clock: every message at or below it is committed.", prometheus.GaugeValue, func(s storage.Stats) float64 { return float64(s.ReadableClockUs) / 1e6 }),
+	newShardMetric("strata_ds_generations", "Live generations.", prometheus.GaugeValue, func(s storage.Stats) float64 { return float64(s.Generations) }),
+	newShardMetric("strata_ds_lts_trie_states", "States of the current generation's learned topic trie.", prometheus.GaugeValue, func(s storage.Stats) float64 { return float64(s.TrieStates) }),
+	newShardMetric("strata_ds_streams", "Streams of the current generation.", prometheus.GaugeValue, func(s storage.Stats) float64 { return float64(s.Streams) }),
+	newShardMetric("strata_ds_lts_trie_at_capacity", "1 when the trie reached max_trie_states and learns new values as varying.", prometheus.GaugeValue, func(s storage.Stats) float64 {
+		if s.TrieAtCapacity {
+			return 1
+		}
+		return 0
+	}),
+}
+
+func (c *storageCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range shardMetrics {
+		ch <- m.desc
+	}
+}
+
+func (c *storageCollector) Collect(ch chan<- prometheus.Metric) {
+	for shard := range c.db.NShards() {
+		st := c.db.Stats(shard)
+		label := strconv.Itoa(shard)
+		for _, m := range shardMetrics {
+			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st), label)
+		}
+	}
+}
