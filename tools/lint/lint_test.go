@@ -96,6 +96,8 @@ var forbiddenDeps = []struct {
 		"persisted formats must not pull in gRPC or the network"},
 	{"./dsd/storage/...", []string{"google.golang.org/grpc", "github.com/stratamq/strata/gateway", "github.com/stratamq/strata/gen/strata/dsd"},
 		"storage knows lts and pebble, not the API"},
+	{"./dsd/client/...", []string{"github.com/stratamq/strata/dsd/storage", "github.com/stratamq/strata/dsd/server", "github.com/cockroachdb/pebble"},
+		"the client speaks only the generated API"},
 }
 
 func TestForbiddenImports(t *testing.T) {
@@ -113,12 +115,13 @@ func TestForbiddenImports(t *testing.T) {
 }
 
 // TestGatewayUsesOnlyTheAPI: the gateway reaches dsd only through the
-// generated gRPC client, never through its storage packages.
+// generated gRPC client (and dsd/client, a thin wrapper of it), never through
+// dsd's storage or server packages.
 func TestGatewayUsesOnlyTheAPI(t *testing.T) {
 	root := repoRoot(t)
 	out := run(t, root, "go", "list", "-e", "-deps", "-f", "{{.ImportPath}}", "./gateway/...")
 	for _, dep := range strings.Fields(out) {
-		if strings.HasPrefix(dep, "github.com/stratamq/strata/dsd/") {
+		if strings.HasPrefix(dep, "github.com/stratamq/strata/dsd/") && dep != "github.com/stratamq/strata/dsd/client" {
 			t.Errorf("gateway depends on %s; use the gRPC API in gen/strata/dsd instead", dep)
 		}
 	}

@@ -1,0 +1,124 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratamq/strata/dsd/client"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
+
+func dstool(t *testing.T, addr string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bins.Path("dstool"), append(args, "--addr", addr)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dstool %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
+}
+
+// TestDstoolOnFreshDSD drives the real dstool against a fresh dsd with the
+// default configuration: info, read, streams and the generation commands.
+func TestDstoolOnFreshDSD(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(10 * time.Second)
+
+	var info struct {
+		Site   string `json:"site"`
+		Shards []struct {
+			Shard             int    `json:"shard"`
+			CurrentGeneration uint64 `json:"current_generation"`
+		} `json:"shards"`
+		Generations []struct {
+			Shard   int    `json:"shard"`
+			ID      uint64 `json:"id"`
+			Current bool   `json:"current"`
+		} `json:"generations"`
+	}
+	if err := json.Unmarshal([]byte(dstool(t, d.GRPCAddr, "info", "--json")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Site) != 16 || len(info.Shards) != 16 || len(info.Generations) != 16 {
+		t.Fatalf("fresh dsd: site %q, %d shards, %d generations; want a 16-hex site, 16 shards, 16 generations", info.Site, len(info.Shards), len(info.Generations))
+	}
+
+	c, err := client.Dial(d.GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Storage.Store(ctx, &dsdv1.StoreRequest{ClientId: "car1", Messages: []*storagev1.Message{
+		{Topic: "fleet/car1/speed", Payload: []byte("42"), Qos: 1},
+		{Topic: "fleet/car1/fuel", Payload: []byte{0xff, 0x00}, Qos: 0},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shard := res.GetShard()
+
+	lines := strings.Split(strings.TrimSpace(dstool(t, d.GRPCAddr, "read", "fleet/#", "--limit", "10", "--json")), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"payload":"42"`) || !strings.Contains(lines[1], `"payload_base64":"/wA="`) {
+		t.Fatalf("read --json:\n%s", strings.Join(lines, "\n"))
+	}
+	if out := dstool(t, d.GRPCAddr, "read", "fleet/car1/speed"); !strings.Contains(out, `fleet/car1/speed "42"`) {
+		t.Errorf("read (text): %q", out)
+	}
+	if out := dstool(t, d.GRPCAddr, "streams", "fleet/#", "--json"); strings.Count(out, "\n") != 2 {
+		t.Errorf("streams: %q, want two streams", out)
+	}
+
+	// A new generation; then the old one of the publisher's shard can be dropped and its messages are gone.
+	dstool(t, d.GRPCAddr, "generations", "add")
+	list := dstool(t, d.GRPCAddr, "generations", "list", "--json", "--shard", strconv.Itoa(int(shard)))
+	if strings.Count(list, "\n") != 2 || strings.Count(list, `"current":true`) != 1 {
+		t.Fatalf("generations after add:\n%s", list)
+	}
+	var first struct {
+		ID uint64 `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(strings.SplitN(list, "\n", 2)[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	dstool(t, d.GRPCAddr, "generations", "drop", strconv.Itoa(int(shard)), strconv.Itoa(int(first.ID)))
+	if out := dstool(t, d.GRPCAddr, "read", "#"); out != "" {
+		t.Errorf("messages still readable after their generation was dropped:\n%s", out)
+	}
+
+	for path, want := range map[string]string{
+		"/healthz":               "ok",
+		"/readyz":                "ready",
+		"/ds/sites":              info.Site,
+		"/api/v5/ds/storages":    "messages",
+		"/ds/storages/messages":  `"replicas"`,
+		"/metrics":               "strata_ds_egress_messages_total",
+		"/ds/sites/" + info.Site: `"up":true`,
+	} {
+		resp, err := http.Get("http://" + d.HTTPAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, body lacks %q", path, resp.StatusCode, want)
+		}
+	}
+}
