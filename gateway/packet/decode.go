@@ -121,7 +121,7 @@ func Decode(b []byte, v Version, maxSize uint32) (Packet, int, error) {
 // (VersionUnknown before CONNECT). It reads the fixed header, refuses the
 // packet with PacketTooLarge if its total size is over maxSize (0: no limit
 // below the protocol's), and only then allocates a buffer of exactly the
-// remaining length, which the packet's byte slices alias. A body over 64 KiB
+// remaining length, which the packet's byte slices alias. A body over 256 KiB
 // is read into a buffer that grows as the bytes arrive, so a declared length
 // costs nothing until it is sent. Wrap a network connection in a
 // bufio.Reader: the header is read a byte at a time.
@@ -171,7 +171,7 @@ func ReadPacket(r io.Reader, v Version, maxSize uint32) (Packet, error) {
 
 // readChunk is the largest body ReadPacket allocates before it has read any
 // of it.
-const readChunk = 64 << 10
+const readChunk = 256 << 10
 
 // readBody reads n bytes. Up to readChunk it allocates exactly n at once;
 // beyond that the buffer grows as data arrives, so a peer that declares a

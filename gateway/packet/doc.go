@@ -55,9 +55,9 @@
 //
 // Allocation is bounded by the declared length. ReadPacket reads the fixed
 // header, refuses a packet over the maximum size before allocating anything,
-// and then allocates exactly the remaining length (above 64 KiB the buffer
+// and then allocates exactly the remaining length (above 256 KiB the buffer
 // grows as the bytes arrive, so a length that is declared but never sent
-// costs at most 64 KiB). Decode allocates nothing for the packet bytes, whose
+// costs at most 256 KiB). Decode allocates nothing for the packet bytes, whose
 // byte fields alias the input. Beyond that the decoder allocates the packet
 // struct, copies of strings (at most the remaining length in total) and
 // slices sized exactly to the items present, each item taking at least two
