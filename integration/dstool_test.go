@@ -122,3 +122,55 @@ func TestDstoolOnFreshDSD(t *testing.T) {
 		}
 	}
 }
+
+// TestDstoolLTS: after more distinct values at a level than the threshold
+// (20 below the first level), dstool lts shows the learned + level.
+func TestDstoolLTS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(10 * time.Second)
+	c, err := client.Dial(d.GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := &dsdv1.StoreRequest{ClientId: "gateway-7"}
+	for i := range 30 {
+		req.Messages = append(req.Messages, &storagev1.Message{Topic: "fleet/car" + strconv.Itoa(i) + "/speed", Payload: []byte("1")})
+	}
+	res, err := c.Storage.Store(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls struct {
+		Streams []struct {
+			Structure string `json:"structure"`
+			Messages  uint64 `json:"messages"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal([]byte(dstool(t, d.GRPCAddr, "lts", strconv.Itoa(int(res.GetShard())), "--json")), &ls); err != nil {
+		t.Fatal(err)
+	}
+	var concrete, wildcard uint64
+	for _, st := range ls.Streams {
+		switch {
+		case st.Structure == "fleet/+/speed":
+			wildcard += st.Messages
+		case strings.HasPrefix(st.Structure, "fleet/car"):
+			concrete += st.Messages
+		default:
+			t.Errorf("unexpected stream %q", st.Structure)
+		}
+	}
+	// The first 20 values keep their own streams; the rest share fleet/+/speed.
+	if concrete != 20 || wildcard != 10 {
+		t.Errorf("lts: %d messages in concrete streams, %d in fleet/+/speed; want 20 and 10\n%+v", concrete, wildcard, ls)
+	}
+	if out := dstool(t, d.GRPCAddr, "lts", strconv.Itoa(int(res.GetShard()))); !strings.Contains(out, "fleet/+/speed") {
+		t.Errorf("lts (text) lacks the learned wildcard:\n%s", out)
+	}
+}

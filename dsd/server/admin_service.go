@@ -70,3 +70,19 @@ func (s *adminService) DropGeneration(ctx context.Context, req *dsdv1.DropGenera
 	}
 	return &dsdv1.DropGenerationResponse{}, nil
 }
+
+func (s *adminService) LearnedStructure(ctx context.Context, req *dsdv1.LearnedStructureRequest) (*dsdv1.LearnedStructureResponse, error) {
+	shard := req.GetShard()
+	if _, err := s.shards(&shard); err != nil {
+		return nil, statusFor(err)
+	}
+	ls, err := s.db.LearnedStructure(int(shard), req.GetGeneration())
+	if err != nil {
+		return nil, statusFor(err)
+	}
+	out := &dsdv1.LearnedStructureResponse{Shard: shard, Generation: ls.Generation, TrieStates: uint64(ls.TrieStates), AtCapacity: ls.AtCapacity}
+	for _, st := range ls.Streams {
+		out.Streams = append(out.Streams, &dsdv1.LearnedStream{StaticIndex: st.StaticIndex, Structure: st.Structure, Messages: st.Count})
+	}
+	return out, nil
+}

@@ -50,7 +50,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.tls.CertFile, "tls-cert", "", "client certificate for mTLS (PEM)")
 	root.PersistentFlags().StringVar(&g.tls.KeyFile, "tls-key", "", "client key for mTLS (PEM)")
 	root.PersistentFlags().StringVar(&g.tls.ServerName, "tls-server-name", "", "name to verify in dsd's certificate (default: the --addr host)")
-	root.AddCommand(newInfoCmd(g), newReadCmd(g), newGenerationsCmd(g), newStreamsCmd(g))
+	root.AddCommand(newInfoCmd(g), newReadCmd(g), newGenerationsCmd(g), newStreamsCmd(g), newLTSCmd(g))
 	return root
 }
 
