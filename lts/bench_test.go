@@ -144,7 +144,7 @@ func BenchmarkRatchet(b *testing.B) {
 		if n > 0 {
 			cs[0] = Equal("dev7")
 		}
-		f, err := layout.Filter(42, cs, 1<<30, 1<<32)
+		f, err := layout.Filter(42, cs, 1<<30+12345, 1<<32-777)
 		if err != nil {
 			b.Fatal(err)
 		}

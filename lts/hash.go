@@ -12,9 +12,17 @@ import (
 // empty string. This function is part of the on-disk format and must never
 // change.
 func HashLevel(level string) uint64 {
-	d := sha256.Sum256([]byte(level))
+	var buf [hashStackBytes]byte
+	d := sha256.Sum256(bytesOf(buf[:0], level))
 	return binary.BigEndian.Uint64(d[:8])
 }
+
+// hashStackBytes is the input size up to which hashing copies into a stack
+// buffer instead of allocating.
+const hashStackBytes = 256
+
+// bytesOf appends s to buf, which callers give a stack array's capacity.
+func bytesOf(buf []byte, s string) []byte { return append(buf, s...) }
 
 // stateIDHash derives the id of the state reached from parent by an edge of
 // the given kind and label, at the given rehash attempt, truncated to
@@ -28,14 +36,11 @@ func HashLevel(level string) uint64 {
 // is part of the on-disk format (Restore checks every stored id against it)
 // and must never change.
 func stateIDHash(parent StateID, kind LabelKind, rehash uint32, label string, indexBytes int) StateID {
-	var hdr [13]byte
-	binary.BigEndian.PutUint64(hdr[0:8], uint64(parent))
-	hdr[8] = byte(kind)
-	binary.BigEndian.PutUint32(hdr[9:13], rehash)
-	h := sha256.New()
-	h.Write(hdr[:])
-	h.Write([]byte(label))
-	var d [sha256.Size]byte
-	h.Sum(d[:0])
+	var stack [hashStackBytes]byte
+	in := stack[:13]
+	binary.BigEndian.PutUint64(in[0:8], uint64(parent))
+	in[8] = byte(kind)
+	binary.BigEndian.PutUint32(in[9:13], rehash)
+	d := sha256.Sum256(append(in, label...))
 	return StateID(binary.BigEndian.Uint64(d[:8]) >> (64 - 8*uint(indexBytes)))
 }
