@@ -22,6 +22,9 @@ import (
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
+// maxReplyBytes is the largest reply the client accepts.
+const maxReplyBytes = 64 << 20
+
 // Client is a connection to one dsd.
 type Client struct {
 	conn *grpc.ClientConn
@@ -36,6 +39,9 @@ func Dial(addr string, opts ...grpc.DialOption) (*Client, error) {
 	if len(opts) == 0 {
 		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
+	// dsd bounds its replies at about 4 MiB plus one message of up to
+	// max_packet_size; accept what it may send.
+	opts = append([]grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxReplyBytes))}, opts...)
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dsd client: %w", err)

@@ -19,6 +19,9 @@ var statusTable = []struct {
 	err  error
 	code codes.Code
 }{
+	{errUnknownEntry, codes.NotFound},
+	{errEntryIDReused, codes.AlreadyExists},
+	{errLinkServerStopping, codes.Unavailable},
 	{errInvalidRequest, codes.InvalidArgument},
 	{storage.ErrUnknownGeneration, codes.NotFound},
 	{storage.ErrCurrentGeneration, codes.FailedPrecondition},

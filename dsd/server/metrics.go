@@ -41,6 +41,7 @@ func newMetrics(db *storage.DB) *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.storeBatch, m.next,
 		&storageCollector{db: db},
+		&engineCollector{db: db},
 	)
 	return m
 }
@@ -102,4 +103,28 @@ func (c *storageCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st), label)
 		}
 	}
+}
+
+// engineCollector exports storage.EngineMetrics: counters of the one Pebble
+// instance that every shard shares, so they carry no shard label.
+type engineCollector struct {
+	db *storage.DB
+}
+
+var (
+	walFsyncsDesc = prometheus.NewDesc("strata_ds_wal_fsyncs_total",
+		"Fsyncs of the storage engine's write-ahead log (shared by all shards; concurrent commits share fsyncs).", nil, nil)
+	walBytesDesc = prometheus.NewDesc("strata_ds_wal_bytes_written_total",
+		"Bytes of write batches written to the storage engine's write-ahead log, without its record framing.", nil, nil)
+)
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- walFsyncsDesc
+	ch <- walBytesDesc
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	em := c.db.EngineMetrics()
+	ch <- prometheus.MustNewConstMetric(walFsyncsDesc, prometheus.CounterValue, float64(em.WALFsyncs))
+	ch <- prometheus.MustNewConstMetric(walBytesDesc, prometheus.CounterValue, float64(em.WALBytesWritten))
 }

@@ -35,6 +35,8 @@ type Options struct {
 	Roles       map[string]Role
 	DefaultRole Role
 	Logger      *slog.Logger
+	// GatewayLink configures the GatewayLink service (durable_sessions.*).
+	GatewayLink GatewayLinkOptions
 }
 
 // Server serves dsd's gRPC API and HTTP endpoints for one storage.DB.
@@ -45,6 +47,7 @@ type Server struct {
 	grpcLis  net.Listener
 	httpLis  net.Listener
 	shutdown chan struct{}
+	link     *gatewayLinkService
 }
 
 // Listen binds both listeners; Serve then serves them.
@@ -72,10 +75,13 @@ func Listen(db *storage.DB, opts Options) (*Server, error) {
 	if opts.MaxRecvMsgSize > 0 {
 		gopts = append(gopts, grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize))
 	}
+	s.link = newGatewayLinkService(db, opts.GatewayLink, opts.Logger, s.shutdown)
+	gopts = append(gopts, grpc.MaxSendMsgSize(s.link.opts.maxSendMsgSize(db)))
 	s.grpc = grpc.NewServer(gopts...)
 	m := newMetrics(db)
 	dsdv1.RegisterStorageServiceServer(s.grpc, &storageService{db: db, metrics: m})
 	dsdv1.RegisterAdminServiceServer(s.grpc, &adminService{db: db})
+	dsdv1.RegisterGatewayLinkServiceServer(s.grpc, s.link)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -140,6 +146,8 @@ func (s *Server) Serve(ctx context.Context, shutdownTimeout time.Duration) error
 func (s *Server) stop(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	close(s.shutdown) // ends gateway links, which GracefulStop would wait for
+	defer s.link.wait()
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

@@ -77,7 +77,9 @@ func (s *storageService) MakeIterator(ctx context.Context, req *dsdv1.MakeIterat
 }
 
 func (s *storageService) Next(ctx context.Context, req *dsdv1.NextRequest) (*dsdv1.NextResponse, error) {
-	lim := storage.Limit{Max: int(req.GetMaxMessages())}
+	// A batch is bounded by bytes as well as by count, so one reply fits the
+	// server's send limit (a single larger message still comes alone).
+	lim := storage.Limit{Max: int(req.GetMaxMessages()), MaxBytes: DefaultLinkMaxBatchBytes}
 	if lim.Max == 0 {
 		lim.Max = defaultNextMessages
 	}

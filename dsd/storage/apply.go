@@ -71,6 +71,9 @@ type applyResult struct {
 	compact *keyRange
 	// messages and bytes count what the batch stored, for stats.
 	messages, bytes int
+	// streamsChanged: the set of streams may have changed (new trie edges,
+	// a generation added or dropped); readers are notified after the commit.
+	streamsChanged bool
 }
 
 // apply applies one command to the shard state and returns the writes that
@@ -151,6 +154,7 @@ func applyBatch(st *shardState, c cmdBatch) applyResult {
 			out.timestamps[j] = ts
 			l := learned[j]
 			res.writes = appendEdges(res.writes, st.shard, g, l.NewEdges)
+			res.streamsChanged = res.streamsChanged || len(l.NewEdges) > 0
 			stored := storedMessage(m, sr.clientID, ts)
 			val := encodeValue(stored)
 			res.writes = append(res.writes, write{key: dataKey(st.shard, g.meta.Id, g.layout.dataKey(l, ts)), value: val})
@@ -202,7 +206,7 @@ func applyAddGeneration(st *shardState, c cmdAddGeneration) applyResult {
 	prev.meta = prevMeta
 	g := &storagev1.Generation{Id: prevMeta.Id + 1, SinceUs: since, CreatedAtUs: c.nowUs, Layout: layoutProto(c.layout)}
 	st.gens = append(st.gens, &genState{meta: g, layout: layout, counts: make(map[lts.StateID]uint64)})
-	res := applyResult{gen: g}
+	res := applyResult{gen: g, streamsChanged: true}
 	res.writes = append(res.writes,
 		write{key: generationKey(st.shard, prevMeta.Id), value: encodeValue(prevMeta)},
 		write{key: generationKey(st.shard, g.Id), value: encodeValue(g)},
@@ -238,7 +242,8 @@ func applyDropGeneration(st *shardState, c cmdDropGeneration) applyResult {
 			{key: generationKey(st.shard, c.id)},
 			{key: start, end: end},
 		},
-		compact: &keyRange{start: start, end: end},
+		compact:        &keyRange{start: start, end: end},
+		streamsChanged: true,
 	}
 }
 

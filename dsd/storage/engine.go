@@ -28,6 +28,8 @@ type DB struct {
 	siteID string
 	shards []*shard
 	log    *slog.Logger
+	// notify wakes readers on commits (notify.go).
+	notify *notifier
 
 	// closing is set at the start of Close; Stores arriving later fail.
 	closing atomic.Bool
@@ -63,7 +65,7 @@ func Open(opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrLocked, opts.DataDir, err)
 	}
-	db := &DB{opts: opts, lock: lock, log: log, compactCh: make(chan keyRange, 64)}
+	db := &DB{opts: opts, lock: lock, log: log, compactCh: make(chan keyRange, 64), notify: newNotifier(opts.NShards)}
 	if err := db.open(); err != nil {
 		if db.pdb != nil {
 			_ = db.pdb.Close()
@@ -178,6 +180,7 @@ func (db *DB) Close() error {
 		db.closing.Store(true)
 		db.cancel()
 		db.wg.Wait()
+		db.notify.close()
 		err := db.pdb.Close()
 		db.closeErr = errors.Join(wrapPebble("close", err), db.lock.Close())
 		db.log.Info("storage closed", "data_dir", db.opts.DataDir)

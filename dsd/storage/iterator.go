@@ -23,6 +23,12 @@ type Limit struct {
 	// End is an end iterator of the same stream and filter (nil = unset):
 	// return the messages up to and including its last seen key.
 	End []byte
+	// MaxBytes, when > 0, also bounds the result by the bytes of keys plus
+	// stored values: a message that would take the total past MaxBytes is
+	// left for the next call, unless it is the first (so one message larger
+	// than MaxBytes is returned alone). Ignored with Count (replay must
+	// return the same messages).
+	MaxBytes int
 }
 
 // Entry is one message returned by Next.
@@ -154,6 +160,9 @@ func (db *DB) Next(ctx context.Context, itBytes []byte, lim Limit) (entries []En
 		return nil, nil, false, fmt.Errorf("storage: next: %w", err)
 	}
 	sc := scan{db: db, r: r, f: f, prefix: genSubPrefix(int(it.Shard), it.Generation, subData), last: it.LastSeenKey, endKey: endKey, max: max}
+	if lim.Count == 0 {
+		sc.maxBytes = lim.MaxBytes
+	}
 	exhausted, err := sc.run(ctx)
 	if err != nil {
 		return nil, nil, false, err
@@ -175,6 +184,8 @@ type scan struct {
 	endKey []byte
 	max    int
 	out    []Entry
+	// maxBytes bounds the bytes of out (Limit.MaxBytes); bytes is the sum.
+	maxBytes, bytes int
 }
 
 // run fills out; exhausted reports that no accepted key is left.
@@ -228,6 +239,11 @@ func (sc *scan) run(ctx context.Context) (exhausted bool, err error) {
 			if err != nil {
 				return false, wrapPebble("next", err)
 			}
+			if sc.maxBytes > 0 && len(sc.out) > 0 && sc.bytes+len(key)+len(v) > sc.maxBytes {
+				// Full by bytes; last does not move, so the next call
+				// starts at this key.
+				return false, nil
+			}
 			m := &storagev1.Message{}
 			if err := decodeValue(iter.Key(), v, m); err != nil {
 				return false, err
@@ -235,6 +251,7 @@ func (sc *scan) run(ctx context.Context) (exhausted bool, err error) {
 			sc.last = append(sc.last[:0:0], key...)
 			if lts.MatchTopic(sc.r.filter, m.Topic) {
 				sc.out = append(sc.out, Entry{Key: sc.last, Message: m})
+				sc.bytes += len(key) + len(v)
 				if len(sc.out) >= sc.max {
 					// Exhausted only if nothing accepted follows.
 					_, more := sc.f.Increment(nil, sc.last)

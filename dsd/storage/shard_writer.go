@@ -52,6 +52,8 @@ type inflightBatch struct {
 	started time.Time
 	nmsgs   int
 	nbytes  int
+	// streamsChanged is applyResult.streamsChanged, notified after the commit.
+	streamsChanged bool
 }
 
 func (s *shard) start() {
@@ -213,7 +215,7 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 		return nil
 	}
 	f := &inflightBatch{reqs: reqs, replies: make([]reply, len(reqs)), lastTs: lastTs, compact: res.compact,
-		started: start, nmsgs: res.messages, nbytes: res.bytes}
+		started: start, nmsgs: res.messages, nbytes: res.bytes, streamsChanged: res.streamsChanged}
 	for i := range reqs {
 		if res.outcomes != nil {
 			f.replies[i] = reply{out: res.outcomes[i], err: res.outcomes[i].err}
@@ -273,9 +275,11 @@ func (s *shard) runSyncer() {
 				r.done <- reply{err: err}
 			}
 		} else {
-			if f.lastTs > s.readable.Load() {
+			advanced := f.lastTs > s.readable.Load()
+			if advanced {
 				s.readable.Store(f.lastTs)
 			}
+			s.db.notify.committed(s.id, advanced, f.streamsChanged)
 			s.stats.batches.Add(1)
 			s.stats.messages.Add(int64(f.nmsgs))
 			s.stats.bytes.Add(int64(f.nbytes))

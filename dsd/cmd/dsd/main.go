@@ -86,6 +86,11 @@ func run(args []string) error {
 		Roles:                 roles,
 		DefaultRole:           server.Role(t.DefaultRole),
 		Logger:                log,
+		GatewayLink: server.GatewayLinkOptions{
+			BatchSize:            cfg.DurableSessions.BatchSize,
+			IdlePollInterval:     cfg.DurableSessions.IdlePollInterval.Std(),
+			RenewStreamsInterval: cfg.DurableSessions.RenewStreamsInterval.Std(),
+		},
 	})
 	if err != nil {
 		return errors.Join(err, db.Close())

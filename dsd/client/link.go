@@ -1,0 +1,149 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc"
+
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+)
+
+// DefaultLinkMaxRecvBytes bounds one message received on a Link. dsd's
+// batches are at most its max_batch_bytes (or one largest message) plus
+// framing, 5 MiB with the defaults.
+const DefaultLinkMaxRecvBytes = 16 << 20
+
+// Link is one GatewayLink stream: one per gateway epoch. Its methods that
+// send may be called from any goroutine; Recv must be called from one
+// goroutine at a time, and must keep being called (dsd stops pushing while
+// its responses are not read).
+//
+// Entry ids are allocated by the Link, increasing from 1, so they are never
+// reused on the stream.
+type Link struct {
+	stream dsdv1.GatewayLinkService_GatewayLinkClient
+	cancel context.CancelFunc
+	// Welcome is dsd's answer to the hello: its site, shards and limits.
+	Welcome *dsdv1.GatewayWelcome
+
+	// mu serializes Send (a gRPC stream allows one sender at a time) and
+	// the allocation of entry ids with it, so ids reach dsd in order. It is
+	// held across Send by design: Send is the critical section.
+	mu struct {
+		sync.Mutex
+		lastID uint64
+	}
+}
+
+// OpenLink opens a GatewayLink stream for the given gateway epoch, sends
+// the hello and waits for dsd's welcome. The stream lives until Close or
+// ctx ends; call options are added to the stream call (the default raises
+// the receive limit to DefaultLinkMaxRecvBytes).
+func (c *Client) OpenLink(ctx context.Context, gatewayID string, epoch uint64, opts ...grpc.CallOption) (*Link, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	opts = append([]grpc.CallOption{grpc.MaxCallRecvMsgSize(DefaultLinkMaxRecvBytes)}, opts...)
+	stream, err := dsdv1.NewGatewayLinkServiceClient(c.conn).GatewayLink(ctx, opts...)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	l := &Link{stream: stream, cancel: cancel}
+	hello := &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Hello{Hello: &dsdv1.GatewayHello{GatewayId: gatewayID, Epoch: epoch}}}
+	if err := stream.Send(hello); err != nil {
+		cancel()
+		return nil, l.recvErr(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if l.Welcome = resp.GetWelcome(); l.Welcome == nil {
+		cancel()
+		return nil, fmt.Errorf("dsd client: gateway link: expected a welcome, got %T", resp.GetKind())
+	}
+	return l, nil
+}
+
+// recvErr turns a Send error into the stream's real status: gRPC reports
+// io.EOF on Send when the stream ended, and the status comes from Recv.
+func (l *Link) recvErr(sendErr error) error {
+	if _, err := l.stream.Recv(); err != nil {
+		return err
+	}
+	return sendErr
+}
+
+// AddWatch adds a Watch entry for a topic filter from startUs (a dsd
+// watermark) in one shard, or every shard with shard < 0. Announcements
+// carry the returned entry id.
+func (l *Link) AddWatch(filter string, shard int, startUs int64) (uint64, error) {
+	w := &dsdv1.WatchEntry{TopicFilter: filter, StartTimeUs: startUs}
+	if shard >= 0 {
+		s := uint32(shard)
+		w.Shard = &s
+	}
+	return l.addEntry(func(id uint64) *dsdv1.GatewayLinkRequest {
+		w.EntryId = id
+		return &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Watch{Watch: w}}
+	})
+}
+
+// AddRead adds a Read entry: dsd pushes the iterator's messages as they
+// become readable, while fewer than window messages are unacked.
+func (l *Link) AddRead(iterator []byte, window uint32) (uint64, error) {
+	return l.AddReadBatch(iterator, window, 0)
+}
+
+// AddReadBatch is AddRead with a per-entry batch size (a zone's
+// batch_size); 0 uses dsd's.
+func (l *Link) AddReadBatch(iterator []byte, window, maxBatchMessages uint32) (uint64, error) {
+	return l.addEntry(func(id uint64) *dsdv1.GatewayLinkRequest {
+		return &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Read{Read: &dsdv1.ReadEntry{
+			EntryId: id, Iterator: iterator, Window: window, MaxBatchMessages: maxBatchMessages,
+		}}}
+	})
+}
+
+// addEntry allocates the next id and sends the request under the same
+// lock, so ids reach dsd in increasing order.
+func (l *Link) addEntry(req func(id uint64) *dsdv1.GatewayLinkRequest) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mu.lastID++
+	id := l.mu.lastID
+	if err := l.stream.Send(req(id)); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// Ack releases the window held by one batch of a Read entry.
+func (l *Link) Ack(entryID, batchSeq uint64) error {
+	return l.send(&dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Ack{Ack: &dsdv1.BatchAck{EntryId: entryID, BatchSeq: batchSeq}}})
+}
+
+// Remove ends an entry.
+func (l *Link) Remove(entryID uint64) error {
+	return l.send(&dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Remove{Remove: &dsdv1.RemoveEntry{EntryId: entryID}}})
+}
+
+func (l *Link) send(req *dsdv1.GatewayLinkRequest) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stream.Send(req)
+}
+
+// Recv returns the next event: an announcement, a batch or an entry error
+// (switch on GetKind). An error ends the link: all its entries are gone.
+func (l *Link) Recv() (*dsdv1.GatewayLinkResponse, error) {
+	return l.stream.Recv()
+}
+
+// Close ends the stream; dsd removes all of its entries.
+func (l *Link) Close() error {
+	l.cancel()
+	return nil
+}

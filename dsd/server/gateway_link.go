@@ -1,0 +1,212 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stratamq/strata/dsd/storage"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+)
+
+// GatewayLinkOptions configure the GatewayLink service. The zero value is
+// valid: every unset field takes its default.
+type GatewayLinkOptions struct {
+	// BatchSize bounds the messages of one pushed batch
+	// (durable_sessions.batch_size). Default 100.
+	BatchSize int
+	// MaxBatchBytes bounds the bytes (keys plus stored values) of one pushed
+	// batch; a single larger message is pushed alone. Default 4 MiB.
+	MaxBatchBytes int
+	// IdlePollInterval is the safety net of a Read entry: it rescans its
+	// stream at least this often even when no commit woke it
+	// (durable_sessions.idle_poll_interval). Default 10s.
+	IdlePollInterval time.Duration
+	// RenewStreamsInterval is the safety net of a Watch entry: it lists its
+	// streams at least this often (durable_sessions.renew_streams_interval).
+	// Default 10s.
+	RenewStreamsInterval time.Duration
+}
+
+// Defaults of GatewayLinkOptions.
+const (
+	DefaultLinkBatchSize     = 100
+	DefaultLinkMaxBatchBytes = 4 << 20
+	DefaultLinkIdlePoll      = 10 * time.Second
+	DefaultLinkRenewStreams  = 10 * time.Second
+	linkSendSlackBytes       = 1 << 20 // keys, iterator and protobuf framing of a batch
+	linkOutboundQueue        = 64      // responses waiting for the send loop
+	linkMaxBatchMessagesCap  = 10000   // same cap as a Next call
+	linkMaxBatchBytesCap     = 64 << 20
+)
+
+func (o *GatewayLinkOptions) ensureDefaults() {
+	if o.BatchSize <= 0 {
+		o.BatchSize = DefaultLinkBatchSize
+	}
+	o.BatchSize = min(o.BatchSize, linkMaxBatchMessagesCap)
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = DefaultLinkMaxBatchBytes
+	}
+	o.MaxBatchBytes = min(o.MaxBatchBytes, linkMaxBatchBytesCap)
+	if o.IdlePollInterval <= 0 {
+		o.IdlePollInterval = DefaultLinkIdlePoll
+	}
+	if o.RenewStreamsInterval <= 0 {
+		o.RenewStreamsInterval = DefaultLinkRenewStreams
+	}
+}
+
+// maxSendMsgSize is the largest response the link sends: a full batch, or
+// one message of the largest size alone, plus framing.
+func (o GatewayLinkOptions) maxSendMsgSize(db *storage.DB) int {
+	return max(o.MaxBatchBytes, db.Options().MaxMessageBytes) + linkSendSlackBytes
+}
+
+// Errors of the link, translated by statusFor.
+var (
+	// errLinkProtocol: the gateway broke the link protocol; the stream ends.
+	errLinkProtocol = fmt.Errorf("%w: gateway link protocol", errInvalidRequest)
+	// errLinkClosedByGateway: the gateway closed its side; not an error.
+	errLinkClosedByGateway = errors.New("dsd: gateway link closed by the gateway")
+	// errLinkServerStopping: dsd is shutting down.
+	errLinkServerStopping = errors.New("dsd: server stopping")
+)
+
+// gatewayLinkService implements strata.dsd.v1.GatewayLinkService.
+//
+// Goroutines, per stream: the handler goroutine (gRPC's) owns an errgroup
+// holding the send loop, the end watcher and one worker per entry; the
+// receive loop runs outside the group because Recv only returns once the
+// stream ends, which happens after the handler returns. The service's wg
+// owns the receive loops; Server.stop waits for it.
+type gatewayLinkService struct {
+	dsdv1.UnimplementedGatewayLinkServiceServer
+	db       *storage.DB
+	opts     GatewayLinkOptions
+	log      *slog.Logger
+	stopping <-chan struct{}
+
+	recvLoops sync.WaitGroup
+	// links and entries count the live streams and entries (all links).
+	links, entries atomic.Int64
+}
+
+func newGatewayLinkService(db *storage.DB, opts GatewayLinkOptions, log *slog.Logger, stopping <-chan struct{}) *gatewayLinkService {
+	opts.ensureDefaults()
+	return &gatewayLinkService{db: db, opts: opts, log: log.With("component", "gateway_link"), stopping: stopping}
+}
+
+// wait waits for the receive loops of ended streams; call it after the
+// gRPC server stopped.
+func (s *gatewayLinkService) wait() { s.recvLoops.Wait() }
+
+// GatewayLink serves one gateway epoch's stream until the gateway closes it,
+// the stream breaks, a protocol violation, or the server stops.
+func (s *gatewayLinkService) GatewayLink(stream dsdv1.GatewayLinkService_GatewayLinkServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return statusFor(err)
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return statusFor(fmt.Errorf("%w: the first request must be a hello, got %T", errLinkProtocol, first.GetKind()))
+	}
+	welcome := &dsdv1.GatewayWelcome{
+		Site: s.db.SiteID(), NShards: uint32(s.db.NShards()),
+		MaxBatchMessages: uint32(s.opts.BatchSize), MaxBatchBytes: uint64(s.opts.MaxBatchBytes),
+	}
+	if err := stream.Send(&dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Welcome{Welcome: welcome}}); err != nil {
+		return statusFor(err)
+	}
+	log := s.log.With("gateway", hello.GetGatewayId(), "epoch", hello.GetEpoch())
+	s.links.Add(1)
+	defer s.links.Add(-1)
+	log.Info("gateway link open")
+
+	g, gctx := errgroup.WithContext(stream.Context())
+	l := newLink(s, gctx, g)
+	recvEnded := make(chan error, 1)
+	s.recvLoops.Add(1)
+	go func() {
+		defer s.recvLoops.Done()
+		recvEnded <- l.recvLoop(stream)
+	}()
+	g.Go(func() error { return l.sendLoop(stream) })
+	g.Go(func() error {
+		// The end watcher: while it runs the group cannot end, so entries
+		// may be started; on its way out it closes the link to new work.
+		defer l.refuseNewWork()
+		select {
+		case err := <-recvEnded:
+			return err
+		case <-s.stopping:
+			return errLinkServerStopping
+		case <-gctx.Done():
+			return nil
+		}
+	})
+	err = g.Wait()
+	if errors.Is(err, errLinkClosedByGateway) {
+		err = nil
+	}
+	log.Info("gateway link closed", "err", err)
+	return statusFor(err)
+}
+
+// recvLoop reads requests until the stream ends or the gateway breaks the
+// protocol.
+func (l *link) recvLoop(stream dsdv1.GatewayLinkService_GatewayLinkServer) error {
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errLinkClosedByGateway
+			}
+			return err
+		}
+		if err := l.handle(req); err != nil {
+			return err
+		}
+	}
+}
+
+// sendLoop is the only caller of stream.Send after the welcome.
+func (l *link) sendLoop(stream dsdv1.GatewayLinkService_GatewayLinkServer) error {
+	for {
+		select {
+		case <-l.ctx.Done():
+			return nil
+		case resp := <-l.out:
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// handle applies one request. It never blocks on an entry's worker; it
+// returns an error only for a protocol violation, which ends the stream.
+func (l *link) handle(req *dsdv1.GatewayLinkRequest) error {
+	switch k := req.GetKind().(type) {
+	case *dsdv1.GatewayLinkRequest_Watch:
+		l.addWatch(k.Watch)
+	case *dsdv1.GatewayLinkRequest_Read:
+		l.addRead(k.Read)
+	case *dsdv1.GatewayLinkRequest_Ack:
+		l.ack(k.Ack)
+	case *dsdv1.GatewayLinkRequest_Remove:
+		l.remove(k.Remove.GetEntryId())
+	case *dsdv1.GatewayLinkRequest_Hello:
+		return fmt.Errorf("%w: a second hello", errLinkProtocol)
+	default:
+		return fmt.Errorf("%w: an empty request", errLinkProtocol)
+	}
+	return nil
+}

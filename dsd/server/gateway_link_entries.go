@@ -1,0 +1,225 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/status"
+
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+)
+
+// Per-entry errors of the link (statusFor maps them).
+var (
+	// errUnknownEntry: an ack names an entry id never used on the stream.
+	errUnknownEntry = errors.New("dsd: unknown entry")
+	// errEntryIDReused: an entry id already used on the stream.
+	errEntryIDReused = errors.New("dsd: entry id reused")
+)
+
+// link is the state of one GatewayLink stream.
+type link struct {
+	s   *gatewayLinkService
+	ctx context.Context // the errgroup's: done when the stream ends
+	g   *errgroup.Group
+	// out feeds the send loop.
+	out chan *dsdv1.GatewayLinkResponse
+
+	mu struct {
+		sync.Mutex
+		// closed refuses new entries once the stream is ending.
+		closed  bool
+		entries map[uint64]*linkEntry
+		// used holds every entry id seen on the stream, live or ended, so
+		// that a reused id is refused and a late ack of an ended entry is
+		// ignored. It grows by one id per entry for the stream's lifetime.
+		used map[uint64]struct{}
+	}
+}
+
+// linkEntry is one live Watch or Read entry. Its worker goroutine owns
+// everything but the window, which acks change.
+type linkEntry struct {
+	id     uint64
+	cancel context.CancelFunc
+	// wake is poked (without blocking) when an ack frees window.
+	wake chan struct{}
+
+	mu struct {
+		sync.Mutex
+		// unacked maps a pushed batch's seq to its message count.
+		unacked map[uint64]int
+		// inflight is the sum of unacked.
+		inflight int
+	}
+}
+
+func newLink(s *gatewayLinkService, ctx context.Context, g *errgroup.Group) *link {
+	l := &link{s: s, ctx: ctx, g: g, out: make(chan *dsdv1.GatewayLinkResponse, linkOutboundQueue)}
+	l.mu.entries = make(map[uint64]*linkEntry)
+	l.mu.used = make(map[uint64]struct{})
+	return l
+}
+
+// refuseNewWork closes the link to new entries. The end watcher calls it
+// before it returns, so the errgroup never gets a Go after its Wait can
+// have returned.
+func (l *link) refuseNewWork() {
+	l.mu.Lock()
+	l.mu.closed = true
+	l.mu.Unlock()
+}
+
+// start registers a new entry and runs work in the link's errgroup. A
+// refused id is reported as an error event.
+func (l *link) start(id uint64, work func(ctx context.Context, e *linkEntry)) {
+	if ended, err := l.startOrRefuse(id, work); err != nil {
+		l.sendError(id, err, ended)
+	}
+}
+
+func (l *link) startOrRefuse(id uint64, work func(ctx context.Context, e *linkEntry)) (ended bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return false, nil
+	}
+	if ended, err := l.claimLocked(id); err != nil {
+		return ended, err
+	}
+	ctx, cancel := context.WithCancel(l.ctx)
+	e := &linkEntry{id: id, cancel: cancel, wake: make(chan struct{}, 1)}
+	e.mu.unacked = make(map[uint64]int)
+	l.mu.entries[id] = e
+	l.s.entries.Add(1)
+	l.g.Go(func() error {
+		defer l.s.entries.Add(-1)
+		defer l.forget(e)
+		defer cancel()
+		work(ctx, e)
+		return nil
+	})
+	return false, nil
+}
+
+// claimLocked marks id used, or says why it cannot be (and whether an
+// entry with that id is gone).
+func (l *link) claimLocked(id uint64) (ended bool, err error) {
+	if _, ok := l.mu.used[id]; ok {
+		_, live := l.mu.entries[id]
+		return !live, fmt.Errorf("%w: %d", errEntryIDReused, id)
+	}
+	l.mu.used[id] = struct{}{}
+	return false, nil
+}
+
+// forget removes an ended entry from the live set.
+func (l *link) forget(e *linkEntry) {
+	l.mu.Lock()
+	if l.mu.entries[e.id] == e {
+		delete(l.mu.entries, e.id)
+	}
+	l.mu.Unlock()
+}
+
+// refuse reports a request that could not start an entry; the id counts as
+// used.
+func (l *link) refuse(id uint64, err error) {
+	l.mu.Lock()
+	ended, claimErr := l.claimLocked(id)
+	l.mu.Unlock()
+	if claimErr != nil {
+		l.sendError(id, claimErr, ended)
+		return
+	}
+	l.sendError(id, err, true)
+}
+
+// remove ends an entry. Removing an ended entry is a no-op; an id never
+// used is reported.
+func (l *link) remove(id uint64) {
+	l.mu.Lock()
+	e := l.mu.entries[id]
+	delete(l.mu.entries, id)
+	_, used := l.mu.used[id]
+	l.mu.Unlock()
+	if e != nil {
+		e.cancel()
+	}
+	if !used {
+		l.sendError(id, fmt.Errorf("%w: remove %d", errUnknownEntry, id), true)
+	}
+}
+
+// ack releases the window of one batch of a Read entry. A late ack of an
+// ended entry is ignored.
+func (l *link) ack(a *dsdv1.BatchAck) {
+	id := a.GetEntryId()
+	l.mu.Lock()
+	e := l.mu.entries[id]
+	_, used := l.mu.used[id]
+	l.mu.Unlock()
+	switch {
+	case e != nil:
+		if !e.release(a.GetBatchSeq()) {
+			l.sendError(id, fmt.Errorf("%w: entry %d has no unacked batch %d", errInvalidRequest, id, a.GetBatchSeq()), false)
+		}
+	case !used:
+		l.sendError(id, fmt.Errorf("%w: ack of entry %d", errUnknownEntry, id), true)
+	}
+}
+
+// pushed records a batch about to be sent.
+func (e *linkEntry) pushed(seq uint64, n int) {
+	e.mu.Lock()
+	e.mu.unacked[seq] = n
+	e.mu.inflight += n
+	e.mu.Unlock()
+}
+
+// release frees the window of one batch and wakes the worker; false when
+// the batch is not unacked.
+func (e *linkEntry) release(seq uint64) bool {
+	e.mu.Lock()
+	n, ok := e.mu.unacked[seq]
+	if ok {
+		delete(e.mu.unacked, seq)
+		e.mu.inflight -= n
+	}
+	e.mu.Unlock()
+	if ok {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+	return ok
+}
+
+func (e *linkEntry) inflight() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.mu.inflight
+}
+
+// send queues a response for the send loop; false when ctx ended first.
+func (l *link) send(ctx context.Context, resp *dsdv1.GatewayLinkResponse) bool {
+	select {
+	case l.out <- resp:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// sendError queues an error event. err goes through statusFor, the one
+// error→status table.
+func (l *link) sendError(id uint64, err error, ended bool) {
+	st, _ := status.FromError(statusFor(err))
+	l.send(l.ctx, &dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Error{Error: &dsdv1.EntryError{
+		EntryId: id, Code: uint32(st.Code()), Message: st.Message(), EntryEnded: ended,
+	}}})
+}
