@@ -1,6 +1,8 @@
 // Package server is dsd's network face: the gRPC API (strata.dsd.v1) over the
-// storage engine, and the HTTP endpoints (/healthz, later /readyz, /metrics and
-// the REST API).
+// storage engine — StorageService, AdminService and the GatewayLink stream
+// that pushes new streams and new messages to gateways — and the HTTP
+// endpoints (/healthz, /readyz, /metrics and the REST API under /ds and
+// /api/v5/ds). Callers are authorized by role (authorizer) when mTLS is on.
 //
 // It holds no storage logic. Requests are checked for shape here, the work is
 // done by dsd/storage, and every storage error becomes a gRPC status in exactly

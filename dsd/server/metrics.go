@@ -70,7 +70,6 @@ var shardMetrics = []shardMetric{
 	newShardMetric("strata_ds_egress_messages_total", "Messages committed.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Messages) }),
 	newShardMetric("strata_ds_egress_bytes_total", "Bytes of stored message values committed.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Bytes) }),
 	newShardMetric("strata_ds_egress_batches_failed_total", "Write batches whose commit failed.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.FailedBatches) }),
-	newShardMetric("strata_ds_egress_flush_seconds_total", "Total time from apply to fsync of committed batches.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.FlushTimeUs) / 1e6 }),
 	newShardMetric("strata_ds_lts_seek_total", "Pebble seeks on the wildcard_optimized read path.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Seeks) }),
 	newShardMetric("strata_ds_lts_next_total", "Pebble nexts on the wildcard_optimized read path.", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Nexts) }),
 	newShardMetric("strata_ds_lts_collision_total", "Keys whose real topic did not match the filter (varying-level hash collisions).", prometheus.CounterValue, func(s storage.Stats) float64 { return float64(s.Collisions) }),
@@ -89,10 +88,14 @@ var shardMetrics = []shardMetric{
 	}),
 }
 
+var flushDesc = prometheus.NewDesc("strata_ds_egress_flush_seconds",
+	"Time from applying a write batch to its fsync returning.", []string{"shard"}, nil)
+
 func (c *storageCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range shardMetrics {
 		ch <- m.desc
 	}
+	ch <- flushDesc
 }
 
 func (c *storageCollector) Collect(ch chan<- prometheus.Metric) {
@@ -102,6 +105,12 @@ func (c *storageCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, m := range shardMetrics {
 			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st), label)
 		}
+		h := st.FlushTime
+		buckets := make(map[float64]uint64, len(h.Bounds))
+		for i, b := range h.Bounds {
+			buckets[b] = h.Counts[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(flushDesc, h.Count, h.SumSeconds, buckets, label)
 	}
 }
 

@@ -265,6 +265,10 @@ func TestRESTAndMetrics(t *testing.T) {
 		"strata_ds_lts_next_total",
 		"strata_ds_lts_collision_total",
 		"strata_ds_readable_clock_seconds",
+		`strata_ds_egress_flush_seconds_bucket{shard="`,
+		"strata_ds_next_seconds_bucket",
+		"strata_ds_wal_fsyncs_total",
+		"strata_ds_wal_bytes_written_total",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)

@@ -87,6 +87,13 @@
 // recorded at first start; Open with another value fails with
 // ErrNShardsMismatch.
 //
+// # Notifications
+//
+// ReadableClockChanged and StreamsChanged return channels that are closed
+// after a commit advances a shard's readable clock or adds streams or
+// generations; a reader takes the channel first, then reads, so no wake-up
+// is lost. They drive dsd's push delivery (the GatewayLink).
+//
 // # Goroutines and locks
 //
 // Open starts, per shard, a writer and a syncer, plus one compactor for the

@@ -283,7 +283,9 @@ func (s *shard) runSyncer() {
 			s.stats.batches.Add(1)
 			s.stats.messages.Add(int64(f.nmsgs))
 			s.stats.bytes.Add(int64(f.nbytes))
-			s.stats.flushTimeUs.Add(time.Since(f.started).Microseconds())
+			took := time.Since(f.started)
+			s.stats.flushTimeUs.Add(took.Microseconds())
+			s.stats.flushTime.observe(took)
 			for i, r := range f.reqs {
 				r.done <- f.replies[i]
 			}

@@ -15,8 +15,10 @@ type Stats struct {
 	// FailedBatches counts batches whose commit failed.
 	FailedBatches int64
 	// FlushTimeUs is the total time from apply to fsync of the committed
-	// batches, in µs (divide by Batches for the mean).
+	// batches, in µs (divide by Batches for the mean); FlushTime is its
+	// distribution.
 	FlushTimeUs int64
+	FlushTime   Histogram
 	// Duplicates and Refused count Stores answered duplicate, and Stores
 	// refused by the producer check.
 	Duplicates, Refused int64
@@ -36,6 +38,7 @@ type shardStats struct {
 	seeks, nexts, collisions   atomic.Int64
 	batches, messages, bytes   atomic.Int64
 	failedBatches, flushTimeUs atomic.Int64
+	flushTime                  latencyHistogram
 	duplicates, refused, ticks atomic.Int64
 }
 
@@ -55,6 +58,7 @@ func (db *DB) Stats(shard int) Stats {
 		Bytes:           s.stats.bytes.Load(),
 		FailedBatches:   s.stats.failedBatches.Load(),
 		FlushTimeUs:     s.stats.flushTimeUs.Load(),
+		FlushTime:       s.stats.flushTime.snapshot(),
 		Duplicates:      s.stats.duplicates.Load(),
 		Refused:         s.stats.refused.Load(),
 		Ticks:           s.stats.ticks.Load(),
