@@ -174,3 +174,14 @@ func TestDstoolLTS(t *testing.T) {
 		t.Errorf("lts (text) lacks the learned wildcard:\n%s", out)
 	}
 }
+
+// TestDSDRefusesPublicPlaintext: dsd will not listen on a non-loopback
+// address without TLS unless unsafe_plaintext_listen is set.
+func TestDSDRefusesPublicPlaintext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data"), GRPCListen: "0.0.0.0:0"})
+	if err == nil || !strings.Contains(err.Error(), "unsafe_plaintext_listen") {
+		t.Fatalf("dsd on 0.0.0.0 without TLS: %v; want a refusal naming unsafe_plaintext_listen", err)
+	}
+}
