@@ -16,7 +16,7 @@ RACE_PKGS := ./lts/... ./gateway/... ./dsd/... ./tools/...
 all: build
 
 build: ## compile every program into bin/
-	$(GO) build -o $(BIN)/ ./dsd/cmd/dsd ./tools/dstool
+	$(GO) build -o $(BIN)/ ./dsd/cmd/dsd ./tools/dstool ./tools/dsbench ./tools/mqttpasswd
 
 run: build ## start dsd (and, once it exists, a gateway) with a local data directory
 	./scripts/run.sh "$(BIN)" "$(CONFIG)" "$(DATA_DIR)"

@@ -21,6 +21,9 @@ type Config struct {
 	Listeners map[string]map[string]Listener `toml:"listeners"`
 	DSD       DSD                            `toml:"dsd"`
 	Gateway   Gateway                        `toml:"gateway"`
+	// Auth and ACL are the gateway's authentication and authorization (config/auth.go).
+	Auth Auth `toml:"auth"`
+	ACL  ACL  `toml:"acl"`
 
 	// MaxClockSkew: when dsd starts with the wall clock this far behind the
 	// persisted shard clock, idle ticks are suspended until it catches up. Default 1m.
@@ -229,10 +232,18 @@ func Default() Config {
 			ReceiveMaximum:        32,
 			MaxConnRate:           1000,
 		},
-		Zone:         map[string]Zone{"default": {}},
-		Listeners:    map[string]map[string]Listener{"tcp": {"default": {Bind: "127.0.0.1:1883", Zone: "default"}}},
-		DSD:          DSD{GRPCListen: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7071", TLS: DSDTLS{DefaultRole: "service"}},
-		Gateway:      Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072"},
+		Zone:      map[string]Zone{"default": {}},
+		Listeners: map[string]map[string]Listener{"tcp": {"default": {Bind: "127.0.0.1:1883", Zone: "default"}}},
+		DSD:       DSD{GRPCListen: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7071", TLS: DSDTLS{DefaultRole: "service"}},
+		Gateway:   Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072"},
+		Auth: Auth{
+			AllowAnonymous:   AnonymousLoopback,
+			Hash:             "bcrypt",
+			BcryptCost:       10,
+			PBKDF2Iterations: 210000,
+			CacheTTL:         Duration(300e9),
+			CacheSize:        100000,
+		},
 		MaxClockSkew: Duration(60e9),
 	}
 }

@@ -125,6 +125,7 @@ func (c Config) Validate() error {
 	if c.MaxClockSkew <= 0 {
 		bad("max_clock_skew", "must be positive")
 	}
+	c.validateAuth(bad)
 	return errors.Join(errs...)
 }
 
