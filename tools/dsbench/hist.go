@@ -64,6 +64,9 @@ func (h *hist) quantile(q float64) time.Duration {
 	}
 	rank := uint64(q*float64(n) + 0.5)
 	rank = min(max(rank, 1), n)
+	if rank == n {
+		return time.Duration(h.max.Load())
+	}
 	var seen uint64
 	for i := range h.counts {
 		seen += h.counts[i].Load()

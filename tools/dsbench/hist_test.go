@@ -24,9 +24,10 @@ func TestBucketsAreMonotonicAndPrecise(t *testing.T) {
 
 func TestQuantilesMatchSorted(t *testing.T) {
 	var h hist
+	rng := rand.New(rand.NewPCG(7, 11))
 	vals := make([]time.Duration, 10000)
 	for i := range vals {
-		vals[i] = time.Duration(rand.ExpFloat64() * float64(time.Millisecond))
+		vals[i] = time.Duration(rng.ExpFloat64() * float64(time.Millisecond))
 		h.record(vals[i])
 	}
 	sort.Slice(vals, func(i, j int) bool { return vals[i] < vals[j] })
