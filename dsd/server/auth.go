@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
 // Role is what a caller may do.
@@ -27,8 +29,9 @@ const (
 
 // adminMethods change dsd's structure and require RoleAdmin.
 var adminMethods = map[string]bool{
-	"/strata.dsd.v1.AdminService/AddGeneration":  true,
-	"/strata.dsd.v1.AdminService/DropGeneration": true,
+	"/strata.dsd.v1.AdminService/AddGeneration":     true,
+	"/strata.dsd.v1.AdminService/DropGeneration":    true,
+	"/strata.dsd.v1.RetainedService/DeleteRetained": true,
 }
 
 // TLSFiles name the PEM files of dsd's TLS set-up.
@@ -94,26 +97,40 @@ func (a *authorizer) role(ctx context.Context) (Role, string, error) {
 	return a.defaultRole, name, nil
 }
 
-func (a *authorizer) check(ctx context.Context, method string) error {
+// adminRequests need RoleAdmin for some of their requests: the function
+// says which (nil req: a stream, always).
+var adminRequests = map[string]func(req any) bool{
+	// A guarded delete is a gateway's; an unguarded one is an operator's.
+	"/strata.dsd.v1.SessionService/DeleteSession": func(req any) bool {
+		r, ok := req.(*dsdv1.DeleteSessionRequest)
+		return !ok || r.Guard == nil
+	},
+}
+
+func (a *authorizer) check(ctx context.Context, method string, req any) error {
 	role, name, err := a.role(ctx)
 	if err != nil {
 		return status.Error(codes.Unauthenticated, err.Error())
 	}
-	if adminMethods[method] && role != RoleAdmin {
+	needsAdmin := adminMethods[method]
+	if f := adminRequests[method]; f != nil && f(req) {
+		needsAdmin = true
+	}
+	if needsAdmin && role != RoleAdmin {
 		return status.Errorf(codes.PermissionDenied, "%v: %s needs the admin role; client %q has %q", errPermissionDenied, method, name, role)
 	}
 	return nil
 }
 
 func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := a.check(ctx, info.FullMethod); err != nil {
+	if err := a.check(ctx, info.FullMethod, req); err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
 }
 
 func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := a.check(ss.Context(), info.FullMethod); err != nil {
+	if err := a.check(ss.Context(), info.FullMethod, nil); err != nil {
 		return err
 	}
 	return handler(srv, ss)

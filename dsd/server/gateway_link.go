@@ -132,6 +132,8 @@ func (s *gatewayLinkService) GatewayLink(stream dsdv1.GatewayLinkService_Gateway
 
 	g, gctx := errgroup.WithContext(stream.Context())
 	l := newLink(s, gctx, g)
+	l.gatewayID, l.epoch = hello.GetGatewayId(), hello.GetEpoch()
+	defer s.db.OnGuardRevoked(l.guardRevoked)()
 	recvEnded := make(chan error, 1)
 	s.recvLoops.Add(1)
 	go func() {
@@ -186,6 +188,12 @@ func (l *link) sendLoop(stream dsdv1.GatewayLinkService_GatewayLinkServer) error
 		case resp := <-l.out:
 			if err := stream.Send(resp); err != nil {
 				return err
+			}
+		case <-l.ctl.wake:
+			for _, resp := range l.ctl.take() {
+				if err := stream.Send(resp); err != nil {
+					return err
+				}
 			}
 		}
 	}

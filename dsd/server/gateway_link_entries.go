@@ -27,6 +27,11 @@ type link struct {
 	g   *errgroup.Group
 	// out feeds the send loop.
 	out chan *dsdv1.GatewayLinkResponse
+	// gatewayID and epoch are the hello's: kicks for that owner come here.
+	gatewayID string
+	epoch     uint64
+	// ctl feeds the send loop with kicks (session_link.go).
+	ctl linkControl
 
 	mu struct {
 		sync.Mutex
@@ -45,6 +50,8 @@ type link struct {
 type linkEntry struct {
 	id     uint64
 	cancel context.CancelFunc
+	// session, when set, ties the entry to a session guard (session_link.go).
+	session *dsdv1.SessionRef
 	// wake is poked (without blocking) when an ack frees window.
 	wake chan struct{}
 
@@ -59,6 +66,7 @@ type linkEntry struct {
 
 func newLink(s *gatewayLinkService, ctx context.Context, g *errgroup.Group) *link {
 	l := &link{s: s, ctx: ctx, g: g, out: make(chan *dsdv1.GatewayLinkResponse, linkOutboundQueue)}
+	l.ctl.wake = make(chan struct{}, 1)
 	l.mu.entries = make(map[uint64]*linkEntry)
 	l.mu.used = make(map[uint64]struct{})
 	return l
@@ -75,13 +83,13 @@ func (l *link) refuseNewWork() {
 
 // start registers a new entry and runs work in the link's errgroup. A
 // refused id is reported as an error event.
-func (l *link) start(id uint64, work func(ctx context.Context, e *linkEntry)) {
-	if ended, err := l.startOrRefuse(id, work); err != nil {
+func (l *link) start(id uint64, ref *dsdv1.SessionRef, work func(ctx context.Context, e *linkEntry)) {
+	if ended, err := l.startOrRefuse(id, ref, work); err != nil {
 		l.sendError(id, err, ended)
 	}
 }
 
-func (l *link) startOrRefuse(id uint64, work func(ctx context.Context, e *linkEntry)) (ended bool, err error) {
+func (l *link) startOrRefuse(id uint64, ref *dsdv1.SessionRef, work func(ctx context.Context, e *linkEntry)) (ended bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
@@ -90,8 +98,11 @@ func (l *link) startOrRefuse(id uint64, work func(ctx context.Context, e *linkEn
 	if ended, err := l.claimLocked(id); err != nil {
 		return ended, err
 	}
+	if err := l.checkSessionLocked(ref); err != nil {
+		return true, err
+	}
 	ctx, cancel := context.WithCancel(l.ctx)
-	e := &linkEntry{id: id, cancel: cancel, wake: make(chan struct{}, 1)}
+	e := &linkEntry{id: id, cancel: cancel, wake: make(chan struct{}, 1), session: ref}
 	e.mu.unacked = make(map[uint64]int)
 	l.mu.entries[id] = e
 	l.s.entries.Add(1)

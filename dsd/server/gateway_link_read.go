@@ -26,7 +26,7 @@ func (l *link) addRead(r *dsdv1.ReadEntry) {
 	if n := int(r.GetMaxBatchMessages()); n > 0 {
 		batch = min(batch, n)
 	}
-	l.start(r.GetEntryId(), func(ctx context.Context, e *linkEntry) {
+	l.start(r.GetEntryId(), r.GetSession(), func(ctx context.Context, e *linkEntry) {
 		l.runRead(ctx, e, st.Shard, it, window, batch)
 	})
 }

@@ -21,7 +21,7 @@ func (l *link) addWatch(w *dsdv1.WatchEntry) {
 		shard = int(w.GetShard())
 	}
 	filter, start := w.GetTopicFilter(), w.GetStartTimeUs()
-	l.start(w.GetEntryId(), func(ctx context.Context, e *linkEntry) {
+	l.start(w.GetEntryId(), w.GetSession(), func(ctx context.Context, e *linkEntry) {
 		l.runWatch(ctx, e, filter, shard, start)
 	})
 }

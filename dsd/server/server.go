@@ -81,7 +81,9 @@ func Listen(db *storage.DB, opts Options) (*Server, error) {
 	m := newMetrics(db)
 	dsdv1.RegisterStorageServiceServer(s.grpc, &storageService{db: db, metrics: m})
 	dsdv1.RegisterAdminServiceServer(s.grpc, &adminService{db: db})
+	dsdv1.RegisterRetainedServiceServer(s.grpc, &retainedService{db: db})
 	dsdv1.RegisterGatewayLinkServiceServer(s.grpc, s.link)
+	dsdv1.RegisterSessionServiceServer(s.grpc, &sessionService{db: db})
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

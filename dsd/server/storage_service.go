@@ -32,6 +32,11 @@ func (s *storageService) Store(ctx context.Context, req *dsdv1.StoreRequest) (*d
 			return nil, statusFor(fmt.Errorf("%w: store: producer client id %q differs from the request's %q", errInvalidRequest, p.GetClientId(), req.GetClientId()))
 		}
 		producer = &storage.Producer{ClientID: p.GetClientId(), Epoch: p.GetEpoch(), FirstSeq: p.GetFirstSeq()}
+		ids, err := packetIDs(p.GetQos2PacketIds())
+		if err != nil {
+			return nil, statusFor(err)
+		}
+		producer.QoS2PacketIDs = ids
 	}
 	start := time.Now()
 	res, err := s.db.Store(ctx, req.GetClientId(), req.GetMessages(), producer)

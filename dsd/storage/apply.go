@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"slices"
 
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 	"github.com/stratamq/strata/lts"
@@ -74,6 +75,10 @@ type applyResult struct {
 	// streamsChanged: the set of streams may have changed (new trie edges,
 	// a generation added or dropped); readers are notified after the commit.
 	streamsChanged bool
+	// sess is a session command's answer; revoked are the session guards
+	// it revoked, announced after the commit.
+	sess    sessionOutcome
+	revoked []GuardRevoked
 }
 
 // apply applies one command to the shard state and returns the writes that
@@ -96,6 +101,8 @@ func apply(st *shardState, cmd command) applyResult {
 		return applyAddGeneration(st, c)
 	case cmdDropGeneration:
 		return applyDropGeneration(st, c)
+	case cmdOpenSession, cmdCommitSession, cmdDisconnect, cmdDeleteSession, cmdRelease, cmdSessionGC:
+		return applySession(st, c)
 	}
 	panic(fmt.Sprintf("storage: unknown command %T", cmd))
 }
@@ -117,7 +124,13 @@ func applyBatch(st *shardState, c cmdBatch) applyResult {
 	for i, sr := range c.stores {
 		out := &res.outcomes[i]
 		var newProducer *storagev1.ProducerState
+		// skip marks QoS 2 messages whose packet id is held: not stored.
+		var skip []bool
 		if sr.producer != nil {
+			if err := checkSessionProducer(st, sr); err != nil {
+				out.err = err
+				continue
+			}
 			decision, next, err := checkProducer(st.producers[sr.clientID], sr.producer, len(sr.msgs))
 			if err != nil {
 				out.err = err
@@ -128,12 +141,24 @@ func applyBatch(st *shardState, c cmdBatch) applyResult {
 				continue
 			}
 			newProducer = next
+			skip = holdQoS2IDs(newProducer, sr.producer.QoS2PacketIDs)
+			if skip != nil && !slices.Contains(skip, false) {
+				// Every message is a held QoS 2 id: nothing stored, but the
+				// sequence numbers are consumed.
+				out.duplicate = true
+				st.producers[sr.clientID] = newProducer
+				res.writes = append(res.writes, write{key: producerKey(st.shard, sr.clientID), value: encodeValue(newProducer)})
+				continue
+			}
 		}
 		// Learn every topic first, so that an lts error refuses the whole
 		// Store before anything of it is written.
 		learned := make([]lts.Learned, len(sr.msgs))
 		var err error
 		for j, m := range sr.msgs {
+			if skip != nil && skip[j] {
+				continue
+			}
 			if learned[j], err = g.layout.learn(m.Topic); err != nil {
 				// The edges learned so far are in the trie: persist them
 				// too, so that the trie on disk matches the one in memory.
@@ -149,6 +174,9 @@ func applyBatch(st *shardState, c cmdBatch) applyResult {
 		}
 		out.timestamps = make([]int64, len(sr.msgs))
 		for j, m := range sr.msgs {
+			if skip != nil && skip[j] {
+				continue // timestamp 0: a held QoS 2 duplicate
+			}
 			ts := nextTimestamp(st.lastTs, c.nowUs)
 			st.lastTs, st.lastDataTs = ts, ts
 			out.timestamps[j] = ts

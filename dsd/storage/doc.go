@@ -1,7 +1,8 @@
 // Package storage is dsd's durable message store: one Pebble instance per
 // site holding n_shards shards, each with one writer that applies a single
-// command sequence (batches, idle ticks, generation add and drop) through a
-// pure apply function, and the wildcard_optimized layout of package lts.
+// command sequence (batches, idle ticks, generation add and drop, session
+// commands) through a pure apply function, and the wildcard_optimized layout
+// of package lts.
 //
 // # Durability
 //
@@ -49,6 +50,8 @@
 //	S 01                            shard clock        -> ShardClock
 //	S 02 | gen (8)                  generation record  -> Generation
 //	S 03 | client id (raw bytes)    producer state     -> ProducerState
+//	S 08                            session guard counter -> SessionGuardCounter
+//	S 09 | n (2) | client id | sub  session parts (see Sessions)
 //	S 10 | gen (8) | 01 | edge key  trie edge          -> lts edge record
 //	S 10 | gen (8) | 02 | static    message count      -> StreamCount
 //	S 10 | gen (8) | 03 | layout key  message          -> Message
@@ -87,6 +90,39 @@
 // recorded at first start; Open with another value fails with
 // ErrNShardsMismatch.
 //
+// # Sessions
+//
+// An MQTT session lives in its client's shard (ShardOf), under S 09, which
+// retention never touches; n is the client id's length, so one client's
+// prefix is never another's:
+//
+//	S 09 | n | cid | 00                             record     -> SessionRecord
+//	S 09 | n | cid | 01 | sub id (8)                subscription -> Subscription
+//	S 09 | n | cid | 02 | state id (8)              state version -> SubscriptionState
+//	S 09 | n | cid | 03 | sub id (8) | shard (2) | gen (8) | static  stream ring -> StreamRing
+//	S 09 | n | cid | 04 | sub id (8) | batch id (8) retained batch -> RetainedBatch
+//
+// A commit rewrites only the keys it changes. Session commands (open,
+// commit, disconnect, delete, release, expiry sweep) are commands of the
+// shard's sequence, applied by the pure apply and synced like a batch; the
+// whole session state is also held in memory (shardState.sessions), loaded
+// at Open.
+//
+// Guards come from the shard's counter S 08, advanced in the batch that
+// opens a session; it never goes back, also when sessions are deleted, and
+// a new guard is also above every producer epoch of the client. Every
+// state-changing session command names the guard and is refused with
+// ErrStaleGuard unless it is the session's current one. The producer epoch
+// of a client with a session must be its guard (else ErrStaleEpoch); when a
+// session ends its producer record is marked closed (later Stores under its
+// guard are refused) and its held QoS 2 ids are dropped. Those ids live in
+// the ProducerState (held_qos2_ids), inserted in the batch of their message.
+//
+// A session whose disconnected_at + expiry <= now is absent for every
+// reader and command, and is deleted in the batch of the next open, or by
+// the sweep every SessionGCInterval. After a commit that revokes a guard
+// (takeover, delete, expiry), OnGuardRevoked subscribers are told.
+//
 // # Notifications
 //
 // ReadableClockChanged and StreamsChanged return channels that are closed
@@ -101,4 +137,18 @@
 // RWMutex) guarding its state; the writer mutates the state only under it,
 // readers hold it only to look at the state, and no Pebble I/O happens
 // under it. There is no lock order: no code holds two shard locks.
+//
+// # Retained messages
+//
+// One more site-wide keyspace holds the last retained message per topic:
+//
+//	FF FF 20 | topic name (raw bytes)   retained record -> RetainedRecord
+//
+// It has its own single writer goroutine, started by Open and stopped by
+// Close, which a Store with retained messages calls after the messages'
+// commit and before replying (a synced commit). A record replaces another
+// only with a greater order key (timestamp, shard, publisher); deletions
+// leave tombstones; expired messages are never returned and are swept. The
+// full rules, including the re-application by a duplicate Store, are in
+// retained.go and docs/retained.md.
 package storage

@@ -30,6 +30,10 @@ type DB struct {
 	log    *slog.Logger
 	// notify wakes readers on commits (notify.go).
 	notify *notifier
+	// sessionEvents are the GuardRevoked subscribers (session.go).
+	sessionEvents sessionEvents
+	// retained is the retained keyspace's writer (retained_writer.go).
+	retained *retainedWriter
 
 	// closing is set at the start of Close; Stores arriving later fail.
 	closing atomic.Bool
@@ -112,6 +116,7 @@ func (db *DB) open() error {
 	}
 	db.wg.Add(1)
 	go db.runCompactor()
+	db.startRetained()
 	return nil
 }
 

@@ -12,7 +12,10 @@ const (
 	tagShardClock byte = 0x01 // S|01 -> ShardClock
 	tagGeneration byte = 0x02 // S|02|gen -> Generation
 	tagProducer   byte = 0x03 // S|03|client id -> ProducerState
-	tagGenData    byte = 0x10 // S|10|gen|sub|... : everything a generation owns
+	// 0x04..0x07 are left for other keyspaces (retained messages).
+	tagSessionGuard byte = 0x08 // S|08 -> SessionGuardCounter
+	tagSession      byte = 0x09 // S|09|len(cid) (2)|cid|sub|... : sessions (session_keys.go)
+	tagGenData      byte = 0x10 // S|10|gen|sub|... : everything a generation owns
 )
 
 // Sub-keyspaces of a generation (after S|10|gen).
@@ -102,6 +105,10 @@ func prettyKey(k []byte) string {
 		}
 	case tagProducer:
 		return fmt.Sprintf("%d/producer/%q", shard, rest)
+	case tagSessionGuard:
+		return fmt.Sprintf("%d/session-guard", shard)
+	case tagSession:
+		return prettySessionKey(shard, rest)
 	case tagGenData:
 		if len(rest) >= 9 {
 			gen := binary.BigEndian.Uint64(rest)

@@ -88,6 +88,9 @@ type Options struct {
 	Now func() time.Time
 	// PebbleCacheBytes is the Pebble block cache size. Default 64 MiB.
 	PebbleCacheBytes int64
+	// SessionGCInterval is how often each shard deletes the sessions whose
+	// expiry passed (durable_sessions.session_gc_interval). Default 10m.
+	SessionGCInterval time.Duration
 }
 
 // DefaultLayout returns the default layout config.
@@ -149,6 +152,9 @@ func (o *Options) EnsureDefaults() {
 	if o.PebbleCacheBytes == 0 {
 		o.PebbleCacheBytes = 64 << 20
 	}
+	if o.SessionGCInterval == 0 {
+		o.SessionGCInterval = 10 * time.Minute
+	}
 }
 
 // Clone returns a copy that shares nothing mutable with o.
@@ -198,6 +204,9 @@ func (o Options) Validate() error {
 	if o.MaxMessageBytes < 1 {
 		bad("options: MaxMessageBytes %d < 1", o.MaxMessageBytes)
 	}
+	if o.SessionGCInterval <= 0 {
+		bad("options: SessionGCInterval %v <= 0", o.SessionGCInterval)
+	}
 	return errors.Join(errs...)
 }
 
@@ -230,5 +239,6 @@ func (o Options) String() string {
 		o.BufferMaxItems, o.BufferMaxBytes, o.FlushInterval, o.MaxInflightCommits)
 	fmt.Fprintf(&b, "retention_period=%v max_clock_skew=%v idle_tick_interval=%v max_message_bytes=%d unsafe_no_sync=%v",
 		o.RetentionPeriod, o.MaxClockSkew, o.IdleTickInterval, o.MaxMessageBytes, o.UnsafeNoSync)
+	fmt.Fprintf(&b, "\nsession_gc_interval=%v", o.SessionGCInterval)
 	return b.String()
 }

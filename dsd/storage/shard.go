@@ -60,6 +60,10 @@ type shardState struct {
 	// gens are the live generations, ascending by id; the last is current.
 	gens      []*genState
 	producers map[string]*storagev1.ProducerState
+	// sessions are the shard's sessions by client id (session.go).
+	sessions map[string]*sessionState
+	// guardCounter is the last session guard handed out (persisted).
+	guardCounter uint64
 }
 
 // genState is one generation: its record, its layout and its counters.
@@ -92,7 +96,7 @@ func writeInitialShard(b *pebble.Batch, shard int, layout LayoutConfig, nowUs in
 
 // loadShard rebuilds a shard's state from Pebble.
 func loadShard(db *DB, id int) (*shard, error) {
-	st := &shardState{shard: id, producers: make(map[string]*storagev1.ProducerState)}
+	st := &shardState{shard: id, producers: make(map[string]*storagev1.ProducerState), sessions: make(map[string]*sessionState)}
 	var clock storagev1.ShardClock
 	found, err := db.getValue(shardClockKey(id), &clock)
 	if err != nil {
@@ -141,6 +145,10 @@ func loadShard(db *DB, id int) (*shard, error) {
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+
+	if err := loadSessions(db, st); err != nil {
 		return nil, err
 	}
 

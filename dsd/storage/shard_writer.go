@@ -18,6 +18,8 @@ const (
 	// reqTick asks the writer to run its idle-tick and retention check now
 	// (tests use it instead of waiting for IdleTickInterval).
 	reqTick
+	// reqSession is a session command (session.go), built by mkCmd.
+	reqSession
 )
 
 // request is a Store or an admin command waiting in a shard's buffer.
@@ -25,6 +27,8 @@ type request struct {
 	kind   reqKind
 	store  *storeReq
 	dropID uint64
+	// mkCmd builds a reqSession's command with the writer's clock reading.
+	mkCmd func(nowUs int64) command
 	// items and bytes size a Store for the buffer limits.
 	items, bytes int
 	enqueued     time.Time
@@ -34,9 +38,10 @@ type request struct {
 }
 
 type reply struct {
-	out storeOutcome
-	gen *storagev1.Generation
-	err error
+	out  storeOutcome
+	gen  *storagev1.Generation
+	sess sessionOutcome
+	err  error
 }
 
 // inflightBatch is a batch applied to Pebble (memtable and WAL) whose fsync
@@ -54,6 +59,8 @@ type inflightBatch struct {
 	nbytes  int
 	// streamsChanged is applyResult.streamsChanged, notified after the commit.
 	streamsChanged bool
+	// revoked are applyResult.revoked, announced after the commit.
+	revoked []GuardRevoked
 }
 
 func (s *shard) start() {
@@ -79,6 +86,8 @@ func (s *shard) runWriter() {
 	)
 	ticker := time.NewTicker(opts.IdleTickInterval)
 	defer ticker.Stop()
+	sessionGC := time.NewTicker(opts.SessionGCInterval)
+	defer sessionGC.Stop()
 	for {
 		// Flush while the rules allow: a free shard flushes at once; with
 		// commits in flight, a full buffer or an item older than
@@ -131,6 +140,10 @@ func (s *shard) runWriter() {
 			inflight--
 		case <-timerC:
 			timer, timerC = nil, nil
+		case <-sessionGC.C:
+			// Nobody waits for the sweep's reply (done is buffered).
+			pending = append(pending, &request{kind: reqSession, enqueued: time.Now(), done: make(chan reply, 1),
+				mkCmd: func(now int64) command { return cmdSessionGC{nowUs: now} }})
 		case <-ticker.C:
 			if len(pending) == 0 && inflight == 0 {
 				if f := s.idleWork(); f != nil {
@@ -190,6 +203,8 @@ func (s *shard) flush(reqs []*request) *inflightBatch {
 		cmd = cmdAddGeneration{nowUs: now, layout: s.db.opts.Layout}
 	case reqDropGeneration:
 		cmd = cmdDropGeneration{nowUs: now, id: reqs[0].dropID}
+	case reqSession:
+		cmd = reqs[0].mkCmd(now)
 	}
 	return s.applyAndCommit(cmd, reqs)
 }
@@ -215,12 +230,12 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 		return nil
 	}
 	f := &inflightBatch{reqs: reqs, replies: make([]reply, len(reqs)), lastTs: lastTs, compact: res.compact,
-		started: start, nmsgs: res.messages, nbytes: res.bytes, streamsChanged: res.streamsChanged}
+		started: start, nmsgs: res.messages, nbytes: res.bytes, streamsChanged: res.streamsChanged, revoked: res.revoked}
 	for i := range reqs {
 		if res.outcomes != nil {
 			f.replies[i] = reply{out: res.outcomes[i], err: res.outcomes[i].err}
 		} else {
-			f.replies[i] = reply{gen: res.gen}
+			f.replies[i] = reply{gen: res.gen, sess: res.sess}
 		}
 	}
 	b := s.db.pdb.NewBatch()
@@ -280,6 +295,7 @@ func (s *shard) runSyncer() {
 				s.readable.Store(f.lastTs)
 			}
 			s.db.notify.committed(s.id, advanced, f.streamsChanged)
+			s.db.sessionEvents.fire(f.revoked)
 			s.stats.batches.Add(1)
 			s.stats.messages.Add(int64(f.nmsgs))
 			s.stats.bytes.Add(int64(f.nbytes))

@@ -30,6 +30,10 @@ type StoreResult struct {
 //
 // A cancelled ctx returns early with its error; the messages may still be
 // committed (retry with the same producer sequence numbers to find out).
+//
+// Messages with the retain flag also update the retained keyspace (see
+// retained.go) before Store returns; an error there is returned although the
+// messages are committed, and a retry (a duplicate) re-applies the update.
 func (db *DB) Store(ctx context.Context, clientID string, msgs []*storagev1.Message, p *Producer) (StoreResult, error) {
 	shardID := db.ShardOf(clientID)
 	res := StoreResult{Shard: shardID}
@@ -59,6 +63,10 @@ func (db *DB) Store(ctx context.Context, clientID string, msgs []*storagev1.Mess
 	}
 	res.Duplicate = rep.out.duplicate
 	res.TimestampsUs = rep.out.timestamps
+	// Retained messages: after the messages' commit, before the reply.
+	if err := db.storeRetained(ctx, clientID, shardID, msgs, res); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 

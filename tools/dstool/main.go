@@ -2,6 +2,9 @@
 //
 //	dstool --addr 127.0.0.1:7070 info [--json]
 //	dstool read '<topic filter>' [--since 10m|RFC3339|µs] [--limit N] [--json]
+//	dstool sessions list|show <client id>|delete <client id> [--guard G] [--json]
+//	dstool retained list ['<topic filter>'] [--limit N] [--json]
+//	dstool retained delete <topic>
 //
 // Flags may follow positional arguments.
 package main
@@ -50,7 +53,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.tls.CertFile, "tls-cert", "", "client certificate for mTLS (PEM)")
 	root.PersistentFlags().StringVar(&g.tls.KeyFile, "tls-key", "", "client key for mTLS (PEM)")
 	root.PersistentFlags().StringVar(&g.tls.ServerName, "tls-server-name", "", "name to verify in dsd's certificate (default: the --addr host)")
-	root.AddCommand(newInfoCmd(g), newReadCmd(g), newGenerationsCmd(g), newStreamsCmd(g), newLTSCmd(g))
+	root.AddCommand(newInfoCmd(g), newReadCmd(g), newGenerationsCmd(g), newStreamsCmd(g), newLTSCmd(g), newSessionsCmd(g), newRetainedCmd(g))
 	return root
 }
 

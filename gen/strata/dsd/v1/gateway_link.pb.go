@@ -163,6 +163,7 @@ type GatewayLinkResponse struct {
 	//	*GatewayLinkResponse_Announcement
 	//	*GatewayLinkResponse_Batch
 	//	*GatewayLinkResponse_Error
+	//	*GatewayLinkResponse_Kick
 	Kind          isGatewayLinkResponse_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -241,6 +242,15 @@ func (x *GatewayLinkResponse) GetError() *EntryError {
 	return nil
 }
 
+func (x *GatewayLinkResponse) GetKick() *SessionKick {
+	if x != nil {
+		if x, ok := x.Kind.(*GatewayLinkResponse_Kick); ok {
+			return x.Kick
+		}
+	}
+	return nil
+}
+
 type isGatewayLinkResponse_Kind interface {
 	isGatewayLinkResponse_Kind()
 }
@@ -259,7 +269,12 @@ type GatewayLinkResponse_Batch struct {
 }
 
 type GatewayLinkResponse_Error struct {
-	Error *EntryError `protobuf:"bytes,4,opt,name=error,proto3,oneof"` // Fields 5..15 are kept for the sessions issue (heartbeat acks, kicks).
+	Error *EntryError `protobuf:"bytes,4,opt,name=error,proto3,oneof"`
+}
+
+type GatewayLinkResponse_Kick struct {
+	// Kick closes one MQTT connection: its session was taken over or deleted.
+	Kick *SessionKick `protobuf:"bytes,5,opt,name=kick,proto3,oneof"` // Fields 6..15 are kept for the sessions issue (heartbeat acks).
 }
 
 func (*GatewayLinkResponse_Welcome) isGatewayLinkResponse_Kind() {}
@@ -269,6 +284,8 @@ func (*GatewayLinkResponse_Announcement) isGatewayLinkResponse_Kind() {}
 func (*GatewayLinkResponse_Batch) isGatewayLinkResponse_Kind() {}
 
 func (*GatewayLinkResponse_Error) isGatewayLinkResponse_Kind() {}
+
+func (*GatewayLinkResponse_Kick) isGatewayLinkResponse_Kind() {}
 
 // GatewayHello names the gateway and its epoch (a new epoch for every
 // (re)connection of the gateway).
@@ -408,7 +425,11 @@ type WatchEntry struct {
 	// StartTimeUs is the subscription's start (a dsd watermark): generations
 	// that ended at or before it are skipped, and announced iterators start
 	// there.
-	StartTimeUs   int64 `protobuf:"varint,4,opt,name=start_time_us,json=startTimeUs,proto3" json:"start_time_us,omitempty"`
+	StartTimeUs int64 `protobuf:"varint,4,opt,name=start_time_us,json=startTimeUs,proto3" json:"start_time_us,omitempty"`
+	// Session, when set, ties the entry to a session guard: the entry is
+	// refused when the guard is stale, and removed when the session is taken
+	// over or deleted.
+	Session       *SessionRef `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -471,6 +492,130 @@ func (x *WatchEntry) GetStartTimeUs() int64 {
 	return 0
 }
 
+func (x *WatchEntry) GetSession() *SessionRef {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// SessionRef names one incarnation of a session: (client id, guard).
+type SessionRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Guard         uint64                 `protobuf:"varint,2,opt,name=guard,proto3" json:"guard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRef) Reset() {
+	*x = SessionRef{}
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRef) ProtoMessage() {}
+
+func (x *SessionRef) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRef.ProtoReflect.Descriptor instead.
+func (*SessionRef) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SessionRef) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *SessionRef) GetGuard() uint64 {
+	if x != nil {
+		return x.Guard
+	}
+	return 0
+}
+
+// SessionKick tells the gateway that owned a session to close the
+// connection of (client_id, guard) (MQTT 5 DISCONNECT 0x8E on takeover).
+// Its entries tied to that guard are already removed.
+type SessionKick struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Guard    uint64                 `protobuf:"varint,2,opt,name=guard,proto3" json:"guard,omitempty"`
+	// Reason is "takeover" or "deleted".
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionKick) Reset() {
+	*x = SessionKick{}
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionKick) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionKick) ProtoMessage() {}
+
+func (x *SessionKick) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionKick.ProtoReflect.Descriptor instead.
+func (*SessionKick) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SessionKick) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *SessionKick) GetGuard() uint64 {
+	if x != nil {
+		return x.Guard
+	}
+	return 0
+}
+
+func (x *SessionKick) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // ReadEntry asks dsd to push the messages of one iterator's stream as they
 // become readable.
 type ReadEntry struct {
@@ -483,13 +628,15 @@ type ReadEntry struct {
 	// MaxBatchMessages lowers dsd's batch size for this entry (a zone's
 	// durable_sessions.batch_size); 0 or more than dsd's uses dsd's.
 	MaxBatchMessages uint32 `protobuf:"varint,4,opt,name=max_batch_messages,json=maxBatchMessages,proto3" json:"max_batch_messages,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Session, as in WatchEntry.
+	Session       *SessionRef `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReadEntry) Reset() {
 	*x = ReadEntry{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +648,7 @@ func (x *ReadEntry) String() string {
 func (*ReadEntry) ProtoMessage() {}
 
 func (x *ReadEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +661,7 @@ func (x *ReadEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadEntry.ProtoReflect.Descriptor instead.
 func (*ReadEntry) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{5}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReadEntry) GetEntryId() uint64 {
@@ -545,6 +692,13 @@ func (x *ReadEntry) GetMaxBatchMessages() uint32 {
 	return 0
 }
 
+func (x *ReadEntry) GetSession() *SessionRef {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
 // BatchAck releases the window held by one pushed batch of a Read entry.
 type BatchAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -556,7 +710,7 @@ type BatchAck struct {
 
 func (x *BatchAck) Reset() {
 	*x = BatchAck{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[6]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +722,7 @@ func (x *BatchAck) String() string {
 func (*BatchAck) ProtoMessage() {}
 
 func (x *BatchAck) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[6]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +735,7 @@ func (x *BatchAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchAck.ProtoReflect.Descriptor instead.
 func (*BatchAck) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{6}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BatchAck) GetEntryId() uint64 {
@@ -608,7 +762,7 @@ type RemoveEntry struct {
 
 func (x *RemoveEntry) Reset() {
 	*x = RemoveEntry{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[7]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +774,7 @@ func (x *RemoveEntry) String() string {
 func (*RemoveEntry) ProtoMessage() {}
 
 func (x *RemoveEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[7]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +787,7 @@ func (x *RemoveEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveEntry.ProtoReflect.Descriptor instead.
 func (*RemoveEntry) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{7}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RemoveEntry) GetEntryId() uint64 {
@@ -655,7 +809,7 @@ type AnnouncedStream struct {
 
 func (x *AnnouncedStream) Reset() {
 	*x = AnnouncedStream{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[8]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +821,7 @@ func (x *AnnouncedStream) String() string {
 func (*AnnouncedStream) ProtoMessage() {}
 
 func (x *AnnouncedStream) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[8]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +834,7 @@ func (x *AnnouncedStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncedStream.ProtoReflect.Descriptor instead.
 func (*AnnouncedStream) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{8}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AnnouncedStream) GetStream() *Stream {
@@ -711,7 +865,7 @@ type StreamsAnnouncement struct {
 
 func (x *StreamsAnnouncement) Reset() {
 	*x = StreamsAnnouncement{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[9]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +877,7 @@ func (x *StreamsAnnouncement) String() string {
 func (*StreamsAnnouncement) ProtoMessage() {}
 
 func (x *StreamsAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[9]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +890,7 @@ func (x *StreamsAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamsAnnouncement.ProtoReflect.Descriptor instead.
 func (*StreamsAnnouncement) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{9}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StreamsAnnouncement) GetEntryId() uint64 {
@@ -778,7 +932,7 @@ type ReadBatch struct {
 
 func (x *ReadBatch) Reset() {
 	*x = ReadBatch{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[10]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +944,7 @@ func (x *ReadBatch) String() string {
 func (*ReadBatch) ProtoMessage() {}
 
 func (x *ReadBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[10]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +957,7 @@ func (x *ReadBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBatch.ProtoReflect.Descriptor instead.
 func (*ReadBatch) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{10}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReadBatch) GetEntryId() uint64 {
@@ -860,7 +1014,7 @@ type EntryError struct {
 
 func (x *EntryError) Reset() {
 	*x = EntryError{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1026,7 @@ func (x *EntryError) String() string {
 func (*EntryError) ProtoMessage() {}
 
 func (x *EntryError) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1039,7 @@ func (x *EntryError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryError.ProtoReflect.Descriptor instead.
 func (*EntryError) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{11}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EntryError) GetEntryId() uint64 {
@@ -927,12 +1081,13 @@ const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\x04read\x18\x03 \x01(\v2\x18.strata.dsd.v1.ReadEntryH\x00R\x04read\x12+\n" +
 	"\x03ack\x18\x04 \x01(\v2\x17.strata.dsd.v1.BatchAckH\x00R\x03ack\x124\n" +
 	"\x06remove\x18\x05 \x01(\v2\x1a.strata.dsd.v1.RemoveEntryH\x00R\x06removeB\x06\n" +
-	"\x04kind\"\x87\x02\n" +
+	"\x04kind\"\xb9\x02\n" +
 	"\x13GatewayLinkResponse\x129\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1d.strata.dsd.v1.GatewayWelcomeH\x00R\awelcome\x12H\n" +
 	"\fannouncement\x18\x02 \x01(\v2\".strata.dsd.v1.StreamsAnnouncementH\x00R\fannouncement\x120\n" +
 	"\x05batch\x18\x03 \x01(\v2\x18.strata.dsd.v1.ReadBatchH\x00R\x05batch\x121\n" +
-	"\x05error\x18\x04 \x01(\v2\x19.strata.dsd.v1.EntryErrorH\x00R\x05errorB\x06\n" +
+	"\x05error\x18\x04 \x01(\v2\x19.strata.dsd.v1.EntryErrorH\x00R\x05error\x120\n" +
+	"\x04kick\x18\x05 \x01(\v2\x1a.strata.dsd.v1.SessionKickH\x00R\x04kickB\x06\n" +
 	"\x04kind\"C\n" +
 	"\fGatewayHello\x12\x1d\n" +
 	"\n" +
@@ -942,19 +1097,29 @@ const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x19\n" +
 	"\bn_shards\x18\x02 \x01(\rR\anShards\x12,\n" +
 	"\x12max_batch_messages\x18\x03 \x01(\rR\x10maxBatchMessages\x12&\n" +
-	"\x0fmax_batch_bytes\x18\x04 \x01(\x04R\rmaxBatchBytes\"\x93\x01\n" +
+	"\x0fmax_batch_bytes\x18\x04 \x01(\x04R\rmaxBatchBytes\"\xc8\x01\n" +
 	"\n" +
 	"WatchEntry\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12!\n" +
 	"\ftopic_filter\x18\x02 \x01(\tR\vtopicFilter\x12\x19\n" +
 	"\x05shard\x18\x03 \x01(\rH\x00R\x05shard\x88\x01\x01\x12\"\n" +
-	"\rstart_time_us\x18\x04 \x01(\x03R\vstartTimeUsB\b\n" +
-	"\x06_shard\"\x88\x01\n" +
+	"\rstart_time_us\x18\x04 \x01(\x03R\vstartTimeUs\x123\n" +
+	"\asession\x18\x05 \x01(\v2\x19.strata.dsd.v1.SessionRefR\asessionB\b\n" +
+	"\x06_shard\"?\n" +
+	"\n" +
+	"SessionRef\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05guard\x18\x02 \x01(\x04R\x05guard\"X\n" +
+	"\vSessionKick\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05guard\x18\x02 \x01(\x04R\x05guard\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xbd\x01\n" +
 	"\tReadEntry\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12\x1a\n" +
 	"\biterator\x18\x02 \x01(\fR\biterator\x12\x16\n" +
 	"\x06window\x18\x03 \x01(\rR\x06window\x12,\n" +
-	"\x12max_batch_messages\x18\x04 \x01(\rR\x10maxBatchMessages\"B\n" +
+	"\x12max_batch_messages\x18\x04 \x01(\rR\x10maxBatchMessages\x123\n" +
+	"\asession\x18\x05 \x01(\v2\x19.strata.dsd.v1.SessionRefR\asession\"B\n" +
 	"\bBatchAck\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12\x1b\n" +
 	"\tbatch_seq\x18\x02 \x01(\x04R\bbatchSeq\"(\n" +
@@ -995,43 +1160,48 @@ func file_strata_dsd_v1_gateway_link_proto_rawDescGZIP() []byte {
 	return file_strata_dsd_v1_gateway_link_proto_rawDescData
 }
 
-var file_strata_dsd_v1_gateway_link_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_strata_dsd_v1_gateway_link_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_strata_dsd_v1_gateway_link_proto_goTypes = []any{
 	(*GatewayLinkRequest)(nil),  // 0: strata.dsd.v1.GatewayLinkRequest
 	(*GatewayLinkResponse)(nil), // 1: strata.dsd.v1.GatewayLinkResponse
 	(*GatewayHello)(nil),        // 2: strata.dsd.v1.GatewayHello
 	(*GatewayWelcome)(nil),      // 3: strata.dsd.v1.GatewayWelcome
 	(*WatchEntry)(nil),          // 4: strata.dsd.v1.WatchEntry
-	(*ReadEntry)(nil),           // 5: strata.dsd.v1.ReadEntry
-	(*BatchAck)(nil),            // 6: strata.dsd.v1.BatchAck
-	(*RemoveEntry)(nil),         // 7: strata.dsd.v1.RemoveEntry
-	(*AnnouncedStream)(nil),     // 8: strata.dsd.v1.AnnouncedStream
-	(*StreamsAnnouncement)(nil), // 9: strata.dsd.v1.StreamsAnnouncement
-	(*ReadBatch)(nil),           // 10: strata.dsd.v1.ReadBatch
-	(*EntryError)(nil),          // 11: strata.dsd.v1.EntryError
-	(*Stream)(nil),              // 12: strata.dsd.v1.Stream
-	(*StoredMessage)(nil),       // 13: strata.dsd.v1.StoredMessage
+	(*SessionRef)(nil),          // 5: strata.dsd.v1.SessionRef
+	(*SessionKick)(nil),         // 6: strata.dsd.v1.SessionKick
+	(*ReadEntry)(nil),           // 7: strata.dsd.v1.ReadEntry
+	(*BatchAck)(nil),            // 8: strata.dsd.v1.BatchAck
+	(*RemoveEntry)(nil),         // 9: strata.dsd.v1.RemoveEntry
+	(*AnnouncedStream)(nil),     // 10: strata.dsd.v1.AnnouncedStream
+	(*StreamsAnnouncement)(nil), // 11: strata.dsd.v1.StreamsAnnouncement
+	(*ReadBatch)(nil),           // 12: strata.dsd.v1.ReadBatch
+	(*EntryError)(nil),          // 13: strata.dsd.v1.EntryError
+	(*Stream)(nil),              // 14: strata.dsd.v1.Stream
+	(*StoredMessage)(nil),       // 15: strata.dsd.v1.StoredMessage
 }
 var file_strata_dsd_v1_gateway_link_proto_depIdxs = []int32{
 	2,  // 0: strata.dsd.v1.GatewayLinkRequest.hello:type_name -> strata.dsd.v1.GatewayHello
 	4,  // 1: strata.dsd.v1.GatewayLinkRequest.watch:type_name -> strata.dsd.v1.WatchEntry
-	5,  // 2: strata.dsd.v1.GatewayLinkRequest.read:type_name -> strata.dsd.v1.ReadEntry
-	6,  // 3: strata.dsd.v1.GatewayLinkRequest.ack:type_name -> strata.dsd.v1.BatchAck
-	7,  // 4: strata.dsd.v1.GatewayLinkRequest.remove:type_name -> strata.dsd.v1.RemoveEntry
+	7,  // 2: strata.dsd.v1.GatewayLinkRequest.read:type_name -> strata.dsd.v1.ReadEntry
+	8,  // 3: strata.dsd.v1.GatewayLinkRequest.ack:type_name -> strata.dsd.v1.BatchAck
+	9,  // 4: strata.dsd.v1.GatewayLinkRequest.remove:type_name -> strata.dsd.v1.RemoveEntry
 	3,  // 5: strata.dsd.v1.GatewayLinkResponse.welcome:type_name -> strata.dsd.v1.GatewayWelcome
-	9,  // 6: strata.dsd.v1.GatewayLinkResponse.announcement:type_name -> strata.dsd.v1.StreamsAnnouncement
-	10, // 7: strata.dsd.v1.GatewayLinkResponse.batch:type_name -> strata.dsd.v1.ReadBatch
-	11, // 8: strata.dsd.v1.GatewayLinkResponse.error:type_name -> strata.dsd.v1.EntryError
-	12, // 9: strata.dsd.v1.AnnouncedStream.stream:type_name -> strata.dsd.v1.Stream
-	8,  // 10: strata.dsd.v1.StreamsAnnouncement.streams:type_name -> strata.dsd.v1.AnnouncedStream
-	13, // 11: strata.dsd.v1.ReadBatch.messages:type_name -> strata.dsd.v1.StoredMessage
-	0,  // 12: strata.dsd.v1.GatewayLinkService.GatewayLink:input_type -> strata.dsd.v1.GatewayLinkRequest
-	1,  // 13: strata.dsd.v1.GatewayLinkService.GatewayLink:output_type -> strata.dsd.v1.GatewayLinkResponse
-	13, // [13:14] is the sub-list for method output_type
-	12, // [12:13] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	11, // 6: strata.dsd.v1.GatewayLinkResponse.announcement:type_name -> strata.dsd.v1.StreamsAnnouncement
+	12, // 7: strata.dsd.v1.GatewayLinkResponse.batch:type_name -> strata.dsd.v1.ReadBatch
+	13, // 8: strata.dsd.v1.GatewayLinkResponse.error:type_name -> strata.dsd.v1.EntryError
+	6,  // 9: strata.dsd.v1.GatewayLinkResponse.kick:type_name -> strata.dsd.v1.SessionKick
+	5,  // 10: strata.dsd.v1.WatchEntry.session:type_name -> strata.dsd.v1.SessionRef
+	5,  // 11: strata.dsd.v1.ReadEntry.session:type_name -> strata.dsd.v1.SessionRef
+	14, // 12: strata.dsd.v1.AnnouncedStream.stream:type_name -> strata.dsd.v1.Stream
+	10, // 13: strata.dsd.v1.StreamsAnnouncement.streams:type_name -> strata.dsd.v1.AnnouncedStream
+	15, // 14: strata.dsd.v1.ReadBatch.messages:type_name -> strata.dsd.v1.StoredMessage
+	0,  // 15: strata.dsd.v1.GatewayLinkService.GatewayLink:input_type -> strata.dsd.v1.GatewayLinkRequest
+	1,  // 16: strata.dsd.v1.GatewayLinkService.GatewayLink:output_type -> strata.dsd.v1.GatewayLinkResponse
+	16, // [16:17] is the sub-list for method output_type
+	15, // [15:16] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_gateway_link_proto_init() }
@@ -1052,6 +1222,7 @@ func file_strata_dsd_v1_gateway_link_proto_init() {
 		(*GatewayLinkResponse_Announcement)(nil),
 		(*GatewayLinkResponse_Batch)(nil),
 		(*GatewayLinkResponse_Error)(nil),
+		(*GatewayLinkResponse_Kick)(nil),
 	}
 	file_strata_dsd_v1_gateway_link_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
@@ -1060,7 +1231,7 @@ func file_strata_dsd_v1_gateway_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_gateway_link_proto_rawDesc), len(file_strata_dsd_v1_gateway_link_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -87,7 +87,13 @@ type Producer struct {
 	// lower one is refused.
 	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// FirstSeq is the sequence number of the first message, starting at 1.
-	FirstSeq      uint64 `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	FirstSeq uint64 `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	// Qos2PacketIds, when set, has one entry per message: the packet id of a
+	// QoS 2 message, 0 for the others. A held id (stored, no PUBREL yet) is
+	// not stored again: its timestamp is 0, and a Store of nothing else is
+	// DUPLICATE. SessionService.Release drops the id. For a client with a
+	// session, epoch must be the session's guard.
+	Qos2PacketIds []uint32 `protobuf:"varint,4,rep,packed,name=qos2_packet_ids,json=qos2PacketIds,proto3" json:"qos2_packet_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -141,6 +147,13 @@ func (x *Producer) GetFirstSeq() uint64 {
 		return x.FirstSeq
 	}
 	return 0
+}
+
+func (x *Producer) GetQos2PacketIds() []uint32 {
+	if x != nil {
+		return x.Qos2PacketIds
+	}
+	return nil
 }
 
 type StoreRequest struct {
@@ -1052,11 +1065,12 @@ var File_strata_dsd_v1_storage_service_proto protoreflect.FileDescriptor
 
 const file_strata_dsd_v1_storage_service_proto_rawDesc = "" +
 	"\n" +
-	"#strata/dsd/v1/storage_service.proto\x12\rstrata.dsd.v1\x1a\x1fstrata/storage/v1/storage.proto\"Z\n" +
+	"#strata/dsd/v1/storage_service.proto\x12\rstrata.dsd.v1\x1a\x1fstrata/storage/v1/storage.proto\"\x82\x01\n" +
 	"\bProducer\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1b\n" +
-	"\tfirst_seq\x18\x03 \x01(\x04R\bfirstSeq\"\x98\x01\n" +
+	"\tfirst_seq\x18\x03 \x01(\x04R\bfirstSeq\x12&\n" +
+	"\x0fqos2_packet_ids\x18\x04 \x03(\rR\rqos2PacketIds\"\x98\x01\n" +
 	"\fStoreRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x126\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1a.strata.storage.v1.MessageR\bmessages\x123\n" +

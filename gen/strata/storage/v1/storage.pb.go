@@ -647,9 +647,15 @@ func (x *ShardClock) GetLastTimestampUs() int64 {
 // ProducerState is the last accepted publish of one producer (client id),
 // kept in the client's shard and updated in the same batch as the data.
 type ProducerState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	LastSeq       uint64                 `protobuf:"varint,2,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Epoch   uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	LastSeq uint64                 `protobuf:"varint,2,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// HeldQos2Ids are the inbound QoS 2 packet ids stored and awaiting PUBREL
+	// (a QoS 2 Store of a held id is a duplicate); ascending.
+	HeldQos2Ids []uint32 `protobuf:"varint,3,rep,packed,name=held_qos2_ids,json=heldQos2Ids,proto3" json:"held_qos2_ids,omitempty"`
+	// Closed: the session whose guard is epoch ended; Stores under epoch (or
+	// older) are refused.
+	Closed        bool `protobuf:"varint,4,opt,name=closed,proto3" json:"closed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -696,6 +702,20 @@ func (x *ProducerState) GetLastSeq() uint64 {
 		return x.LastSeq
 	}
 	return 0
+}
+
+func (x *ProducerState) GetHeldQos2Ids() []uint32 {
+	if x != nil {
+		return x.HeldQos2Ids
+	}
+	return nil
+}
+
+func (x *ProducerState) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
 }
 
 // StreamCount is the absolute number of messages stored in one
@@ -802,10 +822,12 @@ const file_strata_storage_v1_storage_proto_rawDesc = "" +
 	"\rcreated_at_us\x18\x04 \x01(\x03R\vcreatedAtUs\"8\n" +
 	"\n" +
 	"ShardClock\x12*\n" +
-	"\x11last_timestamp_us\x18\x01 \x01(\x03R\x0flastTimestampUs\"@\n" +
+	"\x11last_timestamp_us\x18\x01 \x01(\x03R\x0flastTimestampUs\"|\n" +
 	"\rProducerState\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x19\n" +
-	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\"#\n" +
+	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\x12\"\n" +
+	"\rheld_qos2_ids\x18\x03 \x03(\rR\vheldQos2Ids\x12\x16\n" +
+	"\x06closed\x18\x04 \x01(\bR\x06closed\"#\n" +
 	"\vStreamCount\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x04R\x05countB<Z:github.com/stratamq/strata/gen/strata/storage/v1;storagev1b\x06proto3"
 

@@ -1,0 +1,57 @@
+package client
+
+import (
+	"context"
+
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+)
+
+// Sessions returns the SessionService stub (docs/sessions.md).
+func (c *Client) Sessions() dsdv1.SessionServiceClient {
+	return dsdv1.NewSessionServiceClient(c.conn)
+}
+
+// ListAllSessions pages through ListSessions and calls fn for each session
+// in (shard, client id) order, stopping at fn's first error.
+func (c *Client) ListAllSessions(ctx context.Context, pageSize uint32, fn func(*dsdv1.SessionSummary) error) error {
+	tok := ""
+	for {
+		res, err := c.Sessions().ListSessions(ctx, &dsdv1.ListSessionsRequest{PageSize: pageSize, PageToken: tok})
+		if err != nil {
+			return err
+		}
+		for _, s := range res.GetSessions() {
+			if err := fn(s); err != nil {
+				return err
+			}
+		}
+		if tok = res.GetNextPageToken(); tok == "" {
+			return nil
+		}
+	}
+}
+
+// AddSessionWatch is AddWatch for an entry tied to a session guard: dsd
+// refuses it when the guard is stale and removes it when the session is
+// taken over or deleted (the link then gets a SessionKick if this gateway
+// epoch owned the connection).
+func (l *Link) AddSessionWatch(session *dsdv1.SessionRef, filter string, shard int, startUs int64) (uint64, error) {
+	w := &dsdv1.WatchEntry{TopicFilter: filter, StartTimeUs: startUs, Session: session}
+	if shard >= 0 {
+		s := uint32(shard)
+		w.Shard = &s
+	}
+	return l.addEntry(func(id uint64) *dsdv1.GatewayLinkRequest {
+		w.EntryId = id
+		return &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Watch{Watch: w}}
+	})
+}
+
+// AddSessionRead is AddReadBatch for an entry tied to a session guard.
+func (l *Link) AddSessionRead(session *dsdv1.SessionRef, iterator []byte, window, maxBatchMessages uint32) (uint64, error) {
+	return l.addEntry(func(id uint64) *dsdv1.GatewayLinkRequest {
+		return &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Read{Read: &dsdv1.ReadEntry{
+			EntryId: id, Iterator: iterator, Window: window, MaxBatchMessages: maxBatchMessages, Session: session,
+		}}}
+	})
+}
