@@ -16,9 +16,9 @@ RACE_PKGS := ./lts/... ./gateway/... ./dsd/... ./tools/...
 all: build
 
 build: ## compile every program into bin/
-	$(GO) build -o $(BIN)/ ./dsd/cmd/dsd ./tools/dstool ./tools/dsbench ./tools/mqttpasswd
+	$(GO) build -o $(BIN)/ ./dsd/cmd/dsd ./tools/dstool ./tools/dsbench ./tools/mqttpasswd ./gateway/cmd/gateway
 
-run: build ## start dsd (and, once it exists, a gateway) with a local data directory
+run: build ## start dsd and a gateway with a local data directory
 	./scripts/run.sh "$(BIN)" "$(CONFIG)" "$(DATA_DIR)"
 
 test: proto-check lint test-unit test-race ## everything CI runs

@@ -23,13 +23,13 @@ type Binaries struct {
 // Path returns the path of a built program.
 func (b Binaries) Path(name string) string { return filepath.Join(b.Dir, name) }
 
-// Build compiles dsd and dstool into dir from the module root.
+// Build compiles dsd, dstool and the gateway into dir from the module root.
 func Build(dir string) (Binaries, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return Binaries{}, err
 	}
-	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "./dsd/cmd/dsd", "./tools/dstool")
+	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "./dsd/cmd/dsd", "./tools/dstool", "./gateway/cmd/gateway")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Binaries{}, fmt.Errorf("integration: go build: %v\n%s", err, out)
@@ -170,3 +170,111 @@ func (d *DSD) Stop(timeout time.Duration) error {
 
 // Torture reports whether long variants were asked for (make torture).
 func Torture() bool { return os.Getenv("STRATA_TORTURE") != "" }
+
+// Gateway is a running gateway child process.
+type Gateway struct {
+	cmd *exec.Cmd
+	// Addrs maps each listener ("tcp.default", "ws.default", ...) and
+	// "http" to its bound address.
+	Addrs   map[string]string
+	done    chan struct{}
+	exitErr error
+	logMu   sync.Mutex
+	log     strings.Builder
+}
+
+// GatewayConfig describes how to start a gateway.
+type GatewayConfig struct {
+	DSDAddr    string
+	ConfigFile string // optional
+	// MQTTListen and HTTPListen default to 127.0.0.1:0 (a free port);
+	// WSListen and TLSListen are added when set.
+	MQTTListen, WSListen, TLSListen, HTTPListen string
+}
+
+var gatewayReadyLine = regexp.MustCompile(`msg="gateway ready"(.*)`)
+var logAttr = regexp.MustCompile(`(\S+)=(\S+)`)
+
+// StartGateway starts the gateway and waits until it logs that it is ready.
+func StartGateway(ctx context.Context, bin Binaries, cfg GatewayConfig) (*Gateway, error) {
+	args := []string{"--dsd", cfg.DSDAddr, "--mqtt-listen", or(cfg.MQTTListen, "127.0.0.1:0"), "--http-listen", or(cfg.HTTPListen, "127.0.0.1:0")}
+	if cfg.WSListen != "" {
+		args = append(args, "--ws-listen", cfg.WSListen)
+	}
+	if cfg.TLSListen != "" {
+		args = append(args, "--tls-listen", cfg.TLSListen)
+	}
+	if cfg.ConfigFile != "" {
+		args = append(args, "--config", cfg.ConfigFile)
+	}
+	g := &Gateway{done: make(chan struct{})}
+	g.cmd = exec.Command(bin.Path("gateway"), args...)
+	stderr, err := g.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := g.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("integration: start gateway: %w", err)
+	}
+	ready := make(chan map[string]string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			g.logMu.Lock()
+			g.log.WriteString(line + "\n")
+			g.logMu.Unlock()
+			if m := gatewayReadyLine.FindStringSubmatch(line); m != nil {
+				addrs := map[string]string{}
+				for _, kv := range logAttr.FindAllStringSubmatch(m[1], -1) {
+					addrs[kv[1]] = kv[2]
+				}
+				select {
+				case ready <- addrs:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		g.exitErr = g.cmd.Wait()
+		close(g.done)
+	}()
+	select {
+	case g.Addrs = <-ready:
+		return g, nil
+	case <-g.done:
+		return nil, fmt.Errorf("integration: gateway exited before ready: %v\n%s", g.exitErr, g.Log())
+	case <-ctx.Done():
+		_ = g.cmd.Process.Signal(syscall.SIGKILL)
+		<-g.done
+		return nil, fmt.Errorf("integration: gateway not ready: %w\n%s", ctx.Err(), g.Log())
+	}
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Log returns everything the gateway wrote to stderr so far.
+func (g *Gateway) Log() string {
+	g.logMu.Lock()
+	defer g.logMu.Unlock()
+	return g.log.String()
+}
+
+// Stop sends SIGTERM and waits up to timeout for a graceful exit.
+func (g *Gateway) Stop(timeout time.Duration) error {
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-g.done:
+		return g.exitErr
+	case <-time.After(timeout):
+		_ = g.cmd.Process.Signal(syscall.SIGKILL)
+		<-g.done
+		return fmt.Errorf("integration: gateway did not stop within %v", timeout)
+	}
+}

@@ -92,6 +92,8 @@ var forbiddenDeps = []struct {
 		"lts is pure: topic levels and byte keys, no I/O, no MQTT, no storage engine"},
 	{"./gateway/packet/...", []string{"net", "google.golang.org/grpc", "github.com/cockroachdb/pebble", "github.com/stratamq/strata/dsd"},
 		"the MQTT codec is pure: bytes in, bytes out"},
+	{"./gateway/session/...", []string{"net", "google.golang.org/grpc", "github.com/cockroachdb/pebble", "github.com/stratamq/strata/dsd"},
+		"the session core is a deterministic state machine: events in, actions out; the driver does the I/O"},
 	{"./gen/strata/storage/...", []string{"net", "google.golang.org/grpc"},
 		"persisted formats must not pull in gRPC or the network"},
 	{"./dsd/storage/...", []string{"google.golang.org/grpc", "github.com/stratamq/strata/gateway", "github.com/stratamq/strata/gen/strata/dsd"},

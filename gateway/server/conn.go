@@ -1,0 +1,399 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/stratamq/strata/gateway/packet"
+	"github.com/stratamq/strata/gateway/session"
+)
+
+// conn drives one client connection: its read goroutine (serve) reads
+// packets and feeds them to the session machine; its write goroutine
+// (writeLoop) writes what the machine sends, through a bounded queue. Kicks
+// and shutdown reach the machine from other goroutines under mu.
+type conn struct {
+	s  *Server
+	l  *listener
+	nc net.Conn
+	br *bufio.Reader
+	// head holds the first bytes of the connection, to read the Protocol
+	// Level of a CONNECT the codec refused.
+	head *headRecorder
+	log  *slog.Logger
+
+	// out is the outbound queue; a client that lets it fill is
+	// disconnected (slow consumer).
+	out chan outItem
+	// aborted is closed, with nc, when the connection is torn down without
+	// flushing.
+	aborted   chan struct{}
+	abortOnce sync.Once
+	// writerDone is closed when writeLoop has returned.
+	writerDone chan struct{}
+
+	// mu guards the machine and what its actions leave behind. It is held
+	// only around machine calls and non-blocking queue operations, never
+	// across network or backend I/O.
+	mu struct {
+		sync.Mutex
+		m *session.Machine
+		// closing: a Close was queued; later sends are dropped.
+		closing bool
+		// lostReason overrides the reason of a read error (slow consumer,
+		// write error) that tore the connection down from this side.
+		lostReason session.CloseReason
+		// end is the EndSession to carry out when the connection is over.
+		end *session.EndSession
+		// guard is the guard of the session this connection opened.
+		guard uint64
+		// panicked records that a panic was recovered.
+		panicked bool
+	}
+}
+
+type outItem struct {
+	b     []byte
+	typ   packet.Type
+	close bool
+}
+
+func newConn(s *Server, l *listener, nc net.Conn) *conn {
+	c := &conn{
+		s:          s,
+		l:          l,
+		nc:         nc,
+		head:       &headRecorder{r: nc},
+		log:        s.log.With("listener", l.id, "remote", nc.RemoteAddr().String()),
+		out:        make(chan outItem, s.opts.OutboundQueue),
+		aborted:    make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	c.br = bufio.NewReaderSize(c.head, 4096)
+	return c
+}
+
+// serve runs the connection to its end: it starts the writer, reads until
+// the machine closes, waits for the writer and ends the session.
+func (c *conn) serve() {
+	c.s.metrics.connections.WithLabelValues(c.l.id).Inc()
+	defer c.s.metrics.connections.WithLabelValues(c.l.id).Dec()
+	c.mu.m = session.New(c.l.cfg, time.Now())
+	go c.writeLoop()
+	c.readLoop()
+	c.finish()
+}
+
+// recoverPanic is the connection's panic boundary (STYLE.md rule 9): log
+// with the stack, count, and tear down only this connection.
+func (c *conn) recoverPanic(where string) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	c.s.metrics.panics.Inc()
+	c.log.Error("panic recovered; closing the connection", "where", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	c.mu.Lock()
+	c.mu.panicked = true
+	c.mu.Unlock()
+	c.abort()
+}
+
+func (c *conn) readLoop() {
+	defer c.recoverPanic("read")
+	for {
+		var deadline time.Time
+		var version packet.Version
+		var maxSize uint32
+		c.withMachineDo(func(m *session.Machine) {
+			deadline, _ = m.Deadline()
+			version, maxSize = m.Version(), m.MaxPacketSize()
+		})
+		_ = c.nc.SetReadDeadline(deadline)
+		p, err := packet.ReadPacket(c.br, version, maxSize)
+		now := time.Now()
+		var req *session.ConnectRequest
+		closed := false
+		c.withMachineDo(func(m *session.Machine) {
+			var acts []session.Action
+			switch {
+			case err == nil:
+				c.countIn(p, version)
+				acts = m.Packet(now, p)
+			case !deadline.IsZero() && !now.Before(deadline):
+				// The deadline fired (the read may have stopped inside a
+				// packet, so nothing more is read either way).
+				acts = m.Tick(now)
+			case version == packet.VersionUnknown && isCode(err, packet.UnsupportedProtocolVersion):
+				acts = m.UnsupportedProtocol(now, c.head.protocolLevel())
+			case isCodecError(err):
+				acts = m.Malformed(now, err)
+			}
+			req = c.applyLocked(acts)
+			if err != nil && !m.Closed() {
+				reason := session.ReasonNetworkError
+				if c.mu.lostReason != "" {
+					reason = c.mu.lostReason
+				}
+				c.applyLocked(m.Lost(now, reason))
+			}
+			closed = m.Closed()
+		})
+		if req != nil {
+			closed = c.connect(*req)
+		}
+		if closed {
+			return
+		}
+	}
+}
+
+// connect carries out a Connect action (admission, authentication, session
+// open) without holding mu, and feeds the result back. It reports whether
+// the machine closed.
+func (c *conn) connect(req session.ConnectRequest) (closed bool) {
+	res := c.s.openSession(c, req)
+	c.withMachineDo(func(m *session.Machine) {
+		c.applyLocked(m.ConnectDone(time.Now(), res))
+		if res.Code == packet.Success {
+			c.mu.guard = res.Guard
+		}
+		closed = m.Closed()
+	})
+	if res.Code == packet.Success {
+		c.s.register(c, req.ClientID, res.Guard)
+	}
+	return closed
+}
+
+// kick closes the connection because its session was taken over.
+func (c *conn) kick() {
+	defer c.recoverPanic("kick")
+	c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.Kick(time.Now())) })
+}
+
+// shutdown closes the connection because the gateway stops.
+func (c *conn) shutdown() {
+	defer c.recoverPanic("shutdown")
+	c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.Shutdown(time.Now())) })
+}
+
+func (c *conn) withMachineDo(f func(m *session.Machine)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(c.mu.m)
+}
+
+// applyLocked carries out actions that do not block; it returns a Connect
+// request for the caller to carry out after releasing mu.
+func (c *conn) applyLocked(acts []session.Action) *session.ConnectRequest {
+	var req *session.ConnectRequest
+	for _, a := range acts {
+		switch a := a.(type) {
+		case session.Send:
+			c.sendLocked(a)
+		case session.Connect:
+			req = &a.Request
+		case session.Publish:
+			// TODO(messaging issue): store in dsd and deliver.
+			c.s.metrics.notDelivered.Inc()
+		case session.Denied:
+			c.s.metrics.aclDenied.WithLabelValues(a.Access.String()).Inc()
+			c.log.Debug("ACL denied", "client_id", c.mu.m.ClientID(), "action", a.Access.String(), "topic", a.Topic)
+		case session.EndSession:
+			c.mu.end = &a
+		case session.Close:
+			c.s.metrics.closedFor(a.Reason)
+			c.log.Debug("closing", "client_id", c.mu.m.ClientID(), "reason", string(a.Reason))
+			c.closeLocked()
+		}
+	}
+	return req
+}
+
+func (c *conn) sendLocked(a session.Send) {
+	if c.mu.closing {
+		return
+	}
+	b, err := a.Packet.Append(nil, a.Version)
+	if err != nil {
+		// The machine built a packet the codec refuses: a bug, not the
+		// client's doing.
+		panic(fmt.Sprintf("gateway: cannot encode %s for %s: %v", a.Packet.Type(), a.Version, err))
+	}
+	select {
+	case c.out <- outItem{b: b, typ: a.Packet.Type()}:
+	default:
+		c.slowLocked()
+	}
+}
+
+func (c *conn) closeLocked() {
+	if c.mu.closing {
+		return
+	}
+	c.mu.closing = true
+	select {
+	case c.out <- outItem{close: true}:
+	default:
+		c.slowLocked()
+	}
+}
+
+// slowLocked tears down a connection whose outbound queue is full.
+func (c *conn) slowLocked() {
+	c.mu.closing = true
+	if c.mu.lostReason == "" {
+		c.mu.lostReason = session.ReasonSlowConsumer
+	}
+	c.abort()
+}
+
+// abort closes the network connection at once; the reader and the writer
+// then end.
+func (c *conn) abort() {
+	c.abortOnce.Do(func() {
+		close(c.aborted)
+		_ = c.nc.Close()
+	})
+}
+
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	defer c.recoverPanic("write")
+	bw := bufio.NewWriterSize(c.nc, 4096)
+	for {
+		var it outItem
+		select {
+		case it = <-c.out:
+		case <-c.aborted:
+			return
+		}
+		if it.close {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+			_ = bw.Flush()
+			c.abort()
+			return
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+		_, err := bw.Write(it.b)
+		if err == nil && len(c.out) == 0 {
+			err = bw.Flush() // nothing more queued: put it on the wire
+		}
+		if err != nil {
+			c.writeFailed(err)
+			return
+		}
+		c.s.metrics.sent(it.typ, len(it.b))
+	}
+}
+
+func (c *conn) writeFailed(err error) {
+	c.log.Debug("write failed", "err", err)
+	c.mu.Lock()
+	if c.mu.lostReason == "" {
+		c.mu.lostReason = session.ReasonNetworkError
+	}
+	c.mu.Unlock()
+	c.abort()
+}
+
+// finish waits for the writer (bounded by its write deadline), then ends
+// the session in the backend.
+func (c *conn) finish() {
+	select {
+	case <-c.writerDone:
+	case <-time.After(c.s.opts.WriteTimeout):
+		c.abort()
+		<-c.writerDone
+	}
+	c.abort()
+	c.mu.Lock()
+	end, guard, panicked := c.mu.end, c.mu.guard, c.mu.panicked
+	clientID := c.mu.m.ClientID()
+	c.mu.Unlock()
+	if end == nil && panicked && guard != 0 {
+		// The machine's state is unknown after a panic: give the session
+		// back as an abnormal end.
+		end = &session.EndSession{ClientID: clientID, Guard: guard, Will: true, Reason: session.ReasonInternalError}
+	}
+	if end != nil {
+		ctx, cancel := context.WithTimeout(c.s.ctx, c.s.opts.BackendTimeout)
+		err := c.s.opts.Backend.Disconnect(ctx, session.DisconnectRequest{
+			ClientID: end.ClientID, Guard: end.Guard, Will: end.Will, Expiry: end.Expiry, Reason: end.Reason, Now: time.Now(),
+		})
+		cancel()
+		if err != nil && !errors.Is(err, session.ErrStaleGuard) {
+			c.log.Warn("ending the session failed", "client_id", end.ClientID, "err", err)
+		}
+	}
+	c.s.unregister(c, clientID, guard)
+}
+
+func (c *conn) countIn(p packet.Packet, v packet.Version) {
+	if cp, ok := p.(*packet.Connect); ok {
+		v = cp.Version
+	}
+	n, err := p.Size(v)
+	if err != nil {
+		n = 0
+	}
+	c.s.metrics.received(p.Type(), n)
+}
+
+func isCode(err error, code packet.ReasonCode) bool {
+	got, ok := packet.CodeOf(err)
+	return ok && got == code
+}
+
+// isCodecError reports whether err is the codec's verdict on the bytes
+// rather than a failure to read them.
+func isCodecError(err error) bool {
+	_, ok := packet.CodeOf(err)
+	return ok && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF)
+}
+
+// headRecorder keeps the first bytes read from a connection.
+type headRecorder struct {
+	r    io.Reader
+	head [16]byte
+	n    int
+}
+
+func (h *headRecorder) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if h.n < len(h.head) {
+		h.n += copy(h.head[h.n:], p[:n])
+	}
+	return n, err
+}
+
+// protocolLevel returns the Protocol Level byte of the CONNECT at the start
+// of the connection, or 0 if the bytes do not reach it.
+func (h *headRecorder) protocolLevel() byte {
+	b := h.head[:h.n]
+	i := 1
+	for ; i < len(b) && i <= 4; i++ { // remaining length: 1 to 4 bytes
+		if b[i]&0x80 == 0 {
+			i++
+			break
+		}
+	}
+	if i+2 > len(b) {
+		return 0
+	}
+	nameLen := int(b[i])<<8 | int(b[i+1])
+	at := i + 2 + nameLen
+	if at >= len(b) {
+		return 0
+	}
+	return b[at]
+}

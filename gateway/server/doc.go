@@ -1,0 +1,44 @@
+// Package server is the gateway's network side: it binds the MQTT listeners
+// (tcp, tls, ws, wss; listeners.<type>.<name> in the configuration, each
+// belonging to a zone), drives one session.Machine per connection, and serves
+// /metrics, /healthz and /readyz on gateway.http_listen.
+//
+// # Connections
+//
+// Each connection has a read goroutine and a write goroutine. The reader
+// reads one packet at a time (packet.ReadPacket, bounded by the zone's
+// mqtt.max_packet_size before anything is allocated), with the socket's read
+// deadline set to the machine's deadline, so the connect timeout and the
+// keep-alive need no timers: a read that times out is a Tick. It carries out
+// the machine's Connect action itself (admission, authentication, session
+// open), so the packets a client pipelines after CONNECT wait in the socket
+// until CONNACK. The writer drains a bounded queue of encoded packets,
+// flushing when the queue is empty; a client that lets the queue fill is
+// disconnected (slow consumer) instead of growing it. A Close action is
+// queued behind the packets before it, so a refusing CONNACK or a DISCONNECT
+// reaches the client before the socket closes.
+//
+// Each goroutine that touches a connection recovers panics at its boundary
+// (STYLE.md rule 9): the stack is logged, strata_gateway_panics_recovered_total
+// counts it, and only that connection closes; its session is still ended.
+//
+// # Locks
+//
+// Server.mu guards the set of connections and the kick registry; conn.mu
+// guards one machine. Neither is held while taking the other, nor across
+// network or backend I/O: a kick looks the connection up under Server.mu,
+// releases it, then takes conn.mu.
+//
+// # Sessions
+//
+// Sessions are opened and ended through a session.Backend. Until dsd's
+// SessionService exists the gateway uses session.MemBackend: takeover works
+// between connections of one gateway (the old one gets DISCONNECT 0x8E), and
+// sessions do not survive the gateway.
+//
+// # Stopping
+//
+// Shutdown stops accepting, asks every connection to close (MQTT 5 clients
+// get DISCONNECT 0x8B), and waits for them to end their sessions until its
+// context ends; then it closes what is left. Close does the same at once.
+package server

@@ -1,0 +1,120 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stratamq/strata/gateway/packet"
+	"github.com/stratamq/strata/gateway/session"
+)
+
+// metrics are the gateway's Prometheus metrics, on a registry of its own
+// (served at /metrics on gateway.http_listen). Per-packet-type counters are
+// resolved once, so counting a packet is an array index and an atomic add.
+type metrics struct {
+	registry *prometheus.Registry
+
+	connections *prometheus.GaugeVec
+	accepted    *prometheus.CounterVec
+	closed      *prometheus.CounterVec
+
+	packetsIn, packetsOut [16]prometheus.Counter
+	bytesIn, bytesOut     [16]prometheus.Counter
+
+	keepAliveTimeouts prometheus.Counter
+	panics            prometheus.Counter
+	authFailures      prometheus.Counter
+	connectRefused    *prometheus.CounterVec
+	aclDenied         *prometheus.CounterVec
+	notDelivered      prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strata_gateway_connections",
+			Help: "Open MQTT connections, by listener (type.name).",
+		}, []string{"listener"}),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_gateway_connections_accepted_total",
+			Help: "Connections accepted, by listener (type.name).",
+		}, []string{"listener"}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_gateway_connections_closed_total",
+			Help: "Connections closed, by reason.",
+		}, []string{"reason"}),
+		keepAliveTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_gateway_keepalive_timeouts_total",
+			Help: "Connections closed because no packet arrived within keepalive × backoff × 2.",
+		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_gateway_panics_recovered_total",
+			Help: "Panics recovered at a connection's boundary (each closed only its connection).",
+		}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_gateway_auth_failures_total",
+			Help: "CONNECTs refused by authentication (bad user name or password, not authorized).",
+		}),
+		connectRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_gateway_connect_refused_total",
+			Help: "CONNECTs refused by admission, authentication or the session backend, by MQTT 5 reason code.",
+		}, []string{"code"}),
+		aclDenied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_gateway_acl_denied_total",
+			Help: "PUBLISH and SUBSCRIBE requests the ACL refused, by action.",
+		}, []string{"action"}),
+		notDelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_gateway_publish_not_delivered_total",
+			Help: "QoS 0 PUBLISH packets accepted and dropped: the gateway does not deliver messages yet.",
+		}),
+	}
+	packetsIn := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "strata_gateway_packets_received_total", Help: "MQTT packets received, by type.",
+	}, []string{"type"})
+	packetsOut := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "strata_gateway_packets_sent_total", Help: "MQTT packets sent, by type.",
+	}, []string{"type"})
+	bytesIn := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "strata_gateway_bytes_received_total", Help: "Bytes of MQTT packets received, by packet type.",
+	}, []string{"type"})
+	bytesOut := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "strata_gateway_bytes_sent_total", Help: "Bytes of MQTT packets sent, by packet type.",
+	}, []string{"type"})
+	for t := packet.CONNECT; t <= packet.AUTH; t++ {
+		name := t.String()
+		m.packetsIn[t] = packetsIn.WithLabelValues(name)
+		m.packetsOut[t] = packetsOut.WithLabelValues(name)
+		m.bytesIn[t] = bytesIn.WithLabelValues(name)
+		m.bytesOut[t] = bytesOut.WithLabelValues(name)
+	}
+	m.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.connections, m.accepted, m.closed, m.keepAliveTimeouts, m.panics,
+		m.authFailures, m.connectRefused, m.aclDenied, m.notDelivered,
+		packetsIn, packetsOut, bytesIn, bytesOut,
+	)
+	return m
+}
+
+func (m *metrics) received(t packet.Type, n int) {
+	if t > 0 && t <= packet.AUTH {
+		m.packetsIn[t].Inc()
+		m.bytesIn[t].Add(float64(n))
+	}
+}
+
+func (m *metrics) sent(t packet.Type, n int) {
+	if t > 0 && t <= packet.AUTH {
+		m.packetsOut[t].Inc()
+		m.bytesOut[t].Add(float64(n))
+	}
+}
+
+func (m *metrics) closedFor(r session.CloseReason) {
+	m.closed.WithLabelValues(string(r)).Inc()
+	if r == session.ReasonKeepAliveTimeout {
+		m.keepAliveTimeouts.Inc()
+	}
+}

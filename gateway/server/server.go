@@ -1,0 +1,367 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stratamq/strata/config"
+	"github.com/stratamq/strata/gateway/auth"
+	"github.com/stratamq/strata/gateway/session"
+)
+
+// Options configure a Server. Config is required; the rest have defaults.
+type Options struct {
+	// Config is the effective configuration: listeners, zones, mqtt.* and
+	// gateway.http_listen.
+	Config config.Config
+	// Backend opens and ends sessions. Nil: an in-memory one
+	// (session.MemBackend) whose takeovers kick through Server.Kick.
+	Backend session.Backend
+	// Authenticator checks CONNECT credentials; nil admits everyone.
+	Authenticator *auth.Authenticator
+	// ACL decides PUBLISH and SUBSCRIBE; nil (or no rules) allows all.
+	ACL *auth.ACL
+	// Admission limits the CONNECT rate per zone; nil: no limit.
+	Admission *auth.Admission
+	// Ready, when set, is consulted by /readyz besides the server's own
+	// state (for example the link to dsd).
+	Ready func() error
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+
+	// ConnectTimeout closes a connection that sends no CONNECT in time.
+	// Default 10s.
+	ConnectTimeout time.Duration
+	// WriteTimeout bounds each write to a client. Default 10s.
+	WriteTimeout time.Duration
+	// BackendTimeout bounds admission, authentication and each session
+	// backend call. Default 10s.
+	BackendTimeout time.Duration
+	// OutboundQueue is how many packets may wait for a client; a client
+	// that lets more pile up is disconnected. Default 1024.
+	OutboundQueue int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.BackendTimeout <= 0 {
+		o.BackendTimeout = 10 * time.Second
+	}
+	if o.OutboundQueue <= 0 {
+		o.OutboundQueue = 1024
+	}
+	return o
+}
+
+// Server is a running gateway: its MQTT listeners, their connections and
+// the HTTP endpoint.
+type Server struct {
+	opts      Options
+	log       *slog.Logger
+	metrics   *metrics
+	listeners []*listener
+	httpLn    net.Listener
+	httpSrv   *http.Server
+	httpDone  chan struct{}
+	ready     atomic.Bool
+
+	// ctx is cancelled by Close (not by a graceful Shutdown) and bounds
+	// backend calls and WebSocket connections.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// wg counts accept loops, WebSocket handlers and connections.
+	wg sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		closing bool
+		conns   map[*conn]struct{}
+		// byKey finds a connection by the session it holds, for kicks.
+		byKey map[kickKey]*conn
+		// pendingKicks are kicks that arrived before their connection
+		// registered (its Open returned, its CONNACK not yet sent).
+		pendingKicks map[kickKey]struct{}
+	}
+}
+
+type kickKey struct {
+	clientID string
+	guard    uint64
+}
+
+// Addr is the bound address of one listener.
+type Addr struct {
+	// Listener is "type.name", such as "tcp.default".
+	Listener string
+	Type     string
+	Addr     string
+}
+
+// Listen binds every configured listener and the HTTP endpoint and starts
+// serving. Stop it with Shutdown or Close.
+func Listen(opts Options) (*Server, error) {
+	opts = opts.withDefaults()
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), httpDone: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.mu.conns = make(map[*conn]struct{})
+	s.mu.byKey = make(map[kickKey]*conn)
+	s.mu.pendingKicks = make(map[kickKey]struct{})
+	if s.opts.Backend == nil {
+		s.opts.Backend = session.NewMemBackend(s.Kick, opts.Config.MQTT.AllowCrossIdentityTakeover)
+	}
+	cfg := opts.Config
+	for _, typ := range listenerTypes {
+		names := make([]string, 0, len(cfg.Listeners[typ]))
+		for name := range cfg.Listeners[typ] {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			l, err := s.newListener(typ, name, cfg.Listeners[typ][name])
+			if err != nil {
+				s.closeListeners()
+				s.cancel()
+				return nil, err
+			}
+			s.listeners = append(s.listeners, l)
+		}
+	}
+	if len(s.listeners) == 0 {
+		s.cancel()
+		return nil, errors.New("gateway: no listeners configured")
+	}
+	if cfg.Gateway.HTTPListen != "" {
+		ln, err := net.Listen("tcp", cfg.Gateway.HTTPListen)
+		if err != nil {
+			s.closeListeners()
+			s.cancel()
+			return nil, fmt.Errorf("gateway: http listen %s: %w", cfg.Gateway.HTTPListen, err)
+		}
+		s.httpLn = ln
+		s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			defer close(s.httpDone)
+			_ = s.httpSrv.Serve(ln)
+		}()
+	} else {
+		close(s.httpDone)
+	}
+	for _, l := range s.listeners {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveListener(l)
+		}()
+	}
+	s.ready.Store(true)
+	return s, nil
+}
+
+// Addrs returns the bound address of every listener, ordered by type (tcp,
+// ws, tls, wss) and name.
+func (s *Server) Addrs() []Addr {
+	out := make([]Addr, len(s.listeners))
+	for i, l := range s.listeners {
+		out[i] = Addr{Listener: l.id, Type: l.typ, Addr: l.ln.Addr().String()}
+	}
+	return out
+}
+
+// HTTPAddr returns the bound address of the HTTP endpoint, "" without one.
+func (s *Server) HTTPAddr() string {
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
+}
+
+// Kick closes the connection that holds clientID's session with guard: the
+// session was taken over or deleted. A kick that arrives before its
+// connection registered is kept and applied when it does.
+func (s *Server) Kick(clientID string, guard uint64) {
+	k := kickKey{clientID, guard}
+	s.mu.Lock()
+	c := s.mu.byKey[k]
+	if c == nil {
+		s.mu.pendingKicks[k] = struct{}{}
+	}
+	s.mu.Unlock()
+	if c != nil {
+		c.kick()
+	}
+}
+
+// register records that c holds clientID's session with guard.
+func (s *Server) register(c *conn, clientID string, guard uint64) {
+	k := kickKey{clientID, guard}
+	s.mu.Lock()
+	s.mu.byKey[k] = c
+	_, kicked := s.mu.pendingKicks[k]
+	delete(s.mu.pendingKicks, k)
+	s.mu.Unlock()
+	if kicked {
+		c.kick()
+	}
+}
+
+func (s *Server) unregister(c *conn, clientID string, guard uint64) {
+	k := kickKey{clientID, guard}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.byKey[k] == c {
+		delete(s.mu.byKey, k)
+	}
+	delete(s.mu.pendingKicks, k)
+}
+
+// enter counts a goroutine in wg unless the server is stopping.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closing {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// track adds c to the connections that Shutdown tells to close; false once
+// the server is stopping.
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closing {
+		return false
+	}
+	s.mu.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.mu.conns, c)
+}
+
+// serveConn runs one accepted connection to its end; the caller has
+// entered wg.
+func (s *Server) serveConn(l *listener, nc net.Conn) {
+	c := newConn(s, l, nc)
+	if !s.track(c) {
+		_ = nc.Close()
+		return
+	}
+	defer s.untrack(c)
+	s.metrics.accepted.WithLabelValues(l.id).Inc()
+	c.serve()
+}
+
+// stopping marks the server as stopping and returns its connections.
+func (s *Server) stopping() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.closing = true
+	conns := make([]*conn, 0, len(s.mu.conns))
+	for c := range s.mu.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// Shutdown stops gracefully: it stops accepting, tells every connection to
+// close (MQTT 5 clients get DISCONNECT 0x8B), waits for them to end their
+// sessions until ctx ends, then closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	conns := s.stopping()
+	s.closeListeners()
+	for _, c := range conns {
+		c.shutdown()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("gateway: shutdown: %w", ctx.Err())
+		for _, c := range s.stopping() {
+			c.abort()
+		}
+		s.cancel()
+		<-done
+	}
+	s.cancel()
+	s.stopHTTP()
+	return err
+}
+
+// Close stops at once: listeners and connections are closed without
+// DISCONNECT; sessions are still ended (best effort).
+func (s *Server) Close() error {
+	s.ready.Store(false)
+	conns := s.stopping()
+	s.closeListeners()
+	for _, c := range conns {
+		c.abort()
+	}
+	s.cancel()
+	s.wg.Wait()
+	s.stopHTTP()
+	return nil
+}
+
+func (s *Server) stopHTTP() {
+	if s.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			_ = s.httpSrv.Close()
+		}
+	}
+	<-s.httpDone
+}
+
+func (s *Server) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready: stopping", http.StatusServiceUnavailable)
+			return
+		}
+		if s.opts.Ready != nil {
+			if err := s.opts.Ready(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	return mux
+}

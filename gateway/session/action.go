@@ -1,0 +1,151 @@
+package session
+
+import "github.com/stratamq/strata/gateway/packet"
+
+// Action is one thing the driver must do, in the order given: Send, Connect,
+// Publish, Denied, EndSession or Close.
+type Action interface{ action() }
+
+// Send writes Packet to the client, encoded for Version.
+type Send struct {
+	Packet  packet.Packet
+	Version packet.Version
+}
+
+// Connect asks the driver to admit the client (connection rate),
+// authenticate it and open its session, then to call Machine.ConnectDone
+// with the result.
+type Connect struct {
+	Request ConnectRequest
+}
+
+// Publish is an application message the client sent, validated and
+// authorized, with a Topic Alias resolved into Topic. Until the gateway
+// delivers messages the driver counts and drops it.
+type Publish struct {
+	Packet *packet.Publish
+}
+
+// Denied reports a PUBLISH or SUBSCRIBE the ACL refused, for the driver's
+// log and metrics; the machine has already answered the client.
+type Denied struct {
+	Access Access
+	Topic  string
+}
+
+// EndSession tells the driver that this connection no longer serves the
+// session it opened: tell the backend, with the guard, whether the will is
+// to be published and the expiry in force.
+type EndSession struct {
+	ClientID string
+	Guard    uint64
+	// Will is true for every end except a DISCONNECT with reason 0x00
+	// (the table in ARCHITECTURE.md section 6).
+	Will bool
+	// Expiry is the Session Expiry Interval in seconds at the end (a
+	// DISCONNECT may change it).
+	Expiry uint32
+	Reason CloseReason
+}
+
+// Close closes the connection once the packets sent before it are written.
+type Close struct {
+	Reason CloseReason
+}
+
+func (Send) action()       {}
+func (Connect) action()    {}
+func (Publish) action()    {}
+func (Denied) action()     {}
+func (EndSession) action() {}
+func (Close) action()      {}
+
+// CloseReason says why a connection ended, for logs and metrics.
+type CloseReason string
+
+// The reasons a connection ends.
+const (
+	ReasonClientDisconnect CloseReason = "client_disconnect"
+	ReasonKeepAliveTimeout CloseReason = "keepalive_timeout"
+	ReasonConnectTimeout   CloseReason = "connect_timeout"
+	ReasonConnectRefused   CloseReason = "connect_refused"
+	ReasonProtocolError    CloseReason = "protocol_error"
+	ReasonMalformed        CloseReason = "malformed_packet"
+	ReasonPacketTooLarge   CloseReason = "packet_too_large"
+	ReasonNotSupported     CloseReason = "not_supported"
+	ReasonNetworkError     CloseReason = "network_error"
+	ReasonSlowConsumer     CloseReason = "slow_consumer"
+	ReasonTakenOver        CloseReason = "taken_over"
+	ReasonShutdown         CloseReason = "shutdown"
+	ReasonInternalError    CloseReason = "internal_error"
+)
+
+// ConnectRequest is what the driver needs to admit, authenticate and open a
+// session: the CONNECT as the machine resolved it.
+type ConnectRequest struct {
+	Version packet.Version
+	// ClientID is the client identifier, assigned by the gateway when
+	// AssignedClientID is set.
+	ClientID         string
+	AssignedClientID bool
+	CleanStart       bool
+	// Expiry is the Session Expiry Interval in force, in seconds.
+	Expiry uint32
+	// KeepAlive is the keep-alive in force, in seconds.
+	KeepAlive    uint16
+	Username     string
+	UsernameFlag bool
+	Password     []byte
+	PasswordFlag bool
+	// Will is the will message, nil without one.
+	Will *Will
+}
+
+// Will is a will message from CONNECT.
+type Will struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool
+	// Delay is the Will Delay Interval in seconds (MQTT 5).
+	Delay      uint32
+	Properties packet.Properties
+}
+
+// ConnectResult is the driver's answer to a Connect action.
+type ConnectResult struct {
+	// Code is Success, or the MQTT 5 reason code to refuse the client with
+	// (MQTT 3.1/3.1.1 clients get the matching return code, or a plain
+	// close when there is none).
+	Code packet.ReasonCode
+	// NoConnack closes a refused connection without a CONNACK (a 3.1.1
+	// client over the connection rate, a client that went away).
+	NoConnack bool
+	// SessionPresent and Guard describe the opened session.
+	SessionPresent bool
+	Guard          uint64
+	// Authorize decides PUBLISH and SUBSCRIBE for this client; nil allows
+	// everything.
+	Authorize Authorizer
+}
+
+// Access is what a client asks to do with a topic.
+type Access uint8
+
+// The accesses an Authorizer decides.
+const (
+	AccessPublish Access = iota + 1
+	AccessSubscribe
+)
+
+// String returns "publish" or "subscribe".
+func (a Access) String() string {
+	if a == AccessSubscribe {
+		return "subscribe"
+	}
+	return "publish"
+}
+
+// Authorizer reports whether the connection's client may publish to a topic
+// name or subscribe to a topic filter. It must not block.
+type Authorizer func(a Access, topic string) bool

@@ -1,0 +1,89 @@
+package session
+
+import (
+	"math"
+	"time"
+)
+
+// Config is what one connection's machine enforces: the settings of the zone
+// of the listener it came in on. DefaultConfig gives the built-in values; the
+// zero value is not meant to be used (it allows only QoS 0).
+type Config struct {
+	// ConnectTimeout closes a connection that has not sent a CONNECT this long
+	// after it was accepted. Default 10s.
+	ConnectTimeout time.Duration
+
+	// ServerKeepAlive, when HasServerKeepAlive is set, replaces the Keep
+	// Alive of MQTT 5 clients and is sent to them in CONNACK
+	// (zone.<z>.server_keepalive, in seconds; 0 disables keep-alive).
+	ServerKeepAlive    uint16
+	HasServerKeepAlive bool
+	// KeepAliveBackoff: a connection is closed after keepalive × backoff × 2
+	// without a packet (zone.<z>.keepalive_backoff). Default 0.75.
+	KeepAliveBackoff float64
+	// MaxKeepAlive, when above zero, is the largest Keep Alive allowed
+	// (zone.<z>.max_keepalive, seconds): MQTT 3.1/3.1.1 clients asking for
+	// more are refused with CONNACK 0x02, MQTT 5 clients get it as Server
+	// Keep Alive. Default 0 (none).
+	MaxKeepAlive uint16
+
+	// ReceiveMaximum is the number of QoS 1 and 2 PUBLISH packets the
+	// gateway accepts unacknowledged (mqtt.receive_maximum). Default 32.
+	ReceiveMaximum uint16
+	// MaxPacketSize is the largest packet accepted, in bytes
+	// (mqtt.max_packet_size). Default 1 MiB.
+	MaxPacketSize uint32
+	// TopicAliasMaximum is the highest inbound Topic Alias accepted; 0
+	// accepts none. Default 64.
+	TopicAliasMaximum uint16
+	// MaxQoS is the highest QoS the gateway accepts and grants. Default 2.
+	MaxQoS byte
+	// RetainAvailable, WildcardAvailable, SharedAvailable and
+	// SubscriptionIDAvailable say whether retained messages, wildcard
+	// filters, shared subscriptions and Subscription Identifiers are
+	// supported; they are announced to MQTT 5 clients in CONNACK.
+	RetainAvailable         bool
+	WildcardAvailable       bool
+	SharedAvailable         bool
+	SubscriptionIDAvailable bool
+
+	// SessionExpiry is the expiry, in seconds, of MQTT 3.1/3.1.1 sessions
+	// with Clean Session 0 (mqtt.session_expiry_interval). Default 7200.
+	SessionExpiry uint32
+	// MaxSessionExpiry, when above zero, caps the Session Expiry Interval of
+	// MQTT 5 clients, in seconds (mqtt.max_session_expiry). Default 0 (none).
+	MaxSessionExpiry uint32
+	// MaxClientIDLength, when above zero, refuses longer client identifiers.
+	// Default 0 (only the protocol's 65,535-byte limit).
+	MaxClientIDLength int
+
+	// NewClientID returns a fresh, unique client identifier for a client
+	// that connects with an empty one [MQTT-3.1.3-6]. The driver supplies
+	// random ones; tests supply a counter. Required.
+	NewClientID func() string
+}
+
+// DefaultConfig returns the built-in settings. NewClientID is left for the
+// caller.
+func DefaultConfig() Config {
+	return Config{
+		ConnectTimeout:    10 * time.Second,
+		KeepAliveBackoff:  0.75,
+		ReceiveMaximum:    32,
+		MaxPacketSize:     1 << 20,
+		TopicAliasMaximum: 64,
+		MaxQoS:            2,
+		WildcardAvailable: true,
+		SessionExpiry:     7200,
+	}
+}
+
+// KeepAliveTimeout is how long a connection with keep-alive keepAlive (in
+// seconds) may stay silent: keepAlive × backoff × 2, or 0 (no limit) when
+// keepAlive is 0.
+func KeepAliveTimeout(keepAlive uint16, backoff float64) time.Duration {
+	if keepAlive == 0 {
+		return 0
+	}
+	return time.Duration(math.Round(float64(keepAlive) * backoff * 2 * float64(time.Second)))
+}

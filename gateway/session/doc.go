@@ -1,0 +1,53 @@
+// Package session is the gateway's per-connection MQTT state machine: events
+// in, actions out. It holds no network connection, starts no goroutines, reads
+// no clock and does no I/O; the driver (package gateway/server) reads packets,
+// passes them in together with the current time, and carries out the actions
+// it gets back: send a packet, admit and open a session, hand over an
+// application message, end the session, close the connection. Every decision
+// about the protocol is made here, so it is tested with scripts (testdata/)
+// that feed packets and clock advances and print the actions.
+//
+// # Events and actions
+//
+// New starts a Machine for a fresh connection. The driver then calls Packet
+// for each decoded packet, Malformed or UnsupportedProtocol for a packet that
+// did not decode, Tick when the time returned by Deadline has passed, Lost
+// when the connection failed (end of stream, write error, slow consumer),
+// Kick when the session was taken over elsewhere, and Shutdown when the
+// gateway stops. Each returns the actions to carry out, in order. A Connect
+// action asks the driver to admit, authenticate and open the session (the
+// I/O the machine cannot do); the driver answers with ConnectDone, and only
+// then is the CONNACK sent. Until ConnectDone the driver reads no further
+// packets of that connection, so packets a client pipelines after CONNECT
+// wait in the socket.
+//
+// The machine owes the driver no locking: the driver serialises the calls
+// (package server holds a per-connection mutex around them).
+//
+// # Keep-alive
+//
+// The keep-alive in force is the client's CONNECT value, except that for MQTT
+// 5 clients a configured server keep-alive (zone.<z>.server_keepalive)
+// replaces it and is sent in CONNACK as Server Keep Alive [MQTT-3.2.2-21]
+// [MQTT-3.2.2-22]; without one, a maximum (zone.<z>.max_keepalive) lowers a
+// larger value the same way. An MQTT 3.1/3.1.1 client cannot be told another
+// value, so one asking for more than the maximum is refused with CONNACK 0x02.
+// The connection is closed when no packet arrives for keep-alive × backoff × 2
+// (zone.<z>.keepalive_backoff, default 0.75: the standard's 1.5×); Keep Alive 0
+// disables the check. Such a close is abnormal: the session ends with its will
+// to be published (DISCONNECT 0x8D is sent first to MQTT 5 clients, in case the
+// connection is only half dead).
+//
+// Before CONNECT the deadline is Config.ConnectTimeout from New: a connection
+// that sends nothing, or not a CONNECT, is closed.
+//
+// # What is not delivered yet
+//
+// Until the gateway delivers messages, SUBSCRIBE is validated and answered
+// (granted QoS, or a failure code per filter) and the subscription is only
+// remembered for UNSUBSCRIBE; a QoS 0 PUBLISH is validated and handed to the
+// driver as a Publish action, which drops it; a QoS 1 or 2 PUBLISH is never
+// acknowledged as a success: MQTT 5 clients get PUBACK or PUBREC 0x83
+// (implementation specific error), MQTT 3.1.1 clients are disconnected,
+// because 3.1.1 has no negative acknowledgement [MQTT-3.3.5-2] (3.1.1).
+package session

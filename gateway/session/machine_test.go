@@ -1,0 +1,311 @@
+package session
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+
+	"github.com/stratamq/strata/gateway/packet"
+)
+
+// TestMachine runs the scripts in testdata/. Each command feeds one event at
+// the script's clock and prints the actions, then the deadline relative to
+// the start ("deadline: +15s").
+//
+//	new [server_keepalive=N] [max_keepalive=N] [backoff=F] [max_expiry=N]
+//	    [max_qos=N] [retain] [shared] [subid] [no_wildcard]
+//	connect [v=5|4|3] [id=X] [clean] [keepalive=N] [expiry=N] [user=U]
+//	    [will=TOPIC] [will_qos=N] [will_retain] [auth_method=M]
+//	connected [code=0xNN] [no_connack] [present] [guard=N] [deny=PREFIX]
+//	advance D                 (then Tick, as the driver does at the deadline)
+//	ping | auth | kick | shutdown | lost
+//	publish topic=T [qos=N] [id=N] [retain] [alias=N]
+//	subscribe id=N [subid=N]   (body: "filter qos" per line)
+//	unsubscribe id=N           (body: a filter per line)
+//	pubrec id=N | pubrel id=N
+//	disconnect [rc=0xNN] [expiry=N]
+//	malformed code=0xNN
+//	unsupported level=N
+func TestMachine(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		var (
+			m     *Machine
+			start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			now   time.Time
+		)
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			var acts []Action
+			switch d.Cmd {
+			case "new":
+				cfg := DefaultConfig()
+				n := 0
+				cfg.NewClientID = func() string { n++; return fmt.Sprintf("auto-%d", n) }
+				if d.HasArg("server_keepalive") {
+					cfg.ServerKeepAlive, cfg.HasServerKeepAlive = uint16(intArg(t, d, "server_keepalive", 0)), true
+				}
+				cfg.MaxKeepAlive = uint16(intArg(t, d, "max_keepalive", 0))
+				cfg.MaxSessionExpiry = uint32(intArg(t, d, "max_expiry", 0))
+				cfg.MaxQoS = byte(intArg(t, d, "max_qos", 2))
+				if d.HasArg("backoff") {
+					b, err := strconv.ParseFloat(strArg(d, "backoff", ""), 64)
+					if err != nil {
+						t.Fatal(err)
+					}
+					cfg.KeepAliveBackoff = b
+				}
+				cfg.RetainAvailable = d.HasArg("retain")
+				cfg.SharedAvailable = d.HasArg("shared")
+				cfg.SubscriptionIDAvailable = d.HasArg("subid")
+				cfg.WildcardAvailable = !d.HasArg("no_wildcard")
+				now = start
+				m = New(cfg, now)
+			case "connect":
+				acts = m.Packet(now, connectPacket(t, d))
+			case "connected":
+				r := ConnectResult{
+					Code:           packet.ReasonCode(intArg(t, d, "code", 0)),
+					NoConnack:      d.HasArg("no_connack"),
+					SessionPresent: d.HasArg("present"),
+					Guard:          uint64(intArg(t, d, "guard", 1)),
+				}
+				if d.HasArg("deny") {
+					prefix := strArg(d, "deny", "")
+					r.Authorize = func(_ Access, topic string) bool { return !strings.HasPrefix(topic, prefix) }
+				}
+				acts = m.ConnectDone(now, r)
+			case "advance":
+				dur, err := time.ParseDuration(d.CmdArgs[0].Key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				now = now.Add(dur)
+				if dl, ok := m.Deadline(); ok && !now.Before(dl) {
+					acts = m.Tick(now)
+				}
+			case "ping":
+				acts = m.Packet(now, &packet.Pingreq{})
+			case "auth":
+				acts = m.Packet(now, &packet.Auth{ReasonCode: packet.ReAuthenticate})
+			case "kick":
+				acts = m.Kick(now)
+			case "shutdown":
+				acts = m.Shutdown(now)
+			case "lost":
+				acts = m.Lost(now, ReasonNetworkError)
+			case "publish":
+				p := &packet.Publish{
+					Topic:    strArg(d, "topic", ""),
+					QoS:      byte(intArg(t, d, "qos", 0)),
+					PacketID: uint16(intArg(t, d, "id", 0)),
+					Retain:   d.HasArg("retain"),
+					Payload:  []byte("x"),
+				}
+				if d.HasArg("alias") {
+					p.Properties.TopicAlias = uint16(intArg(t, d, "alias", 0))
+					p.Properties.Present.Add(packet.PropTopicAlias)
+				}
+				acts = m.Packet(now, p)
+			case "subscribe":
+				p := &packet.Subscribe{PacketID: uint16(intArg(t, d, "id", 0))}
+				if d.HasArg("subid") {
+					p.Properties.SubscriptionIdentifiers = []uint32{uint32(intArg(t, d, "subid", 0))}
+				}
+				for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
+					f := strings.Fields(line)
+					qos, _ := strconv.Atoi(f[1])
+					p.Subscriptions = append(p.Subscriptions, packet.Subscription{Filter: f[0], QoS: byte(qos), NoLocal: len(f) > 2 && f[2] == "nolocal"})
+				}
+				acts = m.Packet(now, p)
+			case "unsubscribe":
+				p := &packet.Unsubscribe{PacketID: uint16(intArg(t, d, "id", 0))}
+				p.Filters = strings.Fields(d.Input)
+				acts = m.Packet(now, p)
+			case "pubrec":
+				acts = m.Packet(now, &packet.Pubrec{PacketID: uint16(intArg(t, d, "id", 0))})
+			case "pubrel":
+				acts = m.Packet(now, &packet.Pubrel{PacketID: uint16(intArg(t, d, "id", 0))})
+			case "disconnect":
+				p := &packet.Disconnect{ReasonCode: packet.ReasonCode(intArg(t, d, "rc", 0))}
+				if d.HasArg("expiry") {
+					p.Properties.SessionExpiryInterval = uint32(intArg(t, d, "expiry", 0))
+					p.Properties.Present.Add(packet.PropSessionExpiryInterval)
+				}
+				acts = m.Packet(now, p)
+			case "malformed":
+				acts = m.Malformed(now, packet.ReasonCode(intArg(t, d, "code", 0x81)))
+			case "unsupported":
+				acts = m.UnsupportedProtocol(now, byte(intArg(t, d, "level", 0)))
+			default:
+				d.Fatalf(t, "unknown command %q", d.Cmd)
+			}
+			var b strings.Builder
+			for _, a := range acts {
+				b.WriteString(formatAction(a))
+				b.WriteByte('\n')
+			}
+			if dl, ok := m.Deadline(); ok {
+				fmt.Fprintf(&b, "deadline: +%v\n", dl.Sub(start))
+			} else {
+				b.WriteString("deadline: none\n")
+			}
+			return b.String()
+		})
+	})
+}
+
+func strArg(d *datadriven.TestData, key, def string) string {
+	if a, ok := d.Arg(key); ok && len(a.Vals) > 0 {
+		return a.Vals[0]
+	}
+	return def
+}
+
+func intArg(t *testing.T, d *datadriven.TestData, key string, def int64) int64 {
+	s := strArg(d, key, "")
+	if s == "" {
+		return def
+	}
+	v, err := strconv.ParseInt(s, 0, 64)
+	if err != nil {
+		t.Fatalf("%s=%s: %v", key, s, err)
+	}
+	return v
+}
+
+func connectPacket(t *testing.T, d *datadriven.TestData) *packet.Connect {
+	c := &packet.Connect{
+		Version:    packet.Version(intArg(t, d, "v", 5)),
+		ClientID:   strArg(d, "id", ""),
+		CleanStart: d.HasArg("clean"),
+		KeepAlive:  uint16(intArg(t, d, "keepalive", 0)),
+	}
+	if d.HasArg("expiry") {
+		c.Properties.SessionExpiryInterval = uint32(intArg(t, d, "expiry", 0))
+		c.Properties.Present.Add(packet.PropSessionExpiryInterval)
+	}
+	if d.HasArg("auth_method") {
+		c.Properties.AuthenticationMethod = strArg(d, "auth_method", "")
+		c.Properties.Present.Add(packet.PropAuthenticationMethod)
+	}
+	if d.HasArg("user") {
+		c.Username, c.UsernameFlag = strArg(d, "user", ""), true
+	}
+	if d.HasArg("will") {
+		c.WillFlag, c.WillTopic, c.WillPayload = true, strArg(d, "will", ""), []byte("gone")
+		c.WillQoS = byte(intArg(t, d, "will_qos", 0))
+		c.WillRetain = d.HasArg("will_retain")
+	}
+	return c
+}
+
+func formatAction(a Action) string {
+	switch a := a.(type) {
+	case Send:
+		return "send " + formatPacket(a.Packet, a.Version)
+	case Connect:
+		r := a.Request
+		s := fmt.Sprintf("connect v=%s id=%s clean=%t expiry=%d keepalive=%d", r.Version, r.ClientID, r.CleanStart, r.Expiry, r.KeepAlive)
+		if r.AssignedClientID {
+			s += " assigned"
+		}
+		if r.UsernameFlag {
+			s += " user=" + r.Username
+		}
+		if r.Will != nil {
+			s += fmt.Sprintf(" will=%s/qos%d", r.Will.Topic, r.Will.QoS)
+		}
+		return s
+	case Publish:
+		return fmt.Sprintf("publish topic=%s qos=%d (not delivered yet)", a.Packet.Topic, a.Packet.QoS)
+	case Denied:
+		return fmt.Sprintf("denied %s %s", a.Access, a.Topic)
+	case EndSession:
+		return fmt.Sprintf("end-session id=%s guard=%d will=%t expiry=%d reason=%s", a.ClientID, a.Guard, a.Will, a.Expiry, a.Reason)
+	case Close:
+		return fmt.Sprintf("close reason=%s", a.Reason)
+	}
+	return fmt.Sprintf("%#v", a)
+}
+
+func formatPacket(p packet.Packet, v packet.Version) string {
+	var s string
+	switch p := p.(type) {
+	case *packet.Connack:
+		s = fmt.Sprintf("CONNACK v%s rc=0x%02X present=%t", v, byte(p.ReasonCode), p.SessionPresent)
+		s += formatProps(&p.Properties)
+	case *packet.Disconnect:
+		s = fmt.Sprintf("DISCONNECT rc=0x%02X (%s)", byte(p.ReasonCode), p.ReasonCode)
+	case *packet.Suback:
+		s = fmt.Sprintf("SUBACK id=%d codes=%s", p.PacketID, formatCodes(p.ReasonCodes))
+	case *packet.Unsuback:
+		s = fmt.Sprintf("UNSUBACK id=%d codes=%s", p.PacketID, formatCodes(p.ReasonCodes))
+	case *packet.Puback:
+		s = fmt.Sprintf("PUBACK id=%d rc=0x%02X (%s)", p.PacketID, byte(p.ReasonCode), p.ReasonCode)
+	case *packet.Pubrec:
+		s = fmt.Sprintf("PUBREC id=%d rc=0x%02X (%s)", p.PacketID, byte(p.ReasonCode), p.ReasonCode)
+	case *packet.Pubrel:
+		s = fmt.Sprintf("PUBREL id=%d rc=0x%02X", p.PacketID, byte(p.ReasonCode))
+	case *packet.Pubcomp:
+		s = fmt.Sprintf("PUBCOMP id=%d rc=0x%02X", p.PacketID, byte(p.ReasonCode))
+	default:
+		s = p.Type().String()
+	}
+	// Every packet the machine sends must encode for its version.
+	if _, err := p.Append(nil, v); err != nil {
+		s += " ENCODE ERROR: " + err.Error()
+	}
+	return s
+}
+
+func formatCodes(codes []packet.ReasonCode) string {
+	parts := make([]string, len(codes))
+	for i, c := range codes {
+		parts[i] = fmt.Sprintf("0x%02X", byte(c))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+func formatProps(p *packet.Properties) string {
+	var parts []string
+	for id := packet.PropertyID(1); id <= packet.PropSharedSubscriptionAvailable; id++ {
+		if !p.Present.Has(id) {
+			continue
+		}
+		var v any
+		switch id {
+		case packet.PropReceiveMaximum:
+			v = p.ReceiveMaximum
+		case packet.PropMaximumPacketSize:
+			v = p.MaximumPacketSize
+		case packet.PropTopicAliasMaximum:
+			v = p.TopicAliasMaximum
+		case packet.PropMaximumQoS:
+			v = p.MaximumQoS
+		case packet.PropRetainAvailable:
+			v = p.RetainAvailable
+		case packet.PropWildcardSubscriptionAvailable:
+			v = p.WildcardSubscriptionAvailable
+		case packet.PropSubscriptionIdentifierAvailable:
+			v = p.SubscriptionIdentifierAvailable
+		case packet.PropSharedSubscriptionAvailable:
+			v = p.SharedSubscriptionAvailable
+		case packet.PropAssignedClientIdentifier:
+			v = p.AssignedClientIdentifier
+		case packet.PropServerKeepAlive:
+			v = p.ServerKeepAlive
+		case packet.PropSessionExpiryInterval:
+			v = p.SessionExpiryInterval
+		default:
+			v = "?"
+		}
+		parts = append(parts, fmt.Sprintf("%s=%v", id, v))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "\n  props: " + strings.Join(parts, ", ")
+}
