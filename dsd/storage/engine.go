@@ -84,7 +84,10 @@ func Open(opts Options) (*DB, error) {
 	return db, nil
 }
 
-func (db *DB) open() error {
+// openPebble opens the engine under the data dir lock and loads or creates
+// the site record. DB.open and OpenRaw share it, so both see the same engine
+// settings.
+func (db *DB) openPebble() error {
 	cache := pebble.NewCache(db.opts.PebbleCacheBytes)
 	defer cache.Unref()
 	popts := &pebble.Options{
@@ -99,7 +102,25 @@ func (db *DB) open() error {
 		return wrapPebble("open "+db.opts.DataDir, err)
 	}
 	db.pdb = pdb
-	if err := db.loadOrInitSite(); err != nil {
+	return db.loadOrInitSite()
+}
+
+// writeBatch puts the writes of one applied command into a Pebble batch.
+func writeBatch(b *pebble.Batch, writes []write) {
+	for _, w := range writes {
+		switch {
+		case w.end != nil:
+			_ = b.DeleteRange(w.key, w.end, nil)
+		case w.value == nil:
+			_ = b.Delete(w.key, nil)
+		default:
+			_ = b.Set(w.key, w.value, nil)
+		}
+	}
+}
+
+func (db *DB) open() error {
+	if err := db.openPebble(); err != nil {
 		return err
 	}
 	db.shards = make([]*shard, db.opts.NShards)

@@ -80,22 +80,7 @@ func OpenRaw(opts Options) (*Raw, error) {
 
 func (r *Raw) open() error {
 	db := r.db
-	cache := pebble.NewCache(db.opts.PebbleCacheBytes)
-	defer cache.Unref()
-	// The Pebble options of DB.open.
-	popts := &pebble.Options{
-		FS:                 db.opts.FS,
-		FormatMajorVersion: pebble.FormatNewest,
-		Lock:               db.lock,
-		Logger:             pebbleLogger{db.log.With("component", "pebble")},
-		Cache:              cache,
-	}
-	pdb, err := pebble.Open(db.opts.DataDir, popts)
-	if err != nil {
-		return wrapPebble("raw: open "+db.opts.DataDir, err)
-	}
-	db.pdb = pdb
-	if err := db.loadOrInitSite(); err != nil {
+	if err := db.openPebble(); err != nil {
 		return err
 	}
 	r.shards = make([]*rawShard, db.opts.NShards)
@@ -159,16 +144,7 @@ func (r *Raw) applyAndCommit(s *rawShard, b *pebble.Batch, sr *storeReq) (out st
 	// refused the Store: trie edges learned before an lts error are in the
 	// in-memory trie and must reach the disk too.
 	out = res.outcomes[0]
-	for _, w := range res.writes {
-		switch {
-		case w.end != nil:
-			_ = b.DeleteRange(w.key, w.end, nil)
-		case w.value == nil:
-			_ = b.Delete(w.key, nil)
-		default:
-			_ = b.Set(w.key, w.value, nil)
-		}
-	}
+	writeBatch(b, res.writes)
 	if r.db.opts.UnsafeNoSync {
 		err = r.db.pdb.Apply(b, pebble.NoSync)
 	} else {

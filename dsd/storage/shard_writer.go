@@ -239,16 +239,7 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 		}
 	}
 	b := s.db.pdb.NewBatch()
-	for _, w := range res.writes {
-		switch {
-		case w.end != nil:
-			_ = b.DeleteRange(w.key, w.end, nil)
-		case w.value == nil:
-			_ = b.Delete(w.key, nil)
-		default:
-			_ = b.Set(w.key, w.value, nil)
-		}
-	}
+	writeBatch(b, res.writes)
 	f.batch = b
 	var err error
 	if s.db.opts.UnsafeNoSync {
