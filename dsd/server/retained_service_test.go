@@ -10,6 +10,7 @@ import (
 
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+	"github.com/stratamq/strata/internal/testpki"
 )
 
 func TestRetainedService(t *testing.T) {
@@ -86,7 +87,7 @@ func TestRetainedService(t *testing.T) {
 }
 
 func TestDeleteRetainedNeedsAdmin(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testpki.New(t)
 	srv := startTLSServer(t, pki, true)
 	ctx := context.Background()
 	gw := dialAs(t, pki, srv, "gw-1")

@@ -12,6 +12,7 @@ import (
 	"github.com/stratamq/strata/dsd/client"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+	"github.com/stratamq/strata/internal/testpki"
 )
 
 func openReq(cid, user, gw string, epoch uint64) *dsdv1.OpenSessionRequest {
@@ -113,7 +114,7 @@ func TestSessionServiceErrors(t *testing.T) {
 }
 
 func TestSessionDeleteWithoutGuardNeedsAdmin(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testpki.New(t)
 	srv := startTLSServer(t, pki, true)
 	ctx := context.Background()
 	gw := dialAs(t, pki, srv, "gw-1").Sessions()

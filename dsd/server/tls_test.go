@@ -2,18 +2,8 @@ package server
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,87 +13,15 @@ import (
 	"github.com/stratamq/strata/dsd/client"
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	"github.com/stratamq/strata/internal/testpki"
 )
 
-// testPKI writes a CA, a server certificate for 127.0.0.1 and client
-// certificates named by their Common Name into dir.
-type testPKI struct {
-	dir    string
-	ca     *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	caFile string
-}
-
-func newTestPKI(t *testing.T) *testPKI {
+func startTLSServer(t *testing.T, pki *testpki.PKI, mutual bool) *Server {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "strata test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	p := &testPKI{dir: t.TempDir(), ca: ca, caKey: key}
-	p.caFile = p.write(t, "ca.pem", "CERTIFICATE", der)
-	return p
-}
-
-func (p *testPKI) write(t *testing.T, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(p.dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// issue returns cert and key files for name (a server if server is true).
-func (p *testPKI) issue(t *testing.T, name string, server bool) (string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p.write(t, name+".pem", "CERTIFICATE", der), p.write(t, name+"-key.pem", "EC PRIVATE KEY", keyDER)
-}
-
-func startTLSServer(t *testing.T, pki *testPKI, mutual bool) *Server {
-	t.Helper()
-	cert, key := pki.issue(t, "dsd", true)
+	cert, key := pki.Issue(t, "dsd", true)
 	files := TLSFiles{CertFile: cert, KeyFile: key}
 	if mutual {
-		files.CACertFile = pki.caFile
+		files.CACertFile = pki.CAFile
 	}
 	cfg, err := LoadTLS(files)
 	if err != nil {
@@ -128,11 +46,11 @@ func startTLSServer(t *testing.T, pki *testPKI, mutual bool) *Server {
 	return srv
 }
 
-func dialAs(t *testing.T, pki *testPKI, srv *Server, name string) *client.Client {
+func dialAs(t *testing.T, pki *testpki.PKI, srv *Server, name string) *client.Client {
 	t.Helper()
-	files := client.TLSFiles{CAFile: pki.caFile}
+	files := client.TLSFiles{CAFile: pki.CAFile}
 	if name != "" {
-		files.CertFile, files.KeyFile = pki.issue(t, name, false)
+		files.CertFile, files.KeyFile = pki.Issue(t, name, false)
 	}
 	opt, err := client.WithTLS(files)
 	if err != nil {
@@ -147,7 +65,7 @@ func dialAs(t *testing.T, pki *testPKI, srv *Server, name string) *client.Client
 }
 
 func TestMutualTLSRoles(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testpki.New(t)
 	srv := startTLSServer(t, pki, true)
 	ctx := context.Background()
 	admin := func(c *client.Client) error {
@@ -174,11 +92,9 @@ func TestMutualTLSRoles(t *testing.T) {
 }
 
 func TestTLSListenersAllowNonLoopbackAndServeHTTPS(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testpki.New(t)
 	srv := startTLSServer(t, pki, false)
-	pool := x509.NewCertPool()
-	pool.AddCert(pki.ca)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool()}}}
 	resp, err := hc.Get("https://" + srv.HTTPAddr() + "/healthz")
 	if err != nil {
 		t.Fatal(err)

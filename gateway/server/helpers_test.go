@@ -3,20 +3,12 @@ package server
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -24,6 +16,7 @@ import (
 
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/gateway/packet"
+	"github.com/stratamq/strata/internal/testpki"
 )
 
 // transports are the listener types every connection test runs over
@@ -34,7 +27,7 @@ var transports = []string{"tcp", "ws", "tls", "wss"}
 // loopback ports; opts may adjust the options before Listen.
 func testServer(t *testing.T, opts ...func(*Options)) *Server {
 	t.Helper()
-	certFile, keyFile := selfSigned(t)
+	certFile, keyFile := testpki.New(t).Issue(t, "strata-test", true)
 	cfg := config.Default()
 	tlsL := config.Listener{Bind: "127.0.0.1:0", Zone: "default", CertFile: certFile, KeyFile: keyFile}
 	cfg.Listeners = map[string]map[string]config.Listener{
@@ -170,39 +163,4 @@ func (c *client) connect(id string, keepAlive uint16) *packet.Connack {
 		c.t.Fatal("no CONNACK")
 	}
 	return ack
-}
-
-// selfSigned writes a self-signed certificate for 127.0.0.1.
-func selfSigned(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "strata-test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
