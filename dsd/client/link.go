@@ -130,6 +130,12 @@ func (l *Link) Remove(entryID uint64) error {
 	return l.send(&dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Remove{Remove: &dsdv1.RemoveEntry{EntryId: entryID}}})
 }
 
+// Heartbeat renews the link's lease; dsd answers with a HeartbeatAck
+// echoing seq. A gateway sends one every gateway_heartbeat_interval.
+func (l *Link) Heartbeat(seq uint64) error {
+	return l.send(&dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Heartbeat{Heartbeat: &dsdv1.Heartbeat{Seq: seq}}})
+}
+
 func (l *Link) send(req *dsdv1.GatewayLinkRequest) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -22,6 +22,8 @@ var statusTable = []struct {
 	{errUnknownEntry, codes.NotFound},
 	{errEntryIDReused, codes.AlreadyExists},
 	{errLinkServerStopping, codes.Unavailable},
+	{errGatewayEpochDead, codes.FailedPrecondition},
+	{errLinkLeaseExpired, codes.Unavailable},
 	{errInvalidRequest, codes.InvalidArgument},
 	{storage.ErrUnknownGeneration, codes.NotFound},
 	{storage.ErrCurrentGeneration, codes.FailedPrecondition},

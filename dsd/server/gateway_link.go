@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,11 @@ type GatewayLinkOptions struct {
 	// streams at least this often (durable_sessions.renew_streams_interval).
 	// Default 10s.
 	RenewStreamsInterval time.Duration
+	// HeartbeatInterval is durable_sessions.gateway_heartbeat_interval: a
+	// gateway epoch silent for 3 intervals is dead (lease.go). Default 2s.
+	HeartbeatInterval time.Duration
+	// Now is the clock of the leases. Default time.Now; tests inject one.
+	Now func() time.Time
 }
 
 // Defaults of GatewayLinkOptions.
@@ -40,6 +46,7 @@ const (
 	DefaultLinkMaxBatchBytes = 4 << 20
 	DefaultLinkIdlePoll      = 10 * time.Second
 	DefaultLinkRenewStreams  = 10 * time.Second
+	DefaultHeartbeatInterval = 2 * time.Second
 	linkSendSlackBytes       = 1 << 20 // keys, iterator and protobuf framing of a batch
 	linkOutboundQueue        = 64      // responses waiting for the send loop
 	linkMaxBatchMessagesCap  = 10000   // same cap as a Next call
@@ -60,6 +67,12 @@ func (o *GatewayLinkOptions) ensureDefaults() {
 	}
 	if o.RenewStreamsInterval <= 0 {
 		o.RenewStreamsInterval = DefaultLinkRenewStreams
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 }
 
@@ -92,6 +105,7 @@ type gatewayLinkService struct {
 	opts     GatewayLinkOptions
 	log      *slog.Logger
 	stopping <-chan struct{}
+	leases   *leases
 
 	recvLoops sync.WaitGroup
 	// links and entries count the live streams and entries (all links).
@@ -100,8 +114,13 @@ type gatewayLinkService struct {
 
 func newGatewayLinkService(db *storage.DB, opts GatewayLinkOptions, log *slog.Logger, stopping <-chan struct{}) *gatewayLinkService {
 	opts.ensureDefaults()
-	return &gatewayLinkService{db: db, opts: opts, log: log.With("component", "gateway_link"), stopping: stopping}
+	log = log.With("component", "gateway_link")
+	return &gatewayLinkService{db: db, opts: opts, log: log, stopping: stopping,
+		leases: newLeases(db, opts.HeartbeatInterval, opts.Now, log)}
 }
+
+// runLeases runs the lease checker until ctx ends (Server.Serve).
+func (s *gatewayLinkService) runLeases(ctx context.Context) { s.leases.run(ctx) }
 
 // wait waits for the receive loops of ended streams; call it after the
 // gRPC server stopped.
@@ -118,9 +137,19 @@ func (s *gatewayLinkService) GatewayLink(stream dsdv1.GatewayLinkService_Gateway
 	if hello == nil {
 		return statusFor(fmt.Errorf("%w: the first request must be a hello, got %T", errLinkProtocol, first.GetKind()))
 	}
+	// The lease: a dead epoch (or an older one) is refused; killed is
+	// closed when the epoch dies while its link is open.
+	killed := make(chan struct{})
+	var killOnce sync.Once
+	release, err := s.leases.hello(hello.GetGatewayId(), hello.GetEpoch(), func() { killOnce.Do(func() { close(killed) }) })
+	if err != nil {
+		return statusFor(err)
+	}
+	defer release()
 	welcome := &dsdv1.GatewayWelcome{
 		Site: s.db.SiteID(), NShards: uint32(s.db.NShards()),
 		MaxBatchMessages: uint32(s.opts.BatchSize), MaxBatchBytes: uint64(s.opts.MaxBatchBytes),
+		HeartbeatIntervalMs: uint32(s.opts.HeartbeatInterval.Milliseconds()),
 	}
 	if err := stream.Send(&dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Welcome{Welcome: welcome}}); err != nil {
 		return statusFor(err)
@@ -135,11 +164,6 @@ func (s *gatewayLinkService) GatewayLink(stream dsdv1.GatewayLinkService_Gateway
 	l.gatewayID, l.epoch = hello.GetGatewayId(), hello.GetEpoch()
 	defer s.db.OnGuardRevoked(l.guardRevoked)()
 	recvEnded := make(chan error, 1)
-	s.recvLoops.Add(1)
-	go func() {
-		defer s.recvLoops.Done()
-		recvEnded <- l.recvLoop(stream)
-	}()
 	g.Go(func() error { return l.sendLoop(stream) })
 	g.Go(func() error {
 		// The end watcher: while it runs the group cannot end, so entries
@@ -150,10 +174,19 @@ func (s *gatewayLinkService) GatewayLink(stream dsdv1.GatewayLinkService_Gateway
 			return err
 		case <-s.stopping:
 			return errLinkServerStopping
+		case <-killed:
+			return errLinkLeaseExpired
 		case <-gctx.Done():
 			return nil
 		}
 	})
+	// The receive loop starts entries in the group, so it starts only after
+	// the group's first Go: the first Add must happen before Wait.
+	s.recvLoops.Add(1)
+	go func() {
+		defer s.recvLoops.Done()
+		recvEnded <- l.recvLoop(stream)
+	}()
 	err = g.Wait()
 	if errors.Is(err, errLinkClosedByGateway) {
 		err = nil
@@ -172,6 +205,10 @@ func (l *link) recvLoop(stream dsdv1.GatewayLinkService_GatewayLinkServer) error
 				return errLinkClosedByGateway
 			}
 			return err
+		}
+		// Every request is a sign of life; a dead epoch's link ends.
+		if !l.s.leases.heard(storage.GatewayEpoch{GatewayID: l.gatewayID, Epoch: l.epoch}) {
+			return errLinkLeaseExpired
 		}
 		if err := l.handle(req); err != nil {
 			return err
@@ -211,6 +248,11 @@ func (l *link) handle(req *dsdv1.GatewayLinkRequest) error {
 		l.ack(k.Ack)
 	case *dsdv1.GatewayLinkRequest_Remove:
 		l.remove(k.Remove.GetEntryId())
+	case *dsdv1.GatewayLinkRequest_Heartbeat:
+		// The lease was renewed by recvLoop; the ack goes with the control
+		// responses (never blocks the receive loop).
+		l.ctl.push(&dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_HeartbeatAck{
+			HeartbeatAck: &dsdv1.HeartbeatAck{Seq: k.Heartbeat.GetSeq()}}})
 	case *dsdv1.GatewayLinkRequest_Hello:
 		return fmt.Errorf("%w: a second hello", errLinkProtocol)
 	default:

@@ -138,6 +138,10 @@ func (s *Server) Serve(ctx context.Context, shutdownTimeout time.Duration) error
 		return nil
 	})
 	g.Go(func() error {
+		s.link.runLeases(gctx) // gateway leases (lease.go)
+		return nil
+	})
+	g.Go(func() error {
 		<-gctx.Done()
 		s.stop(shutdownTimeout)
 		return nil

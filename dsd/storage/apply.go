@@ -79,6 +79,11 @@ type applyResult struct {
 	// it revoked, announced after the commit.
 	sess    sessionOutcome
 	revoked []GuardRevoked
+	// willRetained are the retained wills this batch stored, for the
+	// retained writer after the commit; willsDropped describes wills whose
+	// topic the layout refused (logged).
+	willRetained []*storagev1.Message
+	willsDropped []string
 }
 
 // apply applies one command to the shard state and returns the writes that
@@ -101,7 +106,8 @@ func apply(st *shardState, cmd command) applyResult {
 		return applyAddGeneration(st, c)
 	case cmdDropGeneration:
 		return applyDropGeneration(st, c)
-	case cmdOpenSession, cmdCommitSession, cmdDisconnect, cmdDeleteSession, cmdRelease, cmdSessionGC:
+	case cmdOpenSession, cmdCommitSession, cmdDisconnect, cmdDeleteSession, cmdRelease, cmdSessionGC,
+		cmdEndGatewayEpoch, cmdFireWills, cmdWillRetainedDone:
 		return applySession(st, c)
 	}
 	panic(fmt.Sprintf("storage: unknown command %T", cmd))

@@ -52,6 +52,7 @@
 //	S 03 | client id (raw bytes)    producer state     -> ProducerState
 //	S 08                            session guard counter -> SessionGuardCounter
 //	S 09 | n (2) | client id | sub  session parts (see Sessions)
+//	S 0A | timestamp (8)            pending retained will -> Message (see Wills)
 //	S 10 | gen (8) | 01 | edge key  trie edge          -> lts edge record
 //	S 10 | gen (8) | 02 | static    message count      -> StreamCount
 //	S 10 | gen (8) | 03 | layout key  message          -> Message
@@ -122,6 +123,21 @@
 // reader and command, and is deleted in the batch of the next open, or by
 // the sweep every SessionGCInterval. After a commit that revokes a guard
 // (takeover, delete, expiry), OnGuardRevoked subscribers are told.
+// EndGatewayEpoch ends, abnormally, the connections of the sessions a dead
+// gateway epoch still owns (dsd/server's leases).
+//
+// # Wills
+//
+// A session's will timer is SessionRecord.will_at_us, armed by an abnormal
+// end of the connection at now + will delay, no later than the session's
+// end; a resume cancels it, and a session that ends publishes a pending
+// will in the batch that ends it. Firing is one command of the shard's
+// sequence: the will is stored as a message of the client, the timer
+// cleared and will_fired_at_us set, atomically, so it fires exactly once.
+// The writer fires due timers at every idle tick and reqTick. A retained
+// will leaves a pending key (S 0A) in that batch, applied by the retained
+// writer after the commit and deleted by a later command; Open re-applies
+// what a crash left (idempotent by the retained order). See will.go.
 //
 // # Notifications
 //

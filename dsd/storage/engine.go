@@ -132,12 +132,14 @@ func (db *DB) open() error {
 		db.shards[i] = s
 	}
 	db.ctx, db.cancel = context.WithCancel(context.Background())
+	// The retained writer first: a shard's will timer may hand it a
+	// retained will as soon as the shard runs.
+	db.startRetained()
 	for _, s := range db.shards {
 		s.start()
 	}
 	db.wg.Add(1)
 	go db.runCompactor()
-	db.startRetained()
 	return nil
 }
 

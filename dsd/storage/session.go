@@ -1,10 +1,13 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -37,7 +40,8 @@ type OpenSessionRequest struct {
 	CleanStart      bool
 	// ExpiryIntervalS is the session expiry in seconds; 0xFFFFFFFF never.
 	ExpiryIntervalS uint32
-	// Will is stored now; a later part fires it.
+	// Will is the connection's will; an abnormal end arms its timer
+	// (will.go).
 	Will         *storagev1.Will
 	GatewayID    string
 	GatewayEpoch uint64
@@ -63,7 +67,9 @@ type OpenSessionResult struct {
 type DisconnectRequest struct {
 	ClientID string
 	Guard    uint64
-	// Abnormal: anything but DISCONNECT 0x00; the will stays armed.
+	// Abnormal: anything but DISCONNECT 0x00: the will timer is armed
+	// (will.go), and the will fires in this batch when its delay is 0 or
+	// the session ends now (expiry 0).
 	Abnormal bool
 	// ExpiryIntervalS, when set, is MQTT 5 DISCONNECT's Session Expiry.
 	ExpiryIntervalS *uint32
@@ -353,4 +359,59 @@ func (db *DB) ListSessions(cursor SessionCursor, limit int) ([]SessionSummary, *
 		s.mu.RUnlock()
 	}
 	return out, nil
+}
+
+// GatewayEpoch names one registration of a gateway.
+type GatewayEpoch struct {
+	GatewayID string
+	Epoch     uint64
+}
+
+// ConnectedGatewayEpochs returns the owners of the connected sessions, in
+// (gateway id, epoch) order, each once: the epochs dsd must watch after a
+// start (dsd/server's leases).
+func (db *DB) ConnectedGatewayEpochs() []GatewayEpoch {
+	seen := map[GatewayEpoch]bool{}
+	for _, s := range db.shards {
+		s.mu.RLock()
+		for _, ss := range s.mu.st.sessions {
+			if ss.rec.Connected {
+				seen[GatewayEpoch{GatewayID: ss.rec.OwnerGatewayId, Epoch: ss.rec.OwnerEpoch}] = true
+			}
+		}
+		s.mu.RUnlock()
+	}
+	out := slices.Collect(maps.Keys(seen))
+	slices.SortFunc(out, func(a, b GatewayEpoch) int {
+		if c := strings.Compare(a.GatewayID, b.GatewayID); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Epoch, b.Epoch)
+	})
+	return out
+}
+
+// EndGatewayEpoch records the abnormal end of every connection of a dead
+// gateway epoch (its lease expired): each session still owned by that epoch
+// and connected is disconnected at now, its will armed (or fired, when due
+// at once or the session ends), as one command per shard. Sessions another
+// epoch opened since are untouched. It returns the connections ended.
+func (db *DB) EndGatewayEpoch(ctx context.Context, gatewayID string, epoch uint64) (int, error) {
+	if err := db.failErr(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range db.shards {
+		rep, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(now int64) command {
+			return cmdEndGatewayEpoch{nowUs: now, gatewayID: gatewayID, epoch: epoch}
+		}})
+		if err == nil {
+			err = rep.err
+		}
+		if err != nil {
+			return n, err
+		}
+		n += rep.sess.epochEnded
+	}
+	return n, nil
 }

@@ -59,14 +59,22 @@ type (
 	}
 	// cmdSessionGC deletes the shard's sessions whose expiry passed.
 	cmdSessionGC struct{ nowUs int64 }
+	// cmdEndGatewayEpoch ends, abnormally, the connections of the shard's
+	// sessions still owned by a dead gateway epoch (lease expiry).
+	cmdEndGatewayEpoch struct {
+		nowUs     int64
+		gatewayID string
+		epoch     uint64
+	}
 )
 
-func (cmdOpenSession) isCommand()   {}
-func (cmdCommitSession) isCommand() {}
-func (cmdDisconnect) isCommand()    {}
-func (cmdDeleteSession) isCommand() {}
-func (cmdRelease) isCommand()       {}
-func (cmdSessionGC) isCommand()     {}
+func (cmdOpenSession) isCommand()     {}
+func (cmdCommitSession) isCommand()   {}
+func (cmdDisconnect) isCommand()      {}
+func (cmdDeleteSession) isCommand()   {}
+func (cmdRelease) isCommand()         {}
+func (cmdSessionGC) isCommand()       {}
+func (cmdEndGatewayEpoch) isCommand() {}
 
 // sessionOutcome is apply's answer to a session command.
 type sessionOutcome struct {
@@ -75,6 +83,10 @@ type sessionOutcome struct {
 	deleted  bool // cmdDeleteSession
 	released bool // cmdRelease
 	swept    int  // cmdSessionGC
+	// willsFired counts the wills the command stored.
+	willsFired int
+	// epochEnded counts the connections cmdEndGatewayEpoch ended.
+	epochEnded int
 }
 
 // Limits of session state.
@@ -108,6 +120,12 @@ func applySession(st *shardState, cmd command) applyResult {
 		return applyRelease(st, c)
 	case cmdSessionGC:
 		return applySessionGC(st, c)
+	case cmdEndGatewayEpoch:
+		return applyEndGatewayEpoch(st, c)
+	case cmdFireWills:
+		return applyFireWills(st, c)
+	case cmdWillRetainedDone:
+		return applyWillRetainedDone(st, c)
 	}
 	panic(fmt.Sprintf("storage: unknown session command %T", cmd))
 }
@@ -154,6 +172,17 @@ func applyOpenSession(st *shardState, c cmdOpenSession) applyResult {
 		}
 		res.revoked = append(res.revoked, revokedGuard(old.rec, reason))
 		res.sess.open.TakenOver = old.rec.Connected && !expired
+		// The old session's will (docs/sessions.md, "Wills"). Resuming the
+		// same session cancels it, whether the old connection is still
+		// open (a takeover: the new connection exists before the old one
+		// closes) or its timer is armed [MQTT-3.1.3-9]. Otherwise the old
+		// session ends here (clean start [MQTT-3.1.2-4], or expiry): a
+		// pending will, or the will of the connection taken over, is
+		// published now, in this batch (MQTT 5 §3.1.3.2.2 "or the Session
+		// ends", §3.1.4 point 2).
+		if !resume && (old.rec.WillAtUs != 0 || (old.rec.Connected && !expired && old.rec.Will != nil)) {
+			fireWill(st, &res, proto.CloneOf(old.rec), c.nowUs)
+		}
 	}
 	var s *sessionState
 	var rec *storagev1.SessionRecord
@@ -181,8 +210,8 @@ func applyOpenSession(st *shardState, c cmdOpenSession) applyResult {
 	rec.OwnerEpoch = r.GatewayEpoch
 	rec.Guard = guard
 	rec.Will = r.Will
-	// Resuming cancels a pending will [MQTT-3.1.3-9]. The will part of dsd
-	// arms will_at at an abnormal disconnect.
+	// Resuming cancels a pending will [MQTT-3.1.3-9]; an abnormal end of
+	// this connection arms the timer again.
 	rec.WillAtUs = 0
 	s.rec = rec
 	st.sessions[cid] = s
@@ -398,36 +427,69 @@ func applyDisconnect(st *shardState, c cmdDisconnect) applyResult {
 	if !s.rec.Connected {
 		return applyResult{} // a retried Disconnect: already recorded
 	}
+	return endConnection(st, r.ClientID, s, c.nowUs, r.Abnormal, r.ExpiryIntervalS)
+}
+
+// endConnection records the end of a session's connection at nowUs. A
+// normal end (DISCONNECT 0x00) discards the will [MQTT-3.1.2-10]; an
+// abnormal one arms the will timer (willDue), and fires the will in this
+// batch when it is due now (will delay 0) or the session ends now (expiry
+// 0): the will and the session's end are one batch.
+func endConnection(st *shardState, cid string, s *sessionState, nowUs int64, abnormal bool, expiry *uint32) applyResult {
 	rec := proto.CloneOf(s.rec)
 	rec.Connected = false
-	rec.DisconnectedAtUs = c.nowUs
-	rec.AbnormalDisconnect = r.Abnormal
-	if r.ExpiryIntervalS != nil {
-		rec.ExpiryIntervalS = *r.ExpiryIntervalS
+	rec.DisconnectedAtUs = nowUs
+	rec.AbnormalDisconnect = abnormal
+	if expiry != nil {
+		rec.ExpiryIntervalS = *expiry
 	}
 	switch {
-	case !r.Abnormal:
-		rec.Will, rec.WillAtUs = nil, 0 // DISCONNECT 0x00 discards the will [MQTT-3.1.2-10]
+	case !abnormal:
+		rec.Will, rec.WillAtUs = nil, 0
 	case rec.Will != nil:
-		// Due after the will delay, and no later than the session's end
-		// (MQTT 5 §3.1.3.2.2); fired by the will part of dsd.
-		d := int64(rec.Will.DelayIntervalS)
-		if rec.ExpiryIntervalS != neverExpires {
-			d = min(d, int64(rec.ExpiryIntervalS))
-		}
-		rec.WillAtUs = c.nowUs + d*1e6
+		rec.WillAtUs = willDue(rec, nowUs)
 	}
 	var res applyResult
-	if rec.ExpiryIntervalS == 0 {
+	ended := rec.ExpiryIntervalS == 0
+	if rec.WillAtUs != 0 && (ended || rec.WillAtUs <= nowUs) {
+		fireWill(st, &res, rec, nowUs)
+	}
+	if ended {
 		res.revoked = append(res.revoked, revokedGuard(rec, RevokedEnded))
-		res.writes = deleteSessionWrites(st, r.ClientID, s)
+		res.writes = append(res.writes, deleteSessionWrites(st, cid, s)...)
 		res.sess.ended = true
 		return res
 	}
 	s2 := *s
 	s2.rec = rec
-	st.sessions[r.ClientID] = &s2
-	res.writes = append(res.writes, write{key: sessionKey(st.shard, r.ClientID, subSessionRecord, nil), value: encodeValue(rec)})
+	st.sessions[cid] = &s2
+	st.armWill(rec)
+	res.writes = append(res.writes, write{key: sessionKey(st.shard, cid, subSessionRecord, nil), value: encodeValue(rec)})
+	return res
+}
+
+// applyEndGatewayEpoch ends the connection of every session of the shard
+// still connected to the dead epoch, as an abnormal disconnect (lease
+// loss, gateway death: the will is armed). Sessions another epoch opened
+// since are not touched.
+func applyEndGatewayEpoch(st *shardState, c cmdEndGatewayEpoch) applyResult {
+	var res applyResult
+	for _, cid := range sortedKeys(st.sessions) {
+		s := st.sessions[cid]
+		if !s.rec.Connected || s.rec.OwnerGatewayId != c.gatewayID || s.rec.OwnerEpoch != c.epoch {
+			continue
+		}
+		r := endConnection(st, cid, s, c.nowUs, true, nil)
+		res.writes = append(res.writes, r.writes...)
+		res.revoked = append(res.revoked, r.revoked...)
+		res.willRetained = append(res.willRetained, r.willRetained...)
+		res.willsDropped = append(res.willsDropped, r.willsDropped...)
+		res.streamsChanged = res.streamsChanged || r.streamsChanged
+		res.messages += r.messages
+		res.bytes += r.bytes
+		res.sess.willsFired += r.sess.willsFired
+		res.sess.epochEnded++
+	}
 	return res
 }
 
@@ -444,7 +506,13 @@ func applyDeleteSession(st *shardState, c cmdDeleteSession) applyResult {
 		reason = RevokedExpired
 	}
 	res := applyResult{revoked: []GuardRevoked{revokedGuard(s.rec, reason)}}
-	res.writes = deleteSessionWrites(st, c.clientID, s)
+	// The session ends: a pending will is published [MQTT 5 §3.1.3.2.2];
+	// so is the will of a connection an operator's delete closes (a
+	// server-side close is abnormal).
+	if s.rec.WillAtUs != 0 || (c.guard == nil && s.rec.Connected && s.rec.Will != nil) {
+		fireWill(st, &res, proto.CloneOf(s.rec), c.nowUs)
+	}
+	res.writes = append(res.writes, deleteSessionWrites(st, c.clientID, s)...)
 	res.sess.deleted = reason == RevokedDeleted
 	return res
 }
@@ -477,6 +545,11 @@ func applySessionGC(st *shardState, c cmdSessionGC) applyResult {
 			continue
 		}
 		res.revoked = append(res.revoked, revokedGuard(s.rec, RevokedExpired))
+		if s.rec.WillAtUs != 0 {
+			// Due at the session's end at the latest: late only if dsd
+			// was down then.
+			fireWill(st, &res, proto.CloneOf(s.rec), c.nowUs)
+		}
 		res.writes = append(res.writes, deleteSessionWrites(st, cid, s)...)
 		res.sess.swept++
 	}

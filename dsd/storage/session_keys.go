@@ -125,5 +125,5 @@ func loadSessions(db *DB, st *shardState) error {
 			return fmt.Errorf("%w: shard %d: session %q has no record", ErrCorruption, st.shard, cid)
 		}
 	}
-	return nil
+	return loadWills(db, st)
 }

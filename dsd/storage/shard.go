@@ -64,6 +64,8 @@ type shardState struct {
 	sessions map[string]*sessionState
 	// guardCounter is the last session guard handed out (persisted).
 	guardCounter uint64
+	// wills indexes the armed will timers by due time (will.go).
+	wills willIndex
 }
 
 // genState is one generation: its record, its layout and its counters.

@@ -61,6 +61,9 @@ type inflightBatch struct {
 	streamsChanged bool
 	// revoked are applyResult.revoked, announced after the commit.
 	revoked []GuardRevoked
+	// willRetained are applyResult.willRetained, handed to the retained
+	// writer after the commit.
+	willRetained []*storagev1.Message
 }
 
 func (s *shard) start() {
@@ -83,7 +86,22 @@ func (s *shard) runWriter() {
 		timer       *time.Timer
 		timerC      <-chan time.Time
 		tickWaiters []*request
+		// willQueued: a will-firing request is pending (not yet flushed).
+		willQueued bool
 	)
+	// queueWills appends a request that fires the due wills, unless one is
+	// pending already. Nobody waits for its reply (done is buffered).
+	queueWills := func() {
+		if willQueued || !s.willsDue() {
+			return
+		}
+		willQueued = true
+		pending = append(pending, &request{kind: reqSession, enqueued: time.Now(), done: make(chan reply, 1),
+			mkCmd: func(now int64) command {
+				willQueued = false // flush runs on this goroutine
+				return cmdFireWills{nowUs: now}
+			}})
+	}
 	ticker := time.NewTicker(opts.IdleTickInterval)
 	defer ticker.Stop()
 	sessionGC := time.NewTicker(opts.SessionGCInterval)
@@ -129,7 +147,9 @@ func (s *shard) runWriter() {
 		select {
 		case r := <-s.reqCh:
 			if r.kind == reqTick {
-				// Answered once the shard is idle and its idle work ran.
+				// Answered once the shard is idle and its idle work ran
+				// (due wills first).
+				queueWills()
 				tickWaiters = append(tickWaiters, r)
 				continue
 			}
@@ -145,6 +165,7 @@ func (s *shard) runWriter() {
 			pending = append(pending, &request{kind: reqSession, enqueued: time.Now(), done: make(chan reply, 1),
 				mkCmd: func(now int64) command { return cmdSessionGC{nowUs: now} }})
 		case <-ticker.C:
+			queueWills()
 			if len(pending) == 0 && inflight == 0 {
 				if f := s.idleWork(); f != nil {
 					s.syncCh <- f
@@ -230,7 +251,11 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 		return nil
 	}
 	f := &inflightBatch{reqs: reqs, replies: make([]reply, len(reqs)), lastTs: lastTs, compact: res.compact,
-		started: start, nmsgs: res.messages, nbytes: res.bytes, streamsChanged: res.streamsChanged, revoked: res.revoked}
+		started: start, nmsgs: res.messages, nbytes: res.bytes, streamsChanged: res.streamsChanged, revoked: res.revoked,
+		willRetained: res.willRetained}
+	for _, d := range res.willsDropped {
+		s.db.log.Warn("will dropped: the layout refused its topic", "shard", s.id, "will", d)
+	}
 	for i := range reqs {
 		if res.outcomes != nil {
 			f.replies[i] = reply{out: res.outcomes[i], err: res.outcomes[i].err}
@@ -287,6 +312,10 @@ func (s *shard) runSyncer() {
 			}
 			s.db.notify.committed(s.id, advanced, f.streamsChanged)
 			s.db.sessionEvents.fire(f.revoked)
+			if len(f.willRetained) > 0 {
+				s.db.wg.Add(1)
+				go s.applyWillRetained(f.willRetained)
+			}
 			s.stats.batches.Add(1)
 			s.stats.messages.Add(int64(f.nmsgs))
 			s.stats.bytes.Add(int64(f.nbytes))

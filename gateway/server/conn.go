@@ -180,6 +180,12 @@ func (c *conn) kick() {
 	c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.Kick(time.Now())) })
 }
 
+// leaseLost closes the connection because the gateway lost its lease.
+func (c *conn) leaseLost() {
+	defer c.recoverPanic("lease lost")
+	c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.LeaseLost(time.Now())) })
+}
+
 // shutdown closes the connection because the gateway stops.
 func (c *conn) shutdown() {
 	defer c.recoverPanic("shutdown")
@@ -331,7 +337,13 @@ func (c *conn) finish() {
 			ClientID: end.ClientID, Guard: end.Guard, Will: end.Will, Expiry: end.Expiry, Reason: end.Reason, Now: time.Now(),
 		})
 		cancel()
-		if err != nil && !errors.Is(err, session.ErrStaleGuard) {
+		switch {
+		case err == nil, errors.Is(err, session.ErrStaleGuard):
+		case errors.Is(err, session.ErrUnavailable):
+			// dsd is unreachable or this gateway lost its lease: dsd
+			// ends the session when the epoch dies, will included.
+			c.log.Debug("ending the session failed", "client_id", end.ClientID, "err", err)
+		default:
 			c.log.Warn("ending the session failed", "client_id", end.ClientID, "err", err)
 		}
 	}

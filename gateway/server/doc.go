@@ -31,10 +31,12 @@
 //
 // # Sessions
 //
-// Sessions are opened and ended through a session.Backend. Until dsd's
-// SessionService exists the gateway uses session.MemBackend: takeover works
-// between connections of one gateway (the old one gets DISCONNECT 0x8E), and
-// sessions do not survive the gateway.
+// Sessions are opened and ended through a session.Backend: the gateway
+// program uses dsd's SessionService (package dsdbackend), whose GatewayLink
+// delivers takeover kicks to Server.Kick (the old connection gets DISCONNECT
+// 0x8E) and whose lease loss calls Server.LeaseLost (every connection closes
+// abnormally, MQTT 5 clients get DISCONNECT 0x89). Without a Backend the
+// server keeps sessions in memory (session.MemBackend), for tests.
 //
 // # Stopping
 //

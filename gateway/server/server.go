@@ -25,8 +25,9 @@ type Options struct {
 	// Config is the effective configuration: listeners, zones, mqtt.* and
 	// gateway.http_listen.
 	Config config.Config
-	// Backend opens and ends sessions. Nil: an in-memory one
-	// (session.MemBackend) whose takeovers kick through Server.Kick.
+	// Backend opens and ends sessions (the gateway program: dsd's, package
+	// dsdbackend). Nil: an in-memory one (session.MemBackend) whose
+	// takeovers kick through Server.Kick.
 	Backend session.Backend
 	// Authenticator checks CONNECT credentials; nil admits everyone.
 	Authenticator *auth.Authenticator
@@ -207,6 +208,22 @@ func (s *Server) Kick(clientID string, guard uint64) {
 	s.mu.Unlock()
 	if c != nil {
 		c.kick()
+	}
+}
+
+// LeaseLost closes every connection abnormally because the gateway lost
+// its lease with dsd (ARCHITECTURE.md section 6): MQTT 5 clients get
+// DISCONNECT 0x89, others a close. Listeners stay open; new CONNECTs are
+// refused by the backend (0x88 / 0x03) until the gateway registers again.
+func (s *Server) LeaseLost() {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.mu.conns))
+	for c := range s.mu.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.leaseLost()
 	}
 }
 

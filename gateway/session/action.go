@@ -77,7 +77,10 @@ const (
 	ReasonSlowConsumer     CloseReason = "slow_consumer"
 	ReasonTakenOver        CloseReason = "taken_over"
 	ReasonShutdown         CloseReason = "shutdown"
-	ReasonInternalError    CloseReason = "internal_error"
+	// ReasonLeaseLost: the gateway lost its lease with dsd, so it may no
+	// longer serve sessions (ARCHITECTURE.md section 6).
+	ReasonLeaseLost     CloseReason = "lease_lost"
+	ReasonInternalError CloseReason = "internal_error"
 )
 
 // ConnectRequest is what the driver needs to admit, authenticate and open a

@@ -230,6 +230,16 @@ func (m *Machine) Shutdown(now time.Time) []Action {
 	return m.flush()
 }
 
+// LeaseLost handles the gateway losing its lease with dsd: every
+// connection closes abnormally (the will stays armed in dsd) and MQTT 5
+// clients get DISCONNECT 0x89 (server busy), so they reconnect, here once
+// dsd is back or to another gateway. 0x88 (server unavailable) is a CONNACK
+// code only.
+func (m *Machine) LeaseLost(now time.Time) []Action {
+	m.abort(ReasonLeaseLost, packet.ServerBusy)
+	return m.flush()
+}
+
 // abort ends the connection from the server's side, abnormally: MQTT 5
 // clients that are connected get DISCONNECT code first.
 func (m *Machine) abort(reason CloseReason, code packet.ReasonCode) {

@@ -94,6 +94,8 @@ func TestMachine(t *testing.T) {
 				acts = m.Kick(now)
 			case "shutdown":
 				acts = m.Shutdown(now)
+			case "lease-lost":
+				acts = m.LeaseLost(now)
 			case "lost":
 				acts = m.Lost(now, ReasonNetworkError)
 			case "publish":

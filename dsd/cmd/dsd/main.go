@@ -90,6 +90,7 @@ func run(args []string) error {
 			BatchSize:            cfg.DurableSessions.BatchSize,
 			IdlePollInterval:     cfg.DurableSessions.IdlePollInterval.Std(),
 			RenewStreamsInterval: cfg.DurableSessions.RenewStreamsInterval.Std(),
+			HeartbeatInterval:    cfg.DurableSessions.GatewayHeartbeatInterval.Std(),
 		},
 	})
 	if err != nil {

@@ -12,10 +12,17 @@
 // ready" log line names the bound addresses. The gateway prints its
 // effective configuration at start-up, re-reads the password file on
 // SIGHUP, and stops gracefully on SIGINT or SIGTERM.
+//
+// Sessions live in dsd (SessionService); the gateway registers with dsd as
+// --gateway-id (default: a random id per start) with a new epoch at each
+// registration, keeps its lease on the GatewayLink and closes every MQTT
+// connection when it loses it (docs/gateway.md).
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,11 +35,15 @@ import (
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/dsd/client"
 	"github.com/stratamq/strata/gateway/auth"
+	"github.com/stratamq/strata/gateway/dsdbackend"
 	"github.com/stratamq/strata/gateway/server"
 )
 
 // shutdownGrace bounds a graceful stop.
 const shutdownGrace = 10 * time.Second
+
+// firstRegistrationWait bounds the wait for dsd at start-up.
+const firstRegistrationWait = 5 * time.Second
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -50,6 +61,7 @@ func run(args []string) error {
 	tlsListen := fs.String("tls-listen", "", "MQTT over TLS address (overrides listeners.tls.default.bind)")
 	wssListen := fs.String("wss-listen", "", "MQTT over secure WebSocket address (overrides listeners.wss.default.bind)")
 	httpListen := fs.String("http-listen", "", "HTTP address for /metrics, /healthz, /readyz (overrides gateway.http_listen)")
+	gatewayID := fs.String("gateway-id", "", "this gateway's id in dsd (default: gw- and 16 random hex digits, new at each start)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,27 +96,46 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	// The connection is lazy: dsd may start after the gateway.
-	// TODO(sessions): open sessions in dsd (SessionService) and take kicks
-	// from the GatewayLink; until then sessions live in this gateway
-	// (session.MemBackend) and dsd is not called.
+	if *gatewayID == "" {
+		*gatewayID = randomGatewayID()
+	}
+	// The connection is lazy: dsd may start after the gateway; until the
+	// gateway registers with it, CONNECTs are refused with 0x88 / 0x03.
 	dsd, err := client.Dial(cfg.Gateway.DSD)
 	if err != nil {
 		return err
 	}
 	defer dsd.Close()
+	interval := cfg.DurableSessions.GatewayHeartbeatInterval.Std()
+	lease := dsdbackend.NewLease(dsdbackend.LeaseOptions{Client: dsd, GatewayID: *gatewayID, Interval: interval, Logger: log})
+	defer lease.Close()
+	backend := dsdbackend.New(dsd.Sessions(), lease, dsdbackend.Options{
+		AllowCrossIdentityTakeover: cfg.MQTT.AllowCrossIdentityTakeover,
+		CallTimeout:                2 * interval,
+	})
 
 	srv, err := server.Listen(server.Options{
 		Config:        cfg,
+		Backend:       backend,
 		Authenticator: authn,
 		ACL:           acl,
 		Admission:     auth.NewAdmission(cfg),
+		Ready:         lease.Ready,
 		Logger:        log,
 	})
 	if err != nil {
 		return err
 	}
-	attrs := []any{"dsd", cfg.Gateway.DSD, "http", srv.HTTPAddr()}
+	lease.Start(dsdbackend.Handlers{Kick: srv.Kick, Lost: srv.LeaseLost})
+	// Wait a little for the first registration so that clients connecting
+	// right after "gateway ready" are not refused; a dsd that is down
+	// does not stop the gateway from starting.
+	wctx, wcancel := context.WithTimeout(context.Background(), firstRegistrationWait)
+	if err := lease.WaitRegistered(wctx); err != nil {
+		log.Warn("not registered with dsd yet; CONNECTs are refused (0x88) until it answers", "dsd", cfg.Gateway.DSD)
+	}
+	wcancel()
+	attrs := []any{"dsd", cfg.Gateway.DSD, "gateway_id", *gatewayID, "epoch", lease.Epoch(), "http", srv.HTTPAddr()}
 	for _, a := range srv.Addrs() {
 		attrs = append(attrs, a.Listener, a.Addr)
 	}
@@ -132,8 +163,18 @@ func run(args []string) error {
 		log.Warn("connections still open after the grace period were closed", "grace", shutdownGrace)
 		err = nil
 	}
+	_ = lease.Close()
 	log.Info("gateway stopped")
 	return err
+}
+
+// randomGatewayID returns a new gateway id: "gw-" and 16 random hex digits.
+// It lives as long as the process; dsd tells a restarted gateway apart by
+// its epoch anyway, which grows (unix nanoseconds).
+func randomGatewayID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return "gw-" + hex.EncodeToString(b[:])
 }
 
 // setListener points the listener "default" of typ at addr, adding it (in

@@ -31,6 +31,7 @@ type GatewayLinkRequest struct {
 	//	*GatewayLinkRequest_Read
 	//	*GatewayLinkRequest_Ack
 	//	*GatewayLinkRequest_Remove
+	//	*GatewayLinkRequest_Heartbeat
 	Kind          isGatewayLinkRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -118,6 +119,15 @@ func (x *GatewayLinkRequest) GetRemove() *RemoveEntry {
 	return nil
 }
 
+func (x *GatewayLinkRequest) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Kind.(*GatewayLinkRequest_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
 type isGatewayLinkRequest_Kind interface {
 	isGatewayLinkRequest_Kind()
 }
@@ -143,6 +153,12 @@ type GatewayLinkRequest_Remove struct {
 	Remove *RemoveEntry `protobuf:"bytes,5,opt,name=remove,proto3,oneof"`
 }
 
+type GatewayLinkRequest_Heartbeat struct {
+	// Heartbeat renews the gateway epoch's lease; dsd answers with a
+	// HeartbeatAck.
+	Heartbeat *Heartbeat `protobuf:"bytes,6,opt,name=heartbeat,proto3,oneof"` // Fields 7..15 are kept (kick acknowledgements).
+}
+
 func (*GatewayLinkRequest_Hello) isGatewayLinkRequest_Kind() {}
 
 func (*GatewayLinkRequest_Watch) isGatewayLinkRequest_Kind() {}
@@ -152,6 +168,8 @@ func (*GatewayLinkRequest_Read) isGatewayLinkRequest_Kind() {}
 func (*GatewayLinkRequest_Ack) isGatewayLinkRequest_Kind() {}
 
 func (*GatewayLinkRequest_Remove) isGatewayLinkRequest_Kind() {}
+
+func (*GatewayLinkRequest_Heartbeat) isGatewayLinkRequest_Kind() {}
 
 // GatewayLinkResponse is one message from dsd. Everything about an entry
 // carries its entry id.
@@ -164,6 +182,7 @@ type GatewayLinkResponse struct {
 	//	*GatewayLinkResponse_Batch
 	//	*GatewayLinkResponse_Error
 	//	*GatewayLinkResponse_Kick
+	//	*GatewayLinkResponse_HeartbeatAck
 	Kind          isGatewayLinkResponse_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -251,6 +270,15 @@ func (x *GatewayLinkResponse) GetKick() *SessionKick {
 	return nil
 }
 
+func (x *GatewayLinkResponse) GetHeartbeatAck() *HeartbeatAck {
+	if x != nil {
+		if x, ok := x.Kind.(*GatewayLinkResponse_HeartbeatAck); ok {
+			return x.HeartbeatAck
+		}
+	}
+	return nil
+}
+
 type isGatewayLinkResponse_Kind interface {
 	isGatewayLinkResponse_Kind()
 }
@@ -274,7 +302,12 @@ type GatewayLinkResponse_Error struct {
 
 type GatewayLinkResponse_Kick struct {
 	// Kick closes one MQTT connection: its session was taken over or deleted.
-	Kick *SessionKick `protobuf:"bytes,5,opt,name=kick,proto3,oneof"` // Fields 6..15 are kept for the sessions issue (heartbeat acks).
+	Kick *SessionKick `protobuf:"bytes,5,opt,name=kick,proto3,oneof"`
+}
+
+type GatewayLinkResponse_HeartbeatAck struct {
+	// HeartbeatAck answers a Heartbeat.
+	HeartbeatAck *HeartbeatAck `protobuf:"bytes,6,opt,name=heartbeat_ack,json=heartbeatAck,proto3,oneof"` // Fields 7..15 are kept.
 }
 
 func (*GatewayLinkResponse_Welcome) isGatewayLinkResponse_Kind() {}
@@ -287,8 +320,12 @@ func (*GatewayLinkResponse_Error) isGatewayLinkResponse_Kind() {}
 
 func (*GatewayLinkResponse_Kick) isGatewayLinkResponse_Kind() {}
 
+func (*GatewayLinkResponse_HeartbeatAck) isGatewayLinkResponse_Kind() {}
+
 // GatewayHello names the gateway and its epoch (a new epoch for every
-// (re)connection of the gateway).
+// (re)connection of the gateway). dsd refuses (FAILED_PRECONDITION) an epoch
+// at or below one it declared dead for the gateway id: the gateway must pick
+// a new, higher one.
 type GatewayHello struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GatewayId     string                 `protobuf:"bytes,1,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
@@ -350,8 +387,11 @@ type GatewayWelcome struct {
 	// larger than max_batch_bytes is sent alone).
 	MaxBatchMessages uint32 `protobuf:"varint,3,opt,name=max_batch_messages,json=maxBatchMessages,proto3" json:"max_batch_messages,omitempty"`
 	MaxBatchBytes    uint64 `protobuf:"varint,4,opt,name=max_batch_bytes,json=maxBatchBytes,proto3" json:"max_batch_bytes,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// HeartbeatIntervalMs is dsd's durable_sessions.gateway_heartbeat_interval:
+	// dsd declares the epoch dead after 3 intervals without a request.
+	HeartbeatIntervalMs uint32 `protobuf:"varint,5,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GatewayWelcome) Reset() {
@@ -412,6 +452,109 @@ func (x *GatewayWelcome) GetMaxBatchBytes() uint64 {
 	return 0
 }
 
+func (x *GatewayWelcome) GetHeartbeatIntervalMs() uint32 {
+	if x != nil {
+		return x.HeartbeatIntervalMs
+	}
+	return 0
+}
+
+// Heartbeat renews the lease of the link's gateway epoch. The gateway sends
+// one every durable_sessions.gateway_heartbeat_interval; every request of
+// the link counts as a sign of life, but an idle gateway must still send
+// heartbeats. docs/gateway-link.md, "Leases".
+type Heartbeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Seq is chosen by the gateway (increasing); the ack echoes it, so the
+	// gateway knows which send time the ack confirms.
+	Seq           uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Heartbeat) Reset() {
+	*x = Heartbeat{}
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Heartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Heartbeat) ProtoMessage() {}
+
+func (x *Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
+func (*Heartbeat) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Heartbeat) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// HeartbeatAck acknowledges a Heartbeat: the gateway holds its lease for 3
+// intervals from the send time of the heartbeat acknowledged.
+type HeartbeatAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatAck) Reset() {
+	*x = HeartbeatAck{}
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatAck) ProtoMessage() {}
+
+func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
+func (*HeartbeatAck) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HeartbeatAck) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // WatchEntry asks for the streams of a topic filter: those that exist now,
 // then each new one (a newly learned topic structure, or a stream of a new
 // generation) as it appears, each announced once.
@@ -436,7 +579,7 @@ type WatchEntry struct {
 
 func (x *WatchEntry) Reset() {
 	*x = WatchEntry{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[4]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +591,7 @@ func (x *WatchEntry) String() string {
 func (*WatchEntry) ProtoMessage() {}
 
 func (x *WatchEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[4]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +604,7 @@ func (x *WatchEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEntry.ProtoReflect.Descriptor instead.
 func (*WatchEntry) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{4}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WatchEntry) GetEntryId() uint64 {
@@ -510,7 +653,7 @@ type SessionRef struct {
 
 func (x *SessionRef) Reset() {
 	*x = SessionRef{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +665,7 @@ func (x *SessionRef) String() string {
 func (*SessionRef) ProtoMessage() {}
 
 func (x *SessionRef) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +678,7 @@ func (x *SessionRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRef.ProtoReflect.Descriptor instead.
 func (*SessionRef) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{5}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SessionRef) GetClientId() string {
@@ -567,7 +710,7 @@ type SessionKick struct {
 
 func (x *SessionKick) Reset() {
 	*x = SessionKick{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[6]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +722,7 @@ func (x *SessionKick) String() string {
 func (*SessionKick) ProtoMessage() {}
 
 func (x *SessionKick) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[6]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +735,7 @@ func (x *SessionKick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionKick.ProtoReflect.Descriptor instead.
 func (*SessionKick) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{6}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SessionKick) GetClientId() string {
@@ -636,7 +779,7 @@ type ReadEntry struct {
 
 func (x *ReadEntry) Reset() {
 	*x = ReadEntry{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[7]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +791,7 @@ func (x *ReadEntry) String() string {
 func (*ReadEntry) ProtoMessage() {}
 
 func (x *ReadEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[7]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +804,7 @@ func (x *ReadEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadEntry.ProtoReflect.Descriptor instead.
 func (*ReadEntry) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{7}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadEntry) GetEntryId() uint64 {
@@ -710,7 +853,7 @@ type BatchAck struct {
 
 func (x *BatchAck) Reset() {
 	*x = BatchAck{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[8]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +865,7 @@ func (x *BatchAck) String() string {
 func (*BatchAck) ProtoMessage() {}
 
 func (x *BatchAck) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[8]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +878,7 @@ func (x *BatchAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchAck.ProtoReflect.Descriptor instead.
 func (*BatchAck) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{8}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BatchAck) GetEntryId() uint64 {
@@ -762,7 +905,7 @@ type RemoveEntry struct {
 
 func (x *RemoveEntry) Reset() {
 	*x = RemoveEntry{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[9]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +917,7 @@ func (x *RemoveEntry) String() string {
 func (*RemoveEntry) ProtoMessage() {}
 
 func (x *RemoveEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[9]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +930,7 @@ func (x *RemoveEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveEntry.ProtoReflect.Descriptor instead.
 func (*RemoveEntry) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{9}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RemoveEntry) GetEntryId() uint64 {
@@ -809,7 +952,7 @@ type AnnouncedStream struct {
 
 func (x *AnnouncedStream) Reset() {
 	*x = AnnouncedStream{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[10]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +964,7 @@ func (x *AnnouncedStream) String() string {
 func (*AnnouncedStream) ProtoMessage() {}
 
 func (x *AnnouncedStream) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[10]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +977,7 @@ func (x *AnnouncedStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncedStream.ProtoReflect.Descriptor instead.
 func (*AnnouncedStream) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{10}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AnnouncedStream) GetStream() *Stream {
@@ -865,7 +1008,7 @@ type StreamsAnnouncement struct {
 
 func (x *StreamsAnnouncement) Reset() {
 	*x = StreamsAnnouncement{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1020,7 @@ func (x *StreamsAnnouncement) String() string {
 func (*StreamsAnnouncement) ProtoMessage() {}
 
 func (x *StreamsAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1033,7 @@ func (x *StreamsAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamsAnnouncement.ProtoReflect.Descriptor instead.
 func (*StreamsAnnouncement) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{11}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StreamsAnnouncement) GetEntryId() uint64 {
@@ -932,7 +1075,7 @@ type ReadBatch struct {
 
 func (x *ReadBatch) Reset() {
 	*x = ReadBatch{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1087,7 @@ func (x *ReadBatch) String() string {
 func (*ReadBatch) ProtoMessage() {}
 
 func (x *ReadBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1100,7 @@ func (x *ReadBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBatch.ProtoReflect.Descriptor instead.
 func (*ReadBatch) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{12}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReadBatch) GetEntryId() uint64 {
@@ -1014,7 +1157,7 @@ type EntryError struct {
 
 func (x *EntryError) Reset() {
 	*x = EntryError{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1169,7 @@ func (x *EntryError) String() string {
 func (*EntryError) ProtoMessage() {}
 
 func (x *EntryError) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1182,7 @@ func (x *EntryError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryError.ProtoReflect.Descriptor instead.
 func (*EntryError) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{13}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EntryError) GetEntryId() uint64 {
@@ -1074,30 +1217,37 @@ var File_strata_dsd_v1_gateway_link_proto protoreflect.FileDescriptor
 
 const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\n" +
-	" strata/dsd/v1/gateway_link.proto\x12\rstrata.dsd.v1\x1a#strata/dsd/v1/storage_service.proto\"\x97\x02\n" +
+	" strata/dsd/v1/gateway_link.proto\x12\rstrata.dsd.v1\x1a#strata/dsd/v1/storage_service.proto\"\xd1\x02\n" +
 	"\x12GatewayLinkRequest\x123\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1b.strata.dsd.v1.GatewayHelloH\x00R\x05hello\x121\n" +
 	"\x05watch\x18\x02 \x01(\v2\x19.strata.dsd.v1.WatchEntryH\x00R\x05watch\x12.\n" +
 	"\x04read\x18\x03 \x01(\v2\x18.strata.dsd.v1.ReadEntryH\x00R\x04read\x12+\n" +
 	"\x03ack\x18\x04 \x01(\v2\x17.strata.dsd.v1.BatchAckH\x00R\x03ack\x124\n" +
-	"\x06remove\x18\x05 \x01(\v2\x1a.strata.dsd.v1.RemoveEntryH\x00R\x06removeB\x06\n" +
-	"\x04kind\"\xb9\x02\n" +
+	"\x06remove\x18\x05 \x01(\v2\x1a.strata.dsd.v1.RemoveEntryH\x00R\x06remove\x128\n" +
+	"\theartbeat\x18\x06 \x01(\v2\x18.strata.dsd.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
+	"\x04kind\"\xfd\x02\n" +
 	"\x13GatewayLinkResponse\x129\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1d.strata.dsd.v1.GatewayWelcomeH\x00R\awelcome\x12H\n" +
 	"\fannouncement\x18\x02 \x01(\v2\".strata.dsd.v1.StreamsAnnouncementH\x00R\fannouncement\x120\n" +
 	"\x05batch\x18\x03 \x01(\v2\x18.strata.dsd.v1.ReadBatchH\x00R\x05batch\x121\n" +
 	"\x05error\x18\x04 \x01(\v2\x19.strata.dsd.v1.EntryErrorH\x00R\x05error\x120\n" +
-	"\x04kick\x18\x05 \x01(\v2\x1a.strata.dsd.v1.SessionKickH\x00R\x04kickB\x06\n" +
+	"\x04kick\x18\x05 \x01(\v2\x1a.strata.dsd.v1.SessionKickH\x00R\x04kick\x12B\n" +
+	"\rheartbeat_ack\x18\x06 \x01(\v2\x1b.strata.dsd.v1.HeartbeatAckH\x00R\fheartbeatAckB\x06\n" +
 	"\x04kind\"C\n" +
 	"\fGatewayHello\x12\x1d\n" +
 	"\n" +
 	"gateway_id\x18\x01 \x01(\tR\tgatewayId\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\x95\x01\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xc9\x01\n" +
 	"\x0eGatewayWelcome\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x19\n" +
 	"\bn_shards\x18\x02 \x01(\rR\anShards\x12,\n" +
 	"\x12max_batch_messages\x18\x03 \x01(\rR\x10maxBatchMessages\x12&\n" +
-	"\x0fmax_batch_bytes\x18\x04 \x01(\x04R\rmaxBatchBytes\"\xc8\x01\n" +
+	"\x0fmax_batch_bytes\x18\x04 \x01(\x04R\rmaxBatchBytes\x122\n" +
+	"\x15heartbeat_interval_ms\x18\x05 \x01(\rR\x13heartbeatIntervalMs\"\x1d\n" +
+	"\tHeartbeat\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\" \n" +
+	"\fHeartbeatAck\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xc8\x01\n" +
 	"\n" +
 	"WatchEntry\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12!\n" +
@@ -1160,48 +1310,52 @@ func file_strata_dsd_v1_gateway_link_proto_rawDescGZIP() []byte {
 	return file_strata_dsd_v1_gateway_link_proto_rawDescData
 }
 
-var file_strata_dsd_v1_gateway_link_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_strata_dsd_v1_gateway_link_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_strata_dsd_v1_gateway_link_proto_goTypes = []any{
 	(*GatewayLinkRequest)(nil),  // 0: strata.dsd.v1.GatewayLinkRequest
 	(*GatewayLinkResponse)(nil), // 1: strata.dsd.v1.GatewayLinkResponse
 	(*GatewayHello)(nil),        // 2: strata.dsd.v1.GatewayHello
 	(*GatewayWelcome)(nil),      // 3: strata.dsd.v1.GatewayWelcome
-	(*WatchEntry)(nil),          // 4: strata.dsd.v1.WatchEntry
-	(*SessionRef)(nil),          // 5: strata.dsd.v1.SessionRef
-	(*SessionKick)(nil),         // 6: strata.dsd.v1.SessionKick
-	(*ReadEntry)(nil),           // 7: strata.dsd.v1.ReadEntry
-	(*BatchAck)(nil),            // 8: strata.dsd.v1.BatchAck
-	(*RemoveEntry)(nil),         // 9: strata.dsd.v1.RemoveEntry
-	(*AnnouncedStream)(nil),     // 10: strata.dsd.v1.AnnouncedStream
-	(*StreamsAnnouncement)(nil), // 11: strata.dsd.v1.StreamsAnnouncement
-	(*ReadBatch)(nil),           // 12: strata.dsd.v1.ReadBatch
-	(*EntryError)(nil),          // 13: strata.dsd.v1.EntryError
-	(*Stream)(nil),              // 14: strata.dsd.v1.Stream
-	(*StoredMessage)(nil),       // 15: strata.dsd.v1.StoredMessage
+	(*Heartbeat)(nil),           // 4: strata.dsd.v1.Heartbeat
+	(*HeartbeatAck)(nil),        // 5: strata.dsd.v1.HeartbeatAck
+	(*WatchEntry)(nil),          // 6: strata.dsd.v1.WatchEntry
+	(*SessionRef)(nil),          // 7: strata.dsd.v1.SessionRef
+	(*SessionKick)(nil),         // 8: strata.dsd.v1.SessionKick
+	(*ReadEntry)(nil),           // 9: strata.dsd.v1.ReadEntry
+	(*BatchAck)(nil),            // 10: strata.dsd.v1.BatchAck
+	(*RemoveEntry)(nil),         // 11: strata.dsd.v1.RemoveEntry
+	(*AnnouncedStream)(nil),     // 12: strata.dsd.v1.AnnouncedStream
+	(*StreamsAnnouncement)(nil), // 13: strata.dsd.v1.StreamsAnnouncement
+	(*ReadBatch)(nil),           // 14: strata.dsd.v1.ReadBatch
+	(*EntryError)(nil),          // 15: strata.dsd.v1.EntryError
+	(*Stream)(nil),              // 16: strata.dsd.v1.Stream
+	(*StoredMessage)(nil),       // 17: strata.dsd.v1.StoredMessage
 }
 var file_strata_dsd_v1_gateway_link_proto_depIdxs = []int32{
 	2,  // 0: strata.dsd.v1.GatewayLinkRequest.hello:type_name -> strata.dsd.v1.GatewayHello
-	4,  // 1: strata.dsd.v1.GatewayLinkRequest.watch:type_name -> strata.dsd.v1.WatchEntry
-	7,  // 2: strata.dsd.v1.GatewayLinkRequest.read:type_name -> strata.dsd.v1.ReadEntry
-	8,  // 3: strata.dsd.v1.GatewayLinkRequest.ack:type_name -> strata.dsd.v1.BatchAck
-	9,  // 4: strata.dsd.v1.GatewayLinkRequest.remove:type_name -> strata.dsd.v1.RemoveEntry
-	3,  // 5: strata.dsd.v1.GatewayLinkResponse.welcome:type_name -> strata.dsd.v1.GatewayWelcome
-	11, // 6: strata.dsd.v1.GatewayLinkResponse.announcement:type_name -> strata.dsd.v1.StreamsAnnouncement
-	12, // 7: strata.dsd.v1.GatewayLinkResponse.batch:type_name -> strata.dsd.v1.ReadBatch
-	13, // 8: strata.dsd.v1.GatewayLinkResponse.error:type_name -> strata.dsd.v1.EntryError
-	6,  // 9: strata.dsd.v1.GatewayLinkResponse.kick:type_name -> strata.dsd.v1.SessionKick
-	5,  // 10: strata.dsd.v1.WatchEntry.session:type_name -> strata.dsd.v1.SessionRef
-	5,  // 11: strata.dsd.v1.ReadEntry.session:type_name -> strata.dsd.v1.SessionRef
-	14, // 12: strata.dsd.v1.AnnouncedStream.stream:type_name -> strata.dsd.v1.Stream
-	10, // 13: strata.dsd.v1.StreamsAnnouncement.streams:type_name -> strata.dsd.v1.AnnouncedStream
-	15, // 14: strata.dsd.v1.ReadBatch.messages:type_name -> strata.dsd.v1.StoredMessage
-	0,  // 15: strata.dsd.v1.GatewayLinkService.GatewayLink:input_type -> strata.dsd.v1.GatewayLinkRequest
-	1,  // 16: strata.dsd.v1.GatewayLinkService.GatewayLink:output_type -> strata.dsd.v1.GatewayLinkResponse
-	16, // [16:17] is the sub-list for method output_type
-	15, // [15:16] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	6,  // 1: strata.dsd.v1.GatewayLinkRequest.watch:type_name -> strata.dsd.v1.WatchEntry
+	9,  // 2: strata.dsd.v1.GatewayLinkRequest.read:type_name -> strata.dsd.v1.ReadEntry
+	10, // 3: strata.dsd.v1.GatewayLinkRequest.ack:type_name -> strata.dsd.v1.BatchAck
+	11, // 4: strata.dsd.v1.GatewayLinkRequest.remove:type_name -> strata.dsd.v1.RemoveEntry
+	4,  // 5: strata.dsd.v1.GatewayLinkRequest.heartbeat:type_name -> strata.dsd.v1.Heartbeat
+	3,  // 6: strata.dsd.v1.GatewayLinkResponse.welcome:type_name -> strata.dsd.v1.GatewayWelcome
+	13, // 7: strata.dsd.v1.GatewayLinkResponse.announcement:type_name -> strata.dsd.v1.StreamsAnnouncement
+	14, // 8: strata.dsd.v1.GatewayLinkResponse.batch:type_name -> strata.dsd.v1.ReadBatch
+	15, // 9: strata.dsd.v1.GatewayLinkResponse.error:type_name -> strata.dsd.v1.EntryError
+	8,  // 10: strata.dsd.v1.GatewayLinkResponse.kick:type_name -> strata.dsd.v1.SessionKick
+	5,  // 11: strata.dsd.v1.GatewayLinkResponse.heartbeat_ack:type_name -> strata.dsd.v1.HeartbeatAck
+	7,  // 12: strata.dsd.v1.WatchEntry.session:type_name -> strata.dsd.v1.SessionRef
+	7,  // 13: strata.dsd.v1.ReadEntry.session:type_name -> strata.dsd.v1.SessionRef
+	16, // 14: strata.dsd.v1.AnnouncedStream.stream:type_name -> strata.dsd.v1.Stream
+	12, // 15: strata.dsd.v1.StreamsAnnouncement.streams:type_name -> strata.dsd.v1.AnnouncedStream
+	17, // 16: strata.dsd.v1.ReadBatch.messages:type_name -> strata.dsd.v1.StoredMessage
+	0,  // 17: strata.dsd.v1.GatewayLinkService.GatewayLink:input_type -> strata.dsd.v1.GatewayLinkRequest
+	1,  // 18: strata.dsd.v1.GatewayLinkService.GatewayLink:output_type -> strata.dsd.v1.GatewayLinkResponse
+	18, // [18:19] is the sub-list for method output_type
+	17, // [17:18] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_gateway_link_proto_init() }
@@ -1216,6 +1370,7 @@ func file_strata_dsd_v1_gateway_link_proto_init() {
 		(*GatewayLinkRequest_Read)(nil),
 		(*GatewayLinkRequest_Ack)(nil),
 		(*GatewayLinkRequest_Remove)(nil),
+		(*GatewayLinkRequest_Heartbeat)(nil),
 	}
 	file_strata_dsd_v1_gateway_link_proto_msgTypes[1].OneofWrappers = []any{
 		(*GatewayLinkResponse_Welcome)(nil),
@@ -1223,15 +1378,16 @@ func file_strata_dsd_v1_gateway_link_proto_init() {
 		(*GatewayLinkResponse_Batch)(nil),
 		(*GatewayLinkResponse_Error)(nil),
 		(*GatewayLinkResponse_Kick)(nil),
+		(*GatewayLinkResponse_HeartbeatAck)(nil),
 	}
-	file_strata_dsd_v1_gateway_link_proto_msgTypes[4].OneofWrappers = []any{}
+	file_strata_dsd_v1_gateway_link_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_gateway_link_proto_rawDesc), len(file_strata_dsd_v1_gateway_link_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -252,8 +252,9 @@ type SessionRecord struct {
 	// Guard is the session's current guard (from SessionGuardCounter).
 	Guard uint64 `protobuf:"varint,13,opt,name=guard,proto3" json:"guard,omitempty"`
 	Will  *Will  `protobuf:"bytes,14,opt,name=will,proto3" json:"will,omitempty"`
-	// WillAtUs is when the will is due (0: no will timer armed). The will part
-	// of dsd fires it; this record only stores it.
+	// WillAtUs is when the will is due (0: no will timer armed): the will
+	// delay after an abnormal end of the connection, and no later than the
+	// session's end. The shard's timer fires it (dsd/storage/will.go).
 	WillAtUs int64        `protobuf:"varint,15,opt,name=will_at_us,json=willAtUs,proto3" json:"will_at_us,omitempty"`
 	Seqnos   *SeqnoTracks `protobuf:"bytes,16,opt,name=seqnos,proto3" json:"seqnos,omitempty"`
 	// MissedMessages counts messages the session lost (dropped generations,
@@ -261,7 +262,11 @@ type SessionRecord struct {
 	MissedMessages uint64 `protobuf:"varint,17,opt,name=missed_messages,json=missedMessages,proto3" json:"missed_messages,omitempty"`
 	// LastId is the gateway's allocator for subscription, state-version and
 	// retained-batch ids of this session.
-	LastId        uint64 `protobuf:"varint,18,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
+	LastId uint64 `protobuf:"varint,18,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
+	// WillFiredAtUs is the timestamp of the will message stored when the
+	// will fired (0: it did not fire since the last open). Written in the
+	// batch that stores the will, so a will fires exactly once.
+	WillFiredAtUs int64 `protobuf:"varint,19,opt,name=will_fired_at_us,json=willFiredAtUs,proto3" json:"will_fired_at_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,6 +423,13 @@ func (x *SessionRecord) GetMissedMessages() uint64 {
 func (x *SessionRecord) GetLastId() uint64 {
 	if x != nil {
 		return x.LastId
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetWillFiredAtUs() int64 {
+	if x != nil {
+		return x.WillFiredAtUs
 	}
 	return 0
 }
@@ -1226,7 +1238,7 @@ const file_strata_storage_v1_session_proto_rawDesc = "" +
 	"\x0ecommitted_qos2\x18\x04 \x01(\x04R\rcommittedQos2\x12\x19\n" +
 	"\bdup_qos2\x18\x05 \x01(\x04R\adupQos2\x12\x19\n" +
 	"\brec_qos2\x18\x06 \x01(\x04R\arecQos2\x12\x1b\n" +
-	"\tnext_qos2\x18\a \x01(\x04R\bnextQos2\"\xc9\x05\n" +
+	"\tnext_qos2\x18\a \x01(\x04R\bnextQos2\"\xf2\x05\n" +
 	"\rSessionRecord\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12)\n" +
@@ -1248,7 +1260,8 @@ const file_strata_storage_v1_session_proto_rawDesc = "" +
 	"will_at_us\x18\x0f \x01(\x03R\bwillAtUs\x126\n" +
 	"\x06seqnos\x18\x10 \x01(\v2\x1e.strata.storage.v1.SeqnoTracksR\x06seqnos\x12'\n" +
 	"\x0fmissed_messages\x18\x11 \x01(\x04R\x0emissedMessages\x12\x17\n" +
-	"\alast_id\x18\x12 \x01(\x04R\x06lastId\"\xcf\x02\n" +
+	"\alast_id\x18\x12 \x01(\x04R\x06lastId\x12'\n" +
+	"\x10will_fired_at_us\x18\x13 \x01(\x03R\rwillFiredAtUs\"\xcf\x02\n" +
 	"\x11SubscriptionState\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12'\n" +
 	"\x0fsubscription_id\x18\x02 \x01(\x04R\x0esubscriptionId\x12!\n" +

@@ -1,0 +1,281 @@
+package storage
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
+
+// Wills are durable timers in the session's shard (ARCHITECTURE.md §6,
+// docs/sessions.md "Wills"). An abnormal end of a connection arms the timer:
+// SessionRecord.will_at_us = now + will delay, but no later than the
+// session's end (disconnected_at + expiry; expiry 0: at once) [MQTT-3.1.3-9,
+// MQTT 5 §3.1.3.2.2]. DISCONNECT 0x00 discards the will [MQTT-3.1.2-10]; the
+// same session resuming (OpenSession without clean start) cancels it; a
+// session that ends (clean start, expiry, delete) publishes a pending will
+// in the batch that ends it.
+//
+// Firing is one batch of the shard's command sequence: the will message is
+// stored in its stream (publisher = client id), the timer is cleared, and
+// the record is marked (will_fired_at_us); so a will fires exactly once,
+// also across crashes. A retained will also writes a pending-retained key
+//
+//	S 0A | timestamp (8)   pending retained will -> Message (as stored)
+//
+// in the same batch; after the commit the retained writer applies it and a
+// later command deletes the key. Open applies the keys left by a crash
+// before anything runs: the retained order rule (timestamp, shard,
+// publisher) makes the re-application idempotent.
+//
+// The timers of a shard are indexed in memory (shardState.wills) and
+// checked by the shard writer at every idle tick (IdleTickInterval) and at
+// every reqTick, so a will fires at most one tick late.
+
+// tagWillRetained is the keyspace of pending retained wills.
+const tagWillRetained byte = 0x0A
+
+// maxWillsPerBatch bounds the wills one firing batch stores.
+const maxWillsPerBatch = 256
+
+func willRetainedKey(shard int, ts int64) []byte {
+	return binary.BigEndian.AppendUint64(shardPrefix(shard, tagWillRetained), uint64(ts))
+}
+
+// willTimer is one armed timer in the index.
+type willTimer struct {
+	due int64
+	cid string
+}
+
+// willIndex is a min-heap of armed timers by (due, client id). Entries are
+// never removed when a timer is cancelled or re-armed: an entry is live only
+// while the session's record still has will_at_us == due.
+type willIndex struct{ h willHeap }
+
+type willHeap []willTimer
+
+func (h willHeap) Len() int { return len(h) }
+func (h willHeap) Less(i, j int) bool {
+	if h[i].due != h[j].due {
+		return h[i].due < h[j].due
+	}
+	return h[i].cid < h[j].cid
+}
+func (h willHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *willHeap) Push(x any)   { *h = append(*h, x.(willTimer)) }
+func (h *willHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func (x *willIndex) push(due int64, cid string) { heap.Push(&x.h, willTimer{due: due, cid: cid}) }
+
+// next returns the earliest live timer, dropping dead entries on the way.
+func (st *shardState) nextWill() (willTimer, bool) {
+	for st.wills.h.Len() > 0 {
+		t := st.wills.h[0]
+		if s := st.sessions[t.cid]; s != nil && s.rec.WillAtUs == t.due {
+			return t, true
+		}
+		heap.Pop(&st.wills.h)
+	}
+	return willTimer{}, false
+}
+
+// armWill records an armed timer of rec in the index.
+func (st *shardState) armWill(rec *storagev1.SessionRecord) {
+	if rec.WillAtUs != 0 {
+		st.wills.push(rec.WillAtUs, rec.ClientId)
+	}
+}
+
+// willDue is when the will of a connection that ended abnormally at nowUs
+// is due: after the will delay, and no later than the session's end.
+func willDue(rec *storagev1.SessionRecord, nowUs int64) int64 {
+	d := int64(rec.GetWill().GetDelayIntervalS())
+	if rec.ExpiryIntervalS != neverExpires {
+		d = min(d, int64(rec.ExpiryIntervalS))
+	}
+	return nowUs + d*1e6
+}
+
+// fireWill stores the will of rec (a record apply is building, not yet in
+// st) as a message of the client, clears the will and its timer, and marks
+// rec with the stored timestamp. It appends its writes to res. A will whose
+// topic the layout refuses is dropped (res.willsDropped).
+func fireWill(st *shardState, res *applyResult, rec *storagev1.SessionRecord, nowUs int64) {
+	w := rec.Will
+	rec.Will, rec.WillAtUs = nil, 0
+	if w == nil || w.Message == nil {
+		return
+	}
+	g := st.current()
+	l, err := g.layout.learn(w.Message.Topic)
+	if err != nil {
+		res.willsDropped = append(res.willsDropped, fmt.Sprintf("client %q topic %q: %v", rec.ClientId, w.Message.Topic, err))
+		return
+	}
+	ts := nextTimestamp(st.lastTs, nowUs)
+	st.lastTs, st.lastDataTs = ts, ts
+	res.writes = appendEdges(res.writes, st.shard, g, l.NewEdges)
+	res.streamsChanged = res.streamsChanged || len(l.NewEdges) > 0
+	stored := storedMessage(w.Message, rec.ClientId, ts)
+	val := encodeValue(stored)
+	g.counts[l.Static]++
+	res.writes = append(res.writes,
+		write{key: dataKey(st.shard, g.meta.Id, g.layout.dataKey(l, ts)), value: val},
+		write{key: countKey(st.shard, g.meta.Id, g.layout.staticBytes(l.Static)), value: encodeValue(&storagev1.StreamCount{Count: g.counts[l.Static]})},
+		clockWrite(st),
+	)
+	if stored.Retain {
+		res.writes = append(res.writes, write{key: willRetainedKey(st.shard, ts), value: val})
+		res.willRetained = append(res.willRetained, stored)
+	}
+	res.messages++
+	res.bytes += len(val)
+	res.sess.willsFired++
+	rec.WillFiredAtUs = ts
+}
+
+// Will commands of the shard's command sequence.
+type (
+	// cmdFireWills fires the wills due at nowUs (at most maxWillsPerBatch).
+	cmdFireWills struct{ nowUs int64 }
+	// cmdWillRetainedDone deletes pending-retained keys whose update the
+	// retained writer committed.
+	cmdWillRetainedDone struct {
+		nowUs int64
+		ts    []int64
+	}
+)
+
+func (cmdFireWills) isCommand()        {}
+func (cmdWillRetainedDone) isCommand() {}
+
+func applyFireWills(st *shardState, c cmdFireWills) applyResult {
+	var res applyResult
+	for n := 0; n < maxWillsPerBatch; n++ {
+		t, ok := st.nextWill()
+		if !ok || t.due > c.nowUs {
+			break
+		}
+		heap.Pop(&st.wills.h)
+		s := st.sessions[t.cid]
+		rec := proto.CloneOf(s.rec)
+		fireWill(st, &res, rec, c.nowUs)
+		s2 := *s
+		s2.rec = rec
+		st.sessions[t.cid] = &s2
+		res.writes = append(res.writes, write{key: sessionKey(st.shard, t.cid, subSessionRecord, nil), value: encodeValue(rec)})
+	}
+	return res
+}
+
+func applyWillRetainedDone(st *shardState, c cmdWillRetainedDone) applyResult {
+	var res applyResult
+	for _, ts := range c.ts {
+		res.writes = append(res.writes, write{key: willRetainedKey(st.shard, ts)})
+	}
+	return res
+}
+
+// willsDue reports whether a will timer of the shard is due. Writer only.
+func (s *shard) willsDue() bool {
+	now := s.db.opts.Now().UnixMicro()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.mu.st.nextWill()
+	return ok && t.due <= now
+}
+
+// applyWillRetained hands the retained wills of a committed firing batch to
+// the retained writer, then deletes their pending keys. It runs on its own
+// goroutine (db.wg); if the DB closes first, Open re-applies them.
+func (s *shard) applyWillRetained(msgs []*storagev1.Message) {
+	defer s.db.wg.Done()
+	ctx := s.db.ctx
+	updates := make([]retainedUpdate, len(msgs))
+	ts := make([]int64, len(msgs))
+	for i, m := range msgs {
+		updates[i] = retainedUpdate{topic: m.Topic, rec: retainedRecordFor(m, s.id)}
+		ts[i] = m.TimestampUs
+	}
+	if _, err := s.db.retained.do(ctx, updates); err != nil {
+		s.db.log.Warn("retained will not applied; it is re-applied at the next open", "shard", s.id, "err", err)
+		return
+	}
+	if _, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(now int64) command { return cmdWillRetainedDone{nowUs: now, ts: ts} }}); err != nil {
+		s.db.log.Debug("pending retained wills not cleared; re-applied at the next open", "shard", s.id, "err", err)
+	}
+}
+
+// loadWills indexes the armed timers of a loaded shard and applies the
+// retained wills a crash left pending, in one synced batch, before the
+// shard runs.
+func loadWills(db *DB, st *shardState) error {
+	for _, cid := range sortedKeys(st.sessions) {
+		st.armWill(st.sessions[cid].rec)
+	}
+	var pending []*storagev1.Message
+	err := db.scan(shardPrefix(st.shard, tagWillRetained), func(k, v []byte) error {
+		m := &storagev1.Message{}
+		if err := decodeValue(k, v, m); err != nil {
+			return err
+		}
+		pending = append(pending, m)
+		return nil
+	})
+	if err != nil || len(pending) == 0 {
+		return err
+	}
+	nowUs := db.opts.Now().UnixMicro()
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	current := map[string]*storagev1.RetainedRecord{}
+	for _, m := range pending {
+		cur, ok := current[m.Topic]
+		if !ok {
+			var rec storagev1.RetainedRecord
+			found, err := db.getValue(retainedKey(m.Topic), &rec)
+			if err != nil {
+				return err
+			}
+			if found {
+				cur = &rec
+			}
+		}
+		if next, _ := nextRetained(cur, retainedUpdate{topic: m.Topic, rec: retainedRecordFor(m, st.shard)}, nowUs); next != nil {
+			current[m.Topic] = next
+			_ = b.Set(retainedKey(m.Topic), encodeValue(next), nil)
+		}
+		_ = b.Delete(willRetainedKey(st.shard, m.TimestampUs), nil)
+	}
+	opts := pebble.Sync
+	if db.opts.UnsafeNoSync {
+		opts = pebble.NoSync
+	}
+	if err := b.Commit(opts); err != nil {
+		return wrapPebble("apply pending retained wills", err)
+	}
+	db.log.Info("applied retained wills left pending by a crash", "shard", st.shard, "count", len(pending))
+	return nil
+}
+
+// willAt returns the armed will timer of clientID (tests).
+func (db *DB) willAt(clientID string) (dueUs int64, ok bool) {
+	s := db.shards[db.ShardOf(clientID)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ss := s.mu.st.sessions[clientID]
+	if ss == nil || ss.rec.WillAtUs == 0 {
+		return 0, false
+	}
+	return ss.rec.WillAtUs, true
+}

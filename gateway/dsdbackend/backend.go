@@ -1,0 +1,204 @@
+package dsdbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/stratamq/strata/gateway/packet"
+	"github.com/stratamq/strata/gateway/session"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
+
+// Registrar is what the Backend needs of the gateway's registration with
+// dsd (a *Lease).
+type Registrar interface {
+	// Current returns the registered gateway id and epoch, and a channel
+	// closed when that registration ends (lease lost, gateway closing). It
+	// fails, wrapping session.ErrUnavailable, while no lease is held or the
+	// link is down: dsd could not tell the gateway about a takeover.
+	Current() (Registration, error)
+	// Held returns the registration while its lease is held, also while
+	// its link is being reopened: a connection's end can still be
+	// reported with its guard.
+	Held() (Registration, error)
+}
+
+// Registration is one registered gateway epoch.
+type Registration struct {
+	GatewayID string
+	Epoch     uint64
+	// Ended is cancelled when the registration ends.
+	Ended context.Context
+}
+
+// Options configure a Backend.
+type Options struct {
+	// AllowCrossIdentityTakeover lets another user name take a client id's
+	// session over (mqtt.allow_cross_identity_takeover).
+	AllowCrossIdentityTakeover bool
+	// CallTimeout bounds each call to dsd, within the caller's deadline;
+	// a call that times out is ErrUnavailable (CONNACK 0x88). Default 4 s
+	// (two default heartbeat intervals).
+	CallTimeout time.Duration
+}
+
+// Backend is a session.Backend over dsd's SessionService. It is safe for
+// concurrent use.
+type Backend struct {
+	sessions dsdv1.SessionServiceClient
+	reg      Registrar
+	opts     Options
+}
+
+var _ session.Backend = (*Backend)(nil)
+
+// New returns a Backend that opens sessions through sessions under the
+// registrations of reg.
+func New(sessions dsdv1.SessionServiceClient, reg Registrar, opts Options) *Backend {
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 4 * time.Second
+	}
+	return &Backend{sessions: sessions, reg: reg, opts: opts}
+}
+
+// call runs f with ctx bounded by the call timeout and cancelled when the
+// registration ends, so that a lease lost mid-call answers at once.
+func (b *Backend) call(ctx context.Context, r Registration, f func(ctx context.Context) error) error {
+	cctx, cancel := context.WithTimeout(ctx, b.opts.CallTimeout)
+	defer cancel()
+	stop := context.AfterFunc(r.Ended, cancel)
+	defer stop()
+	return f(cctx)
+}
+
+// Open implements session.Backend: OpenSession under the current epoch.
+func (b *Backend) Open(ctx context.Context, req session.OpenRequest) (session.OpenResult, error) {
+	r, err := b.reg.Current()
+	if err != nil {
+		return session.OpenResult{}, sessionError(ctx, "open", err)
+	}
+	in := &dsdv1.OpenSessionRequest{
+		ClientId:                   req.ClientID,
+		Username:                   req.Username,
+		ProtocolVersion:            uint32(req.Version),
+		CleanStart:                 req.CleanStart,
+		ExpiryIntervalS:            req.Expiry,
+		Will:                       willToProto(req.Will),
+		GatewayId:                  r.GatewayID,
+		GatewayEpoch:               r.Epoch,
+		AllowCrossIdentityTakeover: b.opts.AllowCrossIdentityTakeover,
+	}
+	var out *dsdv1.OpenSessionResponse
+	err = b.call(ctx, r, func(ctx context.Context) (err error) {
+		out, err = b.sessions.OpenSession(ctx, in)
+		return err
+	})
+	if err != nil {
+		return session.OpenResult{}, sessionError(ctx, "open", err)
+	}
+	if r.Ended.Err() != nil {
+		// The lease was lost while opening: the session belongs to a dead
+		// epoch, and this gateway is closing every connection. dsd ends
+		// the session with the epoch.
+		return session.OpenResult{}, sessionError(ctx, "open", fmt.Errorf("%w: %w: epoch %d ended", session.ErrUnavailable, errNotRegistered, r.Epoch))
+	}
+	return session.OpenResult{SessionPresent: out.GetSessionPresent(), Guard: out.GetGuard()}, nil
+}
+
+// Disconnect implements session.Backend: Disconnect with the guard. The end
+// is abnormal (the will stays armed) for every reason but a client's
+// DISCONNECT without a will to publish; the expiry in force is always sent
+// (dsd refuses only raising a CONNECT's 0, which the machine refuses first).
+// A connection kicked by a takeover is not reported: its guard is stale.
+func (b *Backend) Disconnect(ctx context.Context, req session.DisconnectRequest) error {
+	if req.Reason == session.ReasonTakenOver {
+		return fmt.Errorf("dsdbackend: disconnect: %w: taken over", session.ErrStaleGuard)
+	}
+	r, err := b.reg.Held()
+	if err != nil {
+		// No lease: dsd ends the epoch's sessions when it declares the
+		// epoch dead, as abnormal ends.
+		return sessionError(ctx, "disconnect", err)
+	}
+	expiry := req.Expiry
+	in := &dsdv1.DisconnectRequest{
+		ClientId:        req.ClientID,
+		Guard:           req.Guard,
+		Abnormal:        req.Will || req.Reason != session.ReasonClientDisconnect,
+		ExpiryIntervalS: &expiry,
+	}
+	// While the lease is held, dsd counts the session as connected to
+	// this epoch until told otherwise, so an unreachable dsd is retried
+	// until the caller gives up or the lease ends.
+	retry := newBackoff(b.opts.CallTimeout / 4)
+	for {
+		err = b.call(ctx, r, func(ctx context.Context) error {
+			_, err := b.sessions.Disconnect(ctx, in)
+			return err
+		})
+		err = sessionError(ctx, "disconnect", err)
+		if !errors.Is(err, session.ErrUnavailable) {
+			return err
+		}
+		t := time.NewTimer(retry.next())
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-r.Ended.Done():
+			t.Stop()
+			return err
+		}
+	}
+}
+
+// willToProto converts a CONNECT's will for OpenSession.
+func willToProto(w *session.Will) *storagev1.Will {
+	if w == nil {
+		return nil
+	}
+	return &storagev1.Will{
+		Message: &storagev1.Message{
+			Topic:      w.Topic,
+			Payload:    w.Payload,
+			Qos:        uint32(w.QoS),
+			Retain:     w.Retain,
+			Properties: propertiesToProto(&w.Properties),
+		},
+		DelayIntervalS: w.Delay,
+	}
+}
+
+// propertiesToProto keeps the publication properties that travel with a
+// message; nil when there are none.
+func propertiesToProto(p *packet.Properties) *storagev1.MessageProperties {
+	if p.Empty() {
+		return nil
+	}
+	out := &storagev1.MessageProperties{}
+	if p.Present.Has(packet.PropContentType) {
+		out.ContentType = p.ContentType
+	}
+	if p.Present.Has(packet.PropResponseTopic) {
+		out.ResponseTopic = p.ResponseTopic
+	}
+	if p.Present.Has(packet.PropCorrelationData) {
+		out.CorrelationData = p.CorrelationData
+	}
+	if p.Present.Has(packet.PropPayloadFormatIndicator) {
+		v := uint32(p.PayloadFormatIndicator)
+		out.PayloadFormat = &v
+	}
+	if p.Present.Has(packet.PropMessageExpiryInterval) {
+		v := p.MessageExpiryInterval
+		out.MessageExpiryInterval = &v
+	}
+	for _, u := range p.UserProperties {
+		out.UserProperties = append(out.UserProperties, &storagev1.UserProperty{Key: u.Key, Value: u.Value})
+	}
+	return out
+}

@@ -1,0 +1,65 @@
+package dsdbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/stratamq/strata/gateway/session"
+)
+
+func TestSessionError(t *testing.T) {
+	internal := errors.New("internal")
+	for _, tc := range []struct {
+		err  error
+		want error
+	}{
+		{nil, nil},
+		{status.Error(codes.PermissionDenied, "client id held by user a"), session.ErrIdentityMismatch},
+		{status.Error(codes.Unavailable, "connection refused"), session.ErrUnavailable},
+		{status.Error(codes.DeadlineExceeded, "slow"), session.ErrUnavailable},
+		{status.Error(codes.ResourceExhausted, "busy"), session.ErrUnavailable},
+		{status.Error(codes.Canceled, "lease lost"), session.ErrUnavailable},
+		{context.DeadlineExceeded, session.ErrUnavailable},
+		{fmt.Errorf("%w: %w", session.ErrUnavailable, errNotRegistered), session.ErrUnavailable},
+		{status.Error(codes.Aborted, "stale guard"), session.ErrStaleGuard},
+		{status.Error(codes.NotFound, "no session"), session.ErrStaleGuard},
+		{status.Error(codes.InvalidArgument, "expiry"), internal},
+		{status.Error(codes.Internal, "boom"), internal},
+		{errors.New("not a status"), internal},
+	} {
+		got := sessionError(context.Background(), "open", tc.err)
+		switch {
+		case tc.want == nil:
+			if got != nil {
+				t.Errorf("%v: got %v, want nil", tc.err, got)
+			}
+		case tc.want == internal:
+			for _, e := range []error{session.ErrIdentityMismatch, session.ErrUnavailable, session.ErrStaleGuard, context.Canceled} {
+				if errors.Is(got, e) {
+					t.Errorf("%v: got %v, want an internal error", tc.err, got)
+				}
+			}
+			if got == nil {
+				t.Errorf("%v: got nil", tc.err)
+			}
+		case !errors.Is(got, tc.want):
+			t.Errorf("%v: got %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// A caller that gave up (the gateway is closing) gets context.Canceled,
+// whatever dsd answered: nobody waits for a CONNACK.
+func TestSessionErrorCallerCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	got := sessionError(ctx, "open", status.Error(codes.Canceled, "context canceled"))
+	if !errors.Is(got, context.Canceled) || errors.Is(got, session.ErrUnavailable) {
+		t.Fatalf("got %v, want context.Canceled", got)
+	}
+}

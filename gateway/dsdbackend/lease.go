@@ -1,0 +1,467 @@
+package dsdbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/stratamq/strata/dsd/client"
+	"github.com/stratamq/strata/gateway/session"
+)
+
+// errLeaseExpired: no heartbeat was acknowledged for two intervals.
+var errLeaseExpired = errors.New("dsdbackend: lease expired")
+
+// LeaseOptions configure a Lease.
+type LeaseOptions struct {
+	// Client is the connection to dsd.
+	Client *client.Client
+	// GatewayID names this gateway in every hello (docs/gateway.md).
+	GatewayID string
+	// Interval is durable_sessions.gateway_heartbeat_interval: a heartbeat
+	// goes out every Interval; the lease is lost when none was
+	// acknowledged for 2 × Interval (dsd holds it for 3). Default 2 s.
+	Interval time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Handlers are the gateway's side of a Lease.
+type Handlers struct {
+	// Kick closes the connection holding clientID's session with guard
+	// (server.Server.Kick). It must not block.
+	Kick func(clientID string, guard uint64)
+	// Lost closes every MQTT connection, abnormally (server.Server.LeaseLost).
+	Lost func()
+}
+
+// Lease is the gateway's registration with dsd. One goroutine, started by
+// Start and ended by Close, keeps it:
+//
+//  1. register: a new epoch (unix nanoseconds, above every earlier one of
+//     the process), a GatewayLink with hello{gateway id, epoch}; the
+//     welcome is the first acknowledgement;
+//  2. hold: route kicks, send a heartbeat every interval, renew the lease
+//     from each acknowledged one; a broken link is opened again with the
+//     same epoch (no CONNECT is accepted meanwhile);
+//  3. when nothing renewed the lease for 2 intervals: Handlers.Lost, and
+//     back to 1 with backoff.
+//
+// It implements Registrar for the Backend.
+type Lease struct {
+	opts LeaseOptions
+	log  *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	// done is closed when the goroutine has returned (by Close when it
+	// never started).
+	done      chan struct{}
+	startOnce sync.Once
+	// iv is the heartbeat interval in force: LeaseOptions.Interval, or
+	// dsd's if shorter. Only the run goroutine uses it.
+	iv time.Duration
+	// registered is closed at the first registration.
+	registered     chan struct{}
+	registeredOnce sync.Once
+
+	mu struct {
+		sync.Mutex
+		// reg is the registration holding the lease, nil without one.
+		reg *registration
+		// linkUp: reg's link is open; false while it is being reopened.
+		linkUp bool
+		// lastEpoch is the latest epoch used, so epochs always grow.
+		lastEpoch uint64
+		// err says why there is no usable registration.
+		err error
+	}
+}
+
+type registration struct {
+	epoch  uint64
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// NewLease returns a Lease that does nothing until Start: Current fails
+// until the first registration.
+func NewLease(opts LeaseOptions) *Lease {
+	if opts.Interval <= 0 {
+		opts.Interval = 2 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	l := &Lease{opts: opts, log: opts.Logger.With("component", "dsd_lease", "gateway_id", opts.GatewayID),
+		done: make(chan struct{}), registered: make(chan struct{})}
+	l.iv = opts.Interval
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.mu.err = errors.New("not registered yet")
+	return l
+}
+
+// Start starts keeping the lease; kicks and lease losses go to h. Call it
+// once, after the server that h names is listening.
+func (l *Lease) Start(h Handlers) {
+	l.startOnce.Do(func() { go l.run(h) })
+}
+
+// Close ends the registration (closing the link) and waits for the
+// goroutine. Handlers.Lost is not called.
+func (l *Lease) Close() error {
+	l.cancel()
+	l.startOnce.Do(func() { close(l.done) }) // never started: nothing runs
+	<-l.done
+	return nil
+}
+
+// WaitRegistered waits for the first registration, or ctx.
+func (l *Lease) WaitRegistered(ctx context.Context) error {
+	select {
+	case <-l.registered:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Current implements Registrar.
+func (l *Lease) Current() (Registration, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.reg == nil || !l.mu.linkUp {
+		return Registration{}, fmt.Errorf("%w: %w: %v", session.ErrUnavailable, errNotRegistered, l.mu.err)
+	}
+	return Registration{GatewayID: l.opts.GatewayID, Epoch: l.mu.reg.epoch, Ended: l.mu.reg.ctx}, nil
+}
+
+// Held implements Registrar.
+func (l *Lease) Held() (Registration, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.reg == nil {
+		return Registration{}, fmt.Errorf("%w: %w: %v", session.ErrUnavailable, errNotRegistered, l.mu.err)
+	}
+	return Registration{GatewayID: l.opts.GatewayID, Epoch: l.mu.reg.epoch, Ended: l.mu.reg.ctx}, nil
+}
+
+// Ready is the /readyz check: nil while the gateway holds its lease with a
+// live link.
+func (l *Lease) Ready() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.reg == nil || !l.mu.linkUp {
+		return fmt.Errorf("no lease with dsd: %v", l.mu.err)
+	}
+	return nil
+}
+
+// Epoch returns the epoch holding the lease, 0 without one.
+func (l *Lease) Epoch() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.reg == nil {
+		return 0
+	}
+	return l.mu.reg.epoch
+}
+
+func (l *Lease) run(h Handlers) {
+	defer close(l.done)
+	bo := newBackoff(l.opts.Interval)
+	failing := false
+	for l.ctx.Err() == nil {
+		epoch := l.nextEpoch()
+		sent := time.Now()
+		link, cancelLink, err := l.open(epoch, l.opts.Interval)
+		if err != nil {
+			l.setErr(err)
+			if !failing {
+				l.log.Warn("cannot register with dsd; CONNECTs are refused (0x88) until it answers", "epoch", epoch, "err", err)
+				failing = true
+			}
+			if !l.wait(bo.next()) {
+				return
+			}
+			continue
+		}
+		failing = false
+		bo.reset()
+		reg := l.register(epoch)
+		l.log.Info("registered with dsd", "epoch", epoch, "site", link.Welcome.GetSite())
+		err = l.hold(reg, link, cancelLink, sent, h)
+		l.unregister(reg, err)
+		if l.ctx.Err() != nil {
+			return
+		}
+		l.log.Warn("lost the lease with dsd; closing every MQTT connection", "epoch", epoch, "err", err)
+		h.Lost()
+	}
+}
+
+// open opens a GatewayLink for epoch, waiting at most within for the
+// welcome. The link lives until cancel (or Close of the Lease).
+func (l *Lease) open(epoch uint64, within time.Duration) (*client.Link, context.CancelFunc, error) {
+	ctx, cancel := context.WithCancel(l.ctx)
+	timer := time.AfterFunc(within, cancel)
+	link, err := l.opts.Client.OpenLink(ctx, l.opts.GatewayID, epoch)
+	if !timer.Stop() && err == nil {
+		// The welcome came as the timer fired: the stream is cancelled.
+		err = fmt.Errorf("dsdbackend: no welcome within %v", within)
+	}
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return link, cancel, nil
+}
+
+// hold keeps the lease of reg until it expires (or the Lease closes),
+// reopening a broken link with the same epoch meanwhile. lastAck is when
+// the last acknowledged hello or heartbeat was sent.
+func (l *Lease) hold(reg *registration, link *client.Link, cancelLink context.CancelFunc, lastAck time.Time, h Handlers) error {
+	for {
+		var err error
+		lastAck, err = l.serve(link, lastAck, h)
+		_ = link.Close()
+		cancelLink()
+		if errors.Is(err, errLeaseExpired) || l.ctx.Err() != nil {
+			return err
+		}
+		l.setLinkDown(err)
+		l.log.Warn("link to dsd broken; reopening it with the same epoch", "epoch", reg.epoch, "err", err)
+		link, cancelLink, lastAck, err = l.reopen(reg.epoch, lastAck)
+		if err != nil {
+			return err
+		}
+		l.setLinkUp()
+		l.log.Info("link to dsd reopened", "epoch", reg.epoch)
+	}
+}
+
+// reopen opens epoch's link again before the lease expires.
+func (l *Lease) reopen(epoch uint64, lastAck time.Time) (*client.Link, context.CancelFunc, time.Time, error) {
+	deadline := lastAck.Add(2 * l.iv)
+	bo := newBackoff(l.iv)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 || l.ctx.Err() != nil {
+			return nil, nil, lastAck, fmt.Errorf("%w: link not reopened", errLeaseExpired)
+		}
+		sent := time.Now()
+		link, cancel, err := l.open(epoch, min(left, l.iv))
+		if err == nil {
+			return link, cancel, sent, nil
+		}
+		l.setErr(err)
+		if !l.wait(min(bo.next(), time.Until(deadline))) {
+			return nil, nil, lastAck, l.ctx.Err()
+		}
+	}
+}
+
+// beat is the result of one heartbeat send.
+type beat struct {
+	seq  uint64
+	sent time.Time
+	err  error
+}
+
+// serve runs one open link: it routes kicks, sends a heartbeat every
+// interval and renews the lease from each acknowledged one. It returns the
+// renewed lastAck and why it stopped: the link broke, the lease expired or
+// the Lease closed. Its goroutines have ended when it returns.
+func (l *Lease) serve(link *client.Link, lastAck time.Time, h Handlers) (time.Time, error) {
+	iv := l.interval(link)
+	l.iv = iv
+	ctx, cancel := context.WithCancel(l.ctx)
+	var wg sync.WaitGroup
+	broken := make(chan error, 1)
+	hbAcks := make(chan uint64, 16)
+	sends := make(chan beat, 1)
+	ticker := time.NewTicker(iv)
+	expiry := time.NewTimer(time.Until(lastAck.Add(2 * iv)))
+	defer func() {
+		cancel()
+		_ = link.Close() // ends Recv
+		wg.Wait()
+		ticker.Stop()
+		expiry.Stop()
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		broken <- l.recv(ctx, link, h, hbAcks)
+	}()
+	renew := func(sent time.Time) {
+		if sent.After(lastAck) {
+			lastAck = sent
+			expiry.Reset(time.Until(lastAck.Add(2 * iv)))
+		}
+	}
+	// pending are heartbeats sent on the link and not acknowledged yet, by
+	// seq; a few at most, since the lease ends 2 intervals after the last
+	// acknowledged one.
+	pending := map[uint64]time.Time{}
+	var seq uint64
+	sending := false
+	for {
+		select {
+		case <-l.ctx.Done():
+			return lastAck, l.ctx.Err()
+		case err := <-broken:
+			return lastAck, err
+		case <-expiry.C:
+			return lastAck, errLeaseExpired
+		case <-ticker.C:
+			if sending {
+				continue
+			}
+			sending = true
+			seq++
+			wg.Add(1)
+			go func(seq uint64, sent time.Time) {
+				defer wg.Done()
+				err := l.heartbeat(link, seq)
+				// sends has room: one send in flight at a time.
+				sends <- beat{seq: seq, sent: sent, err: err}
+			}(seq, time.Now())
+		case b := <-sends:
+			sending = false
+			switch {
+			case b.err != nil:
+				l.log.Debug("heartbeat failed", "seq", b.seq, "err", b.err)
+			default:
+				pending[b.seq] = b.sent
+			}
+		case n := <-hbAcks:
+			if sent, ok := pending[n]; ok {
+				renew(sent)
+			}
+			for k := range pending {
+				if k <= n {
+					delete(pending, k)
+				}
+			}
+		}
+	}
+}
+
+// interval is the heartbeat interval for link: the configured one, or
+// dsd's when its welcome names a shorter one (dsd declares the epoch dead
+// after 3 of its intervals).
+func (l *Lease) interval(link *client.Link) time.Duration {
+	iv := l.opts.Interval
+	if ms := link.Welcome.GetHeartbeatIntervalMs(); ms > 0 {
+		iv = min(iv, time.Duration(ms)*time.Millisecond)
+	}
+	return iv
+}
+
+// heartbeat sends one lease heartbeat on the link; dsd answers with
+// HeartbeatAck{seq}, which recv hands to the lease loop.
+func (l *Lease) heartbeat(link *client.Link, seq uint64) error {
+	return link.Heartbeat(seq)
+}
+
+// recv reads the link until it ends, routing kicks to h and heartbeat
+// acknowledgements to acks.
+func (l *Lease) recv(ctx context.Context, link *client.Link, h Handlers, acks chan<- uint64) error {
+	for {
+		resp, err := link.Recv()
+		if err != nil {
+			return fmt.Errorf("dsdbackend: link: %w", err)
+		}
+		if k := resp.GetKick(); k != nil {
+			l.log.Debug("session kick", "client_id", k.GetClientId(), "guard", k.GetGuard(), "reason", k.GetReason())
+			h.Kick(k.GetClientId(), k.GetGuard())
+		}
+		if a := resp.GetHeartbeatAck(); a != nil {
+			select {
+			case acks <- a.GetSeq():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+func (l *Lease) nextEpoch() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := uint64(time.Now().UnixNano())
+	if e <= l.mu.lastEpoch {
+		e = l.mu.lastEpoch + 1
+	}
+	l.mu.lastEpoch = e
+	return e
+}
+
+func (l *Lease) register(epoch uint64) *registration {
+	ctx, cancel := context.WithCancel(l.ctx)
+	reg := &registration{epoch: epoch, ctx: ctx, cancel: cancel}
+	l.mu.Lock()
+	l.mu.reg, l.mu.linkUp, l.mu.err = reg, true, nil
+	l.mu.Unlock()
+	l.registeredOnce.Do(func() { close(l.registered) })
+	return reg
+}
+
+func (l *Lease) unregister(reg *registration, err error) {
+	l.mu.Lock()
+	if l.mu.reg == reg {
+		l.mu.reg, l.mu.linkUp, l.mu.err = nil, false, err
+	}
+	l.mu.Unlock()
+	reg.cancel()
+}
+
+func (l *Lease) setLinkDown(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mu.linkUp, l.mu.err = false, err
+}
+
+func (l *Lease) setLinkUp() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mu.linkUp, l.mu.err = true, nil
+}
+
+func (l *Lease) setErr(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mu.err = err
+}
+
+// wait waits d, or until the Lease closes (false).
+func (l *Lease) wait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-l.ctx.Done():
+		return false
+	}
+}
+
+// backoff doubles from interval/20 (at least 10 ms) up to interval.
+type backoff struct{ cur, lo, hi time.Duration }
+
+func newBackoff(interval time.Duration) *backoff {
+	lo := max(interval/20, 10*time.Millisecond)
+	return &backoff{cur: lo, lo: lo, hi: max(interval, lo)}
+}
+
+func (b *backoff) next() time.Duration {
+	d := b.cur
+	b.cur = min(2*b.cur, b.hi)
+	return d
+}
+
+func (b *backoff) reset() { b.cur = b.lo }
