@@ -110,7 +110,10 @@ type leaseEnv struct {
 	lost  chan struct{}
 }
 
-const testInterval = 100 * time.Millisecond
+// testInterval is the heartbeat interval of these tests: long enough that a
+// heartbeat's round trip fits well inside 2 intervals under the race
+// detector on a loaded 2-core machine.
+const testInterval = 300 * time.Millisecond
 
 func startLease(t *testing.T) *leaseEnv {
 	t.Helper()
