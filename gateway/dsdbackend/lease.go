@@ -323,20 +323,22 @@ func (l *Lease) serve(link *client.Link, lastAck time.Time, h Handlers) (time.Ti
 			}
 			sending = true
 			seq++
+			// Pending from before the send: dsd's ack may arrive before
+			// the send's own completion is seen here.
+			sent := time.Now()
+			pending[seq] = sent
 			wg.Add(1)
 			go func(seq uint64, sent time.Time) {
 				defer wg.Done()
 				err := l.heartbeat(link, seq)
 				// sends has room: one send in flight at a time.
 				sends <- beat{seq: seq, sent: sent, err: err}
-			}(seq, time.Now())
+			}(seq, sent)
 		case b := <-sends:
 			sending = false
-			switch {
-			case b.err != nil:
+			if b.err != nil {
 				l.log.Debug("heartbeat failed", "seq", b.seq, "err", b.err)
-			default:
-				pending[b.seq] = b.sent
+				delete(pending, b.seq)
 			}
 		case n := <-hbAcks:
 			if sent, ok := pending[n]; ok {
