@@ -15,6 +15,7 @@ import (
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+	"github.com/stratamq/strata/internal/wait"
 )
 
 // linkEnv is a real dsd (disk DB, gRPC on 127.0.0.1) and a client.
@@ -164,13 +165,7 @@ func (ev *events) quiet(t *testing.T, d time.Duration) {
 // eventually waits for cond with a deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	wait.For(t, 10*time.Second, what, cond)
 }
 
 // iteratorFor makes an iterator for the single stream of topic from startUs.

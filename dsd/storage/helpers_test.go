@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+	"github.com/stratamq/strata/internal/wait"
 )
 
 // fakeClock is an injectable wall clock.
@@ -143,13 +144,7 @@ func readAll(t testing.TB, db *DB, filter string, startUs int64) []*storagev1.Me
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, 10*time.Second, what, cond)
 }
 
 func must[T any](v T, err error) T {
