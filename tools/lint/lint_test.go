@@ -172,7 +172,7 @@ var grepRules = []struct {
 		"dsd turns errors into gRPC status in one place (dsd/server)"},
 	{regexp.MustCompile(`\batomic\.(Load|Store|Add|Swap|CompareAndSwap)(Int32|Int64|Uint32|Uint64|Uintptr|Pointer)\(`), nil, true,
 		"use the typed atomics (atomic.Int64 and friends)"},
-	{regexp.MustCompile(`\btime\.Sleep\(`), []string{"integration/", "tools/", "dsd/", "gateway/server/"}, true,
+	{regexp.MustCompile(`\btime\.Sleep\(`), []string{"integration/", "tools/", "dsd/", "gateway/server/", "internal/wait/"}, true,
 		"pure cores are tested without sleeps; wait on conditions"},
 }
 
