@@ -51,3 +51,37 @@ func sessionError(ctx context.Context, op string, err error) error {
 	}
 	return fmt.Errorf("dsdbackend: %s: %s: %s", op, st.Code(), st.Message())
 }
+
+// storeError is the one place where an answer of dsd to a Store or a
+// Release becomes a session error; session.StoreCode then picks the MQTT 5
+// reason code of the PUBACK / PUBREC.
+//
+//	ABORTED, FAILED_PRECONDITION (stale epoch),
+//	NOT_FOUND (session gone)                 → session.ErrStaleGuard (taken over: close)
+//	RESOURCE_EXHAUSTED                       → session.ErrQuotaExceeded (0x97)
+//	UNAVAILABLE, DEADLINE_EXCEEDED, CANCELED → session.ErrUnavailable (0x80)
+//	anything else                            → an internal error (0x80)
+func storeError(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return fmt.Errorf("dsdbackend: %s: %w", op, context.Canceled)
+	}
+	if errors.Is(err, session.ErrUnavailable) {
+		return fmt.Errorf("dsdbackend: %s: %w", op, err)
+	}
+	st, _ := status.FromError(err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		st = status.FromContextError(err)
+	}
+	switch st.Code() {
+	case codes.Aborted, codes.FailedPrecondition, codes.NotFound:
+		return fmt.Errorf("dsdbackend: %s: %w: %s", op, session.ErrStaleGuard, st.Message())
+	case codes.ResourceExhausted:
+		return fmt.Errorf("dsdbackend: %s: %w: %s", op, session.ErrQuotaExceeded, st.Message())
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return fmt.Errorf("dsdbackend: %s: %w: %s: %s", op, session.ErrUnavailable, st.Code(), st.Message())
+	}
+	return fmt.Errorf("dsdbackend: %s: %s: %s", op, st.Code(), st.Message())
+}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/stratamq/strata/gateway/packet"
 	"github.com/stratamq/strata/gateway/session"
 )
 
@@ -61,5 +62,34 @@ func TestSessionErrorCallerCancelled(t *testing.T) {
 	got := sessionError(ctx, "open", status.Error(codes.Canceled, "context canceled"))
 	if !errors.Is(got, context.Canceled) || errors.Is(got, session.ErrUnavailable) {
 		t.Fatalf("got %v, want context.Canceled", got)
+	}
+}
+
+func TestStoreError(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want error
+		code packet.ReasonCode
+	}{
+		{status.Error(codes.Aborted, "stale guard"), session.ErrStaleGuard, 0},
+		{status.Error(codes.FailedPrecondition, "stale epoch"), session.ErrStaleGuard, 0},
+		{status.Error(codes.NotFound, "no session"), session.ErrStaleGuard, 0},
+		{status.Error(codes.ResourceExhausted, "full"), session.ErrQuotaExceeded, packet.QuotaExceeded},
+		{status.Error(codes.Unavailable, "down"), session.ErrUnavailable, packet.UnspecifiedError},
+		{context.DeadlineExceeded, session.ErrUnavailable, packet.UnspecifiedError},
+		{status.Error(codes.Internal, "boom"), nil, packet.UnspecifiedError},
+	} {
+		got := storeError(context.Background(), "store", tc.err)
+		if got == nil || (tc.want != nil && !errors.Is(got, tc.want)) {
+			t.Errorf("%v: got %v, want %v", tc.err, got, tc.want)
+		}
+		if tc.code != 0 {
+			if c := session.StoreCode(got); c != tc.code {
+				t.Errorf("%v: code 0x%02X, want 0x%02X", tc.err, byte(c), byte(tc.code))
+			}
+		}
+	}
+	if storeError(context.Background(), "store", nil) != nil {
+		t.Error("nil error mapped to non-nil")
 	}
 }

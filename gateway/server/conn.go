@@ -39,6 +39,9 @@ type conn struct {
 	abortOnce sync.Once
 	// writerDone is closed when writeLoop has returned.
 	writerDone chan struct{}
+	// io counts the Store and Release calls in flight; the session ends
+	// only after them.
+	io sync.WaitGroup
 
 	// mu guards the machine and what its actions leave behind. It is held
 	// only around machine calls and non-blocking queue operations, never
@@ -57,6 +60,8 @@ type conn struct {
 		guard uint64
 		// panicked records that a panic was recovered.
 		panicked bool
+		// ioClosed: finish is waiting for io; no Store or Release starts.
+		ioClosed bool
 	}
 }
 
@@ -174,6 +179,37 @@ func (c *conn) connect(req session.ConnectRequest) (closed bool) {
 	return closed
 }
 
+// store carries out a Store action and feeds the result back; the
+// machine starts the next Store, if any, from StoreDone.
+func (c *conn) store(req session.StoreRequest) {
+	defer c.io.Done()
+	defer c.recoverPanic("store")
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.opts.BackendTimeout)
+	err := c.s.opts.Storage.Store(ctx, req)
+	cancel()
+	if err != nil {
+		c.s.metrics.storeFailures.Inc()
+		c.log.Debug("store failed", "client_id", req.ClientID, "messages", len(req.Messages), "err", err)
+	} else {
+		c.s.metrics.stored.Add(float64(len(req.Messages)))
+	}
+	c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.StoreDone(time.Now(), err)) })
+}
+
+// release carries out a Release action (PUBREL) and feeds the result back.
+func (c *conn) release(req session.ReleaseRequest) {
+	defer c.io.Done()
+	defer c.recoverPanic("release")
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.opts.BackendTimeout)
+	released, err := c.s.opts.Storage.Release(ctx, req)
+	cancel()
+	if err != nil {
+		c.s.metrics.storeFailures.Inc()
+		c.log.Debug("release failed", "client_id", req.ClientID, "packet_id", req.PacketID, "err", err)
+	}
+	c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.ReleaseDone(time.Now(), req.PacketID, released, err)) })
+}
+
 // kick closes the connection because its session was taken over.
 func (c *conn) kick() {
 	defer c.recoverPanic("kick")
@@ -208,9 +244,16 @@ func (c *conn) applyLocked(acts []session.Action) *session.ConnectRequest {
 			c.sendLocked(a)
 		case session.Connect:
 			req = &a.Request
-		case session.Publish:
-			// TODO(messaging issue): store in dsd and deliver.
-			c.s.metrics.notDelivered.Inc()
+		case session.Store:
+			if !c.mu.ioClosed {
+				c.io.Add(1)
+				go c.store(a.Request)
+			}
+		case session.Release:
+			if !c.mu.ioClosed {
+				c.io.Add(1)
+				go c.release(a.Request)
+			}
 		case session.Denied:
 			c.s.metrics.aclDenied.WithLabelValues(a.Access.String()).Inc()
 			c.log.Debug("ACL denied", "client_id", c.mu.m.ClientID(), "action", a.Access.String(), "topic", a.Topic)
@@ -322,6 +365,12 @@ func (c *conn) finish() {
 		<-c.writerDone
 	}
 	c.abort()
+	// Stores and Releases in flight end before the session does (each is
+	// bounded by BackendTimeout).
+	c.mu.Lock()
+	c.mu.ioClosed = true
+	c.mu.Unlock()
+	c.io.Wait()
 	c.mu.Lock()
 	end, guard, panicked := c.mu.end, c.mu.guard, c.mu.panicked
 	clientID := c.mu.m.ClientID()

@@ -26,7 +26,8 @@ type metrics struct {
 	authFailures      prometheus.Counter
 	connectRefused    *prometheus.CounterVec
 	aclDenied         *prometheus.CounterVec
-	notDelivered      prometheus.Counter
+	stored            prometheus.Counter
+	storeFailures     prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -64,9 +65,13 @@ func newMetrics() *metrics {
 			Name: "strata_gateway_acl_denied_total",
 			Help: "PUBLISH and SUBSCRIBE requests the ACL refused, by action.",
 		}, []string{"action"}),
-		notDelivered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "strata_gateway_publish_not_delivered_total",
-			Help: "QoS 0 PUBLISH packets accepted and dropped: the gateway does not deliver messages yet.",
+		stored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_gateway_messages_stored_total",
+			Help: "PUBLISHed messages dsd confirmed as committed (stored or duplicate).",
+		}),
+		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_gateway_store_failures_total",
+			Help: "Stores and Releases dsd refused or could not take.",
 		}),
 	}
 	packetsIn := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -92,7 +97,7 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.connections, m.accepted, m.closed, m.keepAliveTimeouts, m.panics,
-		m.authFailures, m.connectRefused, m.aclDenied, m.notDelivered,
+		m.authFailures, m.connectRefused, m.aclDenied, m.stored, m.storeFailures,
 		packetsIn, packetsOut, bytesIn, bytesOut,
 	)
 	return m

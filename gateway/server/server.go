@@ -29,6 +29,11 @@ type Options struct {
 	// dsdbackend). Nil: an in-memory one (session.MemBackend) whose
 	// takeovers kick through Server.Kick.
 	Backend session.Backend
+	// Storage stores what clients publish (the gateway program: dsd's,
+	// dsdbackend.Storage). Nil: Backend when it is a session.Storage (the
+	// in-memory one is), else PUBLISH cannot be stored and closes the
+	// connection.
+	Storage session.Storage
 	// Authenticator checks CONNECT credentials; nil admits everyone.
 	Authenticator *auth.Authenticator
 	// ACL decides PUBLISH and SUBSCRIBE; nil (or no rules) allows all.
@@ -128,6 +133,13 @@ func Listen(opts Options) (*Server, error) {
 	s.mu.pendingKicks = make(map[kickKey]struct{})
 	if s.opts.Backend == nil {
 		s.opts.Backend = session.NewMemBackend(s.Kick, opts.Config.MQTT.AllowCrossIdentityTakeover)
+	}
+	if s.opts.Storage == nil {
+		if st, ok := s.opts.Backend.(session.Storage); ok {
+			s.opts.Storage = st
+		} else {
+			s.opts.Storage = noStorage{}
+		}
 	}
 	cfg := opts.Config
 	for _, typ := range listenerTypes {
@@ -381,4 +393,15 @@ func (s *Server) httpHandler() http.Handler {
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	return mux
+}
+
+// noStorage refuses every Store: a Backend without a Storage.
+type noStorage struct{}
+
+func (noStorage) Store(context.Context, session.StoreRequest) error {
+	return fmt.Errorf("gateway: no storage configured: %w", session.ErrUnavailable)
+}
+
+func (noStorage) Release(context.Context, session.ReleaseRequest) (bool, error) {
+	return false, fmt.Errorf("gateway: no storage configured: %w", session.ErrUnavailable)
 }

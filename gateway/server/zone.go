@@ -13,8 +13,9 @@ import (
 // What the gateway supports today, announced to MQTT 5 clients in CONNACK.
 // They change when delivery exists (docs/gateway.md, "What is not done yet").
 const (
-	// retainAvailable is false until PUBLISH with RETAIN is stored in dsd.
-	retainAvailable = false
+	// retainAvailable: PUBLISH with RETAIN is stored in dsd, which
+	// applies the retained update.
+	retainAvailable = true
 	// Wildcard filters are accepted (dsd's streams match them); shared
 	// subscriptions and Subscription Identifiers are not implemented.
 	wildcardAvailable       = true

@@ -3,7 +3,7 @@ package session
 import "github.com/stratamq/strata/gateway/packet"
 
 // Action is one thing the driver must do, in the order given: Send, Connect,
-// Publish, Denied, EndSession or Close.
+// Store, Release, Denied, EndSession or Close.
 type Action interface{ action() }
 
 // Send writes Packet to the client, encoded for Version.
@@ -19,11 +19,18 @@ type Connect struct {
 	Request ConnectRequest
 }
 
-// Publish is an application message the client sent, validated and
-// authorized, with a Topic Alias resolved into Topic. Until the gateway
-// delivers messages the driver counts and drops it.
-type Publish struct {
-	Packet *packet.Publish
+// Store asks the driver to store messages the client published
+// (Storage.Store) without blocking the connection, then to call
+// Machine.StoreDone with the result. The machine has at most one Store in
+// flight.
+type Store struct {
+	Request StoreRequest
+}
+
+// Release asks the driver to drop a held QoS 2 packet id
+// (Storage.Release), then to call Machine.ReleaseDone with the result.
+type Release struct {
+	Request ReleaseRequest
 }
 
 // Denied reports a PUBLISH or SUBSCRIBE the ACL refused, for the driver's
@@ -55,7 +62,8 @@ type Close struct {
 
 func (Send) action()       {}
 func (Connect) action()    {}
-func (Publish) action()    {}
+func (Store) action()      {}
+func (Release) action()    {}
 func (Denied) action()     {}
 func (EndSession) action() {}
 func (Close) action()      {}
@@ -81,6 +89,9 @@ const (
 	// longer serve sessions (ARCHITECTURE.md section 6).
 	ReasonLeaseLost     CloseReason = "lease_lost"
 	ReasonInternalError CloseReason = "internal_error"
+	// ReasonBackendError: dsd refused or could not take a Store or
+	// Release.
+	ReasonBackendError CloseReason = "backend_error"
 )
 
 // ConnectRequest is what the driver needs to admit, authenticate and open a

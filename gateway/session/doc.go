@@ -41,13 +41,21 @@
 // Before CONNECT the deadline is Config.ConnectTimeout from New: a connection
 // that sends nothing, or not a CONNECT, is closed.
 //
+// # Inbound PUBLISH
+//
+// A PUBLISH that passes validation, Topic Alias resolution and the ACL is
+// queued; the machine returns a Store action for the queue unless a Store is
+// in flight, numbering the messages 1, 2, 3 … as the producer sequence of
+// (client id, guard), and the driver answers with StoreDone. Only then are
+// PUBACK (QoS 1) and PUBREC (QoS 2) sent, in publish order. PUBREL becomes a
+// Release action, and PUBCOMP is sent from ReleaseDone. More unfinished QoS
+// 1/2 PUBLISHes than Config.ReceiveMaximum is DISCONNECT 0x93 (MQTT 5). A
+// failed Store answers its QoS 1/2 messages with StoreCode (MQTT 5) and
+// closes the connection; ErrStaleGuard closes it as taken over.
+//
 // # What is not delivered yet
 //
 // Until the gateway delivers messages, SUBSCRIBE is validated and answered
 // (granted QoS, or a failure code per filter) and the subscription is only
-// remembered for UNSUBSCRIBE; a QoS 0 PUBLISH is validated and handed to the
-// driver as a Publish action, which drops it; a QoS 1 or 2 PUBLISH is never
-// acknowledged as a success: MQTT 5 clients get PUBACK or PUBREC 0x83
-// (implementation specific error), MQTT 3.1.1 clients are disconnected,
-// because 3.1.1 has no negative acknowledgement [MQTT-3.3.5-2] (3.1.1).
+// remembered for UNSUBSCRIBE.
 package session

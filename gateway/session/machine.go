@@ -53,6 +53,9 @@ type Machine struct {
 
 	// aliases maps inbound Topic Aliases to topic names (MQTT 5).
 	aliases map[uint16]string
+	// in is the state of inbound PUBLISHes (QoS 1 and 2 exchanges, the
+	// Store in flight).
+	in inbound
 	// subs are the granted subscriptions by filter (not delivered yet).
 	subs map[string]packet.Subscription
 
@@ -150,9 +153,7 @@ func (m *Machine) Packet(now time.Time, p packet.Packet) []Action {
 	case *packet.Pubrec:
 		m.send(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: m.v5Code(packet.PacketIdentifierNotFound)})
 	case *packet.Pubrel:
-		// No QoS 2 PUBLISH is ever accepted (PUBREC 0x83), so no
-		// identifier is held.
-		m.send(&packet.Pubcomp{PacketID: p.PacketID, ReasonCode: m.v5Code(packet.PacketIdentifierNotFound)})
+		m.pubrel(p)
 	case *packet.Subscribe:
 		m.subscribe(p)
 	case *packet.Unsubscribe:

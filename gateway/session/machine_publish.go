@@ -1,8 +1,61 @@
 package session
 
-import "github.com/stratamq/strata/gateway/packet"
+import (
+	"errors"
+	"time"
 
-// publish handles a PUBLISH that passed packet.Validate.
+	"github.com/stratamq/strata/gateway/packet"
+)
+
+// Batches: at most maxBatchMessages messages, and no more payload than
+// maxBatchBytes unless a single message is larger, go in one Store.
+const (
+	maxBatchMessages = 256
+	maxBatchBytes    = 1 << 20
+	// maxQueuedQoS0 bounds the QoS 0 messages waiting for the Store in
+	// flight; more are dropped (at most once).
+	maxQueuedQoS0 = 4096
+)
+
+// idState is where a packet identifier of the client's is.
+type idState uint8
+
+const (
+	// idStoring: a QoS 1 or 2 PUBLISH waits for its Store.
+	idStoring idState = iota + 1
+	// idHeld: QoS 2 stored and PUBREC sent; waiting for PUBREL.
+	idHeld
+	// idReleasing: PUBREL received, Release in flight.
+	idReleasing
+)
+
+// pending is a PUBLISH accepted and not yet stored.
+type pending struct {
+	msg Message
+	id  uint16
+	// resend: a QoS 2 PUBLISH whose id is held (PUBREC sent); answered
+	// PUBREC again once dsd confirms (DUPLICATE), not counted again.
+	resend bool
+}
+
+// inbound is the state of the client's PUBLISHes.
+type inbound struct {
+	// nextSeq is the producer sequence number of the next message stored.
+	nextSeq uint64
+	// storing is the batch of the Store in flight, nil when none.
+	storing []pending
+	queue   []pending
+	qos0    int
+	// unacked counts the QoS 1 and 2 PUBLISHes that are not finished
+	// (PUBACK or PUBCOMP not sent), against the Receive Maximum.
+	unacked int
+	ids     map[uint16]idState
+	// counted says whether an id is counted in unacked.
+	counted map[uint16]bool
+}
+
+// publish handles a PUBLISH that passed packet.Validate (which checked the
+// topic name, the Topic Alias range and the payload format).
 func (m *Machine) publish(p *packet.Publish) {
 	v5 := m.version == packet.V5
 	if v5 && p.Properties.Present.Has(packet.PropTopicAlias) {
@@ -32,6 +85,21 @@ func (m *Machine) publish(p *packet.Publish) {
 		m.abort(ReasonNotSupported, packet.QoSNotSupported) // [MQTT-3.2.2-11]
 		return
 	}
+	in := &m.in
+	resend := false
+	if p.QoS > 0 {
+		switch in.ids[p.PacketID] {
+		case idStoring, idReleasing:
+			// A resend of a PUBLISH being handled: its answer comes.
+			return
+		case idHeld:
+			if p.QoS != 2 {
+				m.abort(ReasonProtocolError, packet.ProtocolError) // a QoS 2 id reused before PUBREL
+				return
+			}
+			resend = true
+		}
+	}
 	if m.authorize != nil && !m.authorize(AccessPublish, p.Topic) {
 		m.out = append(m.out, Denied{Access: AccessPublish, Topic: p.Topic})
 		switch {
@@ -42,30 +110,192 @@ func (m *Machine) publish(p *packet.Publish) {
 			// normally or close [MQTT-3.3.5-2] (3.1.1).
 			m.abort(ReasonProtocolError, packet.NotAuthorized)
 		default:
-			m.nack(p, packet.NotAuthorized)
+			m.nack(p.QoS, p.PacketID, packet.NotAuthorized)
+			if resend {
+				m.forget(p.PacketID)
+			}
 		}
 		return
 	}
-	if p.QoS > 0 {
-		// Not stored yet, so never acknowledged as a success (STYLE.md
-		// rule 6).
-		if !v5 {
-			m.abort(ReasonNotSupported, packet.ImplementationSpecificError)
+	if p.QoS > 0 && !resend {
+		// Receive Maximum [MQTT-3.3.4-9]; 3.1.1 clients are bounded by
+		// the 65,535 packet identifiers.
+		if v5 && in.unacked >= int(m.cfg.ReceiveMaximum) {
+			m.abort(ReasonProtocolError, packet.ReceiveMaximumExceeded)
 			return
 		}
-		m.nack(p, packet.ImplementationSpecificError)
+		if in.ids == nil {
+			in.ids = make(map[uint16]idState)
+			in.counted = make(map[uint16]bool)
+		}
+		in.unacked++
+		in.counted[p.PacketID] = true
+	}
+	if p.QoS == 0 {
+		if in.storing != nil && in.qos0 >= maxQueuedQoS0 {
+			return // at most once: dropped while dsd is behind
+		}
+		in.qos0++
+	} else {
+		in.ids[p.PacketID] = idStoring
+	}
+	in.queue = append(in.queue, pending{
+		msg: Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Properties: p.Properties},
+		id:  p.PacketID, resend: resend,
+	})
+	m.storeNext()
+}
+
+// storeNext starts a Store of the queued messages unless one is in flight.
+func (m *Machine) storeNext() {
+	in := &m.in
+	if in.storing != nil || len(in.queue) == 0 || m.state != stateConnected {
 		return
 	}
-	m.out = append(m.out, Publish{Packet: p})
+	n, size := 0, 0
+	for n < len(in.queue) && n < maxBatchMessages {
+		size += len(in.queue[n].msg.Payload)
+		if n > 0 && size > maxBatchBytes {
+			break
+		}
+		n++
+	}
+	batch := in.queue[:n:n]
+	in.queue = in.queue[n:]
+	if len(in.queue) == 0 {
+		in.queue = nil
+	}
+	if in.nextSeq == 0 {
+		in.nextSeq = 1
+	}
+	req := StoreRequest{ClientID: m.req.ClientID, Guard: m.guard, FirstSeq: in.nextSeq}
+	hasQoS2 := false
+	for _, e := range batch {
+		req.Messages = append(req.Messages, e.msg)
+		hasQoS2 = hasQoS2 || e.msg.QoS == 2
+	}
+	if hasQoS2 {
+		req.QoS2PacketIDs = make([]uint16, len(batch))
+		for i, e := range batch {
+			if e.msg.QoS == 2 {
+				req.QoS2PacketIDs[i] = e.id
+			}
+		}
+	}
+	in.nextSeq += uint64(n)
+	in.storing = batch
+	m.out = append(m.out, Store{Request: req})
+}
+
+// StoreDone takes the result of the Store action in flight: nil once dsd
+// committed the messages (STORED or DUPLICATE), then PUBACK (QoS 1) or
+// PUBREC (QoS 2) in publish order. A stale guard closes the connection
+// (the session was taken over); any other failure answers the batch's QoS 1
+// and 2 PUBLISHes with StoreCode (MQTT 5) and closes the connection, as
+// the producer sequence can no longer go on: whether the batch was
+// committed is unknown. MQTT 3.1.1 has no negative acknowledgement: the
+// connection closes.
+func (m *Machine) StoreDone(now time.Time, err error) []Action {
+	in := &m.in
+	batch := in.storing
+	in.storing = nil
+	if m.state != stateConnected || batch == nil {
+		return m.flush()
+	}
+	for _, e := range batch {
+		if e.msg.QoS == 0 {
+			in.qos0--
+		}
+	}
+	switch {
+	case err == nil:
+		for _, e := range batch {
+			switch e.msg.QoS {
+			case 1:
+				m.send(&packet.Puback{PacketID: e.id})
+				m.forget(e.id)
+			case 2:
+				in.ids[e.id] = idHeld
+				m.send(&packet.Pubrec{PacketID: e.id})
+			}
+		}
+		m.storeNext()
+	case errors.Is(err, ErrStaleGuard):
+		m.abort(ReasonTakenOver, packet.SessionTakenOver)
+	default:
+		code := StoreCode(err)
+		if m.version == packet.V5 {
+			for _, e := range batch {
+				if e.msg.QoS > 0 {
+					m.nack(e.msg.QoS, e.id, code)
+				}
+			}
+		}
+		m.abort(ReasonBackendError, code)
+	}
+	return m.flush()
+}
+
+// pubrel handles PUBREL: the id is released in dsd (Release action), and
+// PUBCOMP is sent when that is done. A PUBREL of an id this connection does
+// not know is still released: it may be held from an earlier connection.
+func (m *Machine) pubrel(p *packet.Pubrel) {
+	in := &m.in
+	switch in.ids[p.PacketID] {
+	case idReleasing:
+		return
+	case idStoring:
+		m.abort(ReasonProtocolError, packet.ProtocolError) // PUBREL before PUBREC
+		return
+	}
+	if in.ids == nil {
+		in.ids = make(map[uint16]idState)
+		in.counted = make(map[uint16]bool)
+	}
+	in.ids[p.PacketID] = idReleasing
+	m.out = append(m.out, Release{Request: ReleaseRequest{ClientID: m.req.ClientID, Guard: m.guard, PacketID: p.PacketID}})
+}
+
+// ReleaseDone takes the result of a Release action: PUBCOMP (0x92 in MQTT 5
+// when the id was not held). A stale guard closes the connection; another
+// failure closes it too (the client sends PUBREL again after reconnecting).
+func (m *Machine) ReleaseDone(now time.Time, packetID uint16, released bool, err error) []Action {
+	if m.state != stateConnected || m.in.ids[packetID] != idReleasing {
+		return m.flush()
+	}
+	switch {
+	case err == nil:
+		m.forget(packetID)
+		code := packet.Success
+		if !released {
+			code = m.v5Code(packet.PacketIdentifierNotFound)
+		}
+		m.send(&packet.Pubcomp{PacketID: packetID, ReasonCode: code})
+	case errors.Is(err, ErrStaleGuard):
+		m.abort(ReasonTakenOver, packet.SessionTakenOver)
+	default:
+		m.abort(ReasonBackendError, StoreCode(err))
+	}
+	return m.flush()
+}
+
+// forget ends the exchange of a packet identifier.
+func (m *Machine) forget(id uint16) {
+	in := &m.in
+	if in.counted[id] {
+		delete(in.counted, id)
+		in.unacked--
+	}
+	delete(in.ids, id)
 }
 
 // nack answers a QoS 1 or 2 PUBLISH with a failure reason code (MQTT 5),
 // which ends its exchange (section 4.3.3: a PUBREC of 0x80 or more ends a
 // QoS 2 exchange).
-func (m *Machine) nack(p *packet.Publish, code packet.ReasonCode) {
-	if p.QoS == 1 {
-		m.send(&packet.Puback{PacketID: p.PacketID, ReasonCode: code})
+func (m *Machine) nack(qos byte, id uint16, code packet.ReasonCode) {
+	if qos == 1 {
+		m.send(&packet.Puback{PacketID: id, ReasonCode: code})
 		return
 	}
-	m.send(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: code})
+	m.send(&packet.Pubrec{PacketID: id, ReasonCode: code})
 }

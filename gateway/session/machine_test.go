@@ -27,6 +27,8 @@ import (
 //	subscribe id=N [subid=N]   (body: "filter qos" per line)
 //	unsubscribe id=N           (body: a filter per line)
 //	pubrec id=N | pubrel id=N
+//	store-done [err=stale|quota|unavailable]
+//	release-done id=N [not_held] [err=stale|quota|unavailable]
 //	disconnect [rc=0xNN] [expiry=N]
 //	malformed code=0xNN
 //	unsupported level=N
@@ -56,6 +58,9 @@ func TestMachine(t *testing.T) {
 						t.Fatal(err)
 					}
 					cfg.KeepAliveBackoff = b
+				}
+				if d.HasArg("receive_max") {
+					cfg.ReceiveMaximum = uint16(intArg(t, d, "receive_max", 0))
 				}
 				cfg.RetainAvailable = d.HasArg("retain")
 				cfg.SharedAvailable = d.HasArg("shared")
@@ -104,6 +109,7 @@ func TestMachine(t *testing.T) {
 					QoS:      byte(intArg(t, d, "qos", 0)),
 					PacketID: uint16(intArg(t, d, "id", 0)),
 					Retain:   d.HasArg("retain"),
+					Dup:      d.HasArg("dup"),
 					Payload:  []byte("x"),
 				}
 				if d.HasArg("alias") {
@@ -111,6 +117,10 @@ func TestMachine(t *testing.T) {
 					p.Properties.Present.Add(packet.PropTopicAlias)
 				}
 				acts = m.Packet(now, p)
+			case "store-done":
+				acts = m.StoreDone(now, storeErr(strArg(d, "err", "")))
+			case "release-done":
+				acts = m.ReleaseDone(now, uint16(intArg(t, d, "id", 0)), !d.HasArg("not_held"), storeErr(strArg(d, "err", "")))
 			case "subscribe":
 				p := &packet.Subscribe{PacketID: uint16(intArg(t, d, "id", 0))}
 				if d.HasArg("subid") {
@@ -157,6 +167,18 @@ func TestMachine(t *testing.T) {
 			return b.String()
 		})
 	})
+}
+
+func storeErr(s string) error {
+	switch s {
+	case "stale":
+		return ErrStaleGuard
+	case "quota":
+		return ErrQuotaExceeded
+	case "unavailable":
+		return ErrUnavailable
+	}
+	return nil
 }
 
 func strArg(d *datadriven.TestData, key, def string) string {
@@ -221,8 +243,22 @@ func formatAction(a Action) string {
 			s += fmt.Sprintf(" will=%s/qos%d", r.Will.Topic, r.Will.QoS)
 		}
 		return s
-	case Publish:
-		return fmt.Sprintf("publish topic=%s qos=%d (not delivered yet)", a.Packet.Topic, a.Packet.QoS)
+	case Store:
+		r := a.Request
+		s := fmt.Sprintf("store id=%s guard=%d first_seq=%d", r.ClientID, r.Guard, r.FirstSeq)
+		for i, msg := range r.Messages {
+			s += fmt.Sprintf(" %s/q%d", msg.Topic, msg.QoS)
+			if msg.Retain {
+				s += "/retain"
+			}
+			if r.QoS2PacketIDs != nil {
+				s += fmt.Sprintf("#%d", r.QoS2PacketIDs[i])
+			}
+		}
+		return s
+	case Release:
+		r := a.Request
+		return fmt.Sprintf("release id=%s guard=%d packet_id=%d", r.ClientID, r.Guard, r.PacketID)
 	case Denied:
 		return fmt.Sprintf("denied %s %s", a.Access, a.Topic)
 	case EndSession:

@@ -24,6 +24,8 @@ type MemBackend struct {
 		sessions  map[string]*memSession
 		// wills counts the wills that a real backend would have published.
 		wills int
+		// stored counts the messages stored.
+		stored int
 		// opens counts Opens since the last sweep of expired sessions.
 		opens int
 	}
@@ -35,6 +37,8 @@ type memSession struct {
 	connected      bool
 	expiry         uint32
 	disconnectedAt time.Time
+	// held are the QoS 2 packet ids stored and not released.
+	held map[uint16]bool
 }
 
 // NewMemBackend returns an empty MemBackend. kick is called, without locks
@@ -86,7 +90,11 @@ func (b *MemBackend) Open(ctx context.Context, req OpenRequest) (OpenResult, err
 	present := s != nil && !req.CleanStart
 	b.mu.lastGuard++
 	guard := b.mu.lastGuard
-	b.mu.sessions[req.ClientID] = &memSession{username: req.Username, guard: guard, connected: true, expiry: req.Expiry}
+	ns := &memSession{username: req.Username, guard: guard, connected: true, expiry: req.Expiry}
+	if present {
+		ns.held = s.held // held QoS 2 ids belong to the session
+	}
+	b.mu.sessions[req.ClientID] = ns
 	b.mu.Unlock()
 	if kickGuard != 0 && b.kick != nil {
 		b.kick(req.ClientID, kickGuard)
@@ -121,6 +129,49 @@ func (b *MemBackend) Sessions() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.mu.sessions)
+}
+
+// Store implements Storage: it keeps nothing but the held QoS 2 packet
+// ids (the messages are discarded), and refuses a stale guard.
+func (b *MemBackend) Store(ctx context.Context, req StoreRequest) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.mu.sessions[req.ClientID]
+	if s == nil || s.guard != req.Guard {
+		return ErrStaleGuard
+	}
+	for _, id := range req.QoS2PacketIDs {
+		if id == 0 {
+			continue
+		}
+		if s.held == nil {
+			s.held = make(map[uint16]bool)
+		}
+		s.held[id] = true
+	}
+	b.mu.stored += len(req.Messages)
+	return nil
+}
+
+// Release implements Storage.
+func (b *MemBackend) Release(ctx context.Context, req ReleaseRequest) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.mu.sessions[req.ClientID]
+	if s == nil || s.guard != req.Guard {
+		return false, ErrStaleGuard
+	}
+	released := s.held[req.PacketID]
+	delete(s.held, req.PacketID)
+	return released, nil
+}
+
+// Stored returns how many messages Store took (held QoS 2 resends
+// included).
+func (b *MemBackend) Stored() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.mu.stored
 }
 
 // Wills returns how many wills a real backend would have published.

@@ -109,14 +109,17 @@ func run(args []string) error {
 	interval := cfg.DurableSessions.GatewayHeartbeatInterval.Std()
 	lease := dsdbackend.NewLease(dsdbackend.LeaseOptions{Client: dsd, GatewayID: *gatewayID, Interval: interval, Logger: log})
 	defer lease.Close()
-	backend := dsdbackend.New(dsd.Sessions(), lease, dsdbackend.Options{
+	backendOpts := dsdbackend.Options{
 		AllowCrossIdentityTakeover: cfg.MQTT.AllowCrossIdentityTakeover,
 		CallTimeout:                2 * interval,
-	})
+	}
+	backend := dsdbackend.New(dsd.Sessions(), lease, backendOpts)
+	storage := dsdbackend.NewStorage(dsd.Storage, dsd.Sessions(), lease, backendOpts)
 
 	srv, err := server.Listen(server.Options{
 		Config:        cfg,
 		Backend:       backend,
+		Storage:       storage,
 		Authenticator: authn,
 		ACL:           acl,
 		Admission:     auth.NewAdmission(cfg),
