@@ -15,53 +15,57 @@ import (
 // holds no lease or its link is down.
 var errNotRegistered = errors.New("dsdbackend: not registered with dsd")
 
-// sessionError is the one place where an answer of dsd's SessionService
-// becomes a session error (STYLE.md rule 8); server.connectRefusal then maps
-// those to CONNACK codes.
+// sessionCodes say what an answer of dsd's SessionService means to the
+// gateway; server.connectRefusal then maps those to CONNACK codes.
 //
 //	PERMISSION_DENIED                        → session.ErrIdentityMismatch (0x87 / 0x05)
 //	UNAVAILABLE, DEADLINE_EXCEEDED,
 //	RESOURCE_EXHAUSTED, CANCELED (lease lost) → session.ErrUnavailable (0x88 / 0x03)
 //	ABORTED, NOT_FOUND                       → session.ErrStaleGuard (the session moved on)
 //	anything else                            → an internal error (0x80)
-//
-// ctx is the caller's context: when it was cancelled (the gateway is
-// closing) the error is context.Canceled, whatever the status.
-func sessionError(ctx context.Context, op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(ctx.Err(), context.Canceled) {
-		return fmt.Errorf("dsdbackend: %s: %w", op, context.Canceled)
-	}
-	if errors.Is(err, session.ErrUnavailable) {
-		return fmt.Errorf("dsdbackend: %s: %w", op, err)
-	}
-	st, _ := status.FromError(err)
-	if errors.Is(err, context.DeadlineExceeded) {
-		st = status.FromContextError(err)
-	}
-	switch st.Code() {
-	case codes.PermissionDenied:
-		return fmt.Errorf("dsdbackend: %s: %w: %s", op, session.ErrIdentityMismatch, st.Message())
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Canceled:
-		return fmt.Errorf("dsdbackend: %s: %w: %s: %s", op, session.ErrUnavailable, st.Code(), st.Message())
-	case codes.Aborted, codes.NotFound:
-		return fmt.Errorf("dsdbackend: %s: %w: %s", op, session.ErrStaleGuard, st.Message())
-	}
-	return fmt.Errorf("dsdbackend: %s: %s: %s", op, st.Code(), st.Message())
+var sessionCodes = map[codes.Code]error{
+	codes.PermissionDenied:  session.ErrIdentityMismatch,
+	codes.Unavailable:       session.ErrUnavailable,
+	codes.DeadlineExceeded:  session.ErrUnavailable,
+	codes.ResourceExhausted: session.ErrUnavailable,
+	codes.Canceled:          session.ErrUnavailable,
+	codes.Aborted:           session.ErrStaleGuard,
+	codes.NotFound:          session.ErrStaleGuard,
 }
 
-// storeError is the one place where an answer of dsd to a Store or a
-// Release becomes a session error; session.StoreCode then picks the MQTT 5
-// reason code of the PUBACK / PUBREC.
+// storeCodes say what an answer to a Store or a Release means;
+// session.StoreCode then picks the MQTT 5 reason code of the PUBACK / PUBREC.
 //
 //	ABORTED, FAILED_PRECONDITION (stale epoch),
 //	NOT_FOUND (session gone)                 → session.ErrStaleGuard (taken over: close)
 //	RESOURCE_EXHAUSTED                       → session.ErrQuotaExceeded (0x97)
 //	UNAVAILABLE, DEADLINE_EXCEEDED, CANCELED → session.ErrUnavailable (0x80)
 //	anything else                            → an internal error (0x80)
+var storeCodes = map[codes.Code]error{
+	codes.Aborted:            session.ErrStaleGuard,
+	codes.FailedPrecondition: session.ErrStaleGuard,
+	codes.NotFound:           session.ErrStaleGuard,
+	codes.ResourceExhausted:  session.ErrQuotaExceeded,
+	codes.Unavailable:        session.ErrUnavailable,
+	codes.DeadlineExceeded:   session.ErrUnavailable,
+	codes.Canceled:           session.ErrUnavailable,
+}
+
+// sessionError translates an error of a SessionService call (open, disconnect).
+func sessionError(ctx context.Context, op string, err error) error {
+	return translate(ctx, op, err, sessionCodes)
+}
+
+// storeError translates an error of a Store or a Release.
 func storeError(ctx context.Context, op string, err error) error {
+	return translate(ctx, op, err, storeCodes)
+}
+
+// translate is the one place where an answer of dsd becomes a session error
+// (STYLE.md rule 8), by the table of the call's kind. ctx is the caller's
+// context: when it was cancelled (the gateway is closing) the error is
+// context.Canceled, whatever the status.
+func translate(ctx context.Context, op string, err error, table map[codes.Code]error) error {
 	if err == nil {
 		return nil
 	}
@@ -75,13 +79,8 @@ func storeError(ctx context.Context, op string, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		st = status.FromContextError(err)
 	}
-	switch st.Code() {
-	case codes.Aborted, codes.FailedPrecondition, codes.NotFound:
-		return fmt.Errorf("dsdbackend: %s: %w: %s", op, session.ErrStaleGuard, st.Message())
-	case codes.ResourceExhausted:
-		return fmt.Errorf("dsdbackend: %s: %w: %s", op, session.ErrQuotaExceeded, st.Message())
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-		return fmt.Errorf("dsdbackend: %s: %w: %s: %s", op, session.ErrUnavailable, st.Code(), st.Message())
+	if kind, ok := table[st.Code()]; ok {
+		return fmt.Errorf("dsdbackend: %s: %w: %s: %s", op, kind, st.Code(), st.Message())
 	}
 	return fmt.Errorf("dsdbackend: %s: %s: %s", op, st.Code(), st.Message())
 }
