@@ -48,16 +48,15 @@ func TestDSDSigkillUnderStoreLoad(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(crashConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dataDir := filepath.Join(dir, "data")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: dataDir, ConfigFile: cfgFile})
+	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(dir, "data"), ConfigFile: cfgFile})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Restarts reuse the first ports so clients keep one address.
-	grpcAddr, httpAddr := d.GRPCAddr, d.HTTPAddr
+	// Restarts reuse the first ports (KillAndRestart), so clients keep one address.
+	grpcAddr := d.GRPCAddr
 	c, err := client.Dial(grpcAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -85,8 +84,7 @@ func TestDSDSigkillUnderStoreLoad(t *testing.T) {
 		// Let load run until a few more messages are acked, then kill.
 		target := acked.Load() + int64(100+rng.IntN(900))
 		waitFor(t, ctx, 60*time.Second, func() bool { return acked.Load() >= target }, "acks before kill %d", k)
-		d.Kill()
-		d, err = StartDSD(ctx, bins, DSDConfig{DataDir: dataDir, ConfigFile: cfgFile, GRPCListen: grpcAddr, HTTPListen: httpAddr})
+		d, err = d.KillAndRestart(ctx)
 		if err != nil {
 			stopLoad()
 			wg.Wait()

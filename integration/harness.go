@@ -60,6 +60,8 @@ type DSD struct {
 	GRPCAddr string
 	HTTPAddr string
 	DataDir  string
+	bin      Binaries
+	cfg      DSDConfig
 	done     chan struct{} // closed when the process has exited
 	exitErr  error
 	logMu    sync.Mutex
@@ -89,7 +91,7 @@ func StartDSD(ctx context.Context, bin Binaries, cfg DSDConfig) (*DSD, error) {
 	if cfg.ConfigFile != "" {
 		args = append(args, "--config", cfg.ConfigFile)
 	}
-	d := &DSD{DataDir: cfg.DataDir, done: make(chan struct{})}
+	d := &DSD{DataDir: cfg.DataDir, bin: bin, cfg: cfg, done: make(chan struct{})}
 	d.cmd = exec.Command(bin.Path("dsd"), args...)
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
@@ -153,6 +155,16 @@ func (d *DSD) Log() string {
 func (d *DSD) Kill() {
 	_ = d.cmd.Process.Signal(syscall.SIGKILL)
 	<-d.done
+}
+
+// KillAndRestart kills dsd with SIGKILL (if it still runs) and starts it
+// again on the same data directory and configuration, listening on the same
+// addresses, so clients keep one address across the restart.
+func (d *DSD) KillAndRestart(ctx context.Context) (*DSD, error) {
+	d.Kill()
+	cfg := d.cfg
+	cfg.GRPCListen, cfg.HTTPListen = d.GRPCAddr, d.HTTPAddr
+	return StartDSD(ctx, d.bin, cfg)
 }
 
 // Stop sends SIGTERM and waits up to timeout for a graceful exit; it returns

@@ -26,12 +26,11 @@ import (
 func TestRetainedSurvivesSigkill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dataDir := filepath.Join(t.TempDir(), "data")
-	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: dataDir})
+	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	grpcAddr, httpAddr := d.GRPCAddr, d.HTTPAddr
+	grpcAddr := d.GRPCAddr
 	c, err := client.Dial(grpcAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -84,8 +83,7 @@ func TestRetainedSurvivesSigkill(t *testing.T) {
 	for k := range 2 {
 		target := acked.Load() + 150
 		waitFor(t, ctx, 60*time.Second, func() bool { return acked.Load() >= target }, "acks before kill %d", k)
-		d.Kill()
-		if d, err = StartDSD(ctx, bins, DSDConfig{DataDir: dataDir, GRPCListen: grpcAddr, HTTPListen: httpAddr}); err != nil {
+		if d, err = d.KillAndRestart(ctx); err != nil {
 			stopLoad()
 			wg.Wait()
 			t.Fatalf("restart %d: %v", k, err)
@@ -100,8 +98,7 @@ func TestRetainedSurvivesSigkill(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One more SIGKILL with the load stopped: everything acked is durable.
-	d.Kill()
-	if d, err = StartDSD(ctx, bins, DSDConfig{DataDir: dataDir, GRPCListen: grpcAddr, HTTPListen: httpAddr}); err != nil {
+	if d, err = d.KillAndRestart(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer d.Stop(10 * time.Second)

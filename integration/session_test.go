@@ -27,12 +27,11 @@ import (
 func TestSessionsSurviveSigkill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dataDir := filepath.Join(t.TempDir(), "data")
-	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: dataDir})
+	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	grpcAddr, httpAddr := d.GRPCAddr, d.HTTPAddr
+	grpcAddr := d.GRPCAddr
 	c, err := client.Dial(grpcAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -92,8 +91,7 @@ func TestSessionsSurviveSigkill(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d.Kill()
-	d, err = StartDSD(ctx, bins, DSDConfig{DataDir: dataDir, GRPCListen: grpcAddr, HTTPListen: httpAddr})
+	d, err = d.KillAndRestart(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,13 +18,11 @@ import (
 func TestWillSurvivesSigkill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dataDir := filepath.Join(t.TempDir(), "data")
-	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: dataDir})
+	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	grpcAddr, httpAddr := d.GRPCAddr, d.HTTPAddr
-	c, err := client.Dial(grpcAddr)
+	c, err := client.Dial(d.GRPCAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +45,7 @@ func TestWillSurvivesSigkill(t *testing.T) {
 	}
 
 	for round := range 2 {
-		d, err = StartDSD(ctx, bins, DSDConfig{DataDir: dataDir, GRPCListen: grpcAddr, HTTPListen: httpAddr})
+		d, err = d.KillAndRestart(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
