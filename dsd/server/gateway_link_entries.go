@@ -226,6 +226,14 @@ func (l *link) send(ctx context.Context, resp *dsdv1.GatewayLinkResponse) bool {
 	}
 }
 
+// endEntry ends a running entry with an error event. The entry leaves the
+// live set before the event is queued, so a gateway that reacts to the event
+// (say, by reusing the id) already sees the entry as ended.
+func (l *link) endEntry(e *linkEntry, err error) {
+	l.forget(e)
+	l.sendError(e.id, err, true)
+}
+
 // sendError queues an error event. err goes through statusFor, the one
 // error→status table.
 func (l *link) sendError(id uint64, err error, ended bool) {

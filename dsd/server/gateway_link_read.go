@@ -56,7 +56,7 @@ func (l *link) runRead(ctx context.Context, e *linkEntry, shard int, it []byte, 
 		msgs, next, eos, err := readOpen(ctx, db, it, storage.Limit{Max: min(batch, room), MaxBytes: opts.MaxBatchBytes})
 		if err != nil {
 			if ctx.Err() == nil {
-				l.sendError(e.id, err, true)
+				l.endEntry(e, err)
 			}
 			return
 		}

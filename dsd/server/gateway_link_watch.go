@@ -55,7 +55,7 @@ func (l *link) runWatch(ctx context.Context, e *linkEntry, filter string, shard 
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				l.sendError(e.id, err, true)
+				l.endEntry(e, err)
 			}
 			return
 		}
@@ -73,7 +73,7 @@ func (l *link) runWatch(ctx context.Context, e *linkEntry, filter string, shard 
 			}
 			if err != nil {
 				if ctx.Err() == nil {
-					l.sendError(e.id, err, true)
+					l.endEntry(e, err)
 				}
 				return
 			}
