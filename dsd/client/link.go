@@ -136,6 +136,11 @@ func (l *Link) Heartbeat(seq uint64) error {
 	return l.send(&dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Heartbeat{Heartbeat: &dsdv1.Heartbeat{Seq: seq}}})
 }
 
+// Send sends one request as it is. A caller that allocates its own entry
+// ids (one router for a gateway's entries) must keep them increasing and
+// must not mix them with the ids AddWatch and AddRead allocate.
+func (l *Link) Send(req *dsdv1.GatewayLinkRequest) error { return l.send(req) }
+
 func (l *Link) send(req *dsdv1.GatewayLinkRequest) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -105,7 +105,11 @@ func (b *Backend) Open(ctx context.Context, req session.OpenRequest) (session.Op
 		// the session with the epoch.
 		return session.OpenResult{}, sessionError(ctx, "open", fmt.Errorf("%w: %w: epoch %d ended", session.ErrUnavailable, errNotRegistered, r.Epoch))
 	}
-	return session.OpenResult{SessionPresent: out.GetSessionPresent(), Guard: out.GetGuard()}, nil
+	res := session.OpenResult{SessionPresent: out.GetSessionPresent(), Guard: out.GetGuard()}
+	if res.SessionPresent {
+		res.Session = out.GetSession()
+	}
+	return res, nil
 }
 
 // Disconnect implements session.Backend: Disconnect with the guard. The end

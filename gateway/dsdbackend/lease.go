@@ -25,6 +25,9 @@ type LeaseOptions struct {
 	// goes out every Interval; the lease is lost when none was
 	// acknowledged for 2 × Interval (dsd holds it for 3). Default 2 s.
 	Interval time.Duration
+	// Router, when set, carries the connections' Watch and Read entries
+	// over the lease's link.
+	Router *Router
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -113,6 +116,9 @@ func (l *Lease) Start(h Handlers) {
 // Close ends the registration (closing the link) and waits for the
 // goroutine. Handlers.Lost is not called.
 func (l *Lease) Close() error {
+	if l.opts.Router != nil {
+		l.opts.Router.stop()
+	}
 	l.cancel()
 	l.startOnce.Do(func() { close(l.done) }) // never started: nothing runs
 	<-l.done
@@ -280,7 +286,7 @@ func (l *Lease) serve(link *client.Link, lastAck time.Time, h Handlers) (time.Ti
 	l.iv = iv
 	ctx, cancel := context.WithCancel(l.ctx)
 	var wg sync.WaitGroup
-	broken := make(chan error, 1)
+	broken := make(chan error, 2) // recv and the router's sender each report once
 	hbAcks := make(chan uint64, 16)
 	sends := make(chan beat, 1)
 	ticker := time.NewTicker(iv)
@@ -297,6 +303,20 @@ func (l *Lease) serve(link *client.Link, lastAck time.Time, h Handlers) (time.Ti
 		defer wg.Done()
 		broken <- l.recv(ctx, link, h, hbAcks)
 	}()
+	if r := l.opts.Router; r != nil {
+		r.linkOpened()
+		defer r.linkClosed()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.send(ctx, link); err != nil && ctx.Err() == nil {
+				select {
+				case broken <- err:
+				default:
+				}
+			}
+		}()
+	}
 	renew := func(sent time.Time) {
 		if sent.After(lastAck) {
 			lastAck = sent
@@ -377,6 +397,9 @@ func (l *Lease) recv(ctx context.Context, link *client.Link, h Handlers, acks ch
 		resp, err := link.Recv()
 		if err != nil {
 			return fmt.Errorf("dsdbackend: link: %w", err)
+		}
+		if l.opts.Router != nil && l.opts.Router.dispatch(resp) {
+			continue
 		}
 		if k := resp.GetKick(); k != nil {
 			l.log.Debug("session kick", "client_id", k.GetClientId(), "guard", k.GetGuard(), "reason", k.GetReason())

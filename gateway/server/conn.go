@@ -62,6 +62,8 @@ type conn struct {
 		panicked bool
 		// ioClosed: finish is waiting for io; no Store or Release starts.
 		ioClosed bool
+		// entries maps the machine's entry ids to the router's.
+		entries map[uint64]uint64
 	}
 }
 
@@ -83,6 +85,7 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		writerDone: make(chan struct{}),
 	}
 	c.br = bufio.NewReaderSize(c.head, 4096)
+	c.mu.entries = map[uint64]uint64{}
 	return c
 }
 
@@ -185,8 +188,10 @@ func (c *conn) store(req session.StoreRequest) {
 	defer c.io.Done()
 	defer c.recoverPanic("store")
 	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.opts.BackendTimeout)
+	start := time.Now()
 	err := c.s.opts.Storage.Store(ctx, req)
 	cancel()
+	c.s.metrics.dsdLatency.WithLabelValues("store").Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.s.metrics.storeFailures.Inc()
 		c.log.Debug("store failed", "client_id", req.ClientID, "messages", len(req.Messages), "err", err)
@@ -222,6 +227,12 @@ func (c *conn) leaseLost() {
 	c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.LeaseLost(time.Now())) })
 }
 
+// checkpoint lets the machine commit its delivery progress.
+func (c *conn) checkpoint() {
+	defer c.recoverPanic("checkpoint")
+	c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.Checkpoint(time.Now())) })
+}
+
 // shutdown closes the connection because the gateway stops.
 func (c *conn) shutdown() {
 	defer c.recoverPanic("shutdown")
@@ -231,7 +242,11 @@ func (c *conn) shutdown() {
 func (c *conn) withMachineDo(f func(m *session.Machine)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	before := c.mu.m.Inflight()
 	f(c.mu.m)
+	if d := c.mu.m.Inflight() - before; d != 0 {
+		c.s.inflight.Add(int64(d))
+	}
 }
 
 // applyLocked carries out actions that do not block; it returns a Connect
@@ -263,6 +278,8 @@ func (c *conn) applyLocked(acts []session.Action) *session.ConnectRequest {
 			c.s.metrics.closedFor(a.Reason)
 			c.log.Debug("closing", "client_id", c.mu.m.ClientID(), "reason", string(a.Reason))
 			c.closeLocked()
+		default:
+			c.applyDeliveryLocked(a)
 		}
 	}
 	return req
@@ -280,6 +297,9 @@ func (c *conn) sendLocked(a session.Send) {
 	}
 	select {
 	case c.out <- outItem{b: b, typ: a.Packet.Type()}:
+		if p, ok := a.Packet.(*packet.Publish); ok {
+			c.s.metrics.messagesOut[p.QoS%3].Inc()
+		}
 	default:
 		c.slowLocked()
 	}
@@ -319,6 +339,9 @@ func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	defer c.recoverPanic("write")
 	bw := bufio.NewWriterSize(c.nc, 4096)
+	// written counts PUBLISH packets written and not yet reported to the
+	// machine, whose outbound window they hold.
+	written := 0
 	for {
 		var it outItem
 		select {
@@ -334,7 +357,8 @@ func (c *conn) writeLoop() {
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
 		_, err := bw.Write(it.b)
-		if err == nil && len(c.out) == 0 {
+		idle := len(c.out) == 0
+		if err == nil && idle {
 			err = bw.Flush() // nothing more queued: put it on the wire
 		}
 		if err != nil {
@@ -342,6 +366,14 @@ func (c *conn) writeLoop() {
 			return
 		}
 		c.s.metrics.sent(it.typ, len(it.b))
+		if it.typ == packet.PUBLISH {
+			written++
+		}
+		if written > 0 && (idle || written >= 64) {
+			n := written
+			written = 0
+			c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.Written(time.Now(), n)) })
+		}
 	}
 }
 
@@ -371,6 +403,8 @@ func (c *conn) finish() {
 	c.mu.ioClosed = true
 	c.mu.Unlock()
 	c.io.Wait()
+	c.removeEntries()
+	c.finalCommit()
 	c.mu.Lock()
 	end, guard, panicked := c.mu.end, c.mu.guard, c.mu.panicked
 	clientID := c.mu.m.ClientID()
@@ -408,6 +442,9 @@ func (c *conn) countIn(p packet.Packet, v packet.Version) {
 		n = 0
 	}
 	c.s.metrics.received(p.Type(), n)
+	if pub, ok := p.(*packet.Publish); ok {
+		c.s.metrics.messagesIn[pub.QoS%3].Inc()
+	}
 }
 
 func isCode(err error, code packet.ReasonCode) bool {

@@ -51,7 +51,7 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 	if err != nil {
 		return refuse(err)
 	}
-	res := session.ConnectResult{Code: packet.Success, SessionPresent: opened.SessionPresent, Guard: opened.Guard}
+	res := session.ConnectResult{Code: packet.Success, SessionPresent: opened.SessionPresent, Guard: opened.Guard, Session: opened.Session}
 	if acl := s.opts.ACL; acl != nil && acl.Len() > 0 {
 		clientID := req.ClientID
 		res.Authorize = func(a session.Access, topic string) bool {

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -28,6 +30,13 @@ type metrics struct {
 	aclDenied         *prometheus.CounterVec
 	stored            prometheus.Counter
 	storeFailures     prometheus.Counter
+
+	messagesIn  [3]prometheus.Counter
+	messagesOut [3]prometheus.Counter
+	dropped     *prometheus.CounterVec
+	replayed    prometheus.Counter
+	missed      prometheus.Counter
+	dsdLatency  *prometheus.HistogramVec
 }
 
 func newMetrics() *metrics {
@@ -74,6 +83,33 @@ func newMetrics() *metrics {
 			Help: "Stores and Releases dsd refused or could not take.",
 		}),
 	}
+	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "strata_gateway_messages_dropped_total",
+		Help: "Messages not delivered to a subscriber, by reason (expired, too_large, no_local, dropped_generation, unsubscribed, retained_unavailable).",
+	}, []string{"reason"})
+	m.replayed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "strata_gateway_messages_replayed_total",
+		Help: "Messages sent again (DUP) or answered with PUBREL when a durable session resumed.",
+	})
+	m.missed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "strata_gateway_messages_missed_total",
+		Help: "Messages durable sessions lost because their generation was dropped while they were away.",
+	})
+	m.dsdLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "strata_gateway_dsd_call_seconds",
+		Help:    "Latency of the gateway's calls to dsd, by call (store, release, commit, watermarks, replay, retained).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	}, []string{"call"})
+	messagesIn := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "strata_gateway_messages_received_total", Help: "Application messages received (PUBLISH from clients), by QoS.",
+	}, []string{"qos"})
+	messagesOut := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "strata_gateway_messages_sent_total", Help: "Application messages sent to subscribers (resends included), by QoS.",
+	}, []string{"qos"})
+	for q := range 3 {
+		m.messagesIn[q] = messagesIn.WithLabelValues(strconv.Itoa(q))
+		m.messagesOut[q] = messagesOut.WithLabelValues(strconv.Itoa(q))
+	}
 	packetsIn := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "strata_gateway_packets_received_total", Help: "MQTT packets received, by type.",
 	}, []string{"type"})
@@ -99,6 +135,7 @@ func newMetrics() *metrics {
 		m.connections, m.accepted, m.closed, m.keepAliveTimeouts, m.panics,
 		m.authFailures, m.connectRefused, m.aclDenied, m.stored, m.storeFailures,
 		packetsIn, packetsOut, bytesIn, bytesOut,
+		messagesIn, messagesOut, m.dropped, m.replayed, m.missed, m.dsdLatency,
 	)
 	return m
 }
@@ -121,5 +158,18 @@ func (m *metrics) closedFor(r session.CloseReason) {
 	m.closed.WithLabelValues(string(r)).Inc()
 	if r == session.ReasonKeepAliveTimeout {
 		m.keepAliveTimeouts.Inc()
+	}
+}
+
+// counted records a session.Counted action.
+func (m *metrics) counted(a session.Counted) {
+	switch a.Event {
+	case "replayed":
+		m.replayed.Add(float64(a.N))
+	case "dropped_generation":
+		m.missed.Add(float64(a.N))
+		m.dropped.WithLabelValues(a.Event).Add(float64(a.N))
+	default:
+		m.dropped.WithLabelValues(a.Event).Add(float64(a.N))
 	}
 }

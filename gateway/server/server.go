@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stratamq/strata/config"
@@ -34,6 +35,11 @@ type Options struct {
 	// in-memory one is), else PUBLISH cannot be stored and closes the
 	// connection.
 	Storage session.Storage
+	// Delivery carries subscriptions and delivery to dsd (the gateway
+	// program: dsdbackend.Delivery). Nil: new subscriptions are refused
+	// (SUBACK 0x80) and nothing is delivered, for tests of the connection
+	// layer only.
+	Delivery Delivery
 	// Authenticator checks CONNECT credentials; nil admits everyone.
 	Authenticator *auth.Authenticator
 	// ACL decides PUBLISH and SUBSCRIBE; nil (or no rules) allows all.
@@ -89,6 +95,9 @@ type Server struct {
 	httpSrv   *http.Server
 	httpDone  chan struct{}
 	ready     atomic.Bool
+	// inflight is the sum of the connections' QoS 1 and 2 deliveries
+	// awaiting acknowledgement.
+	inflight atomic.Int64
 
 	// ctx is cancelled by Close (not by a graceful Shutdown) and bounds
 	// backend calls and WebSocket connections.
@@ -96,6 +105,10 @@ type Server struct {
 	cancel context.CancelFunc
 	// wg counts accept loops, WebSocket handlers and connections.
 	wg sync.WaitGroup
+	// bg is the checkpoint loop, stopped by closing stopBg.
+	bg         sync.WaitGroup
+	stopBg     chan struct{}
+	stopBgOnce sync.Once
 
 	mu struct {
 		sync.Mutex
@@ -126,7 +139,11 @@ type Addr struct {
 // serving. Stop it with Shutdown or Close.
 func Listen(opts Options) (*Server, error) {
 	opts = opts.withDefaults()
-	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), httpDone: make(chan struct{})}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), httpDone: make(chan struct{}), stopBg: make(chan struct{})}
+	s.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "strata_gateway_inflight_messages",
+		Help: "QoS 1 and 2 messages sent to subscribers and not yet acknowledged.",
+	}, func() float64 { return float64(s.inflight.Load()) }))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.conns = make(map[*conn]struct{})
 	s.mu.byKey = make(map[kickKey]*conn)
@@ -185,8 +202,41 @@ func Listen(opts Options) (*Server, error) {
 			s.serveListener(l)
 		}()
 	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.checkpointLoop()
+	}()
 	s.ready.Store(true)
 	return s, nil
+}
+
+// checkpointInterval is how often connections are asked to commit their
+// delivery progress; each commits when its zone's
+// durable_sessions.heartbeat_interval has passed.
+const checkpointInterval = time.Second
+
+// checkpointLoop asks every connection to checkpoint its session, until
+// the server stops.
+func (s *Server) checkpointLoop() {
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopBg:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		conns := make([]*conn, 0, len(s.mu.conns))
+		for c := range s.mu.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		for _, c := range conns {
+			c.checkpoint()
+		}
+	}
 }
 
 // Addrs returns the bound address of every listener, ordered by type (tcp,
@@ -306,6 +356,8 @@ func (s *Server) serveConn(l *listener, nc net.Conn) {
 
 // stopping marks the server as stopping and returns its connections.
 func (s *Server) stopping() []*conn {
+	s.stopBgOnce.Do(func() { close(s.stopBg) })
+	s.bg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.closing = true

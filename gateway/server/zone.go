@@ -10,17 +10,17 @@ import (
 	"github.com/stratamq/strata/gateway/session"
 )
 
-// What the gateway supports today, announced to MQTT 5 clients in CONNACK.
-// They change when delivery exists (docs/gateway.md, "What is not done yet").
+// What the gateway supports, announced to MQTT 5 clients in CONNACK.
 const (
 	// retainAvailable: PUBLISH with RETAIN is stored in dsd, which
 	// applies the retained update.
 	retainAvailable = true
-	// Wildcard filters are accepted (dsd's streams match them); shared
-	// subscriptions and Subscription Identifiers are not implemented.
+	// Wildcard filters are accepted (dsd's streams match them) and
+	// Subscription Identifiers travel with deliveries; shared
+	// subscriptions are not implemented.
 	wildcardAvailable       = true
 	sharedAvailable         = false
-	subscriptionIDAvailable = false
+	subscriptionIDAvailable = true
 	// topicAliasMaximum is the highest inbound Topic Alias; each alias holds
 	// at most one topic name per connection.
 	topicAliasMaximum = 64
@@ -40,7 +40,18 @@ func zoneConfig(c config.Config, zone string, connectTimeout time.Duration) sess
 	cfg.NewClientID = newClientID
 
 	mq := c.MQTT
+	ds := c.DurableSessions
+	cfg.CheckpointInterval = ds.HeartbeatInterval.Std()
+	cfg.BatchesPerStream = ds.MaxBatchesPerStream
 	apply := func(z config.Zone) {
+		if zd := z.DurableSessions; zd != nil {
+			if zd.Enable != nil {
+				ds.Enable = *zd.Enable
+			}
+			if zd.BatchSize != nil {
+				ds.BatchSize = *zd.BatchSize
+			}
+		}
 		if z.ServerKeepalive != nil {
 			cfg.ServerKeepAlive, cfg.HasServerKeepAlive = seconds16(*z.ServerKeepalive), true
 		}
@@ -69,6 +80,8 @@ func zoneConfig(c config.Config, zone string, connectTimeout time.Duration) sess
 	if zone != "default" {
 		apply(c.Zone[zone])
 	}
+	cfg.Durable = ds.Enable
+	cfg.BatchSize = max(ds.BatchSize, 1)
 	cfg.MaxPacketSize = uint32(min(int64(mq.MaxPacketSize), math.MaxUint32))
 	cfg.ReceiveMaximum = uint16(min(max(mq.ReceiveMaximum, 1), math.MaxUint16))
 	cfg.SessionExpiry = seconds32(mq.SessionExpiryInterval)

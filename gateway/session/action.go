@@ -1,6 +1,9 @@
 package session
 
-import "github.com/stratamq/strata/gateway/packet"
+import (
+	"github.com/stratamq/strata/gateway/packet"
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
 
 // Action is one thing the driver must do, in the order given: Send, Connect,
 // Store, Release, Denied, EndSession or Close.
@@ -141,6 +144,9 @@ type ConnectResult struct {
 	// Authorize decides PUBLISH and SUBSCRIBE for this client; nil allows
 	// everything.
 	Authorize Authorizer
+	// Session is the stored session a client resumes (SessionPresent), nil
+	// for a new one.
+	Session *storagev1.Session
 }
 
 // Access is what a client asks to do with a topic.

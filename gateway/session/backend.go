@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/gateway/packet"
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
 
 // The errors a Backend returns; the driver maps them to CONNACK codes in one
@@ -54,6 +55,9 @@ type OpenResult struct {
 	// Guard identifies this connection's hold on the session; later calls
 	// carry it and are refused once another connection took over.
 	Guard uint64
+	// Session is the stored state of a resumed session (subscriptions,
+	// streams, seqno tracks), nil when the backend keeps none.
+	Session *storagev1.Session
 }
 
 // DisconnectRequest ends a connection's hold on a session.

@@ -57,6 +57,24 @@ type Config struct {
 	// Default 0 (only the protocol's 65,535-byte limit).
 	MaxClientIDLength int
 
+	// Durable says whether sessions of this zone outlive their connection
+	// (durable_sessions.enable): their subscriptions and delivery state are
+	// committed to dsd. Without it a session ends with its connection.
+	// Default true.
+	Durable bool
+	// CheckpointInterval is how often acknowledgement progress is committed
+	// (durable_sessions.heartbeat_interval). Default 5s.
+	CheckpointInterval time.Duration
+	// BatchSize is the most messages one batch of a stream holds
+	// (durable_sessions.batch_size). Default 100.
+	BatchSize int
+	// BatchesPerStream is how many batches of one stream may be in flight
+	// (durable_sessions.max_batches_per_stream). Default 1.
+	BatchesPerStream int
+	// OutboundWindow is the most PUBLISH packets handed to the connection's
+	// writer and not yet written. Default 256.
+	OutboundWindow int
+
 	// NewClientID returns a fresh, unique client identifier for a client
 	// that connects with an empty one [MQTT-3.1.3-6]. The driver supplies
 	// random ones; tests supply a counter. Required.
@@ -67,14 +85,19 @@ type Config struct {
 // caller.
 func DefaultConfig() Config {
 	return Config{
-		ConnectTimeout:    10 * time.Second,
-		KeepAliveBackoff:  0.75,
-		ReceiveMaximum:    32,
-		MaxPacketSize:     1 << 20,
-		TopicAliasMaximum: 64,
-		MaxQoS:            2,
-		WildcardAvailable: true,
-		SessionExpiry:     7200,
+		ConnectTimeout:     10 * time.Second,
+		KeepAliveBackoff:   0.75,
+		ReceiveMaximum:     32,
+		MaxPacketSize:      1 << 20,
+		TopicAliasMaximum:  64,
+		MaxQoS:             2,
+		WildcardAvailable:  true,
+		SessionExpiry:      7200,
+		Durable:            true,
+		CheckpointInterval: 5 * time.Second,
+		BatchSize:          100,
+		BatchesPerStream:   1,
+		OutboundWindow:     256,
 	}
 }
 

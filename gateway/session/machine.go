@@ -56,8 +56,14 @@ type Machine struct {
 	// in is the state of inbound PUBLISHes (QoS 1 and 2 exchanges, the
 	// Store in flight).
 	in inbound
-	// subs are the granted subscriptions by filter (not delivered yet).
-	subs map[string]packet.Subscription
+	// d is the outbound half: subscriptions and delivery.
+	d delivery
+	// now is the time of the event being handled.
+	now time.Time
+	// clientReceiveMax and clientMaxPacket are the client's limits from
+	// CONNECT (MQTT 5).
+	clientReceiveMax uint16
+	clientMaxPacket  uint32
 
 	out []Action
 }
@@ -104,6 +110,7 @@ func (m *Machine) CloseReason() CloseReason { return m.closeReason }
 // Tick acts on the deadline when it has passed: a connection without CONNECT
 // is closed, a connection whose keep-alive expired is closed abnormally.
 func (m *Machine) Tick(now time.Time) []Action {
+	m.now = now
 	if m.deadline.IsZero() || now.Before(m.deadline) {
 		return nil
 	}
@@ -120,6 +127,7 @@ func (m *Machine) Tick(now time.Time) []Action {
 
 // Packet handles one decoded packet received at now.
 func (m *Machine) Packet(now time.Time, p packet.Packet) []Action {
+	m.now = now
 	switch m.state {
 	case stateClosed:
 		return nil
@@ -148,10 +156,12 @@ func (m *Machine) Packet(now time.Time, p packet.Packet) []Action {
 	switch p := p.(type) {
 	case *packet.Publish:
 		m.publish(p)
-	case *packet.Puback, *packet.Pubcomp:
-		// The gateway sends no QoS 1 or 2 PUBLISH yet: nothing to settle.
+	case *packet.Puback:
+		m.puback(p)
 	case *packet.Pubrec:
-		m.send(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: m.v5Code(packet.PacketIdentifierNotFound)})
+		m.pubrec(p)
+	case *packet.Pubcomp:
+		m.pubcomp(p)
 	case *packet.Pubrel:
 		m.pubrel(p)
 	case *packet.Subscribe:
@@ -171,6 +181,18 @@ func (m *Machine) Packet(now time.Time, p packet.Packet) []Action {
 	default:
 		// CONNACK, SUBACK, UNSUBACK and PINGRESP only go to clients.
 		m.abort(ReasonProtocolError, packet.ProtocolError)
+	}
+	m.maybeCommit()
+	return m.flush()
+}
+
+// Checkpoint commits the session's acknowledgement progress when
+// Config.CheckpointInterval has passed since the last checkpoint; the
+// driver calls it periodically.
+func (m *Machine) Checkpoint(now time.Time) []Action {
+	m.now = now
+	if m.state == stateConnected {
+		m.checkpoint(now)
 	}
 	return m.flush()
 }

@@ -68,7 +68,23 @@ func (m *Machine) connect(c *packet.Connect) {
 	} else if !c.CleanStart {
 		expiry = m.cfg.SessionExpiry
 	}
+	if !m.cfg.Durable && expiry > 0 {
+		// Sessions of this zone end with the connection; MQTT 5 clients
+		// are told in CONNACK (Session Expiry Interval, MQTT 5 section 3.2.2.3.2).
+		expiry = 0
+		m.expiryCapped = v5
+	}
 	m.expiry = expiry
+	m.clientReceiveMax = m.cfg.ReceiveMaximum
+	if v5 {
+		m.clientReceiveMax = 65535
+		if c.Properties.Present.Has(packet.PropReceiveMaximum) {
+			m.clientReceiveMax = c.Properties.ReceiveMaximum
+		}
+		if c.Properties.Present.Has(packet.PropMaximumPacketSize) {
+			m.clientMaxPacket = c.Properties.MaximumPacketSize
+		}
+	}
 
 	m.req = ConnectRequest{
 		Version:          c.Version,
@@ -124,6 +140,16 @@ func (m *Machine) ConnectDone(now time.Time, r ConnectResult) []Action {
 	m.timeout = KeepAliveTimeout(m.req.KeepAlive, m.cfg.KeepAliveBackoff)
 	if m.timeout > 0 {
 		m.deadline = now.Add(m.timeout)
+	}
+	m.now = now
+	m.initDelivery(m.cfg.Durable && m.expiry > 0, m.clientReceiveMax, m.clientMaxPacket)
+	if m.d.durable && m.cfg.CheckpointInterval > 0 {
+		m.d.c.nextCheckpoint = now.Add(m.cfg.CheckpointInterval)
+	}
+	if ack.SessionPresent && r.Session != nil {
+		m.resume(r.Session)
+		m.sendPubrels()
+		m.pump()
 	}
 	return m.flush()
 }

@@ -38,6 +38,7 @@ func TestMachine(t *testing.T) {
 			m     *Machine
 			start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 			now   time.Time
+			dx    = newDeliveryScript()
 		)
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			var acts []Action
@@ -66,8 +67,12 @@ func TestMachine(t *testing.T) {
 				cfg.SharedAvailable = d.HasArg("shared")
 				cfg.SubscriptionIDAvailable = d.HasArg("subid")
 				cfg.WildcardAvailable = !d.HasArg("no_wildcard")
+				cfg.BatchSize = int(intArg(t, d, "batch", 100))
+				cfg.OutboundWindow = int(intArg(t, d, "window", 256))
+				cfg.Durable = !d.HasArg("not_durable")
 				now = start
 				m = New(cfg, now)
+				dx.reset(d.HasArg("keep_store"))
 			case "connect":
 				acts = m.Packet(now, connectPacket(t, d))
 			case "connected":
@@ -76,6 +81,9 @@ func TestMachine(t *testing.T) {
 					NoConnack:      d.HasArg("no_connack"),
 					SessionPresent: d.HasArg("present"),
 					Guard:          uint64(intArg(t, d, "guard", 1)),
+				}
+				if r.SessionPresent {
+					r.Session = dx.stored(r.Guard)
 				}
 				if d.HasArg("deny") {
 					prefix := strArg(d, "deny", "")
@@ -152,8 +160,12 @@ func TestMachine(t *testing.T) {
 			case "unsupported":
 				acts = m.UnsupportedProtocol(now, byte(intArg(t, d, "level", 0)))
 			default:
-				d.Fatalf(t, "unknown command %q", d.Cmd)
+				var ok bool
+				if acts, ok = dx.run(t, d, m, now); !ok {
+					d.Fatalf(t, "unknown command %q", d.Cmd)
+				}
 			}
+			dx.observe(acts)
 			var b strings.Builder
 			for _, a := range acts {
 				b.WriteString(formatAction(a))
@@ -265,6 +277,10 @@ func formatAction(a Action) string {
 		return fmt.Sprintf("end-session id=%s guard=%d will=%t expiry=%d reason=%s", a.ClientID, a.Guard, a.Will, a.Expiry, a.Reason)
 	case Close:
 		return fmt.Sprintf("close reason=%s", a.Reason)
+	default:
+		if s, ok := formatDeliveryAction(a); ok {
+			return s
+		}
 	}
 	return fmt.Sprintf("%#v", a)
 }
@@ -289,6 +305,8 @@ func formatPacket(p packet.Packet, v packet.Version) string {
 		s = fmt.Sprintf("PUBREL id=%d rc=0x%02X", p.PacketID, byte(p.ReasonCode))
 	case *packet.Pubcomp:
 		s = fmt.Sprintf("PUBCOMP id=%d rc=0x%02X", p.PacketID, byte(p.ReasonCode))
+	case *packet.Publish:
+		s = formatPublish(p)
 	default:
 		s = p.Type().String()
 	}

@@ -107,7 +107,8 @@ func run(args []string) error {
 	}
 	defer dsd.Close()
 	interval := cfg.DurableSessions.GatewayHeartbeatInterval.Std()
-	lease := dsdbackend.NewLease(dsdbackend.LeaseOptions{Client: dsd, GatewayID: *gatewayID, Interval: interval, Logger: log})
+	router := dsdbackend.NewRouter()
+	lease := dsdbackend.NewLease(dsdbackend.LeaseOptions{Client: dsd, GatewayID: *gatewayID, Interval: interval, Router: router, Logger: log})
 	defer lease.Close()
 	backendOpts := dsdbackend.Options{
 		AllowCrossIdentityTakeover: cfg.MQTT.AllowCrossIdentityTakeover,
@@ -115,11 +116,13 @@ func run(args []string) error {
 	}
 	backend := dsdbackend.New(dsd.Sessions(), lease, backendOpts)
 	storage := dsdbackend.NewStorage(dsd.Storage, dsd.Sessions(), lease, backendOpts)
+	delivery := dsdbackend.NewDelivery(dsd, lease, router, backendOpts)
 
 	srv, err := server.Listen(server.Options{
 		Config:        cfg,
 		Backend:       backend,
 		Storage:       storage,
+		Delivery:      delivery,
 		Authenticator: authn,
 		ACL:           acl,
 		Admission:     auth.NewAdmission(cfg),

@@ -798,7 +798,11 @@ type StreamRing struct {
 	// Batches are the unacknowledged batches, oldest first.
 	Batches []*BatchRecord `protobuf:"bytes,2,rep,name=batches,proto3" json:"batches,omitempty"`
 	// EndOfStream: the stream's last batch was read.
-	EndOfStream   bool `protobuf:"varint,3,opt,name=end_of_stream,json=endOfStream,proto3" json:"end_of_stream,omitempty"`
+	EndOfStream bool `protobuf:"varint,3,opt,name=end_of_stream,json=endOfStream,proto3" json:"end_of_stream,omitempty"`
+	// Position is the iterator after the last batch read from the stream:
+	// where the next batch starts, also once every batch of the ring was
+	// acknowledged and removed.
+	Position      []byte `protobuf:"bytes,4,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -852,6 +856,13 @@ func (x *StreamRing) GetEndOfStream() bool {
 		return x.EndOfStream
 	}
 	return false
+}
+
+func (x *StreamRing) GetPosition() []byte {
+	if x != nil {
+		return x.Position
+	}
+	return nil
 }
 
 // RetainedBatchKey names one retained batch record of a subscription.
@@ -1296,12 +1307,13 @@ const file_strata_storage_v1_session_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x03 \x01(\x04R\n" +
 	"generation\x12!\n" +
-	"\fstatic_index\x18\x04 \x01(\fR\vstaticIndex\"\x9a\x01\n" +
+	"\fstatic_index\x18\x04 \x01(\fR\vstaticIndex\"\xb6\x01\n" +
 	"\n" +
 	"StreamRing\x12.\n" +
 	"\x03key\x18\x01 \x01(\v2\x1c.strata.storage.v1.StreamKeyR\x03key\x128\n" +
 	"\abatches\x18\x02 \x03(\v2\x1e.strata.storage.v1.BatchRecordR\abatches\x12\"\n" +
-	"\rend_of_stream\x18\x03 \x01(\bR\vendOfStream\"K\n" +
+	"\rend_of_stream\x18\x03 \x01(\bR\vendOfStream\x12\x1a\n" +
+	"\bposition\x18\x04 \x01(\fR\bposition\"K\n" +
 	"\x10RetainedBatchKey\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\x04R\x0esubscriptionId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\"\xe7\x01\n" +

@@ -1,0 +1,129 @@
+package dsdbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/stratamq/strata/dsd/client"
+	"github.com/stratamq/strata/gateway/session"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
+
+// maxRetainedPerSubscribe bounds the retained messages one SUBSCRIBE gets:
+// they are held in the session's retained batch records.
+const maxRetainedPerSubscribe = 10000
+
+// Delivery is what the gateway's outbound side needs of dsd besides the
+// link's entries: session commits, watermarks, replays and retained
+// messages. It is safe for concurrent use.
+type Delivery struct {
+	dsd      *client.Client
+	sessions dsdv1.SessionServiceClient
+	reg      Registrar
+	backend  *Backend
+	router   *Router
+}
+
+// NewDelivery returns a Delivery over dsd under the registrations of reg;
+// entries go through router (the one the Lease carries).
+func NewDelivery(dsd *client.Client, reg Registrar, router *Router, opts Options) *Delivery {
+	return &Delivery{dsd: dsd, sessions: dsd.Sessions(), reg: reg, backend: New(dsd.Sessions(), reg, opts), router: router}
+}
+
+// Router returns the entry router.
+func (d *Delivery) Router() *Router { return d.router }
+
+// Commit applies a session commit under its guard: nil once durable,
+// session.ErrStaleGuard when the session was taken over,
+// session.ErrUnavailable when dsd cannot be reached.
+func (d *Delivery) Commit(ctx context.Context, c *storagev1.SessionCommit) error {
+	r, err := d.reg.Held()
+	if err != nil {
+		return sessionError(ctx, "commit", err)
+	}
+	err = d.backend.call(ctx, r, func(ctx context.Context) error {
+		_, err := d.sessions.CommitSession(ctx, &dsdv1.CommitSessionRequest{Commit: c})
+		return err
+	})
+	return sessionError(ctx, "commit", err)
+}
+
+// Watermarks returns dsd's start watermark per shard, indexed by shard.
+func (d *Delivery) Watermarks(ctx context.Context) ([]int64, error) {
+	r, err := d.reg.Held()
+	if err != nil {
+		return nil, sessionError(ctx, "watermarks", err)
+	}
+	var out *dsdv1.WatermarksResponse
+	err = d.backend.call(ctx, r, func(ctx context.Context) (err error) {
+		out, err = d.dsd.Storage.Watermarks(ctx, &dsdv1.WatermarksRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, sessionError(ctx, "watermarks", err)
+	}
+	starts := make([]int64, len(out.GetWatermarks()))
+	for _, w := range out.GetWatermarks() {
+		if int(w.GetShard()) >= len(starts) {
+			return nil, fmt.Errorf("dsdbackend: watermarks: shard %d of %d", w.GetShard(), len(starts))
+		}
+		starts[w.GetShard()] = w.GetStartTimeUs()
+	}
+	return starts, nil
+}
+
+// Replay reads exactly count messages from iterator (fewer only if the
+// stream holds fewer); session.ErrStreamGone when its generation was
+// dropped.
+func (d *Delivery) Replay(ctx context.Context, iterator []byte, count uint32) ([]*storagev1.Message, error) {
+	r, err := d.reg.Held()
+	if err != nil {
+		return nil, sessionError(ctx, "replay", err)
+	}
+	var out *dsdv1.NextResponse
+	err = d.backend.call(ctx, r, func(ctx context.Context) (err error) {
+		out, err = d.dsd.Storage.Next(ctx, &dsdv1.NextRequest{Iterator: iterator, Count: &count, MaxMessages: count})
+		return err
+	})
+	if status.Code(err) == codes.NotFound {
+		return nil, fmt.Errorf("dsdbackend: replay: %w: %v", session.ErrStreamGone, err)
+	}
+	if err != nil {
+		return nil, sessionError(ctx, "replay", err)
+	}
+	msgs := make([]*storagev1.Message, 0, len(out.GetMessages()))
+	for _, m := range out.GetMessages() {
+		msgs = append(msgs, m.GetMessage())
+	}
+	return msgs, nil
+}
+
+var errTooManyRetained = errors.New("enough")
+
+// Retained returns the retained messages matching filter, at most
+// maxRetainedPerSubscribe of them.
+func (d *Delivery) Retained(ctx context.Context, filter string) ([]*storagev1.Message, error) {
+	r, err := d.reg.Held()
+	if err != nil {
+		return nil, sessionError(ctx, "retained", err)
+	}
+	var msgs []*storagev1.Message
+	err = d.backend.call(ctx, r, func(ctx context.Context) error {
+		return d.dsd.MatchRetained(ctx, filter, 0, func(m *storagev1.Message) error {
+			if len(msgs) >= maxRetainedPerSubscribe {
+				return errTooManyRetained
+			}
+			msgs = append(msgs, m)
+			return nil
+		})
+	})
+	if err != nil && !errors.Is(err, errTooManyRetained) {
+		return nil, sessionError(ctx, "retained", err)
+	}
+	return msgs, nil
+}

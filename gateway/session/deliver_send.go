@@ -1,0 +1,274 @@
+package session
+
+import (
+	"time"
+
+	"github.com/stratamq/strata/gateway/packet"
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
+
+func (m *Machine) track(qos byte) *track {
+	if qos == 2 {
+		return m.d.t2
+	}
+	return m.d.t1
+}
+
+func (m *Machine) enqueue(outs []*outMsg) {
+	for _, o := range outs {
+		if o.b != nil {
+			o.b.queued++
+		}
+		if o.rb != nil {
+			o.rb.queued++
+		}
+	}
+	m.d.queue = append(m.d.queue, outs...)
+}
+
+// releaseQueued drops the queued messages drop selects; their seqnos are
+// released (never sent). It returns how many were dropped.
+func (m *Machine) releaseQueued(drop func(o *outMsg) bool) int {
+	kept := m.d.queue[:0]
+	n := 0
+	for _, o := range m.d.queue {
+		if !drop(o) {
+			kept = append(kept, o)
+			continue
+		}
+		m.dequeued(o)
+		if o.qos > 0 {
+			m.track(o.qos).finish(o.seqno, false)
+		}
+		n++
+	}
+	clear(m.d.queue[len(kept):])
+	m.d.queue = kept
+	return n
+}
+
+func (m *Machine) dequeued(o *outMsg) {
+	if o.b != nil {
+		o.b.queued--
+	}
+	if o.rb != nil {
+		o.rb.queued--
+	}
+}
+
+// pump sends queued messages while the client's window, the packet-id span
+// and the outbound window allow, in queue order; then settles what finished.
+func (m *Machine) pump() {
+	for m.state == stateConnected && m.d.t1 != nil {
+		sent := m.sendQueued()
+		settled := m.settleAll()
+		if !sent && !settled {
+			return
+		}
+	}
+}
+
+// sendQueued sends from the head of the queue; it reports whether it took
+// anything off the queue.
+func (m *Machine) sendQueued() bool {
+	took := false
+	for len(m.d.queue) > 0 && m.d.unwritten < m.cfg.OutboundWindow {
+		o := m.d.queue[0]
+		if o.b != nil && !o.b.durable || o.rb != nil && !o.rb.durable {
+			break // its record is not committed yet
+		}
+		var t *track
+		if o.qos > 0 {
+			t = m.track(o.qos)
+			if o.seqno > t.committed && !t.done[o.seqno] {
+				if m.Inflight() >= m.d.inflightCap {
+					break
+				}
+				if !t.canSend(o.seqno) {
+					m.d.c.urgent = true // a checkpoint frees packet ids
+					m.maybeCommit()
+					break
+				}
+			} else {
+				t = nil // finished already (a replayed message the client acknowledged)
+				o = nil
+			}
+		}
+		m.d.queue[0] = nil
+		m.d.queue = m.d.queue[1:]
+		took = true
+		if o == nil {
+			continue
+		}
+		m.dequeued(o)
+		p, reason := m.publishPacket(o, t)
+		if p == nil {
+			if t != nil {
+				t.finish(o.seqno, false)
+			}
+			m.out = append(m.out, Counted{Event: reason, N: 1})
+			continue
+		}
+		m.out = append(m.out, Send{Packet: p, Version: m.version})
+		m.d.unwritten++
+		if t != nil {
+			t.sent(o.seqno)
+		}
+	}
+	if len(m.d.queue) == 0 {
+		m.d.queue = nil
+	}
+	return took
+}
+
+// settleAll settles every stream and retained batch; it reports whether
+// anything changed.
+func (m *Machine) settleAll() bool {
+	changed := false
+	for _, s := range m.d.subs {
+		for _, st := range s.streams {
+			if len(st.ring) > 0 || len(st.held) > 0 {
+				changed = m.settle(st) || changed
+			}
+		}
+	}
+	for rb := range m.d.retained {
+		if rb.durable && rb.queued == 0 && m.d.t1.covers(rb.last[0]) && m.d.t2.covers(rb.last[1]) {
+			m.dropRetained(rb)
+		}
+	}
+	return changed
+}
+
+// publishPacket builds the PUBLISH for o, or returns nil and why it is
+// not sent: expired (MQTT 5 section 3.3.2.3.3; a resend goes out even if
+// expired since) or larger than the client's Maximum Packet Size
+// [MQTT-3.1.2-25].
+func (m *Machine) publishPacket(o *outMsg, t *track) (*packet.Publish, string) {
+	p := &packet.Publish{Topic: o.msg.Topic, Payload: o.msg.Payload, QoS: o.qos, Retain: o.retain, Dup: o.dup}
+	if t != nil {
+		p.PacketID = t.packetID(o.seqno)
+	}
+	if m.version == packet.V5 {
+		p.Properties = messageProperties(o.msg.Properties)
+		if p.Properties.Present.Has(packet.PropMessageExpiryInterval) {
+			deadline := time.UnixMicro(o.msg.TimestampUs).Add(time.Duration(p.Properties.MessageExpiryInterval) * time.Second)
+			left := deadline.Sub(m.now)
+			switch {
+			case left > 0:
+				p.Properties.MessageExpiryInterval = uint32((left + time.Second - 1) / time.Second)
+			case !o.dup:
+				return nil, "expired"
+			default:
+				p.Properties.MessageExpiryInterval = 0
+			}
+		}
+		if o.hasSub {
+			p.Properties.SubscriptionIdentifiers = []uint32{o.subID}
+		}
+	} else if e := o.msg.GetProperties().MessageExpiryInterval; e != nil && !o.dup &&
+		!m.now.Before(time.UnixMicro(o.msg.TimestampUs).Add(time.Duration(*e)*time.Second)) {
+		return nil, "expired"
+	}
+	if m.d.maxPacket > 0 {
+		if n, err := p.Size(m.version); err != nil || n > int(m.d.maxPacket) {
+			return nil, "too_large"
+		}
+	}
+	return p, ""
+}
+
+// messageProperties turns stored publication properties into PUBLISH
+// properties.
+func messageProperties(mp *storagev1.MessageProperties) packet.Properties {
+	var p packet.Properties
+	if mp == nil {
+		return p
+	}
+	if mp.PayloadFormat != nil {
+		p.PayloadFormatIndicator = byte(*mp.PayloadFormat)
+		p.Present.Add(packet.PropPayloadFormatIndicator)
+	}
+	if mp.MessageExpiryInterval != nil {
+		p.MessageExpiryInterval = *mp.MessageExpiryInterval
+		p.Present.Add(packet.PropMessageExpiryInterval)
+	}
+	if mp.ContentType != "" {
+		p.ContentType = mp.ContentType
+		p.Present.Add(packet.PropContentType)
+	}
+	if mp.ResponseTopic != "" {
+		p.ResponseTopic = mp.ResponseTopic
+		p.Present.Add(packet.PropResponseTopic)
+	}
+	if mp.CorrelationData != nil {
+		p.CorrelationData = mp.CorrelationData
+		p.Present.Add(packet.PropCorrelationData)
+	}
+	for _, u := range mp.UserProperties {
+		p.UserProperties = append(p.UserProperties, packet.UserProperty{Key: u.Key, Value: u.Value})
+	}
+	return p
+}
+
+// Written tells the machine that n of the PUBLISH packets it sent were
+// written to the connection, making room in the outbound window.
+func (m *Machine) Written(now time.Time, n int) []Action {
+	m.now = now
+	m.d.unwritten = max(0, m.d.unwritten-n)
+	m.pump()
+	m.maybeCommit()
+	return m.flush()
+}
+
+// puback settles a QoS 1 delivery.
+func (m *Machine) puback(p *packet.Puback) {
+	if s, ok := m.d.t1.seqnoOf(p.PacketID); ok {
+		m.d.t1.finish(s, true)
+		m.pump()
+	}
+}
+
+// pubrec records a QoS 2 delivery received; PUBREL follows once rec is
+// durable. A PUBREC with a failure code ends the exchange (MQTT 5 section 4.3.3).
+func (m *Machine) pubrec(p *packet.Pubrec) {
+	s, ok := m.d.t2.seqnoOf(p.PacketID)
+	if !ok {
+		m.send(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: m.v5Code(packet.PacketIdentifierNotFound)})
+		return
+	}
+	if p.ReasonCode >= 0x80 {
+		m.d.t2.finish(s, true)
+		m.pump()
+		return
+	}
+	m.d.t2.receive(s)
+	m.d.pubrels = append(m.d.pubrels, s)
+	if m.d.durable && m.d.t2.durableRec < s {
+		m.d.c.urgent = true
+		m.maybeCommit()
+		return
+	}
+	m.sendPubrels()
+}
+
+// pubcomp settles a QoS 2 delivery.
+func (m *Machine) pubcomp(p *packet.Pubcomp) {
+	if s, ok := m.d.t2.seqnoOf(p.PacketID); ok {
+		m.d.t2.finish(s, true)
+		m.pump()
+	}
+}
+
+// sendPubrels sends PUBREL for each PUBREC whose rec is durable.
+func (m *Machine) sendPubrels() {
+	kept := m.d.pubrels[:0]
+	for _, s := range m.d.pubrels {
+		if m.d.durable && s > m.d.t2.durableRec {
+			kept = append(kept, s)
+			continue
+		}
+		m.send(&packet.Pubrel{PacketID: m.d.t2.packetID(s)})
+	}
+	m.d.pubrels = kept
+}

@@ -1,0 +1,257 @@
+package session
+
+import (
+	"errors"
+	"time"
+
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
+
+// ErrStreamGone: the stream's generation was dropped, so a Replay (or a
+// Read entry) cannot read it any more. The driver returns it for dsd's
+// NOT_FOUND.
+var ErrStreamGone = errors.New("session: stream gone (generation dropped)")
+
+// Announced takes the streams a Watch entry announced. A stream of a
+// generation the subscription has finished is ignored; a known stream keeps
+// its own position.
+func (m *Machine) Announced(now time.Time, entry uint64, streams []AnnouncedStream) []Action {
+	m.now = now
+	w, ok := m.d.entries[entry].(watchOf)
+	if !ok || m.state != stateConnected {
+		return m.flush()
+	}
+	s := w.s
+	cur := s.rec.Generations[w.shard]
+	for _, a := range streams {
+		if a.Stream.Shard != w.shard || cur != 0 && a.Stream.Generation < cur || s.streams[a.Stream] != nil {
+			continue
+		}
+		s.streams[a.Stream] = &stream{sub: s, id: a.Stream, position: a.Iterator}
+	}
+	m.advance(s, w.shard)
+	m.pump()
+	m.maybeCommit()
+	return m.flush()
+}
+
+// Batch takes one batch a Read entry pushed. eos says the stream ended: it
+// is the entry's last batch.
+func (m *Machine) Batch(now time.Time, entry, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool) []Action {
+	m.now = now
+	st, ok := m.d.entries[entry].(*stream)
+	if !ok || m.state != stateConnected {
+		return m.flush()
+	}
+	if eos {
+		delete(m.d.entries, entry)
+		st.entry = 0
+	}
+	hb := heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos}
+	if len(st.held) > 0 || len(st.ring) >= m.ringSize() || len(st.replays) > 0 {
+		st.held = append(st.held, hb)
+	} else {
+		m.take(st, hb)
+	}
+	m.pump()
+	m.maybeCommit()
+	return m.flush()
+}
+
+// EntryFailed takes dsd's report that an entry ended with an error.
+func (m *Machine) EntryFailed(now time.Time, entry uint64, failure EntryFailure, err error) []Action {
+	m.now = now
+	owner, ok := m.d.entries[entry]
+	if !ok || m.state != stateConnected {
+		return m.flush()
+	}
+	delete(m.d.entries, entry)
+	switch failure {
+	case EntryStale:
+		// Taken over: the kick closes the connection.
+	case EntryGone:
+		if st, ok := owner.(*stream); ok {
+			st.entry = 0
+			st.eos = true // nothing more can be read; what is held still goes out
+			m.touchStream(st)
+			m.out = append(m.out, Counted{Event: "dropped_generation"})
+			m.settle(st)
+		}
+	default:
+		m.backendFailed(err)
+	}
+	m.pump()
+	m.maybeCommit()
+	return m.flush()
+}
+
+// EntriesLost handles the loss of every entry (the gateway link was opened
+// again): watches are added again, and each stream reads on from its
+// position (batches pushed and not yet taken are pushed again).
+func (m *Machine) EntriesLost(now time.Time) []Action {
+	m.now = now
+	if m.state != stateConnected || m.d.entries == nil {
+		return m.flush()
+	}
+	clear(m.d.entries)
+	for _, s := range m.d.subs {
+		clear(s.watches)
+		m.addWatches(s)
+		for _, st := range s.streams {
+			st.entry, st.held = 0, nil
+		}
+		for shard := range s.rec.StartUs {
+			m.activate(s, uint32(shard))
+		}
+	}
+	return m.flush()
+}
+
+func (m *Machine) ringSize() int { return max(1, m.cfg.BatchesPerStream) }
+
+// take numbers a pushed batch into the stream's ring. Its record is
+// committed before any of its messages is sent.
+func (m *Machine) take(st *stream, hb heldBatch) {
+	st.eos = hb.eos
+	if len(hb.msgs) == 0 {
+		st.position = hb.iterator
+		m.touchStream(st)
+		m.settle(st)
+		return
+	}
+	s := st.sub
+	rec := &storagev1.BatchRecord{ItBegin: st.position, ItEnd: hb.iterator, Count: uint32(len(hb.msgs)), SubState: s.state.Id}
+	b := &batch{rec: rec, dsdEntry: hb.entry, dsdSeq: hb.seq}
+	if hb.eos {
+		b.dsdEntry = 0 // the entry ended with this batch: nothing to acknowledge
+	}
+	outs, last1, last2 := m.number(hb.msgs, s.state, m.d.t1.next+1, m.d.t2.next+1, false)
+	rec.FirstSeqnoQos1, rec.FirstSeqnoQos2 = m.d.t1.next+1, m.d.t2.next+1
+	rec.LastSeqnoQos1, rec.LastSeqnoQos2 = last1, last2
+	m.d.t1.next, m.d.t2.next = last1, last2
+	for _, o := range outs {
+		o.b, o.st = b, st
+	}
+	st.ring = append(st.ring, b)
+	st.position = hb.iterator
+	m.touchStream(st)
+	m.enqueue(outs)
+	m.durably(func() { b.durable = true })
+}
+
+// number gives a batch's messages their QoS and seqnos under a
+// subscription-state version: a pure function of (messages, version, first
+// seqnos), so a replay numbers exactly as the first delivery did.
+func (m *Machine) number(msgs []*storagev1.Message, v *storagev1.SubscriptionState, first1, first2 uint64, retained bool) (outs []*outMsg, last1, last2 uint64) {
+	last1, last2 = first1-1, first2-1
+	noLocal := 0
+	for _, msg := range msgs {
+		if !retained && v.NoLocal && msg.PublisherClientId == m.req.ClientID {
+			noLocal++ // [MQTT-3.8.3-3]
+			continue
+		}
+		o := &outMsg{msg: msg, qos: min(byte(msg.Qos), byte(v.Qos)), retain: retained || v.RetainAsPublished && msg.Retain}
+		if v.SubscriptionIdentifier != nil {
+			o.subID, o.hasSub = *v.SubscriptionIdentifier, true
+		}
+		switch o.qos {
+		case 1:
+			last1++
+			o.seqno = last1
+		case 2:
+			last2++
+			o.seqno = last2
+		}
+		outs = append(outs, o)
+	}
+	if noLocal > 0 {
+		m.out = append(m.out, Counted{Event: "no_local", N: noLocal})
+	}
+	return outs, last1, last2
+}
+
+// batchDone reports whether every message of b is sent and finished.
+func (m *Machine) batchDone(b *batch) bool {
+	r := b.rec
+	return b.durable && b.queued == 0 &&
+		(r.LastSeqnoQos1 < r.FirstSeqnoQos1 || m.d.t1.covers(r.LastSeqnoQos1)) &&
+		(r.LastSeqnoQos2 < r.FirstSeqnoQos2 || m.d.t2.covers(r.LastSeqnoQos2))
+}
+
+// settle removes the finished batches at the head of a stream's ring,
+// acknowledging them to dsd, takes held batches into the room made, and
+// moves on to the next generation when the stream is done.
+func (m *Machine) settle(st *stream) bool {
+	changed := false
+	for len(st.ring) > 0 && m.batchDone(st.ring[0]) {
+		b := st.ring[0]
+		st.ring = st.ring[1:]
+		if b.dsdEntry != 0 && b.dsdEntry == st.entry {
+			m.out = append(m.out, AckRead{Entry: b.dsdEntry, BatchSeq: b.dsdSeq})
+		}
+		m.touchStream(st)
+		changed = true
+	}
+	for len(st.held) > 0 && len(st.ring) < m.ringSize() && len(st.replays) == 0 {
+		hb := st.held[0]
+		st.held = st.held[1:]
+		m.take(st, hb)
+		changed = true
+	}
+	if !st.gone {
+		m.advance(st.sub, st.id.Shard)
+	}
+	return changed
+}
+
+// advance moves (subscription, shard) to its next generation when every
+// stream of the current one is at its end and acknowledged (ARCHITECTURE.md
+// section 6), deletes the finished streams, and adds Read entries where a
+// stream of the current generation can take a batch.
+func (m *Machine) advance(s *sub, shard uint32) {
+	for {
+		cur := s.rec.Generations[shard]
+		var next uint64
+		done := true
+		for _, st := range s.streams {
+			if st.id.Shard != shard {
+				continue
+			}
+			switch g := st.id.Generation; {
+			case cur == 0 || g > cur:
+				if next == 0 || g < next {
+					next = g
+				}
+			case g == cur:
+				if !st.eos || len(st.ring) > 0 || len(st.held) > 0 || len(st.replays) > 0 {
+					done = false
+				}
+			}
+		}
+		if !done || next == 0 {
+			break
+		}
+		for _, st := range s.streams {
+			if st.id.Shard == shard && st.id.Generation < next {
+				m.dropStream(st)
+			}
+		}
+		s.rec.Generations[shard] = next
+		m.touchSub(s)
+	}
+	m.activate(s, shard)
+}
+
+// activate adds a Read entry for every stream of the current generation
+// of (subscription, shard) that has room for a batch.
+func (m *Machine) activate(s *sub, shard uint32) {
+	cur := s.rec.Generations[shard]
+	for _, st := range s.streams {
+		if st.id.Shard != shard || st.id.Generation != cur || st.eos || st.entry != 0 ||
+			len(st.replays) > 0 || len(st.held) > 0 || len(st.ring) >= m.ringSize() || st.position == nil {
+			continue
+		}
+		st.entry = m.newEntry(st)
+		m.out = append(m.out, AddRead{Entry: st.entry, Iterator: st.position, Window: uint32(m.cfg.BatchSize * m.ringSize())})
+	}
+}

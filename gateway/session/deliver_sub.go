@@ -1,0 +1,287 @@
+package session
+
+import (
+	"strings"
+	"time"
+
+	"github.com/stratamq/strata/gateway/packet"
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
+
+// maxSubscriptions bounds the subscriptions one session holds; beyond it
+// a filter is refused with Quota exceeded (0x80 in 3.1.1).
+const maxSubscriptions = 1000
+
+// subOp is a SUBSCRIBE or UNSUBSCRIBE being carried out. They are carried
+// out one at a time, in order, so SUBACKs and UNSUBACKs keep the order of
+// their packets.
+type subOp struct {
+	subscribe   *packet.Subscribe
+	unsubscribe *packet.Unsubscribe
+	// codes are the SUBACK codes; granted[i] is set where codes[i] grants.
+	codes   []packet.ReasonCode
+	granted []*packet.Subscription
+}
+
+// subscribe answers a SUBSCRIBE that passed packet.Validate: one code per
+// filter, the others granted when some are refused. A new subscription
+// starts at dsd's watermarks and is committed before SUBACK, so a message
+// published after SUBACK is delivered, also after a gateway crash.
+func (m *Machine) subscribe(p *packet.Subscribe) {
+	if m.version == packet.V5 && len(p.Properties.SubscriptionIdentifiers) > 0 && !m.cfg.SubscriptionIDAvailable {
+		m.abort(ReasonNotSupported, packet.SubscriptionIdentifiersNotSupported) // section 3.2.2.3.12
+		return
+	}
+	op := &subOp{subscribe: p, codes: make([]packet.ReasonCode, len(p.Subscriptions)), granted: make([]*packet.Subscription, len(p.Subscriptions))}
+	for i, s := range p.Subscriptions {
+		op.codes[i] = m.checkSubscription(s)
+		if op.codes[i] < 0x80 {
+			s.QoS = byte(op.codes[i])
+			op.granted[i] = &s
+		}
+	}
+	m.queueOp(op)
+}
+
+func (m *Machine) unsubscribe(p *packet.Unsubscribe) {
+	m.queueOp(&subOp{unsubscribe: p})
+}
+
+func (m *Machine) queueOp(op *subOp) {
+	m.d.ops = append(m.d.ops, op)
+	if len(m.d.ops) == 1 {
+		m.runOp()
+	}
+}
+
+func (m *Machine) opDone() {
+	m.d.ops = m.d.ops[1:]
+	if len(m.d.ops) > 0 && m.state == stateConnected {
+		m.runOp()
+	}
+}
+
+func (m *Machine) runOp() {
+	op := m.d.ops[0]
+	if op.unsubscribe != nil {
+		m.runUnsubscribe(op.unsubscribe)
+		return
+	}
+	for _, g := range op.granted {
+		if g != nil && m.d.subs[g.Filter] == nil {
+			seq := m.wait(func(a answer) { m.runSubscribe(op, a) })
+			m.out = append(m.out, Watermarks{Seq: seq})
+			return
+		}
+	}
+	m.runSubscribe(op, answer{})
+}
+
+// WatermarksDone takes the driver's answer to a Watermarks action: the
+// start of every shard, indexed by shard.
+func (m *Machine) WatermarksDone(now time.Time, seq uint64, starts []int64, err error) []Action {
+	return m.answered(seq, answer{starts: starts, err: err})
+}
+
+// checkSubscription validates one filter of a SUBSCRIBE: the granted QoS,
+// or a failure code.
+func (m *Machine) checkSubscription(s packet.Subscription) packet.ReasonCode {
+	v5 := m.version == packet.V5
+	fail := func(code packet.ReasonCode) packet.ReasonCode {
+		if v5 {
+			return code
+		}
+		return packet.UnspecifiedError // 3.1.1 has only 0x80 [MQTT-3.9.3-2] (3.1.1)
+	}
+	if packet.ValidateTopicFilter(s.Filter, m.version) != nil {
+		return fail(packet.TopicFilterInvalid)
+	}
+	filter := s.Filter
+	if v5 {
+		if _, rest, shared := packet.SplitShared(s.Filter); shared {
+			if !m.cfg.SharedAvailable {
+				return fail(packet.SharedSubscriptionsNotSupported)
+			}
+			filter = rest
+		}
+	}
+	if !m.cfg.WildcardAvailable && strings.ContainsAny(filter, "+#") {
+		return fail(packet.WildcardSubscriptionsNotSupported)
+	}
+	if m.authorize != nil && !m.authorize(AccessSubscribe, s.Filter) {
+		m.out = append(m.out, Denied{Access: AccessSubscribe, Topic: s.Filter})
+		return fail(packet.NotAuthorized)
+	}
+	if m.d.subs[s.Filter] == nil && len(m.d.subs) >= maxSubscriptions {
+		return fail(packet.QuotaExceeded)
+	}
+	return packet.ReasonCode(min(s.QoS, m.cfg.MaxQoS)) // Granted QoS 0, 1 or 2
+}
+
+// runSubscribe creates or updates the granted subscriptions (a new state
+// version each), commits them, then answers SUBACK and starts delivery.
+func (m *Machine) runSubscribe(op *subOp, a answer) {
+	p := op.subscribe
+	var subID uint32
+	hasSubID := len(p.Properties.SubscriptionIdentifiers) > 0
+	if hasSubID {
+		subID = p.Properties.SubscriptionIdentifiers[0]
+	}
+	type started struct {
+		s     *sub
+		isNew bool
+		rh    byte
+	}
+	var todo []started
+	for i, g := range op.granted {
+		if g == nil {
+			continue
+		}
+		s := m.d.subs[g.Filter]
+		isNew := s == nil
+		if isNew {
+			if a.err != nil || len(a.starts) == 0 {
+				op.codes[i] = packet.UnspecifiedError // dsd unreachable: 0x80 in both versions
+				continue
+			}
+			s = &sub{
+				rec:     &storagev1.Subscription{Id: m.newID(), TopicFilter: g.Filter, StartUs: a.starts, Generations: map[uint32]uint64{}},
+				watches: map[uint32]uint64{},
+				streams: map[StreamID]*stream{},
+			}
+			m.d.subs[g.Filter] = s
+		}
+		v := &storagev1.SubscriptionState{
+			Id: m.newID(), SubscriptionId: s.rec.Id, TopicFilter: g.Filter, Qos: uint32(g.QoS),
+			NoLocal: g.NoLocal, RetainAsPublished: g.RetainAsPublished, RetainHandling: uint32(g.RetainHandling),
+		}
+		if hasSubID {
+			id := subID
+			v.SubscriptionIdentifier = &id
+		}
+		m.d.states[v.Id] = v
+		s.state = v
+		s.rec.CurrentState = v.Id
+		m.touchSub(s)
+		todo = append(todo, started{s, isNew, g.RetainHandling})
+	}
+	m.durably(func() {
+		m.send(&packet.Suback{PacketID: p.PacketID, ReasonCodes: op.codes})
+		for _, t := range todo {
+			wantRetained := m.cfg.RetainAvailable && (t.rh == 0 || t.rh == 1 && t.isNew)
+			if _, _, shared := packet.SplitShared(t.s.rec.TopicFilter); shared {
+				wantRetained = false // MQTT 5 section 4.8.2: retained messages are not sent to shared subscriptions
+			}
+			switch {
+			case wantRetained:
+				m.fetchRetained(t.s, t.isNew)
+			case t.isNew:
+				m.addWatches(t.s)
+			}
+		}
+		m.opDone()
+	})
+}
+
+// addWatches adds the subscription's Watch entries, one per shard from the
+// subscription's start there.
+func (m *Machine) addWatches(s *sub) {
+	filter := matchFilter(s.rec.TopicFilter)
+	for shard, start := range s.rec.StartUs {
+		e := m.newEntry(watchOf{s: s, shard: uint32(shard)})
+		s.watches[uint32(shard)] = e
+		m.out = append(m.out, AddWatch{Entry: e, Filter: filter, Shard: uint32(shard), StartUs: start})
+	}
+}
+
+// watchOf is what a Watch entry belongs to.
+type watchOf struct {
+	s     *sub
+	shard uint32
+}
+
+// matchFilter is the filter messages are matched against: a shared
+// subscription's without its $share/group/ prefix.
+func matchFilter(f string) string {
+	if _, rest, shared := packet.SplitShared(f); shared {
+		return rest
+	}
+	return f
+}
+
+// runUnsubscribe removes the subscriptions named, commits, then answers
+// UNSUBACK; MQTT 5 gets a code per filter.
+func (m *Machine) runUnsubscribe(p *packet.Unsubscribe) {
+	ack := &packet.Unsuback{PacketID: p.PacketID}
+	for _, f := range p.Filters {
+		code := packet.Success
+		switch s := m.d.subs[f]; {
+		case packet.ValidateTopicFilter(f, m.version) != nil:
+			code = packet.TopicFilterInvalid
+		case s != nil:
+			m.removeSub(s)
+		default:
+			code = packet.NoSubscriptionExisted
+		}
+		if m.version == packet.V5 {
+			ack.ReasonCodes = append(ack.ReasonCodes, code)
+		}
+	}
+	m.durably(func() {
+		m.send(ack)
+		m.opDone()
+	})
+}
+
+// removeSub ends a subscription: its entries, its streams, its retained
+// batches; its queued messages are released (their seqnos never sent).
+func (m *Machine) removeSub(s *sub) {
+	s.gone = true
+	delete(m.d.subs, s.rec.TopicFilter)
+	for _, e := range s.watches {
+		m.removeEntry(e)
+	}
+	for _, st := range s.streams {
+		m.dropStream(st)
+	}
+	for rb := range m.d.retained {
+		if rb.rec.Key.SubscriptionId == s.rec.Id {
+			m.dropRetained(rb)
+		}
+	}
+	released := m.releaseQueued(func(o *outMsg) bool { return o.st != nil && o.st.sub == s || o.rb != nil && o.rb.gone })
+	if released > 0 {
+		m.out = append(m.out, Counted{Event: "unsubscribed", N: released})
+	}
+	delete(m.d.c.putSubs, s.rec.Id)
+	m.d.c.delSubs[s.rec.Id] = true
+	m.d.c.dirty = true
+}
+
+func (m *Machine) removeEntry(e uint64) {
+	if _, ok := m.d.entries[e]; ok {
+		delete(m.d.entries, e)
+		m.out = append(m.out, RemoveEntry{Entry: e})
+	}
+}
+
+// dropStream forgets a stream and deletes its ring.
+func (m *Machine) dropStream(st *stream) {
+	st.gone = true
+	if st.entry != 0 {
+		m.removeEntry(st.entry)
+		st.entry = 0
+	}
+	delete(st.sub.streams, st.id)
+	delete(m.d.c.putStreams, st)
+	m.d.c.delStreams = append(m.d.c.delStreams, st.key())
+	m.d.c.dirty = true
+}
+
+func (m *Machine) dropRetained(rb *retainedBatch) {
+	rb.gone = true
+	delete(m.d.retained, rb)
+	delete(m.d.c.putRet, rb)
+	m.d.c.delRet = append(m.d.c.delRet, rb.rec.Key)
+	m.d.c.dirty = true
+}
