@@ -202,6 +202,9 @@ type GatewayConfig struct {
 	// MQTTListen and HTTPListen default to 127.0.0.1:0 (a free port);
 	// WSListen and TLSListen are added when set.
 	MQTTListen, WSListen, TLSListen, HTTPListen string
+	// Env is added to the gateway's environment (for example
+	// failpoint.EnvVar to arm a failpoint).
+	Env []string
 }
 
 var gatewayReadyLine = regexp.MustCompile(`msg="gateway ready"(.*)`)
@@ -221,6 +224,9 @@ func StartGateway(ctx context.Context, bin Binaries, cfg GatewayConfig) (*Gatewa
 	}
 	g := &Gateway{done: make(chan struct{})}
 	g.cmd = exec.Command(bin.Path("gateway"), args...)
+	if len(cfg.Env) > 0 {
+		g.cmd.Env = append(os.Environ(), cfg.Env...)
+	}
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -276,6 +282,15 @@ func (g *Gateway) Log() string {
 	g.logMu.Lock()
 	defer g.logMu.Unlock()
 	return g.log.String()
+}
+
+// Done is closed when the gateway process has exited.
+func (g *Gateway) Done() <-chan struct{} { return g.done }
+
+// Kill sends SIGKILL and waits for the process to exit.
+func (g *Gateway) Kill() {
+	_ = g.cmd.Process.Signal(syscall.SIGKILL)
+	<-g.done
 }
 
 // Stop sends SIGTERM and waits up to timeout for a graceful exit.

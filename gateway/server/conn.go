@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratamq/strata/gateway/packet"
 	"github.com/stratamq/strata/gateway/session"
+	"github.com/stratamq/strata/internal/failpoint"
 )
 
 // conn drives one client connection: its read goroutine (serve) reads
@@ -71,6 +72,9 @@ type outItem struct {
 	b     []byte
 	typ   packet.Type
 	close bool
+	// qos and retain describe a PUBLISH, for failpoints.
+	qos    byte
+	retain bool
 }
 
 func newConn(s *Server, l *listener, nc net.Conn) *conn {
@@ -135,6 +139,9 @@ func (c *conn) readLoop() {
 			switch {
 			case err == nil:
 				c.countIn(p, version)
+				if _, ok := p.(*packet.Pubrec); ok {
+					failpoint.Hit("gateway-after-pubrec")
+				}
 				acts = m.Packet(now, p)
 			case !deadline.IsZero() && !now.Before(deadline):
 				// The deadline fired (the read may have stopped inside a
@@ -196,6 +203,7 @@ func (c *conn) store(req session.StoreRequest) {
 		c.s.metrics.storeFailures.Inc()
 		c.log.Debug("store failed", "client_id", req.ClientID, "messages", len(req.Messages), "err", err)
 	} else {
+		failpoint.Hit("gateway-after-store")
 		c.s.metrics.stored.Add(float64(len(req.Messages)))
 	}
 	c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.StoreDone(time.Now(), err)) })
@@ -296,13 +304,21 @@ func (c *conn) sendLocked(a session.Send) {
 		panic(fmt.Sprintf("gateway: cannot encode %s for %s: %v", a.Packet.Type(), a.Version, err))
 	}
 	select {
-	case c.out <- outItem{b: b, typ: a.Packet.Type()}:
+	case c.out <- publishItem(b, a.Packet):
 		if p, ok := a.Packet.(*packet.Publish); ok {
 			c.s.metrics.messagesOut[p.QoS%3].Inc()
 		}
 	default:
 		c.slowLocked()
 	}
+}
+
+func publishItem(b []byte, p packet.Packet) outItem {
+	it := outItem{b: b, typ: p.Type()}
+	if pub, ok := p.(*packet.Publish); ok {
+		it.qos, it.retain = pub.QoS, pub.Retain
+	}
+	return it
 }
 
 func (c *conn) closeLocked() {
@@ -356,8 +372,14 @@ func (c *conn) writeLoop() {
 			return
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+		if it.typ == packet.PUBREL {
+			failpoint.Hit("gateway-before-pubrel")
+		}
 		_, err := bw.Write(it.b)
 		idle := len(c.out) == 0
+		if failpoint.Armed() && it.typ == packet.PUBLISH {
+			idle = true // a failpoint after a send must find it on the wire
+		}
 		if err == nil && idle {
 			err = bw.Flush() // nothing more queued: put it on the wire
 		}
@@ -368,6 +390,13 @@ func (c *conn) writeLoop() {
 		c.s.metrics.sent(it.typ, len(it.b))
 		if it.typ == packet.PUBLISH {
 			written++
+			failpoint.Hit("gateway-delivering")
+			if it.qos == 2 {
+				failpoint.Hit("gateway-after-qos2-send")
+			}
+			if it.retain {
+				failpoint.Hit("gateway-after-retained-send")
+			}
 		}
 		if written > 0 && (idle || written >= 64) {
 			n := written
