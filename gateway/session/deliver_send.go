@@ -166,8 +166,8 @@ func (m *Machine) publishPacket(o *outMsg, t *track) (*packet.Publish, string) {
 		if o.hasSub {
 			p.Properties.SubscriptionIdentifiers = []uint32{o.subID}
 		}
-	} else if e := o.msg.GetProperties().MessageExpiryInterval; e != nil && !o.dup &&
-		!m.now.Before(time.UnixMicro(o.msg.TimestampUs).Add(time.Duration(*e)*time.Second)) {
+	} else if mp := o.msg.GetProperties(); mp != nil && mp.MessageExpiryInterval != nil && !o.dup &&
+		!m.now.Before(time.UnixMicro(o.msg.TimestampUs).Add(time.Duration(*mp.MessageExpiryInterval)*time.Second)) {
 		return nil, "expired"
 	}
 	if m.d.maxPacket > 0 {
