@@ -195,7 +195,7 @@ func publishAll(t *testing.T, ctx context.Context, addrs []string, publishers, c
 			pw.Add(1)
 			go func() {
 				defer pw.Done()
-				for i := lane; i < count; i += lanes {
+				for i := range count {
 					k := i % topics
 					if k%lanes != lane {
 						continue
