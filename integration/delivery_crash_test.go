@@ -205,7 +205,9 @@ func TestRetainHandling(t *testing.T) {
 	if _, err := crashing.Connect(ctx, &paho.Connect{ClientID: "ret-crash", CleanStart: true, KeepAlive: 30, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _, _ = crashing.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ret/+", QoS: 1}}}) }()
+	go func() {
+		_, _ = crashing.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ret/+", QoS: 1}}})
+	}()
 	select {
 	case <-c.gateways[1].Done():
 	case <-time.After(10 * time.Second):
