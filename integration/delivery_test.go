@@ -4,15 +4,22 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/stratamq/strata/dsd/client"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	"github.com/stratamq/strata/gateway/packet"
+	"github.com/stratamq/strata/internal/wait"
 )
 
 // TestDurableSessionAcrossGateways is the first scenario: a
@@ -165,5 +172,53 @@ func TestMQTT311OfflineAndMosquitto(t *testing.T) {
 	sort.Strings(lines)
 	if strings.Join(lines, ",") != "offline-0,offline-1" {
 		t.Fatalf("mosquitto_sub printed %q", out)
+	}
+}
+
+// TestDurabilityDisabledZone: with durable_sessions.enable = false,
+// sessions work but end with their connection: CONNACK tells an MQTT 5
+// client its Session Expiry Interval is 0, messages are delivered live,
+// and a reconnect finds no session.
+func TestDurabilityDisabledZone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfgFile := filepath.Join(t.TempDir(), "gateway.toml")
+	if err := os.WriteFile(cfgFile, []byte("[durable_sessions]\nenable = false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(10 * time.Second)
+	g, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: d.GRPCAddr, ConfigFile: cfgFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Stop(10 * time.Second)
+	addr := g.Addrs["tcp.default"]
+	sub := dialSub(t, ctx, addr, pahoOpts{clientID: "ephemeral", expiry: 3600})
+	if e := sub.ack.Properties.SessionExpiryInterval; e == nil || *e != 0 {
+		t.Fatalf("CONNACK Session Expiry Interval %v, want 0", e)
+	}
+	sub.subscribe(t, ctx, "eph/+", 1)
+	publishAll(t, ctx, []string{addr}, 1, 100, 2, "eph/%d", 1)
+	sub.waitCount(t, 100, 10*time.Second)
+	checkOrderAndCount(t, sub.messages(), 1, 100, 2, false)
+	sub.disconnect()
+	// The gateway ends the session once the connection is over.
+	dc, err := client.Dial(d.GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	wait.For(t, 10*time.Second, "the session to end with its connection", func() bool {
+		_, err := dc.Sessions().GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: "ephemeral"})
+		return status.Code(err) == codes.NotFound
+	})
+	sub = dialSub(t, ctx, addr, pahoOpts{clientID: "ephemeral", expiry: 3600})
+	defer sub.disconnect()
+	if sub.ack.SessionPresent {
+		t.Fatal("session present = 1 with durability disabled")
 	}
 }
