@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/stratamq/strata/dsd/client"
-	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	"github.com/stratamq/strata/gateway/packet"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	"github.com/stratamq/strata/internal/wait"
 )
 
