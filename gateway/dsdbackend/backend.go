@@ -74,6 +74,29 @@ func (b *Backend) call(ctx context.Context, r Registration, f func(ctx context.C
 	return f(cctx)
 }
 
+// retry runs an idempotent call until it succeeds, fails for another
+// reason than dsd being unreachable (by translate), ctx ends or the lease
+// ends: a dsd restart then delays the call instead of failing it.
+func (b *Backend) retry(ctx context.Context, r Registration, op string, translate func(context.Context, string, error) error, f func(ctx context.Context) error) error {
+	bo := newBackoff(b.opts.CallTimeout / 4)
+	for {
+		err := translate(ctx, op, b.call(ctx, r, f))
+		if !errors.Is(err, session.ErrUnavailable) {
+			return err
+		}
+		t := time.NewTimer(bo.next())
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-r.Ended.Done():
+			t.Stop()
+			return err
+		}
+	}
+}
+
 // Open implements session.Backend: OpenSession under the current epoch.
 func (b *Backend) Open(ctx context.Context, req session.OpenRequest) (session.OpenResult, error) {
 	r, err := b.reg.Current()

@@ -46,11 +46,14 @@ func (d *Delivery) Commit(ctx context.Context, c *storagev1.SessionCommit) error
 	if err != nil {
 		return sessionError(ctx, "commit", err)
 	}
-	err = d.backend.call(ctx, r, func(ctx context.Context) error {
+	// A commit is idempotent (puts are whole values, deletions of what is
+	// gone change nothing), so it is retried while dsd is unreachable and
+	// the lease holds: a dsd restart then delays deliveries instead of
+	// closing connections.
+	return d.backend.retry(ctx, r, "commit", sessionError, func(ctx context.Context) error {
 		_, err := d.sessions.CommitSession(ctx, &dsdv1.CommitSessionRequest{Commit: c})
 		return err
 	})
-	return sessionError(ctx, "commit", err)
 }
 
 // Watermarks returns dsd's start watermark per shard, indexed by shard.
@@ -60,12 +63,12 @@ func (d *Delivery) Watermarks(ctx context.Context) ([]int64, error) {
 		return nil, sessionError(ctx, "watermarks", err)
 	}
 	var out *dsdv1.WatermarksResponse
-	err = d.backend.call(ctx, r, func(ctx context.Context) (err error) {
+	err = d.backend.retry(ctx, r, "watermarks", sessionError, func(ctx context.Context) (err error) {
 		out, err = d.dsd.Storage.Watermarks(ctx, &dsdv1.WatermarksRequest{})
 		return err
 	})
 	if err != nil {
-		return nil, sessionError(ctx, "watermarks", err)
+		return nil, err
 	}
 	starts := make([]int64, len(out.GetWatermarks()))
 	for _, w := range out.GetWatermarks() {

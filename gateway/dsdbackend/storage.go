@@ -54,11 +54,12 @@ func (s *Storage) Store(ctx context.Context, req session.StoreRequest) error {
 			in.Producer.Qos2PacketIds[i] = uint32(id)
 		}
 	}
-	err = s.b.call(ctx, r, func(ctx context.Context) error {
+	// The producer sequence makes a repeated Store harmless (DUPLICATE),
+	// so a dsd restart delays the PUBACK instead of failing the PUBLISH.
+	return s.b.retry(ctx, r, "store", storeError, func(ctx context.Context) error {
 		_, err := s.storage.Store(ctx, in)
 		return err
 	})
-	return storeError(ctx, "store", err)
 }
 
 // Release implements session.Storage: SessionService.Release, which dsd
