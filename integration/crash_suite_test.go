@@ -3,6 +3,10 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,4 +53,125 @@ func TestCrashDSDUnderQoS1Load(t *testing.T) {
 	stopSubs()
 	run.subs.Wait()
 	t.Logf("%d dsd kills: %s; subscriber reconnects %d", kills, rep, run.disconnects.Load())
+}
+
+// heartbeatConfig writes a configuration with a 1 s gateway heartbeat: the
+// gateway holds its lease 2 s without an answer, dsd 3 s.
+func heartbeatConfig(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "strata.toml")
+	if err := os.WriteFile(f, []byte("[durable_sessions]\ngateway_heartbeat_interval = \"1s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestDSDPausedBriefly: dsd stopped (SIGSTOP) for less than one heartbeat
+// interval under QoS 1 load: no client is disconnected, no PUBACK is sent
+// while dsd cannot have committed anything, the gateway's memory stays
+// bounded, and nothing acked is lost.
+func TestDSDPausedBriefly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := startClusterConfig(t, ctx, 1, heartbeatConfig(t))
+	addr := func() string { return c.addr(0) }
+	run := newLoadRun()
+	subCtx, stopSubs := context.WithCancel(ctx)
+	defer stopSubs()
+	pubCtx, stopPubs := context.WithCancel(ctx)
+	defer stopPubs()
+	run.subscriber(subCtx, "pause-sub", addr, "pause/+")
+	for p := range 3 {
+		run.publisher(pubCtx, fmt.Sprintf("pub-%d", p), addr, 1, "pause/%d", 4)
+	}
+	rssBefore := rssBytes(t, c.gateways[0].Pid())
+	const pauses, pause = 3, 400 * time.Millisecond
+	var windows [][2]int64
+	for i := range pauses {
+		before := run.acked.Load()
+		wait.For(t, 30*time.Second, "load before the pause", func() bool { return run.acked.Load() >= before+100 })
+		c.dsd.Pause()
+		from := time.Now()
+		time.Sleep(pause) // the pause itself is what is under test
+		to := time.Now()
+		c.dsd.Resume()
+		// A reply dsd sent just before it stopped may still be acked a
+		// moment later: the window starts 50 ms in.
+		windows = append(windows, [2]int64{from.Add(50 * time.Millisecond).UnixMicro(), to.UnixMicro()})
+		_ = i
+	}
+	before := run.acked.Load()
+	wait.For(t, 30*time.Second, "load after the pauses", func() bool { return run.acked.Load() >= before+100 })
+	stopPubs()
+	run.pubs.Wait()
+	rep := run.settle(t, 30*time.Second)
+	stopSubs()
+	run.subs.Wait()
+	for _, e := range run.h.Events() {
+		for _, w := range windows {
+			if e.Kind == "ack" && e.TimeUs > w[0] && e.TimeUs < w[1] {
+				t.Fatalf("a PUBACK arrived while dsd was stopped: %+v (pause %v)", e, w)
+			}
+		}
+		if e.Kind == "unknown" && e.TimeUs < windows[len(windows)-1][1] {
+			t.Fatalf("a publisher was disconnected: %+v", e)
+		}
+	}
+	if n := run.disconnects.Load(); n != 0 {
+		t.Fatalf("the subscriber was disconnected %d times", n)
+	}
+	rssAfter := rssBytes(t, c.gateways[0].Pid())
+	if rssAfter > rssBefore+64<<20 {
+		t.Fatalf("gateway memory grew from %d to %d bytes across the pauses", rssBefore, rssAfter)
+	}
+	t.Logf("%d pauses of %v: %s; gateway RSS %d → %d KiB", pauses, pause, rep, rssBefore>>10, rssAfter>>10)
+}
+
+// TestDSDPausedBeyondLease: dsd stopped for longer than the lease: the
+// gateway closes its connections, clients reconnect once dsd is back and
+// resume their sessions, and nothing acked is lost.
+func TestDSDPausedBeyondLease(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := startClusterConfig(t, ctx, 1, heartbeatConfig(t))
+	addr := func() string { return c.addr(0) }
+	run := newLoadRun()
+	subCtx, stopSubs := context.WithCancel(ctx)
+	defer stopSubs()
+	pubCtx, stopPubs := context.WithCancel(ctx)
+	defer stopPubs()
+	run.subscriber(subCtx, "lease-sub", addr, "lease/+")
+	for p := range 2 {
+		run.publisher(pubCtx, fmt.Sprintf("pub-%d", p), addr, 1, "lease/%d", 4)
+	}
+	before := run.acked.Load()
+	wait.For(t, 30*time.Second, "load before the pause", func() bool { return run.acked.Load() >= before+100 })
+	c.dsd.Pause()
+	wait.For(t, 20*time.Second, "the gateway to drop its clients", func() bool { return run.disconnects.Load() > 0 })
+	c.dsd.Resume()
+	before = run.acked.Load()
+	wait.For(t, 30*time.Second, "load after the pause", func() bool { return run.acked.Load() >= before+100 })
+	stopPubs()
+	run.pubs.Wait()
+	rep := run.settle(t, 30*time.Second)
+	stopSubs()
+	run.subs.Wait()
+	t.Logf("pause beyond the lease: %s; subscriber reconnects %d", rep, run.disconnects.Load())
+}
+
+// rssBytes reads a process's resident set size from /proc.
+func rssBytes(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
 }

@@ -18,19 +18,27 @@ import (
 
 // cluster is one dsd and the gateways in front of it.
 type cluster struct {
-	dsd      *DSD
-	gateways []*Gateway
+	dsd        *DSD
+	gateways   []*Gateway
+	configFile string
 }
 
 // startCluster starts dsd and n gateways; everything is stopped (and
 // logged, if the test failed) at the end of the test.
 func startCluster(t *testing.T, ctx context.Context, n int, gwEnv ...[]string) *cluster {
 	t.Helper()
-	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data")})
+	return startClusterConfig(t, ctx, n, "", gwEnv...)
+}
+
+// startClusterConfig is startCluster with a configuration file both
+// programs read ("" for none).
+func startClusterConfig(t *testing.T, ctx context.Context, n int, configFile string, gwEnv ...[]string) *cluster {
+	t.Helper()
+	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data"), ConfigFile: configFile})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{dsd: d}
+	c := &cluster{dsd: d, configFile: configFile}
 	t.Cleanup(func() {
 		for i, g := range c.gateways {
 			_ = g.Stop(10 * time.Second)
@@ -55,7 +63,7 @@ func startCluster(t *testing.T, ctx context.Context, n int, gwEnv ...[]string) *
 
 func (c *cluster) addGateway(t *testing.T, ctx context.Context, env []string) *Gateway {
 	t.Helper()
-	g, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: c.dsd.GRPCAddr, Env: env})
+	g, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: c.dsd.GRPCAddr, Env: env, ConfigFile: c.configFile})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,6 +157,13 @@ func (d *DSD) Kill() {
 	<-d.done
 }
 
+// Pause stops the dsd process (SIGSTOP): it keeps its sockets and does
+// nothing until Resume.
+func (d *DSD) Pause() { _ = d.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused dsd (SIGCONT).
+func (d *DSD) Resume() { _ = d.cmd.Process.Signal(syscall.SIGCONT) }
+
 // KillAndRestart kills dsd with SIGKILL (if it still runs) and starts it
 // again on the same data directory and configuration, listening on the same
 // addresses, so clients keep one address across the restart.
@@ -283,6 +290,9 @@ func (g *Gateway) Log() string {
 	defer g.logMu.Unlock()
 	return g.log.String()
 }
+
+// Pid is the gateway's process id.
+func (g *Gateway) Pid() int { return g.cmd.Process.Pid }
 
 // Done is closed when the gateway process has exited.
 func (g *Gateway) Done() <-chan struct{} { return g.done }
