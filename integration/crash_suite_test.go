@@ -1,14 +1,19 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stratamq/strata/gateway/packet"
 
 	"github.com/stratamq/strata/internal/wait"
 )
@@ -174,4 +179,120 @@ func rssBytes(t *testing.T, pid int) int64 {
 	}
 	t.Fatal("no VmRSS")
 	return 0
+}
+
+// TestMassReconnectAfterGatewayKill: 2,000 durable clients, each
+// subscribed, are connected to gateway A when it is killed (SIGKILL); all
+// of them reconnect to gateway B and find their sessions within the
+// stated bound (30 s; measured figures in docs/benchmarks.md).
+func TestMassReconnectAfterGatewayKill(t *testing.T) {
+	clients := 2000
+	if testing.Short() {
+		clients = 500
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := startCluster(t, ctx, 2)
+	const workers = 32
+	each := func(f func(i int) error) error {
+		errs := make(chan error, workers)
+		next := make(chan int)
+		go func() {
+			defer close(next)
+			for i := range clients {
+				select {
+				case next <- i:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		for range workers {
+			go func() {
+				var first error
+				for i := range next {
+					if err := f(i); err != nil && first == nil {
+						first = err
+					}
+				}
+				errs <- first
+			}()
+		}
+		var first error
+		for range workers {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
+	conns := make([]net.Conn, clients)
+	defer func() {
+		for _, nc := range conns {
+			if nc != nil {
+				nc.Close()
+			}
+		}
+	}()
+	connect := func(addr string, i int, subscribe bool) (bool, error) {
+		nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return false, err
+		}
+		conns[i] = nc
+		_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+		rc := &rawClient{nc: nc, br: bufio.NewReader(nc), v: packet.V5}
+		cp := &packet.Connect{Version: packet.V5, ClientID: fmt.Sprintf("mass-%d", i), KeepAlive: 60}
+		cp.Properties.SessionExpiryInterval = 3600
+		cp.Properties.Present.Add(packet.PropSessionExpiryInterval)
+		if err := rc.write(cp); err != nil {
+			return false, err
+		}
+
+		p, err := packet.ReadPacket(rc.br, packet.V5, 0)
+		if err != nil {
+			return false, err
+		}
+		ack, ok := p.(*packet.Connack)
+		if !ok || ack.ReasonCode != 0 {
+			return false, fmt.Errorf("client %d: %v", i, p)
+		}
+		if subscribe {
+			if err := rc.write(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: fmt.Sprintf("mass/%d", i), QoS: 1}}}); err != nil {
+				return false, err
+			}
+			if p, err := packet.ReadPacket(rc.br, packet.V5, 0); err != nil {
+				return false, err
+			} else if sa, ok := p.(*packet.Suback); !ok || sa.ReasonCodes[0] != 1 {
+				return false, fmt.Errorf("client %d: SUBACK %v", i, p)
+			}
+		}
+		return ack.SessionPresent, nil
+	}
+	start := time.Now()
+	if err := each(func(i int) error { _, err := connect(c.addr(0), i, true); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d clients connected and subscribed to gateway A in %v", clients, time.Since(start))
+	c.gateways[0].Kill()
+	start = time.Now()
+	var missing atomic.Int64
+	if err := each(func(i int) error {
+		conns[i].Close()
+		present, err := connect(c.addr(1), i, false)
+		if err == nil && !present {
+			missing.Add(1)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	t.Logf("%d clients reconnected to gateway B in %v (%.0f/s)", clients, took, float64(clients)/took.Seconds())
+	if n := missing.Load(); n > 0 {
+		t.Fatalf("%d clients found no session on gateway B", n)
+	}
+	if took > 30*time.Second {
+		t.Fatalf("mass reconnect took %v, bound 30 s", took)
+	}
 }

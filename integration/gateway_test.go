@@ -284,13 +284,19 @@ func dialRaw(t *testing.T, addr string, v packet.Version) *rawClient {
 
 func (c *rawClient) send(t *testing.T, p packet.Packet) {
 	t.Helper()
+	if err := c.write(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// write sends one packet, for callers outside the test goroutine.
+func (c *rawClient) write(p packet.Packet) error {
 	b, err := p.Append(nil, c.v)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if _, err := c.nc.Write(b); err != nil {
-		t.Fatal(err)
-	}
+	_, err = c.nc.Write(b)
+	return err
 }
 
 func (c *rawClient) recv(t *testing.T) packet.Packet {
