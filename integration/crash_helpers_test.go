@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/stratamq/strata/integration/checker"
+	"github.com/stratamq/strata/internal/wait"
 )
 
 // loadRun drives publishers and subscribers that survive their broker's
@@ -171,4 +172,44 @@ func (r *loadRun) settle(t *testing.T, within time.Duration) checker.Report {
 		t.Fatalf("history check failed: %s", rep)
 	}
 	return rep
+}
+
+// load is a loadRun with its subscriber and publishers started.
+type load struct {
+	*loadRun
+	stopPubs, stopSubs context.CancelFunc
+}
+
+// startLoad starts one durable subscriber on filter and pubs QoS 1
+// publishers on fmt.Sprintf(topic, seq % topics), all against addr().
+func startLoad(ctx context.Context, addr func() string, sub, filter string, pubs int, topic string, topics int) *load {
+	l := &load{loadRun: newLoadRun()}
+	subCtx, stopSubs := context.WithCancel(ctx)
+	pubCtx, stopPubs := context.WithCancel(ctx)
+	l.stopPubs, l.stopSubs = stopPubs, stopSubs
+	l.subscriber(subCtx, sub, addr, filter)
+	for p := range pubs {
+		l.publisher(pubCtx, fmt.Sprintf("pub-%d", p), addr, 1, topic, topics)
+	}
+	return l
+}
+
+// waitAcked waits for n more acknowledged publishes.
+func (l *load) waitAcked(t *testing.T, n int64, what string) {
+	t.Helper()
+	before := l.acked.Load()
+	wait.For(t, 30*time.Second, what, func() bool { return l.acked.Load() >= before+n })
+}
+
+// finish stops the publishers, checks the history once every acked
+// message could arrive, and stops the subscriber.
+func (l *load) finish(t *testing.T) checker.Report {
+	t.Helper()
+	defer func() {
+		l.stopSubs()
+		l.subs.Wait()
+	}()
+	l.stopPubs()
+	l.pubs.Wait()
+	return l.settle(t, 30*time.Second)
 }

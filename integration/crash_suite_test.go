@@ -31,32 +31,17 @@ func TestCrashDSDUnderQoS1Load(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := startCluster(t, ctx, 1)
-	addr := func() string { return c.addr(0) }
-	run := newLoadRun()
-	subCtx, stopSubs := context.WithCancel(ctx)
-	defer stopSubs()
-	pubCtx, stopPubs := context.WithCancel(ctx)
-	defer stopPubs()
-	run.subscriber(subCtx, "crash-sub", addr, "crash/+")
-	for p := range 3 {
-		run.publisher(pubCtx, fmt.Sprintf("pub-%d", p), addr, 1, "crash/%d", 8)
-	}
+	run := startLoad(ctx, func() string { return c.addr(0) }, "crash-sub", "crash/+", 3, "crash/%d", 8)
 	for i := range kills {
-		before := run.acked.Load()
-		wait.For(t, 30*time.Second, fmt.Sprintf("load before kill %d", i+1), func() bool { return run.acked.Load() >= before+100 })
+		run.waitAcked(t, 100, fmt.Sprintf("load before kill %d", i+1))
 		d, err := c.dsd.KillAndRestart(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.dsd = d
 	}
-	before := run.acked.Load()
-	wait.For(t, 30*time.Second, "load after the last kill", func() bool { return run.acked.Load() >= before+100 })
-	stopPubs()
-	run.pubs.Wait()
-	rep := run.settle(t, 30*time.Second)
-	stopSubs()
-	run.subs.Wait()
+	run.waitAcked(t, 100, "load after the last kill")
+	rep := run.finish(t)
 	t.Logf("%d dsd kills: %s; subscriber reconnects %d", kills, rep, run.disconnects.Load())
 }
 
@@ -79,22 +64,12 @@ func TestDSDPausedBriefly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := startClusterConfig(t, ctx, 1, heartbeatConfig(t))
-	addr := func() string { return c.addr(0) }
-	run := newLoadRun()
-	subCtx, stopSubs := context.WithCancel(ctx)
-	defer stopSubs()
-	pubCtx, stopPubs := context.WithCancel(ctx)
-	defer stopPubs()
-	run.subscriber(subCtx, "pause-sub", addr, "pause/+")
-	for p := range 3 {
-		run.publisher(pubCtx, fmt.Sprintf("pub-%d", p), addr, 1, "pause/%d", 4)
-	}
+	run := startLoad(ctx, func() string { return c.addr(0) }, "pause-sub", "pause/+", 3, "pause/%d", 4)
 	rssBefore := rssBytes(t, c.gateways[0].Pid())
 	const pauses, pause = 3, 400 * time.Millisecond
 	var windows [][2]int64
-	for i := range pauses {
-		before := run.acked.Load()
-		wait.For(t, 30*time.Second, "load before the pause", func() bool { return run.acked.Load() >= before+100 })
+	for range pauses {
+		run.waitAcked(t, 100, "load before the pause")
 		c.dsd.Pause()
 		from := time.Now()
 		time.Sleep(pause) // the pause itself is what is under test
@@ -103,15 +78,9 @@ func TestDSDPausedBriefly(t *testing.T) {
 		// A reply dsd sent just before it stopped may still be acked a
 		// moment later: the window starts 50 ms in.
 		windows = append(windows, [2]int64{from.Add(50 * time.Millisecond).UnixMicro(), to.UnixMicro()})
-		_ = i
 	}
-	before := run.acked.Load()
-	wait.For(t, 30*time.Second, "load after the pauses", func() bool { return run.acked.Load() >= before+100 })
-	stopPubs()
-	run.pubs.Wait()
-	rep := run.settle(t, 30*time.Second)
-	stopSubs()
-	run.subs.Wait()
+	run.waitAcked(t, 100, "load after the pauses")
+	rep := run.finish(t)
 	for _, e := range run.h.Events() {
 		for _, w := range windows {
 			if e.Kind == "ack" && e.TimeUs > w[0] && e.TimeUs < w[1] {
@@ -139,28 +108,13 @@ func TestDSDPausedBeyondLease(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := startClusterConfig(t, ctx, 1, heartbeatConfig(t))
-	addr := func() string { return c.addr(0) }
-	run := newLoadRun()
-	subCtx, stopSubs := context.WithCancel(ctx)
-	defer stopSubs()
-	pubCtx, stopPubs := context.WithCancel(ctx)
-	defer stopPubs()
-	run.subscriber(subCtx, "lease-sub", addr, "lease/+")
-	for p := range 2 {
-		run.publisher(pubCtx, fmt.Sprintf("pub-%d", p), addr, 1, "lease/%d", 4)
-	}
-	before := run.acked.Load()
-	wait.For(t, 30*time.Second, "load before the pause", func() bool { return run.acked.Load() >= before+100 })
+	run := startLoad(ctx, func() string { return c.addr(0) }, "lease-sub", "lease/+", 2, "lease/%d", 4)
+	run.waitAcked(t, 100, "load before the pause")
 	c.dsd.Pause()
 	wait.For(t, 20*time.Second, "the gateway to drop its clients", func() bool { return run.disconnects.Load() > 0 })
 	c.dsd.Resume()
-	before = run.acked.Load()
-	wait.For(t, 30*time.Second, "load after the pause", func() bool { return run.acked.Load() >= before+100 })
-	stopPubs()
-	run.pubs.Wait()
-	rep := run.settle(t, 30*time.Second)
-	stopSubs()
-	run.subs.Wait()
+	run.waitAcked(t, 100, "load after the pause")
+	rep := run.finish(t)
 	t.Logf("pause beyond the lease: %s; subscriber reconnects %d", rep, run.disconnects.Load())
 }
 

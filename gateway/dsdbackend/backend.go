@@ -160,27 +160,10 @@ func (b *Backend) Disconnect(ctx context.Context, req session.DisconnectRequest)
 	// While the lease is held, dsd counts the session as connected to
 	// this epoch until told otherwise, so an unreachable dsd is retried
 	// until the caller gives up or the lease ends.
-	retry := newBackoff(b.opts.CallTimeout / 4)
-	for {
-		err = b.call(ctx, r, func(ctx context.Context) error {
-			_, err := b.sessions.Disconnect(ctx, in)
-			return err
-		})
-		err = sessionError(ctx, "disconnect", err)
-		if !errors.Is(err, session.ErrUnavailable) {
-			return err
-		}
-		t := time.NewTimer(retry.next())
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-r.Ended.Done():
-			t.Stop()
-			return err
-		}
-	}
+	return b.retry(ctx, r, "disconnect", sessionError, func(ctx context.Context) error {
+		_, err := b.sessions.Disconnect(ctx, in)
+		return err
+	})
 }
 
 // willToProto converts a CONNECT's will for OpenSession.

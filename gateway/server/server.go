@@ -227,13 +227,7 @@ func (s *Server) checkpointLoop() {
 			return
 		case <-t.C:
 		}
-		s.mu.Lock()
-		conns := make([]*conn, 0, len(s.mu.conns))
-		for c := range s.mu.conns {
-			conns = append(conns, c)
-		}
-		s.mu.Unlock()
-		for _, c := range conns {
+		for _, c := range s.connections() {
 			c.checkpoint()
 		}
 	}
@@ -278,15 +272,20 @@ func (s *Server) Kick(clientID string, guard uint64) {
 // DISCONNECT 0x89, others a close. Listeners stay open; new CONNECTs are
 // refused by the backend (0x88 / 0x03) until the gateway registers again.
 func (s *Server) LeaseLost() {
+	for _, c := range s.connections() {
+		c.leaseLost()
+	}
+}
+
+// connections returns the open connections.
+func (s *Server) connections() []*conn {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	conns := make([]*conn, 0, len(s.mu.conns))
 	for c := range s.mu.conns {
 		conns = append(conns, c)
 	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.leaseLost()
-	}
+	return conns
 }
 
 // register records that c holds clientID's session with guard.
@@ -359,13 +358,9 @@ func (s *Server) stopping() []*conn {
 	s.stopBgOnce.Do(func() { close(s.stopBg) })
 	s.bg.Wait()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.mu.closing = true
-	conns := make([]*conn, 0, len(s.mu.conns))
-	for c := range s.mu.conns {
-		conns = append(conns, c)
-	}
-	return conns
+	s.mu.Unlock()
+	return s.connections()
 }
 
 // Shutdown stops gracefully: it stops accepting, tells every connection to
