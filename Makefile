@@ -9,14 +9,14 @@ DATA_DIR  ?= data
 CONFIG    ?= strata.example.toml
 FUZZTIME  ?= 30s
 # Packages whose tests run under the race detector in `make test`.
-RACE_PKGS := ./lts/... ./gateway/... ./dsd/... ./tools/...
+RACE_PKGS := ./lts/... ./gateway/... ./dsd/... ./tools/... ./internal/...
 
 .PHONY: all build run test test-unit test-race proto proto-check lint bench fuzz torture clean
 
 all: build
 
 build: ## compile every program into bin/
-	$(GO) build -o $(BIN)/ ./dsd/cmd/dsd ./tools/dstool ./tools/dsbench ./tools/mqttpasswd ./gateway/cmd/gateway
+	$(GO) build -o $(BIN)/ ./dsd/cmd/dsd ./tools/dstool ./tools/dsbench ./tools/mqttload ./tools/mqttpasswd ./gateway/cmd/gateway
 
 run: build ## start dsd and a gateway with a local data directory
 	./scripts/run.sh "$(BIN)" "$(CONFIG)" "$(DATA_DIR)"

@@ -77,11 +77,12 @@ func (r *Router) AddWatch(owner EntryOwner, token uint64, ref *dsdv1.SessionRef,
 	})
 }
 
-// AddRead adds a Read entry for owner, tied to the session ref.
-func (r *Router) AddRead(owner EntryOwner, token uint64, ref *dsdv1.SessionRef, iterator []byte, window uint32) uint64 {
+// AddRead adds a Read entry for owner, tied to the session ref: at most
+// window messages unacknowledged, batches of at most batchSize (0: dsd's).
+func (r *Router) AddRead(owner EntryOwner, token uint64, ref *dsdv1.SessionRef, iterator []byte, window, batchSize uint32) uint64 {
 	return r.add(owner, token, func(id uint64) *dsdv1.GatewayLinkRequest {
 		return &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Read{Read: &dsdv1.ReadEntry{
-			EntryId: id, Iterator: iterator, Window: max(window, 1), Session: ref,
+			EntryId: id, Iterator: iterator, Window: max(window, 1), MaxBatchMessages: batchSize, Session: ref,
 		}}}
 	})
 }

@@ -107,7 +107,7 @@ func (c *conn) applyDeliveryLocked(a session.Action) bool {
 		}
 	case session.AddRead:
 		if d != nil {
-			c.mu.entries[a.Entry] = d.Router().AddRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window)
+			c.mu.entries[a.Entry] = d.Router().AddRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize)
 		}
 	case session.AckRead:
 		if id, ok := c.mu.entries[a.Entry]; ok {

@@ -39,6 +39,8 @@ type AddRead struct {
 	Entry    uint64
 	Iterator []byte
 	Window   uint32
+	// BatchSize bounds one pushed batch (the zone's batch_size).
+	BatchSize uint32
 }
 
 // AckRead releases the window held by batch BatchSeq of Read entry Entry.

@@ -252,6 +252,7 @@ func (m *Machine) activate(s *sub, shard uint32) {
 			continue
 		}
 		st.entry = m.newEntry(st)
-		m.out = append(m.out, AddRead{Entry: st.entry, Iterator: st.position, Window: uint32(m.cfg.BatchSize * m.ringSize())})
+		m.out = append(m.out, AddRead{Entry: st.entry, Iterator: st.position,
+			Window: uint32(m.cfg.BatchSize * m.ringSize()), BatchSize: uint32(m.cfg.BatchSize)})
 	}
 }

@@ -36,12 +36,6 @@ func newTrack(qos byte) *track {
 	return &track{qos: qos, done: map[uint64]bool{}, received: map[uint64]bool{}}
 }
 
-// assign numbers one more message.
-func (t *track) assign() uint64 {
-	t.next++
-	return t.next
-}
-
 // packetID derives the packet id of seqno s.
 func (t *track) packetID(s uint64) uint16 {
 	base := uint64(1)
