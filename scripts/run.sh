@@ -22,7 +22,8 @@ trap stop INT TERM
 
 cat <<MSG
 
-  Strata is starting.
+  Strata is starting (the addresses of strata.example.toml; the "dsd ready" and
+  "gateway ready" log lines name the ones in use with $config).
     dsd gRPC       127.0.0.1:7070   (try: $bin/dstool info)
     dsd HTTP       http://127.0.0.1:7071/healthz
     gateway MQTT   127.0.0.1:1883   (try: mosquitto_sub -V mqttv5 -h 127.0.0.1 -t 'a/#' -d)

@@ -214,8 +214,10 @@ func (c *conn) release(req session.ReleaseRequest) {
 	defer c.io.Done()
 	defer c.recoverPanic("release")
 	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.opts.BackendTimeout)
+	start := time.Now()
 	released, err := c.s.opts.Storage.Release(ctx, req)
 	cancel()
+	c.s.metrics.dsdLatency.WithLabelValues("release").Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.s.metrics.storeFailures.Inc()
 		c.log.Debug("release failed", "client_id", req.ClientID, "packet_id", req.PacketID, "err", err)
