@@ -160,7 +160,7 @@ func (c *conn) readLoop() {
 				}
 				c.applyLocked(m.Lost(now, reason))
 			}
-			closed = m.Closed()
+			closed = m.Closed() || m.Draining()
 		})
 		if req != nil {
 			closed = c.connect(*req)

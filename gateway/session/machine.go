@@ -56,6 +56,8 @@ type Machine struct {
 	// in is the state of inbound PUBLISHes (QoS 1 and 2 exchanges, the
 	// Store in flight).
 	in inbound
+	// drain is set by a client DISCONNECT while Stores are outstanding.
+	drain *drainEnd
 	// d is the outbound half: subscriptions and delivery.
 	d delivery
 	// now is the time of the event being handled.
@@ -128,6 +130,9 @@ func (m *Machine) Tick(now time.Time) []Action {
 // Packet handles one decoded packet received at now.
 func (m *Machine) Packet(now time.Time, p packet.Packet) []Action {
 	m.now = now
+	if m.drain != nil {
+		return nil // after DISCONNECT [MQTT-3.14.4-1]: nothing more is read
+	}
 	switch m.state {
 	case stateClosed:
 		return nil
@@ -232,8 +237,8 @@ func (m *Machine) UnsupportedProtocol(now time.Time, level byte) []Action {
 // read or write error, a client too slow to take its packets. The close is
 // abnormal (the will is published).
 func (m *Machine) Lost(now time.Time, reason CloseReason) []Action {
-	if m.state == stateClosed {
-		return nil
+	if m.state == stateClosed || m.drain != nil {
+		return nil // a draining connection ends when its Stores are done
 	}
 	m.end(reason, true)
 	return m.flush()

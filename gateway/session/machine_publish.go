@@ -220,6 +220,7 @@ func (m *Machine) StoreDone(now time.Time, err error) []Action {
 			}
 		}
 		m.storeNext()
+		m.drained()
 	case errors.Is(err, ErrStaleGuard):
 		m.abort(ReasonTakenOver, packet.SessionTakenOver)
 	default:
