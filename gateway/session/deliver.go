@@ -1,6 +1,11 @@
 package session
 
 import (
+	"cmp"
+	"maps"
+	"slices"
+	"strings"
+
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
 
@@ -197,6 +202,36 @@ func (m *Machine) Inflight() int {
 		return 0
 	}
 	return m.d.t1.inflight + m.d.t2.inflight
+}
+
+// The machine is deterministic: where it walks a map and the walk makes
+// actions, it walks in a fixed order (subscriptions by id, streams by
+// (shard, generation, index), retained batches by id, watches by shard).
+
+func (m *Machine) subsInOrder() []*sub {
+	return slices.SortedFunc(maps.Values(m.d.subs), func(a, b *sub) int { return cmp.Compare(a.rec.Id, b.rec.Id) })
+}
+
+func (s *sub) streamsInOrder() []*stream { return s.streamsWhere(nil) }
+
+// streamsWhere returns the streams keep selects (all when keep is nil), in
+// order; selecting first keeps a walk that acts on few streams cheap.
+func (s *sub) streamsWhere(keep func(st *stream) bool) []*stream {
+	var out []*stream
+	for _, st := range s.streams {
+		if keep == nil || keep(st) {
+			out = append(out, st)
+		}
+	}
+	slices.SortFunc(out, func(a, b *stream) int {
+		return cmp.Or(cmp.Compare(a.id.Shard, b.id.Shard), cmp.Compare(a.id.Generation, b.id.Generation),
+			strings.Compare(a.id.StaticIndex, b.id.StaticIndex))
+	})
+	return out
+}
+
+func (m *Machine) retainedInOrder() []*retainedBatch {
+	return slices.SortedFunc(maps.Keys(m.d.retained), func(a, b *retainedBatch) int { return cmp.Compare(a.rec.Key.Id, b.rec.Key.Id) })
 }
 
 // Missed returns the messages the session lost (dropped generations).

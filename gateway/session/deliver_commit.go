@@ -4,6 +4,8 @@ import (
 	"errors"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/stratamq/strata/gateway/packet"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
@@ -25,6 +27,8 @@ type committer struct {
 	// tracksAt are the tracks the commit in flight carries.
 	inflightCommitted [2]uint64
 	inflightRec       uint64
+	// inflightStates are the state versions the commit in flight puts.
+	inflightStates []uint64
 
 	putSubs    map[uint64]*storagev1.Subscription
 	delSubs    map[uint64]bool
@@ -35,6 +39,8 @@ type committer struct {
 	delRet     []*storagev1.RetainedBatchKey
 	// dirty: anything at all changed since the last commit (tracks too).
 	dirty bool
+	// failed: a commit failed, so nothing more may be committed.
+	failed bool
 
 	nextCheckpoint time.Time
 }
@@ -94,7 +100,9 @@ func (m *Machine) startCommit() {
 		cm.DeleteSubscriptions = append(cm.DeleteSubscriptions, id)
 	}
 	for _, s := range c.putSubs {
-		cm.PutSubscriptions = append(cm.PutSubscriptions, s)
+		// A copy: the driver marshals the commit while the machine goes on
+		// changing the record (current state, generations).
+		cm.PutSubscriptions = append(cm.PutSubscriptions, proto.CloneOf(s))
 	}
 	for _, v := range c.putStates {
 		cm.PutStates = append(cm.PutStates, v)
@@ -129,6 +137,10 @@ func (m *Machine) startCommit() {
 	c.inflightAfter, c.after = c.after, nil
 	c.inflightCommitted = [2]uint64{m.d.t1.committed, m.d.t2.committed}
 	c.inflightRec = m.d.t2.rec
+	c.inflightStates = c.inflightStates[:0]
+	for _, v := range cm.PutStates {
+		c.inflightStates = append(c.inflightStates, v.Id)
+	}
 	c.urgent = false
 	c.reset()
 	m.out = append(m.out, Commit{Seq: c.seq, Commit: cm})
@@ -153,19 +165,28 @@ func (m *Machine) putStateIfNew(cm *storagev1.SessionCommit, id uint64) {
 // the client resumes from what dsd has.
 func (m *Machine) CommitDone(now time.Time, seq uint64, err error) []Action {
 	c := &m.d.c
-	if seq != c.inflight || m.state == stateClosed {
+	if seq != c.inflight || c.inflight == 0 {
 		return m.flush()
 	}
 	c.inflight = 0
 	if err != nil {
+		// Its changes are lost (the next commits carry only what changed
+		// since it): what the machine holds is ahead of dsd from now on,
+		// also for FinalCommit, which the driver makes after this answer.
+		c.failed = true
 		m.backendFailed(err)
+		return m.flush()
+	}
+	if m.state == stateClosed {
 		return m.flush()
 	}
 	m.d.t1.durableCommitted = max(m.d.t1.durableCommitted, c.inflightCommitted[0])
 	m.d.t2.durableCommitted = max(m.d.t2.durableCommitted, c.inflightCommitted[1])
 	m.d.t2.durableRec = max(m.d.t2.durableRec, c.inflightRec)
-	for _, v := range m.d.states {
-		m.d.storedStates[v.Id] = true
+	// Only the versions this commit put are stored now: one made while it
+	// was in flight must go out with a later one.
+	for _, id := range c.inflightStates {
+		m.d.storedStates[id] = true
 	}
 	after := c.inflightAfter
 	c.inflightAfter = nil
@@ -202,12 +223,18 @@ func (m *Machine) checkpoint(now time.Time) {
 }
 
 // FinalCommit returns the commit that makes the session's progress durable
-// when the connection ends, or nil when there is nothing to commit. The
-// driver carries it out before ending the session.
+// when the connection ends, or nil when there is nothing to commit (or a
+// commit failed). The driver carries it out before ending the session,
+// after the answer to the Commit in flight, if any.
 func (m *Machine) FinalCommit() *storagev1.SessionCommit {
 	switch {
 	case !m.d.durable, m.guard == 0, m.d.t1 == nil,
-		m.closeReason == ReasonTakenOver, m.closeReason == ReasonLeaseLost:
+		m.closeReason == ReasonTakenOver, m.closeReason == ReasonLeaseLost,
+		// A commit failed, or its answer is unknown: this one would carry
+		// the seqno tracks without that commit's changes (a subscription
+		// deleted, its queued messages released), and a resume would skip
+		// messages dsd still has to deliver.
+		m.d.c.failed, m.d.c.inflight != 0:
 		return nil
 	}
 	before := len(m.out)

@@ -1,14 +1,15 @@
 package session
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/stratamq/strata/gateway/packet"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
 
@@ -64,8 +65,8 @@ func (m *Machine) resume(sess *storagev1.Session) {
 	for _, r := range sess.Retained {
 		m.resumeRetained(byID[r.GetKey().GetSubscriptionId()], r)
 	}
-	for _, s := range d.subs {
-		for _, st := range s.streams {
+	for _, s := range m.subsInOrder() {
+		for _, st := range s.streamsInOrder() {
 			if len(st.replays) > 0 {
 				m.replayNext(st)
 			}
@@ -114,6 +115,7 @@ func (m *Machine) replayed(st *stream, b *batch, a answer) {
 		outs, _, _ := m.number(a.msgs, v, r.FirstSeqnoQos1, r.FirstSeqnoQos2, false)
 		m.d.replayedRanges = append(m.d.replayedRanges, [4]uint64{r.FirstSeqnoQos1, r.LastSeqnoQos1, r.FirstSeqnoQos2, r.LastSeqnoQos2})
 		m.enqueue(m.replayOuts(outs, st, b, nil))
+		m.sendPubrels() // QoS 2 up to rec: nothing else would send them until a commit
 	}
 	if len(st.replays) > 0 {
 		m.replayNext(st)
@@ -130,6 +132,7 @@ func (m *Machine) replayed(st *stream, b *batch, a answer) {
 // messages are not sent again (at most once: they may have gone out).
 func (m *Machine) replayOuts(outs []*outMsg, st *stream, b *batch, rb *retainedBatch) []*outMsg {
 	var keep []*outMsg
+	released := 0
 	for _, o := range outs {
 		o.st, o.b, o.rb = st, b, rb
 		switch {
@@ -143,15 +146,17 @@ func (m *Machine) replayOuts(outs []*outMsg, st *stream, b *batch, rb *retainedB
 		case o.qos == 2 && o.seqno > m.d.t2.committed:
 			m.d.pubrels = append(m.d.pubrels, o.seqno)
 			m.d.t2.sent(o.seqno) // in flight until PUBCOMP
+			released++
 		}
 	}
-	m.out = append(m.out, Counted{Event: "replayed", N: len(keep)})
+	m.out = append(m.out, Counted{Event: "replayed", N: len(keep) + released})
 	return keep
 }
 
 // batchLost gives up a batch whose generation was dropped while the
 // session was away: its unfinished messages are counted as missed, their
-// seqnos released, and QoS 2 ids the client may hold get PUBREL.
+// seqnos released, and QoS 2 ids the client may hold get PUBREL
+// (releaseHeld).
 func (m *Machine) batchLost(st *stream, b *batch) {
 	r := b.rec
 	lost := 0
@@ -161,13 +166,15 @@ func (m *Machine) batchLost(st *stream, b *batch) {
 		}
 	}
 	for s := max(r.FirstSeqnoQos2, m.d.t2.committed+1); s <= r.LastSeqnoQos2; s++ {
-		if s <= m.d.t2.dup {
-			m.send(&packet.Pubrel{PacketID: m.d.t2.packetID(s)})
-		}
-		if m.d.t2.finish(s, false) {
+		// Each may have been sent (dup, as stored, can lag behind what was
+		// sent): PUBREL, and open until PUBCOMP, so a crash before it
+		// sends PUBREL again.
+		if !m.d.t2.done[s] {
+			m.releaseHeld(s)
 			lost++
 		}
 	}
+	m.d.replayedRanges = append(m.d.replayedRanges, [4]uint64{r.FirstSeqnoQos1, r.LastSeqnoQos1, r.FirstSeqnoQos2, r.LastSeqnoQos2})
 	m.d.missed += uint64(lost)
 	for i, x := range st.ring {
 		if x == b {
@@ -182,7 +189,10 @@ func (m *Machine) batchLost(st *stream, b *batch) {
 
 // releaseUncovered releases the seqnos of the resumed tracks that no
 // replayed batch holds (their batches were deleted with a subscription):
-// nobody will send or acknowledge them.
+// nobody will send or acknowledge them. A QoS 2 one may have been sent
+// (dup, as stored, can lag behind what was sent), so its packet id may be
+// held by the client: it gets PUBREL (releaseHeld), or the id would stay
+// held and a later message with it would not be delivered.
 func (m *Machine) releaseUncovered() {
 	covered := func(qos int, s uint64) bool {
 		for _, r := range m.d.replayedRanges {
@@ -194,13 +204,37 @@ func (m *Machine) releaseUncovered() {
 	}
 	for i, t := range []*track{m.d.t1, m.d.t2} {
 		for s := t.committed + 1; s <= m.d.resumeNext[i]; s++ {
-			if !covered(i, s) && !t.done[s] {
+			switch {
+			case covered(i, s) || t.done[s]:
+			case t.qos == 2:
+				m.releaseHeld(s)
+			default:
 				t.finish(s, false)
 			}
 		}
 	}
 	m.d.replayedRanges = nil
+	// The replays came back in any order; send in the order the batches
+	// were numbered, as before the crash. Otherwise a higher QoS 2 seqno
+	// could fill the client's Receive Maximum while its PUBREL waits for
+	// rec to pass a lower one that cannot be sent.
+	slices.SortStableFunc(m.d.queue, func(a, b *outMsg) int {
+		a1, a2 := a.numbered()
+		b1, b2 := b.numbered()
+		return cmp.Or(cmp.Compare(a1, b1), cmp.Compare(a2, b2))
+	})
+	m.sendPubrels()
 	m.pump()
+	m.maybeCommit()
+}
+
+// numbered returns the first seqnos of o's batch: batches numbered later
+// have first seqnos at least as high on both tracks.
+func (o *outMsg) numbered() (uint64, uint64) {
+	if o.b != nil {
+		return o.b.rec.FirstSeqnoQos1, o.b.rec.FirstSeqnoQos2
+	}
+	return o.rb.rec.FirstSeqnoQos1, o.rb.rec.FirstSeqnoQos2
 }
 
 // fetchRetained asks for the retained messages of a new subscription (or

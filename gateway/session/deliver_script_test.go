@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratamq/strata/gateway/packet"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // deliveryScript carries the delivery commands of the scripts:
@@ -26,6 +27,7 @@ import (
 //	retained-fetched seq=N           (body: messages)
 //	puback id=N | pubcomp id=N | pubrec-rc id=N rc=0xNN
 //	written n=N | checkpoint | entries-lost
+//	final-commit            (FinalCommit, applied to the store model)
 //	entry-failed entry=N kind=gone|stale|error
 //	state                   (inflight, missed, the stored tracks)
 //
@@ -73,11 +75,15 @@ func (x *deliveryScript) run(t *testing.T, d *datadriven.TestData, m *Machine, n
 	case "commit-done":
 		seq := uint64(intArg(t, d, "seq", int64(x.last)))
 		err := scriptErr(strArg(d, "err", ""))
+		var refused []Action
 		if c := x.pending[seq]; c != nil && err == nil {
-			x.store.apply(c)
+			if err = x.store.apply(c); err != nil {
+				// dsd answers INVALID_ARGUMENT: the script shows it.
+				refused = []Action{Counted{Event: "store-refused=" + err.Error()}}
+			}
 		}
 		delete(x.pending, seq)
-		return m.CommitDone(now, seq, err), true
+		return append(refused, m.CommitDone(now, seq, err)...), true
 	case "announce":
 		var streams []AnnouncedStream
 		for _, line := range lines(d.Input) {
@@ -107,6 +113,17 @@ func (x *deliveryScript) run(t *testing.T, d *datadriven.TestData, m *Machine, n
 		return m.Written(now, int(intArg(t, d, "n", 1))), true
 	case "checkpoint":
 		return m.Checkpoint(now), true
+	case "final-commit":
+		// What the driver does when the connection ended: carry out
+		// FinalCommit, if any, before ending the session.
+		c := m.FinalCommit()
+		if c == nil {
+			return []Action{Counted{Event: "final-commit=none"}}, true
+		}
+		if err := x.store.apply(c); err != nil {
+			return []Action{Counted{Event: "store-refused=" + err.Error()}}, true
+		}
+		return []Action{Counted{Event: "final-commit=" + strings.TrimPrefix(formatCommit(c), "\n  ")}}, true
 	case "entries-lost":
 		return m.EntriesLost(now), true
 	case "entry-failed":
@@ -258,7 +275,9 @@ func formatCommit(c *storagev1.SessionCommit) string {
 	for _, k := range c.DeleteStreams {
 		fmt.Fprintf(&b, "\n  del-ring %s", ringName(k))
 	}
-	for _, r := range c.PutRetained {
+	rets := slices.Clone(c.PutRetained)
+	slices.SortFunc(rets, func(a, b *storagev1.RetainedBatch) int { return int(a.Key.Id) - int(b.Key.Id) })
+	for _, r := range rets {
 		fmt.Fprintf(&b, "\n  retained %d/%d n=%d q1=%d q2=%d", r.Key.SubscriptionId, r.Key.Id, r.Count, r.FirstSeqnoQos1, r.FirstSeqnoQos2)
 	}
 	for _, k := range c.DeleteRetained {
@@ -297,28 +316,66 @@ func newMemStore() *memStore {
 		streams: map[string]*storagev1.StreamRing{}, retained: map[string]*storagev1.RetainedBatch{}}
 }
 
-func (s *memStore) apply(c *storagev1.SessionCommit) {
+func (s *memStore) apply(c *storagev1.SessionCommit) error {
+	// Check first, as dsd does (dsd/storage/session_apply.go), so a refused
+	// commit changes nothing: every state version a subscription, a batch
+	// or a retained batch refers to must be stored or in the commit, and
+	// versions are immutable.
+	states := maps.Clone(s.states)
+	for _, v := range c.PutStates {
+		if old, ok := states[v.Id]; ok && !proto.Equal(old, v) {
+			return fmt.Errorf("state version %d is immutable", v.Id)
+		}
+		states[v.Id] = v
+	}
+	subs := maps.Clone(s.subs)
+	streams := maps.Clone(s.streams)
+	retained := maps.Clone(s.retained)
 	for _, id := range c.DeleteSubscriptions {
-		delete(s.subs, id)
+		delete(subs, id)
 	}
 	for _, k := range c.DeleteStreams {
-		delete(s.streams, ringName(k))
+		delete(streams, ringName(k))
 	}
 	for _, k := range c.DeleteRetained {
-		delete(s.retained, fmt.Sprintf("%d/%d", k.SubscriptionId, k.Id))
-	}
-	for _, v := range c.PutStates {
-		s.states[v.Id] = v
+		delete(retained, fmt.Sprintf("%d/%d", k.SubscriptionId, k.Id))
 	}
 	for _, v := range c.PutSubscriptions {
-		s.subs[v.Id] = cloneSub(v)
+		subs[v.Id] = cloneSub(v)
 	}
 	for _, r := range c.PutStreams {
-		s.streams[ringName(r.Key)] = r
+		streams[ringName(r.Key)] = r
 	}
 	for _, r := range c.PutRetained {
-		s.retained[fmt.Sprintf("%d/%d", r.Key.SubscriptionId, r.Key.Id)] = r
+		retained[fmt.Sprintf("%d/%d", r.Key.SubscriptionId, r.Key.Id)] = r
 	}
+	used := map[uint64]bool{}
+	for _, v := range subs {
+		if states[v.CurrentState] == nil {
+			return fmt.Errorf("subscription %d refers to unknown state version %d", v.Id, v.CurrentState)
+		}
+		used[v.CurrentState] = true
+	}
+	for _, r := range streams {
+		for _, b := range r.Batches {
+			if states[b.SubState] == nil {
+				return fmt.Errorf("a batch of ring %s refers to unknown state version %d", ringName(r.Key), b.SubState)
+			}
+			used[b.SubState] = true
+		}
+	}
+	for _, r := range retained {
+		if states[r.SubState] == nil {
+			return fmt.Errorf("retained batch %d refers to unknown state version %d", r.Key.Id, r.SubState)
+		}
+		used[r.SubState] = true
+	}
+	for id := range states {
+		if !used[id] {
+			delete(states, id) // versions nothing refers to are deleted
+		}
+	}
+	s.subs, s.states, s.streams, s.retained = subs, states, streams, retained
 	if c.Seqnos != nil {
 		s.seqnos = c.Seqnos
 	}
@@ -328,6 +385,7 @@ func (s *memStore) apply(c *storagev1.SessionCommit) {
 	if c.MissedMessages != nil {
 		s.missed = *c.MissedMessages
 	}
+	return nil
 }
 
 func cloneSub(v *storagev1.Subscription) *storagev1.Subscription {

@@ -27,7 +27,7 @@ func (m *Machine) enqueue(outs []*outMsg) {
 }
 
 // releaseQueued drops the queued messages drop selects; their seqnos are
-// released (never sent). It returns how many were dropped.
+// released (not sent again). It returns how many were dropped.
 func (m *Machine) releaseQueued(drop func(o *outMsg) bool) int {
 	kept := m.d.queue[:0]
 	n := 0
@@ -37,7 +37,12 @@ func (m *Machine) releaseQueued(drop func(o *outMsg) bool) int {
 			continue
 		}
 		m.dequeued(o)
-		if o.qos > 0 {
+		switch {
+		case o.qos == 2 && o.dup:
+			// A resend after a resume: the client may hold its packet id
+			// since before the crash, and nothing else would release it.
+			m.releaseHeld(o.seqno)
+		case o.qos > 0:
 			m.track(o.qos).finish(o.seqno, false)
 		}
 		n++
@@ -71,6 +76,9 @@ func (m *Machine) pump() {
 // sendQueued sends from the head of the queue; it reports whether it took
 // anything off the queue.
 func (m *Machine) sendQueued() bool {
+	if m.d.resuming > 0 {
+		return false // the replays are put in numbering order first (releaseUncovered)
+	}
 	took := false
 	for len(m.d.queue) > 0 && m.d.unwritten < m.cfg.OutboundWindow {
 		o := m.d.queue[0]
@@ -85,8 +93,13 @@ func (m *Machine) sendQueued() bool {
 					break
 				}
 				if !t.canSend(o.seqno) {
-					m.d.c.urgent = true // a checkpoint frees packet ids
-					m.maybeCommit()
+					if t.committed > t.durableCommitted {
+						// Committing the acknowledgements frees packet ids;
+						// without any, a commit would not (and another would
+						// follow each one): the next PUBACK comes back here.
+						m.d.c.urgent = true
+						m.maybeCommit()
+					}
 					break
 				}
 			} else {
@@ -125,14 +138,12 @@ func (m *Machine) sendQueued() bool {
 // anything changed.
 func (m *Machine) settleAll() bool {
 	changed := false
-	for _, s := range m.d.subs {
-		for _, st := range s.streams {
-			if len(st.ring) > 0 || len(st.held) > 0 {
-				changed = m.settle(st) || changed
-			}
+	for _, s := range m.subsInOrder() {
+		for _, st := range s.streamsWhere(func(st *stream) bool { return len(st.ring) > 0 || len(st.held) > 0 }) {
+			changed = m.settle(st) || changed
 		}
 	}
-	for rb := range m.d.retained {
+	for _, rb := range m.retainedInOrder() {
 		if rb.durable && rb.queued == 0 && m.d.t1.covers(rb.last[0]) && m.d.t2.covers(rb.last[1]) {
 			m.dropRetained(rb)
 		}
@@ -257,6 +268,24 @@ func (m *Machine) pubcomp(p *packet.Pubcomp) {
 	if s, ok := m.d.t2.seqnoOf(p.PacketID); ok {
 		m.d.t2.finish(s, true)
 		m.pump()
+	}
+}
+
+// releaseHeld ends QoS 2 seqno s, which is not to be sent (again) but may
+// have been sent before a crash, so the client may hold its packet id. It
+// is answered with PUBREL as if its PUBREC had come: once rec covering it
+// is durable (so no resume sends the message after the client let the id
+// go), and it stays open until PUBCOMP (so a resume before that sends
+// PUBREL again), without counting against the client's Receive Maximum:
+// its PUBREL may wait for rec to pass lower seqnos still to be sent.
+func (m *Machine) releaseHeld(s uint64) {
+	t := m.d.t2
+	t.dup = max(t.dup, s)
+	t.uncounted[s] = true
+	t.receive(s)
+	m.d.pubrels = append(m.d.pubrels, s)
+	if m.d.durable && t.durableRec < s {
+		m.d.c.urgent = true
 	}
 }
 

@@ -18,7 +18,7 @@ var ErrStreamGone = errors.New("session: stream gone (generation dropped)")
 func (m *Machine) Announced(now time.Time, entry uint64, streams []AnnouncedStream) []Action {
 	m.now = now
 	w, ok := m.d.entries[entry].(watchOf)
-	if !ok || m.state != stateConnected {
+	if !ok || m.state != stateConnected || w.s.gone {
 		return m.flush()
 	}
 	s := w.s
@@ -94,9 +94,14 @@ func (m *Machine) EntriesLost(now time.Time) []Action {
 		return m.flush()
 	}
 	clear(m.d.entries)
-	for _, s := range m.d.subs {
+	for _, s := range m.subsInOrder() {
+		// A subscription whose SUBACK (or retained messages) is still
+		// awaited gets its watches then, not now as well.
+		started := len(s.watches) > 0
 		clear(s.watches)
-		m.addWatches(s)
+		if started {
+			m.addWatches(s)
+		}
 		for _, st := range s.streams {
 			st.entry, st.held = 0, nil
 		}
@@ -231,10 +236,8 @@ func (m *Machine) advance(s *sub, shard uint32) {
 		if !done || next == 0 {
 			break
 		}
-		for _, st := range s.streams {
-			if st.id.Shard == shard && st.id.Generation < next {
-				m.dropStream(st)
-			}
+		for _, st := range s.streamsWhere(func(st *stream) bool { return st.id.Shard == shard && st.id.Generation < next }) {
+			m.dropStream(st)
 		}
 		s.rec.Generations[shard] = next
 		m.touchSub(s)
@@ -246,11 +249,10 @@ func (m *Machine) advance(s *sub, shard uint32) {
 // of (subscription, shard) that has room for a batch.
 func (m *Machine) activate(s *sub, shard uint32) {
 	cur := s.rec.Generations[shard]
-	for _, st := range s.streams {
-		if st.id.Shard != shard || st.id.Generation != cur || st.eos || st.entry != 0 ||
-			len(st.replays) > 0 || len(st.held) > 0 || len(st.ring) >= m.ringSize() || st.position == nil {
-			continue
-		}
+	for _, st := range s.streamsWhere(func(st *stream) bool {
+		return st.id.Shard == shard && st.id.Generation == cur && !st.eos && st.entry == 0 &&
+			len(st.replays) == 0 && len(st.held) == 0 && len(st.ring) < m.ringSize() && st.position != nil
+	}) {
 		st.entry = m.newEntry(st)
 		m.out = append(m.out, AddRead{Entry: st.entry, Iterator: st.position,
 			Window: uint32(m.cfg.BatchSize * m.ringSize()), BatchSize: uint32(m.cfg.BatchSize)})

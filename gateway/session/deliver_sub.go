@@ -1,6 +1,8 @@
 package session
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -238,13 +240,13 @@ func (m *Machine) runUnsubscribe(p *packet.Unsubscribe) {
 func (m *Machine) removeSub(s *sub) {
 	s.gone = true
 	delete(m.d.subs, s.rec.TopicFilter)
-	for _, e := range s.watches {
-		m.removeEntry(e)
+	for _, shard := range slices.Sorted(maps.Keys(s.watches)) {
+		m.removeEntry(s.watches[shard])
 	}
-	for _, st := range s.streams {
+	for _, st := range s.streamsInOrder() {
 		m.dropStream(st)
 	}
-	for rb := range m.d.retained {
+	for _, rb := range m.retainedInOrder() {
 		if rb.rec.Key.SubscriptionId == s.rec.Id {
 			m.dropRetained(rb)
 		}

@@ -30,10 +30,14 @@ type track struct {
 	durableCommitted, durableRec uint64
 	// inflight counts seqnos sent and not finished.
 	inflight int
+	// uncounted are seqnos awaiting PUBCOMP that are not in inflight:
+	// given up and answered with PUBREL only (Machine.releaseHeld), they
+	// take none of the client's Receive Maximum.
+	uncounted map[uint64]bool
 }
 
 func newTrack(qos byte) *track {
-	return &track{qos: qos, done: map[uint64]bool{}, received: map[uint64]bool{}}
+	return &track{qos: qos, done: map[uint64]bool{}, received: map[uint64]bool{}, uncounted: map[uint64]bool{}}
 }
 
 // packetID derives the packet id of seqno s.
@@ -84,9 +88,10 @@ func (t *track) finish(s uint64, wasSent bool) bool {
 	if s <= t.committed || t.done[s] {
 		return false
 	}
-	if wasSent {
+	if wasSent && !t.uncounted[s] {
 		t.inflight--
 	}
+	delete(t.uncounted, s)
 	t.done[s] = true
 	for t.done[t.committed+1] {
 		delete(t.done, t.committed+1)

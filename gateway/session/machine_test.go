@@ -17,14 +17,16 @@ import (
 // the start ("deadline: +15s").
 //
 //	new [server_keepalive=N] [max_keepalive=N] [backoff=F] [max_expiry=N]
-//	    [max_qos=N] [retain] [shared] [subid] [no_wildcard]
+//	    [max_qos=N] [retain] [shared] [subid] [no_wildcard] [receive_max=N]
+//	    [batch=N] [ring=N] [window=N] [not_durable] [keep_store]
 //	connect [v=5|4|3] [id=X] [clean] [keepalive=N] [expiry=N] [user=U]
 //	    [will=TOPIC] [will_qos=N] [will_retain] [auth_method=M]
+//	    [receive_max=N] [max_packet=N]
 //	connected [code=0xNN] [no_connack] [present] [guard=N] [deny=PREFIX]
 //	advance D                 (then Tick, as the driver does at the deadline)
 //	ping | auth | kick | shutdown | lost
 //	publish topic=T [qos=N] [id=N] [retain] [alias=N]
-//	subscribe id=N [subid=N]   (body: "filter qos" per line)
+//	subscribe id=N [subid=N]   (body: "filter qos [nolocal] [rap] [rh=N]" per line)
 //	unsubscribe id=N           (body: a filter per line)
 //	pubrec id=N | pubrel id=N
 //	store-done [err=stale|quota|unavailable]
@@ -69,6 +71,7 @@ func TestMachine(t *testing.T) {
 				cfg.WildcardAvailable = !d.HasArg("no_wildcard")
 				cfg.BatchSize = int(intArg(t, d, "batch", 100))
 				cfg.OutboundWindow = int(intArg(t, d, "window", 256))
+				cfg.BatchesPerStream = int(intArg(t, d, "ring", 1))
 				cfg.Durable = !d.HasArg("not_durable")
 				now = start
 				m = New(cfg, now)
@@ -135,9 +138,7 @@ func TestMachine(t *testing.T) {
 					p.Properties.SubscriptionIdentifiers = []uint32{uint32(intArg(t, d, "subid", 0))}
 				}
 				for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
-					f := strings.Fields(line)
-					qos, _ := strconv.Atoi(f[1])
-					p.Subscriptions = append(p.Subscriptions, packet.Subscription{Filter: f[0], QoS: byte(qos), NoLocal: len(f) > 2 && f[2] == "nolocal"})
+					p.Subscriptions = append(p.Subscriptions, subscriptionLine(t, line))
 				}
 				acts = m.Packet(now, p)
 			case "unsubscribe":
@@ -181,6 +182,27 @@ func TestMachine(t *testing.T) {
 	})
 }
 
+// subscriptionLine reads "filter qos [nolocal] [rap] [rh=N]".
+func subscriptionLine(t *testing.T, line string) packet.Subscription {
+	f := strings.Fields(line)
+	qos, _ := strconv.Atoi(f[1])
+	s := packet.Subscription{Filter: f[0], QoS: byte(qos)}
+	for _, o := range f[2:] {
+		switch k, v, _ := strings.Cut(o, "="); k {
+		case "nolocal":
+			s.NoLocal = true
+		case "rap":
+			s.RetainAsPublished = true
+		case "rh":
+			n, _ := strconv.Atoi(v)
+			s.RetainHandling = byte(n)
+		default:
+			t.Fatalf("subscription option %q", o)
+		}
+	}
+	return s
+}
+
 func storeErr(s string) error {
 	switch s {
 	case "stale":
@@ -222,6 +244,14 @@ func connectPacket(t *testing.T, d *datadriven.TestData) *packet.Connect {
 	if d.HasArg("expiry") {
 		c.Properties.SessionExpiryInterval = uint32(intArg(t, d, "expiry", 0))
 		c.Properties.Present.Add(packet.PropSessionExpiryInterval)
+	}
+	if d.HasArg("receive_max") {
+		c.Properties.ReceiveMaximum = uint16(intArg(t, d, "receive_max", 0))
+		c.Properties.Present.Add(packet.PropReceiveMaximum)
+	}
+	if d.HasArg("max_packet") {
+		c.Properties.MaximumPacketSize = uint32(intArg(t, d, "max_packet", 0))
+		c.Properties.Present.Add(packet.PropMaximumPacketSize)
 	}
 	if d.HasArg("auth_method") {
 		c.Properties.AuthenticationMethod = strArg(d, "auth_method", "")
