@@ -114,6 +114,7 @@ const (
 	EntryGone EntryFailure = iota + 1
 	// EntryStale: the session's guard is stale (taken over).
 	EntryStale
-	// EntryError: anything else; the entry is added again later.
+	// EntryError: anything else; the connection closes and the client
+	// resumes from what dsd holds.
 	EntryError
 )
