@@ -203,8 +203,15 @@ func (m *Machine) settle(st *stream) bool {
 		m.take(st, hb)
 		changed = true
 	}
-	if !st.gone {
-		m.advance(st.sub, st.id.Shard)
+	switch {
+	case st.gone:
+	case st.eos && len(st.ring) == 0 && len(st.held) == 0:
+		m.advance(st.sub, st.id.Shard) // the stream is done: maybe its generation too
+	case changed:
+		m.activateStream(st)
+	default:
+		// Nothing moved: the (subscription, shard) is as it was, so a
+		// PUBACK costs O(1) per busy stream, not a walk of its streams.
 	}
 	return changed
 }
@@ -248,13 +255,24 @@ func (m *Machine) advance(s *sub, shard uint32) {
 // activate adds a Read entry for every stream of the current generation
 // of (subscription, shard) that has room for a batch.
 func (m *Machine) activate(s *sub, shard uint32) {
-	cur := s.rec.Generations[shard]
-	for _, st := range s.streamsWhere(func(st *stream) bool {
-		return st.id.Shard == shard && st.id.Generation == cur && !st.eos && st.entry == 0 &&
-			len(st.replays) == 0 && len(st.held) == 0 && len(st.ring) < m.ringSize() && st.position != nil
-	}) {
-		st.entry = m.newEntry(st)
-		m.out = append(m.out, AddRead{Entry: st.entry, Iterator: st.position,
-			Window: uint32(m.cfg.BatchSize * m.ringSize()), BatchSize: uint32(m.cfg.BatchSize)})
+	for _, st := range s.streamsWhere(func(st *stream) bool { return m.canRead(st) && st.id.Shard == shard }) {
+		m.activateStream(st)
 	}
+}
+
+// canRead reports whether a stream of the current generation has room for
+// a batch and no Read entry.
+func (m *Machine) canRead(st *stream) bool {
+	return st.id.Generation == st.sub.rec.Generations[st.id.Shard] && !st.eos && st.entry == 0 &&
+		len(st.replays) == 0 && len(st.held) == 0 && len(st.ring) < m.ringSize() && st.position != nil
+}
+
+// activateStream adds a Read entry for st when it can take a batch.
+func (m *Machine) activateStream(st *stream) {
+	if !m.canRead(st) {
+		return
+	}
+	st.entry = m.newEntry(st)
+	m.out = append(m.out, AddRead{Entry: st.entry, Iterator: st.position,
+		Window: uint32(m.cfg.BatchSize * m.ringSize()), BatchSize: uint32(m.cfg.BatchSize)})
 }
