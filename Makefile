@@ -11,7 +11,7 @@ FUZZTIME  ?= 30s
 # Packages whose tests run under the race detector in `make test`.
 RACE_PKGS := ./lts/... ./gateway/... ./dsd/... ./tools/... ./internal/...
 
-.PHONY: all build run test test-unit test-race proto proto-check lint bench fuzz torture clean
+.PHONY: all build run test test-unit test-race proto proto-check lint bench bench-go fuzz torture clean
 
 all: build
 
@@ -40,7 +40,11 @@ proto-check: ## generated code must match proto/
 	$(BUF) lint
 	./scripts/proto-check.sh "$(BUF)"
 
-bench: ## go test benchmarks of every package
+bench: ## Strata vs mosquitto side by side (tools/benchcmp; docs/benchmarks.md); BENCHFLAGS="--runs 3" etc.
+	$(GO) build -o $(BIN)/ ./dsd/cmd/dsd ./gateway/cmd/gateway ./tools/mqttload ./tools/benchcmp
+	$(BIN)/benchcmp --bin $(BIN) --out $(BIN)/bench-side-by-side.md $(BENCHFLAGS)
+
+bench-go: ## go test benchmarks of every package
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 fuzz: ## run every fuzz target for FUZZTIME each

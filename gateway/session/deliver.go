@@ -223,11 +223,14 @@ func (s *sub) streamsWhere(keep func(st *stream) bool) []*stream {
 			out = append(out, st)
 		}
 	}
-	slices.SortFunc(out, func(a, b *stream) int {
-		return cmp.Or(cmp.Compare(a.id.Shard, b.id.Shard), cmp.Compare(a.id.Generation, b.id.Generation),
-			strings.Compare(a.id.StaticIndex, b.id.StaticIndex))
-	})
+	slices.SortFunc(out, compareStreams)
 	return out
+}
+
+// compareStreams orders the streams of one subscription.
+func compareStreams(a, b *stream) int {
+	return cmp.Or(cmp.Compare(a.id.Shard, b.id.Shard), cmp.Compare(a.id.Generation, b.id.Generation),
+		strings.Compare(a.id.StaticIndex, b.id.StaticIndex))
 }
 
 func (m *Machine) retainedInOrder() []*retainedBatch {

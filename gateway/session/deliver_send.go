@@ -1,6 +1,8 @@
 package session
 
 import (
+	"cmp"
+	"slices"
 	"time"
 
 	"github.com/stratamq/strata/gateway/packet"
@@ -92,7 +94,7 @@ func (m *Machine) sendQueued() bool {
 				if m.Inflight() >= m.d.inflightCap {
 					break
 				}
-				if !t.canSend(o.seqno) {
+				if !t.canSend(o.seqno, m.d.durable) {
 					if t.committed > t.durableCommitted {
 						// Committing the acknowledgements frees packet ids;
 						// without any, a commit would not (and another would
@@ -137,15 +139,32 @@ func (m *Machine) sendQueued() bool {
 // settleAll settles every stream and retained batch; it reports whether
 // anything changed.
 func (m *Machine) settleAll() bool {
+	// Find the few streams that can move (a finished head batch, or room
+	// for a held one) without allocating, then settle them in a fixed
+	// order: this runs on every PUBACK.
+	var ready []*stream
+	for _, s := range m.d.subs {
+		for _, st := range s.streams {
+			if len(st.ring) > 0 && m.batchDone(st.ring[0]) ||
+				len(st.held) > 0 && len(st.ring) < m.ringSize() && len(st.replays) == 0 {
+				ready = append(ready, st)
+			}
+		}
+	}
+	slices.SortFunc(ready, func(a, b *stream) int {
+		return cmp.Or(cmp.Compare(a.sub.rec.Id, b.sub.rec.Id), compareStreams(a, b))
+	})
 	changed := false
-	for _, s := range m.subsInOrder() {
-		for _, st := range s.streamsWhere(func(st *stream) bool { return len(st.ring) > 0 || len(st.held) > 0 }) {
+	for _, st := range ready {
+		if !st.gone {
 			changed = m.settle(st) || changed
 		}
 	}
-	for _, rb := range m.retainedInOrder() {
-		if rb.durable && rb.queued == 0 && m.d.t1.covers(rb.last[0]) && m.d.t2.covers(rb.last[1]) {
-			m.dropRetained(rb)
+	if len(m.d.retained) > 0 {
+		for _, rb := range m.retainedInOrder() {
+			if rb.durable && rb.queued == 0 && m.d.t1.covers(rb.last[0]) && m.d.t2.covers(rb.last[1]) {
+				m.dropRetained(rb)
+			}
 		}
 	}
 	return changed

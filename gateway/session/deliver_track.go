@@ -69,8 +69,13 @@ func (t *track) seqnoOf(id uint16) (uint64, bool) {
 }
 
 // canSend reports whether seqno s may go out without its packet id
-// colliding with one a replay could still resend.
-func (t *track) canSend(s uint64) bool {
+// colliding with one a replay could still resend (durable sessions) or
+// one the client still holds.
+func (t *track) canSend(s uint64, durable bool) bool {
+	if !durable {
+		// No replay can resend an id: only unfinished seqnos hold one.
+		return s-t.committed < pidSpan
+	}
 	return s-t.durableCommitted < pidSpan
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stratamq/strata/dsd/client"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	"github.com/stratamq/strata/internal/hist"
 )
 
 // ReadReport is the result of a read phase.
@@ -29,7 +30,7 @@ type ReadReport struct {
 	// MiBPerSec counts payload bytes only.
 	MiBPerSec float64 `json:"payload_mib_per_sec"`
 	// NextLatency is Next call to reply.
-	NextLatency Latency `json:"next_latency"`
+	NextLatency hist.Summary `json:"next_latency"`
 	// Complete is true when every stream was read to its readable end
 	// within --duration.
 	Complete bool `json:"complete"`
@@ -141,7 +142,7 @@ func runRead(ctx context.Context, cfg *Config, conns []*client.Client, since map
 	close(queue)
 
 	var (
-		lat            hist
+		lat            hist.Histogram
 		msgs, calls    atomic.Int64
 		payload        atomic.Int64
 		drained        atomic.Int64
@@ -185,14 +186,14 @@ func runRead(ctx context.Context, cfg *Config, conns []*client.Client, since map
 	rep.Messages, rep.NextCalls = msgs.Load(), calls.Load()
 	rep.MsgsPerSec = float64(rep.Messages) / rep.Seconds
 	rep.MiBPerSec = float64(payload.Load()) / (1 << 20) / rep.Seconds
-	rep.NextLatency = lat.summary()
+	rep.NextLatency = lat.Summary()
 	rep.Complete = err == nil && drained.Load() == int64(rep.Streams)
 	return rep, err
 }
 
 // readStream reads one stream to its readable end. done is false when ctx
 // ended first.
-func readStream(ctx context.Context, cfg *Config, c *client.Client, st *dsdv1.Stream, since int64, lat *hist, msgs, calls, payload *atomic.Int64) (done bool, err error) {
+func readStream(ctx context.Context, cfg *Config, c *client.Client, st *dsdv1.Stream, since int64, lat *hist.Histogram, msgs, calls, payload *atomic.Int64) (done bool, err error) {
 	callCtx, cancel := context.WithTimeout(ctx, cfg.CallTimeout)
 	it, err := c.Storage.MakeIterator(callCtx, &dsdv1.MakeIteratorRequest{Stream: st, TopicFilter: cfg.Filter, StartTimeUs: since})
 	cancel()
@@ -204,7 +205,7 @@ func readStream(ctx context.Context, cfg *Config, c *client.Client, st *dsdv1.St
 		callCtx, cancel := context.WithTimeout(ctx, cfg.CallTimeout)
 		t0 := time.Now()
 		res, err := c.Storage.Next(callCtx, &dsdv1.NextRequest{Iterator: iter, MaxMessages: uint32(cfg.ReadBatch)})
-		lat.record(time.Since(t0))
+		lat.Record(time.Since(t0))
 		cancel()
 		if err != nil {
 			return false, fmt.Errorf("next: %w", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+	"github.com/stratamq/strata/internal/hist"
 )
 
 // storer is where a store phase sends its Stores: dsd over gRPC, or
@@ -126,8 +127,8 @@ type StoreReport struct {
 	// MiBPerSec counts payload bytes only.
 	MiBPerSec float64 `json:"payload_mib_per_sec"`
 	// Latency is Store call to reply (dsd) or Write call to return (raw).
-	Latency Latency `json:"latency"`
-	Engine  Engine  `json:"engine"`
+	Latency hist.Summary `json:"latency"`
+	Engine  Engine       `json:"engine"`
 }
 
 // phase bounds a store phase.
@@ -152,7 +153,7 @@ func runStore(ctx context.Context, cfg *Config, w *workload, st storer, ph phase
 	}
 	defer cancel()
 	var (
-		lat            hist
+		lat            hist.Histogram
 		msgs, stores   atomic.Int64
 		budget         atomic.Int64
 		limitByCount   = ph.messages > 0
@@ -190,7 +191,7 @@ func runStore(ctx context.Context, cfg *Config, w *workload, st storer, ph phase
 				callCtx, callCancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.CallTimeout)
 				t0 := time.Now()
 				err := st.store(callCtx, i, clientID, batch, firstSeq)
-				lat.record(time.Since(t0))
+				lat.Record(time.Since(t0))
 				callCancel()
 				if err != nil {
 					return fmt.Errorf("%s: worker %d (%s): %w", ph.name, i, clientID, err)
@@ -213,13 +214,13 @@ func runStore(ctx context.Context, cfg *Config, w *workload, st storer, ph phase
 	rep.MsgsPerSec = float64(rep.Messages) / rep.Seconds
 	rep.StoresPerSec = float64(rep.Stores) / rep.Seconds
 	rep.MiBPerSec = float64(rep.Messages) * float64(cfg.Payload) / (1 << 20) / rep.Seconds
-	rep.Latency = lat.summary()
+	rep.Latency = lat.Summary()
 	rep.Engine = engineDelta(before, after, rep.Messages, firstErr(beforeErr, afterErr))
 	return rep, err
 }
 
 // printProgress writes one line per interval until stop is closed.
-func printProgress(out io.Writer, name string, start time.Time, every time.Duration, stop <-chan struct{}, msgs *atomic.Int64, lat *hist) {
+func printProgress(out io.Writer, name string, start time.Time, every time.Duration, stop <-chan struct{}, msgs *atomic.Int64, lat *hist.Histogram) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	last, lastAt := int64(0), start
@@ -231,7 +232,7 @@ func printProgress(out io.Writer, name string, start time.Time, every time.Durat
 			n := msgs.Load()
 			rate := float64(n-last) / now.Sub(lastAt).Seconds()
 			fmt.Fprintf(out, "[%s] %5.1fs  msgs %d  %.0f msgs/s now  p99 so far %.2fms\n",
-				name, now.Sub(start).Seconds(), n, rate, ms(lat.quantile(0.99)))
+				name, now.Sub(start).Seconds(), n, rate, hist.Millis(lat.Quantile(0.99)))
 			last, lastAt = n, now
 		}
 	}

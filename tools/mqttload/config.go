@@ -58,6 +58,15 @@ type Config struct {
 	// Filter is the subscribers' topic filter (--filter). Default: Topic
 	// with {dev} replaced by +.
 	Filter string `json:"filter"`
+	// Inflight is how many messages each publisher may have in flight
+	// (sent and not yet acknowledged; at QoS 0, not yet written), at most
+	// one per topic so that each topic's messages go out in order
+	// (--inflight). The effective window is min(Inflight, the publisher's
+	// topics). paho also waits for the server's Receive Maximum; mqttrec
+	// does not, so with --pub-client mqttrec keep it at or below the
+	// server's. Default 1: the next message goes out when the previous one
+	// is acknowledged.
+	Inflight int `json:"inflight"`
 	// Rate is messages per second per publisher, 0 = as fast as acks come
 	// back (--rate). Default 0.
 	Rate float64 `json:"rate"`
@@ -129,6 +138,7 @@ func defaultConfig() Config {
 		MQTT:          5,
 		PubClient:     pubPaho,
 		Publishers:    1,
+		Inflight:      1,
 		Subscribers:   1,
 		QoS:           1,
 		SubQoS:        -1,
@@ -165,6 +175,7 @@ func (c *Config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Topic, "topic", c.Topic, "topic name; {dev} is replaced by a device number")
 	fs.IntVar(&c.Devices, "devices", c.Devices, "device numbers, dealt out to publishers round robin (default one per publisher)")
 	fs.StringVar(&c.Filter, "filter", c.Filter, "subscription filter (default --topic with {dev} as +)")
+	fs.IntVar(&c.Inflight, "inflight", c.Inflight, "messages each publisher may have unacknowledged, at most one per topic (see --devices)")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "messages/s per publisher, 0 = as fast as acks return")
 	fs.IntVar(&c.Count, "count", c.Count, "messages per publisher, 0 = no limit")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "publish phase length, 0 = no limit (no limit when --count is given alone)")
@@ -229,6 +240,9 @@ func (c *Config) finish(set map[string]bool) error {
 	}
 	if c.Publishers < 1 || c.Devices < 1 {
 		bad("--publishers and --devices must be >= 1")
+	}
+	if c.Inflight < 1 || c.Inflight > 65535 {
+		bad("--inflight %d: want 1 to 65535", c.Inflight)
 	}
 	if c.Subscribers < 0 {
 		bad("--subscribers %d: must be >= 0", c.Subscribers)

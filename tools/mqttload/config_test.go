@@ -24,7 +24,7 @@ func TestFlagDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Addr != "127.0.0.1:1883" || cfg.MQTT != 5 || cfg.QoS != 1 || cfg.SubQoS != 1 || cfg.Duration != 10*time.Second ||
-		cfg.Count != 0 || cfg.Devices != 1 || cfg.Filter != "sensors/+/temp" || cfg.PubClient != pubPaho {
+		cfg.Count != 0 || cfg.Devices != 1 || cfg.Filter != "sensors/+/temp" || cfg.PubClient != pubPaho || cfg.Inflight != 1 {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	if !strings.HasPrefix(cfg.ClientPrefix, "mqttload-") || len(cfg.ClientPrefix) != len("mqttload-123456-") {
@@ -72,6 +72,7 @@ func TestFlagErrors(t *testing.T) {
 		{"--topic", "a/+/b"},
 		{"--pub-client", "mosquitto"},
 		{"--sub-receive-max", "70000"},
+		{"--inflight", "0"},
 		{"--session-expiry", "-1"},
 		{"extra"},
 		{"--nonsense"},
@@ -89,7 +90,7 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 	}
 	for _, f := range []string{"addr", "publishers", "subscribers", "qos", "sub-qos", "payload", "topic", "devices", "filter",
 		"rate", "count", "duration", "durable", "mqtt", "sub-offline-at", "sub-offline-for", "sub-addr2", "history", "check",
-		"json", "queued", "retain", "drain"} {
+		"json", "queued", "retain", "drain", "inflight"} {
 		if !strings.Contains(stderr.String(), "-"+f+" ") && !strings.Contains(stderr.String(), "-"+f+"\n") {
 			t.Errorf("--help does not mention --%s", f)
 		}

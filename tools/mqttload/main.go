@@ -13,7 +13,9 @@
 // mqttrec, and always with --mqtt 3). Subscribers use internal/mqttrec, the
 // project's recording client, so that QoS 2 duplicate suppression and DUP
 // flags are judged on what actually came over the wire. Each payload
-// carries its publisher, sequence number and send time.
+// carries its publisher, sequence number and send time. A publisher keeps
+// up to --inflight messages unacknowledged, at most one per topic, so each
+// topic's messages reach the server in order.
 //
 // Live mode: subscribers connect and subscribe, publishers publish for
 // --count messages each or --duration, then subscribers drain (--drain).

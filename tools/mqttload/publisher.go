@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -156,19 +157,29 @@ type publisher struct {
 	idx    int
 	name   string
 	topics []string
-	buf    []byte
 }
 
 // run publishes count messages (0: no limit) until issue is done, then
-// returns. ctx bounds everything, including the wait for the last ack.
+// waits for the messages still in flight and returns. ctx bounds
+// everything, including the wait for the last acks.
+//
+// Up to --inflight messages are in flight at once, but never two on one
+// topic: message k goes out only when the previous message on its topic has
+// ended, so each topic's messages reach the server in sequence order (which
+// MQTT's ordering and the checker's per-topic order rely on), whichever
+// goroutine's write reaches the socket first. With --inflight 1 every
+// publish runs here, one at a time.
 func (p *publisher) run(ctx, issue context.Context, count int) {
 	cfg := &p.r.cfg
-	st := &p.r.stats
 	c, err := p.connect(ctx, issue)
 	if err != nil {
 		return
 	}
-	defer func() { c.close() }()
+	w := newWindow(cfg.Inflight, len(p.topics))
+	defer func() {
+		w.wait()
+		c.close()
+	}()
 	var interval time.Duration
 	if cfg.Rate > 0 {
 		interval = time.Duration(float64(time.Second) / cfg.Rate)
@@ -182,52 +193,159 @@ func (p *publisher) run(ctx, issue context.Context, count int) {
 			// After a stall, do not burst to catch up.
 			next = maxTime(next.Add(interval), time.Now().Add(-time.Second))
 		}
-		if issue.Err() != nil {
+		ti := int(seq-1) % len(p.topics)
+		sl, ok := w.acquire(issue, ti)
+		if !ok {
 			return
 		}
-		topic := p.topics[int(seq-1)%len(p.topics)]
-		sent := time.Now()
-		p.buf = encodePayload(p.buf[:0], header{PubIndex: uint32(p.idx), Publisher: p.name, Seq: seq, Sent: sent}, cfg.Payload)
-		p.r.rec.add(checker.Event{Kind: checker.Invoke, Publisher: p.name, Topic: topic, Seq: seq, QoS: cfg.QoS, Retain: cfg.Retain})
-		st.published.Add(1)
-		pctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-		out, err := c.publish(pctx, topic, p.buf)
-		cancel()
-		ev := checker.Event{Publisher: p.name, Topic: topic, Seq: seq}
-		switch {
-		case out == acked && cfg.QoS == 0:
-			// QoS 0 has no acknowledgement: the outcome stays open.
-		case out == acked:
-			st.acked.Add(1)
-			st.ackLat.record(time.Since(sent))
-			ev.Kind = checker.Ack
-			p.r.noteAcked(topic)
-		case out == refused:
-			st.failed.Add(1)
-			ev.Kind, ev.Err = checker.Fail, err.Error()
-		default:
-			st.unknown.Add(1)
-			ev.Kind, ev.Err = checker.Unknown, err.Error()
-		}
-		if ev.Kind != "" {
-			p.r.rec.add(ev)
-		}
-		if out == unknown && isDone(c.done()) {
-			p.r.rec.add(checker.Event{Kind: checker.Disconnect, Publisher: p.name, Err: err.Error()})
+		if isDone(c.done()) {
+			// The connection is gone (a publish in flight saw it end): let
+			// the others end too, then reconnect.
+			w.release(sl, sl.buf)
+			w.wait()
+			p.r.rec.add(checker.Event{Kind: checker.Disconnect, Publisher: p.name, Err: "connection lost"})
 			c.close()
 			if c, err = p.connect(ctx, issue); err != nil {
 				c = nopPub{}
 				return
 			}
+			if sl, ok = w.acquire(issue, ti); !ok {
+				return
+			}
 		}
+		m := flight{topic: p.topics[ti], seq: seq, sent: time.Now()}
+		m.payload = encodePayload(sl.buf[:0], header{PubIndex: uint32(p.idx), Publisher: p.name, Seq: seq, Sent: m.sent}, cfg.Payload)
+		p.r.rec.add(checker.Event{Kind: checker.Invoke, Publisher: p.name, Topic: m.topic, Seq: seq, QoS: cfg.QoS, Retain: cfg.Retain})
+		p.r.stats.published.Add(1)
+		if w.n == 1 {
+			p.publish(ctx, c, m)
+			w.release(sl, m.payload)
+			continue
+		}
+		conn := c
+		w.start(func() {
+			p.publish(ctx, conn, m)
+			w.release(sl, m.payload)
+		})
 	}
 }
+
+// flight is one message on its way.
+type flight struct {
+	topic   string
+	seq     uint64
+	sent    time.Time
+	payload []byte
+}
+
+// publish sends m on c, waits for its outcome and records it.
+func (p *publisher) publish(ctx context.Context, c pubConn, m flight) {
+	cfg := &p.r.cfg
+	st := &p.r.stats
+	pctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	out, err := c.publish(pctx, m.topic, m.payload)
+	cancel()
+	ev := checker.Event{Publisher: p.name, Topic: m.topic, Seq: m.seq}
+	switch {
+	case out == acked && cfg.QoS == 0:
+		// QoS 0 has no acknowledgement: the outcome stays open.
+	case out == acked:
+		st.acked.Add(1)
+		st.ackLat.Record(time.Since(m.sent))
+		ev.Kind = checker.Ack
+		p.r.noteAcked(m.topic)
+	case out == refused:
+		st.failed.Add(1)
+		ev.Kind, ev.Err = checker.Fail, err.Error()
+	default:
+		st.unknown.Add(1)
+		ev.Kind, ev.Err = checker.Unknown, err.Error()
+	}
+	if ev.Kind != "" {
+		p.r.rec.add(ev)
+	}
+}
+
+// window is a publisher's in-flight limit: n slots, each with its own
+// payload buffer (a client may read a payload until its publish returns),
+// and at most one message in flight per topic. The issuing goroutine calls
+// acquire, start and wait; release is called once per acquired slot, from
+// whichever goroutine ran the publish.
+type window struct {
+	n     int
+	slots chan []byte
+	// busy[t] is closed when the message in flight on topic t ends. Only
+	// the issuing goroutine reads and writes the slice.
+	busy []chan struct{}
+	wg   sync.WaitGroup
+}
+
+// slot is an acquired place in the window.
+type slot struct {
+	buf  []byte
+	done chan struct{}
+}
+
+func newWindow(n, topics int) *window {
+	n = max(1, min(n, topics))
+	w := &window{n: n, slots: make(chan []byte, n), busy: make([]chan struct{}, topics)}
+	for range n {
+		w.slots <- nil
+	}
+	return w
+}
+
+// acquire waits until topic t has nothing in flight and a slot is free;
+// false when issue ended first.
+func (w *window) acquire(issue context.Context, t int) (slot, bool) {
+	if issue.Err() != nil {
+		return slot{}, false
+	}
+	if ch := w.busy[t]; ch != nil {
+		select {
+		case <-ch:
+		case <-issue.Done():
+			return slot{}, false
+		}
+	}
+	select {
+	case buf := <-w.slots:
+		s := slot{buf: buf, done: make(chan struct{})}
+		w.busy[t] = s.done
+		return s, true
+	case <-issue.Done():
+		return slot{}, false
+	}
+}
+
+// release ends s: its topic is free again and its buffer (buf, the slot's
+// buffer as the payload left it) goes back to the pool.
+func (w *window) release(s slot, buf []byte) {
+	close(s.done)
+	w.slots <- buf
+}
+
+// start runs f on a goroutine of its own that wait waits for.
+func (w *window) start(f func()) {
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		f()
+	}()
+}
+
+// wait waits for every publish started with start.
+func (w *window) wait() { w.wg.Wait() }
 
 // connect dials until it succeeds or issue is done.
 func (p *publisher) connect(ctx, issue context.Context) (pubConn, error) {
 	backoff := 100 * time.Millisecond
 	for {
-		c, err := p.r.dialPub(ctx, p.name)
+		dial := p.r.dialPub
+		if p.r.testDialPub != nil {
+			dial = p.r.testDialPub
+		}
+		c, err := dial(ctx, p.name)
 		if err == nil {
 			return c, nil
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/stratamq/strata/internal/hist"
 )
 
 // ReplayReport is the offline-queue replay (--queued).
@@ -85,7 +87,7 @@ func (r *runner) replayReport(reconnected time.Time) *ReplayReport {
 		rr.Delivered += u
 		rr.Complete = rr.Complete && u >= rr.Queued
 		if first := s.first.Load(); first != 0 {
-			rr.FirstMs = max(rr.FirstMs, ms(time.Unix(0, first).Sub(reconnected)))
+			rr.FirstMs = max(rr.FirstMs, hist.Millis(time.Unix(0, first).Sub(reconnected)))
 		}
 		if last := s.last.Load(); last != 0 {
 			d := time.Unix(0, last).Sub(reconnected).Seconds()

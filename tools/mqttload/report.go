@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/integration/checker"
+	"github.com/stratamq/strata/internal/hist"
 )
 
 // Report is mqttload's final summary; --json prints it as is.
@@ -46,9 +47,9 @@ type Report struct {
 	// the last first delivery.
 	DeliverRate float64 `json:"deliver_msgs_per_s"`
 	// AckLatency is publish → PUBACK (QoS 1) or PUBCOMP (QoS 2).
-	AckLatency Latency `json:"ack_latency"`
+	AckLatency hist.Summary `json:"ack_latency"`
 	// DeliverLatency is publish → first delivery at each subscriber.
-	DeliverLatency Latency `json:"deliver_latency"`
+	DeliverLatency hist.Summary `json:"deliver_latency"`
 	// RetainedGot and RetainedWant: the late subscriber's retained
 	// messages and the topics with an acked retained publish (--retain).
 	RetainedGot  int64 `json:"retained_got,omitempty"`
@@ -101,8 +102,8 @@ func (r *runner) fill(rep *Report) {
 			rep.DeliverRate = float64(rep.Unique) / d
 		}
 	}
-	rep.AckLatency = st.ackLat.summary()
-	rep.DeliverLatency = st.e2eLat.summary()
+	rep.AckLatency = st.ackLat.Summary()
+	rep.DeliverLatency = st.e2eLat.Summary()
 }
 
 func (rep *Report) writeJSON(w io.Writer) error {
@@ -113,8 +114,12 @@ func (rep *Report) writeJSON(w io.Writer) error {
 func (rep *Report) writeText(w io.Writer) error {
 	var b strings.Builder
 	c := &rep.Config
-	fmt.Fprintf(&b, "mqttload %s: MQTT %d, %d publishers (QoS %d, %s), %d subscribers (QoS %d, %q), payload %d B\n",
-		rep.Mode, c.MQTT, c.Publishers, c.QoS, c.PubClient, c.Subscribers, c.SubQoS, c.Filter, c.Payload)
+	inflight := ""
+	if c.Inflight > 1 {
+		inflight = fmt.Sprintf(", in flight %d", c.Inflight)
+	}
+	fmt.Fprintf(&b, "mqttload %s: MQTT %d, %d publishers (QoS %d, %s%s), %d subscribers (QoS %d, %q), payload %d B\n",
+		rep.Mode, c.MQTT, c.Publishers, c.QoS, c.PubClient, inflight, c.Subscribers, c.SubQoS, c.Filter, c.Payload)
 	fmt.Fprintf(&b, "publish:  %.2fs, published %d, acked %d, failed %d, unknown %d: %.0f msgs/s\n",
 		rep.PublishSeconds, rep.Published, rep.Acked, rep.Failed, rep.Unknown, rep.PublishRate)
 	fmt.Fprintf(&b, "deliver:  delivered %d, unique %d, redelivered %d, suppressed %d, foreign %d: %.0f msgs/s\n",
@@ -122,7 +127,7 @@ func (rep *Report) writeText(w io.Writer) error {
 	fmt.Fprintf(&b, "latency (ms)        p50      p90      p99      max\n")
 	for _, l := range []struct {
 		name string
-		l    Latency
+		l    hist.Summary
 	}{{"publish→ack", rep.AckLatency}, {"publish→delivery", rep.DeliverLatency}} {
 		fmt.Fprintf(&b, "  %-16s %8.3f %8.3f %8.3f %8.3f\n", l.name, l.l.P50, l.l.P90, l.l.P99, l.l.Max)
 	}

@@ -26,6 +26,9 @@ type runner struct {
 
 	// ackedTopics holds the topics with an acked retained publish (--retain).
 	ackedTopics sync.Map
+
+	// testDialPub, when set, replaces dialPub (tests).
+	testDialPub func(ctx context.Context, name string) (pubConn, error)
 }
 
 func (r *runner) logf(format string, args ...any) {

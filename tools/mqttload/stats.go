@@ -5,6 +5,8 @@ import (
 	"io"
 	"sync/atomic"
 	"time"
+
+	"github.com/stratamq/strata/internal/hist"
 )
 
 // stats are the run's counters, updated by publishers and subscribers and
@@ -33,8 +35,8 @@ type stats struct {
 	// lastDeliver is the Unix ns of the latest first delivery.
 	lastDeliver atomic.Int64
 
-	ackLat hist // publish → PUBACK / PUBCOMP
-	e2eLat hist // publish → first delivery, per subscriber
+	ackLat hist.Histogram // publish → PUBACK / PUBCOMP
+	e2eLat hist.Histogram // publish → first delivery, per subscriber
 }
 
 // noteDeliver records the time of a first delivery.

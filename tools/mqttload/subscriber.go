@@ -99,7 +99,7 @@ func (s *subscriber) onMessage(m mqttrec.Message) {
 	}
 	s.unique.Add(1)
 	st.unique.Add(1)
-	st.e2eLat.record(m.Time.Sub(h.Sent))
+	st.e2eLat.Record(m.Time.Sub(h.Sent))
 	ns := m.Time.UnixNano()
 	s.first.CompareAndSwap(0, ns)
 	s.last.Store(ns)
