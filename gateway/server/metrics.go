@@ -85,7 +85,7 @@ func newMetrics() *metrics {
 	}
 	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "strata_gateway_messages_dropped_total",
-		Help: "Messages not delivered to a subscriber, by reason (expired, too_large, no_local, dropped_generation, unsubscribed, retained_unavailable).",
+		Help: "Messages dropped, by reason: not delivered to a subscriber (expired, too_large, no_local, dropped_generation, unsubscribed, retained_unavailable) or an inbound QoS 0 PUBLISH not stored because 4,096 waited behind a Store (qos0_overflow).",
 	}, []string{"reason"})
 	m.replayed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "strata_gateway_messages_replayed_total",

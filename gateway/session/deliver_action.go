@@ -71,9 +71,10 @@ type FetchRetained struct {
 }
 
 // Counted reports N messages to count, for metrics: "replayed" (sent again
-// after a resume), or a reason a message was not delivered: expired,
+// after a resume), a reason a message was not delivered (expired,
 // too_large, no_local, dropped_generation, unsubscribed,
-// retained_unavailable.
+// retained_unavailable), or qos0_overflow (an inbound QoS 0 PUBLISH
+// dropped while dsd is behind).
 type Counted struct {
 	Event string
 	N     int

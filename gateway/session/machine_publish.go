@@ -133,7 +133,9 @@ func (m *Machine) publish(p *packet.Publish) {
 	}
 	if p.QoS == 0 {
 		if in.storing != nil && in.qos0 >= maxQueuedQoS0 {
-			return // at most once: dropped while dsd is behind
+			// At most once: dropped while dsd is behind, and counted.
+			m.out = append(m.out, Counted{Event: "qos0_overflow", N: 1})
+			return
 		}
 		in.qos0++
 	} else {
