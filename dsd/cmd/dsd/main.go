@@ -21,6 +21,7 @@ import (
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/dsd/server"
 	"github.com/stratamq/strata/dsd/storage"
+	"github.com/stratamq/strata/internal/logging"
 )
 
 func main() {
@@ -33,6 +34,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("dsd", flag.ContinueOnError)
 	configPath := fs.String("config", "", "TOML config file (default: built-in defaults)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	dataDir := fs.String("data-dir", "", "data directory (overrides durable_storage.messages.data_dir)")
 	grpcListen := fs.String("grpc-listen", "", "gRPC listen address (overrides dsd.grpc_listen)")
 	httpListen := fs.String("http-listen", "", "HTTP listen address (overrides dsd.http_listen)")
@@ -58,7 +60,10 @@ func run(args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log, err := logging.New(os.Stderr, *logLevel)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(os.Stderr, "# dsd effective configuration\n%s", cfg)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

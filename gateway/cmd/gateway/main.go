@@ -26,7 +26,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -37,6 +36,7 @@ import (
 	"github.com/stratamq/strata/gateway/auth"
 	"github.com/stratamq/strata/gateway/dsdbackend"
 	"github.com/stratamq/strata/gateway/server"
+	"github.com/stratamq/strata/internal/logging"
 )
 
 // shutdownGrace bounds a graceful stop.
@@ -55,6 +55,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	configPath := fs.String("config", "", "TOML config file (default: built-in defaults)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	dsdAddr := fs.String("dsd", "", "dsd gRPC address (overrides gateway.dsd)")
 	mqttListen := fs.String("mqtt-listen", "", "MQTT over TCP address (overrides listeners.tcp.default.bind)")
 	wsListen := fs.String("ws-listen", "", "MQTT over WebSocket address (overrides listeners.ws.default.bind)")
@@ -85,7 +86,10 @@ func run(args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log, err := logging.New(os.Stderr, *logLevel)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(os.Stderr, "# gateway effective configuration\n%s", cfg)
 
 	authn, err := auth.New(cfg.Auth)
