@@ -186,16 +186,8 @@ func TestDurabilityDisabledZone(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte("[durable_sessions]\nenable = false\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Stop(10 * time.Second)
-	g, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: d.GRPCAddr, ConfigFile: cfgFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Stop(10 * time.Second)
+	c := startClusterConfig(t, ctx, 1, cfgFile)
+	d, g := c.dsd, c.gateways[0]
 	addr := g.Addrs["tcp.default"]
 	sub := dialSub(t, ctx, addr, pahoOpts{clientID: "ephemeral", expiry: 3600})
 	if e := sub.ack.Properties.SessionExpiryInterval; e == nil || *e != 0 {

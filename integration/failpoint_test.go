@@ -43,19 +43,12 @@ func testFailpoint(t *testing.T, point string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := startCluster(t, ctx, 2, []string{failpoint.EnvVar + "=" + point})
-	var mu sync.Mutex
-	current := c.addr(0)
-	addr := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return current
-	}
+	target := &gatewayAddr{addr: c.addr(0)}
+	addr := target.get
 	go func() {
 		select {
 		case <-c.gateways[0].Done():
-			mu.Lock()
-			current = c.addr(1)
-			mu.Unlock()
+			target.set(c.addr(1))
 		case <-ctx.Done():
 		}
 	}()
@@ -254,13 +247,8 @@ func TestCrashGatewayUnderQoS12Load(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := startCluster(t, ctx, 1)
-	var mu sync.Mutex
-	current := c.addr(0)
-	addr := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return current
-	}
+	target := &gatewayAddr{addr: c.addr(0)}
+	addr := target.get
 	q2 := newRecSub(t, ctx, addr, "kill-sub-q2", 2)
 	q1 := newRecSub(t, ctx, addr, "kill-sub-q1", 1)
 
@@ -273,9 +261,7 @@ func TestCrashGatewayUnderQoS12Load(t *testing.T) {
 		wait.For(t, 30*time.Second, fmt.Sprintf("load before kill %d", i+1), func() bool { return published.Load() >= before+50 })
 		c.gateways[len(c.gateways)-1].Kill()
 		g := c.addGateway(t, ctx, nil)
-		mu.Lock()
-		current = g.Addrs["tcp.default"]
-		mu.Unlock()
+		target.set(g.Addrs["tcp.default"])
 	}
 	before := published.Load()
 	wait.For(t, 30*time.Second, "load after the last kill", func() bool { return published.Load() >= before+50 })
@@ -338,4 +324,22 @@ func publishQoS2(ctx context.Context, addr func() string, id string, stop *atomi
 		}
 	}
 	return conn.Disconnect(&packet.Disconnect{})
+}
+
+// gatewayAddr is where clients connect now: it moves when a gateway dies.
+type gatewayAddr struct {
+	mu   sync.Mutex
+	addr string
+}
+
+func (g *gatewayAddr) get() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.addr
+}
+
+func (g *gatewayAddr) set(addr string) {
+	g.mu.Lock()
+	g.addr = addr
+	g.mu.Unlock()
 }
