@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,21 +23,8 @@ import (
 func TestGatewayPublishStored(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Stop(10 * time.Second)
-	g, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: d.GRPCAddr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Stop(10 * time.Second)
-	defer func() {
-		if t.Failed() {
-			t.Logf("gateway log:\n%s\ndsd log:\n%s", g.Log(), d.Log())
-		}
-	}()
+	cl := startCluster(t, ctx, 1)
+	d, g := cl.dsd, cl.gateways[0]
 
 	nc, err := net.Dial("tcp", g.Addrs["tcp.default"])
 	if err != nil {

@@ -22,26 +22,8 @@ import (
 func TestGatewayTakeover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Stop(10 * time.Second)
-	a, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: d.GRPCAddr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Stop(10 * time.Second)
-	b, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: d.GRPCAddr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(10 * time.Second)
-	defer func() {
-		if t.Failed() {
-			t.Logf("gateway A log:\n%s\ngateway B log:\n%s\ndsd log:\n%s", a.Log(), b.Log(), d.Log())
-		}
-	}()
+	c := startCluster(t, ctx, 2)
+	a, b := c.gateways[0], c.gateways[1]
 	addrA, addrB := a.Addrs["tcp.default"], b.Addrs["tcp.default"]
 
 	t.Run("mqtt5-across-gateways", func(t *testing.T) {
@@ -97,7 +79,7 @@ func TestGatewayTakeover(t *testing.T) {
 		if ack := held.connectDurable(t, "survivor-held", 300); ack.ReasonCode != 0 {
 			t.Fatalf("CONNACK on A: %+v", ack)
 		}
-		a.kill()
+		a.Kill()
 		for _, id := range []string{"survivor", "survivor-held"} {
 			c = dialRaw(t, addrB, packet.V5)
 			if ack := c.connectDurable(t, id, 300); ack.ReasonCode != 0 || !ack.SessionPresent {
@@ -255,10 +237,4 @@ func httpStatus(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// kill ends the gateway with SIGKILL: no DISCONNECT, no session ends.
-func (g *Gateway) kill() {
-	_ = g.cmd.Process.Signal(syscall.SIGKILL)
-	<-g.done
 }

@@ -80,15 +80,7 @@ func (l *Link) recvErr(sendErr error) error {
 // watermark) in one shard, or every shard with shard < 0. Announcements
 // carry the returned entry id.
 func (l *Link) AddWatch(filter string, shard int, startUs int64) (uint64, error) {
-	w := &dsdv1.WatchEntry{TopicFilter: filter, StartTimeUs: startUs}
-	if shard >= 0 {
-		s := uint32(shard)
-		w.Shard = &s
-	}
-	return l.addEntry(func(id uint64) *dsdv1.GatewayLinkRequest {
-		w.EntryId = id
-		return &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Watch{Watch: w}}
-	})
+	return l.AddSessionWatch(nil, filter, shard, startUs)
 }
 
 // AddRead adds a Read entry: dsd pushes the iterator's messages as they
@@ -100,11 +92,7 @@ func (l *Link) AddRead(iterator []byte, window uint32) (uint64, error) {
 // AddReadBatch is AddRead with a per-entry batch size (a zone's
 // batch_size); 0 uses dsd's.
 func (l *Link) AddReadBatch(iterator []byte, window, maxBatchMessages uint32) (uint64, error) {
-	return l.addEntry(func(id uint64) *dsdv1.GatewayLinkRequest {
-		return &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Read{Read: &dsdv1.ReadEntry{
-			EntryId: id, Iterator: iterator, Window: window, MaxBatchMessages: maxBatchMessages,
-		}}}
-	})
+	return l.AddSessionRead(nil, iterator, window, maxBatchMessages)
 }
 
 // addEntry allocates the next id and sends the request under the same
