@@ -139,13 +139,6 @@ func (r *Router) enqueueLocked(req *dsdv1.GatewayLinkRequest) {
 	}
 }
 
-// Entries returns how many entries are routed.
-func (r *Router) Entries() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.mu.routes)
-}
-
 // linkOpened starts a new link generation: every entry of the previous
 // link is gone, so each owner is told to add its entries again.
 func (r *Router) linkOpened() {
