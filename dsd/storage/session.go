@@ -180,7 +180,10 @@ func (db *DB) OpenSession(ctx context.Context, req OpenSessionRequest) (OpenSess
 		return OpenSessionResult{}, err
 	}
 	if req.Will != nil {
-		if _, err := db.validateStore(req.ClientID, []*storagev1.Message{req.Will.Message}, nil); err != nil {
+		if req.Will.Message == nil {
+			return OpenSessionResult{}, fmt.Errorf("%w: open session: will without a message", ErrInvalidArgument)
+		}
+		if _, err := db.validateStore(req.ClientID, []IngestMessage{IngestMessageOf(req.Will.Message)}, nil); err != nil {
 			return OpenSessionResult{}, fmt.Errorf("open session: will: %w", err)
 		}
 	}

@@ -79,8 +79,14 @@ func translate(ctx context.Context, op string, err error, table map[codes.Code]e
 	if errors.Is(err, context.DeadlineExceeded) {
 		st = status.FromContextError(err)
 	}
-	if kind, ok := table[st.Code()]; ok {
-		return fmt.Errorf("dsdbackend: %s: %w: %s: %s", op, kind, st.Code(), st.Message())
+	return translateCode(op, st.Code(), st.Message(), table)
+}
+
+// translateCode is translate for a status dsd sent as a code and a message
+// (a Store the ingest stream answered as failed).
+func translateCode(op string, code codes.Code, msg string, table map[codes.Code]error) error {
+	if kind, ok := table[code]; ok {
+		return fmt.Errorf("dsdbackend: %s: %w: %s: %s", op, kind, code, msg)
 	}
-	return fmt.Errorf("dsdbackend: %s: %s: %s", op, st.Code(), st.Message())
+	return fmt.Errorf("dsdbackend: %s: %s: %s", op, code, msg)
 }

@@ -37,6 +37,8 @@ type metrics struct {
 	replayed    prometheus.Counter
 	missed      prometheus.Counter
 	dsdLatency  *prometheus.HistogramVec
+	// storeLatency is dsdLatency{call="store"}, looked up once.
+	storeLatency prometheus.Observer
 }
 
 func newMetrics() *metrics {
@@ -100,6 +102,7 @@ func newMetrics() *metrics {
 		Help:    "Latency of the gateway's calls to dsd, by call (store, release, commit, watermarks, replay, retained).",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 	}, []string{"call"})
+	m.storeLatency = m.dsdLatency.WithLabelValues("store")
 	messagesIn := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "strata_gateway_messages_received_total", Help: "Application messages received (PUBLISH from clients), by QoS.",
 	}, []string{"qos"})

@@ -65,6 +65,9 @@ type Options struct {
 	OutboundQueue int
 }
 
+// DefaultBackendTimeout is Options.BackendTimeout's default.
+const DefaultBackendTimeout = 10 * time.Second
+
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -76,7 +79,7 @@ func (o Options) withDefaults() Options {
 		o.WriteTimeout = 10 * time.Second
 	}
 	if o.BackendTimeout <= 0 {
-		o.BackendTimeout = 10 * time.Second
+		o.BackendTimeout = DefaultBackendTimeout
 	}
 	if o.OutboundQueue <= 0 {
 		o.OutboundQueue = 1024
@@ -445,8 +448,8 @@ func (s *Server) httpHandler() http.Handler {
 // noStorage refuses every Store: a Backend without a Storage.
 type noStorage struct{}
 
-func (noStorage) Store(context.Context, session.StoreRequest) error {
-	return fmt.Errorf("gateway: no storage configured: %w", session.ErrUnavailable)
+func (noStorage) Submit(_ session.StoreRequest, done func(error)) {
+	go done(fmt.Errorf("gateway: no storage configured: %w", session.ErrUnavailable))
 }
 
 func (noStorage) Release(context.Context, session.ReleaseRequest) (bool, error) {

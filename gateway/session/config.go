@@ -30,6 +30,11 @@ type Config struct {
 	// ReceiveMaximum is the number of QoS 1 and 2 PUBLISH packets the
 	// gateway accepts unacknowledged (mqtt.receive_maximum). Default 32.
 	ReceiveMaximum uint16
+	// StoresInFlight is how many Stores of a connection may be on their
+	// way to dsd at once; PUBLISHes that arrive while that many are in
+	// flight join the next Store. 0: ReceiveMaximum, so that a publisher
+	// with a full window has every message on its way at once.
+	StoresInFlight int
 	// MaxPacketSize is the largest packet accepted, in bytes
 	// (mqtt.max_packet_size). Default 1 MiB.
 	MaxPacketSize uint32

@@ -17,7 +17,7 @@ import (
 // the start ("deadline: +15s").
 //
 //	new [server_keepalive=N] [max_keepalive=N] [backoff=F] [max_expiry=N]
-//	    [max_qos=N] [retain] [shared] [subid] [no_wildcard] [receive_max=N]
+//	    [max_qos=N] [retain] [shared] [subid] [no_wildcard] [receive_max=N] [stores=N]
 //	    [batch=N] [ring=N] [window=N] [not_durable] [keep_store]
 //	connect [v=5|4|3] [id=X] [clean] [keepalive=N] [expiry=N] [user=U]
 //	    [will=TOPIC] [will_qos=N] [will_retain] [auth_method=M]
@@ -65,6 +65,7 @@ func TestMachine(t *testing.T) {
 				if d.HasArg("receive_max") {
 					cfg.ReceiveMaximum = uint16(intArg(t, d, "receive_max", 0))
 				}
+				cfg.StoresInFlight = int(intArg(t, d, "stores", 0))
 				cfg.RetainAvailable = d.HasArg("retain")
 				cfg.SharedAvailable = d.HasArg("shared")
 				cfg.SubscriptionIDAvailable = d.HasArg("subid")

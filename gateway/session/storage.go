@@ -43,12 +43,16 @@ type ReleaseRequest struct {
 	PacketID uint16
 }
 
-// Storage stores what clients publish: dsd's StorageService (package
+// Storage stores what clients publish: dsd's ingest stream (package
 // dsdbackend), or MemBackend. Implementations are safe for concurrent use.
 type Storage interface {
-	// Store commits the messages; it returns nil once they are committed,
-	// by this call or an earlier one (DUPLICATE).
-	Store(ctx context.Context, req StoreRequest) error
+	// Submit starts storing the messages and calls done exactly once: nil
+	// once they are committed, by this Store or an earlier one
+	// (DUPLICATE). Submit does not block, and done never runs on the
+	// caller's goroutine (the caller may hold the lock done takes). Stores
+	// of one client submitted in order complete in that order, so a
+	// connection may have several in flight.
+	Submit(req StoreRequest, done func(error))
 	// Release drops a held QoS 2 packet id; released is false when the id
 	// was not held.
 	Release(ctx context.Context, req ReleaseRequest) (released bool, err error)

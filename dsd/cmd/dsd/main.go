@@ -22,6 +22,7 @@ import (
 	"github.com/stratamq/strata/dsd/server"
 	"github.com/stratamq/strata/dsd/storage"
 	"github.com/stratamq/strata/internal/logging"
+	"github.com/stratamq/strata/internal/profiling"
 )
 
 func main() {
@@ -38,12 +39,18 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", "", "data directory (overrides durable_storage.messages.data_dir)")
 	grpcListen := fs.String("grpc-listen", "", "gRPC listen address (overrides dsd.grpc_listen)")
 	httpListen := fs.String("http-listen", "", "HTTP listen address (overrides dsd.http_listen)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	stopProfile, err := profiling.StartCPU(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopProfile() }()
 	cfg, err := config.Load(*configPath)
 	if err != nil {
 		return err

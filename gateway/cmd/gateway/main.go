@@ -37,6 +37,7 @@ import (
 	"github.com/stratamq/strata/gateway/dsdbackend"
 	"github.com/stratamq/strata/gateway/server"
 	"github.com/stratamq/strata/internal/logging"
+	"github.com/stratamq/strata/internal/profiling"
 )
 
 // shutdownGrace bounds a graceful stop.
@@ -63,12 +64,18 @@ func run(args []string) error {
 	wssListen := fs.String("wss-listen", "", "MQTT over secure WebSocket address (overrides listeners.wss.default.bind)")
 	httpListen := fs.String("http-listen", "", "HTTP address for /metrics, /healthz, /readyz (overrides gateway.http_listen)")
 	gatewayID := fs.String("gateway-id", "", "this gateway's id in dsd (default: gw- and 16 random hex digits, new at each start)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	stopProfile, err := profiling.StartCPU(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopProfile() }()
 	cfg, err := config.Load(*configPath)
 	if err != nil {
 		return err
@@ -119,7 +126,9 @@ func run(args []string) error {
 		CallTimeout:                2 * interval,
 	}
 	backend := dsdbackend.New(dsd.Sessions(), lease, backendOpts)
-	storage := dsdbackend.NewStorage(dsd.Storage, dsd.Sessions(), lease, backendOpts)
+	storage := dsdbackend.NewStorage(dsd.Storage, dsd.Sessions(), lease, backendOpts,
+		dsdbackend.IngestOptions{Timeout: server.DefaultBackendTimeout, Logger: log})
+	defer storage.Close()
 	delivery := dsdbackend.NewDelivery(dsd, lease, router, backendOpts)
 
 	srv, err := server.Listen(server.Options{
