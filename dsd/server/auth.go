@@ -104,15 +104,6 @@ func (c caller) String() string {
 	return fmt.Sprintf("client %q (%s)", c.name, c.role)
 }
 
-type callerKey struct{}
-
-// callerFrom returns the caller the interceptor found; the zero caller
-// (no role, allowed nothing) when there is none.
-func callerFrom(ctx context.Context) caller {
-	c, _ := ctx.Value(callerKey{}).(caller)
-	return c
-}
-
 // authorizer decides a caller's role from its verified client certificate
 // and applies methodRules.
 type authorizer struct {
@@ -176,7 +167,7 @@ func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerI
 	if err != nil {
 		return nil, statusFor(err)
 	}
-	resp, err := handler(context.WithValue(ctx, callerKey{}, c), req)
+	resp, err := handler(ctx, req)
 	if err == nil && rule.filter != nil {
 		rule.filter(c, resp)
 	}
@@ -188,22 +179,18 @@ func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	if err != nil {
 		return statusFor(err)
 	}
-	return handler(srv, &authorizedStream{ServerStream: ss, a: a, c: c, rule: rule,
-		ctx: context.WithValue(ss.Context(), callerKey{}, c)})
+	return handler(srv, &authorizedStream{ServerStream: ss, a: a, c: c, rule: rule})
 }
 
-// authorizedStream carries the caller in its context and applies the
-// rule's check to the first request (a GatewayLink's hello).
+// authorizedStream applies the rule's check to the first request of a
+// stream (a GatewayLink's hello).
 type authorizedStream struct {
 	grpc.ServerStream
 	a       *authorizer
 	c       caller
 	rule    methodRule
-	ctx     context.Context
 	checked bool
 }
-
-func (s *authorizedStream) Context() context.Context { return s.ctx }
 
 func (s *authorizedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
