@@ -22,6 +22,15 @@ type metrics struct {
 	next         prometheus.Histogram
 	// ingestFrame counts the Stores of each ingest request.
 	ingestFrame prometheus.Histogram
+	// panics counts handler panics the recovery interceptor (or a link
+	// entry's worker) turned into INTERNAL, by method.
+	panics *prometheus.CounterVec
+	// internalErrors counts errors answered with the generic INTERNAL
+	// status, by method.
+	internalErrors *prometheus.CounterVec
+	// linkEntriesRefused counts Watch and Read entries refused because
+	// their link held max_link_entries.
+	linkEntriesRefused prometheus.Counter
 }
 
 // latencyBuckets span 50 µs to ~3 s.
@@ -45,6 +54,18 @@ func newMetrics(db *storage.DB) *metrics {
 			Help:    "Stores carried by one request of a gateway's ingest stream.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_ds_grpc_panics_total",
+			Help: "Panics of gRPC handlers (and gateway link entries) recovered and answered INTERNAL.",
+		}, []string{"method"}),
+		internalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_ds_grpc_internal_errors_total",
+			Help: "Calls answered INTERNAL with a generic message (the error is in dsd's log with its incident id).",
+		}, []string{"method"}),
+		linkEntriesRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_ds_link_entries_refused_total",
+			Help: "Watch and Read entries refused (RESOURCE_EXHAUSTED) because their gateway link held durable_sessions.max_link_entries.",
+		}),
 	}
 	for shard := range db.NShards() {
 		m.storeByShard = append(m.storeByShard, m.storeBatch.WithLabelValues(strconv.Itoa(shard)))
@@ -52,7 +73,7 @@ func newMetrics(db *storage.DB) *metrics {
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.storeBatch, m.next, m.ingestFrame,
+		m.storeBatch, m.next, m.ingestFrame, m.panics, m.internalErrors, m.linkEntriesRefused,
 		&storageCollector{db: db},
 		&engineCollector{db: db},
 	)

@@ -308,6 +308,20 @@ func (db *DB) SessionGuard(clientID string) (guard uint64, ok bool) {
 	return ss.rec.Guard, true
 }
 
+// SessionOwner returns the gateway id that opened the session last (kept
+// after a disconnect) and its current guard; ok is false when there is no
+// session. dsd's API uses it to bind a gateway's calls to its own sessions.
+func (db *DB) SessionOwner(clientID string) (gatewayID string, guard uint64, ok bool) {
+	s := db.shards[db.ShardOf(clientID)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ss := s.mu.st.sessions[clientID]
+	if ss == nil {
+		return "", 0, false
+	}
+	return ss.rec.OwnerGatewayId, ss.rec.Guard, true
+}
+
 // SessionSummary is one session in a listing.
 type SessionSummary struct {
 	Shard         int

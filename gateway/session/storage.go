@@ -10,7 +10,9 @@ import (
 // ErrQuotaExceeded: dsd refused a Store for lack of room or over a quota
 // (PUBACK / PUBREC 0x97 in MQTT 5). A Storage returns it, ErrStaleGuard
 // (the session was taken over: the connection closes) or ErrUnavailable
-// (0x80); anything else is answered 0x80 too.
+// (0x80); anything else is answered 0x80 too. An entry that fails with it
+// (dsd's durable_sessions.max_link_entries) ends the connection with
+// DISCONNECT 0x97.
 var ErrQuotaExceeded = errors.New("session: quota exceeded")
 
 // Message is an application message a client published, as stored: the

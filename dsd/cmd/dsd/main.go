@@ -90,19 +90,22 @@ func run(args []string) error {
 		roles[name] = server.Role(role)
 	}
 	srv, err := server.Listen(db, server.Options{
-		GRPCListen:            cfg.DSD.GRPCListen,
-		HTTPListen:            cfg.DSD.HTTPListen,
-		MaxRecvMsgSize:        int(cfg.MQTT.MaxPacketSize) + 64<<10,
-		UnsafePlaintextListen: cfg.UnsafePlaintextListen,
-		TLS:                   tlsConfig,
-		Roles:                 roles,
-		DefaultRole:           server.Role(t.DefaultRole),
-		Logger:                log,
+		GRPCListen:                 cfg.DSD.GRPCListen,
+		HTTPListen:                 cfg.DSD.HTTPListen,
+		MaxRecvMsgSize:             int(cfg.MQTT.MaxPacketSize) + 64<<10,
+		MaxConcurrentStreams:       uint32(cfg.DSD.MaxConcurrentStreams),
+		UnsafePlaintextListen:      cfg.UnsafePlaintextListen,
+		TLS:                        tlsConfig,
+		Roles:                      roles,
+		DefaultRole:                server.Role(t.DefaultRole),
+		AllowCrossIdentityTakeover: cfg.MQTT.AllowCrossIdentityTakeover,
+		Logger:                     log,
 		GatewayLink: server.GatewayLinkOptions{
 			BatchSize:            cfg.DurableSessions.BatchSize,
 			IdlePollInterval:     cfg.DurableSessions.IdlePollInterval.Std(),
 			RenewStreamsInterval: cfg.DurableSessions.RenewStreamsInterval.Std(),
 			HeartbeatInterval:    cfg.DurableSessions.GatewayHeartbeatInterval.Std(),
+			MaxEntries:           cfg.DurableSessions.MaxLinkEntries,
 		},
 	})
 	if err != nil {
