@@ -221,3 +221,103 @@ func BenchmarkAuthorize(b *testing.B) {
 		}
 	})
 }
+
+// TestAuthorizeFilter: a deny rule holds for every topic it could deliver.
+// A filter it covers is refused; a filter it only overlaps is granted but not
+// whole, and AuthorizeDelivery then refuses the denied topics one by one.
+// (Before, "#", "+/a", "+/+/x" and "fleet/#" were granted whole after
+// "deny subscribe secret/#" and received secret/... messages.)
+func TestAuthorizeFilter(t *testing.T) {
+	rules := []config.ACLRule{
+		allow("subscribe", "", "secret/public"),
+		deny("subscribe", "", "secret/#"),
+		deny("all", "", "fleet/+/admin/#"),
+		allow("all", "", "#"),
+	}
+	acl, err := NewACL(config.ACL{Rules: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := Identity{Username: "alice", Authenticated: true}
+	for _, tc := range []struct {
+		filter    string
+		ok, whole bool
+	}{
+		{"secret/#", false, false},
+		{"secret/a", false, false},
+		{"secret/+/x", false, false},
+		{"secret", false, false}, // "secret/#" matches its parent
+		{"$share/g/secret/#", false, false},
+		{"secret/public", true, true},
+		{"#", true, false},
+		{"+/a", true, false},
+		{"+/+/x", true, false},
+		{"+", true, false},
+		{"$share/g/#", true, false},
+		{"fleet/#", true, false},
+		{"fleet/a/#", true, false},
+		{"fleet/a/admin/x", false, false},
+		{"fleet/a/status", true, true},
+		{"other/#", true, true},
+		{"fleet/+/status/#", true, true}, // fleet/+/admin/# needs "admin" as the third level
+		{"$SYS/#", false, false},         // "#" does not cover $ topics
+	} {
+		ok, whole := acl.AuthorizeFilter(id, "c", tc.filter)
+		if ok != tc.ok || whole != tc.whole {
+			t.Errorf("AuthorizeFilter(%q) = %v, %v; want %v, %v", tc.filter, ok, whole, tc.ok, tc.whole)
+		}
+		if got := acl.Authorize(id, "c", Subscribe, tc.filter); got != tc.ok {
+			t.Errorf("Authorize(Subscribe, %q) = %v, want %v", tc.filter, got, tc.ok)
+		}
+	}
+	for topic, want := range map[string]bool{
+		"secret/x":         false,
+		"secret":           false,
+		"secret/public":    true, // the earlier allow rule decides
+		"secret/public/x":  false,
+		"fleet/a/admin":    false,
+		"fleet/a/admin/b":  false,
+		"fleet/a/status":   true,
+		"other":            true,
+		"$SYS/broker/load": false,
+	} {
+		if got := acl.AuthorizeDelivery(id, "c", topic); got != want {
+			t.Errorf("AuthorizeDelivery(%q) = %v, want %v", topic, got, want)
+		}
+	}
+	var none *ACL
+	if ok, whole := none.AuthorizeFilter(id, "c", "#"); !ok || !whole {
+		t.Error("without rules every filter is whole")
+	}
+}
+
+func TestOverlaps(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"#", "secret/#", true},
+		{"#", "secret", true},
+		{"+/a", "secret/#", true},
+		{"+/+/x", "secret/#", true},
+		{"+", "secret/#", true},
+		{"a/#", "a", true},
+		{"a/+", "a", false},
+		{"a/+/c", "a/b/+", true},
+		{"a/b/c", "a/+/d", false},
+		{"a/b", "a/b/c", false},
+		{"a/b", "a/b", true},
+		{"#", "$SYS/#", false},
+		{"+/x", "$SYS/x", false},
+		{"$SYS/+", "$SYS/#", true},
+		{"$SYS/x", "$SYS/x", true},
+	} {
+		a, b := strings.Split(tc.a, "/"), strings.Split(tc.b, "/")
+		if got := overlaps(a, b); got != tc.want {
+			t.Errorf("overlaps(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+		if got := overlaps(b, a); got != tc.want {
+			t.Errorf("overlaps(%q, %q) = %v, want %v", tc.b, tc.a, got, tc.want)
+		}
+	}
+}

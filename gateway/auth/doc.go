@@ -61,6 +61,13 @@
 // overlap it. %u and %c are substituted only with values that stay inside one
 // topic level (see Authorize); otherwise the pattern fails closed.
 //
+// A deny rule holds for every topic it names, whatever filter a client
+// chooses: a filter it covers is refused, and a filter granted by a later
+// allow rule that it only overlaps ("#" after "deny secret/#") is granted
+// but not whole (AuthorizeFilter). The session then asks AuthorizeDelivery
+// for each message of that subscription and drops the denied ones; whole
+// subscriptions, the usual case, cost nothing per message.
+//
 // # Admission
 //
 // Admission.Admit applies mqtt.max_conn_rate per zone with a token bucket

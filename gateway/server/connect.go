@@ -55,11 +55,16 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 	if acl := s.opts.ACL; acl != nil && acl.Len() > 0 {
 		clientID := req.ClientID
 		res.Authorize = func(a session.Access, topic string) bool {
-			action := auth.Publish
-			if a == session.AccessSubscribe {
-				action = auth.Subscribe
+			switch a {
+			case session.AccessSubscribe:
+				return acl.Authorize(id, clientID, auth.Subscribe, topic)
+			case session.AccessSubscribeWhole:
+				_, whole := acl.AuthorizeFilter(id, clientID, topic)
+				return whole
+			case session.AccessDeliver:
+				return acl.AuthorizeDelivery(id, clientID, topic)
 			}
-			return acl.Authorize(id, clientID, action, topic)
+			return acl.Authorize(id, clientID, auth.Publish, topic)
 		}
 	}
 	return res

@@ -154,18 +154,34 @@ type Access uint8
 
 // The accesses an Authorizer decides.
 const (
+	// AccessPublish: may the client publish to this topic name?
 	AccessPublish Access = iota + 1
+	// AccessSubscribe: may the client subscribe to this topic filter?
 	AccessSubscribe
+	// AccessSubscribeWhole: may every topic name this granted topic filter
+	// matches be delivered without asking AccessDeliver for each message?
+	// False when a deny rule overlaps the filter ("#" after a deny of
+	// "secret/#"); asked once per subscription.
+	AccessSubscribeWhole
+	// AccessDeliver: may a message published to this topic name be
+	// delivered to the client? Asked, per message, only for subscriptions
+	// that are not whole.
+	AccessDeliver
 )
 
-// String returns "publish" or "subscribe".
+// String returns "publish", "subscribe", "subscribe_whole" or "deliver".
 func (a Access) String() string {
-	if a == AccessSubscribe {
+	switch a {
+	case AccessSubscribe:
 		return "subscribe"
+	case AccessSubscribeWhole:
+		return "subscribe_whole"
+	case AccessDeliver:
+		return "deliver"
 	}
 	return "publish"
 }
 
-// Authorizer reports whether the connection's client may publish to a topic
-// name or subscribe to a topic filter. It must not block.
+// Authorizer reports whether the connection's client may do a with topic
+// (see Access). It must not block.
 type Authorizer func(a Access, topic string) bool

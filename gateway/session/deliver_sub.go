@@ -151,6 +151,7 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 				watches: map[uint32]uint64{},
 				streams: map[StreamID]*stream{},
 			}
+			s.aclCheck = m.needsTopicCheck(g.Filter)
 			m.d.subs[g.Filter] = s
 		}
 		v := &storagev1.SubscriptionState{

@@ -23,6 +23,8 @@ import (
 //	    [will=TOPIC] [will_qos=N] [will_retain] [auth_method=M]
 //	    [receive_max=N] [max_packet=N]
 //	connected [code=0xNN] [no_connack] [present] [guard=N] [deny=PREFIX]
+//	    (deny: topics and filters starting with PREFIX are denied; a
+//	    filter with a wildcard is not whole, so its messages are checked)
 //	advance D                 (then Tick, as the driver does at the deadline)
 //	ping | auth | kick | shutdown | lost
 //	publish topic=T [qos=N] [id=N] [retain] [alias=N]
@@ -90,7 +92,13 @@ func TestMachine(t *testing.T) {
 				}
 				if d.HasArg("deny") {
 					prefix := strArg(d, "deny", "")
-					r.Authorize = func(_ Access, topic string) bool { return !strings.HasPrefix(topic, prefix) }
+					r.Authorize = func(a Access, topic string) bool {
+						if a == AccessSubscribeWhole {
+							// A filter with a wildcard may match a denied topic.
+							return !strings.HasPrefix(topic, prefix) && !strings.ContainsAny(topic, "+#")
+						}
+						return !strings.HasPrefix(topic, prefix)
+					}
 				}
 				acts = m.ConnectDone(now, r)
 			case "advance":
