@@ -85,7 +85,20 @@ type ACL struct {
 	File string `toml:"file"`
 	// Rules are the inline rules. Default none.
 	Rules []ACLRule `toml:"rules"`
+	// DenyAction is what a PUBLISH or SUBSCRIBE the rules refuse does to
+	// the connection (EMQX's authorization.deny_action): "ignore" answers
+	// it (PUBACK/PUBREC 0x87 for MQTT 5, a normal acknowledgement for
+	// 3.1.1, the message dropped; SUBACK 0x87/0x80) and goes on;
+	// "disconnect" closes the connection (MQTT 5: DISCONNECT 0x87).
+	// Default "ignore".
+	DenyAction string `toml:"deny_action"`
 }
+
+// The values of ACL.DenyAction.
+const (
+	DenyIgnore     = "ignore"
+	DenyDisconnect = "disconnect"
+)
 
 // ACLRule is one [[acl.rules]] entry.
 type ACLRule struct {
@@ -127,6 +140,9 @@ func (c Config) validateAuth(bad func(key, format string, args ...any)) {
 		if z.MQTT != nil && z.MQTT.MaxConnRate != nil && *z.MQTT.MaxConnRate < 1 {
 			bad("zone."+name+".mqtt.max_conn_rate", "must be at least 1/s, got %d", *z.MQTT.MaxConnRate)
 		}
+	}
+	if d := c.ACL.DenyAction; d != DenyIgnore && d != DenyDisconnect {
+		bad("acl.deny_action", "want %q or %q, got %q", DenyIgnore, DenyDisconnect, d)
 	}
 	for i, r := range c.ACL.Rules {
 		for _, err := range ValidateACLRule(r) {

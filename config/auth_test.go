@@ -15,6 +15,7 @@ auth.password_file = "/etc/strata/passwd"
 auth.hash = "pbkdf2"
 auth.cache_ttl = "1m"
 acl.file = "/etc/strata/acl.toml"
+acl.deny_action = "disconnect"
 
 [[acl.rules]]
 permission = "allow"
@@ -40,7 +41,7 @@ topics = ["#"]
 	want.Auth.PasswordFile = "/etc/strata/passwd"
 	want.Auth.Hash = "pbkdf2"
 	want.Auth.CacheTTL = Duration(60e9)
-	want.ACL = ACL{File: "/etc/strata/acl.toml", Rules: []ACLRule{
+	want.ACL = ACL{File: "/etc/strata/acl.toml", DenyAction: DenyDisconnect, Rules: []ACLRule{
 		{Permission: "allow", Action: "publish", Username: "%any", Topics: []string{"fleet/%u/#", "cmd/%c"}},
 		{Permission: "deny", Action: "all", ClientID: "legacy", Topics: []string{"#"}},
 	}}
@@ -97,6 +98,7 @@ func TestValidateAuth(t *testing.T) {
 		"auth.pbkdf2_iterations":          func(c *Config) { c.Auth.PBKDF2Iterations = 10 },
 		"auth.cache_size":                 func(c *Config) { c.Auth.CacheSize = -1 },
 		"zone.default.mqtt.max_conn_rate": func(c *Config) { c.Zone["default"] = Zone{MQTT: &ZoneMQTT{MaxConnRate: &rate0}} },
+		"acl.deny_action":                 func(c *Config) { c.ACL.DenyAction = "drop" },
 		"acl.rules[0]": func(c *Config) {
 			c.ACL.Rules = []ACLRule{{Permission: "allow", Action: "all", Topics: []string{"a/#/b"}}}
 		},

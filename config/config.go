@@ -244,6 +244,7 @@ func Default() Config {
 			CacheTTL:         Duration(300e9),
 			CacheSize:        100000,
 		},
+		ACL:          ACL{DenyAction: DenyIgnore},
 		MaxClockSkew: Duration(60e9),
 	}
 }

@@ -39,6 +39,13 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 			return refuse(err)
 		}
 	}
+	acl := s.opts.ACL
+	if w := req.Will; w != nil && !acl.Authorize(id, req.ClientID, auth.Publish, w.Topic) {
+		// The will is a PUBLISH the client arms now: checked before the
+		// session (and with it the will) is opened.
+		s.metrics.aclDenied.WithLabelValues("will").Inc()
+		return refuse(fmt.Errorf("%w: will topic %q", auth.ErrNotAuthorized, w.Topic))
+	}
 	opened, err := s.opts.Backend.Open(ctx, session.OpenRequest{
 		ClientID:   req.ClientID,
 		Username:   id.Username,
@@ -52,7 +59,7 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 		return refuse(err)
 	}
 	res := session.ConnectResult{Code: packet.Success, SessionPresent: opened.SessionPresent, Guard: opened.Guard, Session: opened.Session}
-	if acl := s.opts.ACL; acl != nil && acl.Len() > 0 {
+	if acl.Len() > 0 {
 		clientID := req.ClientID
 		res.Authorize = func(a session.Access, topic string) bool {
 			switch a {

@@ -95,6 +95,9 @@ const (
 	// ReasonBackendError: dsd refused or could not take a Store or
 	// Release.
 	ReasonBackendError CloseReason = "backend_error"
+	// ReasonNotAuthorized: the ACL refused a PUBLISH or SUBSCRIBE and
+	// acl.deny_action is "disconnect".
+	ReasonNotAuthorized CloseReason = "not_authorized"
 )
 
 // ConnectRequest is what the driver needs to admit, authenticate and open a

@@ -19,6 +19,7 @@ import (
 //	new [server_keepalive=N] [max_keepalive=N] [backoff=F] [max_expiry=N]
 //	    [max_qos=N] [retain] [shared] [subid] [no_wildcard] [receive_max=N]
 //	    [batch=N] [ring=N] [window=N] [not_durable] [keep_store]
+//	    [deny_disconnect]
 //	connect [v=5|4|3] [id=X] [clean] [keepalive=N] [expiry=N] [user=U]
 //	    [will=TOPIC] [will_qos=N] [will_retain] [auth_method=M]
 //	    [receive_max=N] [max_packet=N]
@@ -75,6 +76,7 @@ func TestMachine(t *testing.T) {
 				cfg.OutboundWindow = int(intArg(t, d, "window", 256))
 				cfg.BatchesPerStream = int(intArg(t, d, "ring", 1))
 				cfg.Durable = !d.HasArg("not_durable")
+				cfg.DisconnectOnDeny = d.HasArg("deny_disconnect")
 				now = start
 				m = New(cfg, now)
 				dx.reset(d.HasArg("keep_store"))
