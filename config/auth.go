@@ -29,6 +29,17 @@ type Auth struct {
 	CacheTTL Duration `toml:"cache_ttl"`
 	// CacheSize is the most verified credentials remembered; 0 disables the cache. Default 100000.
 	CacheSize int `toml:"cache_size"`
+	// MaxFailuresPerAddress is how many failed password checks a minute
+	// one client address (an IPv6 /64) may have; past it, its CONNECTs
+	// are refused without hashing (CONNACK 0x8A, 3.1.1: 0x05) until the
+	// bucket refills. 0 disables. Default 30.
+	MaxFailuresPerAddress int `toml:"max_failures_per_address"`
+	// MaxFailuresPerUsername is the same per user name. 0 disables. Default 10.
+	MaxFailuresPerUsername int `toml:"max_failures_per_username"`
+	// FailureTableSize is how many addresses and, apart, how many user
+	// names with recent failures are remembered (least recently failed
+	// forgotten first). Default 100000.
+	FailureTableSize int `toml:"failure_table_size"`
 }
 
 // AnonymousMode is auth.allow_anonymous: the string "loopback", or a boolean
@@ -135,6 +146,15 @@ func (c Config) validateAuth(bad func(key, format string, args ...any)) {
 	}
 	if a.CacheSize < 0 {
 		bad("auth.cache_size", "must not be negative, got %d", a.CacheSize)
+	}
+	for key, n := range map[string]int{
+		"auth.max_failures_per_address":  a.MaxFailuresPerAddress,
+		"auth.max_failures_per_username": a.MaxFailuresPerUsername,
+		"auth.failure_table_size":        a.FailureTableSize,
+	} {
+		if n < 0 {
+			bad(key, "must not be negative, got %d", n)
+		}
 	}
 	for name, z := range c.Zone {
 		if z.MQTT != nil && z.MQTT.MaxConnRate != nil && *z.MQTT.MaxConnRate < 1 {

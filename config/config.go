@@ -243,6 +243,10 @@ func Default() Config {
 			PBKDF2Iterations: 210000,
 			CacheTTL:         Duration(300e9),
 			CacheSize:        100000,
+
+			MaxFailuresPerAddress:  30,
+			MaxFailuresPerUsername: 10,
+			FailureTableSize:       100000,
 		},
 		ACL:          ACL{DenyAction: DenyIgnore},
 		MaxClockSkew: Duration(60e9),

@@ -41,6 +41,22 @@
 // So a mass reconnect costs one hash per distinct (user, password), not one
 // per connection.
 //
+// # Failure limits
+//
+// The cache makes repeated credentials cheap, but an attacker sending
+// distinct wrong passwords misses it every time, and each miss is a hash
+// that legitimate logins queue behind. Failed verifications are therefore
+// limited with a token bucket per source address (an IPv6 address counts
+// as its /64) and one per user name: auth.max_failures_per_address and
+// auth.max_failures_per_username failures a minute, refilled evenly. Over
+// either limit, a CONNECT whose credentials are not in the cache of
+// verified ones is refused at once with ErrTooManyFailures (CONNACK 0x8A,
+// 3.1.1: 0x05), before any hashing; verified credentials still connect, so
+// an attack on a user name does not lock out its clients that reconnect
+// within auth.cache_ttl. Each limiter is an LRU of at most
+// auth.failure_table_size keys, and a key whose bucket refilled is
+// forgotten.
+//
 // # Reloading the password file
 //
 // There is no background goroutine. Authenticate looks at the file's inode,

@@ -31,9 +31,12 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 	id := auth.Identity{Username: req.Username}
 	if a := s.opts.Authenticator; a != nil {
 		var err error
-		id, err = a.Authenticate(ctx, c.l.loopback, req.Username, req.Password, req.PasswordFlag)
+		id, err = a.Check(ctx, auth.Request{
+			Loopback: c.l.loopback, Addr: c.remoteAddr(),
+			Username: req.Username, Password: req.Password, HasPassword: req.PasswordFlag,
+		})
 		if err != nil {
-			if errors.Is(err, auth.ErrBadUserNameOrPassword) || errors.Is(err, auth.ErrNotAuthorized) {
+			if errors.Is(err, auth.ErrBadUserNameOrPassword) || errors.Is(err, auth.ErrNotAuthorized) || errors.Is(err, auth.ErrTooManyFailures) {
 				s.metrics.authFailures.Inc()
 			}
 			return refuse(err)
@@ -84,7 +87,7 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 func connectRefusal(err error, v packet.Version) (code packet.ReasonCode, noConnack bool) {
 	switch {
 	case errors.Is(err, auth.ErrBadUserNameOrPassword), errors.Is(err, auth.ErrNotAuthorized),
-		errors.Is(err, auth.ErrConnectionRateExceeded):
+		errors.Is(err, auth.ErrConnectionRateExceeded), errors.Is(err, auth.ErrTooManyFailures):
 		_, send := auth.ConnackCode(err, v)
 		return auth.ReasonCode(err), !send
 	case errors.Is(err, session.ErrIdentityMismatch):

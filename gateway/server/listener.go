@@ -139,7 +139,7 @@ func (s *Server) serveListener(l *listener) {
 		}
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(l, nc)
+			s.serveConn(l, nc, peer{addr: nc.RemoteAddr().String()})
 		}()
 	}
 }
@@ -171,7 +171,7 @@ func (s *Server) serveWS(l *listener, w http.ResponseWriter, r *http.Request) {
 		// packet of the maximum size (clients send a packet per message).
 		wc.SetReadLimit(int64(l.cfg.MaxPacketSize) + 1024)
 	}
-	s.serveConn(l, nc)
+	s.serveConn(l, nc, peer{addr: r.RemoteAddr, tls: r.TLS})
 }
 
 func (s *Server) closeListeners() {
