@@ -99,6 +99,12 @@ func TestValidateAuth(t *testing.T) {
 		"auth.cache_size":                 func(c *Config) { c.Auth.CacheSize = -1 },
 		"zone.default.mqtt.max_conn_rate": func(c *Config) { c.Zone["default"] = Zone{MQTT: &ZoneMQTT{MaxConnRate: &rate0}} },
 		"acl.deny_action":                 func(c *Config) { c.ACL.DenyAction = "drop" },
+		"listeners.tcp.default.use_identity_as_username": func(c *Config) {
+			c.Listeners["tcp"] = map[string]Listener{"default": {Bind: ":1883", UseIdentityAsUsername: "cn"}}
+		},
+		"listeners.tls.x.use_identity_as_username": func(c *Config) {
+			c.Listeners["tls"] = map[string]Listener{"x": {Bind: ":8883", CertFile: "c", KeyFile: "k", VerifyPeer: true, UseIdentityAsUsername: "serial"}}
+		},
 		"acl.rules[0]": func(c *Config) {
 			c.ACL.Rules = []ACLRule{{Permission: "allow", Action: "all", Topics: []string{"a/#/b"}}}
 		},

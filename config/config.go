@@ -159,6 +159,13 @@ type Listener struct {
 	// CACertFile verifies client certificates when VerifyPeer is set.
 	CACertFile string `toml:"cacertfile"`
 	VerifyPeer bool   `toml:"verify_peer"`
+	// UseIdentityAsUsername makes a name from the client's verified
+	// certificate the MQTT username, authenticated by the certificate (no
+	// password is checked; the CONNECT's username is replaced): "cn" (the
+	// subject's Common Name), "san_dns" or "san_email" (the first Subject
+	// Alternative Name of that kind). Only on tls and wss listeners with
+	// verify_peer. Default "" (off).
+	UseIdentityAsUsername string `toml:"use_identity_as_username,omitempty"`
 	// Path is the WebSocket path. Default "/mqtt".
 	Path string `toml:"path"`
 }

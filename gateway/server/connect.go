@@ -29,7 +29,16 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 		}
 	}
 	id := auth.Identity{Username: req.Username}
-	if a := s.opts.Authenticator; a != nil {
+	if field := c.l.certIdentity; field != "" {
+		// use_identity_as_username: the verified certificate is the
+		// credential; the CONNECT's username and password are not used.
+		name, err := auth.CertUsername(c.tlsState(), field)
+		if err != nil {
+			s.metrics.authFailures.Inc()
+			return refuse(err)
+		}
+		id = auth.Identity{Username: name, Authenticated: true}
+	} else if a := s.opts.Authenticator; a != nil {
 		var err error
 		id, err = a.Check(ctx, auth.Request{
 			Loopback: c.l.loopback, Addr: c.remoteAddr(),
