@@ -99,6 +99,12 @@ func TestValidateAuth(t *testing.T) {
 		"auth.cache_size":                 func(c *Config) { c.Auth.CacheSize = -1 },
 		"zone.default.mqtt.max_conn_rate": func(c *Config) { c.Zone["default"] = Zone{MQTT: &ZoneMQTT{MaxConnRate: &rate0}} },
 		"acl.deny_action":                 func(c *Config) { c.ACL.DenyAction = "drop" },
+		"auth.max_failures_per_address":   func(c *Config) { c.Auth.MaxFailuresPerAddress = -1 },
+		"auth.jwt.algorithm":              func(c *Config) { c.Auth.JWT = JWT{Enable: true, Algorithm: "none"} },
+		"auth.jwt":                        func(c *Config) { c.Auth.JWT = JWT{Enable: true, Algorithm: "HS256"} },
+		"auth.jwt.leeway": func(c *Config) {
+			c.Auth.JWT = JWT{Enable: true, Algorithm: "RS256", PublicKeyFile: "k.pem", Leeway: -1}
+		},
 		"listeners.tcp.default.use_identity_as_username": func(c *Config) {
 			c.Listeners["tcp"] = map[string]Listener{"default": {Bind: ":1883", UseIdentityAsUsername: "cn"}}
 		},
@@ -121,5 +127,23 @@ func TestValidateAuth(t *testing.T) {
 	c.Auth.CacheSize, c.Auth.CacheTTL = 0, 0 // cache off is valid
 	if err := c.Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestJWTSecretIsRedacted: the printed configuration (logged at start-up)
+// does not show auth.jwt.secret.
+func TestJWTSecretIsRedacted(t *testing.T) {
+	c := Default()
+	if err := Parse([]byte("[auth.jwt]\nenable = true\nsecret = \"hunter2\"\nverify_claims = { sub = \"%u\" }\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Auth.JWT.Secret != "hunter2" || c.Auth.JWT.VerifyClaims["sub"] != "%u" {
+		t.Fatalf("parsed %+v", c.Auth.JWT)
+	}
+	if s := c.String(); strings.Contains(s, "hunter2") || !strings.Contains(s, "<redacted>") {
+		t.Errorf("printed config shows the secret:\n%s", s)
 	}
 }

@@ -254,6 +254,7 @@ func Default() Config {
 			MaxFailuresPerAddress:  30,
 			MaxFailuresPerUsername: 10,
 			FailureTableSize:       100000,
+			JWT:                    JWT{Algorithm: "HS256", Leeway: Duration(5e9)},
 		},
 		ACL:          ACL{DenyAction: DenyIgnore},
 		MaxClockSkew: Duration(60e9),

@@ -66,7 +66,7 @@ type rule struct {
 // pattern is one topic pattern of a rule.
 type pattern struct {
 	raw   string
-	subst bool // has %u or %c
+	subst bool // has %u, %c or %{
 }
 
 // NewACL compiles the inline rules of c and, if c.File is set, the rules of
@@ -146,7 +146,7 @@ func compileRule(r config.ACLRule) (rule, error) {
 		cr.who, cr.username = namedUser, r.Username
 	}
 	for _, t := range r.Topics {
-		cr.topics = append(cr.topics, pattern{raw: t, subst: strings.Contains(t, "%u") || strings.Contains(t, "%c")})
+		cr.topics = append(cr.topics, pattern{raw: t, subst: strings.Contains(t, "%u") || strings.Contains(t, "%c") || strings.Contains(t, "%{")})
 	}
 	return cr, nil
 }
@@ -283,8 +283,8 @@ func (r *rule) matchesClient(id Identity, clientID string) bool {
 	return true
 }
 
-// substitute replaces %u and %c in p, or reports false when a needed value is
-// not safe to put into a topic filter.
+// substitute replaces %u, %c and %{name} in p, or reports false when a
+// needed value is missing or not safe to put into a topic filter.
 func substitute(p string, id Identity, clientID string) (string, bool) {
 	if strings.Contains(p, "%u") && (!id.Authenticated || !safeLevel(id.Username)) {
 		return "", false
@@ -307,11 +307,33 @@ func substitute(p string, id Identity, clientID string) (string, bool) {
 			b.WriteString(id.Username)
 		case 'c':
 			b.WriteString(clientID)
+		case '{':
+			end := strings.IndexByte(p[i:], '}')
+			if end < 0 {
+				return "", false // config.ValidateACLRule refuses it
+			}
+			v, ok := claim(id, p[i+2:i+end])
+			if !ok {
+				return "", false
+			}
+			b.WriteString(v)
+			p = p[i+end+1:]
+			continue
 		default:
 			b.WriteString(p[i : i+2])
 		}
 		p = p[i+2:]
 	}
+}
+
+// claim returns the string claim name of the client's JWT, if it is safe to
+// put into a topic level.
+func claim(id Identity, name string) (string, bool) {
+	if !id.Authenticated || id.Token == nil {
+		return "", false
+	}
+	v, ok := id.Token.Claims[name]
+	return v, ok && safeLevel(v)
 }
 
 // safeLevel: the value stays inside one topic level, adds no wildcard, and

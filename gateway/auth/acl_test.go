@@ -19,10 +19,10 @@ func deny(action, user string, topics ...string) config.ACLRule {
 }
 
 func TestAuthorize(t *testing.T) {
-	alice := Identity{"alice", true}
-	bob := Identity{"bob", true}
+	alice := Identity{Username: "alice", Authenticated: true}
+	bob := Identity{Username: "bob", Authenticated: true}
 	anon := Identity{}
-	claimed := Identity{"alice", false} // no password file: a claimed name only
+	claimed := Identity{Username: "alice", Authenticated: false} // no password file: a claimed name only
 	fleet := []config.ACLRule{
 		deny("all", "%any", "fleet/admin/#"),
 		allow("all", "%any", "fleet/%u/#"),
@@ -46,7 +46,7 @@ func TestAuthorize(t *testing.T) {
 		{"own tree parent", fleet, alice, "c1", Publish, "fleet/alice", true},
 		{"other tree", fleet, alice, "c1", Publish, "fleet/bob/t", false},
 		{"deny by default", fleet, alice, "c1", Publish, "elsewhere", false},
-		{"first match wins (deny before allow)", fleet, Identity{"admin", true}, "c1", Publish, "fleet/admin/x", false},
+		{"first match wins (deny before allow)", fleet, Identity{Username: "admin", Authenticated: true}, "c1", Publish, "fleet/admin/x", false},
 		{"subscribe own subtree filter", fleet, alice, "c1", Subscribe, "fleet/alice/+/temp", true},
 		{"subscribe own tree #", fleet, alice, "c1", Subscribe, "fleet/alice/#", true},
 		{"subscribe wider than the rule", fleet, alice, "c1", Subscribe, "fleet/#", false},
@@ -54,7 +54,7 @@ func TestAuthorize(t *testing.T) {
 		{"named rule for bob", fleet, bob, "c2", Subscribe, "fleet/carol/status", true},
 		{"named rule: + filter covered by + pattern", fleet, bob, "c2", Subscribe, "fleet/+/status", true},
 		{"named rule not for alice", fleet, alice, "c1", Subscribe, "fleet/carol/status", false},
-		{"named rule not for a claimed name", fleet, Identity{"bob", false}, "c2", Subscribe, "fleet/carol/status", false},
+		{"named rule not for a claimed name", fleet, Identity{Username: "bob", Authenticated: false}, "c2", Subscribe, "fleet/carol/status", false},
 		{"publish-only rule does not allow subscribe", fleet, alice, "c1", Subscribe, "cmd/c1", false},
 		{"%c", fleet, alice, "c1", Publish, "cmd/c1", true},
 		{"%c other client", fleet, alice, "c1", Publish, "cmd/c2", false},
@@ -69,17 +69,17 @@ func TestAuthorize(t *testing.T) {
 		{"shared subscription still needs cover", fleet, alice, "c1", Subscribe, "$share/g/fleet/#", false},
 
 		// Wildcard characters in substituted values never widen a pattern.
-		{"username with #", fleet, Identity{"#", true}, "c", Subscribe, "fleet/#", false},
-		{"username with # publish", fleet, Identity{"#", true}, "c", Publish, "fleet/x/y", false},
-		{"username with +", fleet, Identity{"+", true}, "c", Subscribe, "fleet/+/x", false},
-		{"username with /", fleet, Identity{"a/b", true}, "c", Publish, "fleet/a/b/c", false},
+		{"username with #", fleet, Identity{Username: "#", Authenticated: true}, "c", Subscribe, "fleet/#", false},
+		{"username with # publish", fleet, Identity{Username: "#", Authenticated: true}, "c", Publish, "fleet/x/y", false},
+		{"username with +", fleet, Identity{Username: "+", Authenticated: true}, "c", Subscribe, "fleet/+/x", false},
+		{"username with /", fleet, Identity{Username: "a/b", Authenticated: true}, "c", Publish, "fleet/a/b/c", false},
 		{"client id with #", fleet, alice, "#", Publish, "cmd/x", false},
 		{"client id with +", fleet, alice, "+", Publish, "cmd/x", false},
 		{"client id with /", fleet, alice, "x/y", Publish, "cmd/x/y", false},
 		{"empty client id", fleet, alice, "", Publish, "cmd/", false},
 		{"$ client id", []config.ACLRule{allow("subscribe", "", "%c/#")}, alice, "$SYS", Subscribe, "$SYS/#", false},
-		{"% sequences in a username are not expanded", []config.ACLRule{allow("publish", "", "u/%u")}, Identity{"x%cy", true}, "c", Publish, "u/x%cy", true},
-		{"deny with unsafe value fails closed", []config.ACLRule{deny("publish", "", "private/%u/#"), allow("publish", "", "#")}, Identity{"a/b", true}, "c", Publish, "public/x", false},
+		{"% sequences in a username are not expanded", []config.ACLRule{allow("publish", "", "u/%u")}, Identity{Username: "x%cy", Authenticated: true}, "c", Publish, "u/x%cy", true},
+		{"deny with unsafe value fails closed", []config.ACLRule{deny("publish", "", "private/%u/#"), allow("publish", "", "#")}, Identity{Username: "a/b", Authenticated: true}, "c", Publish, "public/x", false},
 		{"deny with safe value", []config.ACLRule{deny("publish", "", "private/%u/#"), allow("publish", "", "#")}, alice, "c", Publish, "public/x", true},
 		{"deny with safe value hits", []config.ACLRule{deny("publish", "", "private/%u/#"), allow("publish", "", "#")}, alice, "c", Publish, "private/alice/x", false},
 
@@ -205,7 +205,7 @@ func BenchmarkAuthorize(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	id := Identity{"alice", true}
+	id := Identity{Username: "alice", Authenticated: true}
 	b.Run("action=publish/rules=4", func(b *testing.B) {
 		for b.Loop() {
 			if !acl.Authorize(id, "c1", Publish, "fleet/alice/dev7/temp") {

@@ -28,8 +28,12 @@ type Identity struct {
 	// Username is the CONNECT's user name; it may be empty. When
 	// Authenticated is false it is only what the client claimed.
 	Username string
-	// Authenticated is true when Username was verified against the password file.
+	// Authenticated is true when Username was verified: against the password
+	// file, by a JWT, or by a client certificate.
 	Authenticated bool
+	// Token is set when a JWT authenticated the client: its claims and
+	// expiry. Nil otherwise.
+	Token *Token
 }
 
 // Authenticator checks CONNECT credentials against the password file
@@ -45,8 +49,10 @@ type Authenticator struct {
 	// byAddr and byUser limit failed authentications per source address
 	// and per user name (auth.max_failures_per_address, _per_username).
 	byAddr, byUser *failureLimiter
-	flight         flight
-	slots          chan struct{} // bounds concurrent hash computations
+	// jwt checks passwords that are JSON Web Tokens (auth.jwt.enable).
+	jwt    *jwtVerifier
+	flight flight
+	slots  chan struct{} // bounds concurrent hash computations
 
 	// Test hooks.
 	now           func() time.Time
@@ -90,6 +96,13 @@ func New(c config.Auth) (*Authenticator, error) {
 	a.bad = newCredCache(max(c.CacheSize/4, 1), ttl)
 	a.byAddr = newFailureLimiter(c.MaxFailuresPerAddress, c.FailureTableSize)
 	a.byUser = newFailureLimiter(c.MaxFailuresPerUsername, c.FailureTableSize)
+	if c.JWT.Enable {
+		v, err := newJWTVerifier(c.JWT, func() time.Time { return a.now() }, DefaultCheckInterval)
+		if err != nil {
+			return nil, err
+		}
+		a.jwt = v
+	}
 	t := &userTable{gen: 1}
 	if c.PasswordFile != "" {
 		info, err := os.Stat(c.PasswordFile)
@@ -116,6 +129,8 @@ type Request struct {
 	// Addr is the client's address; the zero value (unknown) is not
 	// limited per address.
 	Addr netip.Addr
+	// ClientID is the client identifier, for auth.jwt.verify_claims ("%c").
+	ClientID string
 	// Username and Password are the CONNECT's; HasPassword says whether
 	// it carried a password (an empty one counts). An empty username is
 	// the same as none.
@@ -131,6 +146,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, listenerIsLoopback boo
 
 // Check decides a CONNECT.
 //
+//   - With auth.jwt.enable, a password that has the form of a JWT: the
+//     token decides (see the package doc). The identity is the CONNECT's
+//     username, or the token's "sub" when the CONNECT has none.
 //   - No username, no password: anonymous; allowed per auth.allow_anonymous,
 //     else ErrNotAuthorized.
 //   - A password without a username: ErrBadUserNameOrPassword.
@@ -150,6 +168,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, listenerIsLoopback boo
 // is ctx's error if ctx ended while the call waited for a verification.
 func (a *Authenticator) Check(ctx context.Context, r Request) (Identity, error) {
 	username, password, hasPassword := r.Username, r.Password, r.HasPassword
+	if a.jwt != nil && hasPassword && looksLikeJWT(password) {
+		return a.checkJWT(r)
+	}
 	anonymousOK := a.cfg.AllowAnonymous.Allowed(r.Loopback)
 	if username == "" {
 		if hasPassword {
@@ -197,6 +218,25 @@ func (a *Authenticator) Check(ctx context.Context, r Request) (Identity, error) 
 	}
 	a.failed(r, res.err)
 	return res.id, res.err
+}
+
+// checkJWT authenticates a request whose password is a JWT. A refused
+// token counts as a failure like a wrong password.
+func (a *Authenticator) checkJWT(r Request) (Identity, error) {
+	if err := a.checkLimits(r, a.now()); err != nil {
+		return Identity{}, err
+	}
+	a.verifications.Add(1)
+	claims, t, err := a.jwt.verify(r.Password, r.Username, r.ClientID)
+	if err != nil {
+		a.failed(r, err)
+		return Identity{}, err
+	}
+	id := Identity{Username: r.Username, Authenticated: true, Token: t}
+	if id.Username == "" {
+		id.Username, _ = claims["sub"].(string)
+	}
+	return id, nil
 }
 
 // checkLimits refuses a request whose address or user name is over its

@@ -14,6 +14,27 @@
 // Refusals wrap ErrBadUserNameOrPassword or ErrNotAuthorized; ConnackCode
 // turns them into CONNACK 0x86/0x87 (MQTT 5) or 0x04/0x05 (3.1.1).
 //
+// # JSON Web Tokens
+//
+// With auth.jwt.enable, a password that has the form of a JWT (three
+// base64url parts, the first starting "eyJ") is checked as one, with
+// github.com/golang-jwt/jwt/v5, instead of the password file: the signature
+// with the one configured algorithm (HS256 with a secret, RS256 or ES256
+// with a PEM public key or a JWKS file re-read when it changes, looked at
+// at most once per DefaultCheckInterval), "exp" and "nbf" with
+// auth.jwt.leeway, and auth.jwt.verify_claims. The identity carries the
+// token's string claims (%{name} in ACL patterns) and its expiry, at which
+// the gateway closes the connection (session.ConnectResult.AuthExpires).
+// A refused token counts against the failure limits like a wrong password.
+// Verified tokens are not cached: a signature check costs microseconds, not
+// a password hash's milliseconds.
+//
+// # Client certificates
+//
+// On a tls or wss listener with verify_peer, use_identity_as_username names
+// a field of the verified client certificate (CertUsername) that becomes the
+// authenticated username; the CONNECT's username and password are not used.
+//
 // # The credential cache
 //
 // A bcrypt verification at cost 10 takes about 50 ms of CPU, so a gateway

@@ -41,7 +41,7 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 	} else if a := s.opts.Authenticator; a != nil {
 		var err error
 		id, err = a.Check(ctx, auth.Request{
-			Loopback: c.l.loopback, Addr: c.remoteAddr(),
+			Loopback: c.l.loopback, Addr: c.remoteAddr(), ClientID: req.ClientID,
 			Username: req.Username, Password: req.Password, HasPassword: req.PasswordFlag,
 		})
 		if err != nil {
@@ -71,6 +71,9 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 		return refuse(err)
 	}
 	res := session.ConnectResult{Code: packet.Success, SessionPresent: opened.SessionPresent, Guard: opened.Guard, Session: opened.Session}
+	if id.Token != nil {
+		res.AuthExpires = id.Token.Expires
+	}
 	if acl.Len() > 0 {
 		clientID := req.ClientID
 		res.Authorize = func(a session.Access, topic string) bool {

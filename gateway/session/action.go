@@ -1,6 +1,8 @@
 package session
 
 import (
+	"time"
+
 	"github.com/stratamq/strata/gateway/packet"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
@@ -98,6 +100,9 @@ const (
 	// ReasonNotAuthorized: the ACL refused a PUBLISH or SUBSCRIBE and
 	// acl.deny_action is "disconnect".
 	ReasonNotAuthorized CloseReason = "not_authorized"
+	// ReasonAuthExpired: the credentials the client connected with (a JWT)
+	// expired.
+	ReasonAuthExpired CloseReason = "auth_expired"
 )
 
 // ConnectRequest is what the driver needs to admit, authenticate and open a
@@ -150,6 +155,10 @@ type ConnectResult struct {
 	// Session is the stored session a client resumes (SessionPresent), nil
 	// for a new one.
 	Session *storagev1.Session
+	// AuthExpires, when set, is when the client's credentials expire (a
+	// JWT's "exp"): the connection is closed then, MQTT 5 clients with
+	// DISCONNECT 0xA0 (maximum connect time).
+	AuthExpires time.Time
 }
 
 // Access is what a client asks to do with a topic.

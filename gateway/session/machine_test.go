@@ -24,6 +24,7 @@ import (
 //	    [will=TOPIC] [will_qos=N] [will_retain] [auth_method=M]
 //	    [receive_max=N] [max_packet=N]
 //	connected [code=0xNN] [no_connack] [present] [guard=N] [deny=PREFIX]
+//	    [auth_expires=N]  (the credentials expire N seconds after the start)
 //	    (deny: topics and filters starting with PREFIX are denied; a
 //	    filter with a wildcard is not whole, so its messages are checked)
 //	advance D                 (then Tick, as the driver does at the deadline)
@@ -91,6 +92,9 @@ func TestMachine(t *testing.T) {
 				}
 				if r.SessionPresent {
 					r.Session = dx.stored(r.Guard)
+				}
+				if d.HasArg("auth_expires") {
+					r.AuthExpires = start.Add(time.Duration(intArg(t, d, "auth_expires", 0)) * time.Second)
 				}
 				if d.HasArg("deny") {
 					prefix := strArg(d, "deny", "")
