@@ -49,14 +49,15 @@ func parseJWKS(b []byte) (map[string]crypto.PublicKey, error) {
 			if k.Crv != "P-256" {
 				continue
 			}
-			x, err1 := b64Int(k.X)
-			y, err2 := b64Int(k.Y)
-			if err := errors.Join(err1, err2); err != nil {
-				return nil, fmt.Errorf("keys[%d]: bad EC key: %w", i, err)
+			x, err1 := base64.RawURLEncoding.DecodeString(k.X)
+			y, err2 := base64.RawURLEncoding.DecodeString(k.Y)
+			if err := errors.Join(err1, err2); err != nil || len(x) != 32 || len(y) != 32 {
+				return nil, fmt.Errorf("keys[%d]: bad EC key %v", i, err)
 			}
-			ek := &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}
-			if _, err := ek.ECDH(); err != nil {
-				return nil, fmt.Errorf("keys[%d]: bad EC key: %w", i, err) // not on the curve
+			// Uncompressed point: 0x04 || X || Y; refused when not on the curve.
+			ek, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+			if err != nil {
+				return nil, fmt.Errorf("keys[%d]: bad EC key: %w", i, err)
 			}
 			pub = ek
 		default:

@@ -143,9 +143,13 @@ func TestJWKSReload(t *testing.T) {
 			Keys []map[string]string `json:"keys"`
 		}
 		for kid, k := range keys {
+			pt, err := k.PublicKey.Bytes() // 0x04 || X || Y
+			if err != nil {
+				t.Fatal(err)
+			}
 			set.Keys = append(set.Keys, map[string]string{"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
-				"x": base64.RawURLEncoding.EncodeToString(k.X.FillBytes(make([]byte, 32))),
-				"y": base64.RawURLEncoding.EncodeToString(k.Y.FillBytes(make([]byte, 32)))})
+				"x": base64.RawURLEncoding.EncodeToString(pt[1:33]),
+				"y": base64.RawURLEncoding.EncodeToString(pt[33:])})
 		}
 		b, _ := json.Marshal(set)
 		return b
@@ -222,6 +226,36 @@ func TestJWTConfigErrors(t *testing.T) {
 	} {
 		if _, err := New(jwtConfig(t, j)); err == nil {
 			t.Errorf("%s: New succeeded", name)
+		}
+	}
+}
+
+func TestParseJWKS(t *testing.T) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := base64.RawURLEncoding.EncodeToString(k.N.Bytes())
+	set := `{"keys":[
+		{"kty":"RSA","kid":"r1","n":"` + n + `","e":"AQAB"},
+		{"kty":"RSA","kid":"enc","use":"enc","n":"` + n + `","e":"AQAB"},
+		{"kty":"oct","kid":"h","k":"c2VjcmV0"},
+		{"kty":"EC","kid":"p384","crv":"P-384","x":"AA","y":"AA"}]}`
+	keys, err := parseJWKS([]byte(set))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := keys["r1"].(*rsa.PublicKey); len(keys) != 1 || !ok || !got.Equal(&k.PublicKey) {
+		t.Fatalf("keys %v", keys)
+	}
+	for name, bad := range map[string]string{
+		"not json":    `{`,
+		"bad point":   `{"keys":[{"kty":"EC","kid":"e","crv":"P-256","x":"` + n[:43] + `","y":"` + n[:43] + `"}]}`,
+		"bad modulus": `{"keys":[{"kty":"RSA","kid":"r","n":"!","e":"AQAB"}]}`,
+		"twice":       `{"keys":[{"kty":"RSA","kid":"r","n":"` + n + `","e":"AQAB"},{"kty":"RSA","kid":"r","n":"` + n + `","e":"AQAB"}]}`,
+	} {
+		if _, err := parseJWKS([]byte(bad)); err == nil {
+			t.Errorf("%s: parsed", name)
 		}
 	}
 }
