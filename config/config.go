@@ -163,6 +163,13 @@ type Listener struct {
 	// CACertFile verifies client certificates when VerifyPeer is set.
 	CACertFile string `toml:"cacertfile"`
 	VerifyPeer bool   `toml:"verify_peer"`
+	// UseIdentityAsUsername makes a name from the client's verified
+	// certificate the MQTT username, authenticated by the certificate (no
+	// password is checked; the CONNECT's username is replaced): "cn" (the
+	// subject's Common Name), "san_dns" or "san_email" (the first Subject
+	// Alternative Name of that kind). Only on tls and wss listeners with
+	// verify_peer. Default "" (off).
+	UseIdentityAsUsername string `toml:"use_identity_as_username,omitempty"`
 	// Path is the WebSocket path. Default "/mqtt".
 	Path string `toml:"path"`
 }
@@ -272,7 +279,13 @@ func Default() Config {
 			PBKDF2Iterations: 210000,
 			CacheTTL:         Duration(300e9),
 			CacheSize:        100000,
+
+			MaxFailuresPerAddress:  30,
+			MaxFailuresPerUsername: 10,
+			FailureTableSize:       100000,
+			JWT:                    JWT{Algorithm: "HS256", Leeway: Duration(5e9)},
 		},
+		ACL:          ACL{DenyAction: DenyIgnore},
 		MaxClockSkew: Duration(60e9),
 	}
 }

@@ -105,6 +105,15 @@ func (c Config) Validate() error {
 			if (typ == "tls" || typ == "wss") && (l.CertFile == "" || l.KeyFile == "") {
 				bad(key, "a %s listener needs certfile and keyfile", typ)
 			}
+			switch l.UseIdentityAsUsername {
+			case "":
+			case "cn", "san_dns", "san_email":
+				if typ != "tls" && typ != "wss" || !l.VerifyPeer {
+					bad(key+".use_identity_as_username", "needs a tls or wss listener with verify_peer = true")
+				}
+			default:
+				bad(key+".use_identity_as_username", "want \"cn\", \"san_dns\", \"san_email\" or \"\", got %q", l.UseIdentityAsUsername)
+			}
 		}
 	}
 	if c.DSD.GRPCListen == "" {

@@ -3,11 +3,13 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -30,6 +32,7 @@ type conn struct {
 	// Level of a CONNECT the codec refused.
 	head *headRecorder
 	log  *slog.Logger
+	peer peer
 
 	// out is the outbound queue; a client that lets it fill is
 	// disconnected (slow consumer).
@@ -576,4 +579,38 @@ func (h *headRecorder) protocolLevel() byte {
 		return 0
 	}
 	return b[at]
+}
+
+// peer is what the gateway knows of a connection's other end before MQTT.
+type peer struct {
+	// addr is the remote address ("host:port").
+	addr string
+	// tls is the TLS state of a wss connection (from the HTTP request); a
+	// tls connection's is read from the connection after its handshake.
+	tls *tls.ConnectionState
+}
+
+// remoteAddr returns the client's IP address, or the zero value when it is
+// not known.
+func (c *conn) remoteAddr() netip.Addr {
+	ap, err := netip.ParseAddrPort(c.peer.addr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr()
+}
+
+// tlsState returns the connection's TLS state once its handshake is done,
+// nil for a connection without TLS.
+func (c *conn) tlsState() *tls.ConnectionState {
+	if c.peer.tls != nil {
+		return c.peer.tls
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		if st.HandshakeComplete {
+			return &st
+		}
+	}
+	return nil
 }

@@ -345,8 +345,9 @@ func (s *Server) untrack(c *conn) {
 
 // serveConn runs one accepted connection to its end; the caller has
 // entered wg.
-func (s *Server) serveConn(l *listener, nc net.Conn) {
+func (s *Server) serveConn(l *listener, nc net.Conn, p peer) {
 	c := newConn(s, l, nc)
+	c.peer = p
 	if !s.track(c) {
 		_ = nc.Close()
 		return

@@ -62,6 +62,14 @@ type Config struct {
 	// Default 0 (only the protocol's 65,535-byte limit).
 	MaxClientIDLength int
 
+	// DisconnectOnDeny closes the connection (DISCONNECT 0x87 first for
+	// MQTT 5) when the ACL refuses a PUBLISH or a SUBSCRIBE filter
+	// (acl.deny_action = "disconnect"). Otherwise a denied PUBLISH is
+	// answered PUBACK/PUBREC 0x87 (MQTT 5) or acknowledged normally (3.1.1)
+	// and dropped, and a denied filter gets its SUBACK failure code.
+	// Default false.
+	DisconnectOnDeny bool
+
 	// Durable says whether sessions of this zone outlive their connection
 	// (durable_sessions.enable): their subscriptions and delivery state are
 	// committed to dsd. Without it a session ends with its connection.

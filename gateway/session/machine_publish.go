@@ -104,14 +104,16 @@ func (m *Machine) publish(p *packet.Publish) {
 	if m.authorize != nil && !m.authorize(AccessPublish, p.Topic) {
 		m.out = append(m.out, Denied{Access: AccessPublish, Topic: p.Topic})
 		switch {
+		case m.cfg.DisconnectOnDeny:
+			m.abort(ReasonNotAuthorized, packet.NotAuthorized) // acl.deny_action = "disconnect"
 		case p.QoS == 0:
 			// Dropped: QoS 0 has no answer.
-		case !v5:
-			// 3.1.1 has no negative acknowledgement: acknowledge
-			// normally or close [MQTT-3.3.5-2] (3.1.1).
-			m.abort(ReasonProtocolError, packet.NotAuthorized)
 		default:
-			m.nack(p.QoS, p.PacketID, packet.NotAuthorized)
+			// acl.deny_action = "ignore": MQTT 5 gets 0x87; 3.1.1 has no
+			// negative acknowledgement, so it is acknowledged normally and
+			// the message dropped [MQTT-3.3.5-2] (3.1.1), as mosquitto
+			// and EMQX do.
+			m.nack(p.QoS, p.PacketID, m.v5Code(packet.NotAuthorized))
 			if resend {
 				m.forget(p.PacketID)
 			}
