@@ -48,7 +48,7 @@ func TestMethodTableCoversAPI(t *testing.T) {
 // TestUnknownMethodIsDenied: deny by default, for every role.
 func TestUnknownMethodIsDenied(t *testing.T) {
 	a := newAuthorizer(false, nil, RoleService, nil) // no mTLS: the caller is admin
-	_, _, err := a.authorize(context.Background(), "/strata.dsd.v1.StorageService/Ingest")
+	_, _, err := a.authorize(context.Background(), "/strata.dsd.v1.StorageService/NoSuchMethod")
 	if !errors.Is(err, errPermissionDenied) || status.Code(statusFor(err)) != codes.PermissionDenied {
 		t.Fatalf("a method without a row: %v; want PermissionDenied", err)
 	}
