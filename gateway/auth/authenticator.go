@@ -120,7 +120,21 @@ func New(c config.Auth) (*Authenticator, error) {
 // The error wraps one of the package's sentinels (ConnackCode maps it), or
 // is ctx's error if ctx ended while the call waited for a verification.
 func (a *Authenticator) Authenticate(ctx context.Context, listenerIsLoopback bool, username string, password []byte, hasPassword bool) (Identity, error) {
-	anonymousOK := a.cfg.AllowAnonymous.Allowed(listenerIsLoopback)
+	return a.authenticate(ctx, a.cfg.AllowAnonymous.Allowed(listenerIsLoopback), username, password, hasPassword)
+}
+
+// AuthenticateOn is Authenticate for a client of a listener whose own
+// allow_anonymous, when not nil, replaces auth.allow_anonymous;
+// peerIsLoopback says whether the client's address is a loopback one.
+func (a *Authenticator) AuthenticateOn(ctx context.Context, anonymous *config.AnonymousMode, peerIsLoopback bool, username string, password []byte, hasPassword bool) (Identity, error) {
+	mode := a.cfg.AllowAnonymous
+	if anonymous != nil {
+		mode = *anonymous
+	}
+	return a.authenticate(ctx, mode.Allowed(peerIsLoopback), username, password, hasPassword)
+}
+
+func (a *Authenticator) authenticate(ctx context.Context, anonymousOK bool, username string, password []byte, hasPassword bool) (Identity, error) {
 	if username == "" {
 		if hasPassword {
 			return Identity{}, fmt.Errorf("%w: a password without a user name", ErrBadUserNameOrPassword)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -25,6 +26,12 @@ type conn struct {
 	s  *Server
 	l  *listener
 	nc net.Conn
+	// peer is the client's address (from the PROXY header where the
+	// listener takes one).
+	peer     netip.Addr
+	accepted time.Time
+	// br buffers reads; it is made when the first byte arrives, so an idle
+	// socket holds no buffer (conn_lazy.go). Only the read goroutine uses it.
 	br *bufio.Reader
 	// head holds the first bytes of the connection, to read the Protocol
 	// Level of a CONNECT the codec refused.
@@ -32,7 +39,8 @@ type conn struct {
 	log  *slog.Logger
 
 	// out is the outbound queue; a client that lets it fill is
-	// disconnected (slow consumer).
+	// disconnected (slow consumer). It and the writer goroutine start with
+	// the first packet sent (startWriterLocked), set under mu.
 	out chan outItem
 	// aborted is closed, with nc, when the connection is torn down without
 	// flushing.
@@ -65,6 +73,20 @@ type conn struct {
 		ioClosed bool
 		// entries maps the machine's entry ids to the router's.
 		entries map[uint64]uint64
+		// noWriter: finish began before any packet was sent; no writer
+		// starts.
+		noWriter bool
+		// inboundWait: the read loop waits for the inbound budget;
+		// inboundPeak is the most inbound bytes seen held (conn_budget.go).
+		inboundWait bool
+		inboundPeak int
+	}
+	// inboundFreed wakes the read loop waiting for the inbound budget.
+	inboundFreed chan struct{}
+	// rd is the read loop's keep-alive deadline shift (conn_budget.go).
+	rd struct {
+		machine time.Time
+		extra   time.Duration
 	}
 }
 
@@ -77,18 +99,18 @@ type outItem struct {
 	retain bool
 }
 
-func newConn(s *Server, l *listener, nc net.Conn) *conn {
+func newConn(s *Server, l *listener, nc net.Conn, peer netip.Addr, accepted time.Time) *conn {
 	c := &conn{
 		s:          s,
 		l:          l,
 		nc:         nc,
+		peer:       peer,
+		accepted:   accepted,
 		head:       &headRecorder{r: nc},
 		log:        s.log.With("listener", l.id, "remote", nc.RemoteAddr().String()),
-		out:        make(chan outItem, s.opts.OutboundQueue),
 		aborted:    make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
-	c.br = bufio.NewReaderSize(c.head, 4096)
 	c.mu.entries = map[uint64]uint64{}
 	return c
 }
@@ -98,8 +120,7 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 func (c *conn) serve() {
 	c.s.metrics.connections.WithLabelValues(c.l.id).Inc()
 	defer c.s.metrics.connections.WithLabelValues(c.l.id).Dec()
-	c.mu.m = session.New(c.l.cfg, time.Now())
-	go c.writeLoop()
+	c.mu.m = session.New(c.l.cfg, c.accepted)
 	c.readLoop()
 	c.finish()
 }
@@ -122,6 +143,7 @@ func (c *conn) recoverPanic(where string) {
 func (c *conn) readLoop() {
 	defer c.recoverPanic("read")
 	for {
+		waited := c.waitInbound()
 		var deadline time.Time
 		var version packet.Version
 		var maxSize uint32
@@ -129,8 +151,9 @@ func (c *conn) readLoop() {
 			deadline, _ = m.Deadline()
 			version, maxSize = m.Version(), m.MaxPacketSize()
 		})
+		deadline = c.readDeadline(deadline, waited)
 		_ = c.nc.SetReadDeadline(deadline)
-		p, err := packet.ReadPacket(c.br, version, maxSize)
+		p, err := packet.ReadPacket(c.reader(), version, maxSize)
 		now := time.Now()
 		var req *session.ConnectRequest
 		closed := false
@@ -257,6 +280,7 @@ func (c *conn) withMachineDo(f func(m *session.Machine)) {
 	if d := c.mu.m.Inflight() - before; d != 0 {
 		c.s.inflight.Add(int64(d))
 	}
+	c.inboundFreedLocked()
 }
 
 // applyLocked carries out actions that do not block; it returns a Connect
@@ -296,7 +320,7 @@ func (c *conn) applyLocked(acts []session.Action) *session.ConnectRequest {
 }
 
 func (c *conn) sendLocked(a session.Send) {
-	if c.mu.closing {
+	if c.mu.closing || !c.startWriterLocked() {
 		return
 	}
 	b, err := a.Packet.Append(nil, a.Version)
@@ -328,6 +352,10 @@ func (c *conn) closeLocked() {
 		return
 	}
 	c.mu.closing = true
+	if c.out == nil {
+		c.abort() // nothing was sent: nothing to flush
+		return
+	}
 	select {
 	case c.out <- outItem{close: true}:
 	default:
@@ -418,9 +446,27 @@ func (c *conn) writeFailed(err error) {
 	c.abort()
 }
 
-// finish waits for the writer (bounded by its write deadline), then ends
-// the session in the backend.
+// finish ends the connection: teardown, then the session's end in the
+// backend, then its registration. Each step runs inside the panic boundary
+// (STYLE.md rule 9), so a panic there closes only this connection and the
+// session still ends.
 func (c *conn) finish() {
+	c.teardown()
+	c.endSession()
+	c.mu.Lock()
+	clientID, guard := c.mu.m.ClientID(), c.mu.guard
+	c.mu.Unlock()
+	c.s.unregister(c, clientID, guard)
+}
+
+// teardown waits for the writer (bounded by its write deadline) and the
+// backend calls in flight, removes the entries and makes the delivery
+// progress durable, unless a panic was recovered: the machine's state is
+// then unknown and committing it could skip messages (the session resumes
+// from its last checkpoint instead).
+func (c *conn) teardown() {
+	defer c.recoverPanic("teardown")
+	c.stopWriter()
 	select {
 	case <-c.writerDone:
 	case <-time.After(c.s.opts.WriteTimeout):
@@ -435,33 +481,53 @@ func (c *conn) finish() {
 	c.mu.Unlock()
 	c.io.Wait()
 	c.removeEntries()
-	c.finalCommit()
+	if h := c.s.opts.hooks; h != nil && h.teardown != nil {
+		h.teardown()
+	}
+	if !c.panicked() {
+		c.finalCommit()
+	}
+}
+
+func (c *conn) panicked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.panicked
+}
+
+// endSession ends the session in the backend: as the machine said, or,
+// after a recovered panic, as an abnormal end (will published, expiry kept,
+// reason internal_error), never as a clean one.
+func (c *conn) endSession() {
+	defer c.recoverPanic("end session")
 	c.mu.Lock()
 	end, guard, panicked := c.mu.end, c.mu.guard, c.mu.panicked
-	clientID := c.mu.m.ClientID()
-	c.mu.Unlock()
-	if end == nil && panicked && guard != 0 {
-		// The machine's state is unknown after a panic: give the session
-		// back as an abnormal end.
-		end = &session.EndSession{ClientID: clientID, Guard: guard, Will: true, Reason: session.ReasonInternalError}
-	}
-	if end != nil {
-		ctx, cancel := context.WithTimeout(c.s.ctx, c.s.opts.BackendTimeout)
-		err := c.s.opts.Backend.Disconnect(ctx, session.DisconnectRequest{
-			ClientID: end.ClientID, Guard: end.Guard, Will: end.Will, Expiry: end.Expiry, Reason: end.Reason, Now: time.Now(),
-		})
-		cancel()
-		switch {
-		case err == nil, errors.Is(err, session.ErrStaleGuard):
-		case errors.Is(err, session.ErrUnavailable):
-			// dsd is unreachable or this gateway lost its lease: dsd
-			// ends the session when the epoch dies, will included.
-			c.log.Debug("ending the session failed", "client_id", end.ClientID, "err", err)
-		default:
-			c.log.Warn("ending the session failed", "client_id", end.ClientID, "err", err)
+	c.mu.end = nil
+	if panicked && guard != 0 {
+		e := session.EndSession{ClientID: c.mu.m.ClientID(), Guard: guard, Will: true, Expiry: c.mu.m.Expiry(), Reason: session.ReasonInternalError}
+		if end != nil {
+			e.Expiry = end.Expiry
 		}
+		end = &e
 	}
-	c.s.unregister(c, clientID, guard)
+	c.mu.Unlock()
+	if end == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.opts.BackendTimeout)
+	err := c.s.opts.Backend.Disconnect(ctx, session.DisconnectRequest{
+		ClientID: end.ClientID, Guard: end.Guard, Will: end.Will, Expiry: end.Expiry, Reason: end.Reason, Now: time.Now(),
+	})
+	cancel()
+	switch {
+	case err == nil, errors.Is(err, session.ErrStaleGuard):
+	case errors.Is(err, session.ErrUnavailable):
+		// dsd is unreachable or this gateway lost its lease: dsd
+		// ends the session when the epoch dies, will included.
+		c.log.Debug("ending the session failed", "client_id", end.ClientID, "err", err)
+	default:
+		c.log.Warn("ending the session failed", "client_id", end.ClientID, "err", err)
+	}
 }
 
 func (c *conn) countIn(p packet.Packet, v packet.Version) {
