@@ -45,7 +45,8 @@ type Options struct {
 	Authenticator *auth.Authenticator
 	// ACL decides PUBLISH and SUBSCRIBE; nil (or no rules) allows all.
 	ACL *auth.ACL
-	// Admission limits the CONNECT rate per zone; nil: no limit.
+	// Admission limits the rate of accepted connections per zone
+	// (mqtt.max_conn_rate, taken at accept); nil: no limit.
 	Admission *auth.Admission
 	// Ready, when set, is consulted by /readyz besides the server's own
 	// state (for example the link to dsd).
