@@ -120,6 +120,16 @@ type MQTT struct {
 	MaxConnRate Rate `toml:"max_conn_rate"`
 	// AllowCrossIdentityTakeover lets another username take over a client id. Default false.
 	AllowCrossIdentityTakeover bool `toml:"allow_cross_identity_takeover"`
+	// ConnectTimeout closes a connection that has not sent its CONNECT this
+	// long after it was accepted (PROXY header and TLS handshake included). Default 10s.
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	// MaxConnectPacketSize is the largest first packet (the CONNECT) a
+	// connection may send; larger closes it. Default 64KiB.
+	MaxConnectPacketSize Size `toml:"max_connect_packet_size"`
+	// MaxInboundBytes is the most PUBLISH bytes one connection may have
+	// accepted and not yet stored in dsd; past it the gateway stops reading
+	// the connection until Stores free room. Default 8MiB.
+	MaxInboundBytes Size `toml:"max_inbound_bytes"`
 }
 
 // Zone holds the per-zone keys; unset fields inherit the global value.
@@ -172,6 +182,19 @@ type Listener struct {
 	UseIdentityAsUsername string `toml:"use_identity_as_username,omitempty"`
 	// Path is the WebSocket path. Default "/mqtt".
 	Path string `toml:"path"`
+	// AllowedOrigins are the Origin header patterns a WebSocket upgrade may
+	// carry (ws, wss): a host pattern ("*.example.com") or scheme and host
+	// ("https://app.example.com"). A request without Origin (not a browser) is
+	// allowed. Default none: only an Origin naming the request's own Host.
+	AllowedOrigins []string `toml:"allowed_origins,omitempty"`
+	// AllowAnonymous, when set, replaces auth.allow_anonymous on this
+	// listener. Default unset: auth.allow_anonymous for tcp and tls, false for
+	// ws and wss.
+	AllowAnonymous *AnonymousMode `toml:"allow_anonymous,omitempty"`
+	// ProxyProtocol requires a PROXY protocol v1 or v2 header at the start
+	// of every connection; the client's address is taken from it. Default false
+	// (a PROXY header is then garbage and closes the connection).
+	ProxyProtocol bool `toml:"proxy_protocol,omitempty"`
 }
 
 // DSD are dsd's own listener keys (dsd.*); the flags --grpc-listen and --http-listen override them.
@@ -209,6 +232,12 @@ type Gateway struct {
 	DSD string `toml:"dsd"`
 	// HTTPListen serves the gateway's /metrics and /healthz. Default 127.0.0.1:7072.
 	HTTPListen string `toml:"http_listen"`
+	// MaxConnections is the most MQTT connections (sockets, before and after
+	// CONNECT) the gateway holds; more are closed at accept. 0: no limit. Default 100000.
+	MaxConnections int `toml:"max_connections"`
+	// MaxConnectionsPerAddress is the most connections from one client IP
+	// address; more are closed at accept. 0: no limit. Default 1000.
+	MaxConnectionsPerAddress int `toml:"max_connections_per_address"`
 	// DSDTLS is how the gateway reaches dsd over TLS (gateway.dsd_tls.*).
 	DSDTLS GatewayDSDTLS `toml:"dsd_tls"`
 }
@@ -267,11 +296,14 @@ func Default() Config {
 			MaxPacketSize:         1 << 20,
 			ReceiveMaximum:        32,
 			MaxConnRate:           1000,
+			ConnectTimeout:        Duration(10e9),
+			MaxConnectPacketSize:  64 << 10,
+			MaxInboundBytes:       8 << 20,
 		},
 		Zone:      map[string]Zone{"default": {}},
 		Listeners: map[string]map[string]Listener{"tcp": {"default": {Bind: "127.0.0.1:1883", Zone: "default"}}},
 		DSD:       DSD{GRPCListen: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7071", TLS: DSDTLS{DefaultRole: "service"}, MaxConcurrentStreams: 1024},
-		Gateway:   Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072"},
+		Gateway:   Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072", MaxConnections: 100000, MaxConnectionsPerAddress: 1000},
 		Auth: Auth{
 			AllowAnonymous:   AnonymousLoopback,
 			Hash:             "bcrypt",

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 )
@@ -78,6 +79,21 @@ func (c Config) Validate() error {
 	if mq.MaxConnRate < 1 {
 		bad("mqtt.max_conn_rate", "must be at least 1/s, got %d", mq.MaxConnRate)
 	}
+	if mq.ConnectTimeout <= 0 {
+		bad("mqtt.connect_timeout", "must be positive")
+	}
+	if mq.MaxConnectPacketSize < 64 || mq.MaxConnectPacketSize > 268435455 {
+		bad("mqtt.max_connect_packet_size", "must be 64B..256MiB, got %s", mq.MaxConnectPacketSize)
+	}
+	if mq.MaxInboundBytes < 1024 {
+		bad("mqtt.max_inbound_bytes", "must be at least 1KiB, got %s", mq.MaxInboundBytes)
+	}
+	if c.Gateway.MaxConnections < 0 {
+		bad("gateway.max_connections", "must not be negative (0: no limit), got %d", c.Gateway.MaxConnections)
+	}
+	if c.Gateway.MaxConnectionsPerAddress < 0 {
+		bad("gateway.max_connections_per_address", "must not be negative (0: no limit), got %d", c.Gateway.MaxConnectionsPerAddress)
+	}
 	for name, z := range c.Zone {
 		if z.KeepaliveBackoff != nil && (*z.KeepaliveBackoff <= 0 || *z.KeepaliveBackoff > 10) {
 			bad("zone."+name+".keepalive_backoff", "must be in (0, 10], got %v", *z.KeepaliveBackoff)
@@ -113,6 +129,17 @@ func (c Config) Validate() error {
 				}
 			default:
 				bad(key+".use_identity_as_username", "want \"cn\", \"san_dns\", \"san_email\" or \"\", got %q", l.UseIdentityAsUsername)
+			}
+			if len(l.AllowedOrigins) > 0 && typ != "ws" && typ != "wss" {
+				bad(key+".allowed_origins", "only ws and wss listeners check an Origin")
+			}
+			for _, o := range l.AllowedOrigins {
+				if _, err := path.Match(o, ""); err != nil || o == "" {
+					bad(key+".allowed_origins", "bad pattern %q", o)
+				}
+			}
+			if m := l.AllowAnonymous; m != nil && *m != AnonymousLoopback && *m != AnonymousAllow && *m != AnonymousDeny {
+				bad(key+".allow_anonymous", "want \"loopback\", true or false, got %q", string(*m))
 			}
 		}
 	}

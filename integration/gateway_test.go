@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -35,7 +36,13 @@ func TestGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Stop(10 * time.Second)
-	g, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: d.GRPCAddr, WSListen: "127.0.0.1:0"})
+	// Anonymous clients on a WebSocket listener are opted into (its
+	// allow_anonymous); from loopback, as on the tcp listener.
+	cfgFile := filepath.Join(t.TempDir(), "strata.toml")
+	if err := os.WriteFile(cfgFile, []byte("[listeners.ws.default]\nbind = \"127.0.0.1:0\"\nallow_anonymous = \"loopback\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: d.GRPCAddr, WSListen: "127.0.0.1:0", ConfigFile: cfgFile})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,8 +123,11 @@ func New(c config.Auth) (*Authenticator, error) {
 
 // Request is one CONNECT to authenticate.
 type Request struct {
-	// Loopback says whether the listener the client came in on is bound to
-	// a loopback address (auth.allow_anonymous = "loopback").
+	// Anonymous, when set, is the listener's own allow_anonymous, which
+	// replaces auth.allow_anonymous.
+	Anonymous *config.AnonymousMode
+	// Loopback says whether the client's address is a loopback one
+	// (allow_anonymous = "loopback").
 	Loopback bool
 	// Addr is the client's address; the zero value (unknown) is not
 	// limited per address.
@@ -171,7 +174,11 @@ func (a *Authenticator) Check(ctx context.Context, r Request) (Identity, error) 
 	if a.jwt != nil && hasPassword && looksLikeJWT(password) {
 		return a.checkJWT(r)
 	}
-	anonymousOK := a.cfg.AllowAnonymous.Allowed(r.Loopback)
+	mode := a.cfg.AllowAnonymous
+	if r.Anonymous != nil {
+		mode = *r.Anonymous
+	}
+	anonymousOK := mode.Allowed(r.Loopback)
 	if username == "" {
 		if hasPassword {
 			return Identity{}, fmt.Errorf("%w: a password without a user name", ErrBadUserNameOrPassword)

@@ -27,15 +27,24 @@ type conn struct {
 	s  *Server
 	l  *listener
 	nc net.Conn
+	// peer is the client's address (from the PROXY header where the
+	// listener takes one).
+	peer     netip.Addr
+	accepted time.Time
+	// br buffers reads; it is made when the first byte arrives, so an idle
+	// socket holds no buffer (conn_lazy.go). Only the read goroutine uses it.
 	br *bufio.Reader
 	// head holds the first bytes of the connection, to read the Protocol
 	// Level of a CONNECT the codec refused.
 	head *headRecorder
 	log  *slog.Logger
-	peer peer
+	// wsTLS is the TLS state of a wss connection (from its HTTP request);
+	// a tls connection's is read from the connection after its handshake.
+	wsTLS *tls.ConnectionState
 
 	// out is the outbound queue; a client that lets it fill is
-	// disconnected (slow consumer).
+	// disconnected (slow consumer). It and the writer goroutine start with
+	// the first packet sent (startWriterLocked), set under mu.
 	out chan outItem
 	// aborted is closed, with nc, when the connection is torn down without
 	// flushing.
@@ -73,6 +82,21 @@ type conn struct {
 		// idleAt is when the idle timer is set to fire; zero when it is
 		// not set.
 		idleAt time.Time
+		// noWriter: finish began before any packet was sent; no writer
+		// starts.
+		noWriter bool
+		// inboundWait: the read loop waits for the inbound budget;
+		// inboundPeak is the most inbound bytes seen held (conn_budget.go).
+		inboundWait bool
+		inboundPeak int
+	}
+	// inboundFreed wakes the read loop waiting for the inbound budget.
+	inboundFreed chan struct{}
+	// rd is the keep-alive deadline shift while the read loop waited for
+	// the inbound budget (conn_budget.go); guarded by mu.
+	rd struct {
+		machine time.Time
+		extra   time.Duration
 	}
 }
 
@@ -85,18 +109,18 @@ type outItem struct {
 	retain bool
 }
 
-func newConn(s *Server, l *listener, nc net.Conn) *conn {
+func newConn(s *Server, l *listener, nc net.Conn, peer netip.Addr, accepted time.Time) *conn {
 	c := &conn{
 		s:          s,
 		l:          l,
 		nc:         nc,
+		peer:       peer,
+		accepted:   accepted,
 		head:       &headRecorder{r: nc},
 		log:        s.log.With("listener", l.id, "remote", nc.RemoteAddr().String()),
-		out:        make(chan outItem, s.opts.OutboundQueue),
 		aborted:    make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
-	c.br = bufio.NewReaderSize(c.head, 4096)
 	c.mu.entries = map[uint64]uint64{}
 	return c
 }
@@ -106,8 +130,7 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 func (c *conn) serve() {
 	c.s.metrics.connections.WithLabelValues(c.l.id).Inc()
 	defer c.s.metrics.connections.WithLabelValues(c.l.id).Dec()
-	c.mu.m = session.New(c.l.cfg, time.Now())
-	go c.writeLoop()
+	c.mu.m = session.New(c.l.cfg, c.accepted)
 	c.readLoop()
 	c.finish()
 }
@@ -135,16 +158,25 @@ func (c *conn) readLoop() {
 	defer c.recoverPanic("read")
 	var version packet.Version
 	var maxSize uint32
+	// wait: the machine holds the inbound budget (conn_budget.go); the next
+	// read waits for a Store to free room.
+	var wait bool
 	c.withMachineDo(func(m *session.Machine) {
 		version, maxSize = m.Version(), m.MaxPacketSize()
 		c.armIdleLocked(m)
 	})
 	for {
-		p, err := packet.ReadPacket(c.br, version, maxSize)
+		var waited time.Duration
+		if wait {
+			waited = c.waitInbound()
+		}
+		p, err := packet.ReadPacket(c.reader(), version, maxSize)
 		now := time.Now()
 		var req *session.ConnectRequest
 		closed := false
 		c.withMachineDo(func(m *session.Machine) {
+			// The keep-alive is suspended while the gateway did not read.
+			c.rd.extra += waited
 			var acts []session.Action
 			switch {
 			case err == nil:
@@ -168,6 +200,7 @@ func (c *conn) readLoop() {
 			}
 			closed = m.Closed() || m.Draining()
 			version, maxSize = m.Version(), m.MaxPacketSize()
+			wait = c.overBudgetLocked()
 			c.armIdleLocked(m)
 		})
 		if req != nil {
@@ -188,7 +221,7 @@ func (c *conn) readLoop() {
 // timer is reset only when it must fire earlier than it is set to, and
 // otherwise re-armed when it fires early (onIdle).
 func (c *conn) armIdleLocked(m *session.Machine) {
-	d, ok := m.Deadline()
+	d, ok := c.idleDeadlineLocked(m)
 	if !ok || m.Closed() || (!c.mu.idleAt.IsZero() && !d.Before(c.mu.idleAt)) {
 		return
 	}
@@ -212,7 +245,14 @@ func (c *conn) onIdle() {
 			return
 		}
 		now := time.Now()
-		if d, ok := m.Deadline(); ok && !now.Before(d) {
+		if c.mu.inboundWait {
+			// Not reading: the client's silence is not its own. Look again
+			// in a second (the wait's length moves the deadline when it ends).
+			c.mu.idleAt = now.Add(time.Second)
+			c.idle.Reset(time.Second)
+			return
+		}
+		if d, ok := c.idleDeadlineLocked(m); ok && !now.Before(d) {
 			c.applyLocked(m.Tick(now))
 		}
 		c.armIdleLocked(m)
@@ -307,6 +347,7 @@ func (c *conn) withMachineDo(f func(m *session.Machine)) {
 	if d := c.mu.m.Inflight() - before; d != 0 {
 		c.s.inflight.Add(int64(d))
 	}
+	c.inboundFreedLocked()
 }
 
 // applyLocked carries out actions that do not block; it returns a Connect
@@ -345,7 +386,7 @@ func (c *conn) applyLocked(acts []session.Action) *session.ConnectRequest {
 }
 
 func (c *conn) sendLocked(a session.Send) {
-	if c.mu.closing {
+	if c.mu.closing || !c.startWriterLocked() {
 		return
 	}
 	b, err := a.Packet.Append(nil, a.Version)
@@ -377,6 +418,10 @@ func (c *conn) closeLocked() {
 		return
 	}
 	c.mu.closing = true
+	if c.out == nil {
+		c.abort() // nothing was sent: nothing to flush
+		return
+	}
 	select {
 	case c.out <- outItem{close: true}:
 	default:
@@ -467,14 +512,32 @@ func (c *conn) writeFailed(err error) {
 	c.abort()
 }
 
-// finish waits for the writer (bounded by its write deadline), then ends
-// the session in the backend.
+// finish ends the connection: teardown, then the session's end in the
+// backend, then its registration. Each step runs inside the panic boundary
+// (STYLE.md rule 9), so a panic there closes only this connection and the
+// session still ends.
 func (c *conn) finish() {
 	c.mu.Lock()
 	if c.idle != nil {
 		c.idle.Stop()
 	}
 	c.mu.Unlock()
+	c.teardown()
+	c.endSession()
+	c.mu.Lock()
+	clientID, guard := c.mu.m.ClientID(), c.mu.guard
+	c.mu.Unlock()
+	c.s.unregister(c, clientID, guard)
+}
+
+// teardown waits for the writer (bounded by its write deadline) and the
+// backend calls in flight, removes the entries and makes the delivery
+// progress durable, unless a panic was recovered: the machine's state is
+// then unknown and committing it could skip messages (the session resumes
+// from its last checkpoint instead).
+func (c *conn) teardown() {
+	defer c.recoverPanic("teardown")
+	c.stopWriter()
 	select {
 	case <-c.writerDone:
 	case <-time.After(c.s.opts.WriteTimeout):
@@ -489,33 +552,53 @@ func (c *conn) finish() {
 	c.mu.Unlock()
 	c.io.Wait()
 	c.removeEntries()
-	c.finalCommit()
+	if h := c.s.opts.hooks; h != nil && h.teardown != nil {
+		h.teardown()
+	}
+	if !c.panicked() {
+		c.finalCommit()
+	}
+}
+
+func (c *conn) panicked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.panicked
+}
+
+// endSession ends the session in the backend: as the machine said, or,
+// after a recovered panic, as an abnormal end (will published, expiry kept,
+// reason internal_error), never as a clean one.
+func (c *conn) endSession() {
+	defer c.recoverPanic("end session")
 	c.mu.Lock()
 	end, guard, panicked := c.mu.end, c.mu.guard, c.mu.panicked
-	clientID := c.mu.m.ClientID()
-	c.mu.Unlock()
-	if end == nil && panicked && guard != 0 {
-		// The machine's state is unknown after a panic: give the session
-		// back as an abnormal end.
-		end = &session.EndSession{ClientID: clientID, Guard: guard, Will: true, Reason: session.ReasonInternalError}
-	}
-	if end != nil {
-		ctx, cancel := context.WithTimeout(c.s.ctx, c.s.opts.BackendTimeout)
-		err := c.s.opts.Backend.Disconnect(ctx, session.DisconnectRequest{
-			ClientID: end.ClientID, Guard: end.Guard, Will: end.Will, Expiry: end.Expiry, Reason: end.Reason, Now: time.Now(),
-		})
-		cancel()
-		switch {
-		case err == nil, errors.Is(err, session.ErrStaleGuard):
-		case errors.Is(err, session.ErrUnavailable):
-			// dsd is unreachable or this gateway lost its lease: dsd
-			// ends the session when the epoch dies, will included.
-			c.log.Debug("ending the session failed", "client_id", end.ClientID, "err", err)
-		default:
-			c.log.Warn("ending the session failed", "client_id", end.ClientID, "err", err)
+	c.mu.end = nil
+	if panicked && guard != 0 {
+		e := session.EndSession{ClientID: c.mu.m.ClientID(), Guard: guard, Will: true, Expiry: c.mu.m.Expiry(), Reason: session.ReasonInternalError}
+		if end != nil {
+			e.Expiry = end.Expiry
 		}
+		end = &e
 	}
-	c.s.unregister(c, clientID, guard)
+	c.mu.Unlock()
+	if end == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.opts.BackendTimeout)
+	err := c.s.opts.Backend.Disconnect(ctx, session.DisconnectRequest{
+		ClientID: end.ClientID, Guard: end.Guard, Will: end.Will, Expiry: end.Expiry, Reason: end.Reason, Now: time.Now(),
+	})
+	cancel()
+	switch {
+	case err == nil, errors.Is(err, session.ErrStaleGuard):
+	case errors.Is(err, session.ErrUnavailable):
+		// dsd is unreachable or this gateway lost its lease: dsd
+		// ends the session when the epoch dies, will included.
+		c.log.Debug("ending the session failed", "client_id", end.ClientID, "err", err)
+	default:
+		c.log.Warn("ending the session failed", "client_id", end.ClientID, "err", err)
+	}
 }
 
 func (c *conn) countIn(p packet.Packet, v packet.Version) {
@@ -581,30 +664,15 @@ func (h *headRecorder) protocolLevel() byte {
 	return b[at]
 }
 
-// peer is what the gateway knows of a connection's other end before MQTT.
-type peer struct {
-	// addr is the remote address ("host:port").
-	addr string
-	// tls is the TLS state of a wss connection (from the HTTP request); a
-	// tls connection's is read from the connection after its handshake.
-	tls *tls.ConnectionState
-}
-
 // remoteAddr returns the client's IP address, or the zero value when it is
 // not known.
-func (c *conn) remoteAddr() netip.Addr {
-	ap, err := netip.ParseAddrPort(c.peer.addr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr()
-}
+func (c *conn) remoteAddr() netip.Addr { return c.peer }
 
 // tlsState returns the connection's TLS state once its handshake is done,
 // nil for a connection without TLS.
 func (c *conn) tlsState() *tls.ConnectionState {
-	if c.peer.tls != nil {
-		return c.peer.tls
+	if c.wsTLS != nil {
+		return c.wsTLS
 	}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		st := tc.ConnectionState()

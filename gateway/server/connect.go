@@ -11,8 +11,8 @@ import (
 	"github.com/stratamq/strata/gateway/session"
 )
 
-// openSession carries out a machine's Connect action: admission (the zone's
-// connection rate), authentication, then the session backend. It runs in the
+// openSession carries out a machine's Connect action: authentication, then
+// the session backend. It runs in the
 // connection's read goroutine without locks held.
 func (s *Server) openSession(c *conn, req session.ConnectRequest) session.ConnectResult {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.BackendTimeout)
@@ -23,11 +23,7 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 		c.log.Debug("CONNECT refused", "client_id", req.ClientID, "username", req.Username, "code", fmt.Sprintf("0x%02X", byte(code)), "err", err)
 		return session.ConnectResult{Code: code, NoConnack: noConnack}
 	}
-	if a := s.opts.Admission; a != nil {
-		if err := a.Admit(c.l.zone); err != nil {
-			return refuse(err)
-		}
-	}
+	// Admission (mqtt.max_conn_rate) took its token at accept (admit.go).
 	id := auth.Identity{Username: req.Username}
 	if field := c.l.certIdentity; field != "" {
 		// use_identity_as_username: the verified certificate is the
@@ -40,8 +36,11 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 		id = auth.Identity{Username: name, Authenticated: true}
 	} else if a := s.opts.Authenticator; a != nil {
 		var err error
+		// "loopback" is judged from the client's address, not from the
+		// listener's bind address (a local proxy makes every client look
+		// local to a loopback listener; PROXY headers name the real one).
 		id, err = a.Check(ctx, auth.Request{
-			Loopback: c.l.loopback, Addr: c.remoteAddr(), ClientID: req.ClientID,
+			Anonymous: c.l.anonymous, Loopback: c.peer.IsLoopback(), Addr: c.remoteAddr(), ClientID: req.ClientID,
 			Username: req.Username, Password: req.Password, HasPassword: req.PasswordFlag,
 		})
 		if err != nil {

@@ -79,6 +79,9 @@ func (c *conn) applyDeliveryLocked(a session.Action) bool {
 	d := c.s.opts.Delivery
 	switch a := a.(type) {
 	case session.Commit:
+		if c.mu.panicked {
+			return true // the machine's state is unknown: commit nothing more
+		}
 		c.goIO("commit", func(ctx context.Context) {
 			err := deliveryCall(d, func(d Delivery) error { return d.Commit(ctx, a.Commit) })
 			c.machineAnswer(func(m *session.Machine) []session.Action { return m.CommitDone(time.Now(), a.Seq, err) })
@@ -183,9 +186,8 @@ func (c *conn) removeEntries() {
 // session ends.
 func (c *conn) finalCommit() {
 	d := c.s.opts.Delivery
-	c.mu.Lock()
-	cm := c.mu.m.FinalCommit()
-	c.mu.Unlock()
+	var cm *storagev1.SessionCommit
+	c.withMachineDo(func(m *session.Machine) { cm = m.FinalCommit() })
 	if d == nil || cm == nil {
 		return
 	}

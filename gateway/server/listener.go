@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -13,7 +14,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/stratamq/strata/config"
-	"github.com/stratamq/strata/gateway/auth"
 	"github.com/stratamq/strata/gateway/session"
 )
 
@@ -30,13 +30,19 @@ type listener struct {
 	id, typ, name string
 	zone          string
 	cfg           session.Config
-	// loopback: bound to a loopback address only (anonymous access).
-	loopback bool
 	// certIdentity is use_identity_as_username: the field of the verified
 	// client certificate that is the username ("" for none).
 	certIdentity string
-	ln           net.Listener
-	tls          *tls.Config
+	// anonymous, when set, replaces auth.allow_anonymous on this listener
+	// (listeners.<type>.<name>.allow_anonymous; false for ws and wss unless
+	// set). "loopback" is judged from each client's address.
+	anonymous *config.AnonymousMode
+	// proxy: a PROXY protocol header starts every connection.
+	proxy bool
+	// origins are the allowed Origin patterns of a ws or wss listener.
+	origins []string
+	ln      net.Listener
+	tls     *tls.Config
 	// ws serves the WebSocket upgrade (ws, wss).
 	ws   *http.Server
 	path string
@@ -49,11 +55,19 @@ func (s *Server) newListener(typ, name string, lc config.Listener) (*listener, e
 	}
 	l := &listener{
 		id: typ + "." + name, typ: typ, name: name, zone: zone,
-		cfg:      zoneConfig(s.opts.Config, zone, s.opts.ConnectTimeout),
-		loopback: auth.IsLoopback(lc.Bind),
-		path:     lc.Path,
-
+		cfg:          zoneConfig(s.opts.Config, zone, s.opts.ConnectTimeout),
+		anonymous:    lc.AllowAnonymous,
+		proxy:        lc.ProxyProtocol,
+		origins:      lc.AllowedOrigins,
+		path:         lc.Path,
 		certIdentity: lc.UseIdentityAsUsername,
+	}
+	if l.anonymous == nil && (typ == "ws" || typ == "wss") {
+		// A browser page of any site can open a WebSocket to a listener its
+		// user reaches: anonymous access there is opted into, never
+		// inherited.
+		deny := config.AnonymousDeny
+		l.anonymous = &deny
 	}
 	if l.path == "" {
 		l.path = "/mqtt"
@@ -73,7 +87,16 @@ func (s *Server) newListener(typ, name string, lc config.Listener) (*listener, e
 	if typ == "ws" || typ == "wss" {
 		mux := http.NewServeMux()
 		mux.HandleFunc(l.path, func(w http.ResponseWriter, r *http.Request) { s.serveWS(l, w, r) })
-		l.ws = &http.Server{Handler: mux, ReadHeaderTimeout: s.opts.ConnectTimeout}
+		l.ws = &http.Server{
+			Handler: mux,
+			// The upgrade request is what a WebSocket sends before CONNECT.
+			ReadHeaderTimeout: s.opts.ConnectTimeout,
+			IdleTimeout:       s.opts.ConnectTimeout,
+			MaxHeaderBytes:    wsMaxHeaderBytes,
+			ConnContext: func(ctx context.Context, nc net.Conn) context.Context {
+				return context.WithValue(ctx, wsConnKey{}, nc)
+			},
+		}
 	}
 	return l, nil
 }
@@ -106,10 +129,17 @@ func loadTLS(lc config.Listener) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// wsMaxHeaderBytes bounds the header of a WebSocket upgrade request.
+const wsMaxHeaderBytes = 16 << 10
+
+// wsConnKey finds the admitted connection of a WebSocket request in its
+// context.
+type wsConnKey struct{}
+
 // serveListener accepts until the listener is closed.
 func (s *Server) serveListener(l *listener) {
 	if l.ws != nil {
-		ln := l.ln
+		var ln net.Listener = gateListener{Listener: l.ln, s: s, l: l}
 		if l.tls != nil {
 			cfg := l.tls.Clone()
 			cfg.NextProtos = []string{"http/1.1"}
@@ -133,18 +163,24 @@ func (s *Server) serveListener(l *listener) {
 			continue
 		}
 		delay = 0
-		if l.tls != nil {
-			// The handshake runs on the first read, bounded by the
-			// connect timeout.
-			nc = tls.Server(nc, l.tls)
+		accepted := time.Now()
+		gc, ok := s.admit(l, nc)
+		if !ok {
+			continue
 		}
 		if !s.enter() {
-			_ = nc.Close()
+			_ = gc.Close()
 			return
 		}
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(l, nc, peer{addr: nc.RemoteAddr().String()})
+			// The PROXY header and the TLS handshake run here, in the
+			// connection's goroutine, by its connect deadline.
+			nc, peer, ok := s.prepare(l, gc, s.connectDeadline(accepted))
+			if !ok {
+				return
+			}
+			s.serveConn(l, nc, peer, accepted, nil)
 		}()
 	}
 }
@@ -157,11 +193,24 @@ func (s *Server) serveWS(l *listener, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.wg.Done()
+	accepted := time.Now()
+	peer := peerAddr(addrString(r.RemoteAddr))
+	if gc, ok := r.Context().Value(wsConnKey{}).(*gatedConn); ok && l.proxy {
+		// The client's address came in the PROXY header, after accept.
+		if !s.admitAddr(l, gc, peer) {
+			return
+		}
+	}
+	if err := originAllowed(r, l.origins); err != nil {
+		s.metrics.refused.WithLabelValues(refusedOrigin).Inc()
+		s.log.Debug("connection refused", "listener", l.id, "remote", r.RemoteAddr, "reason", refusedOrigin, "err", err)
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	}
 	wc, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols: wsSubprotocols,
-		// MQTT authenticates in CONNECT, not with cookies, so any origin
-		// may connect (as browsers on other origins need to).
-		OriginPatterns: []string{"*"},
+		// originAllowed has decided.
+		InsecureSkipVerify: true,
 	})
 	if err != nil {
 		return // Accept has answered the request
@@ -176,8 +225,14 @@ func (s *Server) serveWS(l *listener, w http.ResponseWriter, r *http.Request) {
 		// packet of the maximum size (clients send a packet per message).
 		wc.SetReadLimit(int64(l.cfg.MaxPacketSize) + 1024)
 	}
-	s.serveConn(l, nc, peer{addr: r.RemoteAddr, tls: r.TLS})
+	s.serveConn(l, nc, peer, accepted, r.TLS)
 }
+
+// addrString is a net.Addr of a "host:port" string (http.Request.RemoteAddr).
+type addrString string
+
+func (a addrString) Network() string { return "tcp" }
+func (a addrString) String() string  { return string(a) }
 
 func (s *Server) closeListeners() {
 	for _, l := range s.listeners {

@@ -18,6 +18,7 @@ type metrics struct {
 
 	connections *prometheus.GaugeVec
 	accepted    *prometheus.CounterVec
+	refused     *prometheus.CounterVec
 	closed      *prometheus.CounterVec
 
 	packetsIn, packetsOut [16]prometheus.Counter
@@ -52,6 +53,10 @@ func newMetrics() *metrics {
 			Name: "strata_gateway_connections_accepted_total",
 			Help: "Connections accepted, by listener (type.name).",
 		}, []string{"listener"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_gateway_connections_refused_total",
+			Help: "Connections closed before CONNECT by a limit or check, by reason: max_connections, max_connections_per_address, max_conn_rate, proxy_header, tls_handshake, ws_origin.",
+		}, []string{"reason"}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strata_gateway_connections_closed_total",
 			Help: "Connections closed, by reason.",
@@ -135,7 +140,7 @@ func newMetrics() *metrics {
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.connections, m.accepted, m.closed, m.keepAliveTimeouts, m.panics,
+		m.connections, m.accepted, m.refused, m.closed, m.keepAliveTimeouts, m.panics,
 		m.authFailures, m.connectRefused, m.aclDenied, m.stored, m.storeFailures,
 		packetsIn, packetsOut, bytesIn, bytesOut,
 		messagesIn, messagesOut, m.dropped, m.replayed, m.missed, m.dsdLatency,

@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -44,7 +46,8 @@ type Options struct {
 	Authenticator *auth.Authenticator
 	// ACL decides PUBLISH and SUBSCRIBE; nil (or no rules) allows all.
 	ACL *auth.ACL
-	// Admission limits the CONNECT rate per zone; nil: no limit.
+	// Admission limits the rate of accepted connections per zone
+	// (mqtt.max_conn_rate, taken at accept); nil: no limit.
 	Admission *auth.Admission
 	// Ready, when set, is consulted by /readyz besides the server's own
 	// state (for example the link to dsd).
@@ -52,8 +55,9 @@ type Options struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
-	// ConnectTimeout closes a connection that sends no CONNECT in time.
-	// Default 10s.
+	// ConnectTimeout closes a connection that sends no CONNECT in time
+	// from its accept (PROXY header and TLS handshake included). Default
+	// mqtt.connect_timeout, else 10s.
 	ConnectTimeout time.Duration
 	// WriteTimeout bounds each write to a client. Default 10s.
 	WriteTimeout time.Duration
@@ -63,6 +67,47 @@ type Options struct {
 	// OutboundQueue is how many packets may wait for a client; a client
 	// that lets more pile up is disconnected. Default 1024.
 	OutboundQueue int
+	// HTTP bounds the requests of the HTTP endpoint (gateway.http_listen).
+	HTTP HTTPTimeouts
+
+	// hooks are test hooks (fault injection); nil outside tests.
+	hooks *testHooks
+}
+
+// HTTPTimeouts bound the HTTP endpoint's connections, so a slow or idle
+// client cannot hold one forever (net/http.Server's fields of the same
+// names).
+type HTTPTimeouts struct {
+	// ReadHeaderTimeout bounds reading a request's header. Default 5s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request. Default 10s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a response (a /metrics scrape). Default 30s.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection idle this long. Default 60s.
+	IdleTimeout time.Duration
+}
+
+func (h HTTPTimeouts) withDefaults() HTTPTimeouts {
+	if h.ReadHeaderTimeout <= 0 {
+		h.ReadHeaderTimeout = 5 * time.Second
+	}
+	if h.ReadTimeout <= 0 {
+		h.ReadTimeout = 10 * time.Second
+	}
+	if h.WriteTimeout <= 0 {
+		h.WriteTimeout = 30 * time.Second
+	}
+	if h.IdleTimeout <= 0 {
+		h.IdleTimeout = 60 * time.Second
+	}
+	return h
+}
+
+// testHooks inject faults in tests.
+type testHooks struct {
+	// teardown runs in finish before the final commit.
+	teardown func()
 }
 
 // DefaultBackendTimeout is Options.BackendTimeout's default.
@@ -73,8 +118,12 @@ func (o Options) withDefaults() Options {
 		o.Logger = slog.Default()
 	}
 	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = o.Config.MQTT.ConnectTimeout.Std()
+	}
+	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
+	o.HTTP = o.HTTP.withDefaults()
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
 	}
@@ -101,6 +150,11 @@ type Server struct {
 	// inflight is the sum of the connections' QoS 1 and 2 deliveries
 	// awaiting acknowledgement.
 	inflight atomic.Int64
+	// gate counts connections against gateway.max_connections and
+	// gateway.max_connections_per_address.
+	gate *gate
+	// inboundLimit is mqtt.max_inbound_bytes (conn_budget.go); 0: none.
+	inboundLimit int
 
 	// ctx is cancelled by Close (not by a graceful Shutdown) and bounds
 	// backend calls and WebSocket connections.
@@ -142,7 +196,9 @@ type Addr struct {
 // serving. Stop it with Shutdown or Close.
 func Listen(opts Options) (*Server, error) {
 	opts = opts.withDefaults()
-	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), httpDone: make(chan struct{}), stopBg: make(chan struct{})}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), httpDone: make(chan struct{}), stopBg: make(chan struct{}),
+		gate:         newGate(opts.Config.Gateway.MaxConnections, opts.Config.Gateway.MaxConnectionsPerAddress),
+		inboundLimit: int(opts.Config.MQTT.MaxInboundBytes)}
 	s.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "strata_gateway_inflight_messages",
 		Help: "QoS 1 and 2 messages sent to subscribers and not yet acknowledged.",
@@ -190,7 +246,9 @@ func Listen(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("gateway: http listen %s: %w", cfg.Gateway.HTTPListen, err)
 		}
 		s.httpLn = ln
-		s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		h := opts.HTTP
+		s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: h.ReadHeaderTimeout,
+			ReadTimeout: h.ReadTimeout, WriteTimeout: h.WriteTimeout, IdleTimeout: h.IdleTimeout}
 		go func() {
 			defer close(s.httpDone)
 			_ = s.httpSrv.Serve(ln)
@@ -344,10 +402,12 @@ func (s *Server) untrack(c *conn) {
 }
 
 // serveConn runs one accepted connection to its end; the caller has
-// entered wg.
-func (s *Server) serveConn(l *listener, nc net.Conn, p peer) {
-	c := newConn(s, l, nc)
-	c.peer = p
+// entered wg. peer is the client's address (from a PROXY header where the
+// listener takes one); accepted starts the connect timeout; wsTLS is a wss
+// connection's TLS state.
+func (s *Server) serveConn(l *listener, nc net.Conn, peer netip.Addr, accepted time.Time, wsTLS *tls.ConnectionState) {
+	c := newConn(s, l, nc, peer, accepted)
+	c.wsTLS = wsTLS
 	if !s.track(c) {
 		_ = nc.Close()
 		return

@@ -84,6 +84,7 @@ func zoneConfig(c config.Config, zone string, connectTimeout time.Duration) sess
 	cfg.Durable = ds.Enable
 	cfg.BatchSize = max(ds.BatchSize, 1)
 	cfg.MaxPacketSize = uint32(min(int64(mq.MaxPacketSize), math.MaxUint32))
+	cfg.MaxConnectPacketSize = uint32(min(int64(c.MQTT.MaxConnectPacketSize), math.MaxUint32))
 	cfg.ReceiveMaximum = uint16(min(max(mq.ReceiveMaximum, 1), math.MaxUint16))
 	cfg.SessionExpiry = seconds32(mq.SessionExpiryInterval)
 	cfg.MaxSessionExpiry = seconds32(mq.MaxSessionExpiry)

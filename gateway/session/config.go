@@ -38,6 +38,14 @@ type Config struct {
 	// MaxPacketSize is the largest packet accepted, in bytes
 	// (mqtt.max_packet_size). Default 1 MiB.
 	MaxPacketSize uint32
+	// MaxConnectPacketSize is the largest first packet (the CONNECT)
+	// accepted, in bytes (mqtt.max_connect_packet_size); a larger one closes
+	// the connection. Until CONNECT, nothing larger is read. Default 64 KiB.
+	MaxConnectPacketSize uint32
+	// MaxInflightReleases is how many PUBREL releases (a Release action
+	// each, a call to dsd) one connection has in flight; later PUBRELs
+	// wait for one to finish. Default 8.
+	MaxInflightReleases int
 	// TopicAliasMaximum is the highest inbound Topic Alias accepted; 0
 	// accepts none. Default 64.
 	TopicAliasMaximum uint16
@@ -98,19 +106,21 @@ type Config struct {
 // caller.
 func DefaultConfig() Config {
 	return Config{
-		ConnectTimeout:     10 * time.Second,
-		KeepAliveBackoff:   0.75,
-		ReceiveMaximum:     32,
-		MaxPacketSize:      1 << 20,
-		TopicAliasMaximum:  64,
-		MaxQoS:             2,
-		WildcardAvailable:  true,
-		SessionExpiry:      7200,
-		Durable:            true,
-		CheckpointInterval: 5 * time.Second,
-		BatchSize:          100,
-		BatchesPerStream:   1,
-		OutboundWindow:     256,
+		ConnectTimeout:       10 * time.Second,
+		KeepAliveBackoff:     0.75,
+		ReceiveMaximum:       32,
+		MaxPacketSize:        1 << 20,
+		MaxConnectPacketSize: 64 << 10,
+		MaxInflightReleases:  8,
+		TopicAliasMaximum:    64,
+		MaxQoS:               2,
+		WildcardAvailable:    true,
+		SessionExpiry:        7200,
+		Durable:              true,
+		CheckpointInterval:   5 * time.Second,
+		BatchSize:            100,
+		BatchesPerStream:     1,
+		OutboundWindow:       256,
 	}
 }
 

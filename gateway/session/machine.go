@@ -86,8 +86,16 @@ func New(cfg Config, now time.Time) *Machine {
 // CONNECT arrived. The driver decodes packets with it.
 func (m *Machine) Version() packet.Version { return m.version }
 
-// MaxPacketSize is the largest packet the driver may read (0: no limit).
-func (m *Machine) MaxPacketSize() uint32 { return m.cfg.MaxPacketSize }
+// MaxPacketSize is the largest packet the driver may read (0: no limit):
+// Config.MaxConnectPacketSize until a CONNECT arrived, so an unauthenticated
+// client cannot make the gateway read a large packet.
+func (m *Machine) MaxPacketSize() uint32 {
+	if m.state == stateAwaitConnect && m.cfg.MaxConnectPacketSize > 0 &&
+		(m.cfg.MaxPacketSize == 0 || m.cfg.MaxConnectPacketSize < m.cfg.MaxPacketSize) {
+		return m.cfg.MaxConnectPacketSize
+	}
+	return m.cfg.MaxPacketSize
+}
 
 // Deadline returns when Tick must be called next, if ever.
 func (m *Machine) Deadline() (time.Time, bool) {
@@ -111,6 +119,9 @@ func (m *Machine) ClientID() string { return m.req.ClientID }
 
 // Guard returns the guard of the opened session, 0 before.
 func (m *Machine) Guard() uint64 { return m.guard }
+
+// Expiry returns the Session Expiry Interval in force, in seconds.
+func (m *Machine) Expiry() uint32 { return m.expiry }
 
 // KeepAlive returns the keep-alive in force, in seconds.
 func (m *Machine) KeepAlive() uint16 { return m.req.KeepAlive }

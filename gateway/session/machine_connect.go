@@ -138,6 +138,7 @@ func (m *Machine) ConnectDone(now time.Time, r ConnectResult) []Action {
 	}
 	m.send(ack)
 	m.state = stateConnected
+	m.loadHeld(r)
 	m.timeout = KeepAliveTimeout(m.req.KeepAlive, m.cfg.KeepAliveBackoff)
 	if m.timeout > 0 {
 		m.deadline = now.Add(m.timeout)

@@ -36,6 +36,8 @@ type pending struct {
 	// resend: a QoS 2 PUBLISH whose id is held (PUBREC sent); answered
 	// PUBREC again once dsd confirms (DUPLICATE), not counted again.
 	resend bool
+	// size is the message's share of inbound.bytes.
+	size int
 }
 
 // inbound is the state of the client's PUBLISHes.
@@ -53,6 +55,10 @@ type inbound struct {
 	ids     map[uint16]idState
 	// counted says whether an id is counted in unacked.
 	counted map[uint16]bool
+	// bytes is the size of the messages queued and storing
+	// (InboundBytes); releases holds the PUBREL flow (machine_limits.go).
+	bytes    int
+	releases releases
 }
 
 // publish handles a PUBLISH that passed packet.Validate (which checked the
@@ -146,8 +152,9 @@ func (m *Machine) publish(p *packet.Publish) {
 	}
 	in.queue = append(in.queue, pending{
 		msg: Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Properties: p.Properties},
-		id:  p.PacketID, resend: resend,
+		id:  p.PacketID, resend: resend, size: m.inboundSize(p),
 	})
+	in.bytes += in.queue[len(in.queue)-1].size
 	m.storeNext()
 }
 
@@ -232,6 +239,7 @@ func (m *Machine) StoreDone(now time.Time, err error) []Action {
 		if e.msg.QoS == 0 {
 			in.qos0--
 		}
+		in.bytes -= e.size
 	}
 	switch {
 	case err == nil:
@@ -263,9 +271,11 @@ func (m *Machine) StoreDone(now time.Time, err error) []Action {
 	return m.flush()
 }
 
-// pubrel handles PUBREL: the id is released in dsd (Release action), and
-// PUBCOMP is sent when that is done. A PUBREL of an id this connection does
-// not know is still released: it may be held from an earlier connection.
+// pubrel handles PUBREL: the id is released in dsd (Release action, at
+// most Config.MaxInflightReleases at once), and PUBCOMP is sent when that is
+// done. An id that is not held is answered at once, without a call to dsd,
+// when the machine knows every held id (machine_limits.go); otherwise it is
+// still released: it may be held from an earlier connection.
 func (m *Machine) pubrel(p *packet.Pubrel) {
 	in := &m.in
 	switch in.ids[p.PacketID] {
@@ -274,13 +284,17 @@ func (m *Machine) pubrel(p *packet.Pubrel) {
 	case idStoring:
 		m.abort(ReasonProtocolError, packet.ProtocolError) // PUBREL before PUBREC
 		return
+	case 0:
+		if m.notHeld(p.PacketID) {
+			return
+		}
 	}
 	if in.ids == nil {
 		in.ids = make(map[uint16]idState)
 		in.counted = make(map[uint16]bool)
 	}
 	in.ids[p.PacketID] = idReleasing
-	m.out = append(m.out, Release{Request: ReleaseRequest{ClientID: m.req.ClientID, Guard: m.guard, PacketID: p.PacketID}})
+	m.release(p.PacketID)
 }
 
 // ReleaseDone takes the result of a Release action: PUBCOMP (0x92 in MQTT 5
@@ -290,6 +304,7 @@ func (m *Machine) ReleaseDone(now time.Time, packetID uint16, released bool, err
 	if m.state != stateConnected || m.in.ids[packetID] != idReleasing {
 		return m.flush()
 	}
+	m.releaseNext()
 	switch {
 	case err == nil:
 		m.forget(packetID)

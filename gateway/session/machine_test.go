@@ -20,6 +20,7 @@ import (
 //	    [max_qos=N] [retain] [shared] [subid] [no_wildcard] [receive_max=N] [stores=N]
 //	    [batch=N] [ring=N] [window=N] [not_durable] [keep_store]
 //	    [deny_disconnect]
+//	    [max_releases=N]
 //	connect [v=5|4|3] [id=X] [clean] [keepalive=N] [expiry=N] [user=U]
 //	    [will=TOPIC] [will_qos=N] [will_retain] [auth_method=M]
 //	    [receive_max=N] [max_packet=N]
@@ -27,6 +28,8 @@ import (
 //	    [auth_expires=N]  (the credentials expire N seconds after the start)
 //	    (deny: topics and filters starting with PREFIX are denied; a
 //	    filter with a wildcard is not whole, so its messages are checked)
+//	    [held=N,N...] [no_state]   (the session's held QoS 2 ids; no_state:
+//	    a backend that keeps no session state)
 //	advance D                 (then Tick, as the driver does at the deadline)
 //	ping | auth | kick | shutdown | lost
 //	publish topic=T [qos=N] [id=N] [retain] [alias=N]
@@ -66,6 +69,9 @@ func TestMachine(t *testing.T) {
 					}
 					cfg.KeepAliveBackoff = b
 				}
+				if d.HasArg("max_releases") {
+					cfg.MaxInflightReleases = int(intArg(t, d, "max_releases", 0))
+				}
 				if d.HasArg("receive_max") {
 					cfg.ReceiveMaximum = uint16(intArg(t, d, "receive_max", 0))
 				}
@@ -91,8 +97,13 @@ func TestMachine(t *testing.T) {
 					SessionPresent: d.HasArg("present"),
 					Guard:          uint64(intArg(t, d, "guard", 1)),
 				}
-				if r.SessionPresent {
+				if r.SessionPresent && !d.HasArg("no_state") {
 					r.Session = dx.stored(r.Guard)
+					for _, f := range strings.Split(strArg(d, "held", ""), ",") {
+						if id, err := strconv.Atoi(f); err == nil {
+							r.Session.HeldQos2Ids = append(r.Session.HeldQos2Ids, uint32(id))
+						}
+					}
 				}
 				if d.HasArg("auth_expires") {
 					r.AuthExpires = start.Add(time.Duration(intArg(t, d, "auth_expires", 0)) * time.Second)

@@ -16,7 +16,9 @@
 // Sessions live in dsd (SessionService); the gateway registers with dsd as
 // --gateway-id (default: a random id per start) with a new epoch at each
 // registration, keeps its lease on the GatewayLink and closes every MQTT
-// connection when it loses it (docs/gateway.md).
+// connection when it loses it (docs/gateway.md). The MQTT listeners open
+// only once the gateway is registered, so a client connecting as soon as the
+// port accepts is not refused.
 package main
 
 import (
@@ -26,8 +28,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,7 +49,8 @@ import (
 // shutdownGrace bounds a graceful stop.
 const shutdownGrace = 10 * time.Second
 
-// firstRegistrationWait bounds the wait for dsd at start-up.
+// firstRegistrationWait is how often the gateway warns while it waits for
+// its first registration with dsd at start-up.
 const firstRegistrationWait = 5 * time.Second
 
 func main() {
@@ -122,8 +127,8 @@ func run(args []string) error {
 	if !cfg.Gateway.DSDTLS.Enable {
 		log.Info("dialing dsd in plaintext (gateway.dsd_tls.enable = false); use TLS when dsd is on another host", "dsd", cfg.Gateway.DSD)
 	}
-	// The connection is lazy: dsd may start after the gateway; until the
-	// gateway registers with it, CONNECTs are refused with 0x88 / 0x03.
+	// The connection is lazy: dsd may start after the gateway, which
+	// gateway opens its MQTT listeners once registered.
 	dsd, err := client.Dial(cfg.Gateway.DSD, dialOpts...)
 	if err != nil {
 		return err
@@ -143,6 +148,31 @@ func run(args []string) error {
 	defer storage.Close()
 	delivery := dsdbackend.NewDelivery(dsd, lease, router, backendOpts)
 
+	// The lease starts before the listeners: a client that connects as
+	// soon as the port accepts is not refused for want of a registration
+	// (0x88). Until the server exists there is no connection for a kick or
+	// a lease loss to close.
+	var srvp atomic.Pointer[server.Server]
+	lease.Start(dsdbackend.Handlers{
+		Kick: func(clientID string, guard uint64) {
+			if s := srvp.Load(); s != nil {
+				s.Kick(clientID, guard)
+			}
+		},
+		Lost: func() {
+			if s := srvp.Load(); s != nil {
+				s.LeaseLost()
+			}
+		},
+	})
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if !waitRegistered(lease, sigs, log, cfg.Gateway.DSD) {
+		log.Info("gateway stopped before it registered with dsd")
+		return nil
+	}
+
 	srv, err := server.Listen(server.Options{
 		Config:        cfg,
 		Backend:       backend,
@@ -157,24 +187,14 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	lease.Start(dsdbackend.Handlers{Kick: srv.Kick, Lost: srv.LeaseLost})
-	// Wait a little for the first registration so that clients connecting
-	// right after "gateway ready" are not refused; a dsd that is down
-	// does not stop the gateway from starting.
-	wctx, wcancel := context.WithTimeout(context.Background(), firstRegistrationWait)
-	if err := lease.WaitRegistered(wctx); err != nil {
-		log.Warn("not registered with dsd yet; CONNECTs are refused (0x88) until it answers", "dsd", cfg.Gateway.DSD)
-	}
-	wcancel()
+	srvp.Store(srv)
 	attrs := []any{"dsd", cfg.Gateway.DSD, "gateway_id", *gatewayID, "epoch", lease.Epoch(), "http", srv.HTTPAddr()}
 	for _, a := range srv.Addrs() {
 		attrs = append(attrs, a.Listener, a.Addr)
+		log.Info("listening", "listener", a.Listener, "addr", a.Addr)
 	}
 	log.Info("gateway ready", attrs...)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			if err := authn.Reload(); err != nil {
@@ -217,6 +237,31 @@ func dsdDialOptions(t config.GatewayDSDTLS) (opts []grpc.DialOption, certName st
 		}
 	}
 	return []grpc.DialOption{opt}, certName, nil
+}
+
+// waitRegistered waits for the first registration with dsd, logging a
+// warning each firstRegistrationWait it takes; false if SIGINT or SIGTERM
+// came first. SIGHUP reloads nothing yet (no listener is open).
+func waitRegistered(lease *dsdbackend.Lease, sigs <-chan os.Signal, log *slog.Logger, dsd string) bool {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), firstRegistrationWait)
+		done := make(chan error, 1)
+		go func() { done <- lease.WaitRegistered(ctx) }()
+		select {
+		case err := <-done:
+			cancel()
+			if err == nil {
+				return true
+			}
+			log.Warn("not registered with dsd yet; the MQTT listeners open once it answers", "dsd", dsd)
+		case sig := <-sigs:
+			cancel()
+			<-done
+			if sig != syscall.SIGHUP {
+				return false
+			}
+		}
+	}
 }
 
 // randomGatewayID returns a new gateway id: "gw-" and 16 random hex digits.
