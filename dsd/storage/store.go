@@ -41,11 +41,11 @@ func (db *DB) Store(ctx context.Context, clientID string, msgs []*storagev1.Mess
 	if err != nil {
 		return res, err
 	}
-	if err := db.failErr(); err != nil {
+	if err := db.writeRefusal(); err != nil {
 		return res, err
 	}
 	s := db.shards[shardID]
-	rep, err := s.do(ctx, &request{
+	rep, err := s.doWrite(ctx, &request{
 		kind:  reqStore,
 		store: &storeReq{clientID: clientID, msgs: msgs, producer: p},
 		items: len(msgs),
