@@ -42,6 +42,7 @@ func newMetrics(db *storage.DB) *metrics {
 		m.storeBatch, m.next,
 		&storageCollector{db: db},
 		&engineCollector{db: db},
+		&diskCollector{db: db},
 	)
 	return m
 }
