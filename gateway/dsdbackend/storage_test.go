@@ -86,3 +86,18 @@ func TestStorageStoreRelease(t *testing.T) {
 		t.Fatalf("stale epoch: %v, want ErrStaleGuard", err)
 	}
 }
+
+// dsd answers a Store with RESOURCE_EXHAUSTED while its disk is full
+// (dsd/server/errors.go): the PUBACK / PUBREC says 0x97 Quota exceeded,
+// and the connection stays (not ErrStaleGuard).
+func TestStorageDiskFullIsQuotaExceeded(t *testing.T) {
+	st := &fakeStorage{err: status.Error(codes.ResourceExhausted, "dsd: disk full: 1024 bytes free under the watermark 268435456 on /var/lib/strata")}
+	s := NewStorage(st, &fakeRelease{}, fixedRegistrar{reg: Registration{GatewayID: "gw", Epoch: 1, Ended: context.Background()}}, Options{})
+	err := s.Store(context.Background(), session.StoreRequest{ClientID: "c1", Guard: 1, FirstSeq: 1, Messages: []session.Message{{Topic: "a", QoS: 1}}})
+	if !errors.Is(err, session.ErrQuotaExceeded) || errors.Is(err, session.ErrStaleGuard) {
+		t.Fatalf("Store: %v, want ErrQuotaExceeded", err)
+	}
+	if code := session.StoreCode(err); code != packet.QuotaExceeded || byte(code) != 0x97 {
+		t.Fatalf("PUBACK code 0x%02X, want 0x97", byte(code))
+	}
+}
