@@ -273,3 +273,32 @@ func TestPebbleFatalDiskFull(t *testing.T) {
 	}()
 	pebbleLogger{l: db.log, db: db}.Fatalf("invariant broken: %v", errors.New("boom"))
 }
+
+// TestEmergencyBallast: Open puts the ballast in place on the OS
+// filesystem; an ENOSPC deletes it and raises the flag; once a reading
+// shows room for it above the resume mark, the flag drops and the ballast
+// is back.
+func TestEmergencyBallast(t *testing.T) {
+	space := &fakeSpace{}
+	space.free.Store(1 << 30)
+	dir := t.TempDir()
+	db := must(Open(Options{DataDir: dir, NShards: 1, IdleTickInterval: time.Hour, MinFreeBytes: testWatermark,
+		DiskCheckInterval: time.Hour, FreeSpace: space.read, EmergencyBallastBytes: 1 << 20}))
+	defer func() { _ = db.Close() }()
+	path := dir + "/" + ballastName
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 1<<20 {
+		t.Fatalf("ballast after Open: %v, %v", fi, err)
+	}
+	db.space.onDiskFull()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("ballast after ENOSPC: %v", err)
+	}
+	if _, err := db.Store(context.Background(), "pub", []*storagev1.Message{msg("t", "1")}, nil); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("store after ENOSPC: %v", err)
+	}
+	db.space.check()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("ballast after space returned: %v", err)
+	}
+	must(db.Store(context.Background(), "pub", []*storagev1.Message{msg("t", "2")}, nil))
+}
