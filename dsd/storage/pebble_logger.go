@@ -73,29 +73,26 @@ func (db *DB) pebbleFatal(msg string) {
 	db.log.Error("pebble met a full disk where it cannot recover: writes are refused, reads go on; restart dsd once space is freed (nothing acknowledged is lost)")
 }
 
-// pebbleEvents is Pebble's logging event listener, with its background
-// errors of a full disk (a flush or compaction that cannot write its
-// tables, retried by Pebble many times a second) logged at most once per
-// noSpaceLogInterval.
+// pebbleEvents is Pebble's default event listener (background errors
+// logged, the rest filled in by Pebble's EnsureDefaults), with the
+// background errors of a full disk (a flush or compaction that cannot
+// write its tables, which Pebble retries many times a second) logged at
+// most once per noSpaceLogInterval.
 func pebbleEvents(log pebbleLogger) *pebble.EventListener {
-	el := pebble.MakeLoggingEventListener(log)
-	logBackground := el.BackgroundError
 	var last atomic.Int64 // unix nanoseconds of the last ENOSPC logged
 	var suppressed atomic.Int64
-	el.BackgroundError = func(err error) {
-		if !isNoSpace(err) {
-			logBackground(err)
-			return
+	return &pebble.EventListener{BackgroundError: func(err error) {
+		if isNoSpace(err) {
+			now := time.Now().UnixNano()
+			prev := last.Load()
+			if now-prev < int64(noSpaceLogInterval) || !last.CompareAndSwap(prev, now) {
+				suppressed.Add(1)
+				return
+			}
+			err = fmt.Errorf("%w (%d more like it since the last report)", err, suppressed.Swap(0))
 		}
-		now := time.Now().UnixNano()
-		prev := last.Load()
-		if now-prev < int64(noSpaceLogInterval) || !last.CompareAndSwap(prev, now) {
-			suppressed.Add(1)
-			return
-		}
-		logBackground(fmt.Errorf("%w (%d more like it since the last report)", err, suppressed.Swap(0)))
-	}
-	return &el
+		log.Errorf("background error: %s", err)
+	}}
 }
 
 // noSpaceLogInterval spaces the logs of Pebble's disk-full background
