@@ -110,9 +110,12 @@ func (d *diskSpace) wrapFS(fs vfs.FS) vfs.FS {
 // deletes a file and sets a flag.
 func (d *diskSpace) onDiskFull() {
 	removed := d.removeBallast()
-	d.setLow(true)
-	d.log.Error("a write met ENOSPC: refusing writes until free space returns",
-		"data_dir", d.dir, "ballast_removed", removed)
+	// Pebble retries a failing flush many times a second: log the change
+	// only.
+	if d.setLow(true) || removed {
+		d.log.Error("a write met ENOSPC: refusing writes until free space returns",
+			"data_dir", d.dir, "ballast_removed", removed)
+	}
 	select {
 	case d.poke <- struct{}{}:
 	default:
@@ -166,11 +169,12 @@ func (d *diskSpace) check() {
 	}
 }
 
-func (d *diskSpace) setLow(v bool) {
+// setLow sets the flag and reports whether it changed.
+func (d *diskSpace) setLow(v bool) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.low.Load() == v {
-		return
+		return false
 	}
 	d.low.Store(v)
 	if v {
@@ -178,6 +182,7 @@ func (d *diskSpace) setLow(v bool) {
 	} else {
 		d.mu.lowCh = make(chan struct{})
 	}
+	return true
 }
 
 // lowChan is closed once writes are refused for lack of space.
@@ -192,7 +197,11 @@ func (d *diskSpace) refusal() error {
 	if !d.low.Load() {
 		return nil
 	}
-	return fmt.Errorf("%w: %d bytes free under the watermark %d on %s", ErrDiskFull, max(d.free.Load(), 0), d.min, d.dir)
+	if free := d.free.Load(); free >= 0 && uint64(free) < d.min {
+		return fmt.Errorf("%w: %d bytes free under the watermark %d on %s", ErrDiskFull, free, d.min, d.dir)
+	}
+	// Raised by an ENOSPC before a reading showed it (or without one).
+	return fmt.Errorf("%w: a write met ENOSPC on %s", ErrDiskFull, d.dir)
 }
 
 // createBallast creates the emergency ballast if it is missing. It
@@ -253,7 +262,7 @@ func (s *shard) doWrite(ctx context.Context, r *request) (reply, error) {
 	sp := s.db.space
 	return s.doUntil(ctx, r, sp.lowChan(), func() error {
 		err := sp.refusal()
-		if err == nil { // low again already: still the reason we gave up
+		if err == nil { // not low any more: still the reason we gave up
 			err = fmt.Errorf("%w: on %s", ErrDiskFull, sp.dir)
 		}
 		return err
