@@ -15,6 +15,7 @@ auth.password_file = "/etc/strata/passwd"
 auth.hash = "pbkdf2"
 auth.cache_ttl = "1m"
 acl.file = "/etc/strata/acl.toml"
+acl.deny_action = "disconnect"
 
 [[acl.rules]]
 permission = "allow"
@@ -40,7 +41,7 @@ topics = ["#"]
 	want.Auth.PasswordFile = "/etc/strata/passwd"
 	want.Auth.Hash = "pbkdf2"
 	want.Auth.CacheTTL = Duration(60e9)
-	want.ACL = ACL{File: "/etc/strata/acl.toml", Rules: []ACLRule{
+	want.ACL = ACL{File: "/etc/strata/acl.toml", DenyAction: DenyDisconnect, Rules: []ACLRule{
 		{Permission: "allow", Action: "publish", Username: "%any", Topics: []string{"fleet/%u/#", "cmd/%c"}},
 		{Permission: "deny", Action: "all", ClientID: "legacy", Topics: []string{"#"}},
 	}}
@@ -97,6 +98,19 @@ func TestValidateAuth(t *testing.T) {
 		"auth.pbkdf2_iterations":          func(c *Config) { c.Auth.PBKDF2Iterations = 10 },
 		"auth.cache_size":                 func(c *Config) { c.Auth.CacheSize = -1 },
 		"zone.default.mqtt.max_conn_rate": func(c *Config) { c.Zone["default"] = Zone{MQTT: &ZoneMQTT{MaxConnRate: &rate0}} },
+		"acl.deny_action":                 func(c *Config) { c.ACL.DenyAction = "drop" },
+		"auth.max_failures_per_address":   func(c *Config) { c.Auth.MaxFailuresPerAddress = -1 },
+		"auth.jwt.algorithm":              func(c *Config) { c.Auth.JWT = JWT{Enable: true, Algorithm: "none"} },
+		"auth.jwt":                        func(c *Config) { c.Auth.JWT = JWT{Enable: true, Algorithm: "HS256"} },
+		"auth.jwt.leeway": func(c *Config) {
+			c.Auth.JWT = JWT{Enable: true, Algorithm: "RS256", PublicKeyFile: "k.pem", Leeway: -1}
+		},
+		"listeners.tcp.default.use_identity_as_username": func(c *Config) {
+			c.Listeners["tcp"] = map[string]Listener{"default": {Bind: ":1883", UseIdentityAsUsername: "cn"}}
+		},
+		"listeners.tls.x.use_identity_as_username": func(c *Config) {
+			c.Listeners["tls"] = map[string]Listener{"x": {Bind: ":8883", CertFile: "c", KeyFile: "k", VerifyPeer: true, UseIdentityAsUsername: "serial"}}
+		},
 		"acl.rules[0]": func(c *Config) {
 			c.ACL.Rules = []ACLRule{{Permission: "allow", Action: "all", Topics: []string{"a/#/b"}}}
 		},
@@ -113,5 +127,23 @@ func TestValidateAuth(t *testing.T) {
 	c.Auth.CacheSize, c.Auth.CacheTTL = 0, 0 // cache off is valid
 	if err := c.Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestJWTSecretIsRedacted: the printed configuration (logged at start-up)
+// does not show auth.jwt.secret.
+func TestJWTSecretIsRedacted(t *testing.T) {
+	c := Default()
+	if err := Parse([]byte("[auth.jwt]\nenable = true\nsecret = \"hunter2\"\nverify_claims = { sub = \"%u\" }\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Auth.JWT.Secret != "hunter2" || c.Auth.JWT.VerifyClaims["sub"] != "%u" {
+		t.Fatalf("parsed %+v", c.Auth.JWT)
+	}
+	if s := c.String(); strings.Contains(s, "hunter2") || !strings.Contains(s, "<redacted>") {
+		t.Errorf("printed config shows the secret:\n%s", s)
 	}
 }

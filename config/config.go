@@ -55,6 +55,10 @@ type DurableSessions struct {
 	SessionGCInterval Duration `toml:"session_gc_interval"`
 	// MaxBatchesPerStream is batches in flight per stream. Default 1.
 	MaxBatchesPerStream int `toml:"max_batches_per_stream"`
+	// MaxLinkEntries bounds the live Watch and Read entries of one gateway
+	// link in dsd (each holds a goroutine); past it an entry is refused and
+	// the gateway answers quota exceeded (0x97). Default 200000.
+	MaxLinkEntries int `toml:"max_link_entries"`
 }
 
 // DurableStorage holds durable_storage.messages.*.
@@ -170,6 +174,13 @@ type Listener struct {
 	// CACertFile verifies client certificates when VerifyPeer is set.
 	CACertFile string `toml:"cacertfile"`
 	VerifyPeer bool   `toml:"verify_peer"`
+	// UseIdentityAsUsername makes a name from the client's verified
+	// certificate the MQTT username, authenticated by the certificate (no
+	// password is checked; the CONNECT's username is replaced): "cn" (the
+	// subject's Common Name), "san_dns" or "san_email" (the first Subject
+	// Alternative Name of that kind). Only on tls and wss listeners with
+	// verify_peer. Default "" (off).
+	UseIdentityAsUsername string `toml:"use_identity_as_username,omitempty"`
 	// Path is the WebSocket path. Default "/mqtt".
 	Path string `toml:"path"`
 }
@@ -182,6 +193,9 @@ type DSD struct {
 	HTTPListen string `toml:"http_listen"`
 	// TLS secures both listeners when CertFile is set.
 	TLS DSDTLS `toml:"tls"`
+	// MaxConcurrentStreams bounds the concurrent gRPC calls of one client
+	// connection; more wait in the client. Default 1024.
+	MaxConcurrentStreams int `toml:"max_concurrent_streams"`
 }
 
 // DSDTLS are dsd's TLS keys (dsd.tls.*). With CACertFile set, clients must
@@ -206,6 +220,27 @@ type Gateway struct {
 	DSD string `toml:"dsd"`
 	// HTTPListen serves the gateway's /metrics and /healthz. Default 127.0.0.1:7072.
 	HTTPListen string `toml:"http_listen"`
+	// DSDTLS is how the gateway reaches dsd over TLS (gateway.dsd_tls.*).
+	DSDTLS GatewayDSDTLS `toml:"dsd_tls"`
+}
+
+// GatewayDSDTLS are the gateway's keys for dialing dsd (gateway.dsd_tls.*).
+// With a certificate, dsd (dsd.tls.cacertfile set) maps its Common Name to
+// a role (dsd.tls.roles, which must say "gateway"), and the gateway's id
+// must be one of the certificate's names; it defaults to the Common Name.
+type GatewayDSDTLS struct {
+	// Enable dials dsd over TLS. Default false (plaintext, for a dsd on the
+	// same host's loopback).
+	Enable bool `toml:"enable"`
+	// CertFile and KeyFile are the gateway's client certificate and key
+	// (PEM), set together. Default unset (no client certificate).
+	CertFile string `toml:"certfile"`
+	KeyFile  string `toml:"keyfile"`
+	// CACertFile verifies dsd's certificate. Default unset: the system roots.
+	CACertFile string `toml:"cacertfile"`
+	// ServerName is the name checked in dsd's certificate. Default unset:
+	// the host of gateway.dsd.
+	ServerName string `toml:"server_name"`
 }
 
 // Default returns the built-in configuration.
@@ -221,6 +256,7 @@ func Default() Config {
 			RenewStreamsInterval:     Duration(10e9),
 			SessionGCInterval:        Duration(600e9),
 			MaxBatchesPerStream:      1,
+			MaxLinkEntries:           200000,
 		},
 		DurableStorage: DurableStorage{Messages: Messages{
 			DataDir:               "data",
@@ -248,7 +284,7 @@ func Default() Config {
 		},
 		Zone:      map[string]Zone{"default": {}},
 		Listeners: map[string]map[string]Listener{"tcp": {"default": {Bind: "127.0.0.1:1883", Zone: "default"}}},
-		DSD:       DSD{GRPCListen: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7071", TLS: DSDTLS{DefaultRole: "service"}},
+		DSD:       DSD{GRPCListen: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7071", TLS: DSDTLS{DefaultRole: "service"}, MaxConcurrentStreams: 1024},
 		Gateway:   Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072"},
 		Auth: Auth{
 			AllowAnonymous:   AnonymousLoopback,
@@ -257,7 +293,13 @@ func Default() Config {
 			PBKDF2Iterations: 210000,
 			CacheTTL:         Duration(300e9),
 			CacheSize:        100000,
+
+			MaxFailuresPerAddress:  30,
+			MaxFailuresPerUsername: 10,
+			FailureTableSize:       100000,
+			JWT:                    JWT{Algorithm: "HS256", Leeway: Duration(5e9)},
 		},
+		ACL:          ACL{DenyAction: DenyIgnore},
 		MaxClockSkew: Duration(60e9),
 	}
 }

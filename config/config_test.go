@@ -112,6 +112,10 @@ func TestValidateNamesTheKey(t *testing.T) {
 		"listeners.tls.x":                                       func(c *Config) { c.Listeners["tls"] = map[string]Listener{"x": {Bind: ":8883"}} },
 		"durable_storage.messages.layout.wildcard_thresholds":   func(c *Config) { c.DurableStorage.Messages.Layout.WildcardThresholds = []int{1} },
 		"durable_storage.messages.local_write_buffer.max_items": func(c *Config) { c.DurableStorage.Messages.LocalWriteBuffer.MaxItems = 0 },
+		"durable_sessions.max_link_entries":                     func(c *Config) { c.DurableSessions.MaxLinkEntries = 0 },
+		"dsd.max_concurrent_streams":                            func(c *Config) { c.DSD.MaxConcurrentStreams = 0 },
+		"gateway.dsd_tls.enable":                                func(c *Config) { c.Gateway.DSDTLS.CertFile, c.Gateway.DSDTLS.KeyFile = "gw.pem", "gw-key.pem" },
+		"gateway.dsd_tls":                                       func(c *Config) { c.Gateway.DSDTLS = GatewayDSDTLS{Enable: true, CertFile: "gw.pem"} },
 	}
 	for key, mutate := range cases {
 		c := Default()

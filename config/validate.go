@@ -20,6 +20,9 @@ func (c Config) Validate() error {
 	if ds.MaxBatchesPerStream < 1 {
 		bad("durable_sessions.max_batches_per_stream", "must be at least 1, got %d", ds.MaxBatchesPerStream)
 	}
+	if ds.MaxLinkEntries < 1 {
+		bad("durable_sessions.max_link_entries", "must be at least 1, got %d", ds.MaxLinkEntries)
+	}
 	for key, d := range map[string]Duration{
 		"durable_sessions.idle_poll_interval":         ds.IdlePollInterval,
 		"durable_sessions.heartbeat_interval":         ds.HeartbeatInterval,
@@ -105,6 +108,15 @@ func (c Config) Validate() error {
 			if (typ == "tls" || typ == "wss") && (l.CertFile == "" || l.KeyFile == "") {
 				bad(key, "a %s listener needs certfile and keyfile", typ)
 			}
+			switch l.UseIdentityAsUsername {
+			case "":
+			case "cn", "san_dns", "san_email":
+				if typ != "tls" && typ != "wss" || !l.VerifyPeer {
+					bad(key+".use_identity_as_username", "needs a tls or wss listener with verify_peer = true")
+				}
+			default:
+				bad(key+".use_identity_as_username", "want \"cn\", \"san_dns\", \"san_email\" or \"\", got %q", l.UseIdentityAsUsername)
+			}
 		}
 	}
 	if c.DSD.GRPCListen == "" {
@@ -124,6 +136,16 @@ func (c Config) Validate() error {
 	}
 	if !validRole(t.DefaultRole) {
 		bad("dsd.tls.default_role", "role must be gateway, service or admin, got %q", t.DefaultRole)
+	}
+	if n := c.DSD.MaxConcurrentStreams; n < 1 || n > 1<<20 {
+		bad("dsd.max_concurrent_streams", "must be 1..1048576, got %d", n)
+	}
+	g := c.Gateway.DSDTLS
+	if (g.CertFile == "") != (g.KeyFile == "") {
+		bad("gateway.dsd_tls", "certfile and keyfile go together")
+	}
+	if !g.Enable && (g.CertFile != "" || g.CACertFile != "" || g.ServerName != "") {
+		bad("gateway.dsd_tls.enable", "certfile, cacertfile or server_name is set but enable is false (the gateway would dial dsd in plaintext)")
 	}
 	if c.MaxClockSkew <= 0 {
 		bad("max_clock_skew", "must be positive")

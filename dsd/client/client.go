@@ -14,16 +14,27 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
 // maxReplyBytes is the largest reply the client accepts.
 const maxReplyBytes = 64 << 20
+
+// Keepalive of the client's connection: a ping after keepaliveTime without
+// activity, the connection closed when it is not answered within
+// keepaliveTimeout. dsd tolerates pings every 10s at most
+// (server.DefaultKeepaliveMinTime), so keepaliveTime stays above that.
+const (
+	keepaliveTime    = 30 * time.Second
+	keepaliveTimeout = 10 * time.Second
+)
 
 // Client is a connection to one dsd.
 type Client struct {
@@ -41,7 +52,10 @@ func Dial(addr string, opts ...grpc.DialOption) (*Client, error) {
 	}
 	// dsd bounds its replies at about 4 MiB plus one message of up to
 	// max_packet_size; accept what it may send.
-	opts = append([]grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxReplyBytes))}, opts...)
+	opts = append([]grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxReplyBytes)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
+	}, opts...)
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dsd client: %w", err)
@@ -107,6 +121,20 @@ type TLSFiles struct {
 	CertFile, KeyFile string
 	// ServerName overrides the name checked in dsd's certificate.
 	ServerName string
+}
+
+// CertName returns the Common Name of the certificate in the PEM file
+// certFile (a gateway's default id under mTLS).
+func CertName(certFile, keyFile string) (string, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return "", fmt.Errorf("dsd client: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return "", fmt.Errorf("dsd client: %s: %w", certFile, err)
+	}
+	return leaf.Subject.CommonName, nil
 }
 
 // WithTLS returns a dial option for a TLS (or mTLS) connection.

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 
 	"google.golang.org/grpc/codes"
@@ -19,6 +21,9 @@ var statusTable = []struct {
 	err  error
 	code codes.Code
 }{
+	{errUnauthenticated, codes.Unauthenticated},
+	{errPermissionDenied, codes.PermissionDenied},
+	{errLinkEntryLimit, codes.ResourceExhausted},
 	{errUnknownEntry, codes.NotFound},
 	{errEntryIDReused, codes.AlreadyExists},
 	{errLinkServerStopping, codes.Unavailable},
@@ -43,7 +48,10 @@ var statusTable = []struct {
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }
 
-// statusFor is the one place where an error becomes a gRPC status.
+// statusFor is the one place where an error becomes a gRPC status. An
+// error the table does not know is INTERNAL with a generic message naming
+// an incident id; the error itself stays on the server, where the
+// interceptors (and the link, for entry errors) log it with that id.
 func statusFor(err error) error {
 	if err == nil {
 		return nil
@@ -56,5 +64,28 @@ func statusFor(err error) error {
 			return status.Error(row.code, err.Error())
 		}
 	}
-	return status.Error(codes.Internal, err.Error())
+	return &internalError{err: err, id: incidentID()}
+}
+
+// internalError is an error the status table does not know. Its gRPC
+// status says only "internal error" and the incident id; Unwrap gives the
+// error for the server's log.
+type internalError struct {
+	err error
+	id  string
+}
+
+func (e *internalError) Error() string { return "dsd: internal error " + e.id + ": " + e.err.Error() }
+func (e *internalError) Unwrap() error { return e.err }
+
+// GRPCStatus is what the caller sees.
+func (e *internalError) GRPCStatus() *status.Status {
+	return status.New(codes.Internal, "dsd: internal error (incident "+e.id+"; details in dsd's log)")
+}
+
+// incidentID is a short random id that ties a generic error to its log line.
+func incidentID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
 }

@@ -36,6 +36,12 @@ type GatewayLinkOptions struct {
 	// HeartbeatInterval is durable_sessions.gateway_heartbeat_interval: a
 	// gateway epoch silent for 3 intervals is dead (lease.go). Default 2s.
 	HeartbeatInterval time.Duration
+	// MaxEntries bounds the live Watch and Read entries of one link (one
+	// gateway epoch): each holds a goroutine in dsd. An entry past it is
+	// refused with RESOURCE_EXHAUSTED, which the gateway answers with
+	// quota exceeded (0x97) (durable_sessions.max_link_entries).
+	// Default 200000.
+	MaxEntries int
 	// Now is the clock of the leases. Default time.Now; tests inject one.
 	Now func() time.Time
 }
@@ -47,6 +53,7 @@ const (
 	DefaultLinkIdlePoll      = 10 * time.Second
 	DefaultLinkRenewStreams  = 10 * time.Second
 	DefaultHeartbeatInterval = 2 * time.Second
+	DefaultLinkMaxEntries    = 200000
 	linkSendSlackBytes       = 1 << 20 // keys, iterator and protobuf framing of a batch
 	linkOutboundQueue        = 64      // responses waiting for the send loop
 	linkMaxBatchMessagesCap  = 10000   // same cap as a Next call
@@ -71,6 +78,9 @@ func (o *GatewayLinkOptions) ensureDefaults() {
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = DefaultHeartbeatInterval
 	}
+	if o.MaxEntries <= 0 {
+		o.MaxEntries = DefaultLinkMaxEntries
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -90,6 +100,8 @@ var (
 	errLinkClosedByGateway = errors.New("dsd: gateway link closed by the gateway")
 	// errLinkServerStopping: dsd is shutting down.
 	errLinkServerStopping = errors.New("dsd: server stopping")
+	// errLinkEntryLimit: the link holds MaxEntries live entries.
+	errLinkEntryLimit = errors.New("dsd: too many entries on the gateway link")
 )
 
 // gatewayLinkService implements strata.dsd.v1.GatewayLinkService.
@@ -106,16 +118,17 @@ type gatewayLinkService struct {
 	log      *slog.Logger
 	stopping <-chan struct{}
 	leases   *leases
+	metrics  *metrics
 
 	recvLoops sync.WaitGroup
 	// links and entries count the live streams and entries (all links).
 	links, entries atomic.Int64
 }
 
-func newGatewayLinkService(db *storage.DB, opts GatewayLinkOptions, log *slog.Logger, stopping <-chan struct{}) *gatewayLinkService {
+func newGatewayLinkService(db *storage.DB, opts GatewayLinkOptions, log *slog.Logger, stopping <-chan struct{}, m *metrics) *gatewayLinkService {
 	opts.ensureDefaults()
 	log = log.With("component", "gateway_link")
-	return &gatewayLinkService{db: db, opts: opts, log: log, stopping: stopping,
+	return &gatewayLinkService{db: db, opts: opts, log: log, stopping: stopping, metrics: m,
 		leases: newLeases(db, opts.HeartbeatInterval, opts.Now, log)}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -101,6 +102,10 @@ func (l *link) startOrRefuse(id uint64, ref *dsdv1.SessionRef, work func(ctx con
 	if err := l.checkSessionLocked(ref); err != nil {
 		return true, err
 	}
+	if limit := l.s.opts.MaxEntries; len(l.mu.entries) >= limit {
+		l.s.metrics.linkEntriesRefused.Inc()
+		return true, fmt.Errorf("%w: entry %d refused: the link holds %d live Watch and Read entries, the limit (durable_sessions.max_link_entries = %d)", errLinkEntryLimit, id, len(l.mu.entries), limit)
+	}
 	ctx, cancel := context.WithCancel(l.ctx)
 	e := &linkEntry{id: id, cancel: cancel, wake: make(chan struct{}, 1), session: ref}
 	e.mu.unacked = make(map[uint64]int)
@@ -110,10 +115,25 @@ func (l *link) startOrRefuse(id uint64, ref *dsdv1.SessionRef, work func(ctx con
 		defer l.s.entries.Add(-1)
 		defer l.forget(e)
 		defer cancel()
+		defer l.recoverEntry(e)
 		work(ctx, e)
 		return nil
 	})
 	return false, nil
+}
+
+// recoverEntry is the panic boundary of an entry's worker: the entry ends
+// with INTERNAL (the stack is logged and counted), the link goes on.
+func (l *link) recoverEntry(e *linkEntry) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	l.s.metrics.panics.WithLabelValues("GatewayLink/entry").Inc()
+	l.s.log.Error("panic in a gateway link entry; the entry ends with INTERNAL", "gateway", l.gatewayID, "entry", e.id, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	if l.ctx.Err() == nil {
+		l.endEntry(e, fmt.Errorf("%w: entry %d: %v", errPanic, e.id, r))
+	}
 }
 
 // claimLocked marks id used, or says why it cannot be (and whether an
@@ -235,9 +255,15 @@ func (l *link) endEntry(e *linkEntry, err error) {
 }
 
 // sendError queues an error event. err goes through statusFor, the one
-// error→status table.
+// error→status table; the detail of an INTERNAL one is logged here.
 func (l *link) sendError(id uint64, err error, ended bool) {
-	st, _ := status.FromError(statusFor(err))
+	serr := statusFor(err)
+	var ie *internalError
+	if errors.As(serr, &ie) {
+		l.s.metrics.internalErrors.WithLabelValues("GatewayLink/entry").Inc()
+		l.s.log.Error("internal error", "gateway", l.gatewayID, "entry", id, "incident", ie.id, "err", ie.err)
+	}
+	st, _ := status.FromError(serr)
 	l.send(l.ctx, &dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Error{Error: &dsdv1.EntryError{
 		EntryId: id, Code: uint32(st.Code()), Message: st.Message(), EntryEnded: ended,
 	}}})

@@ -16,7 +16,21 @@ import (
 type metrics struct {
 	registry   *prometheus.Registry
 	storeBatch *prometheus.HistogramVec
-	next       prometheus.Histogram
+	// storeByShard are storeBatch's children, one per shard, looked up once
+	// (a label lookup per Store showed in profiles).
+	storeByShard []prometheus.Observer
+	next         prometheus.Histogram
+	// ingestFrame counts the Stores of each ingest request.
+	ingestFrame prometheus.Histogram
+	// panics counts handler panics the recovery interceptor (or a link
+	// entry's worker) turned into INTERNAL, by method.
+	panics *prometheus.CounterVec
+	// internalErrors counts errors answered with the generic INTERNAL
+	// status, by method.
+	internalErrors *prometheus.CounterVec
+	// linkEntriesRefused counts Watch and Read entries refused because
+	// their link held max_link_entries.
+	linkEntriesRefused prometheus.Counter
 }
 
 // latencyBuckets span 50 µs to ~3 s.
@@ -35,11 +49,31 @@ func newMetrics(db *storage.DB) *metrics {
 			Help:    "Time to serve one Next call.",
 			Buckets: latencyBuckets,
 		}),
+		ingestFrame: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "strata_ds_ingest_stores_per_request",
+			Help:    "Stores carried by one request of a gateway's ingest stream.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_ds_grpc_panics_total",
+			Help: "Panics of gRPC handlers (and gateway link entries) recovered and answered INTERNAL.",
+		}, []string{"method"}),
+		internalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_ds_grpc_internal_errors_total",
+			Help: "Calls answered INTERNAL with a generic message (the error is in dsd's log with its incident id).",
+		}, []string{"method"}),
+		linkEntriesRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_ds_link_entries_refused_total",
+			Help: "Watch and Read entries refused (RESOURCE_EXHAUSTED) because their gateway link held durable_sessions.max_link_entries.",
+		}),
+	}
+	for shard := range db.NShards() {
+		m.storeByShard = append(m.storeByShard, m.storeBatch.WithLabelValues(strconv.Itoa(shard)))
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.storeBatch, m.next,
+		m.storeBatch, m.next, m.ingestFrame, m.panics, m.internalErrors, m.linkEntriesRefused,
 		&storageCollector{db: db},
 		&engineCollector{db: db},
 		&diskCollector{db: db},
@@ -48,7 +82,7 @@ func newMetrics(db *storage.DB) *metrics {
 }
 
 func (m *metrics) observeStore(shard int, d time.Duration) {
-	m.storeBatch.WithLabelValues(strconv.Itoa(shard)).Observe(d.Seconds())
+	m.storeByShard[shard].Observe(d.Seconds())
 }
 
 // storageCollector exports storage.Stats of every shard.

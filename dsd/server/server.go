@@ -14,29 +14,89 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
-// Options configure a Server.
+// Options configure a Server. The zero value of every limit takes its
+// default (the Default... constants).
 type Options struct {
 	// GRPCListen and HTTPListen are listen addresses ("127.0.0.1:0" picks a free port).
 	GRPCListen string
 	HTTPListen string
-	// MaxRecvMsgSize bounds one gRPC request (mqtt.max_packet_size + 64 KiB).
+	// MaxRecvMsgSize bounds one gRPC request. Default: the storage's
+	// largest message (mqtt.max_packet_size) + 64 KiB.
 	MaxRecvMsgSize int
-	// UnsafePlaintextListen allows non-loopback addresses without TLS.
+	// MaxConcurrentStreams bounds the concurrent calls (unary calls and
+	// streams) of one client connection; further calls wait in the client
+	// (dsd.max_concurrent_streams). Default 1024.
+	MaxConcurrentStreams uint32
+	// KeepaliveMinTime is the shortest interval between a client's
+	// keepalive pings dsd tolerates; a client pinging more often is sent
+	// GOAWAY. Default 10s.
+	KeepaliveMinTime time.Duration
+	// KeepaliveTime and KeepaliveTimeout: dsd pings a connection idle for
+	// KeepaliveTime and closes it when the ping is not answered within
+	// KeepaliveTimeout. Defaults 30s and 10s.
+	KeepaliveTime, KeepaliveTimeout time.Duration
+	// UnsafePlaintextListen allows non-loopback addresses without mutual
+	// TLS: every caller that can connect is then admin (logged at WARN).
 	UnsafePlaintextListen bool
-	// TLS, when set, secures both listeners (see LoadTLS); with client
-	// verification on, callers get the role Roles maps their certificate's
-	// Common Name to, or DefaultRole.
+	// TLS, when set, secures both listeners (see LoadTLS). With client
+	// verification on, callers get the role Roles maps their
+	// certificate's Common Name to, or DefaultRole; without it every
+	// caller is admin, which Listen allows only on loopback addresses.
 	TLS         *tls.Config
 	Roles       map[string]Role
 	DefaultRole Role
-	Logger      *slog.Logger
+	// AllowCrossIdentityTakeover is dsd's own mqtt.allow_cross_identity_takeover:
+	// only when it is set may an OpenSession (that asks for it) take over a
+	// session opened by another username. Default false.
+	AllowCrossIdentityTakeover bool
+	Logger                     *slog.Logger
 	// GatewayLink configures the GatewayLink service (durable_sessions.*).
 	GatewayLink GatewayLinkOptions
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxConcurrentStreams = 1024
+	DefaultKeepaliveMinTime     = 10 * time.Second
+	DefaultKeepaliveTime        = 30 * time.Second
+	DefaultKeepaliveTimeout     = 10 * time.Second
+	// recvSlackBytes is what a request adds to its largest message:
+	// topic, properties and protobuf framing.
+	recvSlackBytes = 64 << 10
+	// HTTP server timeouts (metrics, health, REST: small GETs).
+	httpReadHeaderTimeout = 10 * time.Second
+	httpReadTimeout       = 30 * time.Second
+	httpIdleTimeout       = 120 * time.Second
+)
+
+func (o *Options) ensureDefaults(db *storage.DB) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.DefaultRole == "" {
+		o.DefaultRole = RoleService
+	}
+	if o.MaxRecvMsgSize <= 0 {
+		o.MaxRecvMsgSize = db.Options().MaxMessageBytes + recvSlackBytes
+	}
+	if o.MaxConcurrentStreams == 0 {
+		o.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if o.KeepaliveMinTime <= 0 {
+		o.KeepaliveMinTime = DefaultKeepaliveMinTime
+	}
+	if o.KeepaliveTime <= 0 {
+		o.KeepaliveTime = DefaultKeepaliveTime
+	}
+	if o.KeepaliveTimeout <= 0 {
+		o.KeepaliveTimeout = DefaultKeepaliveTimeout
+	}
 }
 
 // Server serves dsd's gRPC API and HTTP endpoints for one storage.DB.
@@ -50,40 +110,46 @@ type Server struct {
 	link     *gatewayLinkService
 }
 
-// Listen binds both listeners; Serve then serves them.
+// Listen binds both listeners; Serve then serves them. A listener whose
+// address does not resolve to a loopback address needs mutual TLS (or
+// UnsafePlaintextListen).
 func Listen(db *storage.DB, opts Options) (*Server, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	for _, addr := range []string{opts.GRPCListen, opts.HTTPListen} {
-		if err := checkLoopback(addr, opts.UnsafePlaintextListen || opts.TLS != nil); err != nil {
+	opts.ensureDefaults(db)
+	mutual := mutualTLS(opts.TLS)
+	var binds [2]string
+	for i, addr := range []string{opts.GRPCListen, opts.HTTPListen} {
+		bind, loopback, err := listenPolicy(addr, mutual, opts.UnsafePlaintextListen)
+		if err != nil {
 			return nil, err
 		}
-	}
-	if opts.DefaultRole == "" {
-		opts.DefaultRole = RoleService
-	}
-	if opts.UnsafePlaintextListen && opts.TLS == nil {
-		opts.Logger.Warn("unsafe_plaintext_listen is on: dsd's API may be reachable without TLS from other machines")
+		binds[i] = bind
+		if !loopback && !mutual {
+			opts.Logger.Warn("UNSAFE: unsafe_plaintext_listen is on: dsd listens on a non-loopback address without mutual TLS, and every caller that can reach it is admin (may drop generations, delete sessions and retained messages)", "addr", addr, "tls", opts.TLS != nil)
+		}
 	}
 	s := &Server{opts: opts, shutdown: make(chan struct{})}
-	auth := &authorizer{mutual: opts.TLS != nil && opts.TLS.ClientAuth == tls.RequireAndVerifyClientCert, roles: opts.Roles, defaultRole: opts.DefaultRole}
-	gopts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(auth.unary), grpc.ChainStreamInterceptor(auth.stream)}
+	m := newMetrics(db)
+	b := &boundary{log: opts.Logger, metrics: m}
+	auth := newAuthorizer(mutual, opts.Roles, opts.DefaultRole, db)
+	gopts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(b.unary, auth.unary),
+		grpc.ChainStreamInterceptor(b.stream, auth.stream),
+		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
+		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: opts.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: opts.KeepaliveTime, Timeout: opts.KeepaliveTimeout}),
+	}
 	if opts.TLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
-	if opts.MaxRecvMsgSize > 0 {
-		gopts = append(gopts, grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize))
-	}
-	s.link = newGatewayLinkService(db, opts.GatewayLink, opts.Logger, s.shutdown)
+	s.link = newGatewayLinkService(db, opts.GatewayLink, opts.Logger, s.shutdown, m)
 	gopts = append(gopts, grpc.MaxSendMsgSize(s.link.opts.maxSendMsgSize(db)))
 	s.grpc = grpc.NewServer(gopts...)
-	m := newMetrics(db)
 	dsdv1.RegisterStorageServiceServer(s.grpc, &storageService{db: db, metrics: m})
 	dsdv1.RegisterAdminServiceServer(s.grpc, &adminService{db: db})
 	dsdv1.RegisterRetainedServiceServer(s.grpc, &retainedService{db: db})
 	dsdv1.RegisterGatewayLinkServiceServer(s.grpc, s.link)
-	dsdv1.RegisterSessionServiceServer(s.grpc, &sessionService{db: db})
+	dsdv1.RegisterSessionServiceServer(s.grpc, &sessionService{db: db, allowCrossIdentityTakeover: opts.AllowCrossIdentityTakeover})
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -99,13 +165,14 @@ func Listen(db *storage.DB, opts Options) (*Server, error) {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	newRESTAPI(db).register(mux)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: httpReadTimeout, IdleTimeout: httpIdleTimeout,
+		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
 
 	var err error
-	if s.grpcLis, err = net.Listen("tcp", opts.GRPCListen); err != nil {
+	if s.grpcLis, err = net.Listen("tcp", binds[0]); err != nil {
 		return nil, fmt.Errorf("dsd: grpc listen: %w", err)
 	}
-	if s.httpLis, err = net.Listen("tcp", opts.HTTPListen); err != nil {
+	if s.httpLis, err = net.Listen("tcp", binds[1]); err != nil {
 		s.grpcLis.Close()
 		return nil, fmt.Errorf("dsd: http listen: %w", err)
 	}
@@ -170,19 +237,31 @@ func (s *Server) stop(timeout time.Duration) {
 	}
 }
 
-// checkLoopback refuses a non-loopback address unless plaintext is allowed.
-// TLS listeners (a later issue) lift the restriction.
-func checkLoopback(addr string, allowPlaintext bool) error {
-	host, _, err := net.SplitHostPort(addr)
+// listenPolicy resolves addr and decides whether dsd may listen there. It
+// returns the address to bind (the resolved one, so that what is judged is
+// what is bound) and whether it is loopback. A loopback address is always
+// allowed; another one (including an unspecified address such as 0.0.0.0)
+// only with mutual TLS, or with unsafe_plaintext_listen.
+func listenPolicy(addr string, mutual, unsafe bool) (bind string, loopback bool, err error) {
+	ta, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("dsd: listen address %q: %w", addr, err)
+		return "", false, fmt.Errorf("dsd: listen address %q: %w", addr, err)
 	}
-	if allowPlaintext || host == "localhost" {
-		return nil
+	loopback = ta.IP != nil && ta.IP.IsLoopback()
+	if !loopback && !mutual && !unsafe {
+		return "", false, fmt.Errorf("dsd: refusing to listen on %q (%s is not a loopback address) without mutual TLS: "+
+			"set dsd.tls.certfile, dsd.tls.keyfile and dsd.tls.cacertfile (client certificates), bind a loopback address, "+
+			"or set unsafe_plaintext_listen = true (every caller is then admin)", addr, ipText(ta.IP))
 	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("dsd: refusing to listen on %q without TLS: bind a loopback address or set unsafe_plaintext_listen = true", addr)
+	if ta.IP == nil {
+		return addr, loopback, nil
 	}
-	return nil
+	return ta.String(), loopback, nil
+}
+
+func ipText(ip net.IP) string {
+	if ip == nil {
+		return "the unspecified address"
+	}
+	return ip.String()
 }

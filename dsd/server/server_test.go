@@ -23,11 +23,21 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // startServer runs a Server over a fresh DB on free loopback ports.
 func startServer(t *testing.T) (*client.Client, *Server) {
 	t.Helper()
+	return startServerWith(t, nil)
+}
+
+// startServerWith is startServer with options changed by set (when set).
+func startServerWith(t *testing.T, set func(*Options)) (*client.Client, *Server) {
+	t.Helper()
 	db, err := storage.Open(storage.Options{DataDir: t.TempDir(), NShards: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := Listen(db, Options{GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", MaxRecvMsgSize: 1<<20 + 64<<10})
+	opts := Options{GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", MaxRecvMsgSize: 1<<20 + 64<<10}
+	if set != nil {
+		set(&opts)
+	}
+	srv, err := Listen(db, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,18 +200,27 @@ func TestHealthz(t *testing.T) {
 	}
 }
 
-func TestNonLoopbackPlaintextIsRefused(t *testing.T) {
-	for _, addr := range []string{"0.0.0.0:0", "[::]:0", "192.0.2.1:7070"} {
-		if err := checkLoopback(addr, false); err == nil || !strings.Contains(err.Error(), "unsafe_plaintext_listen") {
-			t.Errorf("%s: %v; want a refusal naming unsafe_plaintext_listen", addr, err)
+// TestListenPolicy: loopback is judged from the resolved address; any
+// other address needs mutual TLS or unsafe_plaintext_listen.
+func TestListenPolicy(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", "[::]:0", ":7070", "192.0.2.1:7070"} {
+		if _, _, err := listenPolicy(addr, false, false); err == nil || !strings.Contains(err.Error(), "unsafe_plaintext_listen") || !strings.Contains(err.Error(), "mutual TLS") {
+			t.Errorf("%s: %v; want a refusal naming mutual TLS and unsafe_plaintext_listen", addr, err)
 		}
-		if err := checkLoopback(addr, true); err != nil {
-			t.Errorf("%s with unsafe_plaintext_listen: %v", addr, err)
+		if _, loopback, err := listenPolicy(addr, false, true); err != nil || loopback {
+			t.Errorf("%s with unsafe_plaintext_listen: %v (loopback %v)", addr, err, loopback)
+		}
+		if _, _, err := listenPolicy(addr, true, false); err != nil {
+			t.Errorf("%s with mutual TLS: %v", addr, err)
 		}
 	}
-	for _, addr := range []string{"127.0.0.1:0", "[::1]:7070", "localhost:7070"} {
-		if err := checkLoopback(addr, false); err != nil {
-			t.Errorf("%s: %v", addr, err)
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:7070", "localhost:7070", "127.1.2.3:7070"} {
+		bind, loopback, err := listenPolicy(addr, false, false)
+		if err != nil || !loopback {
+			t.Errorf("%s: %v (loopback %v)", addr, err, loopback)
+		}
+		if strings.HasPrefix(bind, "localhost") {
+			t.Errorf("%s binds %s; want the resolved address", addr, bind)
 		}
 	}
 }

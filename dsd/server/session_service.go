@@ -21,6 +21,10 @@ const (
 type sessionService struct {
 	dsdv1.UnimplementedSessionServiceServer
 	db *storage.DB
+	// allowCrossIdentityTakeover is dsd's own policy (Options): a request
+	// may ask for a takeover across usernames, but gets it only when dsd
+	// allows it.
+	allowCrossIdentityTakeover bool
 }
 
 func (s *sessionService) OpenSession(ctx context.Context, req *dsdv1.OpenSessionRequest) (*dsdv1.OpenSessionResponse, error) {
@@ -28,7 +32,7 @@ func (s *sessionService) OpenSession(ctx context.Context, req *dsdv1.OpenSession
 		ClientID: req.GetClientId(), Username: req.GetUsername(), ProtocolVersion: req.GetProtocolVersion(),
 		CleanStart: req.GetCleanStart(), ExpiryIntervalS: req.GetExpiryIntervalS(), Will: req.GetWill(),
 		GatewayID: req.GetGatewayId(), GatewayEpoch: req.GetGatewayEpoch(),
-		AllowCrossIdentityTakeover: req.GetAllowCrossIdentityTakeover(),
+		AllowCrossIdentityTakeover: s.allowCrossIdentityTakeover && req.GetAllowCrossIdentityTakeover(),
 	})
 	if err != nil {
 		return nil, statusFor(err)
@@ -57,7 +61,7 @@ func (s *sessionService) Disconnect(ctx context.Context, req *dsdv1.DisconnectRe
 }
 
 func (s *sessionService) DeleteSession(ctx context.Context, req *dsdv1.DeleteSessionRequest) (*dsdv1.DeleteSessionResponse, error) {
-	// An unguarded delete passed the admin check in auth.go.
+	// An unguarded delete passed the admin check of the method table (authz.go).
 	deleted, err := s.db.DeleteSession(ctx, req.GetClientId(), req.Guard)
 	if err != nil {
 		return nil, statusFor(err)

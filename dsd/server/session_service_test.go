@@ -15,12 +15,29 @@ import (
 	"github.com/stratamq/strata/internal/testpki"
 )
 
+// TestCrossIdentityTakeoverIsDSDPolicy: a request that asks for a
+// takeover across usernames gets it only when dsd's own configuration
+// allows it.
+func TestCrossIdentityTakeoverIsDSDPolicy(t *testing.T) {
+	c, _ := startServer(t) // mqtt.allow_cross_identity_takeover = false
+	ctx := context.Background()
+	ss := c.Sessions()
+	if _, err := ss.OpenSession(ctx, openReq("c1", "alice", "gw", 1)); err != nil {
+		t.Fatal(err)
+	}
+	req := openReq("c1", "mallory", "gw", 1)
+	req.AllowCrossIdentityTakeover = true
+	if _, err := ss.OpenSession(ctx, req); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("takeover by another username asking for it, dsd not allowing it: %v; want PermissionDenied", err)
+	}
+}
+
 func openReq(cid, user, gw string, epoch uint64) *dsdv1.OpenSessionRequest {
 	return &dsdv1.OpenSessionRequest{ClientId: cid, Username: user, ProtocolVersion: 5, ExpiryIntervalS: 60, GatewayId: gw, GatewayEpoch: epoch}
 }
 
 func TestSessionServiceErrors(t *testing.T) {
-	c, _ := startServer(t)
+	c, _ := startServerWith(t, func(o *Options) { o.AllowCrossIdentityTakeover = true })
 	ctx := context.Background()
 	ss := c.Sessions()
 	a, err := ss.OpenSession(ctx, openReq("c1", "alice", "gw", 1))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ func startTLSServer(t *testing.T, pki *testpki.PKI, mutual bool) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := Listen(db, Options{GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", TLS: cfg, Roles: map[string]Role{"ops": RoleAdmin, "gw-1": RoleGateway}})
+	srv, err := Listen(db, Options{GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", TLS: cfg, Roles: map[string]Role{"ops": RoleAdmin, "gw-1": RoleGateway, "gw-2": RoleGateway, "gw-san": RoleGateway}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,10 @@ func TestMutualTLSRoles(t *testing.T) {
 	}
 }
 
-func TestTLSListenersAllowNonLoopbackAndServeHTTPS(t *testing.T) {
+// TestLoopbackTLSWithoutClientCertsServesHTTPSAndTrustsCallers: without
+// client certificates a caller of a loopback listener is admin, as it is
+// without TLS.
+func TestLoopbackTLSWithoutClientCertsServesHTTPSAndTrustsCallers(t *testing.T) {
 	pki := testpki.New(t)
 	srv := startTLSServer(t, pki, false)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool()}}}
@@ -105,9 +109,32 @@ func TestTLSListenersAllowNonLoopbackAndServeHTTPS(t *testing.T) {
 	}
 	c := dialAs(t, pki, srv, "")
 	if _, err := c.Admin.AddGeneration(context.Background(), &dsdv1.AddGenerationRequest{}); err != nil {
-		t.Errorf("TLS without client verification trusts the caller as admin: %v", err)
+		t.Errorf("loopback TLS without client verification trusts the caller as admin: %v", err)
 	}
-	if err := checkLoopback("0.0.0.0:7070", true); err != nil {
-		t.Error(err)
+}
+
+// TestNonLoopbackNeedsMutualTLS: TLS without client certificates on a
+// non-loopback address would make every network caller admin; dsd refuses
+// to start.
+func TestNonLoopbackNeedsMutualTLS(t *testing.T) {
+	pki := testpki.New(t)
+	cert, key := pki.Issue(t, "dsd", true)
+	cfg, err := LoadTLS(TLSFiles{CertFile: cert, KeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := storage.Open(storage.Options{DataDir: t.TempDir(), NShards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	srv, err := Listen(db, Options{GRPCListen: "0.0.0.0:0", HTTPListen: "127.0.0.1:0", TLS: cfg})
+	if err == nil {
+		srv.grpcLis.Close()
+		srv.httpLis.Close()
+		t.Fatal("dsd listened on 0.0.0.0 with TLS but no client CA; want a refusal")
+	}
+	if !strings.Contains(err.Error(), "mutual TLS") {
+		t.Errorf("refusal %q does not name mutual TLS", err)
 	}
 }

@@ -44,7 +44,7 @@ func (cmdDropGeneration) isCommand() {}
 // storeReq is one Store as it enters a batch (already validated).
 type storeReq struct {
 	clientID string
-	msgs     []*storagev1.Message
+	msgs     []IngestMessage
 	producer *Producer
 }
 
@@ -189,8 +189,7 @@ func applyBatch(st *shardState, c cmdBatch) applyResult {
 			l := learned[j]
 			res.writes = appendEdges(res.writes, st.shard, g, l.NewEdges)
 			res.streamsChanged = res.streamsChanged || len(l.NewEdges) > 0
-			stored := storedMessage(m, sr.clientID, ts)
-			val := encodeValue(stored)
+			val := m.storedValue(sr.clientID, ts)
 			res.writes = append(res.writes, write{key: dataKey(st.shard, g.meta.Id, g.layout.dataKey(l, ts)), value: val})
 			g.counts[l.Static]++
 			touched[l.Static] = struct{}{}

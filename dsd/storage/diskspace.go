@@ -260,13 +260,17 @@ func (db *DB) writeRefusal() error {
 // request may still be applied then, as after a cancelled ctx.
 func (s *shard) doWrite(ctx context.Context, r *request) (reply, error) {
 	sp := s.db.space
-	return s.doUntil(ctx, r, sp.lowChan(), func() error {
-		err := sp.refusal()
-		if err == nil { // not low any more: still the reason we gave up
-			err = fmt.Errorf("%w: on %s", ErrDiskFull, sp.dir)
-		}
+	return s.doUntil(ctx, r, sp.lowChan(), sp.gaveUp)
+}
+
+// gaveUp is the error of a write that stopped waiting because lowChan
+// closed.
+func (d *diskSpace) gaveUp() error {
+	if err := d.refusal(); err != nil {
 		return err
-	})
+	}
+	// Not low any more, but that was the reason.
+	return fmt.Errorf("%w: on %s", ErrDiskFull, d.dir)
 }
 
 // startDiskSpace takes the first reading, puts the ballast in place and

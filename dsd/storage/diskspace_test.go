@@ -79,6 +79,11 @@ func TestDiskWatermark(t *testing.T) {
 	if err := db.Ready(); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("ready under the watermark: %v", err)
 	}
+	asyncErr := make(chan error, 1)
+	db.StoreAsync("pub", []IngestMessage{IngestMessageOf(msg("t/a", "async"))}, nil, func(_ StoreResult, err error) { asyncErr <- err })
+	if err := <-asyncErr; !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("ingest store under the watermark: %v", err)
+	}
 	// Reads go on.
 	if got := readAll(t, db, "t/#", 0); len(got) != acked {
 		t.Fatalf("read %d messages under the watermark, want %d", len(got), acked)
@@ -90,7 +95,7 @@ func TestDiskWatermark(t *testing.T) {
 		t.Fatalf("watermarks: %v", wm)
 	}
 	st := db.DiskStatus()
-	if !st.Watermark || st.WriteFailed || st.RefusedWatermark != 3 || st.FreeBytes != 50<<20 {
+	if !st.Watermark || st.WriteFailed || st.RefusedWatermark != 4 || st.FreeBytes != 50<<20 {
 		t.Fatalf("status under the watermark: %+v", st)
 	}
 
@@ -148,7 +153,7 @@ func TestDiskFullStalledWriteGivesUp(t *testing.T) {
 	go func() {
 		// A Store past its admission check.
 		_, err := s.doWrite(context.Background(), &request{kind: reqStore, items: 1, bytes: 1,
-			store: &storeReq{clientID: "pub", msgs: []*storagev1.Message{msg("t", "x")}}})
+			store: &storeReq{clientID: "pub", msgs: []IngestMessage{IngestMessageOf(msg("t", "x"))}}})
 		errc <- err
 	}()
 	space.free.Store(1)

@@ -82,8 +82,8 @@ func checkSessionProducer(st *shardState, sr *storeReq) error {
 			return fmt.Errorf("%w: store: %d QoS 2 packet ids for %d messages", ErrInvalidArgument, len(ids), len(sr.msgs))
 		}
 		for j, id := range ids {
-			if id != 0 && sr.msgs[j].Qos != 2 {
-				return fmt.Errorf("%w: store: message %d has QoS %d and a QoS 2 packet id", ErrInvalidArgument, j, sr.msgs[j].Qos)
+			if id != 0 && sr.msgs[j].QoS != 2 {
+				return fmt.Errorf("%w: store: message %d has QoS %d and a QoS 2 packet id", ErrInvalidArgument, j, sr.msgs[j].QoS)
 			}
 		}
 	}

@@ -101,7 +101,14 @@ func (r *Raw) open() error {
 func (r *Raw) Write(clientID string, msgs []*storagev1.Message, p *Producer) (StoreResult, error) {
 	shardID := ShardOf(clientID, len(r.shards))
 	res := StoreResult{Shard: shardID}
-	if _, err := r.db.validateStore(clientID, msgs, p); err != nil {
+	in := make([]IngestMessage, len(msgs))
+	for i, m := range msgs {
+		if m == nil {
+			return res, fmt.Errorf("%w: store: message %d is nil", ErrInvalidArgument, i)
+		}
+		in[i] = IngestMessageOf(m)
+	}
+	if _, err := r.db.validateStore(clientID, in, p); err != nil {
 		return res, err
 	}
 	if err := r.db.failErr(); err != nil {
@@ -110,7 +117,7 @@ func (r *Raw) Write(clientID string, msgs []*storagev1.Message, p *Producer) (St
 	s := r.shards[shardID]
 	b := r.db.pdb.NewBatch()
 	defer b.Close()
-	out, waits, err := r.applyAndCommit(s, b, &storeReq{clientID: clientID, msgs: msgs, producer: p})
+	out, waits, err := r.applyAndCommit(s, b, &storeReq{clientID: clientID, msgs: in, producer: p})
 	if err != nil {
 		return res, err
 	}

@@ -180,7 +180,10 @@ func (db *DB) OpenSession(ctx context.Context, req OpenSessionRequest) (OpenSess
 		return OpenSessionResult{}, err
 	}
 	if req.Will != nil {
-		if _, err := db.validateStore(req.ClientID, []*storagev1.Message{req.Will.Message}, nil); err != nil {
+		if req.Will.Message == nil {
+			return OpenSessionResult{}, fmt.Errorf("%w: open session: will without a message", ErrInvalidArgument)
+		}
+		if _, err := db.validateStore(req.ClientID, []IngestMessage{IngestMessageOf(req.Will.Message)}, nil); err != nil {
 			return OpenSessionResult{}, fmt.Errorf("open session: will: %w", err)
 		}
 	}
@@ -309,6 +312,20 @@ func (db *DB) SessionGuard(clientID string) (guard uint64, ok bool) {
 		return 0, false
 	}
 	return ss.rec.Guard, true
+}
+
+// SessionOwner returns the gateway id that opened the session last (kept
+// after a disconnect) and its current guard; ok is false when there is no
+// session. dsd's API uses it to bind a gateway's calls to its own sessions.
+func (db *DB) SessionOwner(clientID string) (gatewayID string, guard uint64, ok bool) {
+	s := db.shards[db.ShardOf(clientID)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ss := s.mu.st.sessions[clientID]
+	if ss == nil {
+		return "", 0, false
+	}
+	return ss.rec.OwnerGatewayId, ss.rec.Guard, true
 }
 
 // SessionSummary is one session in a listing.

@@ -35,6 +35,18 @@ type request struct {
 	// done receives exactly one reply. Buffered, so the writer and the
 	// syncer never block on a caller that gave up.
 	done chan reply
+	// then, when set instead of done, is called with the reply on the
+	// writer's or the syncer's goroutine (StoreAsync): it must not block.
+	then func(reply)
+}
+
+// finish hands the request its one reply.
+func (r *request) finish(rep reply) {
+	if r.then != nil {
+		r.then(rep)
+		return
+	}
+	r.done <- rep
 }
 
 type reply struct {
@@ -131,7 +143,7 @@ func (s *shard) runWriter() {
 				inflight++
 			}
 			for _, r := range tickWaiters {
-				r.done <- reply{}
+				r.finish(reply{})
 			}
 			tickWaiters = tickWaiters[:0]
 		}
@@ -177,10 +189,10 @@ func (s *shard) runWriter() {
 				timer.Stop()
 			}
 			for _, r := range pending {
-				r.done <- reply{err: ErrClosed}
+				r.finish(reply{err: ErrClosed})
 			}
 			for _, r := range tickWaiters {
-				r.done <- reply{err: ErrClosed}
+				r.finish(reply{err: ErrClosed})
 			}
 			return
 		}
@@ -235,7 +247,7 @@ func (s *shard) flush(reqs []*request) *inflightBatch {
 func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 	if err := s.db.failErr(); err != nil {
 		for _, r := range reqs {
-			r.done <- reply{err: err}
+			r.finish(reply{err: err})
 		}
 		return nil
 	}
@@ -246,7 +258,7 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 	s.mu.Unlock()
 	if res.err != nil {
 		for _, r := range reqs {
-			r.done <- reply{err: res.err}
+			r.finish(reply{err: res.err})
 		}
 		return nil
 	}
@@ -303,7 +315,7 @@ func (s *shard) runSyncer() {
 		if err != nil {
 			s.stats.failedBatches.Add(1)
 			for _, r := range f.reqs {
-				r.done <- reply{err: err}
+				r.finish(reply{err: err})
 			}
 		} else {
 			advanced := f.lastTs > s.readable.Load()
@@ -323,7 +335,7 @@ func (s *shard) runSyncer() {
 			s.stats.flushTimeUs.Add(took.Microseconds())
 			s.stats.flushTime.observe(took)
 			for i, r := range f.reqs {
-				r.done <- f.replies[i]
+				r.finish(f.replies[i])
 			}
 			if f.compact != nil {
 				s.db.scheduleCompaction(*f.compact)

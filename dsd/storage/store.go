@@ -3,8 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
-
-	"google.golang.org/protobuf/proto"
+	"time"
 
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 	"github.com/stratamq/strata/lts"
@@ -37,7 +36,16 @@ type StoreResult struct {
 func (db *DB) Store(ctx context.Context, clientID string, msgs []*storagev1.Message, p *Producer) (StoreResult, error) {
 	shardID := db.ShardOf(clientID)
 	res := StoreResult{Shard: shardID}
-	bytes, err := db.validateStore(clientID, msgs, p)
+	for i, m := range msgs {
+		if m == nil {
+			return res, fmt.Errorf("%w: store: message %d is nil", ErrInvalidArgument, i)
+		}
+	}
+	in := make([]IngestMessage, len(msgs))
+	for i, m := range msgs {
+		in[i] = IngestMessageOf(m)
+	}
+	bytes, err := db.validateStore(clientID, in, p)
 	if err != nil {
 		return res, err
 	}
@@ -47,13 +55,81 @@ func (db *DB) Store(ctx context.Context, clientID string, msgs []*storagev1.Mess
 	s := db.shards[shardID]
 	rep, err := s.doWrite(ctx, &request{
 		kind:  reqStore,
-		store: &storeReq{clientID: clientID, msgs: msgs, producer: p},
+		store: &storeReq{clientID: clientID, msgs: in, producer: p},
 		items: len(msgs),
 		bytes: bytes,
 	})
 	if err != nil {
 		return res, err
 	}
+	res, err = s.storeOutcome(res, rep)
+	if err != nil {
+		return res, err
+	}
+	// Retained messages: after the messages' commit, before the reply.
+	if err := db.storeRetained(ctx, clientID, shardID, msgs, res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// StoreAsync is Store for the ingest path: the messages arrive encoded
+// (ParseIngestMessage), and done is called exactly once with the result
+// instead of the caller waiting, so that one goroutine can keep many Stores
+// in flight. done runs on the shard's goroutines (or on the caller's, for a
+// Store refused at once) and must not block. Stores of one client submitted
+// in order are committed and answered in that order. StoreAsync blocks only
+// while the shard's writer is busy taking an earlier request (backpressure).
+func (db *DB) StoreAsync(clientID string, msgs []IngestMessage, p *Producer, done func(StoreResult, error)) {
+	shardID := db.ShardOf(clientID)
+	res := StoreResult{Shard: shardID}
+	bytes, err := db.validateStore(clientID, msgs, p)
+	if err == nil {
+		err = db.writeRefusal()
+	}
+	if err == nil && db.closing.Load() {
+		err = ErrClosed
+	}
+	if err != nil {
+		done(res, err)
+		return
+	}
+	s := db.shards[shardID]
+	r := &request{
+		kind:     reqStore,
+		store:    &storeReq{clientID: clientID, msgs: msgs, producer: p},
+		items:    len(msgs),
+		bytes:    bytes,
+		enqueued: time.Now(),
+	}
+	r.then = func(rep reply) {
+		res, err := s.storeOutcome(res, rep)
+		if err != nil || !anyRetained(msgs) {
+			done(res, err)
+			return
+		}
+		// Retained updates wait for their own writer: rare enough for a
+		// goroutine of their own, which the DB waits for at Close.
+		db.wg.Add(1)
+		go func() {
+			defer db.wg.Done()
+			done(res, db.storeRetainedEncoded(clientID, shardID, msgs, res))
+		}()
+	}
+	select {
+	case s.reqCh <- r:
+	case <-db.ctx.Done():
+		done(res, ErrClosed)
+	case <-db.space.lowChan():
+		// The writer may be stuck in a commit that Pebble stalls on a full
+		// disk: refuse rather than block the ingest stream.
+		done(res, db.space.gaveUp())
+	}
+}
+
+// storeOutcome turns a shard's reply to a Store into its result, counting
+// refusals and duplicates.
+func (s *shard) storeOutcome(res StoreResult, rep reply) (StoreResult, error) {
 	if rep.err != nil {
 		s.stats.refused.Add(1)
 		return res, rep.err
@@ -63,15 +139,37 @@ func (db *DB) Store(ctx context.Context, clientID string, msgs []*storagev1.Mess
 	}
 	res.Duplicate = rep.out.duplicate
 	res.TimestampsUs = rep.out.timestamps
-	// Retained messages: after the messages' commit, before the reply.
-	if err := db.storeRetained(ctx, clientID, shardID, msgs, res); err != nil {
-		return res, err
-	}
 	return res, nil
 }
 
+func anyRetained(msgs []IngestMessage) bool {
+	for _, m := range msgs {
+		if m.Retain {
+			return true
+		}
+	}
+	return false
+}
+
+// storeRetainedEncoded is storeRetained for encoded messages: only these
+// few are decoded.
+func (db *DB) storeRetainedEncoded(clientID string, shardID int, msgs []IngestMessage, res StoreResult) error {
+	full := make([]*storagev1.Message, len(msgs))
+	for i, m := range msgs {
+		if !m.Retain {
+			full[i] = &storagev1.Message{Topic: m.Topic, Qos: m.QoS}
+			continue
+		}
+		var err error
+		if full[i], err = m.message(); err != nil {
+			return err
+		}
+	}
+	return db.storeRetained(db.ctx, clientID, shardID, full, res)
+}
+
 // validateStore checks a Store's arguments and returns its size in bytes.
-func (db *DB) validateStore(clientID string, msgs []*storagev1.Message, p *Producer) (int, error) {
+func (db *DB) validateStore(clientID string, msgs []IngestMessage, p *Producer) (int, error) {
 	if len(clientID) > MaxClientIDBytes {
 		return 0, fmt.Errorf("%w: store: client id of %d bytes (at most %d)", ErrInvalidArgument, len(clientID), MaxClientIDBytes)
 	}
@@ -88,16 +186,13 @@ func (db *DB) validateStore(clientID string, msgs []*storagev1.Message, p *Produ
 	}
 	total := 0
 	for i, m := range msgs {
-		if m == nil {
-			return 0, fmt.Errorf("%w: store: message %d is nil", ErrInvalidArgument, i)
-		}
 		if err := lts.ValidateTopicName(m.Topic, lts.DefaultMaxTopicLevels); err != nil {
 			return 0, fmt.Errorf("%w: message %d: %w", ErrInvalidTopic, i, err)
 		}
-		if m.Qos > 2 {
-			return 0, fmt.Errorf("%w: store: message %d: QoS %d", ErrInvalidArgument, i, m.Qos)
+		if m.QoS > 2 {
+			return 0, fmt.Errorf("%w: store: message %d: QoS %d", ErrInvalidArgument, i, m.QoS)
 		}
-		n := proto.Size(m)
+		n := len(m.Encoded)
 		if n > db.opts.MaxMessageBytes {
 			return 0, fmt.Errorf("%w: message %d is %d bytes (at most %d)", ErrMessageTooLarge, i, n, db.opts.MaxMessageBytes)
 		}

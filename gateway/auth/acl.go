@@ -66,7 +66,7 @@ type rule struct {
 // pattern is one topic pattern of a rule.
 type pattern struct {
 	raw   string
-	subst bool // has %u or %c
+	subst bool // has %u, %c or %{
 }
 
 // NewACL compiles the inline rules of c and, if c.File is set, the rules of
@@ -146,7 +146,7 @@ func compileRule(r config.ACLRule) (rule, error) {
 		cr.who, cr.username = namedUser, r.Username
 	}
 	for _, t := range r.Topics {
-		cr.topics = append(cr.topics, pattern{raw: t, subst: strings.Contains(t, "%u") || strings.Contains(t, "%c")})
+		cr.topics = append(cr.topics, pattern{raw: t, subst: strings.Contains(t, "%u") || strings.Contains(t, "%c") || strings.Contains(t, "%{")})
 	}
 	return cr, nil
 }
@@ -166,17 +166,70 @@ func (a *ACL) Len() int {
 // matches is matched by the pattern (pattern "fleet/%u/#" covers
 // "fleet/alice/+/temp" but not "fleet/#"). The topic is assumed valid.
 //
-// In a pattern, %u is replaced by an authenticated username and %c by the
-// client id. A value that cannot be substituted safely (empty, an
-// unauthenticated username, or one containing '+', '#', '/' or U+0000, or
-// starting with '$') never widens a pattern: in an allow rule such a pattern
-// matches nothing; in a deny rule it matches everything (fail closed).
+// A Subscribe that Authorize allows may still match topics a deny rule
+// before the deciding allow rule names ("#" after a deny of "secret/#"):
+// AuthorizeFilter tells when, and AuthorizeDelivery then decides each topic
+// delivered.
+//
+// In a pattern, %u is replaced by an authenticated username, %c by the
+// client id and %{name} by the string claim name of the client's token (see
+// Identity.Claims). A value that cannot be substituted safely (empty,
+// missing, an unauthenticated username, or one containing '+', '#', '/' or
+// U+0000, or starting with '$') never widens a pattern: in an allow rule
+// such a pattern matches nothing; in a deny rule it matches everything (fail
+// closed).
 func (a *ACL) Authorize(id Identity, clientID string, action Action, topic string) bool {
-	if a == nil || len(a.rules) == 0 {
-		return true
-	}
+	m := modePublish
 	if action == Subscribe {
-		topic = stripShare(topic)
+		m, topic = modeSubscribe, stripShare(topic)
+	}
+	ok, _ := a.decide(id, clientID, m, topic)
+	return ok
+}
+
+// AuthorizeFilter decides a SUBSCRIBE's topic filter like Authorize, and
+// reports in whole whether every topic name the filter matches may be
+// delivered without asking AuthorizeDelivery: true unless a deny rule that
+// is evaluated before the deciding allow rule overlaps the filter (some
+// topic name matches both). whole is false whenever ok is.
+func (a *ACL) AuthorizeFilter(id Identity, clientID, filter string) (ok, whole bool) {
+	ok, overlap := a.decide(id, clientID, modeSubscribe, stripShare(filter))
+	return ok, ok && !overlap
+}
+
+// AuthorizeDelivery reports whether a message published to the topic name
+// may be delivered to the client: the subscribe rules, each pattern matched
+// against the topic name, first match decides. The gateway asks it for the
+// messages of subscriptions AuthorizeFilter did not find whole, so a deny
+// rule holds for every topic it names whatever filter the client chose.
+func (a *ACL) AuthorizeDelivery(id Identity, clientID, topic string) bool {
+	ok, _ := a.decide(id, clientID, modeDeliver, topic)
+	return ok
+}
+
+// mode is what decide matches a rule's patterns against.
+type mode uint8
+
+const (
+	// modePublish: a topic name against the publish rules.
+	modePublish mode = iota
+	// modeSubscribe: a topic filter against the subscribe rules; a pattern
+	// must cover the filter.
+	modeSubscribe
+	// modeDeliver: a topic name against the subscribe rules.
+	modeDeliver
+)
+
+// decide applies the rules in order; the first whose pattern matches
+// decides. overlap (modeSubscribe only) reports a deny rule passed over on
+// the way that overlaps the filter without covering it.
+func (a *ACL) decide(id Identity, clientID string, m mode, topic string) (ok, overlap bool) {
+	if a == nil || len(a.rules) == 0 {
+		return true, false
+	}
+	action := Subscribe
+	if m == modePublish {
+		action = Publish
 	}
 	var levels []string
 	for i := range a.rules {
@@ -192,25 +245,29 @@ func (a *ACL) Authorize(id Identity, clientID string, action Action, topic strin
 					if r.allow {
 						continue
 					}
-					return false
+					return false, overlap
 				}
 				pat = s
 			}
-			var hit bool
-			if action == Publish {
-				hit = lts.MatchTopic(pat, topic)
-			} else {
-				if levels == nil {
-					levels = lts.SplitTopic(topic)
+			if m != modeSubscribe {
+				if lts.MatchTopic(pat, topic) {
+					return r.allow, false
 				}
-				hit = covers(lts.SplitTopic(pat), levels)
+				continue
 			}
-			if hit {
-				return r.allow
+			if levels == nil {
+				levels = lts.SplitTopic(topic)
+			}
+			pl := lts.SplitTopic(pat)
+			if covers(pl, levels) {
+				return r.allow, overlap
+			}
+			if !r.allow && !overlap && overlaps(pl, levels) {
+				overlap = true
 			}
 		}
 	}
-	return false
+	return false, overlap
 }
 
 func (r *rule) matchesClient(id Identity, clientID string) bool {
@@ -226,8 +283,8 @@ func (r *rule) matchesClient(id Identity, clientID string) bool {
 	return true
 }
 
-// substitute replaces %u and %c in p, or reports false when a needed value is
-// not safe to put into a topic filter.
+// substitute replaces %u, %c and %{name} in p, or reports false when a
+// needed value is missing or not safe to put into a topic filter.
 func substitute(p string, id Identity, clientID string) (string, bool) {
 	if strings.Contains(p, "%u") && (!id.Authenticated || !safeLevel(id.Username)) {
 		return "", false
@@ -250,11 +307,33 @@ func substitute(p string, id Identity, clientID string) (string, bool) {
 			b.WriteString(id.Username)
 		case 'c':
 			b.WriteString(clientID)
+		case '{':
+			end := strings.IndexByte(p[i:], '}')
+			if end < 0 {
+				return "", false // config.ValidateACLRule refuses it
+			}
+			v, ok := claim(id, p[i+2:i+end])
+			if !ok {
+				return "", false
+			}
+			b.WriteString(v)
+			p = p[i+end+1:]
+			continue
 		default:
 			b.WriteString(p[i : i+2])
 		}
 		p = p[i+2:]
 	}
+}
+
+// claim returns the string claim name of the client's JWT, if it is safe to
+// put into a topic level.
+func claim(id Identity, name string) (string, bool) {
+	if !id.Authenticated || id.Token == nil {
+		return "", false
+	}
+	v, ok := id.Token.Claims[name]
+	return v, ok && safeLevel(v)
 }
 
 // safeLevel: the value stays inside one topic level, adds no wildcard, and
@@ -302,3 +381,27 @@ func covers(p, f []string) bool {
 	}
 	return len(f) == len(p)
 }
+
+// overlaps reports whether some topic name matches both filters a and b
+// (split into levels and valid), with the rule that a filter starting with
+// a wildcard matches no topic starting with '$' [MQTT-4.7.2-1].
+func overlaps(a, b []string) bool {
+	if len(a) > 0 && len(b) > 0 &&
+		(isWildcard(a[0]) && strings.HasPrefix(b[0], "$") || isWildcard(b[0]) && strings.HasPrefix(a[0], "$")) {
+		return false
+	}
+	for i := 0; ; i++ {
+		aEnd, bEnd := i >= len(a), i >= len(b)
+		if !aEnd && a[i] == "#" || !bEnd && b[i] == "#" {
+			return true // "#" also matches the parent level: "a/#" and "a" overlap
+		}
+		if aEnd || bEnd {
+			return aEnd && bEnd
+		}
+		if a[i] != "+" && b[i] != "+" && a[i] != b[i] {
+			return false
+		}
+	}
+}
+
+func isWildcard(level string) bool { return level == "+" || level == "#" }

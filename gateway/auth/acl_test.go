@@ -19,10 +19,10 @@ func deny(action, user string, topics ...string) config.ACLRule {
 }
 
 func TestAuthorize(t *testing.T) {
-	alice := Identity{"alice", true}
-	bob := Identity{"bob", true}
+	alice := Identity{Username: "alice", Authenticated: true}
+	bob := Identity{Username: "bob", Authenticated: true}
 	anon := Identity{}
-	claimed := Identity{"alice", false} // no password file: a claimed name only
+	claimed := Identity{Username: "alice", Authenticated: false} // no password file: a claimed name only
 	fleet := []config.ACLRule{
 		deny("all", "%any", "fleet/admin/#"),
 		allow("all", "%any", "fleet/%u/#"),
@@ -46,7 +46,7 @@ func TestAuthorize(t *testing.T) {
 		{"own tree parent", fleet, alice, "c1", Publish, "fleet/alice", true},
 		{"other tree", fleet, alice, "c1", Publish, "fleet/bob/t", false},
 		{"deny by default", fleet, alice, "c1", Publish, "elsewhere", false},
-		{"first match wins (deny before allow)", fleet, Identity{"admin", true}, "c1", Publish, "fleet/admin/x", false},
+		{"first match wins (deny before allow)", fleet, Identity{Username: "admin", Authenticated: true}, "c1", Publish, "fleet/admin/x", false},
 		{"subscribe own subtree filter", fleet, alice, "c1", Subscribe, "fleet/alice/+/temp", true},
 		{"subscribe own tree #", fleet, alice, "c1", Subscribe, "fleet/alice/#", true},
 		{"subscribe wider than the rule", fleet, alice, "c1", Subscribe, "fleet/#", false},
@@ -54,7 +54,7 @@ func TestAuthorize(t *testing.T) {
 		{"named rule for bob", fleet, bob, "c2", Subscribe, "fleet/carol/status", true},
 		{"named rule: + filter covered by + pattern", fleet, bob, "c2", Subscribe, "fleet/+/status", true},
 		{"named rule not for alice", fleet, alice, "c1", Subscribe, "fleet/carol/status", false},
-		{"named rule not for a claimed name", fleet, Identity{"bob", false}, "c2", Subscribe, "fleet/carol/status", false},
+		{"named rule not for a claimed name", fleet, Identity{Username: "bob", Authenticated: false}, "c2", Subscribe, "fleet/carol/status", false},
 		{"publish-only rule does not allow subscribe", fleet, alice, "c1", Subscribe, "cmd/c1", false},
 		{"%c", fleet, alice, "c1", Publish, "cmd/c1", true},
 		{"%c other client", fleet, alice, "c1", Publish, "cmd/c2", false},
@@ -69,17 +69,17 @@ func TestAuthorize(t *testing.T) {
 		{"shared subscription still needs cover", fleet, alice, "c1", Subscribe, "$share/g/fleet/#", false},
 
 		// Wildcard characters in substituted values never widen a pattern.
-		{"username with #", fleet, Identity{"#", true}, "c", Subscribe, "fleet/#", false},
-		{"username with # publish", fleet, Identity{"#", true}, "c", Publish, "fleet/x/y", false},
-		{"username with +", fleet, Identity{"+", true}, "c", Subscribe, "fleet/+/x", false},
-		{"username with /", fleet, Identity{"a/b", true}, "c", Publish, "fleet/a/b/c", false},
+		{"username with #", fleet, Identity{Username: "#", Authenticated: true}, "c", Subscribe, "fleet/#", false},
+		{"username with # publish", fleet, Identity{Username: "#", Authenticated: true}, "c", Publish, "fleet/x/y", false},
+		{"username with +", fleet, Identity{Username: "+", Authenticated: true}, "c", Subscribe, "fleet/+/x", false},
+		{"username with /", fleet, Identity{Username: "a/b", Authenticated: true}, "c", Publish, "fleet/a/b/c", false},
 		{"client id with #", fleet, alice, "#", Publish, "cmd/x", false},
 		{"client id with +", fleet, alice, "+", Publish, "cmd/x", false},
 		{"client id with /", fleet, alice, "x/y", Publish, "cmd/x/y", false},
 		{"empty client id", fleet, alice, "", Publish, "cmd/", false},
 		{"$ client id", []config.ACLRule{allow("subscribe", "", "%c/#")}, alice, "$SYS", Subscribe, "$SYS/#", false},
-		{"% sequences in a username are not expanded", []config.ACLRule{allow("publish", "", "u/%u")}, Identity{"x%cy", true}, "c", Publish, "u/x%cy", true},
-		{"deny with unsafe value fails closed", []config.ACLRule{deny("publish", "", "private/%u/#"), allow("publish", "", "#")}, Identity{"a/b", true}, "c", Publish, "public/x", false},
+		{"% sequences in a username are not expanded", []config.ACLRule{allow("publish", "", "u/%u")}, Identity{Username: "x%cy", Authenticated: true}, "c", Publish, "u/x%cy", true},
+		{"deny with unsafe value fails closed", []config.ACLRule{deny("publish", "", "private/%u/#"), allow("publish", "", "#")}, Identity{Username: "a/b", Authenticated: true}, "c", Publish, "public/x", false},
 		{"deny with safe value", []config.ACLRule{deny("publish", "", "private/%u/#"), allow("publish", "", "#")}, alice, "c", Publish, "public/x", true},
 		{"deny with safe value hits", []config.ACLRule{deny("publish", "", "private/%u/#"), allow("publish", "", "#")}, alice, "c", Publish, "private/alice/x", false},
 
@@ -205,7 +205,7 @@ func BenchmarkAuthorize(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	id := Identity{"alice", true}
+	id := Identity{Username: "alice", Authenticated: true}
 	b.Run("action=publish/rules=4", func(b *testing.B) {
 		for b.Loop() {
 			if !acl.Authorize(id, "c1", Publish, "fleet/alice/dev7/temp") {
@@ -220,4 +220,104 @@ func BenchmarkAuthorize(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestAuthorizeFilter: a deny rule holds for every topic it could deliver.
+// A filter it covers is refused; a filter it only overlaps is granted but not
+// whole, and AuthorizeDelivery then refuses the denied topics one by one.
+// (Before, "#", "+/a", "+/+/x" and "fleet/#" were granted whole after
+// "deny subscribe secret/#" and received secret/... messages.)
+func TestAuthorizeFilter(t *testing.T) {
+	rules := []config.ACLRule{
+		allow("subscribe", "", "secret/public"),
+		deny("subscribe", "", "secret/#"),
+		deny("all", "", "fleet/+/admin/#"),
+		allow("all", "", "#"),
+	}
+	acl, err := NewACL(config.ACL{Rules: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := Identity{Username: "alice", Authenticated: true}
+	for _, tc := range []struct {
+		filter    string
+		ok, whole bool
+	}{
+		{"secret/#", false, false},
+		{"secret/a", false, false},
+		{"secret/+/x", false, false},
+		{"secret", false, false}, // "secret/#" matches its parent
+		{"$share/g/secret/#", false, false},
+		{"secret/public", true, true},
+		{"#", true, false},
+		{"+/a", true, false},
+		{"+/+/x", true, false},
+		{"+", true, false},
+		{"$share/g/#", true, false},
+		{"fleet/#", true, false},
+		{"fleet/a/#", true, false},
+		{"fleet/a/admin/x", false, false},
+		{"fleet/a/status", true, true},
+		{"other/#", true, true},
+		{"fleet/+/status/#", true, true}, // fleet/+/admin/# needs "admin" as the third level
+		{"$SYS/#", false, false},         // "#" does not cover $ topics
+	} {
+		ok, whole := acl.AuthorizeFilter(id, "c", tc.filter)
+		if ok != tc.ok || whole != tc.whole {
+			t.Errorf("AuthorizeFilter(%q) = %v, %v; want %v, %v", tc.filter, ok, whole, tc.ok, tc.whole)
+		}
+		if got := acl.Authorize(id, "c", Subscribe, tc.filter); got != tc.ok {
+			t.Errorf("Authorize(Subscribe, %q) = %v, want %v", tc.filter, got, tc.ok)
+		}
+	}
+	for topic, want := range map[string]bool{
+		"secret/x":         false,
+		"secret":           false,
+		"secret/public":    true, // the earlier allow rule decides
+		"secret/public/x":  false,
+		"fleet/a/admin":    false,
+		"fleet/a/admin/b":  false,
+		"fleet/a/status":   true,
+		"other":            true,
+		"$SYS/broker/load": false,
+	} {
+		if got := acl.AuthorizeDelivery(id, "c", topic); got != want {
+			t.Errorf("AuthorizeDelivery(%q) = %v, want %v", topic, got, want)
+		}
+	}
+	var none *ACL
+	if ok, whole := none.AuthorizeFilter(id, "c", "#"); !ok || !whole {
+		t.Error("without rules every filter is whole")
+	}
+}
+
+func TestOverlaps(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"#", "secret/#", true},
+		{"#", "secret", true},
+		{"+/a", "secret/#", true},
+		{"+/+/x", "secret/#", true},
+		{"+", "secret/#", true},
+		{"a/#", "a", true},
+		{"a/+", "a", false},
+		{"a/+/c", "a/b/+", true},
+		{"a/b/c", "a/+/d", false},
+		{"a/b", "a/b/c", false},
+		{"a/b", "a/b", true},
+		{"#", "$SYS/#", false},
+		{"+/x", "$SYS/x", false},
+		{"$SYS/+", "$SYS/#", true},
+		{"$SYS/x", "$SYS/x", true},
+	} {
+		a, b := strings.Split(tc.a, "/"), strings.Split(tc.b, "/")
+		if got := overlaps(a, b); got != tc.want {
+			t.Errorf("overlaps(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+		if got := overlaps(b, a); got != tc.want {
+			t.Errorf("overlaps(%q, %q) = %v, want %v", tc.b, tc.a, got, tc.want)
+		}
+	}
 }

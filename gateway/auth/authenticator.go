@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -27,8 +28,12 @@ type Identity struct {
 	// Username is the CONNECT's user name; it may be empty. When
 	// Authenticated is false it is only what the client claimed.
 	Username string
-	// Authenticated is true when Username was verified against the password file.
+	// Authenticated is true when Username was verified: against the password
+	// file, by a JWT, or by a client certificate.
 	Authenticated bool
+	// Token is set when a JWT authenticated the client: its claims and
+	// expiry. Nil otherwise.
+	Token *Token
 }
 
 // Authenticator checks CONNECT credentials against the password file
@@ -41,8 +46,13 @@ type Authenticator struct {
 	hmacKey   [32]byte
 	table     atomic.Pointer[userTable]
 	good, bad *credCache // verified and refused credentials
-	flight    flight
-	slots     chan struct{} // bounds concurrent hash computations
+	// byAddr and byUser limit failed authentications per source address
+	// and per user name (auth.max_failures_per_address, _per_username).
+	byAddr, byUser *failureLimiter
+	// jwt checks passwords that are JSON Web Tokens (auth.jwt.enable).
+	jwt    *jwtVerifier
+	flight flight
+	slots  chan struct{} // bounds concurrent hash computations
 
 	// Test hooks.
 	now           func() time.Time
@@ -54,8 +64,8 @@ type Authenticator struct {
 	dummyOnce sync.Once
 	dummyHash string
 
-	cacheHits, cacheMisses, verifications, shared, reloads atomic.Int64
-	lastErr                                                atomic.Pointer[errorBox]
+	cacheHits, cacheMisses, verifications, shared, reloads, limited atomic.Int64
+	lastErr                                                         atomic.Pointer[errorBox]
 }
 
 type errorBox struct{ err error }
@@ -84,6 +94,15 @@ func New(c config.Auth) (*Authenticator, error) {
 	// Refusals get a quarter of the room in their own cache, so a flood of
 	// wrong passwords cannot evict the verified ones.
 	a.bad = newCredCache(max(c.CacheSize/4, 1), ttl)
+	a.byAddr = newFailureLimiter(c.MaxFailuresPerAddress, c.FailureTableSize)
+	a.byUser = newFailureLimiter(c.MaxFailuresPerUsername, c.FailureTableSize)
+	if c.JWT.Enable {
+		v, err := newJWTVerifier(c.JWT, func() time.Time { return a.now() }, DefaultCheckInterval)
+		if err != nil {
+			return nil, err
+		}
+		a.jwt = v
+	}
 	t := &userTable{gen: 1}
 	if c.PasswordFile != "" {
 		info, err := os.Stat(c.PasswordFile)
@@ -102,11 +121,34 @@ func New(c config.Auth) (*Authenticator, error) {
 	return a, nil
 }
 
-// Authenticate decides a CONNECT. listenerIsLoopback says whether the
-// listener the client came in on is bound to a loopback address; hasPassword
-// whether the CONNECT carried a password (an empty one counts). An empty
-// username is the same as none.
+// Request is one CONNECT to authenticate.
+type Request struct {
+	// Loopback says whether the listener the client came in on is bound to
+	// a loopback address (auth.allow_anonymous = "loopback").
+	Loopback bool
+	// Addr is the client's address; the zero value (unknown) is not
+	// limited per address.
+	Addr netip.Addr
+	// ClientID is the client identifier, for auth.jwt.verify_claims ("%c").
+	ClientID string
+	// Username and Password are the CONNECT's; HasPassword says whether
+	// it carried a password (an empty one counts). An empty username is
+	// the same as none.
+	Username    string
+	Password    []byte
+	HasPassword bool
+}
+
+// Authenticate is Check for a request without a client address.
+func (a *Authenticator) Authenticate(ctx context.Context, listenerIsLoopback bool, username string, password []byte, hasPassword bool) (Identity, error) {
+	return a.Check(ctx, Request{Loopback: listenerIsLoopback, Username: username, Password: password, HasPassword: hasPassword})
+}
+
+// Check decides a CONNECT.
 //
+//   - With auth.jwt.enable, a password that has the form of a JWT: the
+//     token decides (see the package doc). The identity is the CONNECT's
+//     username, or the token's "sub" when the CONNECT has none.
 //   - No username, no password: anonymous; allowed per auth.allow_anonymous,
 //     else ErrNotAuthorized.
 //   - A password without a username: ErrBadUserNameOrPassword.
@@ -117,10 +159,19 @@ func New(c config.Auth) (*Authenticator, error) {
 //     user's hash (no password, unknown user or wrong password:
 //     ErrBadUserNameOrPassword). Results are cached; see the package doc.
 //
+// Failed verifications are limited per source address and per user name
+// (see the package doc): over either limit, credentials not in the cache of
+// verified ones are refused with ErrTooManyFailures at once, without
+// hashing.
+//
 // The error wraps one of the package's sentinels (ConnackCode maps it), or
 // is ctx's error if ctx ended while the call waited for a verification.
-func (a *Authenticator) Authenticate(ctx context.Context, listenerIsLoopback bool, username string, password []byte, hasPassword bool) (Identity, error) {
-	anonymousOK := a.cfg.AllowAnonymous.Allowed(listenerIsLoopback)
+func (a *Authenticator) Check(ctx context.Context, r Request) (Identity, error) {
+	username, password, hasPassword := r.Username, r.Password, r.HasPassword
+	if a.jwt != nil && hasPassword && looksLikeJWT(password) {
+		return a.checkJWT(r)
+	}
+	anonymousOK := a.cfg.AllowAnonymous.Allowed(r.Loopback)
 	if username == "" {
 		if hasPassword {
 			return Identity{}, fmt.Errorf("%w: a password without a user name", ErrBadUserNameOrPassword)
@@ -143,16 +194,20 @@ func (a *Authenticator) Authenticate(ctx context.Context, listenerIsLoopback boo
 	}
 	k := a.key(username, password)
 	now := a.now()
-	if r, ok := a.good.get(k, t.gen, now); ok {
+	if res, ok := a.good.get(k, t.gen, now); ok {
 		a.cacheHits.Add(1)
-		return r.id, r.err
+		return res.id, res.err
 	}
-	if r, ok := a.bad.get(k, t.gen, now); ok {
+	if err := a.checkLimits(r, now); err != nil {
+		return Identity{}, err
+	}
+	if res, ok := a.bad.get(k, t.gen, now); ok {
 		a.cacheHits.Add(1)
-		return r.id, r.err
+		a.failed(r, res.err)
+		return res.id, res.err
 	}
 	a.cacheMisses.Add(1)
-	r, shared, err := a.flight.do(ctx, k, func() (result, bool) {
+	res, shared, err := a.flight.do(ctx, k, func() (result, bool) {
 		return a.verify(ctx, t, k, username, password)
 	})
 	if err != nil {
@@ -161,7 +216,52 @@ func (a *Authenticator) Authenticate(ctx context.Context, listenerIsLoopback boo
 	if shared {
 		a.shared.Add(1)
 	}
-	return r.id, r.err
+	a.failed(r, res.err)
+	return res.id, res.err
+}
+
+// checkJWT authenticates a request whose password is a JWT. A refused
+// token counts as a failure like a wrong password.
+func (a *Authenticator) checkJWT(r Request) (Identity, error) {
+	if err := a.checkLimits(r, a.now()); err != nil {
+		return Identity{}, err
+	}
+	a.verifications.Add(1)
+	claims, t, err := a.jwt.verify(r.Password, r.Username, r.ClientID)
+	if err != nil {
+		a.failed(r, err)
+		return Identity{}, err
+	}
+	id := Identity{Username: r.Username, Authenticated: true, Token: t}
+	if id.Username == "" {
+		id.Username, _ = claims["sub"].(string)
+	}
+	return id, nil
+}
+
+// checkLimits refuses a request whose address or user name is over its
+// failure limit.
+func (a *Authenticator) checkLimits(r Request, now time.Time) error {
+	switch {
+	case a.byAddr.blocked(addrKey(r.Addr), now):
+		a.limited.Add(1)
+		return fmt.Errorf("%w: address %s: more than %d failed authentications a minute", ErrTooManyFailures, addrKey(r.Addr), a.cfg.MaxFailuresPerAddress)
+	case a.byUser.blocked(r.Username, now):
+		a.limited.Add(1)
+		return fmt.Errorf("%w: user %q: more than %d failed authentications a minute", ErrTooManyFailures, r.Username, a.cfg.MaxFailuresPerUsername)
+	}
+	return nil
+}
+
+// failed counts a refused credential against the request's address and
+// user name.
+func (a *Authenticator) failed(r Request, err error) {
+	if !errors.Is(err, ErrBadUserNameOrPassword) {
+		return
+	}
+	now := a.now()
+	a.byAddr.fail(addrKey(r.Addr), now)
+	a.byUser.fail(r.Username, now)
 }
 
 // verify computes one hash, holding one of the verification slots, and caches

@@ -45,8 +45,8 @@ func TestAuthenticate(t *testing.T) {
 		want     int
 		wantID   Identity
 	}{
-		{"good password", withFile(config.AnonymousLoopback), false, "alice", "wonderland", true, ok, Identity{"alice", true}},
-		{"user name with a colon", withFile(config.AnonymousDeny), false, "bob:ops", "b0b", true, ok, Identity{"bob:ops", true}},
+		{"good password", withFile(config.AnonymousLoopback), false, "alice", "wonderland", true, ok, Identity{Username: "alice", Authenticated: true}},
+		{"user name with a colon", withFile(config.AnonymousDeny), false, "bob:ops", "b0b", true, ok, Identity{Username: "bob:ops", Authenticated: true}},
 		{"wrong password", withFile(config.AnonymousLoopback), true, "alice", "Wonderland", true, badCreds, Identity{}},
 		{"empty password", withFile(config.AnonymousLoopback), true, "alice", "", true, badCreds, Identity{}},
 		{"unknown user", withFile(config.AnonymousAllow), true, "mallory", "wonderland", true, badCreds, Identity{}},
@@ -56,7 +56,7 @@ func TestAuthenticate(t *testing.T) {
 		{"anonymous elsewhere, loopback mode", withFile(config.AnonymousLoopback), false, "", "", false, notAuth, Identity{}},
 		{"anonymous elsewhere, allowed", withFile(config.AnonymousAllow), false, "", "", false, ok, Identity{}},
 		{"anonymous on loopback, denied", withFile(config.AnonymousDeny), true, "", "", false, notAuth, Identity{}},
-		{"user without file, anonymous allowed", noFile(config.AnonymousLoopback), true, "carol", "x", true, ok, Identity{"carol", false}},
+		{"user without file, anonymous allowed", noFile(config.AnonymousLoopback), true, "carol", "x", true, ok, Identity{Username: "carol", Authenticated: false}},
 		{"user without file, anonymous not allowed", noFile(config.AnonymousLoopback), false, "carol", "x", true, badCreds, Identity{}},
 		{"anonymous without file, default mode, remote", noFile(config.AnonymousLoopback), false, "", "", false, notAuth, Identity{}},
 	}
@@ -294,11 +294,11 @@ func TestStaleVerificationIsNotCached(t *testing.T) {
 	now := time.Now()
 	var k cacheKey
 	c.reset(2) // the file changed while a verification for generation 1 ran
-	c.put(k, 1, result{id: Identity{"alice", true}}, now)
+	c.put(k, 1, result{id: Identity{Username: "alice", Authenticated: true}}, now)
 	if _, ok := c.get(k, 2, now); ok || c.len() != 0 {
 		t.Error("a result of generation 1 went into the cache of generation 2")
 	}
-	c.put(k, 2, result{id: Identity{"alice", true}}, now)
+	c.put(k, 2, result{id: Identity{Username: "alice", Authenticated: true}}, now)
 	if _, ok := c.get(k, 1, now); ok {
 		t.Error("generation 1 read generation 2's entry")
 	}

@@ -14,6 +14,27 @@
 // Refusals wrap ErrBadUserNameOrPassword or ErrNotAuthorized; ConnackCode
 // turns them into CONNACK 0x86/0x87 (MQTT 5) or 0x04/0x05 (3.1.1).
 //
+// # JSON Web Tokens
+//
+// With auth.jwt.enable, a password that has the form of a JWT (three
+// base64url parts, the first starting "eyJ") is checked as one, with
+// github.com/golang-jwt/jwt/v5, instead of the password file: the signature
+// with the one configured algorithm (HS256 with a secret, RS256 or ES256
+// with a PEM public key or a JWKS file re-read when it changes, looked at
+// at most once per DefaultCheckInterval), "exp" and "nbf" with
+// auth.jwt.leeway, and auth.jwt.verify_claims. The identity carries the
+// token's string claims (%{name} in ACL patterns) and its expiry, at which
+// the gateway closes the connection (session.ConnectResult.AuthExpires).
+// A refused token counts against the failure limits like a wrong password.
+// Verified tokens are not cached: a signature check costs microseconds, not
+// a password hash's milliseconds.
+//
+// # Client certificates
+//
+// On a tls or wss listener with verify_peer, use_identity_as_username names
+// a field of the verified client certificate (CertUsername) that becomes the
+// authenticated username; the CONNECT's username and password are not used.
+//
 // # The credential cache
 //
 // A bcrypt verification at cost 10 takes about 50 ms of CPU, so a gateway
@@ -41,6 +62,22 @@
 // So a mass reconnect costs one hash per distinct (user, password), not one
 // per connection.
 //
+// # Failure limits
+//
+// The cache makes repeated credentials cheap, but an attacker sending
+// distinct wrong passwords misses it every time, and each miss is a hash
+// that legitimate logins queue behind. Failed verifications are therefore
+// limited with a token bucket per source address (an IPv6 address counts
+// as its /64) and one per user name: auth.max_failures_per_address and
+// auth.max_failures_per_username failures a minute, refilled evenly. Over
+// either limit, a CONNECT whose credentials are not in the cache of
+// verified ones is refused at once with ErrTooManyFailures (CONNACK 0x8A,
+// 3.1.1: 0x05), before any hashing; verified credentials still connect, so
+// an attack on a user name does not lock out its clients that reconnect
+// within auth.cache_ttl. Each limiter is an LRU of at most
+// auth.failure_table_size keys, and a key whose bucket refilled is
+// forgotten.
+//
 // # Reloading the password file
 //
 // There is no background goroutine. Authenticate looks at the file's inode,
@@ -60,6 +97,13 @@
 // denied. For SUBSCRIBE a pattern must cover the whole filter, not just
 // overlap it. %u and %c are substituted only with values that stay inside one
 // topic level (see Authorize); otherwise the pattern fails closed.
+//
+// A deny rule holds for every topic it names, whatever filter a client
+// chooses: a filter it covers is refused, and a filter granted by a later
+// allow rule that it only overlaps ("#" after "deny secret/#") is granted
+// but not whole (AuthorizeFilter). The session then asks AuthorizeDelivery
+// for each message of that subscription and drops the denied ones; whole
+// subscriptions, the usual case, cost nothing per message.
 //
 // # Admission
 //

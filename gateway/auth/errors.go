@@ -22,6 +22,12 @@ var (
 	// ErrConnectionRateExceeded: the zone's mqtt.max_conn_rate is used up.
 	// CONNACK 0x9F (MQTT 5); a 3.1.1 client is closed without a CONNACK.
 	ErrConnectionRateExceeded = errors.New("auth: connection rate exceeded")
+	// ErrTooManyFailures: the client's address or user name failed to
+	// authenticate more often than auth.max_failures_per_address or
+	// auth.max_failures_per_username allow; refused without hashing.
+	// CONNACK 0x8A banned (MQTT 5), return code 0x05 not authorized
+	// (3.1.1), as EMQX answers a banned client.
+	ErrTooManyFailures = errors.New("auth: too many failed authentications")
 )
 
 // ReasonCode returns the MQTT 5 CONNACK reason code for the result of
@@ -37,6 +43,8 @@ func ReasonCode(err error) packet.ReasonCode {
 		return packet.NotAuthorized
 	case errors.Is(err, ErrConnectionRateExceeded):
 		return packet.ConnectionRateExceeded
+	case errors.Is(err, ErrTooManyFailures):
+		return packet.Banned
 	}
 	return packet.UnspecifiedError
 }

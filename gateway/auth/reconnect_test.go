@@ -81,7 +81,7 @@ func TestMassReconnect(t *testing.T) {
 				user := fmt.Sprintf("user%03d", j.user)
 				pw := fmt.Sprintf("secret-%03d", j.user)
 				id, err := a.Authenticate(context.Background(), false, user, []byte(pw), true)
-				if err == nil && id != (Identity{user, true}) {
+				if err == nil && id != (Identity{Username: user, Authenticated: true}) {
 					err = fmt.Errorf("identity %+v", id)
 				}
 				if err != nil {

@@ -99,6 +99,10 @@ type Stats struct {
 	CacheHits, CacheMisses, Verifications, Shared int64
 	// CachedGood and CachedBad are the entries in the two caches.
 	CachedGood, CachedBad int
+	// Limited counts requests refused by the failure limits; LimitedKeys
+	// is the addresses and user names with recent failures remembered.
+	Limited     int64
+	LimitedKeys int
 }
 
 // Stats returns the current counters.
@@ -111,6 +115,8 @@ func (a *Authenticator) Stats() Stats {
 		Shared:        a.shared.Load(),
 		CachedGood:    a.good.len(),
 		CachedBad:     a.bad.len(),
+		Limited:       a.limited.Load(),
+		LimitedKeys:   a.byAddr.len() + a.byUser.len(),
 	}
 	if f := a.table.Load().file; f != nil {
 		s.Users = f.Len()

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/stratamq/strata/gateway/session"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
 // errNotRegistered is wrapped (with session.ErrUnavailable) when the gateway
@@ -52,6 +53,34 @@ var storeCodes = map[codes.Code]error{
 	codes.Canceled:           session.ErrUnavailable,
 }
 
+// entryCodes say what the code of an entry that dsd ended means:
+//
+//	NOT_FOUND                     → session.EntryGone (generation dropped)
+//	ABORTED, FAILED_PRECONDITION  → session.EntryStale (taken over)
+//	RESOURCE_EXHAUSTED            → session.EntryError wrapping
+//	                                session.ErrQuotaExceeded (the link holds
+//	                                dsd's durable_sessions.max_link_entries):
+//	                                DISCONNECT 0x97 quota exceeded
+//	anything else                 → session.EntryError (the connection closes)
+var entryCodes = map[codes.Code]session.EntryFailure{
+	codes.NotFound:           session.EntryGone,
+	codes.Aborted:            session.EntryStale,
+	codes.FailedPrecondition: session.EntryStale,
+}
+
+// entryError translates the error event of an entry that ended.
+func entryError(e *dsdv1.EntryError) (session.EntryFailure, error) {
+	code := codes.Code(e.GetCode())
+	if code == codes.ResourceExhausted {
+		return session.EntryError, fmt.Errorf("dsdbackend: entry %d: %w: %s: %s", e.GetEntryId(), session.ErrQuotaExceeded, code, e.GetMessage())
+	}
+	f, ok := entryCodes[code]
+	if !ok {
+		f = session.EntryError
+	}
+	return f, fmt.Errorf("dsdbackend: entry %d: %s: %s", e.GetEntryId(), code, e.GetMessage())
+}
+
 // sessionError translates an error of a SessionService call (open, disconnect).
 func sessionError(ctx context.Context, op string, err error) error {
 	return translate(ctx, op, err, sessionCodes)
@@ -80,8 +109,14 @@ func translate(ctx context.Context, op string, err error, table map[codes.Code]e
 	if errors.Is(err, context.DeadlineExceeded) {
 		st = status.FromContextError(err)
 	}
-	if kind, ok := table[st.Code()]; ok {
-		return fmt.Errorf("dsdbackend: %s: %w: %s: %s", op, kind, st.Code(), st.Message())
+	return translateCode(op, st.Code(), st.Message(), table)
+}
+
+// translateCode is translate for a status dsd sent as a code and a message
+// (a Store the ingest stream answered as failed).
+func translateCode(op string, code codes.Code, msg string, table map[codes.Code]error) error {
+	if kind, ok := table[code]; ok {
+		return fmt.Errorf("dsdbackend: %s: %w: %s: %s", op, kind, code, msg)
 	}
-	return fmt.Errorf("dsdbackend: %s: %s: %s", op, st.Code(), st.Message())
+	return fmt.Errorf("dsdbackend: %s: %s: %s", op, code, msg)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stratamq/strata/gateway/packet"
 	"github.com/stratamq/strata/gateway/session"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
 func TestSessionError(t *testing.T) {
@@ -91,5 +92,26 @@ func TestStoreError(t *testing.T) {
 	}
 	if storeError(context.Background(), "store", nil) != nil {
 		t.Error("nil error mapped to non-nil")
+	}
+}
+
+// TestEntryError: the code of an entry dsd ended says what the session
+// does; RESOURCE_EXHAUSTED (the link's max_link_entries) is quota exceeded.
+func TestEntryError(t *testing.T) {
+	for _, tc := range []struct {
+		code  codes.Code
+		want  session.EntryFailure
+		quota bool
+	}{
+		{codes.NotFound, session.EntryGone, false},
+		{codes.Aborted, session.EntryStale, false},
+		{codes.FailedPrecondition, session.EntryStale, false},
+		{codes.ResourceExhausted, session.EntryError, true},
+		{codes.Internal, session.EntryError, false},
+	} {
+		f, err := entryError(&dsdv1.EntryError{EntryId: 7, Code: uint32(tc.code), Message: "m", EntryEnded: true})
+		if f != tc.want || errors.Is(err, session.ErrQuotaExceeded) != tc.quota {
+			t.Errorf("%s: %v %v; want failure %v, quota %v", tc.code, f, err, tc.want, tc.quota)
+		}
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/stratamq/strata/dsd/client"
 	"github.com/stratamq/strata/gateway/session"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
@@ -231,14 +229,8 @@ func (r *Router) dispatch(resp *dsdv1.GatewayLinkResponse) bool {
 		}
 		rt, ok := r.lookup(e.GetEntryId(), true)
 		if ok {
-			f := session.EntryError
-			switch codes.Code(e.GetCode()) {
-			case codes.NotFound:
-				f = session.EntryGone
-			case codes.Aborted, codes.FailedPrecondition:
-				f = session.EntryStale
-			}
-			rt.owner.EntryFailed(rt.token, f, fmt.Errorf("dsdbackend: entry %d: %s: %s", e.GetEntryId(), codes.Code(e.GetCode()), e.GetMessage()))
+			f, err := entryError(e)
+			rt.owner.EntryFailed(rt.token, f, err)
 		}
 	default:
 		return false

@@ -5,61 +5,36 @@ import (
 
 	"github.com/stratamq/strata/gateway/session"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
-	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
 
-// Storage is a session.Storage over dsd's StorageService (Store) and
-// SessionService (Release). It is safe for concurrent use.
+// Storage is a session.Storage over dsd: Stores travel on the gateway's
+// ingest stream (Ingest), Releases are SessionService calls. It is safe for
+// concurrent use.
 type Storage struct {
-	storage  dsdv1.StorageServiceClient
+	ingest   *Ingest
 	sessions dsdv1.SessionServiceClient
 	b        *Backend
 }
 
 var _ session.Storage = (*Storage)(nil)
 
-// NewStorage returns a Storage that stores through storage and releases
-// QoS 2 packet ids through sessions, while reg holds a lease.
-func NewStorage(storage dsdv1.StorageServiceClient, sessions dsdv1.SessionServiceClient, reg Registrar, opts Options) *Storage {
-	return &Storage{storage: storage, sessions: sessions, b: New(sessions, reg, opts)}
+// NewStorage returns a Storage that stores through storage's ingest stream
+// and releases QoS 2 packet ids through sessions, while reg holds a lease.
+// Close stops its ingest stream.
+func NewStorage(storage dsdv1.StorageServiceClient, sessions dsdv1.SessionServiceClient, reg Registrar, opts Options, ingest IngestOptions) *Storage {
+	return &Storage{ingest: NewIngest(storage, reg, ingest), sessions: sessions, b: New(sessions, reg, opts)}
 }
 
-// Store implements session.Storage: one StorageService.Store with
-// Producer{client id, epoch = guard, first_seq, qos2_packet_ids}. STORED and
+// Submit implements session.Storage: an IngestStore with the producer
+// (client id, epoch = guard, first_seq, qos2_packet_ids). STORED and
 // DUPLICATE both mean committed.
-func (s *Storage) Store(ctx context.Context, req session.StoreRequest) error {
-	r, err := s.b.reg.Held()
-	if err != nil {
-		return storeError(ctx, "store", err)
-	}
-	in := &dsdv1.StoreRequest{
-		ClientId: req.ClientID,
-		Messages: make([]*storagev1.Message, len(req.Messages)),
-		Producer: &dsdv1.Producer{ClientId: req.ClientID, Epoch: req.Guard, FirstSeq: req.FirstSeq},
-	}
-	for i := range req.Messages {
-		m := &req.Messages[i]
-		in.Messages[i] = &storagev1.Message{
-			Topic:             m.Topic,
-			Payload:           m.Payload,
-			Qos:               uint32(m.QoS),
-			Retain:            m.Retain,
-			PublisherClientId: req.ClientID,
-			Properties:        propertiesToProto(&m.Properties),
-		}
-	}
-	if req.QoS2PacketIDs != nil {
-		in.Producer.Qos2PacketIds = make([]uint32, len(req.QoS2PacketIDs))
-		for i, id := range req.QoS2PacketIDs {
-			in.Producer.Qos2PacketIds[i] = uint32(id)
-		}
-	}
-	// The producer sequence makes a repeated Store harmless (DUPLICATE),
-	// so a dsd restart delays the PUBACK instead of failing the PUBLISH.
-	return s.b.retry(ctx, r, "store", storeError, func(ctx context.Context) error {
-		_, err := s.storage.Store(ctx, in)
-		return err
-	})
+func (s *Storage) Submit(req session.StoreRequest, done func(error)) {
+	s.ingest.Submit(req, done)
+}
+
+// Close stops the ingest stream; Stores still waiting fail.
+func (s *Storage) Close() error {
+	return s.ingest.Close()
 }
 
 // Release implements session.Storage: SessionService.Release, which dsd

@@ -3,11 +3,13 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -30,6 +32,7 @@ type conn struct {
 	// Level of a CONNECT the codec refused.
 	head *headRecorder
 	log  *slog.Logger
+	peer peer
 
 	// out is the outbound queue; a client that lets it fill is
 	// disconnected (slow consumer).
@@ -40,6 +43,8 @@ type conn struct {
 	abortOnce sync.Once
 	// writerDone is closed when writeLoop has returned.
 	writerDone chan struct{}
+	// idle fires at the machine's deadline (armIdleLocked); set under mu.
+	idle *time.Timer
 	// io counts the Store and Release calls in flight; the session ends
 	// only after them.
 	io sync.WaitGroup
@@ -65,6 +70,9 @@ type conn struct {
 		ioClosed bool
 		// entries maps the machine's entry ids to the router's.
 		entries map[uint64]uint64
+		// idleAt is when the idle timer is set to fire; zero when it is
+		// not set.
+		idleAt time.Time
 	}
 }
 
@@ -119,17 +127,19 @@ func (c *conn) recoverPanic(where string) {
 	c.abort()
 }
 
+// readLoop reads packets and feeds each to the machine under one lock
+// acquisition, which also reads what the next read needs (the version and
+// the maximum packet size) and arms the idle timer: no deadline syscall and
+// no second lock per packet.
 func (c *conn) readLoop() {
 	defer c.recoverPanic("read")
+	var version packet.Version
+	var maxSize uint32
+	c.withMachineDo(func(m *session.Machine) {
+		version, maxSize = m.Version(), m.MaxPacketSize()
+		c.armIdleLocked(m)
+	})
 	for {
-		var deadline time.Time
-		var version packet.Version
-		var maxSize uint32
-		c.withMachineDo(func(m *session.Machine) {
-			deadline, _ = m.Deadline()
-			version, maxSize = m.Version(), m.MaxPacketSize()
-		})
-		_ = c.nc.SetReadDeadline(deadline)
 		p, err := packet.ReadPacket(c.br, version, maxSize)
 		now := time.Now()
 		var req *session.ConnectRequest
@@ -143,10 +153,6 @@ func (c *conn) readLoop() {
 					failpoint.Hit("gateway-after-pubrec")
 				}
 				acts = m.Packet(now, p)
-			case !deadline.IsZero() && !now.Before(deadline):
-				// The deadline fired (the read may have stopped inside a
-				// packet, so nothing more is read either way).
-				acts = m.Tick(now)
 			case version == packet.VersionUnknown && isCode(err, packet.UnsupportedProtocolVersion):
 				acts = m.UnsupportedProtocol(now, c.head.protocolLevel())
 			case isCodecError(err):
@@ -161,14 +167,56 @@ func (c *conn) readLoop() {
 				c.applyLocked(m.Lost(now, reason))
 			}
 			closed = m.Closed() || m.Draining()
+			version, maxSize = m.Version(), m.MaxPacketSize()
+			c.armIdleLocked(m)
 		})
 		if req != nil {
 			closed = c.connect(*req)
+			c.withMachineDo(func(m *session.Machine) {
+				version, maxSize = m.Version(), m.MaxPacketSize()
+				c.armIdleLocked(m)
+			})
 		}
 		if closed {
 			return
 		}
 	}
+}
+
+// armIdleLocked makes the idle timer fire by the machine's deadline (keep
+// alive, CONNECT timeout). The deadline moves later with most packets; the
+// timer is reset only when it must fire earlier than it is set to, and
+// otherwise re-armed when it fires early (onIdle).
+func (c *conn) armIdleLocked(m *session.Machine) {
+	d, ok := m.Deadline()
+	if !ok || m.Closed() || (!c.mu.idleAt.IsZero() && !d.Before(c.mu.idleAt)) {
+		return
+	}
+	c.mu.idleAt = d
+	wait := time.Until(d)
+	if c.idle == nil {
+		c.idle = time.AfterFunc(wait, c.onIdle)
+		return
+	}
+	c.idle.Reset(wait)
+}
+
+// onIdle runs when the idle timer fires: at or after the machine's
+// deadline it lets the machine act on the time (Tick: a keep-alive timeout
+// closes the connection); before it, it re-arms.
+func (c *conn) onIdle() {
+	defer c.recoverPanic("idle")
+	c.withMachineDo(func(m *session.Machine) {
+		c.mu.idleAt = time.Time{}
+		if m.Closed() {
+			return
+		}
+		now := time.Now()
+		if d, ok := m.Deadline(); ok && !now.Before(d) {
+			c.applyLocked(m.Tick(now))
+		}
+		c.armIdleLocked(m)
+	})
 }
 
 // connect carries out a Connect action (admission, authentication, session
@@ -189,24 +237,26 @@ func (c *conn) connect(req session.ConnectRequest) (closed bool) {
 	return closed
 }
 
-// store carries out a Store action and feeds the result back; the
-// machine starts the next Store, if any, from StoreDone.
-func (c *conn) store(req session.StoreRequest) {
-	defer c.io.Done()
-	defer c.recoverPanic("store")
-	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.opts.BackendTimeout)
+// store hands a Store action to the storage, which completes the
+// connection's Stores in order; storeDone feeds each result back, and the
+// machine starts further Stores from StoreDone. Called with mu held.
+func (c *conn) storeLocked(req session.StoreRequest) {
+	c.io.Add(1)
 	start := time.Now()
-	err := c.s.opts.Storage.Store(ctx, req)
-	cancel()
-	c.s.metrics.dsdLatency.WithLabelValues("store").Observe(time.Since(start).Seconds())
-	if err != nil {
-		c.s.metrics.storeFailures.Inc()
-		c.log.Debug("store failed", "client_id", req.ClientID, "messages", len(req.Messages), "err", err)
-	} else {
-		failpoint.Hit("gateway-after-store")
-		c.s.metrics.stored.Add(float64(len(req.Messages)))
-	}
-	c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.StoreDone(time.Now(), err)) })
+	n := len(req.Messages)
+	c.s.opts.Storage.Submit(req, func(err error) {
+		defer c.io.Done()
+		defer c.recoverPanic("store")
+		c.s.metrics.storeLatency.Observe(time.Since(start).Seconds())
+		if err != nil {
+			c.s.metrics.storeFailures.Inc()
+			c.log.Debug("store failed", "client_id", req.ClientID, "messages", n, "err", err)
+		} else {
+			failpoint.Hit("gateway-after-store")
+			c.s.metrics.stored.Add(float64(n))
+		}
+		c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.StoreDone(time.Now(), err)) })
+	})
 }
 
 // release carries out a Release action (PUBREL) and feeds the result back.
@@ -271,8 +321,7 @@ func (c *conn) applyLocked(acts []session.Action) *session.ConnectRequest {
 			req = &a.Request
 		case session.Store:
 			if !c.mu.ioClosed {
-				c.io.Add(1)
-				go c.store(a.Request)
+				c.storeLocked(a.Request)
 			}
 		case session.Release:
 			if !c.mu.ioClosed {
@@ -421,6 +470,11 @@ func (c *conn) writeFailed(err error) {
 // finish waits for the writer (bounded by its write deadline), then ends
 // the session in the backend.
 func (c *conn) finish() {
+	c.mu.Lock()
+	if c.idle != nil {
+		c.idle.Stop()
+	}
+	c.mu.Unlock()
 	select {
 	case <-c.writerDone:
 	case <-time.After(c.s.opts.WriteTimeout):
@@ -525,4 +579,38 @@ func (h *headRecorder) protocolLevel() byte {
 		return 0
 	}
 	return b[at]
+}
+
+// peer is what the gateway knows of a connection's other end before MQTT.
+type peer struct {
+	// addr is the remote address ("host:port").
+	addr string
+	// tls is the TLS state of a wss connection (from the HTTP request); a
+	// tls connection's is read from the connection after its handshake.
+	tls *tls.ConnectionState
+}
+
+// remoteAddr returns the client's IP address, or the zero value when it is
+// not known.
+func (c *conn) remoteAddr() netip.Addr {
+	ap, err := netip.ParseAddrPort(c.peer.addr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr()
+}
+
+// tlsState returns the connection's TLS state once its handshake is done,
+// nil for a connection without TLS.
+func (c *conn) tlsState() *tls.ConnectionState {
+	if c.peer.tls != nil {
+		return c.peer.tls
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		if st.HandshakeComplete {
+			return &st
+		}
+	}
+	return nil
 }

@@ -29,15 +29,34 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 		}
 	}
 	id := auth.Identity{Username: req.Username}
-	if a := s.opts.Authenticator; a != nil {
-		var err error
-		id, err = a.Authenticate(ctx, c.l.loopback, req.Username, req.Password, req.PasswordFlag)
+	if field := c.l.certIdentity; field != "" {
+		// use_identity_as_username: the verified certificate is the
+		// credential; the CONNECT's username and password are not used.
+		name, err := auth.CertUsername(c.tlsState(), field)
 		if err != nil {
-			if errors.Is(err, auth.ErrBadUserNameOrPassword) || errors.Is(err, auth.ErrNotAuthorized) {
+			s.metrics.authFailures.Inc()
+			return refuse(err)
+		}
+		id = auth.Identity{Username: name, Authenticated: true}
+	} else if a := s.opts.Authenticator; a != nil {
+		var err error
+		id, err = a.Check(ctx, auth.Request{
+			Loopback: c.l.loopback, Addr: c.remoteAddr(), ClientID: req.ClientID,
+			Username: req.Username, Password: req.Password, HasPassword: req.PasswordFlag,
+		})
+		if err != nil {
+			if errors.Is(err, auth.ErrBadUserNameOrPassword) || errors.Is(err, auth.ErrNotAuthorized) || errors.Is(err, auth.ErrTooManyFailures) {
 				s.metrics.authFailures.Inc()
 			}
 			return refuse(err)
 		}
+	}
+	acl := s.opts.ACL
+	if w := req.Will; w != nil && !acl.Authorize(id, req.ClientID, auth.Publish, w.Topic) {
+		// The will is a PUBLISH the client arms now: checked before the
+		// session (and with it the will) is opened.
+		s.metrics.aclDenied.WithLabelValues("will").Inc()
+		return refuse(fmt.Errorf("%w: will topic %q", auth.ErrNotAuthorized, w.Topic))
 	}
 	opened, err := s.opts.Backend.Open(ctx, session.OpenRequest{
 		ClientID:   req.ClientID,
@@ -52,14 +71,22 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 		return refuse(err)
 	}
 	res := session.ConnectResult{Code: packet.Success, SessionPresent: opened.SessionPresent, Guard: opened.Guard, Session: opened.Session}
-	if acl := s.opts.ACL; acl != nil && acl.Len() > 0 {
+	if id.Token != nil {
+		res.AuthExpires = id.Token.Expires
+	}
+	if acl.Len() > 0 {
 		clientID := req.ClientID
 		res.Authorize = func(a session.Access, topic string) bool {
-			action := auth.Publish
-			if a == session.AccessSubscribe {
-				action = auth.Subscribe
+			switch a {
+			case session.AccessSubscribe:
+				return acl.Authorize(id, clientID, auth.Subscribe, topic)
+			case session.AccessSubscribeWhole:
+				_, whole := acl.AuthorizeFilter(id, clientID, topic)
+				return whole
+			case session.AccessDeliver:
+				return acl.AuthorizeDelivery(id, clientID, topic)
 			}
-			return acl.Authorize(id, clientID, action, topic)
+			return acl.Authorize(id, clientID, auth.Publish, topic)
 		}
 	}
 	return res
@@ -72,7 +99,7 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 func connectRefusal(err error, v packet.Version) (code packet.ReasonCode, noConnack bool) {
 	switch {
 	case errors.Is(err, auth.ErrBadUserNameOrPassword), errors.Is(err, auth.ErrNotAuthorized),
-		errors.Is(err, auth.ErrConnectionRateExceeded):
+		errors.Is(err, auth.ErrConnectionRateExceeded), errors.Is(err, auth.ErrTooManyFailures):
 		_, send := auth.ConnackCode(err, v)
 		return auth.ReasonCode(err), !send
 	case errors.Is(err, session.ErrIdentityMismatch):

@@ -32,8 +32,11 @@ type listener struct {
 	cfg           session.Config
 	// loopback: bound to a loopback address only (anonymous access).
 	loopback bool
-	ln       net.Listener
-	tls      *tls.Config
+	// certIdentity is use_identity_as_username: the field of the verified
+	// client certificate that is the username ("" for none).
+	certIdentity string
+	ln           net.Listener
+	tls          *tls.Config
 	// ws serves the WebSocket upgrade (ws, wss).
 	ws   *http.Server
 	path string
@@ -49,6 +52,8 @@ func (s *Server) newListener(typ, name string, lc config.Listener) (*listener, e
 		cfg:      zoneConfig(s.opts.Config, zone, s.opts.ConnectTimeout),
 		loopback: auth.IsLoopback(lc.Bind),
 		path:     lc.Path,
+
+		certIdentity: lc.UseIdentityAsUsername,
 	}
 	if l.path == "" {
 		l.path = "/mqtt"
@@ -139,7 +144,7 @@ func (s *Server) serveListener(l *listener) {
 		}
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(l, nc)
+			s.serveConn(l, nc, peer{addr: nc.RemoteAddr().String()})
 		}()
 	}
 }
@@ -171,7 +176,7 @@ func (s *Server) serveWS(l *listener, w http.ResponseWriter, r *http.Request) {
 		// packet of the maximum size (clients send a packet per message).
 		wc.SetReadLimit(int64(l.cfg.MaxPacketSize) + 1024)
 	}
-	s.serveConn(l, nc)
+	s.serveConn(l, nc, peer{addr: r.RemoteAddr, tls: r.TLS})
 }
 
 func (s *Server) closeListeners() {

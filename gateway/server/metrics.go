@@ -37,6 +37,8 @@ type metrics struct {
 	replayed    prometheus.Counter
 	missed      prometheus.Counter
 	dsdLatency  *prometheus.HistogramVec
+	// storeLatency is dsdLatency{call="store"}, looked up once.
+	storeLatency prometheus.Observer
 }
 
 func newMetrics() *metrics {
@@ -72,7 +74,7 @@ func newMetrics() *metrics {
 		}, []string{"code"}),
 		aclDenied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strata_gateway_acl_denied_total",
-			Help: "PUBLISH and SUBSCRIBE requests the ACL refused, by action.",
+			Help: "Requests the ACL refused, by action: publish, subscribe, will (a CONNECT's will topic), deliver (a message not delivered to a subscription a deny rule overlaps).",
 		}, []string{"action"}),
 		stored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strata_gateway_messages_stored_total",
@@ -85,7 +87,7 @@ func newMetrics() *metrics {
 	}
 	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "strata_gateway_messages_dropped_total",
-		Help: "Messages dropped, by reason: not delivered to a subscriber (expired, too_large, no_local, dropped_generation, unsubscribed, retained_unavailable) or an inbound QoS 0 PUBLISH not stored because 4,096 waited behind a Store (qos0_overflow).",
+		Help: "Messages dropped, by reason: not delivered to a subscriber (expired, too_large, no_local, acl_denied, dropped_generation, unsubscribed, retained_unavailable) or an inbound QoS 0 PUBLISH not stored because 4,096 waited behind a Store (qos0_overflow).",
 	}, []string{"reason"})
 	m.replayed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "strata_gateway_messages_replayed_total",
@@ -100,6 +102,7 @@ func newMetrics() *metrics {
 		Help:    "Latency of the gateway's calls to dsd, by call (store, release, commit, watermarks, replay, retained).",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 	}, []string{"call"})
+	m.storeLatency = m.dsdLatency.WithLabelValues("store")
 	messagesIn := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "strata_gateway_messages_received_total", Help: "Application messages received (PUBLISH from clients), by QoS.",
 	}, []string{"qos"})
@@ -166,6 +169,11 @@ func (m *metrics) counted(a session.Counted) {
 	switch a.Event {
 	case "replayed":
 		m.replayed.Add(float64(a.N))
+	case "acl_denied":
+		// Not delivered: a subscription a deny rule overlaps got a
+		// message on a denied topic.
+		m.aclDenied.WithLabelValues("deliver").Add(float64(a.N))
+		m.dropped.WithLabelValues(a.Event).Add(float64(a.N))
 	case "dropped_generation":
 		m.missed.Add(float64(a.N))
 		m.dropped.WithLabelValues(a.Event).Add(float64(a.N))

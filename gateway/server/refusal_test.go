@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/stratamq/strata/gateway/auth"
 	"github.com/stratamq/strata/gateway/packet"
 	"github.com/stratamq/strata/gateway/session"
 )
@@ -21,6 +22,7 @@ func TestConnectRefusalSessionErrors(t *testing.T) {
 		{fmt.Errorf("dsd: %w", session.ErrUnavailable), packet.ServerUnavailable, packet.ConnectRefusedServerUnavailable},
 		{context.DeadlineExceeded, packet.ServerUnavailable, packet.ConnectRefusedServerUnavailable},
 		{fmt.Errorf("dsd: %w: dsd: disk full", session.ErrQuotaExceeded), packet.QuotaExceeded, packet.ConnectRefusedServerUnavailable},
+		{fmt.Errorf("x: %w", auth.ErrTooManyFailures), packet.Banned, packet.ConnectRefusedNotAuthorized},
 	} {
 		code, noConnack := connectRefusal(tc.err, packet.V5)
 		if code != tc.v5 || noConnack {

@@ -65,6 +65,9 @@ type Options struct {
 	OutboundQueue int
 }
 
+// DefaultBackendTimeout is Options.BackendTimeout's default.
+const DefaultBackendTimeout = 10 * time.Second
+
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -76,7 +79,7 @@ func (o Options) withDefaults() Options {
 		o.WriteTimeout = 10 * time.Second
 	}
 	if o.BackendTimeout <= 0 {
-		o.BackendTimeout = 10 * time.Second
+		o.BackendTimeout = DefaultBackendTimeout
 	}
 	if o.OutboundQueue <= 0 {
 		o.OutboundQueue = 1024
@@ -342,8 +345,9 @@ func (s *Server) untrack(c *conn) {
 
 // serveConn runs one accepted connection to its end; the caller has
 // entered wg.
-func (s *Server) serveConn(l *listener, nc net.Conn) {
+func (s *Server) serveConn(l *listener, nc net.Conn, p peer) {
 	c := newConn(s, l, nc)
+	c.peer = p
 	if !s.track(c) {
 		_ = nc.Close()
 		return
@@ -445,8 +449,8 @@ func (s *Server) httpHandler() http.Handler {
 // noStorage refuses every Store: a Backend without a Storage.
 type noStorage struct{}
 
-func (noStorage) Store(context.Context, session.StoreRequest) error {
-	return fmt.Errorf("gateway: no storage configured: %w", session.ErrUnavailable)
+func (noStorage) Submit(_ session.StoreRequest, done func(error)) {
+	go done(fmt.Errorf("gateway: no storage configured: %w", session.ErrUnavailable))
 }
 
 func (noStorage) Release(context.Context, session.ReleaseRequest) (bool, error) {

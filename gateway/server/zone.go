@@ -37,6 +37,7 @@ func zoneConfig(c config.Config, zone string, connectTimeout time.Duration) sess
 	cfg.WildcardAvailable = wildcardAvailable
 	cfg.SharedAvailable = sharedAvailable
 	cfg.SubscriptionIDAvailable = subscriptionIDAvailable
+	cfg.DisconnectOnDeny = c.ACL.DenyAction == config.DenyDisconnect
 	cfg.NewClientID = newClientID
 
 	mq := c.MQTT

@@ -1,6 +1,8 @@
 package session
 
 import (
+	"time"
+
 	"github.com/stratamq/strata/gateway/packet"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
@@ -95,6 +97,12 @@ const (
 	// ReasonBackendError: dsd refused or could not take a Store or
 	// Release.
 	ReasonBackendError CloseReason = "backend_error"
+	// ReasonNotAuthorized: the ACL refused a PUBLISH or SUBSCRIBE and
+	// acl.deny_action is "disconnect".
+	ReasonNotAuthorized CloseReason = "not_authorized"
+	// ReasonAuthExpired: the credentials the client connected with (a JWT)
+	// expired.
+	ReasonAuthExpired CloseReason = "auth_expired"
 )
 
 // ConnectRequest is what the driver needs to admit, authenticate and open a
@@ -147,6 +155,10 @@ type ConnectResult struct {
 	// Session is the stored session a client resumes (SessionPresent), nil
 	// for a new one.
 	Session *storagev1.Session
+	// AuthExpires, when set, is when the client's credentials expire (a
+	// JWT's "exp"): the connection is closed then, MQTT 5 clients with
+	// DISCONNECT 0xA0 (maximum connect time).
+	AuthExpires time.Time
 }
 
 // Access is what a client asks to do with a topic.
@@ -154,18 +166,34 @@ type Access uint8
 
 // The accesses an Authorizer decides.
 const (
+	// AccessPublish: may the client publish to this topic name?
 	AccessPublish Access = iota + 1
+	// AccessSubscribe: may the client subscribe to this topic filter?
 	AccessSubscribe
+	// AccessSubscribeWhole: may every topic name this granted topic filter
+	// matches be delivered without asking AccessDeliver for each message?
+	// False when a deny rule overlaps the filter ("#" after a deny of
+	// "secret/#"); asked once per subscription.
+	AccessSubscribeWhole
+	// AccessDeliver: may a message published to this topic name be
+	// delivered to the client? Asked, per message, only for subscriptions
+	// that are not whole.
+	AccessDeliver
 )
 
-// String returns "publish" or "subscribe".
+// String returns "publish", "subscribe", "subscribe_whole" or "deliver".
 func (a Access) String() string {
-	if a == AccessSubscribe {
+	switch a {
+	case AccessSubscribe:
 		return "subscribe"
+	case AccessSubscribeWhole:
+		return "subscribe_whole"
+	case AccessDeliver:
+		return "deliver"
 	}
 	return "publish"
 }
 
-// Authorizer reports whether the connection's client may publish to a topic
-// name or subscribe to a topic filter. It must not block.
+// Authorizer reports whether the connection's client may do a with topic
+// (see Access). It must not block.
 type Authorizer func(a Access, topic string) bool

@@ -30,6 +30,11 @@ type Config struct {
 	// ReceiveMaximum is the number of QoS 1 and 2 PUBLISH packets the
 	// gateway accepts unacknowledged (mqtt.receive_maximum). Default 32.
 	ReceiveMaximum uint16
+	// StoresInFlight is how many Stores of a connection may be on their
+	// way to dsd at once; PUBLISHes that arrive while that many are in
+	// flight join the next Store. 0: ReceiveMaximum, so that a publisher
+	// with a full window has every message on its way at once.
+	StoresInFlight int
 	// MaxPacketSize is the largest packet accepted, in bytes
 	// (mqtt.max_packet_size). Default 1 MiB.
 	MaxPacketSize uint32
@@ -56,6 +61,14 @@ type Config struct {
 	// MaxClientIDLength, when above zero, refuses longer client identifiers.
 	// Default 0 (only the protocol's 65,535-byte limit).
 	MaxClientIDLength int
+
+	// DisconnectOnDeny closes the connection (DISCONNECT 0x87 first for
+	// MQTT 5) when the ACL refuses a PUBLISH or a SUBSCRIBE filter
+	// (acl.deny_action = "disconnect"). Otherwise a denied PUBLISH is
+	// answered PUBACK/PUBREC 0x87 (MQTT 5) or acknowledged normally (3.1.1)
+	// and dropped, and a denied filter gets its SUBACK failure code.
+	// Default false.
+	DisconnectOnDeny bool
 
 	// Durable says whether sessions of this zone outlive their connection
 	// (durable_sessions.enable): their subscriptions and delivery state are

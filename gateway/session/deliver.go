@@ -77,6 +77,9 @@ type sub struct {
 	watches map[uint32]uint64
 	streams map[StreamID]*stream
 	gone    bool
+	// aclCheck: a deny rule overlaps the filter, so each message's topic
+	// is checked (AccessDeliver) before it is sent.
+	aclCheck bool
 }
 
 // stream is one (subscription, stream): its batch ring and read position.
@@ -117,6 +120,7 @@ type batch struct {
 
 // retainedBatch is the record of retained messages sent on SUBSCRIBE.
 type retainedBatch struct {
+	sub     *sub
 	rec     *storagev1.RetainedBatch
 	last    [2]uint64
 	durable bool
@@ -136,6 +140,24 @@ type outMsg struct {
 	b      *batch
 	rb     *retainedBatch
 	st     *stream
+}
+
+// subscription returns the subscription o is delivered for.
+func (o *outMsg) subscription() *sub {
+	if o.st != nil {
+		return o.st.sub
+	}
+	if o.rb != nil {
+		return o.rb.sub
+	}
+	return nil
+}
+
+// needsTopicCheck reports whether the messages of a subscription with this
+// filter must pass the ACL one by one: only when a deny rule overlaps it,
+// so the common case costs nothing per message.
+func (m *Machine) needsTopicCheck(filter string) bool {
+	return m.authorize != nil && !m.authorize(AccessSubscribeWhole, filter)
 }
 
 func (st *stream) key() *storagev1.StreamKey {

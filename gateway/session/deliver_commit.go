@@ -206,6 +206,15 @@ func (m *Machine) backendFailed(err error) {
 		m.abort(ReasonTakenOver, packet.SessionTakenOver)
 		return
 	}
+	if errors.Is(err, ErrQuotaExceeded) {
+		// dsd holds as many entries for this gateway as it allows
+		// (durable_sessions.max_link_entries): a delivery the session
+		// needs could not start. The SUBACK went out before the entries
+		// were added, so the answer is the connection's end, with the
+		// reason code that says why.
+		m.abort(ReasonBackendError, packet.QuotaExceeded)
+		return
+	}
 	m.abort(ReasonBackendError, packet.UnspecifiedError)
 }
 

@@ -45,7 +45,10 @@ func (m *Machine) resume(sess *storagev1.Session) {
 			// Resumed subscriptions are checked against the ACL in force.
 			m.out = append(m.out, Denied{Access: AccessSubscribe, Topic: r.TopicFilter})
 			m.removeSub(s)
+			continue
 		}
+		// Replayed and new messages alike pass the ACL in force.
+		s.aclCheck = m.needsTopicCheck(r.TopicFilter)
 	}
 	for _, r := range sess.Streams {
 		k := r.GetKey()
@@ -280,6 +283,7 @@ func (m *Machine) retainedBatches(s *sub, msgs []*storagev1.Message) {
 				Records: encodeRecords(chunk),
 			},
 			last: [2]uint64{last1, last2},
+			sub:  s,
 		}
 		for _, o := range outs {
 			o.rb = rb
@@ -301,7 +305,7 @@ func (m *Machine) resumeRetained(s *sub, r *storagev1.RetainedBatch) {
 		return
 	}
 	outs, last1, last2 := m.number(msgs, v, r.FirstSeqnoQos1, r.FirstSeqnoQos2, true)
-	rb := &retainedBatch{rec: r, last: [2]uint64{last1, last2}, durable: true}
+	rb := &retainedBatch{sub: s, rec: r, last: [2]uint64{last1, last2}, durable: true}
 	m.d.retained[rb] = true
 	m.d.replayedRanges = append(m.d.replayedRanges, [4]uint64{r.FirstSeqnoQos1, last1, r.FirstSeqnoQos2, last2})
 	m.enqueue(m.replayOuts(outs, nil, nil, rb))

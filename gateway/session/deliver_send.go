@@ -118,7 +118,14 @@ func (m *Machine) sendQueued() bool {
 		m.dequeued(o)
 		p, reason := m.publishPacket(o, t)
 		if p == nil {
-			if t != nil {
+			// Numbered but not sent: the seqno is released, so delivery
+			// progress and packet ids go on as if it had been acknowledged.
+			switch {
+			case t != nil && o.qos == 2 && o.dup:
+				// A resend after a resume: the client may hold its packet
+				// id since before the crash.
+				m.releaseHeld(o.seqno)
+			case t != nil:
 				t.finish(o.seqno, false)
 			}
 			m.out = append(m.out, Counted{Event: reason, N: 1})
@@ -171,10 +178,14 @@ func (m *Machine) settleAll() bool {
 }
 
 // publishPacket builds the PUBLISH for o, or returns nil and why it is
-// not sent: expired (MQTT 5 section 3.3.2.3.3; a resend goes out even if
-// expired since) or larger than the client's Maximum Packet Size
-// [MQTT-3.1.2-25].
+// not sent: denied by the ACL (a subscription a deny rule overlaps: each
+// topic is checked, replays after an ACL change included), expired (MQTT 5
+// section 3.3.2.3.3; a resend goes out even if expired since) or larger than
+// the client's Maximum Packet Size [MQTT-3.1.2-25].
 func (m *Machine) publishPacket(o *outMsg, t *track) (*packet.Publish, string) {
+	if s := o.subscription(); s != nil && s.aclCheck && !m.authorize(AccessDeliver, o.msg.Topic) {
+		return nil, "acl_denied"
+	}
 	p := &packet.Publish{Topic: o.msg.Topic, Payload: o.msg.Payload, QoS: o.qos, Retain: o.retain, Dup: o.dup}
 	if t != nil {
 		p.PacketID = t.packetID(o.seqno)

@@ -42,6 +42,9 @@ func (m *Machine) subscribe(p *packet.Subscribe) {
 			op.granted[i] = &s
 		}
 	}
+	if m.state == stateClosed {
+		return // a denied filter closed the connection (acl.deny_action)
+	}
 	m.queueOp(op)
 }
 
@@ -112,6 +115,9 @@ func (m *Machine) checkSubscription(s packet.Subscription) packet.ReasonCode {
 	}
 	if m.authorize != nil && !m.authorize(AccessSubscribe, s.Filter) {
 		m.out = append(m.out, Denied{Access: AccessSubscribe, Topic: s.Filter})
+		if m.cfg.DisconnectOnDeny {
+			m.abort(ReasonNotAuthorized, packet.NotAuthorized) // acl.deny_action = "disconnect"
+		}
 		return fail(packet.NotAuthorized)
 	}
 	if m.d.subs[s.Filter] == nil && len(m.d.subs) >= maxSubscriptions {
@@ -151,6 +157,7 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 				watches: map[uint32]uint64{},
 				streams: map[StreamID]*stream{},
 			}
+			s.aclCheck = m.needsTopicCheck(g.Filter)
 			m.d.subs[g.Filter] = s
 		}
 		v := &storagev1.SubscriptionState{

@@ -230,3 +230,52 @@ func TestNotDurablePastPacketIDSpan(t *testing.T) {
 		t.Fatalf("%d of %d messages sent", sent, batches*per)
 	}
 }
+
+// TestEntryQuotaExceededDisconnects: when dsd refuses an entry because the
+// gateway's link holds durable_sessions.max_link_entries, the connection
+// ends with DISCONNECT 0x97 (quota exceeded), not 0x80: the SUBACK went
+// out before the entry was added.
+func TestEntryQuotaExceededDisconnects(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	m := New(DefaultConfig(), now)
+	c := &packet.Connect{Version: packet.V5, ClientID: "c1"}
+	c.Properties.SessionExpiryInterval = 3600
+	c.Properties.Present.Add(packet.PropSessionExpiryInterval)
+	m.Packet(now, c)
+	m.ConnectDone(now, ConnectResult{Guard: 1})
+	m.Packet(now, &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "a/+", QoS: 1}}})
+	var commit *Commit
+	for _, a := range m.WatermarksDone(now, 1, []int64{100}, nil) {
+		if c, ok := a.(Commit); ok {
+			commit = &c
+		}
+	}
+	if commit == nil {
+		t.Fatal("no commit for the subscription")
+	}
+	var watch *AddWatch
+	for _, a := range m.CommitDone(now, commit.Seq, nil) {
+		if w, ok := a.(AddWatch); ok {
+			watch = &w
+		}
+	}
+	if watch == nil {
+		t.Fatal("no watch added after SUBACK")
+	}
+	acts := m.EntryFailed(now, watch.Entry, EntryError, fmt.Errorf("dsdbackend: entry 7: %w: ResourceExhausted: max_link_entries = 3", ErrQuotaExceeded))
+	var code packet.ReasonCode
+	closed := false
+	for _, a := range acts {
+		switch a := a.(type) {
+		case Send:
+			if d, ok := a.Packet.(*packet.Disconnect); ok {
+				code = d.ReasonCode
+			}
+		case Close:
+			closed = true
+		}
+	}
+	if code != packet.QuotaExceeded || !closed {
+		t.Fatalf("actions %v: want DISCONNECT 0x97 and Close", acts)
+	}
+}

@@ -41,6 +41,19 @@
 // Before CONNECT the deadline is Config.ConnectTimeout from New: a connection
 // that sends nothing, or not a CONNECT, is closed.
 //
+// A client whose credentials expire (ConnectResult.AuthExpires: a JWT's
+// "exp") is closed then, whatever the keep-alive: Deadline is the earlier of
+// the two, and MQTT 5 clients get DISCONNECT 0xA0 (maximum connect time).
+//
+// # Authorization
+//
+// The driver's Authorizer decides PUBLISH (denied: see Config.DisconnectOnDeny)
+// and SUBSCRIBE filters. A granted filter that a deny rule overlaps is not
+// whole (AccessSubscribeWhole, asked once per subscription): each of its
+// messages is checked by topic (AccessDeliver) when its PUBLISH is built, and
+// a denied one is dropped after numbering, its seqno released like an expired
+// message's, so packet ids and delivery progress go on.
+//
 // # Inbound PUBLISH
 //
 // A PUBLISH that passes validation, Topic Alias resolution and the ACL is

@@ -34,6 +34,9 @@ type Machine struct {
 	deadline time.Time
 	// timeout is the keep-alive timeout in force, 0 for none.
 	timeout time.Duration
+	// authExpiry is when the client's credentials expire (zero: never);
+	// Deadline is the earlier of it and deadline once connected.
+	authExpiry time.Time
 
 	req ConnectRequest
 	// serverKeepAlive is sent in CONNACK when set.
@@ -87,7 +90,13 @@ func (m *Machine) Version() packet.Version { return m.version }
 func (m *Machine) MaxPacketSize() uint32 { return m.cfg.MaxPacketSize }
 
 // Deadline returns when Tick must be called next, if ever.
-func (m *Machine) Deadline() (time.Time, bool) { return m.deadline, !m.deadline.IsZero() }
+func (m *Machine) Deadline() (time.Time, bool) {
+	d := m.deadline
+	if m.state == stateConnected && !m.authExpiry.IsZero() && (d.IsZero() || m.authExpiry.Before(d)) {
+		d = m.authExpiry
+	}
+	return d, !d.IsZero()
+}
 
 // Closed reports whether the connection has been told to close.
 func (m *Machine) Closed() bool { return m.state == stateClosed }
@@ -110,11 +119,19 @@ func (m *Machine) KeepAlive() uint16 { return m.req.KeepAlive }
 func (m *Machine) CloseReason() CloseReason { return m.closeReason }
 
 // Tick acts on the deadline when it has passed: a connection without CONNECT
-// is closed, a connection whose keep-alive expired is closed abnormally.
+// is closed, a connection whose keep-alive or credentials expired is closed
+// abnormally.
 func (m *Machine) Tick(now time.Time) []Action {
 	m.now = now
-	if m.deadline.IsZero() || now.Before(m.deadline) {
+	if dl, ok := m.Deadline(); !ok || now.Before(dl) {
 		return nil
+	}
+	if m.state == stateConnected && !m.authExpiry.IsZero() && !now.Before(m.authExpiry) {
+		// The token the client authenticated with expired. 0xA0 (maximum
+		// connect time) says the server ended the connection at a time
+		// limit, so the client reconnects with a fresh token.
+		m.abort(ReasonAuthExpired, packet.MaximumConnectTime)
+		return m.flush()
 	}
 	switch m.state {
 	case stateAwaitConnect:

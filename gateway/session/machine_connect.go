@@ -131,6 +131,7 @@ func (m *Machine) ConnectDone(now time.Time, r ConnectResult) []Action {
 		return m.flush()
 	}
 	m.sessionOpen, m.guard, m.authorize = true, r.Guard, r.Authorize
+	m.authExpiry = r.AuthExpires
 	ack := &packet.Connack{SessionPresent: r.SessionPresent && !m.req.CleanStart} // [MQTT-3.2.2-2]
 	if m.version == packet.V5 {
 		m.connackProperties(&ack.Properties)

@@ -25,7 +25,7 @@ func (m *Machine) clientDisconnect(p *packet.Disconnect) {
 		}
 		will = p.ReasonCode != packet.NormalDisconnection
 	}
-	if m.in.storing != nil || len(m.in.queue) > 0 {
+	if len(m.in.storing) > 0 || len(m.in.queue) > 0 {
 		// Messages published before the DISCONNECT are stored first (QoS 0
 		// included, as a client expects of a clean close); the connection
 		// reads nothing more and ends when the last Store is done.
@@ -45,7 +45,7 @@ func (m *Machine) Draining() bool { return m.drain != nil && m.state != stateClo
 
 // drained ends a draining connection once nothing is left to store.
 func (m *Machine) drained() {
-	if m.drain != nil && m.state == stateConnected && m.in.storing == nil && len(m.in.queue) == 0 {
+	if m.drain != nil && m.state == stateConnected && len(m.in.storing) == 0 && len(m.in.queue) == 0 {
 		m.end(ReasonClientDisconnect, m.drain.will)
 	}
 }

@@ -42,8 +42,9 @@ type pending struct {
 type inbound struct {
 	// nextSeq is the producer sequence number of the next message stored.
 	nextSeq uint64
-	// storing is the batch of the Store in flight, nil when none.
-	storing []pending
+	// storing are the batches of the Stores in flight, oldest first: the
+	// backend completes them in that order. At most storesInFlight.
+	storing [][]pending
 	queue   []pending
 	qos0    int
 	// unacked counts the QoS 1 and 2 PUBLISHes that are not finished
@@ -103,14 +104,16 @@ func (m *Machine) publish(p *packet.Publish) {
 	if m.authorize != nil && !m.authorize(AccessPublish, p.Topic) {
 		m.out = append(m.out, Denied{Access: AccessPublish, Topic: p.Topic})
 		switch {
+		case m.cfg.DisconnectOnDeny:
+			m.abort(ReasonNotAuthorized, packet.NotAuthorized) // acl.deny_action = "disconnect"
 		case p.QoS == 0:
 			// Dropped: QoS 0 has no answer.
-		case !v5:
-			// 3.1.1 has no negative acknowledgement: acknowledge
-			// normally or close [MQTT-3.3.5-2] (3.1.1).
-			m.abort(ReasonProtocolError, packet.NotAuthorized)
 		default:
-			m.nack(p.QoS, p.PacketID, packet.NotAuthorized)
+			// acl.deny_action = "ignore": MQTT 5 gets 0x87; 3.1.1 has no
+			// negative acknowledgement, so it is acknowledged normally and
+			// the message dropped [MQTT-3.3.5-2] (3.1.1), as mosquitto
+			// and EMQX do.
+			m.nack(p.QoS, p.PacketID, m.v5Code(packet.NotAuthorized))
 			if resend {
 				m.forget(p.PacketID)
 			}
@@ -132,7 +135,7 @@ func (m *Machine) publish(p *packet.Publish) {
 		in.counted[p.PacketID] = true
 	}
 	if p.QoS == 0 {
-		if in.storing != nil && in.qos0 >= maxQueuedQoS0 {
+		if len(in.storing) > 0 && in.qos0 >= maxQueuedQoS0 {
 			// At most once: dropped while dsd is behind, and counted.
 			m.out = append(m.out, Counted{Event: "qos0_overflow", N: 1})
 			return
@@ -148,12 +151,26 @@ func (m *Machine) publish(p *packet.Publish) {
 	m.storeNext()
 }
 
-// storeNext starts a Store of the queued messages unless one is in flight.
-func (m *Machine) storeNext() {
-	in := &m.in
-	if in.storing != nil || len(in.queue) == 0 || m.state != stateConnected {
-		return
+// storesInFlight is how many Stores a connection may have in flight
+// (Config.StoresInFlight).
+func (m *Machine) storesInFlight() int {
+	if m.cfg.StoresInFlight > 0 {
+		return m.cfg.StoresInFlight
 	}
+	return max(int(m.cfg.ReceiveMaximum), 1)
+}
+
+// storeNext starts Stores of the queued messages while the pipeline has
+// room.
+func (m *Machine) storeNext() {
+	for len(m.in.queue) > 0 && len(m.in.storing) < m.storesInFlight() && m.state == stateConnected {
+		m.storeBatch()
+	}
+}
+
+// storeBatch starts a Store of the messages at the head of the queue.
+func (m *Machine) storeBatch() {
+	in := &m.in
 	n, size := 0, 0
 	for n < len(in.queue) && n < maxBatchMessages {
 		size += len(in.queue[n].msg.Payload)
@@ -185,11 +202,12 @@ func (m *Machine) storeNext() {
 		}
 	}
 	in.nextSeq += uint64(n)
-	in.storing = batch
+	in.storing = append(in.storing, batch)
 	m.out = append(m.out, Store{Request: req})
 }
 
-// StoreDone takes the result of the Store action in flight: nil once dsd
+// StoreDone takes the result of the oldest Store action in flight (the
+// backend completes a connection's Stores in order): nil once dsd
 // committed the messages (STORED or DUPLICATE), then PUBACK (QoS 1) or
 // PUBREC (QoS 2) in publish order. A stale guard closes the connection
 // (the session was taken over); any other failure answers the batch's QoS 1
@@ -199,9 +217,15 @@ func (m *Machine) storeNext() {
 // connection closes.
 func (m *Machine) StoreDone(now time.Time, err error) []Action {
 	in := &m.in
-	batch := in.storing
-	in.storing = nil
-	if m.state != stateConnected || batch == nil {
+	if len(in.storing) == 0 {
+		return m.flush()
+	}
+	batch := in.storing[0]
+	in.storing = in.storing[1:]
+	if len(in.storing) == 0 {
+		in.storing = nil
+	}
+	if m.state != stateConnected {
 		return m.flush()
 	}
 	for _, e := range batch {

@@ -17,12 +17,16 @@ import (
 // the start ("deadline: +15s").
 //
 //	new [server_keepalive=N] [max_keepalive=N] [backoff=F] [max_expiry=N]
-//	    [max_qos=N] [retain] [shared] [subid] [no_wildcard] [receive_max=N]
+//	    [max_qos=N] [retain] [shared] [subid] [no_wildcard] [receive_max=N] [stores=N]
 //	    [batch=N] [ring=N] [window=N] [not_durable] [keep_store]
+//	    [deny_disconnect]
 //	connect [v=5|4|3] [id=X] [clean] [keepalive=N] [expiry=N] [user=U]
 //	    [will=TOPIC] [will_qos=N] [will_retain] [auth_method=M]
 //	    [receive_max=N] [max_packet=N]
 //	connected [code=0xNN] [no_connack] [present] [guard=N] [deny=PREFIX]
+//	    [auth_expires=N]  (the credentials expire N seconds after the start)
+//	    (deny: topics and filters starting with PREFIX are denied; a
+//	    filter with a wildcard is not whole, so its messages are checked)
 //	advance D                 (then Tick, as the driver does at the deadline)
 //	ping | auth | kick | shutdown | lost
 //	publish topic=T [qos=N] [id=N] [retain] [alias=N]
@@ -65,6 +69,7 @@ func TestMachine(t *testing.T) {
 				if d.HasArg("receive_max") {
 					cfg.ReceiveMaximum = uint16(intArg(t, d, "receive_max", 0))
 				}
+				cfg.StoresInFlight = int(intArg(t, d, "stores", 0))
 				cfg.RetainAvailable = d.HasArg("retain")
 				cfg.SharedAvailable = d.HasArg("shared")
 				cfg.SubscriptionIDAvailable = d.HasArg("subid")
@@ -73,6 +78,7 @@ func TestMachine(t *testing.T) {
 				cfg.OutboundWindow = int(intArg(t, d, "window", 256))
 				cfg.BatchesPerStream = int(intArg(t, d, "ring", 1))
 				cfg.Durable = !d.HasArg("not_durable")
+				cfg.DisconnectOnDeny = d.HasArg("deny_disconnect")
 				now = start
 				m = New(cfg, now)
 				dx.reset(d.HasArg("keep_store"))
@@ -88,9 +94,18 @@ func TestMachine(t *testing.T) {
 				if r.SessionPresent {
 					r.Session = dx.stored(r.Guard)
 				}
+				if d.HasArg("auth_expires") {
+					r.AuthExpires = start.Add(time.Duration(intArg(t, d, "auth_expires", 0)) * time.Second)
+				}
 				if d.HasArg("deny") {
 					prefix := strArg(d, "deny", "")
-					r.Authorize = func(_ Access, topic string) bool { return !strings.HasPrefix(topic, prefix) }
+					r.Authorize = func(a Access, topic string) bool {
+						if a == AccessSubscribeWhole {
+							// A filter with a wildcard may match a denied topic.
+							return !strings.HasPrefix(topic, prefix) && !strings.ContainsAny(topic, "+#")
+						}
+						return !strings.HasPrefix(topic, prefix)
+					}
 				}
 				acts = m.ConnectDone(now, r)
 			case "advance":

@@ -28,7 +28,16 @@ type MemBackend struct {
 		stored int
 		// opens counts Opens since the last sweep of expired sessions.
 		opens int
+		// completions wait for the goroutine that calls Submit's done
+		// functions, in order; draining says it is running.
+		completions []memCompletion
+		draining    bool
 	}
+}
+
+type memCompletion struct {
+	done func(error)
+	err  error
 }
 
 type memSession struct {
@@ -131,11 +140,37 @@ func (b *MemBackend) Sessions() int {
 	return len(b.mu.sessions)
 }
 
-// Store implements Storage: it keeps nothing but the held QoS 2 packet
-// ids (the messages are discarded), and refuses a stale guard.
-func (b *MemBackend) Store(ctx context.Context, req StoreRequest) error {
+// Submit implements Storage: it keeps nothing but the held QoS 2 packet
+// ids (the messages are discarded), and refuses a stale guard. The results
+// are handed to done in order by one goroutine, which ends when none wait.
+func (b *MemBackend) Submit(req StoreRequest, done func(error)) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.mu.completions = append(b.mu.completions, memCompletion{done: done, err: b.storeLocked(req)})
+	if !b.mu.draining {
+		b.mu.draining = true
+		go b.drainCompletions()
+	}
+}
+
+func (b *MemBackend) drainCompletions() {
+	for {
+		b.mu.Lock()
+		cs := b.mu.completions
+		b.mu.completions = nil
+		if len(cs) == 0 {
+			b.mu.draining = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		for _, c := range cs {
+			c.done(c.err)
+		}
+	}
+}
+
+func (b *MemBackend) storeLocked(req StoreRequest) error {
 	s := b.mu.sessions[req.ClientID]
 	if s == nil || s.guard != req.Guard {
 		return ErrStaleGuard

@@ -10,7 +10,9 @@ import (
 // ErrQuotaExceeded: dsd refused a Store for lack of room or over a quota
 // (PUBACK / PUBREC 0x97 in MQTT 5). A Storage returns it, ErrStaleGuard
 // (the session was taken over: the connection closes) or ErrUnavailable
-// (0x80); anything else is answered 0x80 too.
+// (0x80); anything else is answered 0x80 too. An entry that fails with it
+// (dsd's durable_sessions.max_link_entries) ends the connection with
+// DISCONNECT 0x97.
 var ErrQuotaExceeded = errors.New("session: quota exceeded")
 
 // Message is an application message a client published, as stored: the
@@ -43,12 +45,16 @@ type ReleaseRequest struct {
 	PacketID uint16
 }
 
-// Storage stores what clients publish: dsd's StorageService (package
+// Storage stores what clients publish: dsd's ingest stream (package
 // dsdbackend), or MemBackend. Implementations are safe for concurrent use.
 type Storage interface {
-	// Store commits the messages; it returns nil once they are committed,
-	// by this call or an earlier one (DUPLICATE).
-	Store(ctx context.Context, req StoreRequest) error
+	// Submit starts storing the messages and calls done exactly once: nil
+	// once they are committed, by this Store or an earlier one
+	// (DUPLICATE). Submit does not block, and done never runs on the
+	// caller's goroutine (the caller may hold the lock done takes). Stores
+	// of one client submitted in order complete in that order, so a
+	// connection may have several in flight.
+	Submit(req StoreRequest, done func(error))
 	// Release drops a held QoS 2 packet id; released is false when the id
 	// was not held.
 	Release(ctx context.Context, req ReleaseRequest) (released bool, err error)

@@ -65,18 +65,57 @@ func (p *PKI) Pool() *x509.CertPool {
 
 // Issue returns the PEM certificate and key files of a certificate for name:
 // a server certificate for 127.0.0.1 when server is true, else a client one.
+// It is valid from an hour ago to an hour from now.
 func (p *PKI) Issue(t testing.TB, name string, server bool) (certFile, keyFile string) {
 	t.Helper()
+	return p.IssueWith(t, name, IssueOptions{Server: server})
+}
+
+// IssueExpired returns a client certificate for name that expired a
+// minute ago (valid from two hours ago).
+func (p *PKI) IssueExpired(t testing.TB, name string) (certFile, keyFile string) {
+	t.Helper()
+	return p.IssueWith(t, name, IssueOptions{NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Minute)})
+}
+
+// IssueOptions shape a certificate of IssueWith. The zero value is a client
+// certificate valid from an hour ago to an hour from now.
+type IssueOptions struct {
+	// Server makes a server certificate for 127.0.0.1.
+	Server bool
+	// NotBefore and NotAfter default to an hour around now.
+	NotBefore, NotAfter time.Time
+	// DNSNames are added as DNS subject alternative names.
+	DNSNames []string
+	// FileName names the PEM files (default: name); give one when the same
+	// name is issued twice.
+	FileName string
+}
+
+// IssueWith returns the PEM certificate and key files of a certificate for
+// name shaped by o.
+func (p *PKI) IssueWith(t testing.TB, name string, o IssueOptions) (certFile, keyFile string) {
+	t.Helper()
+	if o.NotBefore.IsZero() {
+		o.NotBefore = time.Now().Add(-time.Hour)
+	}
+	if o.NotAfter.IsZero() {
+		o.NotAfter = time.Now().Add(time.Hour)
+	}
+	if o.FileName == "" {
+		o.FileName = name
+	}
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(p.serial.Add(1)),
 		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotBefore:    o.NotBefore,
+		NotAfter:     o.NotAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		DNSNames:     o.DNSNames,
 	}
-	if server {
+	if o.Server {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
 	}
@@ -88,7 +127,7 @@ func (p *PKI) Issue(t testing.TB, name string, server bool) (certFile, keyFile s
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p.write(t, name+".pem", "CERTIFICATE", der), p.write(t, name+"-key.pem", "EC PRIVATE KEY", keyDER)
+	return p.write(t, o.FileName+".pem", "CERTIFICATE", der), p.write(t, o.FileName+"-key.pem", "EC PRIVATE KEY", keyDER)
 }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {

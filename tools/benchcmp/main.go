@@ -74,6 +74,10 @@ type Config struct {
 	TempDir string
 	// Keep keeps the temporary directory with logs, data and reports (--keep).
 	Keep bool
+	// Profile, when set, is a folder where dsd and the gateway write a CPU
+	// profile of each scenario run (--profile), named
+	// <scenario run>-dsd.pprof and -gateway.pprof, for go tool pprof.
+	Profile string
 	// StrataVersion describes the Strata build in the results
 	// (--strata-version). Default: the commit recorded in bin/dsd, or the
 	// working tree's.
@@ -107,6 +111,7 @@ func (c *Config) registerFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.MaxOtherCPU, "max-other-cpu", c.MaxOtherCPU, "repeat a run (at most 3 attempts) while other processes used more than this many cores; 0 = off")
 	fs.StringVar(&c.TempDir, "tmpdir", c.TempDir, "where to make the temporary directory (default $TMPDIR or /tmp)")
 	fs.BoolVar(&c.Keep, "keep", c.Keep, "keep the temporary directory (logs, data, mqttload reports)")
+	fs.StringVar(&c.Profile, "profile", c.Profile, "folder for CPU profiles of dsd and the gateway, one pair per scenario run (default none)")
 	fs.StringVar(&c.StrataVersion, "strata-version", c.StrataVersion, "describes the Strata build in the results (default: the commit bin/dsd was built from)")
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", c.StopTimeout, "graceful stop bound of each child process before SIGKILL")
 }

@@ -219,8 +219,15 @@ func attr(re *regexp.Regexp, line string) (string, error) {
 // startSystems starts dsd, a gateway and mosquitto on free loopback ports.
 func startSystems(ctx context.Context, g *group, cfg Config, dir string) ([]*system, error) {
 	bin := func(name string) string { return filepath.Join(cfg.Bin, name) }
+	// profile is the --cpuprofile flag of a Strata process, when asked for.
+	profile := func(name string) []string {
+		if cfg.Profile == "" {
+			return nil
+		}
+		return []string{"--cpuprofile", filepath.Join(cfg.Profile, filepath.Base(dir)+"-"+name+".pprof")}
+	}
 	dsd, dsdLine, err := g.start(ctx, "dsd", filepath.Join(dir, "dsd.log"), dsdReady, bin("dsd"),
-		"--data-dir", filepath.Join(dir, "dsd-data"), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+		append([]string{"--data-dir", filepath.Join(dir, "dsd-data"), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, profile("dsd")...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +237,7 @@ func startSystems(ctx context.Context, g *group, cfg Config, dir string) ([]*sys
 		return nil, fmt.Errorf("dsd: %w", err)
 	}
 	gw, gwLine, err := g.start(ctx, "gateway", filepath.Join(dir, "gateway.log"), gatewayReady, bin("gateway"),
-		"--dsd", grpcAddr, "--mqtt-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+		append([]string{"--dsd", grpcAddr, "--mqtt-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, profile("gateway")...)...)
 	if err != nil {
 		return nil, err
 	}

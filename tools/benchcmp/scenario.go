@@ -110,6 +110,30 @@ var scenarios = []scenario{
 		metrics: []metric{ackedRate, deliveredRate, ackP50, ackP99},
 	},
 	{
+		Name:  "pub10",
+		Title: "QoS 1 publish, 10 publishers flat out (one in flight each, 100-byte payloads), no subscriber",
+		flags: func(cfg Config) []string {
+			return []string{"--qos", "1", "--publishers", "10", "--inflight", "1", "--payload", "100", "--subscribers", "0", "--duration", dur(cfg.Duration)}
+		},
+		metrics: []metric{ackedRate, ackP50, ackP99},
+	},
+	{
+		Name:  "pub100",
+		Title: "QoS 1 publish, 100 publishers flat out (one in flight each, 100-byte payloads), no subscriber",
+		flags: func(cfg Config) []string {
+			return []string{"--qos", "1", "--publishers", "100", "--inflight", "1", "--payload", "100", "--subscribers", "0", "--duration", dur(cfg.Duration)}
+		},
+		metrics: []metric{ackedRate, ackP50, ackP99},
+	},
+	{
+		Name:  "pub1x32",
+		Title: "QoS 1 publish, 1 publisher × 32 in flight (100-byte payloads), no subscriber",
+		flags: func(cfg Config) []string {
+			return []string{"--qos", "1", "--publishers", "1", "--inflight", "32", "--devices", "32", "--payload", "100", "--subscribers", "0", "--duration", dur(cfg.Duration)}
+		},
+		metrics: []metric{ackedRate, ackP50, ackP99},
+	},
+	{
 		Name:  "latency",
 		Title: "QoS 1 latency at a fixed 1,000 msgs/s: 4 publishers × 250/s (up to %d in flight) → 1 subscriber",
 		flags: func(cfg Config) []string {

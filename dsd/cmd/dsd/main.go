@@ -22,6 +22,7 @@ import (
 	"github.com/stratamq/strata/dsd/server"
 	"github.com/stratamq/strata/dsd/storage"
 	"github.com/stratamq/strata/internal/logging"
+	"github.com/stratamq/strata/internal/profiling"
 )
 
 func main() {
@@ -38,12 +39,18 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", "", "data directory (overrides durable_storage.messages.data_dir)")
 	grpcListen := fs.String("grpc-listen", "", "gRPC listen address (overrides dsd.grpc_listen)")
 	httpListen := fs.String("http-listen", "", "HTTP listen address (overrides dsd.http_listen)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	stopProfile, err := profiling.StartCPU(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopProfile() }()
 	cfg, err := config.Load(*configPath)
 	if err != nil {
 		return err
@@ -83,19 +90,22 @@ func run(args []string) error {
 		roles[name] = server.Role(role)
 	}
 	srv, err := server.Listen(db, server.Options{
-		GRPCListen:            cfg.DSD.GRPCListen,
-		HTTPListen:            cfg.DSD.HTTPListen,
-		MaxRecvMsgSize:        int(cfg.MQTT.MaxPacketSize) + 64<<10,
-		UnsafePlaintextListen: cfg.UnsafePlaintextListen,
-		TLS:                   tlsConfig,
-		Roles:                 roles,
-		DefaultRole:           server.Role(t.DefaultRole),
-		Logger:                log,
+		GRPCListen:                 cfg.DSD.GRPCListen,
+		HTTPListen:                 cfg.DSD.HTTPListen,
+		MaxRecvMsgSize:             int(cfg.MQTT.MaxPacketSize) + 64<<10,
+		MaxConcurrentStreams:       uint32(cfg.DSD.MaxConcurrentStreams),
+		UnsafePlaintextListen:      cfg.UnsafePlaintextListen,
+		TLS:                        tlsConfig,
+		Roles:                      roles,
+		DefaultRole:                server.Role(t.DefaultRole),
+		AllowCrossIdentityTakeover: cfg.MQTT.AllowCrossIdentityTakeover,
+		Logger:                     log,
 		GatewayLink: server.GatewayLinkOptions{
 			BatchSize:            cfg.DurableSessions.BatchSize,
 			IdlePollInterval:     cfg.DurableSessions.IdlePollInterval.Std(),
 			RenewStreamsInterval: cfg.DurableSessions.RenewStreamsInterval.Std(),
 			HeartbeatInterval:    cfg.DurableSessions.GatewayHeartbeatInterval.Std(),
+			MaxEntries:           cfg.DurableSessions.MaxLinkEntries,
 		},
 	})
 	if err != nil {

@@ -31,12 +31,15 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/dsd/client"
 	"github.com/stratamq/strata/gateway/auth"
 	"github.com/stratamq/strata/gateway/dsdbackend"
 	"github.com/stratamq/strata/gateway/server"
 	"github.com/stratamq/strata/internal/logging"
+	"github.com/stratamq/strata/internal/profiling"
 )
 
 // shutdownGrace bounds a graceful stop.
@@ -62,13 +65,19 @@ func run(args []string) error {
 	tlsListen := fs.String("tls-listen", "", "MQTT over TLS address (overrides listeners.tls.default.bind)")
 	wssListen := fs.String("wss-listen", "", "MQTT over secure WebSocket address (overrides listeners.wss.default.bind)")
 	httpListen := fs.String("http-listen", "", "HTTP address for /metrics, /healthz, /readyz (overrides gateway.http_listen)")
-	gatewayID := fs.String("gateway-id", "", "this gateway's id in dsd (default: gw- and 16 random hex digits, new at each start)")
+	gatewayID := fs.String("gateway-id", "", "this gateway's id in dsd (default: the Common Name of gateway.dsd_tls.certfile, else gw- and 16 random hex digits, new at each start)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	stopProfile, err := profiling.StartCPU(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopProfile() }()
 	cfg, err := config.Load(*configPath)
 	if err != nil {
 		return err
@@ -100,12 +109,22 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *gatewayID == "" {
+	dialOpts, certName, err := dsdDialOptions(cfg.Gateway.DSDTLS)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *gatewayID == "" && certName != "":
+		*gatewayID = certName // dsd binds a gateway certificate to its name
+	case *gatewayID == "":
 		*gatewayID = randomGatewayID()
+	}
+	if !cfg.Gateway.DSDTLS.Enable {
+		log.Info("dialing dsd in plaintext (gateway.dsd_tls.enable = false); use TLS when dsd is on another host", "dsd", cfg.Gateway.DSD)
 	}
 	// The connection is lazy: dsd may start after the gateway; until the
 	// gateway registers with it, CONNECTs are refused with 0x88 / 0x03.
-	dsd, err := client.Dial(cfg.Gateway.DSD)
+	dsd, err := client.Dial(cfg.Gateway.DSD, dialOpts...)
 	if err != nil {
 		return err
 	}
@@ -119,7 +138,9 @@ func run(args []string) error {
 		CallTimeout:                2 * interval,
 	}
 	backend := dsdbackend.New(dsd.Sessions(), lease, backendOpts)
-	storage := dsdbackend.NewStorage(dsd.Storage, dsd.Sessions(), lease, backendOpts)
+	storage := dsdbackend.NewStorage(dsd.Storage, dsd.Sessions(), lease, backendOpts,
+		dsdbackend.IngestOptions{Timeout: server.DefaultBackendTimeout, Logger: log})
+	defer storage.Close()
 	delivery := dsdbackend.NewDelivery(dsd, lease, router, backendOpts)
 
 	srv, err := server.Listen(server.Options{
@@ -176,6 +197,26 @@ func run(args []string) error {
 	_ = lease.Close()
 	log.Info("gateway stopped")
 	return err
+}
+
+// dsdDialOptions are the options of the connection to dsd: TLS (with a
+// client certificate when one is set) when gateway.dsd_tls.enable, else
+// plaintext (the client's default). certName is the client certificate's
+// Common Name, "" without one.
+func dsdDialOptions(t config.GatewayDSDTLS) (opts []grpc.DialOption, certName string, err error) {
+	if !t.Enable {
+		return nil, "", nil
+	}
+	opt, err := client.WithTLS(client.TLSFiles{CAFile: t.CACertFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName})
+	if err != nil {
+		return nil, "", fmt.Errorf("gateway.dsd_tls: %w", err)
+	}
+	if t.CertFile != "" {
+		if certName, err = client.CertName(t.CertFile, t.KeyFile); err != nil {
+			return nil, "", fmt.Errorf("gateway.dsd_tls: %w", err)
+		}
+	}
+	return []grpc.DialOption{opt}, certName, nil
 }
 
 // randomGatewayID returns a new gateway id: "gw-" and 16 random hex digits.

@@ -219,6 +219,248 @@ func (x *StoreRequest) GetProducer() *Producer {
 	return nil
 }
 
+// IngestRequest carries Stores, in the order they are to be applied per
+// publisher.
+type IngestRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stores        []*IngestStore         `protobuf:"bytes,1,rep,name=stores,proto3" json:"stores,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestRequest) Reset() {
+	*x = IngestRequest{}
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestRequest) ProtoMessage() {}
+
+func (x *IngestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
+func (*IngestRequest) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *IngestRequest) GetStores() []*IngestStore {
+	if x != nil {
+		return x.Stores
+	}
+	return nil
+}
+
+// IngestStore is one Store on the ingest stream.
+type IngestStore struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id names the Store in the answer; the gateway picks it (unique on the
+	// stream).
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// ClientId is the publisher's client id; it selects the shard.
+	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// Producer is required: epoch, first_seq and qos2_packet_ids as in a
+	// Store; its client_id is ignored (client_id above names the producer).
+	Producer *Producer `protobuf:"bytes,3,opt,name=producer,proto3" json:"producer,omitempty"`
+	// Messages are encoded strata.storage.v1.Message values, in order, without
+	// publisher_client_id and timestamp_us (dsd sets both). dsd stores these
+	// bytes as they are, after checking that they are well-formed.
+	Messages      [][]byte `protobuf:"bytes,4,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestStore) Reset() {
+	*x = IngestStore{}
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestStore) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestStore) ProtoMessage() {}
+
+func (x *IngestStore) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestStore.ProtoReflect.Descriptor instead.
+func (*IngestStore) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *IngestStore) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *IngestStore) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *IngestStore) GetProducer() *Producer {
+	if x != nil {
+		return x.Producer
+	}
+	return nil
+}
+
+func (x *IngestStore) GetMessages() [][]byte {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// IngestResponse answers Stores of the stream as they are committed.
+type IngestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stored are the ids of Stores committed and fsynced (STORED or
+	// DUPLICATE: both mean the messages are durable).
+	Stored []uint64 `protobuf:"varint,1,rep,packed,name=stored,proto3" json:"stored,omitempty"`
+	// Failed are the Stores that were refused or could not be committed.
+	Failed        []*IngestFailure `protobuf:"bytes,2,rep,name=failed,proto3" json:"failed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestResponse) Reset() {
+	*x = IngestResponse{}
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestResponse) ProtoMessage() {}
+
+func (x *IngestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
+func (*IngestResponse) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *IngestResponse) GetStored() []uint64 {
+	if x != nil {
+		return x.Stored
+	}
+	return nil
+}
+
+func (x *IngestResponse) GetFailed() []*IngestFailure {
+	if x != nil {
+		return x.Failed
+	}
+	return nil
+}
+
+// IngestFailure is a Store the stream could not store.
+type IngestFailure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Code is the gRPC status code a unary Store would have failed with
+	// (FAILED_PRECONDITION for a stale epoch, RESOURCE_EXHAUSTED, ...).
+	Code          uint32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestFailure) Reset() {
+	*x = IngestFailure{}
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestFailure) ProtoMessage() {}
+
+func (x *IngestFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestFailure.ProtoReflect.Descriptor instead.
+func (*IngestFailure) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *IngestFailure) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *IngestFailure) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *IngestFailure) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type StoreResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Result StoreResult            `protobuf:"varint,1,opt,name=result,proto3,enum=strata.dsd.v1.StoreResult" json:"result,omitempty"`
@@ -231,7 +473,7 @@ type StoreResponse struct {
 
 func (x *StoreResponse) Reset() {
 	*x = StoreResponse{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[2]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -243,7 +485,7 @@ func (x *StoreResponse) String() string {
 func (*StoreResponse) ProtoMessage() {}
 
 func (x *StoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[2]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -256,7 +498,7 @@ func (x *StoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreResponse.ProtoReflect.Descriptor instead.
 func (*StoreResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{2}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StoreResponse) GetResult() StoreResult {
@@ -294,7 +536,7 @@ type Stream struct {
 
 func (x *Stream) Reset() {
 	*x = Stream{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[3]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +548,7 @@ func (x *Stream) String() string {
 func (*Stream) ProtoMessage() {}
 
 func (x *Stream) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[3]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +561,7 @@ func (x *Stream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stream.ProtoReflect.Descriptor instead.
 func (*Stream) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{3}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Stream) GetShard() uint32 {
@@ -363,7 +605,7 @@ type GetStreamsRequest struct {
 
 func (x *GetStreamsRequest) Reset() {
 	*x = GetStreamsRequest{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[4]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -375,7 +617,7 @@ func (x *GetStreamsRequest) String() string {
 func (*GetStreamsRequest) ProtoMessage() {}
 
 func (x *GetStreamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[4]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -388,7 +630,7 @@ func (x *GetStreamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamsRequest.ProtoReflect.Descriptor instead.
 func (*GetStreamsRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{4}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetStreamsRequest) GetTopicFilter() string {
@@ -421,7 +663,7 @@ type GetStreamsResponse struct {
 
 func (x *GetStreamsResponse) Reset() {
 	*x = GetStreamsResponse{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +675,7 @@ func (x *GetStreamsResponse) String() string {
 func (*GetStreamsResponse) ProtoMessage() {}
 
 func (x *GetStreamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +688,7 @@ func (x *GetStreamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamsResponse.ProtoReflect.Descriptor instead.
 func (*GetStreamsResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{5}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetStreamsResponse) GetStreams() []*Stream {
@@ -467,7 +709,7 @@ type MakeIteratorRequest struct {
 
 func (x *MakeIteratorRequest) Reset() {
 	*x = MakeIteratorRequest{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[6]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +721,7 @@ func (x *MakeIteratorRequest) String() string {
 func (*MakeIteratorRequest) ProtoMessage() {}
 
 func (x *MakeIteratorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[6]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +734,7 @@ func (x *MakeIteratorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeIteratorRequest.ProtoReflect.Descriptor instead.
 func (*MakeIteratorRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{6}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MakeIteratorRequest) GetStream() *Stream {
@@ -525,7 +767,7 @@ type MakeIteratorResponse struct {
 
 func (x *MakeIteratorResponse) Reset() {
 	*x = MakeIteratorResponse{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[7]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +779,7 @@ func (x *MakeIteratorResponse) String() string {
 func (*MakeIteratorResponse) ProtoMessage() {}
 
 func (x *MakeIteratorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[7]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +792,7 @@ func (x *MakeIteratorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeIteratorResponse.ProtoReflect.Descriptor instead.
 func (*MakeIteratorResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{7}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MakeIteratorResponse) GetIterator() []byte {
@@ -576,7 +818,7 @@ type NextRequest struct {
 
 func (x *NextRequest) Reset() {
 	*x = NextRequest{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[8]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +830,7 @@ func (x *NextRequest) String() string {
 func (*NextRequest) ProtoMessage() {}
 
 func (x *NextRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[8]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +843,7 @@ func (x *NextRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextRequest.ProtoReflect.Descriptor instead.
 func (*NextRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{8}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NextRequest) GetIterator() []byte {
@@ -643,7 +885,7 @@ type StoredMessage struct {
 
 func (x *StoredMessage) Reset() {
 	*x = StoredMessage{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[9]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +897,7 @@ func (x *StoredMessage) String() string {
 func (*StoredMessage) ProtoMessage() {}
 
 func (x *StoredMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[9]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +910,7 @@ func (x *StoredMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredMessage.ProtoReflect.Descriptor instead.
 func (*StoredMessage) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{9}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StoredMessage) GetKey() []byte {
@@ -697,7 +939,7 @@ type NextResponse struct {
 
 func (x *NextResponse) Reset() {
 	*x = NextResponse{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[10]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +951,7 @@ func (x *NextResponse) String() string {
 func (*NextResponse) ProtoMessage() {}
 
 func (x *NextResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[10]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +964,7 @@ func (x *NextResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextResponse.ProtoReflect.Descriptor instead.
 func (*NextResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{10}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NextResponse) GetMessages() []*StoredMessage {
@@ -754,7 +996,7 @@ type WatermarksRequest struct {
 
 func (x *WatermarksRequest) Reset() {
 	*x = WatermarksRequest{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[11]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +1008,7 @@ func (x *WatermarksRequest) String() string {
 func (*WatermarksRequest) ProtoMessage() {}
 
 func (x *WatermarksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[11]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +1021,7 @@ func (x *WatermarksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatermarksRequest.ProtoReflect.Descriptor instead.
 func (*WatermarksRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{11}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{15}
 }
 
 type ShardWatermark struct {
@@ -792,7 +1034,7 @@ type ShardWatermark struct {
 
 func (x *ShardWatermark) Reset() {
 	*x = ShardWatermark{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[12]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +1046,7 @@ func (x *ShardWatermark) String() string {
 func (*ShardWatermark) ProtoMessage() {}
 
 func (x *ShardWatermark) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[12]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +1059,7 @@ func (x *ShardWatermark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardWatermark.ProtoReflect.Descriptor instead.
 func (*ShardWatermark) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{12}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ShardWatermark) GetShard() uint32 {
@@ -843,7 +1085,7 @@ type WatermarksResponse struct {
 
 func (x *WatermarksResponse) Reset() {
 	*x = WatermarksResponse{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[13]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +1097,7 @@ func (x *WatermarksResponse) String() string {
 func (*WatermarksResponse) ProtoMessage() {}
 
 func (x *WatermarksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[13]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +1110,7 @@ func (x *WatermarksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatermarksResponse.ProtoReflect.Descriptor instead.
 func (*WatermarksResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{13}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatermarksResponse) GetWatermarks() []*ShardWatermark {
@@ -886,7 +1128,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[14]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1140,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[14]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1153,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{14}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{18}
 }
 
 type ShardInfo struct {
@@ -929,7 +1171,7 @@ type ShardInfo struct {
 
 func (x *ShardInfo) Reset() {
 	*x = ShardInfo{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[15]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1183,7 @@ func (x *ShardInfo) String() string {
 func (*ShardInfo) ProtoMessage() {}
 
 func (x *ShardInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[15]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1196,7 @@ func (x *ShardInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardInfo.ProtoReflect.Descriptor instead.
 func (*ShardInfo) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{15}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ShardInfo) GetShard() uint32 {
@@ -1005,7 +1247,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[16]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1259,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[16]
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1272,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{16}
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InfoResponse) GetSite() string {
@@ -1074,7 +1316,21 @@ const file_strata_dsd_v1_storage_service_proto_rawDesc = "" +
 	"\fStoreRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x126\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1a.strata.storage.v1.MessageR\bmessages\x123\n" +
-	"\bproducer\x18\x03 \x01(\v2\x17.strata.dsd.v1.ProducerR\bproducer\"~\n" +
+	"\bproducer\x18\x03 \x01(\v2\x17.strata.dsd.v1.ProducerR\bproducer\"C\n" +
+	"\rIngestRequest\x122\n" +
+	"\x06stores\x18\x01 \x03(\v2\x1a.strata.dsd.v1.IngestStoreR\x06stores\"\x8b\x01\n" +
+	"\vIngestStore\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\x123\n" +
+	"\bproducer\x18\x03 \x01(\v2\x17.strata.dsd.v1.ProducerR\bproducer\x12\x1a\n" +
+	"\bmessages\x18\x04 \x03(\fR\bmessages\"^\n" +
+	"\x0eIngestResponse\x12\x16\n" +
+	"\x06stored\x18\x01 \x03(\x04R\x06stored\x124\n" +
+	"\x06failed\x18\x02 \x03(\v2\x1c.strata.dsd.v1.IngestFailureR\x06failed\"M\n" +
+	"\rIngestFailure\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"~\n" +
 	"\rStoreResponse\x122\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x1a.strata.dsd.v1.StoreResultR\x06result\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12#\n" +
@@ -1138,9 +1394,10 @@ const file_strata_dsd_v1_storage_service_proto_rawDesc = "" +
 	"\vStoreResult\x12\x1c\n" +
 	"\x18STORE_RESULT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13STORE_RESULT_STORED\x10\x01\x12\x1a\n" +
-	"\x16STORE_RESULT_DUPLICATE\x10\x022\xd5\x03\n" +
+	"\x16STORE_RESULT_DUPLICATE\x10\x022\xa0\x04\n" +
 	"\x0eStorageService\x12B\n" +
-	"\x05Store\x12\x1b.strata.dsd.v1.StoreRequest\x1a\x1c.strata.dsd.v1.StoreResponse\x12Q\n" +
+	"\x05Store\x12\x1b.strata.dsd.v1.StoreRequest\x1a\x1c.strata.dsd.v1.StoreResponse\x12I\n" +
+	"\x06Ingest\x12\x1c.strata.dsd.v1.IngestRequest\x1a\x1d.strata.dsd.v1.IngestResponse(\x010\x01\x12Q\n" +
 	"\n" +
 	"GetStreams\x12 .strata.dsd.v1.GetStreamsRequest\x1a!.strata.dsd.v1.GetStreamsResponse\x12W\n" +
 	"\fMakeIterator\x12\".strata.dsd.v1.MakeIteratorRequest\x1a#.strata.dsd.v1.MakeIteratorResponse\x12?\n" +
@@ -1162,59 +1419,68 @@ func file_strata_dsd_v1_storage_service_proto_rawDescGZIP() []byte {
 }
 
 var file_strata_dsd_v1_storage_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_strata_dsd_v1_storage_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_strata_dsd_v1_storage_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_strata_dsd_v1_storage_service_proto_goTypes = []any{
 	(StoreResult)(0),             // 0: strata.dsd.v1.StoreResult
 	(*Producer)(nil),             // 1: strata.dsd.v1.Producer
 	(*StoreRequest)(nil),         // 2: strata.dsd.v1.StoreRequest
-	(*StoreResponse)(nil),        // 3: strata.dsd.v1.StoreResponse
-	(*Stream)(nil),               // 4: strata.dsd.v1.Stream
-	(*GetStreamsRequest)(nil),    // 5: strata.dsd.v1.GetStreamsRequest
-	(*GetStreamsResponse)(nil),   // 6: strata.dsd.v1.GetStreamsResponse
-	(*MakeIteratorRequest)(nil),  // 7: strata.dsd.v1.MakeIteratorRequest
-	(*MakeIteratorResponse)(nil), // 8: strata.dsd.v1.MakeIteratorResponse
-	(*NextRequest)(nil),          // 9: strata.dsd.v1.NextRequest
-	(*StoredMessage)(nil),        // 10: strata.dsd.v1.StoredMessage
-	(*NextResponse)(nil),         // 11: strata.dsd.v1.NextResponse
-	(*WatermarksRequest)(nil),    // 12: strata.dsd.v1.WatermarksRequest
-	(*ShardWatermark)(nil),       // 13: strata.dsd.v1.ShardWatermark
-	(*WatermarksResponse)(nil),   // 14: strata.dsd.v1.WatermarksResponse
-	(*InfoRequest)(nil),          // 15: strata.dsd.v1.InfoRequest
-	(*ShardInfo)(nil),            // 16: strata.dsd.v1.ShardInfo
-	(*InfoResponse)(nil),         // 17: strata.dsd.v1.InfoResponse
-	nil,                          // 18: strata.dsd.v1.ShardInfo.MessagesEntry
-	(*v1.Message)(nil),           // 19: strata.storage.v1.Message
-	(*v1.Generation)(nil),        // 20: strata.storage.v1.Generation
+	(*IngestRequest)(nil),        // 3: strata.dsd.v1.IngestRequest
+	(*IngestStore)(nil),          // 4: strata.dsd.v1.IngestStore
+	(*IngestResponse)(nil),       // 5: strata.dsd.v1.IngestResponse
+	(*IngestFailure)(nil),        // 6: strata.dsd.v1.IngestFailure
+	(*StoreResponse)(nil),        // 7: strata.dsd.v1.StoreResponse
+	(*Stream)(nil),               // 8: strata.dsd.v1.Stream
+	(*GetStreamsRequest)(nil),    // 9: strata.dsd.v1.GetStreamsRequest
+	(*GetStreamsResponse)(nil),   // 10: strata.dsd.v1.GetStreamsResponse
+	(*MakeIteratorRequest)(nil),  // 11: strata.dsd.v1.MakeIteratorRequest
+	(*MakeIteratorResponse)(nil), // 12: strata.dsd.v1.MakeIteratorResponse
+	(*NextRequest)(nil),          // 13: strata.dsd.v1.NextRequest
+	(*StoredMessage)(nil),        // 14: strata.dsd.v1.StoredMessage
+	(*NextResponse)(nil),         // 15: strata.dsd.v1.NextResponse
+	(*WatermarksRequest)(nil),    // 16: strata.dsd.v1.WatermarksRequest
+	(*ShardWatermark)(nil),       // 17: strata.dsd.v1.ShardWatermark
+	(*WatermarksResponse)(nil),   // 18: strata.dsd.v1.WatermarksResponse
+	(*InfoRequest)(nil),          // 19: strata.dsd.v1.InfoRequest
+	(*ShardInfo)(nil),            // 20: strata.dsd.v1.ShardInfo
+	(*InfoResponse)(nil),         // 21: strata.dsd.v1.InfoResponse
+	nil,                          // 22: strata.dsd.v1.ShardInfo.MessagesEntry
+	(*v1.Message)(nil),           // 23: strata.storage.v1.Message
+	(*v1.Generation)(nil),        // 24: strata.storage.v1.Generation
 }
 var file_strata_dsd_v1_storage_service_proto_depIdxs = []int32{
-	19, // 0: strata.dsd.v1.StoreRequest.messages:type_name -> strata.storage.v1.Message
+	23, // 0: strata.dsd.v1.StoreRequest.messages:type_name -> strata.storage.v1.Message
 	1,  // 1: strata.dsd.v1.StoreRequest.producer:type_name -> strata.dsd.v1.Producer
-	0,  // 2: strata.dsd.v1.StoreResponse.result:type_name -> strata.dsd.v1.StoreResult
-	4,  // 3: strata.dsd.v1.GetStreamsResponse.streams:type_name -> strata.dsd.v1.Stream
-	4,  // 4: strata.dsd.v1.MakeIteratorRequest.stream:type_name -> strata.dsd.v1.Stream
-	19, // 5: strata.dsd.v1.StoredMessage.message:type_name -> strata.storage.v1.Message
-	10, // 6: strata.dsd.v1.NextResponse.messages:type_name -> strata.dsd.v1.StoredMessage
-	13, // 7: strata.dsd.v1.WatermarksResponse.watermarks:type_name -> strata.dsd.v1.ShardWatermark
-	20, // 8: strata.dsd.v1.ShardInfo.generations:type_name -> strata.storage.v1.Generation
-	18, // 9: strata.dsd.v1.ShardInfo.messages:type_name -> strata.dsd.v1.ShardInfo.MessagesEntry
-	16, // 10: strata.dsd.v1.InfoResponse.shards:type_name -> strata.dsd.v1.ShardInfo
-	2,  // 11: strata.dsd.v1.StorageService.Store:input_type -> strata.dsd.v1.StoreRequest
-	5,  // 12: strata.dsd.v1.StorageService.GetStreams:input_type -> strata.dsd.v1.GetStreamsRequest
-	7,  // 13: strata.dsd.v1.StorageService.MakeIterator:input_type -> strata.dsd.v1.MakeIteratorRequest
-	9,  // 14: strata.dsd.v1.StorageService.Next:input_type -> strata.dsd.v1.NextRequest
-	12, // 15: strata.dsd.v1.StorageService.Watermarks:input_type -> strata.dsd.v1.WatermarksRequest
-	15, // 16: strata.dsd.v1.StorageService.Info:input_type -> strata.dsd.v1.InfoRequest
-	3,  // 17: strata.dsd.v1.StorageService.Store:output_type -> strata.dsd.v1.StoreResponse
-	6,  // 18: strata.dsd.v1.StorageService.GetStreams:output_type -> strata.dsd.v1.GetStreamsResponse
-	8,  // 19: strata.dsd.v1.StorageService.MakeIterator:output_type -> strata.dsd.v1.MakeIteratorResponse
-	11, // 20: strata.dsd.v1.StorageService.Next:output_type -> strata.dsd.v1.NextResponse
-	14, // 21: strata.dsd.v1.StorageService.Watermarks:output_type -> strata.dsd.v1.WatermarksResponse
-	17, // 22: strata.dsd.v1.StorageService.Info:output_type -> strata.dsd.v1.InfoResponse
-	17, // [17:23] is the sub-list for method output_type
-	11, // [11:17] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	4,  // 2: strata.dsd.v1.IngestRequest.stores:type_name -> strata.dsd.v1.IngestStore
+	1,  // 3: strata.dsd.v1.IngestStore.producer:type_name -> strata.dsd.v1.Producer
+	6,  // 4: strata.dsd.v1.IngestResponse.failed:type_name -> strata.dsd.v1.IngestFailure
+	0,  // 5: strata.dsd.v1.StoreResponse.result:type_name -> strata.dsd.v1.StoreResult
+	8,  // 6: strata.dsd.v1.GetStreamsResponse.streams:type_name -> strata.dsd.v1.Stream
+	8,  // 7: strata.dsd.v1.MakeIteratorRequest.stream:type_name -> strata.dsd.v1.Stream
+	23, // 8: strata.dsd.v1.StoredMessage.message:type_name -> strata.storage.v1.Message
+	14, // 9: strata.dsd.v1.NextResponse.messages:type_name -> strata.dsd.v1.StoredMessage
+	17, // 10: strata.dsd.v1.WatermarksResponse.watermarks:type_name -> strata.dsd.v1.ShardWatermark
+	24, // 11: strata.dsd.v1.ShardInfo.generations:type_name -> strata.storage.v1.Generation
+	22, // 12: strata.dsd.v1.ShardInfo.messages:type_name -> strata.dsd.v1.ShardInfo.MessagesEntry
+	20, // 13: strata.dsd.v1.InfoResponse.shards:type_name -> strata.dsd.v1.ShardInfo
+	2,  // 14: strata.dsd.v1.StorageService.Store:input_type -> strata.dsd.v1.StoreRequest
+	3,  // 15: strata.dsd.v1.StorageService.Ingest:input_type -> strata.dsd.v1.IngestRequest
+	9,  // 16: strata.dsd.v1.StorageService.GetStreams:input_type -> strata.dsd.v1.GetStreamsRequest
+	11, // 17: strata.dsd.v1.StorageService.MakeIterator:input_type -> strata.dsd.v1.MakeIteratorRequest
+	13, // 18: strata.dsd.v1.StorageService.Next:input_type -> strata.dsd.v1.NextRequest
+	16, // 19: strata.dsd.v1.StorageService.Watermarks:input_type -> strata.dsd.v1.WatermarksRequest
+	19, // 20: strata.dsd.v1.StorageService.Info:input_type -> strata.dsd.v1.InfoRequest
+	7,  // 21: strata.dsd.v1.StorageService.Store:output_type -> strata.dsd.v1.StoreResponse
+	5,  // 22: strata.dsd.v1.StorageService.Ingest:output_type -> strata.dsd.v1.IngestResponse
+	10, // 23: strata.dsd.v1.StorageService.GetStreams:output_type -> strata.dsd.v1.GetStreamsResponse
+	12, // 24: strata.dsd.v1.StorageService.MakeIterator:output_type -> strata.dsd.v1.MakeIteratorResponse
+	15, // 25: strata.dsd.v1.StorageService.Next:output_type -> strata.dsd.v1.NextResponse
+	18, // 26: strata.dsd.v1.StorageService.Watermarks:output_type -> strata.dsd.v1.WatermarksResponse
+	21, // 27: strata.dsd.v1.StorageService.Info:output_type -> strata.dsd.v1.InfoResponse
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_storage_service_proto_init() }
@@ -1222,15 +1488,15 @@ func file_strata_dsd_v1_storage_service_proto_init() {
 	if File_strata_dsd_v1_storage_service_proto != nil {
 		return
 	}
-	file_strata_dsd_v1_storage_service_proto_msgTypes[4].OneofWrappers = []any{}
 	file_strata_dsd_v1_storage_service_proto_msgTypes[8].OneofWrappers = []any{}
+	file_strata_dsd_v1_storage_service_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_storage_service_proto_rawDesc), len(file_strata_dsd_v1_storage_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	StorageService_Store_FullMethodName        = "/strata.dsd.v1.StorageService/Store"
+	StorageService_Ingest_FullMethodName       = "/strata.dsd.v1.StorageService/Ingest"
 	StorageService_GetStreams_FullMethodName   = "/strata.dsd.v1.StorageService/GetStreams"
 	StorageService_MakeIterator_FullMethodName = "/strata.dsd.v1.StorageService/MakeIterator"
 	StorageService_Next_FullMethodName         = "/strata.dsd.v1.StorageService/Next"
@@ -42,6 +43,13 @@ type StorageServiceClient interface {
 	// commit is fsynced. With a producer, a retried Store is answered DUPLICATE
 	// instead of being stored twice.
 	Store(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*StoreResponse, error)
+	// Ingest is the gateways' publish path: one long-lived stream per gateway
+	// that carries the Stores of all its connections, many per request, each
+	// answered (in commit order) once it is fsynced. A gateway keeps as many
+	// Stores in flight as its clients' windows allow; the producer sequence
+	// keeps each publisher's order and makes a Store resent on a new stream
+	// (after dsd restarted) a DUPLICATE. docs/api.md "Ingest".
+	Ingest(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[IngestRequest, IngestResponse], error)
 	// GetStreams lists the streams that can hold messages matching a topic filter.
 	GetStreams(ctx context.Context, in *GetStreamsRequest, opts ...grpc.CallOption) (*GetStreamsResponse, error)
 	// MakeIterator returns an opaque iterator positioned at a start time in a stream.
@@ -72,6 +80,19 @@ func (c *storageServiceClient) Store(ctx context.Context, in *StoreRequest, opts
 	}
 	return out, nil
 }
+
+func (c *storageServiceClient) Ingest(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[IngestRequest, IngestResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &StorageService_ServiceDesc.Streams[0], StorageService_Ingest_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[IngestRequest, IngestResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StorageService_IngestClient = grpc.BidiStreamingClient[IngestRequest, IngestResponse]
 
 func (c *storageServiceClient) GetStreams(ctx context.Context, in *GetStreamsRequest, opts ...grpc.CallOption) (*GetStreamsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -135,6 +156,13 @@ type StorageServiceServer interface {
 	// commit is fsynced. With a producer, a retried Store is answered DUPLICATE
 	// instead of being stored twice.
 	Store(context.Context, *StoreRequest) (*StoreResponse, error)
+	// Ingest is the gateways' publish path: one long-lived stream per gateway
+	// that carries the Stores of all its connections, many per request, each
+	// answered (in commit order) once it is fsynced. A gateway keeps as many
+	// Stores in flight as its clients' windows allow; the producer sequence
+	// keeps each publisher's order and makes a Store resent on a new stream
+	// (after dsd restarted) a DUPLICATE. docs/api.md "Ingest".
+	Ingest(grpc.BidiStreamingServer[IngestRequest, IngestResponse]) error
 	// GetStreams lists the streams that can hold messages matching a topic filter.
 	GetStreams(context.Context, *GetStreamsRequest) (*GetStreamsResponse, error)
 	// MakeIterator returns an opaque iterator positioned at a start time in a stream.
@@ -158,6 +186,9 @@ type UnimplementedStorageServiceServer struct{}
 
 func (UnimplementedStorageServiceServer) Store(context.Context, *StoreRequest) (*StoreResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Store not implemented")
+}
+func (UnimplementedStorageServiceServer) Ingest(grpc.BidiStreamingServer[IngestRequest, IngestResponse]) error {
+	return status.Error(codes.Unimplemented, "method Ingest not implemented")
 }
 func (UnimplementedStorageServiceServer) GetStreams(context.Context, *GetStreamsRequest) (*GetStreamsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStreams not implemented")
@@ -212,6 +243,13 @@ func _StorageService_Store_Handler(srv interface{}, ctx context.Context, dec fun
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _StorageService_Ingest_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(StorageServiceServer).Ingest(&grpc.GenericServerStream[IngestRequest, IngestResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StorageService_IngestServer = grpc.BidiStreamingServer[IngestRequest, IngestResponse]
 
 func _StorageService_GetStreams_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetStreamsRequest)
@@ -335,6 +373,13 @@ var StorageService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _StorageService_Info_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Ingest",
+			Handler:       _StorageService_Ingest_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "strata/dsd/v1/storage_service.proto",
 }
