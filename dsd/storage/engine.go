@@ -34,6 +34,8 @@ type DB struct {
 	sessionEvents sessionEvents
 	// retained is the retained keyspace's writer (retained_writer.go).
 	retained *retainedWriter
+	// committer is the group committer of every shard (committer.go).
+	committer *committer
 
 	// closing is set at the start of Close; Stores arriving later fail.
 	closing atomic.Bool
@@ -149,9 +151,20 @@ func (db *DB) open() error {
 	// The retained writer first: a shard's will timer may hand it a
 	// retained will as soon as the shard runs.
 	db.startRetained()
+	db.committer = newCommitter(db)
+	db.wg.Add(3)
+	go db.committer.run()
+	go db.committer.runSyncer()
+	var writers sync.WaitGroup
 	for _, s := range db.shards {
-		s.start()
+		s.start(&writers)
 	}
+	// The committer ends once every writer has ended and it has drained.
+	go func() {
+		defer db.wg.Done()
+		writers.Wait()
+		close(db.committer.in)
+	}()
 	db.wg.Add(1)
 	go db.runCompactor()
 	return nil

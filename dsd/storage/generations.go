@@ -165,7 +165,7 @@ func (s *shard) idleWork() *inflightBatch {
 		return nil
 	}
 	f := s.applyAndCommit(cmd, nil)
-	if f != nil && f.err == nil {
+	if f != nil {
 		switch c := cmd.(type) {
 		case cmdTick:
 			s.stats.ticks.Add(1)

@@ -12,7 +12,8 @@ import (
 	"github.com/stratamq/strata/lts"
 )
 
-// shard is one shard of the DB: its state, its writer and its syncer.
+// shard is one shard of the DB: its state and its writer (commits go
+// through the DB's committer).
 //
 // Ownership: the writer goroutine is the only mutator of mu.st, and mutates
 // it only while holding mu (apply is CPU-only, so no I/O happens under mu).
@@ -25,12 +26,9 @@ type shard struct {
 	// reqCh carries Stores and admin commands to the writer. Unbuffered: a
 	// successful send means the writer owns the request and will answer it.
 	reqCh chan *request
-	// syncCh carries applied batches, in order, from the writer to the syncer.
-	syncCh chan *inflightBatch
-	// doneCh tells the writer that the syncer finished one batch.
+	// doneCh tells the writer that the committer finished one of its
+	// commands.
 	doneCh chan struct{}
-	// syncerDone is closed when the syncer exits.
-	syncerDone chan struct{}
 
 	// assigned is the last timestamp the writer assigned (maybe uncommitted).
 	assigned atomic.Int64
@@ -155,12 +153,10 @@ func loadShard(db *DB, id int) (*shard, error) {
 	}
 
 	s := &shard{
-		db:         db,
-		id:         id,
-		reqCh:      make(chan *request),
-		syncCh:     make(chan *inflightBatch, db.opts.MaxInflightCommits),
-		doneCh:     make(chan struct{}, db.opts.MaxInflightCommits),
-		syncerDone: make(chan struct{}),
+		db:     db,
+		id:     id,
+		reqCh:  make(chan *request),
+		doneCh: make(chan struct{}, db.opts.MaxInflightCommits),
 	}
 	s.mu.st = st
 	s.assigned.Store(st.lastTs)

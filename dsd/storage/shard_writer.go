@@ -1,9 +1,8 @@
 package storage
 
 import (
+	"sync"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
@@ -56,16 +55,16 @@ type reply struct {
 	err  error
 }
 
-// inflightBatch is a batch applied to Pebble (memtable and WAL) whose fsync
-// the syncer waits for, in order.
+// inflightBatch is one applied command of a shard on its way through the
+// group committer (committer.go): its writes, and what to do once they are
+// committed.
 type inflightBatch struct {
-	batch   *pebble.Batch
-	waits   bool // SyncWait is needed (false with UnsafeNoSync or on error)
+	shard   *shard
+	writes  []write
 	reqs    []*request
 	replies []reply
 	lastTs  int64
 	compact *keyRange
-	err     error
 	started time.Time
 	nmsgs   int
 	nbytes  int
@@ -78,17 +77,18 @@ type inflightBatch struct {
 	willRetained []*storagev1.Message
 }
 
-func (s *shard) start() {
-	s.db.wg.Add(2)
-	go s.runWriter()
-	go s.runSyncer()
+func (s *shard) start(writers *sync.WaitGroup) {
+	writers.Add(1)
+	go func() {
+		defer writers.Done()
+		s.runWriter()
+	}()
 }
 
 // runWriter is the shard's single writer: it owns the buffer and the shard
-// state, applies commands in order and hands applied batches to the syncer.
+// state, applies commands in order and hands applied commands to the
+// engine's group committer.
 func (s *shard) runWriter() {
-	defer s.db.wg.Done()
-	defer close(s.syncCh)
 	opts := &s.db.opts
 	var (
 		pending     []*request
@@ -133,19 +133,23 @@ func (s *shard) runWriter() {
 			f := s.flush(pending[:n])
 			pending = append(pending[:0:0], pending[n:]...)
 			if f != nil {
-				s.syncCh <- f
+				s.db.committer.in <- f
 				inflight++
 			}
 		}
 		if len(tickWaiters) > 0 && len(pending) == 0 && inflight == 0 {
 			if f := s.idleWork(); f != nil {
-				s.syncCh <- f
+				// Answered once the idle work is committed.
+				f.reqs = append(f.reqs, tickWaiters...)
+				f.replies = append(f.replies, make([]reply, len(tickWaiters))...)
+				s.db.committer.in <- f
 				inflight++
+			} else {
+				for _, r := range tickWaiters {
+					r.finish(reply{})
+				}
 			}
-			for _, r := range tickWaiters {
-				r.finish(reply{})
-			}
-			tickWaiters = tickWaiters[:0]
+			tickWaiters = nil
 		}
 		if timer != nil {
 			timer.Stop()
@@ -180,7 +184,7 @@ func (s *shard) runWriter() {
 			queueWills()
 			if len(pending) == 0 && inflight == 0 {
 				if f := s.idleWork(); f != nil {
-					s.syncCh <- f
+					s.db.committer.in <- f
 					inflight++
 				}
 			}
@@ -242,8 +246,8 @@ func (s *shard) flush(reqs []*request) *inflightBatch {
 	return s.applyAndCommit(cmd, reqs)
 }
 
-// applyAndCommit runs apply under mu, then applies the writes to Pebble
-// (without waiting for the fsync) and returns the in-flight batch.
+// applyAndCommit runs apply under mu and returns the applied command for
+// the group committer (nil when every request was answered here).
 func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 	if err := s.db.failErr(); err != nil {
 		for _, r := range reqs {
@@ -262,7 +266,7 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 		}
 		return nil
 	}
-	f := &inflightBatch{reqs: reqs, replies: make([]reply, len(reqs)), lastTs: lastTs, compact: res.compact,
+	f := &inflightBatch{shard: s, writes: res.writes, reqs: reqs, replies: make([]reply, len(reqs)), lastTs: lastTs, compact: res.compact,
 		started: start, nmsgs: res.messages, nbytes: res.bytes, streamsChanged: res.streamsChanged, revoked: res.revoked,
 		willRetained: res.willRetained}
 	for _, d := range res.willsDropped {
@@ -275,72 +279,42 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 			f.replies[i] = reply{gen: res.gen, sess: res.sess}
 		}
 	}
-	b := s.db.pdb.NewBatch()
-	writeBatch(b, res.writes)
-	f.batch = b
-	var err error
-	if s.db.opts.UnsafeNoSync {
-		err = s.db.pdb.Apply(b, pebble.NoSync)
-	} else {
-		err = s.db.pdb.ApplyNoSyncWait(b, pebble.Sync)
-		f.waits = err == nil
-	}
-	if err != nil {
-		f.err = wrapPebble("commit", err)
-		s.db.failStop(f.err)
-	}
-	s.assigned.Store(lastTs)
 	return f
 }
 
-// runSyncer waits for the fsync of each applied batch, in order, then
-// advances the readable clock and answers the batch's requests.
-func (s *shard) runSyncer() {
-	defer s.db.wg.Done()
-	defer close(s.syncerDone)
-	for f := range s.syncCh {
-		err := f.err
-		if f.waits {
-			if serr := f.batch.SyncWait(); serr != nil && err == nil {
-				err = wrapPebble("commit sync", serr)
-				s.db.failStop(err)
-			}
+// finish completes an applied command once the committer's round that
+// carried it is fsynced (err nil) or failed: it advances the readable clock,
+// wakes readers and answers the requests. It runs on the committer's
+// syncer, in the shard's order.
+func (s *shard) finish(f *inflightBatch, err error) {
+	if err != nil {
+		s.stats.failedBatches.Add(1)
+		for _, r := range f.reqs {
+			r.finish(reply{err: err})
 		}
-		_ = f.batch.Close()
-		if err == nil {
-			// A batch applied after an earlier batch failed is not
-			// trusted even if its own sync succeeded.
-			err = s.db.failErr()
+	} else {
+		advanced := f.lastTs > s.readable.Load()
+		if advanced {
+			s.readable.Store(f.lastTs)
 		}
-		if err != nil {
-			s.stats.failedBatches.Add(1)
-			for _, r := range f.reqs {
-				r.finish(reply{err: err})
-			}
-		} else {
-			advanced := f.lastTs > s.readable.Load()
-			if advanced {
-				s.readable.Store(f.lastTs)
-			}
-			s.db.notify.committed(s.id, advanced, f.streamsChanged)
-			s.db.sessionEvents.fire(f.revoked)
-			if len(f.willRetained) > 0 {
-				s.db.wg.Add(1)
-				go s.applyWillRetained(f.willRetained)
-			}
-			s.stats.batches.Add(1)
-			s.stats.messages.Add(int64(f.nmsgs))
-			s.stats.bytes.Add(int64(f.nbytes))
-			took := time.Since(f.started)
-			s.stats.flushTimeUs.Add(took.Microseconds())
-			s.stats.flushTime.observe(took)
-			for i, r := range f.reqs {
-				r.finish(f.replies[i])
-			}
-			if f.compact != nil {
-				s.db.scheduleCompaction(*f.compact)
-			}
+		s.db.notify.committed(s.id, advanced, f.streamsChanged)
+		s.db.sessionEvents.fire(f.revoked)
+		if len(f.willRetained) > 0 {
+			s.db.wg.Add(1)
+			go s.applyWillRetained(f.willRetained)
 		}
-		s.doneCh <- struct{}{}
+		s.stats.batches.Add(1)
+		s.stats.messages.Add(int64(f.nmsgs))
+		s.stats.bytes.Add(int64(f.nbytes))
+		took := time.Since(f.started)
+		s.stats.flushTimeUs.Add(took.Microseconds())
+		s.stats.flushTime.observe(took)
+		for i, r := range f.reqs {
+			r.finish(f.replies[i])
+		}
+		if f.compact != nil {
+			s.db.scheduleCompaction(*f.compact)
+		}
 	}
+	s.doneCh <- struct{}{}
 }
