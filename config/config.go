@@ -75,9 +75,20 @@ type Messages struct {
 	// NSites is the number of sites known before the first allocation (1 until replication). Default 1.
 	NSites int `toml:"n_sites"`
 	// ReplicationFactor is clamped to the number of sites. Default 3.
-	ReplicationFactor int              `toml:"replication_factor"`
-	LocalWriteBuffer  LocalWriteBuffer `toml:"local_write_buffer"`
-	Layout            Layout           `toml:"layout"`
+	ReplicationFactor int `toml:"replication_factor"`
+	// MinFreeBytes is the free-space watermark of the data dir's filesystem:
+	// under it dsd refuses writes (RESOURCE_EXHAUSTED, "dsd: disk full")
+	// and serves reads; writes resume above it + 25%. 0 turns it off.
+	// Default 256MiB.
+	MinFreeBytes Size `toml:"min_free_bytes"`
+	// DiskCheckInterval is how often dsd reads the free space (statfs). Default 1s.
+	DiskCheckInterval Duration `toml:"disk_check_interval"`
+	// EmergencyBallastBytes is the size of the file EMERGENCY-BALLAST that dsd
+	// keeps in the data dir and deletes when a write meets ENOSPC, so that
+	// the writes in flight find room. 0 turns it off. Default 64MiB.
+	EmergencyBallastBytes Size             `toml:"emergency_ballast_bytes"`
+	LocalWriteBuffer      LocalWriteBuffer `toml:"local_write_buffer"`
+	Layout                Layout           `toml:"layout"`
 }
 
 // LocalWriteBuffer are the durable_storage.messages.local_write_buffer.* keys.
@@ -277,11 +288,14 @@ func Default() Config {
 			MaxLinkEntries:           200000,
 		},
 		DurableStorage: DurableStorage{Messages: Messages{
-			DataDir:           "data",
-			NShards:           16,
-			NSites:            1,
-			ReplicationFactor: 3,
-			LocalWriteBuffer:  LocalWriteBuffer{MaxItems: 1000, MaxBytes: 4 << 20, FlushInterval: Duration(1e6)},
+			DataDir:               "data",
+			NShards:               16,
+			NSites:                1,
+			ReplicationFactor:     3,
+			MinFreeBytes:          256 << 20,
+			DiskCheckInterval:     Duration(1e9),
+			EmergencyBallastBytes: 64 << 20,
+			LocalWriteBuffer:      LocalWriteBuffer{MaxItems: 1000, MaxBytes: 4 << 20, FlushInterval: Duration(1e6)},
 			Layout: Layout{
 				Type:               "wildcard_optimized",
 				BitsPerTopicLevel:  64,

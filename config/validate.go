@@ -48,6 +48,9 @@ func (c Config) Validate() error {
 	if m.ReplicationFactor < 1 {
 		bad("durable_storage.messages.replication_factor", "must be at least 1, got %d", m.ReplicationFactor)
 	}
+	if m.DiskCheckInterval <= 0 {
+		bad("durable_storage.messages.disk_check_interval", "must be positive")
+	}
 	if m.LocalWriteBuffer.MaxItems < 1 {
 		bad("durable_storage.messages.local_write_buffer.max_items", "must be at least 1, got %d", m.LocalWriteBuffer.MaxItems)
 	}

@@ -40,6 +40,8 @@ var statusTable = []struct {
 	{storage.ErrIdentityMismatch, codes.PermissionDenied},
 	{storage.ErrGenerationDropped, codes.NotFound},
 	{storage.ErrCorruption, codes.DataLoss},
+	// A full disk first: a write that met ENOSPC is also ErrFailStop.
+	{storage.ErrDiskFull, codes.ResourceExhausted},
 	{storage.ErrFailStop, codes.Unavailable},
 	{storage.ErrClosed, codes.Unavailable},
 	{context.Canceled, codes.Canceled},

@@ -76,6 +76,7 @@ func newMetrics(db *storage.DB) *metrics {
 		m.storeBatch, m.next, m.ingestFrame, m.panics, m.internalErrors, m.linkEntriesRefused,
 		&storageCollector{db: db},
 		&engineCollector{db: db},
+		&diskCollector{db: db},
 	)
 	return m
 }

@@ -41,6 +41,14 @@ type DB struct {
 	closing atomic.Bool
 	// failed is the first commit error; set once, never cleared.
 	failed atomic.Pointer[error]
+	// space is the free-space watermark (diskspace.go).
+	space *diskSpace
+	// pebbleBroken: Pebble met a full disk where it cannot go on
+	// (pebble_logger.go); Close leaves it unclosed.
+	pebbleBroken atomic.Bool
+	// fatalPark is what a disk-full Fatalf of Pebble waits for: nil (for
+	// ever) outside tests.
+	fatalPark chan struct{}
 
 	// ctx is cancelled by Close and stops every owned goroutine.
 	ctx    context.Context
@@ -92,11 +100,16 @@ func Open(opts Options) (*DB, error) {
 func (db *DB) openPebble() error {
 	cache := pebble.NewCache(db.opts.PebbleCacheBytes)
 	defer cache.Unref()
+	if db.space == nil {
+		db.space = newDiskSpace(db.opts, db.log)
+	}
+	logger := pebbleLogger{l: db.log.With("component", "pebble"), db: db}
 	popts := &pebble.Options{
-		FS:                 db.opts.FS,
+		FS:                 db.space.wrapFS(db.opts.FS),
 		FormatMajorVersion: pebble.FormatNewest,
 		Lock:               db.lock,
-		Logger:             pebbleLogger{db.log.With("component", "pebble")},
+		Logger:             logger,
+		EventListener:      pebbleEvents(logger),
 		Cache:              cache,
 	}
 	pdb, err := pebble.Open(db.opts.DataDir, popts)
@@ -134,6 +147,7 @@ func (db *DB) open() error {
 		db.shards[i] = s
 	}
 	db.ctx, db.cancel = context.WithCancel(context.Background())
+	db.startDiskSpace()
 	// The retained writer first: a shard's will timer may hand it a
 	// retained will as soon as the shard runs.
 	db.startRetained()
@@ -215,12 +229,18 @@ func (db *DB) getValue(key []byte, m proto.Message) (found bool, err error) {
 
 // Close stops every shard (pending Stores fail with ErrClosed; commits in
 // flight finish), then closes Pebble and releases the data dir lock. It is
-// safe to call more than once.
+// safe to call more than once. When a commit is stuck in Pebble past
+// Options.CloseTimeout (a full disk), or Pebble met a full disk where it
+// cannot go on, Close leaves Pebble unclosed and the lock held and returns
+// ErrLeftUnclosed: the process should exit (closeBounded, diskspace.go).
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		db.closing.Store(true)
 		db.cancel()
-		db.wg.Wait()
+		if err := db.closeBounded(); err != nil {
+			db.closeErr = err
+			return
+		}
 		db.notify.close()
 		err := db.pdb.Close()
 		db.closeErr = errors.Join(wrapPebble("close", err), db.lock.Close())
@@ -306,20 +326,4 @@ func (db *DB) scheduleCompaction(r keyRange) {
 		// compactions will reclaim the space later.
 		db.log.Warn("compaction queue full; leaving a dropped range to background compactions", "range", prettyKey(r.start))
 	}
-}
-
-// pebbleLogger sends Pebble's logs to slog. Fatalf panics: Pebble calls it
-// for broken invariants, and dsd's storage path does not recover (STYLE.md 9).
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug(fmt.Sprintf(format, args...))
-}
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...))
-}
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error(msg)
-	panic("storage: pebble fatal: " + msg)
 }

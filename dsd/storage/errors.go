@@ -43,6 +43,18 @@ var (
 	// ErrFailStop: an earlier commit or fsync failed; the engine refuses all
 	// writes until it is reopened, so nothing is ever acked after an I/O error.
 	ErrFailStop = errors.New("storage: fail-stop after a write error")
+	// ErrDiskFull: the data dir's filesystem has less free space than the
+	// watermark (Options.MinFreeBytes), or a write met ENOSPC. The engine
+	// refuses writes while it lasts and keeps serving reads; a write that
+	// met ENOSPC in Pebble also matches ErrFailStop. Its text is what a
+	// client sees ("dsd: disk full: N bytes free under the watermark M on
+	// DIR"), hence the dsd prefix.
+	ErrDiskFull = errors.New("dsd: disk full")
+	// ErrLeftUnclosed: Close gave up waiting for a write stuck in Pebble
+	// (Options.CloseTimeout), or Pebble met a full disk where it cannot go
+	// on, and Close left Pebble unclosed and the data dir locked; the
+	// process should exit. What was acknowledged is synced.
+	ErrLeftUnclosed = errors.New("storage: engine left unclosed")
 	// ErrCorruption: on-disk data is corrupt. The message names the file when
 	// Pebble does.
 	ErrCorruption = errors.New("storage: corruption")
@@ -67,13 +79,17 @@ func (e *classError) Is(target error) bool { return target == e.class }
 
 func invalidClass(msg string) error { return &classError{msg: msg, class: ErrInvalidArgument} }
 
-// wrapPebble turns a Pebble error into a storage error, marking corruption.
+// wrapPebble turns a Pebble error into a storage error, marking corruption
+// and a full disk.
 func wrapPebble(op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if pebble.IsCorruptionError(err) {
 		return fmt.Errorf("%w: %s: %w", ErrCorruption, op, err)
+	}
+	if isNoSpace(err) {
+		return fmt.Errorf("%w: %s: %w", ErrDiskFull, op, err)
 	}
 	return fmt.Errorf("storage: %s: %w", op, err)
 }

@@ -116,6 +116,13 @@ func (db *DB) shard(id int) (*shard, error) {
 // do hands a request to the shard writer and waits for its reply. A
 // cancelled ctx returns early; the request may still be applied.
 func (s *shard) do(ctx context.Context, r *request) (reply, error) {
+	return s.doUntil(ctx, r, nil, nil)
+}
+
+// doUntil is do that also stops waiting once giveUp is closed, with the
+// error why() returns (doWrite, diskspace.go); the request may still be
+// applied. A nil giveUp never closes.
+func (s *shard) doUntil(ctx context.Context, r *request, giveUp <-chan struct{}, why func() error) (reply, error) {
 	if s.db.closing.Load() {
 		return reply{}, ErrClosed
 	}
@@ -127,12 +134,16 @@ func (s *shard) do(ctx context.Context, r *request) (reply, error) {
 		return reply{}, ErrClosed
 	case <-ctx.Done():
 		return reply{}, ctx.Err()
+	case <-giveUp:
+		return reply{}, why()
 	}
 	select {
 	case rep := <-r.done:
 		return rep, nil
 	case <-ctx.Done():
 		return reply{}, fmt.Errorf("storage: %w (the request may still be applied)", ctx.Err())
+	case <-giveUp:
+		return reply{}, fmt.Errorf("%w (the request may still be applied)", why())
 	}
 }
 

@@ -91,6 +91,36 @@ type Options struct {
 	// SessionGCInterval is how often each shard deletes the sessions whose
 	// expiry passed (durable_sessions.session_gc_interval). Default 10m.
 	SessionGCInterval time.Duration
+
+	// MinFreeBytes is the free-space watermark of the data dir's filesystem
+	// (durable_storage.messages.min_free_bytes): below it the engine refuses
+	// writes with ErrDiskFull, and it accepts them again once free space is
+	// back above MinFreeBytes + 25% (at least + 1 MiB). Default 256 MiB;
+	// negative turns the watermark off (an ENOSPC still makes the engine
+	// refuse writes until space returns). See diskspace.go.
+	MinFreeBytes int64
+	// DiskCheckInterval is how often free space is read (statfs). Writes
+	// only read a cached flag. Default 1s.
+	DiskCheckInterval time.Duration
+	// EmergencyBallastBytes is the size of the file
+	// "EMERGENCY-BALLAST" that Open creates in the data dir (when FS is the
+	// OS filesystem) and that the engine deletes the first time a write of
+	// Pebble meets ENOSPC, so that the WAL and MANIFEST writes in flight
+	// find room instead of failing (Pebble treats those failures as fatal).
+	// Default 64 MiB; negative turns it off.
+	EmergencyBallastBytes int64
+	// CloseTimeout bounds how long Close waits for the engine's goroutines.
+	// A commit that Pebble stalls for good (its flushes fail on a full disk)
+	// would otherwise keep Close, and so dsd's SIGTERM, waiting forever;
+	// past the timeout Close leaves Pebble unclosed and returns
+	// ErrLeftUnclosed (what was acknowledged is synced, so this is no worse
+	// than a crash). Default 5s.
+	CloseTimeout time.Duration
+	// FreeSpace reads the free bytes of the filesystem holding dir. Nil
+	// means FS.GetDiskUsage (statfs for the OS filesystem; in-memory
+	// filesystems have none, and the watermark is then off). Tests inject
+	// a fake.
+	FreeSpace func(dir string) (uint64, error)
 }
 
 // DefaultLayout returns the default layout config.
@@ -155,6 +185,18 @@ func (o *Options) EnsureDefaults() {
 	if o.SessionGCInterval == 0 {
 		o.SessionGCInterval = 10 * time.Minute
 	}
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = DefaultMinFreeBytes
+	}
+	if o.DiskCheckInterval == 0 {
+		o.DiskCheckInterval = time.Second
+	}
+	if o.EmergencyBallastBytes == 0 {
+		o.EmergencyBallastBytes = DefaultEmergencyBallastBytes
+	}
+	if o.CloseTimeout == 0 {
+		o.CloseTimeout = 5 * time.Second
+	}
 }
 
 // Clone returns a copy that shares nothing mutable with o.
@@ -207,8 +249,20 @@ func (o Options) Validate() error {
 	if o.SessionGCInterval <= 0 {
 		bad("options: SessionGCInterval %v <= 0", o.SessionGCInterval)
 	}
+	if o.DiskCheckInterval <= 0 {
+		bad("options: DiskCheckInterval %v <= 0", o.DiskCheckInterval)
+	}
+	if o.CloseTimeout <= 0 {
+		bad("options: CloseTimeout %v <= 0", o.CloseTimeout)
+	}
 	return errors.Join(errs...)
 }
+
+// Defaults of the disk-full protection (diskspace.go).
+const (
+	DefaultMinFreeBytes          = 256 << 20
+	DefaultEmergencyBallastBytes = 64 << 20
+)
 
 // DefaultRetentionPeriod is the retention dsd uses when none is configured.
 const DefaultRetentionPeriod = 24 * time.Hour
@@ -240,5 +294,7 @@ func (o Options) String() string {
 	fmt.Fprintf(&b, "retention_period=%v max_clock_skew=%v idle_tick_interval=%v max_message_bytes=%d unsafe_no_sync=%v",
 		o.RetentionPeriod, o.MaxClockSkew, o.IdleTickInterval, o.MaxMessageBytes, o.UnsafeNoSync)
 	fmt.Fprintf(&b, "\nsession_gc_interval=%v", o.SessionGCInterval)
+	fmt.Fprintf(&b, "\nmin_free_bytes=%d disk_check_interval=%v emergency_ballast_bytes=%d close_timeout=%v",
+		o.MinFreeBytes, o.DiskCheckInterval, o.EmergencyBallastBytes, o.CloseTimeout)
 	return b.String()
 }

@@ -23,8 +23,15 @@ type EngineMetrics struct {
 
 // EngineMetrics reads the engine's counters. It takes Pebble's metrics
 // snapshot (a few locks, no I/O), so it suits a scrape, not a hot path. It
-// must not be called after Close.
-func (db *DB) EngineMetrics() EngineMetrics { return engineMetrics(db.pdb) }
+// must not be called after Close. After Pebble met a full disk where it
+// cannot go on (pebble_logger.go) its locks may be held for good, so it is
+// not asked and the counters read zero.
+func (db *DB) EngineMetrics() EngineMetrics {
+	if db.pebbleBroken.Load() {
+		return EngineMetrics{}
+	}
+	return engineMetrics(db.pdb)
+}
 
 // EngineMetrics is DB.EngineMetrics for a Raw.
 func (r *Raw) EngineMetrics() EngineMetrics { return engineMetrics(r.db.pdb) }

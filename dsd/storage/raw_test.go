@@ -61,7 +61,7 @@ func rawWorkload() []rawStore {
 func dumpShardKeys(t *testing.T, fs vfs.FS, dir string) (keys, values [][]byte) {
 	t.Helper()
 	pdb, err := pebble.Open(dir, &pebble.Options{FS: fs, ReadOnly: true, FormatMajorVersion: pebble.FormatNewest,
-		Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
+		Logger: pebbleLogger{l: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,14 @@
 package storage
 
-// Ready returns nil while the DB accepts writes: it is open and no commit has
-// failed. It backs dsd's /readyz.
+// Ready returns nil while the DB accepts writes: it is open, no commit has
+// failed and free space is not under the watermark (ErrDiskFull). It backs
+// dsd's /readyz.
 func (db *DB) Ready() error {
 	if db.closing.Load() {
 		return ErrClosed
 	}
-	return db.failErr()
+	if err := db.failErr(); err != nil {
+		return err
+	}
+	return db.space.refusal()
 }

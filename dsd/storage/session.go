@@ -187,6 +187,9 @@ func (db *DB) OpenSession(ctx context.Context, req OpenSessionRequest) (OpenSess
 			return OpenSessionResult{}, fmt.Errorf("open session: will: %w", err)
 		}
 	}
+	if err := db.writeRefusal(); err != nil {
+		return OpenSessionResult{}, err
+	}
 	req.Will = proto.CloneOf(req.Will)
 	rep, err := db.sessionDo(ctx, req.ClientID, func(now int64) command { return cmdOpenSession{nowUs: now, req: req} })
 	if err != nil {
@@ -207,6 +210,9 @@ func (db *DB) CommitSession(ctx context.Context, c *storagev1.SessionCommit) err
 		return fmt.Errorf("%w: commit session: no commit", ErrInvalidArgument)
 	}
 	if err := db.validClientID("commit session", c.ClientId); err != nil {
+		return err
+	}
+	if err := db.writeRefusal(); err != nil {
 		return err
 	}
 	c = proto.CloneOf(c)

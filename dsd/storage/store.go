@@ -49,11 +49,11 @@ func (db *DB) Store(ctx context.Context, clientID string, msgs []*storagev1.Mess
 	if err != nil {
 		return res, err
 	}
-	if err := db.failErr(); err != nil {
+	if err := db.writeRefusal(); err != nil {
 		return res, err
 	}
 	s := db.shards[shardID]
-	rep, err := s.do(ctx, &request{
+	rep, err := s.doWrite(ctx, &request{
 		kind:  reqStore,
 		store: &storeReq{clientID: clientID, msgs: in, producer: p},
 		items: len(msgs),
@@ -85,7 +85,7 @@ func (db *DB) StoreAsync(clientID string, msgs []IngestMessage, p *Producer, don
 	res := StoreResult{Shard: shardID}
 	bytes, err := db.validateStore(clientID, msgs, p)
 	if err == nil {
-		err = db.failErr()
+		err = db.writeRefusal()
 	}
 	if err == nil && db.closing.Load() {
 		err = ErrClosed
@@ -120,6 +120,10 @@ func (db *DB) StoreAsync(clientID string, msgs []IngestMessage, p *Producer, don
 	case s.reqCh <- r:
 	case <-db.ctx.Done():
 		done(res, ErrClosed)
+	case <-db.space.lowChan():
+		// The writer may be stuck in a commit that Pebble stalls on a full
+		// disk: refuse rather than block the ingest stream.
+		done(res, db.space.gaveUp())
 	}
 }
 

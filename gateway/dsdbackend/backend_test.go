@@ -91,6 +91,7 @@ func TestBackendOpenRefused(t *testing.T) {
 		{codes.PermissionDenied, session.ErrIdentityMismatch},
 		{codes.Unavailable, session.ErrUnavailable},
 		{codes.DeadlineExceeded, session.ErrUnavailable},
+		{codes.ResourceExhausted, session.ErrQuotaExceeded}, // dsd's disk is full
 	} {
 		f := &fakeSessions{open: func(context.Context) (*dsdv1.OpenSessionResponse, error) {
 			return nil, status.Error(tc.code, "refused")

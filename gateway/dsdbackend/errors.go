@@ -21,14 +21,15 @@ var errNotRegistered = errors.New("dsdbackend: not registered with dsd")
 //
 //	PERMISSION_DENIED                        → session.ErrIdentityMismatch (0x87 / 0x05)
 //	UNAVAILABLE, DEADLINE_EXCEEDED,
-//	RESOURCE_EXHAUSTED, CANCELED (lease lost) → session.ErrUnavailable (0x88 / 0x03)
+//	CANCELED (lease lost)                    → session.ErrUnavailable (0x88 / 0x03)
+//	RESOURCE_EXHAUSTED (dsd's disk is full)  → session.ErrQuotaExceeded (0x97 / 0x03)
 //	ABORTED, NOT_FOUND                       → session.ErrStaleGuard (the session moved on)
 //	anything else                            → an internal error (0x80)
 var sessionCodes = map[codes.Code]error{
 	codes.PermissionDenied:  session.ErrIdentityMismatch,
 	codes.Unavailable:       session.ErrUnavailable,
 	codes.DeadlineExceeded:  session.ErrUnavailable,
-	codes.ResourceExhausted: session.ErrUnavailable,
+	codes.ResourceExhausted: session.ErrQuotaExceeded,
 	codes.Canceled:          session.ErrUnavailable,
 	codes.Aborted:           session.ErrStaleGuard,
 	codes.NotFound:          session.ErrStaleGuard,
@@ -39,7 +40,7 @@ var sessionCodes = map[codes.Code]error{
 //
 //	ABORTED, FAILED_PRECONDITION (stale epoch),
 //	NOT_FOUND (session gone)                 → session.ErrStaleGuard (taken over: close)
-//	RESOURCE_EXHAUSTED                       → session.ErrQuotaExceeded (0x97)
+//	RESOURCE_EXHAUSTED (dsd's disk is full)  → session.ErrQuotaExceeded (0x97)
 //	UNAVAILABLE, DEADLINE_EXCEEDED, CANCELED → session.ErrUnavailable (0x80)
 //	anything else                            → an internal error (0x80)
 var storeCodes = map[codes.Code]error{

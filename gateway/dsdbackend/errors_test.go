@@ -24,7 +24,7 @@ func TestSessionError(t *testing.T) {
 		{status.Error(codes.PermissionDenied, "client id held by user a"), session.ErrIdentityMismatch},
 		{status.Error(codes.Unavailable, "connection refused"), session.ErrUnavailable},
 		{status.Error(codes.DeadlineExceeded, "slow"), session.ErrUnavailable},
-		{status.Error(codes.ResourceExhausted, "busy"), session.ErrUnavailable},
+		{status.Error(codes.ResourceExhausted, "dsd: disk full: 1 bytes free under the watermark 268435456 on data"), session.ErrQuotaExceeded},
 		{status.Error(codes.Canceled, "lease lost"), session.ErrUnavailable},
 		{context.DeadlineExceeded, session.ErrUnavailable},
 		{fmt.Errorf("%w: %w", session.ErrUnavailable, errNotRegistered), session.ErrUnavailable},
@@ -41,7 +41,7 @@ func TestSessionError(t *testing.T) {
 				t.Errorf("%v: got %v, want nil", tc.err, got)
 			}
 		case tc.want == internal:
-			for _, e := range []error{session.ErrIdentityMismatch, session.ErrUnavailable, session.ErrStaleGuard, context.Canceled} {
+			for _, e := range []error{session.ErrIdentityMismatch, session.ErrUnavailable, session.ErrStaleGuard, session.ErrQuotaExceeded, context.Canceled} {
 				if errors.Is(got, e) {
 					t.Errorf("%v: got %v, want an internal error", tc.err, got)
 				}

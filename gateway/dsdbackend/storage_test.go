@@ -3,6 +3,7 @@ package dsdbackend
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -70,5 +71,29 @@ func TestEncodeMessage(t *testing.T) {
 		if !proto.Equal(got, want) {
 			t.Fatalf("encoded %v\nwant %v", got, want)
 		}
+	}
+}
+
+// dsd answers a Store with RESOURCE_EXHAUSTED while its disk is full
+// (dsd/server/errors.go; on the ingest stream, as the failure's code): the
+// PUBACK / PUBREC says 0x97 Quota exceeded, and the connection stays (not
+// ErrStaleGuard).
+func TestStorageDiskFullIsQuotaExceeded(t *testing.T) {
+	f, g := startIngest(t, held, IngestOptions{})
+	s := f.next(t)
+	results := make(chan result, 1)
+	submit(g, results, "a1", store("a", 1, "t/1"))
+	got := s.take(t, 1)
+	s.answers <- &dsdv1.IngestResponse{Failed: []*dsdv1.IngestFailure{{Id: got[0].GetId(), Code: uint32(codes.ResourceExhausted),
+		Message: "dsd: disk full: 1024 bytes free under the watermark 268435456 on /var/lib/strata"}}}
+	err := wantResults(t, results, "a1")[0]
+	if !errors.Is(err, session.ErrQuotaExceeded) || errors.Is(err, session.ErrStaleGuard) {
+		t.Fatalf("Store: %v, want ErrQuotaExceeded", err)
+	}
+	if code := session.StoreCode(err); code != packet.QuotaExceeded || byte(code) != 0x97 {
+		t.Fatalf("PUBACK code 0x%02X, want 0x97", byte(code))
+	}
+	if !strings.Contains(err.Error(), "dsd: disk full") {
+		t.Fatalf("the reason is lost: %v", err)
 	}
 }

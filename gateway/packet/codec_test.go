@@ -236,6 +236,7 @@ func TestReasonCodeNames(t *testing.T) {
 	for rc, want := range map[ReasonCode]byte{
 		Success: 0, UnsupportedProtocolVersion: 1, ClientIdentifierNotValid: 2,
 		ServerUnavailable: 3, BadUserNameOrPassword: 4, NotAuthorized: 5,
+		QuotaExceeded: 3,
 	} {
 		if got, ok := V3ConnectReturnCode(rc); !ok || got != want {
 			t.Errorf("V3ConnectReturnCode(%v) = %d, %v", rc, got, ok)

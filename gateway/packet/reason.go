@@ -199,7 +199,7 @@ func V3ConnectReturnCode(c ReasonCode) (code byte, ok bool) {
 		return ConnectRefusedProtocolVersion, true
 	case ClientIdentifierNotValid:
 		return ConnectRefusedIdentifierRejected, true
-	case ServerUnavailable, ServerBusy, ServerShuttingDown, ConnectionRateExceeded:
+	case ServerUnavailable, ServerBusy, ServerShuttingDown, ConnectionRateExceeded, QuotaExceeded:
 		return ConnectRefusedServerUnavailable, true
 	case BadUserNameOrPassword:
 		return ConnectRefusedBadUserNameOrPassword, true

@@ -105,6 +105,9 @@ func connectRefusal(err error, v packet.Version) (code packet.ReasonCode, noConn
 		return packet.NotAuthorized, false
 	case errors.Is(err, session.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return packet.ServerUnavailable, false
+	case errors.Is(err, session.ErrQuotaExceeded):
+		// dsd refuses writes (its disk is full): 0x97, 0x03 in 3.1.1.
+		return packet.QuotaExceeded, false
 	case errors.Is(err, context.Canceled):
 		// The gateway is closing: no one is waiting for an answer.
 		return packet.ServerShuttingDown, true

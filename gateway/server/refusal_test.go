@@ -21,6 +21,7 @@ func TestConnectRefusalSessionErrors(t *testing.T) {
 		{fmt.Errorf("dsd: %w", session.ErrIdentityMismatch), packet.NotAuthorized, packet.ConnectRefusedNotAuthorized},
 		{fmt.Errorf("dsd: %w", session.ErrUnavailable), packet.ServerUnavailable, packet.ConnectRefusedServerUnavailable},
 		{context.DeadlineExceeded, packet.ServerUnavailable, packet.ConnectRefusedServerUnavailable},
+		{fmt.Errorf("dsd: %w: dsd: disk full", session.ErrQuotaExceeded), packet.QuotaExceeded, packet.ConnectRefusedServerUnavailable},
 		{fmt.Errorf("x: %w", auth.ErrTooManyFailures), packet.Banned, packet.ConnectRefusedNotAuthorized},
 	} {
 		code, noConnack := connectRefusal(tc.err, packet.V5)

@@ -138,5 +138,18 @@ func storageOptions(cfg config.Config, log *slog.Logger) storage.Options {
 		UnsafeNoSync:      cfg.UnsafeNoSync,
 		MaxMessageBytes:   int(cfg.MQTT.MaxPacketSize),
 		Logger:            log,
+		// 0 in the config turns these off; 0 in Options means the default.
+		MinFreeBytes:          offIfZero(int64(m.MinFreeBytes)),
+		DiskCheckInterval:     m.DiskCheckInterval.Std(),
+		EmergencyBallastBytes: offIfZero(int64(m.EmergencyBallastBytes)),
 	}
+}
+
+// offIfZero maps a config size whose 0 means "off" to storage.Options,
+// where 0 means "the default" and a negative value "off".
+func offIfZero(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
