@@ -21,6 +21,7 @@ import (
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/dsd/server"
 	"github.com/stratamq/strata/dsd/storage"
+	"github.com/stratamq/strata/internal/buildinfo"
 	"github.com/stratamq/strata/internal/logging"
 )
 
@@ -38,8 +39,13 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", "", "data directory (overrides durable_storage.messages.data_dir)")
 	grpcListen := fs.String("grpc-listen", "", "gRPC listen address (overrides dsd.grpc_listen)")
 	httpListen := fs.String("http-listen", "", "HTTP listen address (overrides dsd.http_listen)")
+	showVersion := buildinfo.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		buildinfo.Fprint(os.Stdout, "dsd")
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())

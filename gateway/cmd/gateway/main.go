@@ -36,6 +36,7 @@ import (
 	"github.com/stratamq/strata/gateway/auth"
 	"github.com/stratamq/strata/gateway/dsdbackend"
 	"github.com/stratamq/strata/gateway/server"
+	"github.com/stratamq/strata/internal/buildinfo"
 	"github.com/stratamq/strata/internal/logging"
 )
 
@@ -62,9 +63,14 @@ func run(args []string) error {
 	tlsListen := fs.String("tls-listen", "", "MQTT over TLS address (overrides listeners.tls.default.bind)")
 	wssListen := fs.String("wss-listen", "", "MQTT over secure WebSocket address (overrides listeners.wss.default.bind)")
 	httpListen := fs.String("http-listen", "", "HTTP address for /metrics, /healthz, /readyz (overrides gateway.http_listen)")
+	showVersion := buildinfo.VersionFlag(fs)
 	gatewayID := fs.String("gateway-id", "", "this gateway's id in dsd (default: gw- and 16 random hex digits, new at each start)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		buildinfo.Fprint(os.Stdout, "gateway")
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
