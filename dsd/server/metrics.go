@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/stratamq/strata/dsd/storage"
-	"github.com/stratamq/strata/internal/buildinfo"
+	"github.com/stratamq/strata/internal/buildinfo/buildmetric"
 )
 
 // metrics are dsd's Prometheus metrics. Counters and gauges that storage
@@ -44,7 +44,7 @@ func newMetrics(db *storage.DB) *metrics {
 		&storageCollector{db: db},
 		&engineCollector{db: db},
 	)
-	m.registry.MustRegister(buildinfo.Collector())
+	m.registry.MustRegister(buildmetric.Collector())
 	return m
 }
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stratamq/strata/gateway/packet"
 	"github.com/stratamq/strata/gateway/session"
-	"github.com/stratamq/strata/internal/buildinfo"
+	"github.com/stratamq/strata/internal/buildinfo/buildmetric"
 )
 
 // metrics are the gateway's Prometheus metrics, on a registry of its own
@@ -138,7 +138,7 @@ func newMetrics() *metrics {
 		packetsIn, packetsOut, bytesIn, bytesOut,
 		messagesIn, messagesOut, m.dropped, m.replayed, m.missed, m.dsdLatency,
 	)
-	m.registry.MustRegister(buildinfo.Collector())
+	m.registry.MustRegister(buildmetric.Collector())
 	return m
 }
 

@@ -9,8 +9,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // version, commit and modified are set with -ldflags -X (package doc):
@@ -118,21 +116,6 @@ func (i Info) String() string {
 // --version.
 func Fprint(w io.Writer, program string) {
 	fmt.Fprintf(w, "%s %s\n", program, Get())
-}
-
-// Collector returns the strata_build_info gauge: always 1, with the build
-// as its labels (version, commit, goversion), so that dashboards can join it
-// with other series and see which build every instance runs. Each call
-// returns a new collector, for one registry each.
-func Collector() prometheus.Collector {
-	i := Get()
-	g := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "strata_build_info",
-		Help:        "Always 1; the labels name the running build (version, commit, Go version).",
-		ConstLabels: prometheus.Labels{"version": i.Version, "commit": i.Commit, "goversion": i.GoVersion},
-	})
-	g.Set(1)
-	return g
 }
 
 // VersionFlag registers --version on fs; when the returned bool is true

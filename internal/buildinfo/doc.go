@@ -1,7 +1,7 @@
 // Package buildinfo says which build of Strata is running: the version, the
 // commit, whether the work tree had uncommitted changes, and the Go version.
 // Every program prints it for --version, and dsd and the gateway export it as
-// the strata_build_info gauge.
+// the strata_build_info gauge (package buildmetric).
 //
 // The values come from the build information the Go toolchain embeds
 // (runtime/debug.ReadBuildInfo): vcs.revision and vcs.modified, which
