@@ -23,6 +23,7 @@ import (
 	"github.com/stratamq/strata/dsd/storage"
 	"github.com/stratamq/strata/internal/buildinfo"
 	"github.com/stratamq/strata/internal/logging"
+	"github.com/stratamq/strata/internal/sdnotify"
 )
 
 func main() {
@@ -108,8 +109,12 @@ func run(args []string) error {
 		return errors.Join(err, db.Close())
 	}
 	log.Info("dsd ready", "site", db.SiteID(), "shards", db.NShards(), "grpc", srv.GRPCAddr(), "http", srv.HTTPAddr(), "data_dir", cfg.DurableStorage.Messages.DataDir)
+	if err := sdnotify.Ready(); err != nil {
+		log.Warn("cannot tell systemd that dsd is ready", "err", err)
+	}
 	serveErr := srv.Serve(ctx, 10*time.Second)
 	log.Info("dsd stopping")
+	_ = sdnotify.Stopping()
 	return errors.Join(serveErr, db.Close())
 }
 

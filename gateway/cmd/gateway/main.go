@@ -38,6 +38,7 @@ import (
 	"github.com/stratamq/strata/gateway/server"
 	"github.com/stratamq/strata/internal/buildinfo"
 	"github.com/stratamq/strata/internal/logging"
+	"github.com/stratamq/strata/internal/sdnotify"
 )
 
 // shutdownGrace bounds a graceful stop.
@@ -156,6 +157,9 @@ func run(args []string) error {
 		attrs = append(attrs, a.Listener, a.Addr)
 	}
 	log.Info("gateway ready", attrs...)
+	if err := sdnotify.Ready(); err != nil {
+		log.Warn("cannot tell systemd that the gateway is ready", "err", err)
+	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
@@ -172,6 +176,7 @@ func run(args []string) error {
 		break
 	}
 	log.Info("gateway stopping")
+	_ = sdnotify.Stopping()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err = srv.Shutdown(ctx)
