@@ -8,15 +8,19 @@ BIN       := bin
 DATA_DIR  ?= data
 CONFIG    ?= strata.example.toml
 FUZZTIME  ?= 30s
+# The commit and work-tree state for --version: the go command records no VCS
+# information in a Git worktree, so `make build` passes them (internal/buildinfo).
+BUILDINFO  = github.com/stratamq/strata/internal/buildinfo
+BUILD_LDFLAGS = -X $(BUILDINFO).commit=$(shell git rev-parse HEAD 2>/dev/null) -X $(BUILDINFO).modified=$(if $(shell git status --porcelain 2>/dev/null | head -1),true,false)
 # Packages whose tests run under the race detector in `make test`.
 RACE_PKGS := ./lts/... ./gateway/... ./dsd/... ./tools/... ./internal/...
 
-.PHONY: all build run test test-unit test-race proto proto-check lint bench bench-go fuzz torture clean
+.PHONY: all build run test test-unit test-race proto proto-check lint bench bench-go fuzz torture release image clean
 
 all: build
 
 build: ## compile every program into bin/
-	$(GO) build -o $(BIN)/ ./dsd/cmd/dsd ./tools/dstool ./tools/dsbench ./tools/mqttload ./tools/mqttpasswd ./gateway/cmd/gateway
+	$(GO) build -ldflags '$(BUILD_LDFLAGS)' -o $(BIN)/ ./dsd/cmd/dsd ./tools/dstool ./tools/dsbench ./tools/mqttload ./tools/mqttpasswd ./gateway/cmd/gateway
 
 run: build ## start dsd and a gateway with a local data directory
 	./scripts/run.sh "$(BIN)" "$(CONFIG)" "$(DATA_DIR)"
@@ -53,5 +57,11 @@ fuzz: ## run every fuzz target for FUZZTIME each
 torture: ## long crash and durability runs
 	STRATA_TORTURE=1 $(GO) test -count=1 -timeout 90m ./dsd/... ./integration/...
 
+release: ## static binaries for linux/amd64 and linux/arm64, tar.gz archives and SHA256SUMS in dist/ (docs/install.md)
+	./scripts/release.sh
+
+image: release ## the container image (podman or docker) from dist/; IMAGE_ARCHS="amd64 arm64" builds both
+	./scripts/image.sh
+
 clean:
-	rm -rf $(BIN) $(DATA_DIR)
+	rm -rf $(BIN) $(DATA_DIR) dist
