@@ -12,10 +12,14 @@ FUZZTIME  ?= 30s
 # information in a Git worktree, so `make build` passes them (internal/buildinfo).
 BUILDINFO  = github.com/stratamq/strata/internal/buildinfo
 BUILD_LDFLAGS = -X $(BUILDINFO).commit=$(shell git rev-parse HEAD 2>/dev/null) -X $(BUILDINFO).modified=$(if $(shell git status --porcelain 2>/dev/null | head -1),true,false)
+# Protobuf compatibility: the newest release tag, else the first commit with
+# proto/ (until the first release). `make proto-check` fails on a change that
+# breaks wire or generated-code compatibility with it (buf breaking, FILE).
+BUF_AGAINST_REF = $(or $(shell git describe --tags --match 'v[0-9]*' --abbrev=0 2>/dev/null),$(shell git rev-list --reverse HEAD -- proto | head -1))
 # Packages whose tests run under the race detector in `make test`.
 RACE_PKGS := ./lts/... ./gateway/... ./dsd/... ./tools/... ./internal/...
 
-.PHONY: all build run test test-unit test-race proto proto-check lint bench bench-go fuzz torture release image clean
+.PHONY: all build run test test-unit test-race proto proto-check proto-breaking lint bench bench-go fuzz torture release image clean
 
 all: build
 
@@ -40,9 +44,13 @@ proto: ## regenerate gen/ from proto/
 	$(BUF) lint
 	$(BUF) generate
 
-proto-check: ## generated code must match proto/
+proto-check: proto-breaking ## generated code must match proto/, and proto/ must stay compatible
 	$(BUF) lint
 	./scripts/proto-check.sh "$(BUF)"
+
+proto-breaking: ## proto/ against the last release tag (else the first proto commit): no field renumbered, removed or retyped
+	@test -n "$(BUF_AGAINST_REF)" || { echo "proto-breaking: no commit with proto/ in this history (a shallow clone?)" >&2; exit 1; }
+	$(BUF) breaking --against '.git#ref=$(BUF_AGAINST_REF),subdir=proto'
 
 bench: ## Strata vs mosquitto side by side (tools/benchcmp; docs/benchmarks.md); BENCHFLAGS="--runs 3" etc.
 	$(GO) build -o $(BIN)/ ./dsd/cmd/dsd ./gateway/cmd/gateway ./tools/mqttload ./tools/benchcmp
