@@ -58,7 +58,7 @@ func TestImage(t *testing.T) {
 		t.Skip("podman cannot build images on this machine: " + why + "; the Containerfile's COPY sources were checked")
 	}
 	tag := fmt.Sprintf("localhost/strata-test:%d", time.Now().UnixNano())
-	command(t, root, nil, podman, "build", "-q", "-f", "packaging/container/Containerfile",
+	command(t, root, nil, podman, "build", "-q", "--layers=false", "-f", "packaging/container/Containerfile",
 		"--build-arg", "VERSION="+version, "--build-arg", "TARGETARCH="+runtime.GOARCH, "-t", tag, dist)
 	t.Cleanup(func() { _ = exec.Command(podman, "rmi", "-f", tag).Run() })
 	t.Logf("image %s built in %v", tag, time.Since(start).Round(time.Millisecond))
@@ -83,7 +83,7 @@ func podmanCannotBuild(t *testing.T, podman string) string {
 		t.Fatal(err)
 	}
 	tag := fmt.Sprintf("localhost/strata-probe:%d", time.Now().UnixNano())
-	out, err := exec.Command(podman, "build", "-q", "-t", tag, dir).CombinedOutput()
+	out, err := exec.Command(podman, "build", "-q", "--layers=false", "-t", tag, dir).CombinedOutput()
 	if err != nil {
 		return fmt.Sprintf("podman build of FROM scratch + COPY failed: %v: %s", err, strings.TrimSpace(string(out)))
 	}
