@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/stratamq/strata/dsd/storage"
+	"github.com/stratamq/strata/internal/buildinfo/buildmetric"
 )
 
 // metrics are dsd's Prometheus metrics. Counters and gauges that storage
@@ -78,6 +79,7 @@ func newMetrics(db *storage.DB) *metrics {
 		&engineCollector{db: db},
 		&diskCollector{db: db},
 	)
+	m.registry.MustRegister(buildmetric.Collector())
 	return m
 }
 

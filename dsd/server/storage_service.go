@@ -7,6 +7,7 @@ import (
 
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	"github.com/stratamq/strata/internal/buildinfo"
 )
 
 // Limits on one Next call.
@@ -123,7 +124,7 @@ func (s *storageService) Watermarks(ctx context.Context, req *dsdv1.WatermarksRe
 }
 
 func (s *storageService) Info(ctx context.Context, req *dsdv1.InfoRequest) (*dsdv1.InfoResponse, error) {
-	out := &dsdv1.InfoResponse{Site: s.db.SiteID(), NShards: uint32(s.db.NShards()), DataDirFormat: storage.DataDirFormatVersion}
+	out := &dsdv1.InfoResponse{Site: s.db.SiteID(), NShards: uint32(s.db.NShards()), DataDirFormat: storage.DataDirFormatVersion, Version: buildinfo.Get().Version}
 	for shard := range s.db.NShards() {
 		gens := s.db.Generations(shard)
 		info := &dsdv1.ShardInfo{

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stratamq/strata/dsd/client"
 	"github.com/stratamq/strata/gateway/session"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
 // errLeaseExpired: no heartbeat was acknowledged for two intervals.
@@ -198,7 +199,7 @@ func (l *Lease) run(h Handlers) {
 		failing = false
 		bo.reset()
 		reg := l.register(epoch)
-		l.log.Info("registered with dsd", "epoch", epoch, "site", link.Welcome.GetSite())
+		l.log.Info("registered with dsd", "epoch", epoch, "site", link.Welcome.GetSite(), "dsd_version", l.dsdVersion())
 		err = l.hold(reg, link, cancelLink, sent, h)
 		l.unregister(reg, err)
 		if l.ctx.Err() != nil {
@@ -207,6 +208,22 @@ func (l *Lease) run(h Handlers) {
 		l.log.Warn("lost the lease with dsd; closing every MQTT connection", "epoch", epoch, "err", err)
 		h.Lost()
 	}
+}
+
+// dsdVersion asks dsd for its build version, for the registration log
+// line: "unknown" when dsd predates the field or does not answer within a
+// quarter of the heartbeat interval (the lease is already held meanwhile).
+func (l *Lease) dsdVersion() string {
+	if l.opts.Client == nil {
+		return "unknown"
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, l.opts.Interval/4)
+	defer cancel()
+	info, err := l.opts.Client.Storage.Info(ctx, &dsdv1.InfoRequest{})
+	if err != nil || info.GetVersion() == "" {
+		return "unknown"
+	}
+	return info.GetVersion()
 }
 
 // open opens a GatewayLink for epoch, waiting at most within for the

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stratamq/strata/gateway/packet"
 	"github.com/stratamq/strata/gateway/session"
+	"github.com/stratamq/strata/internal/buildinfo/buildmetric"
 )
 
 // metrics are the gateway's Prometheus metrics, on a registry of its own
@@ -145,6 +146,7 @@ func newMetrics() *metrics {
 		packetsIn, packetsOut, bytesIn, bytesOut,
 		messagesIn, messagesOut, m.dropped, m.replayed, m.missed, m.dsdLatency,
 	)
+	m.registry.MustRegister(buildmetric.Collector())
 	return m
 }
 

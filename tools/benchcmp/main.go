@@ -41,6 +41,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/stratamq/strata/internal/buildinfo"
 )
 
 // Config is one benchcmp run; every field is a flag.
@@ -136,8 +138,13 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("benchcmp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.registerFlags(fs)
+	showVersion := buildinfo.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		buildinfo.Fprint(stdout, "benchcmp")
+		return 0
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "benchcmp: unexpected arguments %q\n", fs.Args())

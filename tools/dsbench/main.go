@@ -29,6 +29,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+
+	"github.com/stratamq/strata/internal/buildinfo"
 )
 
 func main() {
@@ -40,8 +42,13 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dsbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.registerFlags(fs)
+	showVersion := buildinfo.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		buildinfo.Fprint(stdout, "dsbench")
+		return 0
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dsbench: unexpected arguments %q\n", fs.Args())

@@ -41,6 +41,7 @@ func newInfoCmd(g *globals) *cobra.Command {
 
 type infoJSON struct {
 	Site          string           `json:"site"`
+	Version       string           `json:"version"`
 	NShards       uint32           `json:"n_shards"`
 	DataDirFormat uint32           `json:"data_dir_format"`
 	Shards        []shardJSON      `json:"shards"`
@@ -69,7 +70,7 @@ type generationJSON struct {
 }
 
 func toInfoJSON(info *dsdv1.InfoResponse) infoJSON {
-	out := infoJSON{Site: info.GetSite(), NShards: info.GetNShards(), DataDirFormat: info.GetDataDirFormat(), Shards: []shardJSON{}, Generations: []generationJSON{}}
+	out := infoJSON{Site: info.GetSite(), Version: info.GetVersion(), NShards: info.GetNShards(), DataDirFormat: info.GetDataDirFormat(), Shards: []shardJSON{}, Generations: []generationJSON{}}
 	for _, s := range info.GetShards() {
 		var total uint64
 		for _, n := range s.GetMessages() {
@@ -97,11 +98,19 @@ func writeInfoJSON(w io.Writer, info *dsdv1.InfoResponse) error {
 
 func writeInfoText(w io.Writer, info *dsdv1.InfoResponse) {
 	j := toInfoJSON(info)
-	fmt.Fprintf(w, "site      %s\nshards    %d\nformat    %d\n\n", j.Site, j.NShards, j.DataDirFormat)
+	fmt.Fprintf(w, "site      %s\nversion   %s\nshards    %d\nformat    %d\n\n", j.Site, orUnknown(j.Version), j.NShards, j.DataDirFormat)
 	fmt.Fprintf(w, "%-6s %-12s %-28s %s\n", "SHARD", "GENERATION", "READABLE CLOCK", "MESSAGES")
 	for _, s := range j.Shards {
 		fmt.Fprintf(w, "%-6d %-12d %-28s %d\n", s.Shard, s.CurrentGeneration, formatUs(s.ReadableClockUs), s.Messages)
 	}
+}
+
+// orUnknown stands in for a version an older dsd does not report.
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 func formatUs(us int64) string {

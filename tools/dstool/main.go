@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/stratamq/strata/dsd/client"
+	"github.com/stratamq/strata/internal/buildinfo"
 )
 
 func main() {
@@ -45,7 +46,9 @@ func newRoot() *cobra.Command {
 		Short:         "Inspect and administer a Strata dsd",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildinfo.Get().String(),
 	}
+	root.SetVersionTemplate("dstool {{.Version}}\n")
 	root.PersistentFlags().StringVar(&g.addr, "addr", "127.0.0.1:7070", "dsd gRPC address")
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 30*time.Second, "deadline for the whole command")
 	root.PersistentFlags().BoolVar(&g.useTLS, "tls", false, "connect with TLS (implied by the other --tls-* flags)")

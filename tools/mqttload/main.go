@@ -32,11 +32,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+
+	"github.com/stratamq/strata/internal/buildinfo"
 )
 
 func main() {
@@ -45,6 +48,10 @@ func main() {
 
 func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, errVersion) {
+		buildinfo.Fprint(stdout, "mqttload")
+		return 0
+	}
 	if err != nil {
 		return 2
 	}
@@ -77,6 +84,9 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// errVersion is parseFlags' answer to --version.
+var errVersion = errors.New("mqttload: --version")
+
 // parseFlags parses and validates the command line; errors are printed to
 // stderr.
 func parseFlags(args []string, stderr io.Writer) (Config, error) {
@@ -88,8 +98,12 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 		fs.PrintDefaults()
 	}
 	cfg.registerFlags(fs)
+	showVersion := buildinfo.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
+	}
+	if *showVersion {
+		return cfg, errVersion
 	}
 	if fs.NArg() > 0 {
 		err := fmt.Errorf("unexpected arguments %q", fs.Args())

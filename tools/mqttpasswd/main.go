@@ -26,6 +26,7 @@ import (
 
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/gateway/auth/passwd"
+	"github.com/stratamq/strata/internal/buildinfo"
 )
 
 func main() {
@@ -50,6 +51,7 @@ func run(args []string, stdin io.Reader, stderr io.Writer) int {
 	cost := fs.Int("cost", 0, "bcrypt cost 4..31 (default: auth.bcrypt_cost, else 10)")
 	iterations := fs.Int("iterations", 0, "PBKDF2-SHA512 iterations (default: auth.pbkdf2_iterations, else 210000)")
 	cfgPath := fs.String("config", "", "Strata configuration file whose auth.* keys give the hash defaults")
+	showVersion := buildinfo.VersionFlag(fs)
 
 	// Flags may come before, between or after the positional arguments.
 	var pos []string
@@ -66,6 +68,10 @@ func run(args []string, stdin io.Reader, stderr io.Writer) int {
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
+	}
+	if *showVersion {
+		buildinfo.Fprint(os.Stdout, "mqttpasswd")
+		return 0
 	}
 	if err := check(pos, *create, *batch, *del); err != nil {
 		fmt.Fprintf(stderr, "mqttpasswd: %v\n%s\n", err, usage)

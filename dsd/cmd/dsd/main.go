@@ -21,8 +21,10 @@ import (
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/dsd/server"
 	"github.com/stratamq/strata/dsd/storage"
+	"github.com/stratamq/strata/internal/buildinfo"
 	"github.com/stratamq/strata/internal/logging"
 	"github.com/stratamq/strata/internal/profiling"
+	"github.com/stratamq/strata/internal/sdnotify"
 )
 
 func main() {
@@ -40,8 +42,13 @@ func run(args []string) error {
 	grpcListen := fs.String("grpc-listen", "", "gRPC listen address (overrides dsd.grpc_listen)")
 	httpListen := fs.String("http-listen", "", "HTTP listen address (overrides dsd.http_listen)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	showVersion := buildinfo.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		buildinfo.Fprint(os.Stdout, "dsd")
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -112,8 +119,12 @@ func run(args []string) error {
 		return errors.Join(err, db.Close())
 	}
 	log.Info("dsd ready", "site", db.SiteID(), "shards", db.NShards(), "grpc", srv.GRPCAddr(), "http", srv.HTTPAddr(), "data_dir", cfg.DurableStorage.Messages.DataDir)
+	if err := sdnotify.Ready(); err != nil {
+		log.Warn("cannot tell systemd that dsd is ready", "err", err)
+	}
 	serveErr := srv.Serve(ctx, 10*time.Second)
 	log.Info("dsd stopping")
+	_ = sdnotify.Stopping()
 	return errors.Join(serveErr, db.Close())
 }
 

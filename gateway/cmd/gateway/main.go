@@ -42,8 +42,10 @@ import (
 	"github.com/stratamq/strata/gateway/auth"
 	"github.com/stratamq/strata/gateway/dsdbackend"
 	"github.com/stratamq/strata/gateway/server"
+	"github.com/stratamq/strata/internal/buildinfo"
 	"github.com/stratamq/strata/internal/logging"
 	"github.com/stratamq/strata/internal/profiling"
+	"github.com/stratamq/strata/internal/sdnotify"
 )
 
 // shutdownGrace bounds a graceful stop.
@@ -70,10 +72,15 @@ func run(args []string) error {
 	tlsListen := fs.String("tls-listen", "", "MQTT over TLS address (overrides listeners.tls.default.bind)")
 	wssListen := fs.String("wss-listen", "", "MQTT over secure WebSocket address (overrides listeners.wss.default.bind)")
 	httpListen := fs.String("http-listen", "", "HTTP address for /metrics, /healthz, /readyz (overrides gateway.http_listen)")
+	showVersion := buildinfo.VersionFlag(fs)
 	gatewayID := fs.String("gateway-id", "", "this gateway's id in dsd (default: the Common Name of gateway.dsd_tls.certfile, else gw- and 16 random hex digits, new at each start)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		buildinfo.Fprint(os.Stdout, "gateway")
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -194,6 +201,9 @@ func run(args []string) error {
 		log.Info("listening", "listener", a.Listener, "addr", a.Addr)
 	}
 	log.Info("gateway ready", attrs...)
+	if err := sdnotify.Ready(); err != nil {
+		log.Warn("cannot tell systemd that the gateway is ready", "err", err)
+	}
 
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
@@ -207,6 +217,7 @@ func run(args []string) error {
 		break
 	}
 	log.Info("gateway stopping")
+	_ = sdnotify.Stopping()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err = srv.Shutdown(ctx)

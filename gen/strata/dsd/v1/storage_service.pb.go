@@ -1241,6 +1241,9 @@ type InfoResponse struct {
 	Shards  []*ShardInfo           `protobuf:"bytes,3,rep,name=shards,proto3" json:"shards,omitempty"`
 	// DataDirFormat is the data directory's format version.
 	DataDirFormat uint32 `protobuf:"varint,4,opt,name=data_dir_format,json=dataDirFormat,proto3" json:"data_dir_format,omitempty"`
+	// Version is dsd's build version, as `dsd --version` prints it (1.2.3, or
+	// 0.0.0-dev+<commit> for a build between releases).
+	Version       string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1301,6 +1304,13 @@ func (x *InfoResponse) GetDataDirFormat() uint32 {
 		return x.DataDirFormat
 	}
 	return 0
+}
+
+func (x *InfoResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 var File_strata_dsd_v1_storage_service_proto protoreflect.FileDescriptor
@@ -1385,12 +1395,13 @@ const file_strata_dsd_v1_storage_service_proto_rawDesc = "" +
 	"\bmessages\x18\x05 \x03(\v2&.strata.dsd.v1.ShardInfo.MessagesEntryR\bmessages\x1a;\n" +
 	"\rMessagesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x97\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb1\x01\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x19\n" +
 	"\bn_shards\x18\x02 \x01(\rR\anShards\x120\n" +
 	"\x06shards\x18\x03 \x03(\v2\x18.strata.dsd.v1.ShardInfoR\x06shards\x12&\n" +
-	"\x0fdata_dir_format\x18\x04 \x01(\rR\rdataDirFormat*`\n" +
+	"\x0fdata_dir_format\x18\x04 \x01(\rR\rdataDirFormat\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion*`\n" +
 	"\vStoreResult\x12\x1c\n" +
 	"\x18STORE_RESULT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13STORE_RESULT_STORED\x10\x01\x12\x1a\n" +
