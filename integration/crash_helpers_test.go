@@ -100,6 +100,11 @@ func (r *loadRun) publisher(ctx context.Context, id string, addr func() string, 
 // filter, reconnecting when the broker drops it; every connection after
 // the first must find its session.
 func (r *loadRun) subscriber(ctx context.Context, id string, addr func() string, filter string) {
+	r.subscriberAt(ctx, id, addr, filter, 1)
+}
+
+// subscriberAt is subscriber with the subscription's QoS.
+func (r *loadRun) subscriberAt(ctx context.Context, id string, addr func() string, filter string, qos byte) {
 	subscribed := make(chan struct{})
 	r.subs.Add(1)
 	go func() {
@@ -123,7 +128,7 @@ func (r *loadRun) subscriber(ctx context.Context, id string, addr func() string,
 			}
 			r.h.Add(checker.Event{Kind: checker.Connack, Reader: id, Clean: first, SessionPresent: ack.SessionPresent, TimeUs: r.now()})
 			if first {
-				if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
+				if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}}); err != nil {
 					_ = c.Disconnect(&paho.Disconnect{})
 					continue
 				}

@@ -220,6 +220,9 @@ var logAttr = regexp.MustCompile(`(\S+)=(\S+)`)
 // StartGateway starts the gateway and waits until it logs that it is ready.
 func StartGateway(ctx context.Context, bin Binaries, cfg GatewayConfig) (*Gateway, error) {
 	args := []string{"--dsd", cfg.DSDAddr, "--mqtt-listen", or(cfg.MQTTListen, "127.0.0.1:0"), "--http-listen", or(cfg.HTTPListen, "127.0.0.1:0")}
+	if lvl := os.Getenv("STRATA_TEST_GATEWAY_LOG"); lvl != "" {
+		args = append(args, "--log-level", lvl)
+	}
 	if cfg.WSListen != "" {
 		args = append(args, "--ws-listen", cfg.WSListen)
 	}

@@ -270,6 +270,7 @@ func (g *Ingest) receive(stream dsdv1.StorageService_IngestClient) error {
 			err := translateCode("store", codes.Code(f.GetCode()), f.GetMessage(), storeCodes)
 			if errors.Is(err, session.ErrUnavailable) {
 				// dsd is stopping: the Store goes again on the next stream.
+				g.opts.Logger.Debug("store answered unavailable; kept for the next stream", "id", f.GetId(), "err", err)
 				continue
 			}
 			delete(g.mu.sent, f.GetId())
@@ -328,6 +329,9 @@ func (g *Ingest) expire(now time.Time) {
 	})
 	g.mu.Unlock()
 	slices.SortFunc(late, func(a, b *ingestStore) int { return compareID(a.req.Id, b.req.Id) })
+	if len(late) > 0 {
+		g.opts.Logger.Warn("stores not answered in time", "stores", len(late), "timeout", g.opts.Timeout)
+	}
 	for _, s := range late {
 		s.done(fmt.Errorf("dsdbackend: store: %w: no answer from dsd within %s", session.ErrUnavailable, g.opts.Timeout))
 	}

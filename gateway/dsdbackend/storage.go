@@ -38,19 +38,26 @@ func (s *Storage) Close() error {
 }
 
 // Release implements session.Storage: SessionService.Release, which dsd
-// syncs before answering.
+// syncs before answering, retried while dsd is unreachable and the lease
+// holds.
 func (s *Storage) Release(ctx context.Context, req session.ReleaseRequest) (bool, error) {
 	r, err := s.b.reg.Held()
 	if err != nil {
 		return false, storeError(ctx, "release", err)
 	}
+	// Releasing is idempotent, so a dsd restart delays the PUBCOMP instead
+	// of closing the connection, as for a Store. An attempt after one whose
+	// answer was lost may find the id released already: then it was
+	// released by this exchange.
 	var out *dsdv1.ReleaseResponse
-	err = s.b.call(ctx, r, func(ctx context.Context) (err error) {
+	attempts := 0
+	err = s.b.retry(ctx, r, "release", storeError, func(ctx context.Context) (err error) {
+		attempts++
 		out, err = s.sessions.Release(ctx, &dsdv1.ReleaseRequest{ClientId: req.ClientID, Guard: req.Guard, PacketId: uint32(req.PacketID)})
 		return err
 	})
 	if err != nil {
-		return false, storeError(ctx, "release", err)
+		return false, err
 	}
-	return out.GetReleased(), nil
+	return out.GetReleased() || attempts > 1, nil
 }
