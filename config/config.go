@@ -244,10 +244,13 @@ type Gateway struct {
 	// HTTPListen serves the gateway's /metrics and /healthz. Default 127.0.0.1:7072.
 	HTTPListen string `toml:"http_listen"`
 	// MaxConnections is the most MQTT connections (sockets, before and after
-	// CONNECT) the gateway holds; more are closed at accept. 0: no limit. Default 100000.
+	// CONNECT) the gateway holds; more are closed at accept. 0: no limit. Default 1000000
+	// (the file descriptors of the systemd unit).
 	MaxConnections int `toml:"max_connections"`
 	// MaxConnectionsPerAddress is the most connections from one client IP
-	// address; more are closed at accept. 0: no limit. Default 1000.
+	// address; more are closed at accept. 0: no limit. Default 10000: high
+	// enough for devices behind one NAT or a load balancer that sends no PROXY
+	// header, low enough that one host cannot hold the gateway's sockets.
 	MaxConnectionsPerAddress int `toml:"max_connections_per_address"`
 	// DSDTLS is how the gateway reaches dsd over TLS (gateway.dsd_tls.*).
 	DSDTLS GatewayDSDTLS `toml:"dsd_tls"`
@@ -317,7 +320,7 @@ func Default() Config {
 		Zone:      map[string]Zone{"default": {}},
 		Listeners: map[string]map[string]Listener{"tcp": {"default": {Bind: "127.0.0.1:1883", Zone: "default"}}},
 		DSD:       DSD{GRPCListen: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7071", TLS: DSDTLS{DefaultRole: "service"}, MaxConcurrentStreams: 1024},
-		Gateway:   Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072", MaxConnections: 100000, MaxConnectionsPerAddress: 1000},
+		Gateway:   Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072", MaxConnections: 1000000, MaxConnectionsPerAddress: 10000},
 		Auth: Auth{
 			AllowAnonymous:   AnonymousLoopback,
 			Hash:             "bcrypt",

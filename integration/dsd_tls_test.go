@@ -1,11 +1,15 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"github.com/stratamq/strata/internal/wait"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,14 +85,41 @@ cacertfile = %q
 		t.Fatalf("delivered %+v", m)
 	}
 
-	// The service role may not hold a GatewayLink.
+	// The service role may not hold a GatewayLink: such a gateway never
+	// registers, so it never opens its listeners; its log says why.
 	svcCert, svcKey := pki.Issue(t, "reporting", false)
-	svc, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: d.GRPCAddr, ConfigFile: writeConfig("service.toml", svcCert, svcKey)})
-	if err != nil {
+	var out syncBuffer
+	svc := exec.CommandContext(ctx, bins.Path("gateway"), "--dsd", d.GRPCAddr, "--mqtt-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+		"--config", writeConfig("service.toml", svcCert, svcKey))
+	svc.Stdout, svc.Stderr = &out, &out
+	if err := svc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer svc.Stop(10 * time.Second)
-	if log := svc.Log(); !strings.Contains(log, "cannot register with dsd") || !strings.Contains(log, "PermissionDenied") {
-		t.Fatalf("a gateway with a service certificate: want its registration refused (PermissionDenied):\n%s", tail(log, 20))
+	defer func() { _ = svc.Process.Kill(); _ = svc.Wait() }()
+	wait.For(t, 30*time.Second, "a gateway with a service certificate refused registration (PermissionDenied)", func() bool {
+		log := out.String()
+		return strings.Contains(log, "cannot register with dsd") && strings.Contains(log, "PermissionDenied")
+	})
+	if strings.Contains(out.String(), "gateway ready") {
+		t.Fatalf("a gateway with a service certificate became ready:\n%s", tail(out.String(), 20))
 	}
+}
+
+// syncBuffer is a bytes.Buffer a child process writes to while the test
+// reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -198,8 +198,11 @@ func (l *Lease) run(h Handlers) {
 		}
 		failing = false
 		bo.reset()
+		// The version first: once registered, the gateway opens its
+		// listeners and says it is ready, after this line.
+		version := l.dsdVersion()
 		reg := l.register(epoch)
-		l.log.Info("registered with dsd", "epoch", epoch, "site", link.Welcome.GetSite(), "dsd_version", l.dsdVersion())
+		l.log.Info("registered with dsd", "epoch", epoch, "site", link.Welcome.GetSite(), "dsd_version", version)
 		err = l.hold(reg, link, cancelLink, sent, h)
 		l.unregister(reg, err)
 		if l.ctx.Err() != nil {

@@ -282,6 +282,12 @@ func (c *conn) connect(req session.ConnectRequest) (closed bool) {
 // machine starts further Stores from StoreDone. Called with mu held.
 func (c *conn) storeLocked(req session.StoreRequest) {
 	c.io.Add(1)
+	submitted := false
+	defer func() {
+		if !submitted {
+			c.io.Done() // Submit panicked: no completion will come
+		}
+	}()
 	start := time.Now()
 	n := len(req.Messages)
 	c.s.opts.Storage.Submit(req, func(err error) {
@@ -297,6 +303,7 @@ func (c *conn) storeLocked(req session.StoreRequest) {
 		}
 		c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.StoreDone(time.Now(), err)) })
 	})
+	submitted = true
 }
 
 // release carries out a Release action (PUBREL) and feeds the result back.

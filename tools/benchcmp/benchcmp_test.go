@@ -45,7 +45,7 @@ func TestSelectScenarios(t *testing.T) {
 // systems apart from --addr.
 func TestScenarioFlags(t *testing.T) {
 	cfg := defaultConfig()
-	known := regexp.MustCompile(`^--(qos|publishers|subscribers|duration|drain|inflight|devices|rate|queued|durable)$`)
+	known := regexp.MustCompile(`^--(qos|publishers|subscribers|duration|drain|inflight|devices|rate|queued|durable|payload)$`)
 	for _, s := range scenarios {
 		a, b := s.args(cfg, "127.0.0.1:1"), s.args(cfg, "127.0.0.1:2")
 		if len(a) != len(b) || a[1] == b[1] || !slices.Equal(a[2:], b[2:]) {
