@@ -72,11 +72,13 @@ func (s *storageService) ingestStore(in *dsdv1.IngestStore, a *ingestAnswers) {
 	}
 	producer := &storage.Producer{ClientID: in.GetClientId(), Epoch: p.GetEpoch(), FirstSeq: p.GetFirstSeq(), QoS2PacketIDs: ids}
 	a.begin()
+	s.metrics.ingestPending.Inc()
 	start := time.Now()
 	s.db.StoreAsync(in.GetClientId(), msgs, producer, func(res storage.StoreResult, err error) {
 		if err == nil {
 			s.metrics.observeStore(res.Shard, time.Since(start))
 		}
+		s.metrics.ingestPending.Dec()
 		a.answer(id, err)
 		a.end()
 	})

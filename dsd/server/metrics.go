@@ -23,6 +23,9 @@ type metrics struct {
 	next         prometheus.Histogram
 	// ingestFrame counts the Stores of each ingest request.
 	ingestFrame prometheus.Histogram
+	// ingestPending counts the Stores of every ingest stream submitted to
+	// the engine and not yet answered.
+	ingestPending prometheus.Gauge
 	// panics counts handler panics the recovery interceptor (or a link
 	// entry's worker) turned into INTERNAL, by method.
 	panics *prometheus.CounterVec
@@ -50,6 +53,10 @@ func newMetrics(db *storage.DB) *metrics {
 			Help:    "Time to serve one Next call.",
 			Buckets: latencyBuckets,
 		}),
+		ingestPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strata_ds_ingest_pending_stores",
+			Help: "Stores received on the gateways' ingest streams and not yet answered (queued for or in a commit round).",
+		}),
 		ingestFrame: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "strata_ds_ingest_stores_per_request",
 			Help:    "Stores carried by one request of a gateway's ingest stream.",
@@ -74,7 +81,7 @@ func newMetrics(db *storage.DB) *metrics {
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.storeBatch, m.next, m.ingestFrame, m.panics, m.internalErrors, m.linkEntriesRefused,
+		m.storeBatch, m.next, m.ingestFrame, m.ingestPending, m.panics, m.internalErrors, m.linkEntriesRefused,
 		&storageCollector{db: db},
 		&engineCollector{db: db},
 		&diskCollector{db: db},
@@ -142,13 +149,17 @@ func (c *storageCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, m := range shardMetrics {
 			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st), label)
 		}
-		h := st.FlushTime
-		buckets := make(map[float64]uint64, len(h.Bounds))
-		for i, b := range h.Bounds {
-			buckets[b] = h.Counts[i]
-		}
-		ch <- prometheus.MustNewConstHistogram(flushDesc, h.Count, h.SumSeconds, buckets, label)
+		ch <- constHistogram(flushDesc, st.FlushTime, label)
 	}
+}
+
+// constHistogram exports a storage histogram snapshot.
+func constHistogram(desc *prometheus.Desc, h storage.Histogram, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	for i, b := range h.Bounds {
+		buckets[b] = h.Counts[i]
+	}
+	return prometheus.MustNewConstHistogram(desc, h.Count, h.SumSeconds, buckets, labels...)
 }
 
 // engineCollector exports storage.EngineMetrics: counters of the one Pebble
@@ -164,13 +175,39 @@ var (
 		"Bytes of write batches written to the storage engine's write-ahead log, without its record framing.", nil, nil)
 )
 
+// The group committer's counters: one round is one Pebble batch and one
+// fsync shared by every shard's commands of the round.
+var (
+	commitRoundsDesc = prometheus.NewDesc("strata_ds_commit_rounds_total",
+		"Commit rounds of the group committer (one Pebble batch and one fsync each).", nil, nil)
+	commitCommandsDesc = prometheus.NewDesc("strata_ds_commit_commands_total",
+		"Applied commands (Store batches, session commands, ticks, will firings) committed in rounds.", nil, nil)
+	commitMessagesDesc = prometheus.NewDesc("strata_ds_commit_messages_total",
+		"Messages committed in rounds.", nil, nil)
+	commitBytesDesc = prometheus.NewDesc("strata_ds_commit_bytes_total",
+		"Bytes of stored message values committed in rounds.", nil, nil)
+	commitRoundDesc = prometheus.NewDesc("strata_ds_commit_round_seconds",
+		"Time from a round's Pebble batch being applied to its fsync returning.", nil, nil)
+)
+
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- walFsyncsDesc
 	ch <- walBytesDesc
+	ch <- commitRoundsDesc
+	ch <- commitCommandsDesc
+	ch <- commitMessagesDesc
+	ch <- commitBytesDesc
+	ch <- commitRoundDesc
 }
 
 func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	em := c.db.EngineMetrics()
 	ch <- prometheus.MustNewConstMetric(walFsyncsDesc, prometheus.CounterValue, float64(em.WALFsyncs))
 	ch <- prometheus.MustNewConstMetric(walBytesDesc, prometheus.CounterValue, float64(em.WALBytesWritten))
+	cs := c.db.CommitStats()
+	ch <- prometheus.MustNewConstMetric(commitRoundsDesc, prometheus.CounterValue, float64(cs.Rounds))
+	ch <- prometheus.MustNewConstMetric(commitCommandsDesc, prometheus.CounterValue, float64(cs.Commands))
+	ch <- prometheus.MustNewConstMetric(commitMessagesDesc, prometheus.CounterValue, float64(cs.Messages))
+	ch <- prometheus.MustNewConstMetric(commitBytesDesc, prometheus.CounterValue, float64(cs.Bytes))
+	ch <- constHistogram(commitRoundDesc, cs.RoundTime)
 }

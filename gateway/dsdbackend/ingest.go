@@ -126,6 +126,14 @@ func (g *Ingest) Submit(req session.StoreRequest, done func(error)) {
 	}
 }
 
+// Depth returns how many Stores wait to be sent (queued) and how many were
+// sent and are not answered yet (unanswered).
+func (g *Ingest) Depth() (queued, unanswered int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.mu.queue), len(g.mu.sent)
+}
+
 // Close fails what is still queued or unanswered and stops the goroutines.
 func (g *Ingest) Close() error {
 	g.cancel()

@@ -32,6 +32,9 @@ func (s *Storage) Submit(req session.StoreRequest, done func(error)) {
 	s.ingest.Submit(req, done)
 }
 
+// IngestDepth is Ingest.Depth, for the gateway's metrics.
+func (s *Storage) IngestDepth() (queued, unanswered int) { return s.ingest.Depth() }
+
 // Close stops the ingest stream; Stores still waiting fail.
 func (s *Storage) Close() error {
 	return s.ingest.Close()

@@ -210,6 +210,16 @@ func Listen(opts Options) (*Server, error) {
 	if s.opts.Backend == nil {
 		s.opts.Backend = session.NewMemBackend(s.Kick, opts.Config.MQTT.AllowCrossIdentityTakeover)
 	}
+	if d, ok := s.opts.Storage.(interface{ IngestDepth() (int, int) }); ok {
+		s.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "strata_gateway_ingest_queued_stores",
+			Help: "Stores waiting to be sent on the ingest stream to dsd.",
+		}, func() float64 { q, _ := d.IngestDepth(); return float64(q) }))
+		s.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "strata_gateway_ingest_unanswered_stores",
+			Help: "Stores sent on the ingest stream and not yet answered by dsd (the pipeline's depth).",
+		}, func() float64 { _, u := d.IngestDepth(); return float64(u) }))
+	}
 	if s.opts.Storage == nil {
 		if st, ok := s.opts.Backend.(session.Storage); ok {
 			s.opts.Storage = st
