@@ -103,6 +103,9 @@ const (
 	// ReasonAuthExpired: the credentials the client connected with (a JWT)
 	// expired.
 	ReasonAuthExpired CloseReason = "auth_expired"
+	// ReasonQuotaExceeded: the client exceeded a limit that has no
+	// per-packet answer (SUBSCRIBE and UNSUBSCRIBE packets queued).
+	ReasonQuotaExceeded CloseReason = "quota_exceeded"
 )
 
 // ConnectRequest is what the driver needs to admit, authenticate and open a

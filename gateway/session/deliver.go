@@ -52,6 +52,9 @@ type delivery struct {
 	// ops are the SUBSCRIBE and UNSUBSCRIBE packets in order; the head is
 	// being carried out.
 	ops []*subOp
+	// pending counts, per filter, the grants of ops not yet carried out
+	// that the subscription limit counts (pendGrant).
+	pending map[string]int
 	// resuming counts replays still unanswered after a resume.
 	resuming int
 	// replayedRanges are the seqno ranges the replays cover; resumeNext

@@ -10,9 +10,15 @@ import (
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
 
-// maxSubscriptions bounds the subscriptions one session holds; beyond it
-// a filter is refused with Quota exceeded (0x80 in 3.1.1).
+// maxSubscriptions bounds the subscriptions one session holds, counting
+// the new filters granted by SUBSCRIBEs not yet carried out; beyond it a
+// filter is refused with Quota exceeded (0x80 in 3.1.1).
 const maxSubscriptions = 1000
+
+// maxQueuedSubOps bounds the SUBSCRIBE and UNSUBSCRIBE packets waiting to
+// be carried out (each waits for dsd); a client that sends more is
+// disconnected with Quota exceeded instead of queueing without bound.
+const maxQueuedSubOps = 64
 
 // subOp is a SUBSCRIBE or UNSUBSCRIBE being carried out. They are carried
 // out one at a time, in order, so SUBACKs and UNSUBACKs keep the order of
@@ -34,12 +40,17 @@ func (m *Machine) subscribe(p *packet.Subscribe) {
 		m.abort(ReasonNotSupported, packet.SubscriptionIdentifiersNotSupported) // section 3.2.2.3.12
 		return
 	}
+	if len(m.d.ops) >= maxQueuedSubOps {
+		m.abort(ReasonQuotaExceeded, packet.QuotaExceeded)
+		return
+	}
 	op := &subOp{subscribe: p, codes: make([]packet.ReasonCode, len(p.Subscriptions)), granted: make([]*packet.Subscription, len(p.Subscriptions))}
 	for i, s := range p.Subscriptions {
 		op.codes[i] = m.checkSubscription(s)
 		if op.codes[i] < 0x80 {
 			s.QoS = byte(op.codes[i])
 			op.granted[i] = &s
+			m.pendGrant(s.Filter, +1)
 		}
 	}
 	if m.state == stateClosed {
@@ -49,7 +60,23 @@ func (m *Machine) subscribe(p *packet.Subscribe) {
 }
 
 func (m *Machine) unsubscribe(p *packet.Unsubscribe) {
+	if len(m.d.ops) >= maxQueuedSubOps {
+		m.abort(ReasonQuotaExceeded, packet.QuotaExceeded)
+		return
+	}
 	m.queueOp(&subOp{unsubscribe: p})
+}
+
+// pendGrant counts a filter granted by a SUBSCRIBE not yet carried out
+// (d > 0) or carried out (d < 0), so that the subscription limit holds for
+// a SUBSCRIBE with many filters and for several queued ones.
+func (m *Machine) pendGrant(filter string, d int) {
+	if m.d.pending == nil {
+		m.d.pending = make(map[string]int)
+	}
+	if m.d.pending[filter] += d; m.d.pending[filter] <= 0 {
+		delete(m.d.pending, filter)
+	}
 }
 
 func (m *Machine) queueOp(op *subOp) {
@@ -60,6 +87,11 @@ func (m *Machine) queueOp(op *subOp) {
 }
 
 func (m *Machine) opDone() {
+	for _, g := range m.d.ops[0].granted {
+		if g != nil {
+			m.pendGrant(g.Filter, -1)
+		}
+	}
 	m.d.ops = m.d.ops[1:]
 	if len(m.d.ops) > 0 && m.state == stateConnected {
 		m.runOp()
@@ -120,7 +152,7 @@ func (m *Machine) checkSubscription(s packet.Subscription) packet.ReasonCode {
 		}
 		return fail(packet.NotAuthorized)
 	}
-	if m.d.subs[s.Filter] == nil && len(m.d.subs) >= maxSubscriptions {
+	if m.d.subs[s.Filter] == nil && m.d.pending[s.Filter] == 0 && len(m.d.subs)+len(m.d.pending) >= maxSubscriptions {
 		return fail(packet.QuotaExceeded)
 	}
 	return packet.ReasonCode(min(s.QoS, m.cfg.MaxQoS)) // Granted QoS 0, 1 or 2

@@ -279,3 +279,79 @@ func TestEntryQuotaExceededDisconnects(t *testing.T) {
 		t.Fatalf("actions %v: want DISCONNECT 0x97 and Close", acts)
 	}
 }
+
+// connectedDurable returns a machine with a durable MQTT 5 session open.
+func connectedDurable(t *testing.T, now time.Time) *Machine {
+	t.Helper()
+	m := New(DefaultConfig(), now)
+	c := &packet.Connect{Version: packet.V5, ClientID: "c1"}
+	c.Properties.SessionExpiryInterval = 3600
+	c.Properties.Present.Add(packet.PropSessionExpiryInterval)
+	m.Packet(now, c)
+	m.ConnectDone(now, ConnectResult{Guard: 1})
+	return m
+}
+
+func filters(prefix string, n int) []packet.Subscription {
+	out := make([]packet.Subscription, n)
+	for i := range out {
+		out[i] = packet.Subscription{Filter: fmt.Sprintf("%s/%d", prefix, i), QoS: 1}
+	}
+	return out
+}
+
+// TestSubscriptionLimitCountsPendingGrants: the subscription limit
+// (1,000) holds for one SUBSCRIBE with more filters, and for SUBSCRIBEs
+// queued behind one still waiting for dsd: grants not yet carried out
+// count.
+func TestSubscriptionLimitCountsPendingGrants(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	m := connectedDurable(t, now)
+	// One SUBSCRIBE of 1,500 filters, then one of 600 queued behind it.
+	m.Packet(now, &packet.Subscribe{PacketID: 1, Subscriptions: filters("a", 1500)})
+	m.Packet(now, &packet.Subscribe{PacketID: 2, Subscriptions: filters("b", 600)})
+	granted := func(op *subOp) (n int) {
+		for _, c := range op.codes {
+			if c < 0x80 {
+				n++
+			} else if c != packet.QuotaExceeded {
+				t.Fatalf("refused with %v, want quota exceeded", c)
+			}
+		}
+		return n
+	}
+	if len(m.d.ops) != 2 {
+		t.Fatalf("%d operations queued, want 2", len(m.d.ops))
+	}
+	if g1, g2 := granted(m.d.ops[0]), granted(m.d.ops[1]); g1 != 1000 || g2 != 0 {
+		t.Fatalf("granted %d and %d filters, want 1000 and 0 (limit 1000)", g1, g2)
+	}
+	// A filter granted again (already pending) is not a new subscription.
+	m.Packet(now, &packet.Subscribe{PacketID: 3, Subscriptions: []packet.Subscription{{Filter: "a/7", QoS: 0}}})
+	if g := granted(m.d.ops[2]); g != 1 {
+		t.Fatalf("re-subscribing a pending filter: granted %d, want 1", g)
+	}
+}
+
+// TestQueuedSubscribeOpsAreBounded: a client that keeps sending SUBSCRIBE
+// while dsd has not answered is disconnected with Quota exceeded once 64
+// are queued, instead of queueing without bound.
+func TestQueuedSubscribeOpsAreBounded(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	m := connectedDurable(t, now)
+	var last []Action
+	for i := range maxQueuedSubOps + 1 {
+		last = m.Packet(now, &packet.Subscribe{PacketID: uint16(i + 1), Subscriptions: filters(fmt.Sprintf("q%d", i), 1)})
+	}
+	var code packet.ReasonCode
+	for _, a := range last {
+		if s, ok := a.(Send); ok {
+			if d, ok := s.Packet.(*packet.Disconnect); ok {
+				code = d.ReasonCode
+			}
+		}
+	}
+	if code != packet.QuotaExceeded || !m.Closed() {
+		t.Fatalf("SUBSCRIBE %d queued: DISCONNECT %v, closed %v; want 0x97 and closed", maxQueuedSubOps+1, code, m.Closed())
+	}
+}
