@@ -21,13 +21,13 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // startServer runs a Server over a fresh DB on free loopback ports.
-func startServer(t *testing.T) (*client.Client, *Server) {
+func startServer(t testing.TB) (*client.Client, *Server) {
 	t.Helper()
 	return startServerWith(t, nil)
 }
 
 // startServerWith is startServer with options changed by set (when set).
-func startServerWith(t *testing.T, set func(*Options)) (*client.Client, *Server) {
+func startServerWith(t testing.TB, set func(*Options)) (*client.Client, *Server) {
 	t.Helper()
 	db, err := storage.Open(storage.Options{DataDir: t.TempDir(), NShards: 4})
 	if err != nil {
