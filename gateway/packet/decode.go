@@ -129,24 +129,32 @@ func Decode(b []byte, v Version, maxSize uint32) (Packet, int, error) {
 // It returns io.EOF if r ends before the first byte and io.ErrUnexpectedEOF
 // if it ends inside the packet.
 func ReadPacket(r io.Reader, v Version, maxSize uint32) (Packet, error) {
+	p, _, err := ReadPacketSize(r, v, maxSize)
+	return p, err
+}
+
+// ReadPacketSize is ReadPacket that also returns the packet's size on the
+// wire (fixed header included), so a caller counting bytes need not size
+// the packet again.
+func ReadPacketSize(r io.Reader, v Version, maxSize uint32) (Packet, int, error) {
 	br, ok := r.(io.ByteReader)
 	if !ok {
 		br = &byteReader{r: r}
 	}
 	b0, err := br.ReadByte()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	t, flags, err := checkFirstByte(b0, v)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var vb [4]byte
 	n := 0
 	for n < len(vb) {
 		c, err := br.ReadByte()
 		if err != nil {
-			return nil, unexpected(err)
+			return nil, 0, unexpected(err)
 		}
 		vb[n] = c
 		n++
@@ -156,17 +164,18 @@ func ReadPacket(r io.Reader, v Version, maxSize uint32) (Packet, error) {
 	}
 	rl, _, st := parseVarint(vb[:n])
 	if err := remainingLengthError(t, st, v); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	h := FixedHeader{Type: t, Flags: flags, RemainingLength: int(rl)}
 	if err := checkSize(h, 1+n, maxSize); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	body, err := readBody(r, h.RemainingLength)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return DecodeBody(h, body, v)
+	p, err := DecodeBody(h, body, v)
+	return p, 1 + n + h.RemainingLength, err
 }
 
 // readChunk is the largest body ReadPacket allocates before it has read any

@@ -170,7 +170,7 @@ func (c *conn) readLoop() {
 		if wait {
 			waited = c.waitInbound()
 		}
-		p, err := packet.ReadPacket(c.reader(), version, maxSize)
+		p, size, err := packet.ReadPacketSize(c.reader(), version, maxSize)
 		now := time.Now()
 		var req *session.ConnectRequest
 		closed := false
@@ -180,7 +180,7 @@ func (c *conn) readLoop() {
 			var acts []session.Action
 			switch {
 			case err == nil:
-				c.countIn(p, version)
+				c.countIn(p, size)
 				if _, ok := p.(*packet.Pubrec); ok {
 					failpoint.Hit("gateway-after-pubrec")
 				}
@@ -608,14 +608,8 @@ func (c *conn) endSession() {
 	}
 }
 
-func (c *conn) countIn(p packet.Packet, v packet.Version) {
-	if cp, ok := p.(*packet.Connect); ok {
-		v = cp.Version
-	}
-	n, err := p.Size(v)
-	if err != nil {
-		n = 0
-	}
+// countIn counts a packet read, of n bytes on the wire.
+func (c *conn) countIn(p packet.Packet, n int) {
 	c.s.metrics.received(p.Type(), n)
 	if pub, ok := p.(*packet.Publish); ok {
 		c.s.metrics.messagesIn[pub.QoS%3].Inc()
