@@ -122,6 +122,9 @@ func newConn(s *Server, l *listener, nc net.Conn, peer netip.Addr, accepted time
 		writerDone: make(chan struct{}),
 	}
 	c.mu.entries = map[uint64]uint64{}
+	// The machine exists before the connection is tracked: the checkpoint
+	// loop, kicks and shutdown may reach it from then on.
+	c.mu.m = session.New(c.l.cfg, c.accepted)
 	return c
 }
 
@@ -130,7 +133,6 @@ func newConn(s *Server, l *listener, nc net.Conn, peer netip.Addr, accepted time
 func (c *conn) serve() {
 	c.s.metrics.connections.WithLabelValues(c.l.id).Inc()
 	defer c.s.metrics.connections.WithLabelValues(c.l.id).Dec()
-	c.mu.m = session.New(c.l.cfg, c.accepted)
 	c.readLoop()
 	c.finish()
 }
