@@ -23,8 +23,9 @@ import (
 	"github.com/stratamq/strata/dsd/client"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
-	"github.com/stratamq/strata/integration/checker"
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/checker"
+	"github.com/stratamq/strata/internal/testutil"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // crashConfig makes wildcard streams appear quickly (low thresholds) and keeps
@@ -41,7 +42,7 @@ durable_storage.messages.layout.epoch_bits = 16
 // once and in order per (publisher, topic).
 func TestDSDSigkillUnderStoreLoad(t *testing.T) {
 	kills := 5
-	if Torture() {
+	if testutil.Torture() {
 		kills = 20
 	}
 	dir := t.TempDir()

@@ -187,8 +187,6 @@ func (d *DSD) Stop(timeout time.Duration) error {
 	}
 }
 
-// Torture reports whether long variants were asked for (make torture).
-func Torture() bool { return os.Getenv("STRATA_TORTURE") != "" }
 
 // Gateway is a running gateway child process.
 type Gateway struct {

@@ -14,7 +14,7 @@ import (
 	"github.com/stratamq/strata/dsd/client"
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
-	"github.com/stratamq/strata/internal/testpki"
+	"github.com/stratamq/strata/internal/testutil/testpki"
 )
 
 func startTLSServer(t *testing.T, pki *testpki.PKI, mutual bool) *Server {
