@@ -231,3 +231,36 @@ func TestTestHelpersStayInTests(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseHasNoFailpoints: internal/failpoint kills the process only
+// when compiled with the failpoints build tag; release builds must not set
+// it, and the integration harness must (else its crash tests arm nothing).
+func TestReleaseHasNoFailpoints(t *testing.T) {
+	root := repoRoot(t)
+	for _, f := range []string{"scripts/release.sh", "Makefile", "packaging"} {
+		err := filepath.WalkDir(filepath.Join(root, f), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if bytes.Contains(src, []byte("failpoints")) {
+				rel, _ := filepath.Rel(root, path)
+				t.Errorf("%s mentions the failpoints build tag: release binaries are built without it", rel)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	harness, err := os.ReadFile(filepath.Join(root, "integration", "harness.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(harness, []byte(`"-tags", "failpoints"`)) {
+		t.Error("integration/harness.go does not build with -tags failpoints: its failpoints would do nothing")
+	}
+}
