@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +80,19 @@ func TestCloseStopsServe(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return after Close")
+	}
+}
+
+// TestListenRefusesOversizedLinkBatches: a batch size above the cap is an
+// error at start-up, not silently lowered.
+func TestListenRefusesOversizedLinkBatches(t *testing.T) {
+	db, err := storage.Open(storage.Options{DataDir: t.TempDir(), NShards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = Listen(db, Options{GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", GatewayLink: GatewayLinkOptions{BatchSize: linkMaxBatchMessagesCap + 1}})
+	if err == nil || !strings.Contains(err.Error(), "durable_sessions.batch_size") {
+		t.Fatalf("Listen with BatchSize %d: %v, want an error naming durable_sessions.batch_size", linkMaxBatchMessagesCap+1, err)
 	}
 }

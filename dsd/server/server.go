@@ -122,6 +122,11 @@ type Server struct {
 // UnsafePlaintextListen).
 func Listen(db *storage.DB, opts Options) (*Server, error) {
 	opts.ensureDefaults(db)
+	link := opts.GatewayLink
+	link.ensureDefaults()
+	if err := link.validate(); err != nil {
+		return nil, err
+	}
 	mutual := mutualTLS(opts.TLS)
 	var binds [2]string
 	for i, addr := range []string{opts.GRPCListen, opts.HTTPListen} {

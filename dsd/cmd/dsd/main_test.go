@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/config"
+	"github.com/stratamq/strata/dsd/server"
+	"github.com/stratamq/strata/gateway/dsdbackend"
 )
 
 // TestDefaultConfigRetainsADay: a user who sets nothing gets generations
@@ -19,5 +21,15 @@ func TestDefaultConfigRetainsADay(t *testing.T) {
 	}
 	if o.RetentionPeriod != 24*time.Hour {
 		t.Errorf("RetentionPeriod = %v with the default config, want 24h", o.RetentionPeriod)
+	}
+}
+
+// TestHeartbeatDefaultsAgree: dsd's and the gateway's defaults of the
+// lease interval are the config's default, so a library user and a config
+// user get the same lease.
+func TestHeartbeatDefaultsAgree(t *testing.T) {
+	want := config.Default().DurableSessions.GatewayHeartbeatInterval.Std()
+	if server.DefaultHeartbeatInterval != want || dsdbackend.DefaultLeaseInterval != want {
+		t.Errorf("heartbeat defaults: dsd/server %v, gateway/dsdbackend %v, config %v", server.DefaultHeartbeatInterval, dsdbackend.DefaultLeaseInterval, want)
 	}
 }
