@@ -189,7 +189,6 @@ func (d *DSD) Stop(timeout time.Duration) error {
 	}
 }
 
-
 // Gateway is a running gateway child process.
 type Gateway struct {
 	cmd *exec.Cmd

@@ -1,9 +1,6 @@
 package mqttrec
 
-import (
-
-	"github.com/stratamq/strata/gateway/packet"
-)
+import "github.com/stratamq/strata/gateway/packet"
 
 // Withhold makes the connection not send the next n acknowledgements of
 // type t (packet.PUBACK, PUBREC or PUBCOMP), so a test can, say, kill the
