@@ -39,7 +39,9 @@ type Config struct {
 type DurableSessions struct {
 	// Enable keeps subscriptions and delivery state of sessions with expiry > 0 in dsd. Default true.
 	Enable bool `toml:"enable"`
-	// MessageRetentionPeriod drives generation rotation and drop. Default 1d.
+	// MessageRetentionPeriod drives generation rotation and drop: dsd passes
+	// it as storage.Options.RetentionPeriod. Default 1d; 0 turns rotation and
+	// drop off (every message is kept); negative is invalid.
 	MessageRetentionPeriod Duration `toml:"message_retention_period"`
 	// BatchSize is messages per pushed batch / replay record. Default 100.
 	BatchSize int `toml:"batch_size"`

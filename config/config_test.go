@@ -140,3 +140,15 @@ func FuzzParse(f *testing.F) {
 		_ = c.String()
 	})
 }
+
+func TestNegativeRetentionIsInvalid(t *testing.T) {
+	c := Default()
+	c.DurableSessions.MessageRetentionPeriod = Duration(-time.Hour)
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "durable_sessions.message_retention_period") {
+		t.Fatalf("want an error naming durable_sessions.message_retention_period, got %v", err)
+	}
+	c.DurableSessions.MessageRetentionPeriod = 0
+	if err := c.Validate(); err != nil {
+		t.Fatalf("0 (retention off) is valid, got %v", err)
+	}
+}

@@ -35,6 +35,9 @@ func (c Config) Validate() error {
 			bad(key, "must be positive")
 		}
 	}
+	if ds.MessageRetentionPeriod < 0 {
+		bad("durable_sessions.message_retention_period", "must not be negative (0 turns retention off)")
+	}
 	m := c.DurableStorage.Messages
 	if m.DataDir == "" {
 		bad("durable_storage.messages.data_dir", "must not be empty")

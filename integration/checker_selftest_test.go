@@ -11,7 +11,7 @@ import (
 
 	"github.com/stratamq/strata/dsd/storage"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
-	"github.com/stratamq/strata/integration/checker"
+	"github.com/stratamq/strata/internal/checker"
 )
 
 // TestCheckerCatchesUnsafeNoSync proves the history checker can fail: dsd's

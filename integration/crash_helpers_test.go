@@ -13,8 +13,8 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/stratamq/strata/integration/checker"
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/checker"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // loadRun drives publishers and subscribers that survive their broker's

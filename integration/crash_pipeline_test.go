@@ -9,7 +9,8 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/stratamq/strata/integration/checker"
+	"github.com/stratamq/strata/internal/checker"
+	"github.com/stratamq/strata/internal/testutil"
 )
 
 // TestCrashDSDPipelinedPublishers kills dsd with SIGKILL 10 times while
@@ -23,7 +24,7 @@ import (
 // exactly once.
 func TestCrashDSDPipelinedPublishers(t *testing.T) {
 	kills := 10
-	if Torture() {
+	if testutil.Torture() {
 		kills = 30
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

@@ -15,7 +15,8 @@ import (
 
 	"github.com/stratamq/strata/gateway/packet"
 
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/testutil"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // TestCrashDSDUnderQoS1Load kills dsd with SIGKILL 10 times (50 with make
@@ -25,7 +26,7 @@ import (
 // its session on every reconnect.
 func TestCrashDSDUnderQoS1Load(t *testing.T) {
 	kills := 10
-	if Torture() {
+	if testutil.Torture() {
 		kills = 50
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/stratamq/strata/gateway/packet"
 	"github.com/stratamq/strata/internal/failpoint"
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // TestGenerationsWhileOffline: three generations are added while a durable

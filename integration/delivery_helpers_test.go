@@ -13,7 +13,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // cluster is one dsd and the gateways in front of it.

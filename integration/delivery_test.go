@@ -19,7 +19,7 @@ import (
 	"github.com/stratamq/strata/dsd/client"
 	"github.com/stratamq/strata/gateway/packet"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // TestDurableSessionAcrossGateways is the first scenario: a

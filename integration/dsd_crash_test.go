@@ -23,7 +23,9 @@ import (
 	"github.com/stratamq/strata/dsd/client"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
-	"github.com/stratamq/strata/integration/checker"
+	"github.com/stratamq/strata/internal/checker"
+	"github.com/stratamq/strata/internal/testutil"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // crashConfig makes wildcard streams appear quickly (low thresholds) and keeps
@@ -40,7 +42,7 @@ durable_storage.messages.layout.epoch_bits = 16
 // once and in order per (publisher, topic).
 func TestDSDSigkillUnderStoreLoad(t *testing.T) {
 	kills := 5
-	if Torture() {
+	if testutil.Torture() {
 		kills = 20
 	}
 	dir := t.TempDir()
@@ -83,7 +85,7 @@ func TestDSDSigkillUnderStoreLoad(t *testing.T) {
 	for k := range kills {
 		// Let load run until a few more messages are acked, then kill.
 		target := acked.Load() + int64(100+rng.IntN(900))
-		waitFor(t, ctx, 60*time.Second, func() bool { return acked.Load() >= target }, "acks before kill %d", k)
+		wait.For(t, 60*time.Second, fmt.Sprintf("acks before kill %d", k), func() bool { return acked.Load() >= target })
 		d, err = d.KillAndRestart(ctx)
 		if err != nil {
 			stopLoad()
@@ -92,7 +94,7 @@ func TestDSDSigkillUnderStoreLoad(t *testing.T) {
 		}
 	}
 	target := acked.Load() + 100
-	waitFor(t, ctx, 60*time.Second, func() bool { return acked.Load() >= target }, "acks after the last restart")
+	wait.For(t, 60*time.Second, "acks after the last restart", func() bool { return acked.Load() >= target })
 	stopLoad()
 	wg.Wait()
 	close(loadErrs)
@@ -172,7 +174,7 @@ func waitReadable(t *testing.T, ctx context.Context, c *client.Client) {
 		t.Fatal(err)
 	}
 	const epochBits = 16
-	waitFor(t, ctx, 30*time.Second, func() bool {
+	wait.For(t, 30*time.Second, "readable clocks past the last epoch", func() bool {
 		info, err := c.Storage.Info(ctx, &dsdv1.InfoRequest{})
 		if err != nil {
 			return false
@@ -184,7 +186,7 @@ func waitReadable(t *testing.T, ctx context.Context, c *client.Client) {
 			}
 		}
 		return true
-	}, "readable clocks past the last epoch")
+	})
 }
 
 // readWithDstool reads everything back through the real dstool binary and
@@ -215,17 +217,5 @@ func readWithDstool(t *testing.T, addr string, hist *checker.History) {
 			t.Fatalf("dstool read: payload %q does not name its publisher %q", m.Payload, m.Publisher)
 		}
 		hist.Add(checker.Event{Kind: checker.Deliver, Reader: "dstool", Publisher: pub, Topic: m.Topic, Seq: seq})
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, cond func() bool, what string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("timed out waiting for %s", fmt.Sprintf(what, args...))
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

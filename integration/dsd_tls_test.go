@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/testutil/wait"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/stratamq/strata/internal/testpki"
+	"github.com/stratamq/strata/internal/testutil/testpki"
 )
 
 // TestGatewayDSDMutualTLS: dsd requires client certificates; a gateway

@@ -13,7 +13,8 @@ import (
 	"github.com/stratamq/strata/gateway/packet"
 	"github.com/stratamq/strata/internal/failpoint"
 	"github.com/stratamq/strata/internal/mqttrec"
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/testutil"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // TestGatewayFailpoints kills gateway A (SIGKILL from inside, at a named
@@ -241,7 +242,7 @@ func (s *recSub) check(t *testing.T, n int) {
 // finds its session.
 func TestCrashGatewayUnderQoS12Load(t *testing.T) {
 	kills := 5
-	if Torture() {
+	if testutil.Torture() {
 		kills = 20
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -13,6 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/stratamq/strata/gateway/packet"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // TestGatewayTakeover runs two gateway processes on one dsd: a client id
@@ -168,7 +169,7 @@ func TestGatewayDSDOutage(t *testing.T) {
 	if err := d.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 15*time.Second, func() bool { return httpStatus(t, readyz) == http.StatusOK }, "/readyz after SIGCONT")
+	wait.For(t, 15*time.Second, "/readyz after SIGCONT", func() bool { return httpStatus(t, readyz) == http.StatusOK })
 	c = dialRaw(t, addr, packet.V5)
 	if ack := c.connectDurable(t, "outage-v5", 300); ack.ReasonCode != 0 || !ack.SessionPresent {
 		t.Fatalf("CONNECT after dsd is back: %+v, want 0x00 with session present", ack)

@@ -29,7 +29,9 @@ func Build(dir string) (Binaries, error) {
 	if err != nil {
 		return Binaries{}, err
 	}
-	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "./dsd/cmd/dsd", "./tools/dstool", "./gateway/cmd/gateway")
+	// -tags failpoints compiles internal/failpoint in (release builds leave
+	// it out), so the crash tests can arm STRATA_FAILPOINTS.
+	cmd := exec.Command("go", "build", "-tags", "failpoints", "-o", dir+string(os.PathSeparator), "./dsd/cmd/dsd", "./tools/dstool", "./gateway/cmd/gateway")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Binaries{}, fmt.Errorf("integration: go build: %v\n%s", err, out)
@@ -186,9 +188,6 @@ func (d *DSD) Stop(timeout time.Duration) error {
 		return fmt.Errorf("integration: dsd did not stop within %v", timeout)
 	}
 }
-
-// Torture reports whether long variants were asked for (make torture).
-func Torture() bool { return os.Getenv("STRATA_TORTURE") != "" }
 
 // Gateway is a running gateway child process.
 type Gateway struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/stratamq/strata/dsd/client"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // TestRetainedSurvivesSigkill stores retained messages (and deletions) from
@@ -82,7 +83,7 @@ func TestRetainedSurvivesSigkill(t *testing.T) {
 	}
 	for k := range 2 {
 		target := acked.Load() + 150
-		waitFor(t, ctx, 60*time.Second, func() bool { return acked.Load() >= target }, "acks before kill %d", k)
+		wait.For(t, 60*time.Second, fmt.Sprintf("acks before kill %d", k), func() bool { return acked.Load() >= target })
 		if d, err = d.KillAndRestart(ctx); err != nil {
 			stopLoad()
 			wg.Wait()
@@ -90,7 +91,7 @@ func TestRetainedSurvivesSigkill(t *testing.T) {
 		}
 	}
 	target := acked.Load() + 50
-	waitFor(t, ctx, 60*time.Second, func() bool { return acked.Load() >= target }, "acks after the last restart")
+	wait.For(t, 60*time.Second, "acks after the last restart", func() bool { return acked.Load() >= target })
 	stopLoad()
 	wg.Wait()
 	close(errs)

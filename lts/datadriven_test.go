@@ -3,6 +3,9 @@ package lts
 import (
 	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,213 +32,251 @@ import (
 //	filter static=S from=F to=T [varying=(+,x)]   then:
 //	ratchet / increment   input: keys in hex, one per line
 func TestDataDriven(t *testing.T) {
-	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
-		if strings.Contains(path, "fuzz") {
-			t.Skip()
+	entries, err := os.ReadDir("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "fuzz" {
+			continue // the Fuzz targets' seed corpora (TestFuzzSeedCorpora)
 		}
-		var (
-			cfg     = DefaultConfig()
-			trie    *Trie
-			learned = map[string]Learned{}
-			order   []string
-			layout  *Layout
-			filter  *KeyFilter
-		)
-		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
-			switch d.Cmd {
-			case "new":
-				cfg = DefaultConfig()
-				scanConfig(t, d, &cfg)
-				var err error
-				if trie, err = NewTrie(cfg); err != nil {
-					return err.Error()
-				}
-				learned, order = map[string]Learned{}, nil
-				return ""
-			case "learn":
-				var b strings.Builder
-				for _, topic := range inputLines(d) {
-					l, err := trie.Learn(SplitTopic(topic))
-					if err != nil {
-						fmt.Fprintf(&b, "%s: %v\n", topic, err)
-						continue
-					}
-					if _, ok := learned[topic]; !ok {
-						order = append(order, topic)
-					}
-					learned[topic] = Learned{Static: l.Static, Varying: l.Varying}
-					fmt.Fprintf(&b, "%s -> %s varying=%s", topic, fmtID(l.Static, cfg), fmtStrings(l.Varying))
-					if len(l.NewEdges) > 0 {
-						fmt.Fprintf(&b, " new=%d", len(l.NewEdges))
-					}
-					b.WriteString("\n")
-				}
-				return b.String()
-			case "lookup":
-				var b strings.Builder
-				for _, topic := range inputLines(d) {
-					l, ok := trie.Lookup(SplitTopic(topic))
-					if !ok {
-						fmt.Fprintf(&b, "%s: not found\n", topic)
-						continue
-					}
-					fmt.Fprintf(&b, "%s -> %s varying=%s\n", topic, fmtID(l.Static, cfg), fmtStrings(l.Varying))
-				}
-				return b.String()
-			case "trie":
-				return dumpTrie(trie)
-			case "keys":
-				// The key of every learned topic, in learning order.
-				l, err := NewLayout(cfg)
+		datadriven.Walk(t, filepath.Join("testdata", e.Name()), runScript)
+	}
+}
+
+// runScript runs one datadriven script.
+func runScript(t *testing.T, path string) {
+	var (
+		cfg     = DefaultConfig()
+		trie    *Trie
+		learned = map[string]Learned{}
+		order   []string
+		layout  *Layout
+		filter  *KeyFilter
+	)
+	datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+		switch d.Cmd {
+		case "new":
+			cfg = DefaultConfig()
+			scanConfig(t, d, &cfg)
+			var err error
+			if trie, err = NewTrie(cfg); err != nil {
+				return err.Error()
+			}
+			learned, order = map[string]Learned{}, nil
+			return ""
+		case "learn":
+			var b strings.Builder
+			for _, topic := range inputLines(d) {
+				l, err := trie.Learn(SplitTopic(topic))
 				if err != nil {
-					return err.Error()
+					fmt.Fprintf(&b, "%s: %v\n", topic, err)
+					continue
 				}
-				ts := scanU64(t, d, "ts")
-				var b strings.Builder
-				for _, topic := range order {
-					lt := learned[topic]
-					fmt.Fprintf(&b, "%s: %s\n", topic, fmtHex(l.AppendKey(nil, lt.Static, lt.Varying, ts)))
+				if _, ok := learned[topic]; !ok {
+					order = append(order, topic)
 				}
-				return b.String()
-			case "match":
-				var b strings.Builder
-				for _, f := range inputLines(d) {
-					ms := trie.Match(SplitTopic(f))
-					fmt.Fprintf(&b, "%s:\n", f)
-					if len(ms) == 0 {
-						b.WriteString("  (none)\n")
-					}
-					for _, m := range ms {
-						st, _ := trie.Structure(m.Static)
-						fmt.Fprintf(&b, "  %s %s %s\n", fmtID(m.Static, cfg), strings.Join(st, "/"), fmtConstraints(m.Varying))
-					}
+				learned[topic] = Learned{Static: l.Static, Varying: l.Varying}
+				fmt.Fprintf(&b, "%s -> %s varying=%s", topic, fmtID(l.Static, cfg), fmtStrings(l.Varying))
+				if len(l.NewEdges) > 0 {
+					fmt.Fprintf(&b, " new=%d", len(l.NewEdges))
 				}
-				return b.String()
-			case "streams":
-				var b strings.Builder
-				for _, s := range trie.Statics() {
-					st, err := trie.Structure(s)
-					if err != nil {
-						t.Fatal(err)
-					}
-					fmt.Fprintf(&b, "%s %s\n", fmtID(s, cfg), strings.Join(st, "/"))
-				}
-				return b.String()
-			case "stats":
-				s := trie.Stats()
-				return fmt.Sprintf("states=%d streams=%d at-capacity=%t capped-edges=%d\n", s.States, s.Streams, s.AtCapacity, s.CappedEdges)
-			case "restore":
-				var edges []Edge
-				for _, e := range trie.Edges() {
-					rec := AppendEdgeRecord(nil, e, cfg.TopicIndexBytes)
-					de, err := DecodeEdgeRecord(rec, cfg.TopicIndexBytes)
-					if err != nil {
-						t.Fatal(err)
-					}
-					edges = append(edges, de)
-				}
-				// Reverse, so Restore sees children before parents.
-				for i, j := 0, len(edges)-1; i < j; i, j = i+1, j-1 {
-					edges[i], edges[j] = edges[j], edges[i]
-				}
-				nt, err := Restore(cfg, edges)
-				if err != nil {
-					return err.Error()
-				}
-				for _, topic := range order {
-					l, ok := nt.Lookup(SplitTopic(topic))
-					want := learned[topic]
-					if !ok || l.Static != want.Static || fmtStrings(l.Varying) != fmtStrings(want.Varying) {
-						t.Fatalf("%s: restored %v %v, want %v", topic, l, ok, want)
-					}
-				}
-				if got, want := dumpTrie(nt), dumpTrie(trie); got != want {
-					t.Fatalf("restored trie differs:\n%s\nwant:\n%s", got, want)
-				}
-				trie = nt
-				return fmt.Sprintf("restored %d edges, %d topics unchanged\n", len(edges), len(order))
-			case "copy-wildcards":
-				nt, edges, err := trie.CopyWildcards(cfg)
-				if err != nil {
-					return err.Error()
-				}
-				trie = nt
-				learned, order = map[string]Learned{}, nil
-				return fmt.Sprintf("copied %d edges\n", len(edges))
-			case "layout":
-				cfg = DefaultConfig()
-				scanConfig(t, d, &cfg)
-				var err error
-				if layout, err = NewLayout(cfg); err != nil {
-					return err.Error()
-				}
-				return ""
-			case "key":
-				static, ts := scanU64(t, d, "static"), scanU64(t, d, "ts")
-				varying := scanList(d, "varying")
-				key := layout.AppendKey(nil, StateID(static), varying, ts)
-				return fmtKey(t, layout, key)
-			case "decode":
-				var b strings.Builder
-				for _, line := range inputLines(d) {
-					key, err := hex.DecodeString(strings.ReplaceAll(line, " ", ""))
-					if err != nil {
-						t.Fatal(err)
-					}
-					fmt.Fprintf(&b, "%s", fmtKey(t, layout, key))
-				}
-				return b.String()
-			case "filter":
-				static := scanU64(t, d, "static")
-				from, to := scanU64(t, d, "from"), scanU64(t, d, "to")
-				var cs []Constraint
-				for _, v := range scanList(d, "varying") {
-					if v == "+" {
-						cs = append(cs, Any())
-					} else {
-						cs = append(cs, Equal(v))
-					}
-				}
-				var err error
-				if filter, err = layout.Filter(StateID(static), cs, from, to); err != nil {
-					return err.Error()
-				}
-				lo, hi, ok := filter.Bounds()
+				b.WriteString("\n")
+			}
+			return b.String()
+		case "lookup":
+			var b strings.Builder
+			for _, topic := range inputLines(d) {
+				l, ok := trie.Lookup(SplitTopic(topic))
 				if !ok {
-					return "empty\n"
+					fmt.Fprintf(&b, "%s: not found\n", topic)
+					continue
 				}
-				return fmt.Sprintf("boxes=%d\nlower=%s\nupper=%s\n", len(filter.boxes), fmtHex(lo), fmtHex(hi))
-			case "ratchet", "increment", "matches":
-				var b strings.Builder
-				for _, line := range inputLines(d) {
-					key, err := hex.DecodeString(strings.ReplaceAll(line, " ", ""))
-					if err != nil {
-						t.Fatal(err)
-					}
-					if d.Cmd == "matches" {
-						fmt.Fprintf(&b, "%s: %t\n", fmtHex(key), filter.Matches(key))
-						continue
-					}
-					var out []byte
-					var ok bool
-					if d.Cmd == "ratchet" {
-						out, ok = filter.Ratchet(nil, key)
-					} else {
-						out, ok = filter.Increment(nil, key)
-					}
-					if !ok {
-						fmt.Fprintf(&b, "%s -> overflow\n", fmtHex(key))
-						continue
-					}
-					fmt.Fprintf(&b, "%s -> %s\n", fmtHex(key), fmtHex(out))
+				fmt.Fprintf(&b, "%s -> %s varying=%s\n", topic, fmtID(l.Static, cfg), fmtStrings(l.Varying))
+			}
+			return b.String()
+		case "trie":
+			return dumpTrie(trie)
+		case "keys":
+			// The key of every learned topic, in learning order.
+			l, err := NewLayout(cfg)
+			if err != nil {
+				return err.Error()
+			}
+			ts := scanU64(t, d, "ts")
+			var b strings.Builder
+			for _, topic := range order {
+				lt := learned[topic]
+				fmt.Fprintf(&b, "%s: %s\n", topic, fmtHex(l.AppendKey(nil, lt.Static, lt.Varying, ts)))
+			}
+			return b.String()
+		case "match":
+			var b strings.Builder
+			for _, f := range inputLines(d) {
+				ms := trie.Match(SplitTopic(f))
+				fmt.Fprintf(&b, "%s:\n", f)
+				if len(ms) == 0 {
+					b.WriteString("  (none)\n")
 				}
-				return b.String()
-			default:
-				t.Fatalf("unknown command %q", d.Cmd)
+				for _, m := range ms {
+					st, _ := trie.Structure(m.Static)
+					fmt.Fprintf(&b, "  %s %s %s\n", fmtID(m.Static, cfg), strings.Join(st, "/"), fmtConstraints(m.Varying))
+				}
+			}
+			return b.String()
+		case "streams":
+			var b strings.Builder
+			for _, s := range trie.Statics() {
+				st, err := trie.Structure(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(&b, "%s %s\n", fmtID(s, cfg), strings.Join(st, "/"))
+			}
+			return b.String()
+		case "stats":
+			s := trie.Stats()
+			return fmt.Sprintf("states=%d streams=%d at-capacity=%t capped-edges=%d\n", s.States, s.Streams, s.AtCapacity, s.CappedEdges)
+		case "restore":
+			var edges []Edge
+			for _, e := range trie.Edges() {
+				rec := AppendEdgeRecord(nil, e, cfg.TopicIndexBytes)
+				de, err := DecodeEdgeRecord(rec, cfg.TopicIndexBytes)
+				if err != nil {
+					t.Fatal(err)
+				}
+				edges = append(edges, de)
+			}
+			// Reverse, so Restore sees children before parents.
+			for i, j := 0, len(edges)-1; i < j; i, j = i+1, j-1 {
+				edges[i], edges[j] = edges[j], edges[i]
+			}
+			nt, err := Restore(cfg, edges)
+			if err != nil {
+				return err.Error()
+			}
+			for _, topic := range order {
+				l, ok := nt.Lookup(SplitTopic(topic))
+				want := learned[topic]
+				if !ok || l.Static != want.Static || fmtStrings(l.Varying) != fmtStrings(want.Varying) {
+					t.Fatalf("%s: restored %v %v, want %v", topic, l, ok, want)
+				}
+			}
+			if got, want := dumpTrie(nt), dumpTrie(trie); got != want {
+				t.Fatalf("restored trie differs:\n%s\nwant:\n%s", got, want)
+			}
+			trie = nt
+			return fmt.Sprintf("restored %d edges, %d topics unchanged\n", len(edges), len(order))
+		case "copy-wildcards":
+			nt, edges, err := trie.CopyWildcards(cfg)
+			if err != nil {
+				return err.Error()
+			}
+			trie = nt
+			learned, order = map[string]Learned{}, nil
+			return fmt.Sprintf("copied %d edges\n", len(edges))
+		case "layout":
+			cfg = DefaultConfig()
+			scanConfig(t, d, &cfg)
+			var err error
+			if layout, err = NewLayout(cfg); err != nil {
+				return err.Error()
 			}
 			return ""
-		})
+		case "key":
+			static, ts := scanU64(t, d, "static"), scanU64(t, d, "ts")
+			varying := scanList(d, "varying")
+			key := layout.AppendKey(nil, StateID(static), varying, ts)
+			return fmtKey(t, layout, key)
+		case "decode":
+			var b strings.Builder
+			for _, line := range inputLines(d) {
+				key, err := hex.DecodeString(strings.ReplaceAll(line, " ", ""))
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(&b, "%s", fmtKey(t, layout, key))
+			}
+			return b.String()
+		case "filter":
+			static := scanU64(t, d, "static")
+			from, to := scanU64(t, d, "from"), scanU64(t, d, "to")
+			var cs []Constraint
+			for _, v := range scanList(d, "varying") {
+				if v == "+" {
+					cs = append(cs, Any())
+				} else {
+					cs = append(cs, Equal(v))
+				}
+			}
+			var err error
+			if filter, err = layout.Filter(StateID(static), cs, from, to); err != nil {
+				return err.Error()
+			}
+			lo, hi, ok := filter.Bounds()
+			if !ok {
+				return "empty\n"
+			}
+			return fmt.Sprintf("boxes=%d\nlower=%s\nupper=%s\n", len(filter.boxes), fmtHex(lo), fmtHex(hi))
+		case "ratchet", "increment", "matches":
+			var b strings.Builder
+			for _, line := range inputLines(d) {
+				key, err := hex.DecodeString(strings.ReplaceAll(line, " ", ""))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d.Cmd == "matches" {
+					fmt.Fprintf(&b, "%s: %t\n", fmtHex(key), filter.Matches(key))
+					continue
+				}
+				var out []byte
+				var ok bool
+				if d.Cmd == "ratchet" {
+					out, ok = filter.Ratchet(nil, key)
+				} else {
+					out, ok = filter.Increment(nil, key)
+				}
+				if !ok {
+					fmt.Fprintf(&b, "%s -> overflow\n", fmtHex(key))
+					continue
+				}
+				fmt.Fprintf(&b, "%s -> %s\n", fmtHex(key), fmtHex(out))
+			}
+			return b.String()
+		default:
+			t.Fatalf("unknown command %q", d.Cmd)
+		}
+		return ""
 	})
+}
+
+// TestFuzzSeedCorpora: every Fuzz target of the package has its committed
+// seed corpus under testdata/fuzz/<target>, so plain `go test` replays it;
+// a missing or empty folder fails, naming the target.
+func TestFuzzSeedCorpora(t *testing.T) {
+	files, err := filepath.Glob("*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fuzz := regexp.MustCompile(`(?m)^func (Fuzz\w+)\(f \*testing\.F\)`)
+	n := 0
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range fuzz.FindAllSubmatch(src, -1) {
+			n++
+			dir := filepath.Join("testdata", "fuzz", string(m[1]))
+			seeds, err := os.ReadDir(dir)
+			if err != nil || len(seeds) == 0 {
+				t.Errorf("%s (%s) has no seed corpus in %s: %v", m[1], f, dir, err)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no Fuzz target found: the pattern is stale")
+	}
 }
 
 func scanConfig(t *testing.T, d *datadriven.TestData, cfg *Config) {

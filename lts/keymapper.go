@@ -97,9 +97,6 @@ func (m *Keymapper) KeyLen() int { return m.keyLen }
 // Dims returns the number of vector coordinates.
 func (m *Keymapper) Dims() int { return m.dims }
 
-// Sources returns a copy of the bit sources, most significant first.
-func (m *Keymapper) Sources() []BitSource { return append([]BitSource(nil), m.sources...) }
-
 // AppendKey appends the key of vec to dst. Bits of a coordinate that no
 // source covers are dropped; missing coordinates count as 0 and extra ones
 // are ignored.

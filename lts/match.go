@@ -29,9 +29,6 @@ func (c Constraint) String() string {
 	return strconv.Quote(c.Value)
 }
 
-// Accepts reports whether the level value v satisfies c.
-func (c Constraint) Accepts(v string) bool { return c.Any || c.Value == v }
-
 // Match is one stream that may hold topics matching a filter, with what the
 // filter says about the stream's varying levels.
 type Match struct {

@@ -12,7 +12,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"os"
 	"sort"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	"github.com/stratamq/strata/internal/tlsconf"
 )
 
 // maxReplyBytes is the largest reply the client accepts.
@@ -141,13 +141,9 @@ func CertName(certFile, keyFile string) (string, error) {
 func WithTLS(f TLSFiles) (grpc.DialOption, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: f.ServerName}
 	if f.CAFile != "" {
-		pem, err := os.ReadFile(f.CAFile)
+		pool, err := tlsconf.CertPool(f.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("dsd client: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("dsd client: %s holds no PEM certificate", f.CAFile)
 		}
 		cfg.RootCAs = pool
 	}

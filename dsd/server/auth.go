@@ -3,10 +3,8 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 
 	"google.golang.org/grpc"
@@ -14,6 +12,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/stratamq/strata/dsd/storage"
+	"github.com/stratamq/strata/internal/tlsconf"
 )
 
 // Role is what a caller may do; methodRules (authz.go) lists, per method,
@@ -39,22 +38,9 @@ func LoadTLS(f TLSFiles) (*tls.Config, error) {
 	if f.CertFile == "" {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	cfg, err := tlsconf.Server(f.CertFile, f.KeyFile, f.CACertFile, tls.RequireAndVerifyClientCert)
 	if err != nil {
 		return nil, fmt.Errorf("dsd: tls: %w", err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if f.CACertFile != "" {
-		pem, err := os.ReadFile(f.CACertFile)
-		if err != nil {
-			return nil, fmt.Errorf("dsd: tls: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("dsd: tls: %s holds no PEM certificate", f.CACertFile)
-		}
-		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return cfg, nil
 }

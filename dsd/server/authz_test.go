@@ -12,7 +12,7 @@ import (
 	"github.com/stratamq/strata/dsd/client"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
-	"github.com/stratamq/strata/internal/testpki"
+	"github.com/stratamq/strata/internal/testutil/testpki"
 )
 
 // TestMethodTableCoversAPI walks the method descriptors of every service

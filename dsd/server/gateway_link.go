@@ -20,10 +20,12 @@ import (
 // valid: every unset field takes its default.
 type GatewayLinkOptions struct {
 	// BatchSize bounds the messages of one pushed batch
-	// (durable_sessions.batch_size). Default 100.
+	// (durable_sessions.batch_size). Default 100; at most 10000 (the cap of
+	// a Next call), or Listen refuses.
 	BatchSize int
 	// MaxBatchBytes bounds the bytes (keys plus stored values) of one pushed
-	// batch; a single larger message is pushed alone. Default 4 MiB.
+	// batch; a single larger message is pushed alone. Default 4 MiB; at
+	// most 64 MiB, or Listen refuses.
 	MaxBatchBytes int
 	// IdlePollInterval is the safety net of a Read entry: it rescans its
 	// stream at least this often even when no commit woke it
@@ -64,11 +66,9 @@ func (o *GatewayLinkOptions) ensureDefaults() {
 	if o.BatchSize <= 0 {
 		o.BatchSize = DefaultLinkBatchSize
 	}
-	o.BatchSize = min(o.BatchSize, linkMaxBatchMessagesCap)
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = DefaultLinkMaxBatchBytes
 	}
-	o.MaxBatchBytes = min(o.MaxBatchBytes, linkMaxBatchBytesCap)
 	if o.IdlePollInterval <= 0 {
 		o.IdlePollInterval = DefaultLinkIdlePoll
 	}
@@ -84,6 +84,19 @@ func (o *GatewayLinkOptions) ensureDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+}
+
+// validate refuses limits above their caps (no silent clamp). Call it after
+// ensureDefaults.
+func (o GatewayLinkOptions) validate() error {
+	var errs []error
+	if o.BatchSize > linkMaxBatchMessagesCap {
+		errs = append(errs, fmt.Errorf("dsd: gateway link: BatchSize (durable_sessions.batch_size) %d above %d", o.BatchSize, linkMaxBatchMessagesCap))
+	}
+	if o.MaxBatchBytes > linkMaxBatchBytesCap {
+		errs = append(errs, fmt.Errorf("dsd: gateway link: MaxBatchBytes %d above %d", o.MaxBatchBytes, linkMaxBatchBytesCap))
+	}
+	return errors.Join(errs...)
 }
 
 // maxSendMsgSize is the largest response the link sends: a full batch, or

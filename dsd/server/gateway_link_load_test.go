@@ -12,15 +12,13 @@ import (
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
 
-// TestLinkPushLatency measures publish → push for a single-topic stream:
-// one message at a time, the clock starts before Store and stops when the
-// batch is received. It asserts only a loose bound; the numbers are logged.
-func TestLinkPushLatency(t *testing.T) {
-	n := 1000
-	if testing.Short() {
-		n = 100
-	}
-	e := startLinkServer(t, GatewayLinkOptions{})
+// pushOneByOne stores n messages of a single-topic stream one at a time and
+// checks that each is pushed, on its own, to the Read entry before the next
+// is stored: pushes are driven by commits, not by the safety-net rescan. It
+// returns the publish → push time of each message (the clock starts before
+// Store and stops when the batch is received).
+func pushOneByOne(tb testing.TB, n int) []time.Duration {
+	e := startLinkServer(tb, GatewayLinkOptions{})
 	l := e.open()
 	// Time-stamp each response as it is received, not when the test looks.
 	type stamped struct {
@@ -42,63 +40,62 @@ func TestLinkPushLatency(t *testing.T) {
 	shard := e.db.ShardOf("lat")
 	id, err := l.AddRead(e.iteratorFor("lat/t", e.watermark(shard)), 1000)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, n)
-	store := make([]time.Duration, 0, n)
 	for i := range n {
 		start := time.Now()
 		if _, err := e.c.Storage.Store(ctx, &dsdv1.StoreRequest{ClientId: "lat", Messages: []*storagev1.Message{{Topic: "lat/t", Payload: []byte{byte(i)}}}}); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
-		store = append(store, time.Since(start))
 		var s stamped
 		select {
 		case s = <-got:
 		case <-time.After(eventTimeout):
-			t.Fatalf("message %d not pushed", i)
+			tb.Fatalf("message %d not pushed", i)
 		}
 		lat = append(lat, s.at.Sub(start))
 		b := s.r.GetBatch()
 		if b.GetEntryId() != id || len(b.GetMessages()) != 1 || b.GetMessages()[0].GetMessage().GetPayload()[0] != byte(i) {
-			t.Fatalf("message %d: batch %v", i, b)
+			tb.Fatalf("message %d: batch %v", i, b)
 		}
 		if err := l.Ack(id, b.GetBatchSeq()); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
-	p := func(d []time.Duration, q float64) time.Duration {
-		s := slices.Clone(d)
-		slices.Sort(s)
-		return s[int(q*float64(len(s)-1))]
-	}
-	t.Logf("publish → push over %d messages: p50 %v p99 %v max %v (Store round trip: p50 %v p99 %v)",
-		n, p(lat, 0.5), p(lat, 0.99), p(lat, 1), p(store, 0.5), p(store, 0.99))
-	if p(lat, 0.5) > time.Second {
-		t.Fatalf("p50 publish → push %v: pushes are not driven by commits", p(lat, 0.5))
-	}
+	return lat
 }
 
-// TestLinkLargeMessages pushes n × 1 MiB messages of one publisher and topic
-// through Store and a Read entry, checks that all arrive complete and in
-// order, and logs the throughput. The reader runs while the publisher
-// stores.
-func TestLinkLargeMessages(t *testing.T) {
-	n := 1000
-	if testing.Short() || raceEnabled {
-		// 1 GiB through Pebble and the race detector on 2 cores takes
-		// minutes; -short and -race run 100 MiB.
-		n = 100
-	}
+// TestLinkPushesEachCommit: a subscriber's Read entry gets every stored
+// message of its stream pushed, in order, one batch per commit.
+func TestLinkPushesEachCommit(t *testing.T) {
+	pushOneByOne(t, 50)
+}
+
+// BenchmarkLinkPushLatency measures publish → push for a single-topic
+// stream, one message at a time: p50 and p99 in µs.
+func BenchmarkLinkPushLatency(b *testing.B) {
+	lat := pushOneByOne(b, b.N)
+	slices.Sort(lat)
+	q := func(f float64) float64 { return float64(lat[int(f*float64(len(lat)-1))].Microseconds()) }
+	b.ReportMetric(q(0.5), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
+}
+
+// pushLarge pushes n × 1 MiB messages of one publisher and topic through
+// Store and a Read entry with a window of 16 messages, the reader running
+// while the publisher stores, and checks that all arrive complete and in
+// order.
+func pushLarge(tb testing.TB, n int) {
 	const size = 1 << 20
-	e := startLinkServer(t, GatewayLinkOptions{})
+	e := startLinkServer(tb, GatewayLinkOptions{})
 	l := e.open()
 	ev := recvAll(l)
 	e.store("big", "big/t", []byte("warm-up"))
 	id, err := l.AddRead(e.iteratorFor("big/t", e.watermark(e.db.ShardOf("big"))), 16)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	payload := func(i int) []byte {
 		p := make([]byte, size)
@@ -112,8 +109,10 @@ func TestLinkLargeMessages(t *testing.T) {
 	for i := range n {
 		sums[i] = crc32.ChecksumIEEE(payload(i))
 	}
-
-	start := time.Now()
+	if b, ok := tb.(*testing.B); ok {
+		b.SetBytes(size)
+		b.ResetTimer()
+	}
 	stored := make(chan error, 1)
 	go func() {
 		ctx := context.Background()
@@ -125,33 +124,42 @@ func TestLinkLargeMessages(t *testing.T) {
 		}
 		stored <- nil
 	}()
-	next, batches := 0, 0
-	for next < n {
-		b := ev.batch(t)
+	for next := 0; next < n; {
+		b := ev.batch(tb)
 		if b.GetEntryId() != id {
-			t.Fatalf("batch of entry %d", b.GetEntryId())
+			tb.Fatalf("batch of entry %d", b.GetEntryId())
 		}
-		batches++
 		for _, m := range b.GetMessages() {
 			p := m.GetMessage().GetPayload()
 			if len(p) != size {
-				t.Fatalf("message %d: %d bytes", next, len(p))
+				tb.Fatalf("message %d: %d bytes", next, len(p))
 			}
 			if got := int(binary.BigEndian.Uint64(p)); got != next {
-				t.Fatalf("message %d arrived at position %d", got, next)
+				tb.Fatalf("message %d arrived at position %d", got, next)
 			}
 			if crc32.ChecksumIEEE(p) != sums[next] {
-				t.Fatalf("message %d damaged", next)
+				tb.Fatalf("message %d damaged", next)
 			}
 			next++
 		}
 		if err := l.Ack(id, b.GetBatchSeq()); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
-	elapsed := time.Since(start)
 	if err := <-stored; err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Logf("%d × 1 MiB stored and pushed in %v: %.1f MiB/s, %d batches", n, elapsed, float64(n)/elapsed.Seconds(), batches)
+}
+
+// TestLinkLargeMessages: 1 MiB messages (the largest a Store takes) arrive
+// complete and in order. 40 MiB is more than two windows of the entry, so
+// the reader must acknowledge for the pushes to go on.
+func TestLinkLargeMessages(t *testing.T) {
+	pushLarge(t, 40)
+}
+
+// BenchmarkLinkLargeMessages measures the throughput of 1 MiB messages
+// stored and pushed (MB/s).
+func BenchmarkLinkLargeMessages(b *testing.B) {
+	pushLarge(b, b.N)
 }

@@ -15,12 +15,12 @@ import (
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // linkEnv is a real dsd (disk DB, gRPC on 127.0.0.1) and a client.
 type linkEnv struct {
-	t    *testing.T
+	t    testing.TB
 	db   *storage.DB
 	srv  *Server
 	c    *client.Client
@@ -29,7 +29,7 @@ type linkEnv struct {
 
 // startLinkServer runs a Server with the given link options over a fresh
 // on-disk DB with 4 shards.
-func startLinkServer(t *testing.T, lo GatewayLinkOptions) *linkEnv {
+func startLinkServer(t testing.TB, lo GatewayLinkOptions) *linkEnv {
 	t.Helper()
 	db, err := storage.Open(storage.Options{DataDir: t.TempDir(), NShards: 4})
 	if err != nil {
@@ -39,9 +39,14 @@ func startLinkServer(t *testing.T, lo GatewayLinkOptions) *linkEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, 5*time.Second) }()
+	go func() { served <- srv.Serve() }()
+	// cancel stops the server gracefully (Shutdown), within 5 s.
+	cancel := func() {
+		ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		_ = srv.Shutdown(ctx)
+	}
 	c, err := client.Dial(srv.GRPCAddr())
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +115,7 @@ func recvAll(l *client.Link) *events {
 
 const eventTimeout = 10 * time.Second
 
-func (ev *events) next(t *testing.T) *dsdv1.GatewayLinkResponse {
+func (ev *events) next(t testing.TB) *dsdv1.GatewayLinkResponse {
 	t.Helper()
 	select {
 	case r, ok := <-ev.ch:
@@ -124,7 +129,7 @@ func (ev *events) next(t *testing.T) *dsdv1.GatewayLinkResponse {
 	}
 }
 
-func (ev *events) announcement(t *testing.T) *dsdv1.StreamsAnnouncement {
+func (ev *events) announcement(t testing.TB) *dsdv1.StreamsAnnouncement {
 	t.Helper()
 	r := ev.next(t)
 	if r.GetAnnouncement() == nil {
@@ -133,7 +138,7 @@ func (ev *events) announcement(t *testing.T) *dsdv1.StreamsAnnouncement {
 	return r.GetAnnouncement()
 }
 
-func (ev *events) batch(t *testing.T) *dsdv1.ReadBatch {
+func (ev *events) batch(t testing.TB) *dsdv1.ReadBatch {
 	t.Helper()
 	r := ev.next(t)
 	if r.GetBatch() == nil {
@@ -142,7 +147,7 @@ func (ev *events) batch(t *testing.T) *dsdv1.ReadBatch {
 	return r.GetBatch()
 }
 
-func (ev *events) entryError(t *testing.T) *dsdv1.EntryError {
+func (ev *events) entryError(t testing.TB) *dsdv1.EntryError {
 	t.Helper()
 	r := ev.next(t)
 	if r.GetError() == nil {
@@ -153,7 +158,7 @@ func (ev *events) entryError(t *testing.T) *dsdv1.EntryError {
 
 // quiet asserts that no event arrives within d (used only to show that
 // something does NOT happen, after a positive round trip).
-func (ev *events) quiet(t *testing.T, d time.Duration) {
+func (ev *events) quiet(t testing.TB, d time.Duration) {
 	t.Helper()
 	select {
 	case r := <-ev.ch:

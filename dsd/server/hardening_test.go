@@ -109,9 +109,14 @@ func TestRecvLimitFollowsMaxMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, 5*time.Second) }()
+	go func() { served <- srv.Serve() }()
+	// cancel stops the server gracefully (Shutdown), within 5 s.
+	cancel := func() {
+		ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		_ = srv.Shutdown(ctx)
+	}
 	defer func() {
 		cancel()
 		<-served

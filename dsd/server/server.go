@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,9 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	"github.com/stratamq/strata/internal/opshttp"
 )
 
 // Options configure a Server. The zero value of every limit takes its
@@ -101,13 +103,18 @@ func (o *Options) ensureDefaults(db *storage.DB) {
 
 // Server serves dsd's gRPC API and HTTP endpoints for one storage.DB.
 type Server struct {
-	opts     Options
-	grpc     *grpc.Server
-	http     *http.Server
-	grpcLis  net.Listener
-	httpLis  net.Listener
-	shutdown chan struct{}
-	link     *gatewayLinkService
+	opts    Options
+	grpc    *grpc.Server
+	http    *http.Server
+	grpcLis net.Listener
+	httpLis net.Listener
+	link    *gatewayLinkService
+	// shutdown is closed when the stop begins; stopped when it is over.
+	shutdown, stopped chan struct{}
+	stopOnce          sync.Once
+	// leases is the context of the lease loop, cancelled by the stop.
+	leases       context.Context
+	cancelLeases context.CancelFunc
 }
 
 // Listen binds both listeners; Serve then serves them. A listener whose
@@ -115,6 +122,11 @@ type Server struct {
 // UnsafePlaintextListen).
 func Listen(db *storage.DB, opts Options) (*Server, error) {
 	opts.ensureDefaults(db)
+	link := opts.GatewayLink
+	link.ensureDefaults()
+	if err := link.validate(); err != nil {
+		return nil, err
+	}
 	mutual := mutualTLS(opts.TLS)
 	var binds [2]string
 	for i, addr := range []string{opts.GRPCListen, opts.HTTPListen} {
@@ -127,7 +139,8 @@ func Listen(db *storage.DB, opts Options) (*Server, error) {
 			opts.Logger.Warn("UNSAFE: unsafe_plaintext_listen is on: dsd listens on a non-loopback address without mutual TLS, and every caller that can reach it is admin (may drop generations, delete sessions and retained messages)", "addr", addr, "tls", opts.TLS != nil)
 		}
 	}
-	s := &Server{opts: opts, shutdown: make(chan struct{})}
+	s := &Server{opts: opts, shutdown: make(chan struct{}), stopped: make(chan struct{})}
+	s.leases, s.cancelLeases = context.WithCancel(context.Background())
 	m := newMetrics(db)
 	b := &boundary{log: opts.Logger, metrics: m}
 	auth := newAuthorizer(mutual, opts.Roles, opts.DefaultRole, db)
@@ -152,18 +165,7 @@ func Listen(db *storage.DB, opts Options) (*Server, error) {
 	dsdv1.RegisterSessionServiceServer(s.grpc, &sessionService{db: db, allowCrossIdentityTakeover: opts.AllowCrossIdentityTakeover})
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := db.Ready(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	opshttp.Register(mux, m.registry, db.Ready)
 	newRESTAPI(db).register(mux)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: httpReadTimeout, IdleTimeout: httpIdleTimeout,
 		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
@@ -188,53 +190,92 @@ func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 // HTTPAddr is the bound HTTP address.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 
-// Serve serves until ctx is done, then stops gracefully within shutdownTimeout
-// (in-flight calls finish; after the timeout they are cut).
-func (s *Server) Serve(ctx context.Context, shutdownTimeout time.Duration) error {
-	g, gctx := errgroup.WithContext(ctx)
+// Serve serves the gRPC API, the HTTP endpoints and the gateway leases. It
+// returns when Shutdown or Close stopped the server (nil, once they have),
+// or when a listener fails (that error, after closing the server). Call it
+// once.
+func (s *Server) Serve() error {
+	var g errgroup.Group
+	fail := func(err error) error {
+		_ = s.Close()
+		return err
+	}
 	g.Go(func() error {
 		if err := s.grpc.Serve(s.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			return fmt.Errorf("dsd: grpc: %w", err)
+			return fail(fmt.Errorf("dsd: grpc: %w", err))
 		}
 		return nil
 	})
 	g.Go(func() error {
 		if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("dsd: http: %w", err)
+			return fail(fmt.Errorf("dsd: http: %w", err))
 		}
 		return nil
 	})
 	g.Go(func() error {
-		s.link.runLeases(gctx) // gateway leases (lease.go)
+		s.link.runLeases(s.leases) // gateway leases (lease.go)
 		return nil
 	})
-	g.Go(func() error {
-		<-gctx.Done()
-		s.stop(shutdownTimeout)
-		return nil
-	})
-	return g.Wait()
+	err := g.Wait()
+	<-s.stopped
+	return err
 }
 
-func (s *Server) stop(timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	close(s.shutdown) // ends gateway links, which GracefulStop would wait for
+// Shutdown stops gracefully, in the manner of net/http: it stops accepting,
+// ends the gateway links (which would otherwise never end), lets in-flight
+// calls finish until ctx is done, then cuts what is left and returns
+// ctx's error. A second call, or a call after Close, waits for the first
+// stop and returns nil.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.beginStop() {
+		<-s.stopped
+		return nil
+	}
+	defer close(s.stopped)
 	defer s.link.wait()
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
 		close(done)
 	}()
+	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
+		err = ctx.Err()
 		s.grpc.Stop()
 		<-done
 	}
-	if err := s.http.Shutdown(ctx); err != nil {
-		s.http.Close()
+	if herr := s.http.Shutdown(ctx); herr != nil {
+		_ = s.http.Close()
+		err = cmp.Or(err, herr)
 	}
+	return err
+}
+
+// Close stops at once: listeners and every call and stream are closed
+// without waiting. Like Shutdown, a later call waits for the first stop.
+func (s *Server) Close() error {
+	if !s.beginStop() {
+		<-s.stopped
+		return nil
+	}
+	defer close(s.stopped)
+	defer s.link.wait()
+	s.grpc.Stop()
+	return s.http.Close()
+}
+
+// beginStop starts the one stop of the server: it ends the gateway links
+// and the lease loop. It reports false if a stop had begun already.
+func (s *Server) beginStop() bool {
+	first := false
+	s.stopOnce.Do(func() {
+		first = true
+		close(s.shutdown) // ends gateway links, which GracefulStop would wait for
+		s.cancelLeases()
+	})
+	return first
 }
 
 // listenPolicy resolves addr and decides whether dsd may listen there. It

@@ -41,9 +41,14 @@ func startServerWith(t testing.TB, set func(*Options)) (*client.Client, *Server)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, 5*time.Second) }()
+	go func() { served <- srv.Serve() }()
+	// cancel stops the server gracefully (Shutdown), within 5 s.
+	cancel := func() {
+		ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		_ = srv.Shutdown(ctx)
+	}
 	c, err := client.Dial(srv.GRPCAddr())
 	if err != nil {
 		t.Fatal(err)

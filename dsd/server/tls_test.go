@@ -14,7 +14,7 @@ import (
 	"github.com/stratamq/strata/dsd/client"
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
-	"github.com/stratamq/strata/internal/testpki"
+	"github.com/stratamq/strata/internal/testutil/testpki"
 )
 
 func startTLSServer(t *testing.T, pki *testpki.PKI, mutual bool) *Server {
@@ -36,9 +36,14 @@ func startTLSServer(t *testing.T, pki *testpki.PKI, mutual bool) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, 5*time.Second) }()
+	go func() { served <- srv.Serve() }()
+	// cancel stops the server gracefully (Shutdown), within 5 s.
+	cancel := func() {
+		ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		_ = srv.Shutdown(ctx)
+	}
 	t.Cleanup(func() {
 		cancel()
 		<-served

@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
@@ -76,33 +75,6 @@ func (db *DB) MessageCounts(shard int) map[uint64]uint64 {
 		}
 		out[g.meta.Id] = n
 	}
-	return out
-}
-
-// StreamCount is the number of messages of one stream of a generation.
-type StreamCount struct {
-	StaticIndex []byte
-	Count       uint64
-}
-
-// StreamCounts returns the message count of every stream of a live
-// generation, sorted by static index; nil if the generation is not live.
-func (db *DB) StreamCounts(shard int, gen uint64) []StreamCount {
-	if shard < 0 || shard >= len(db.shards) {
-		return nil
-	}
-	s := db.shards[shard]
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	g := s.mu.st.gen(gen)
-	if g == nil {
-		return nil
-	}
-	out := make([]StreamCount, 0, len(g.counts))
-	for static, c := range g.counts {
-		out = append(out, StreamCount{StaticIndex: g.layout.staticBytes(static), Count: c})
-	}
-	sort.Slice(out, func(i, j int) bool { return string(out[i].StaticIndex) < string(out[j].StaticIndex) })
 	return out
 }
 

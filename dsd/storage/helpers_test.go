@@ -10,7 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // fakeClock is an injectable wall clock.

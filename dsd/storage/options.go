@@ -21,8 +21,6 @@ const (
 	// MaxClientIDBytes bounds the client id of a Store (MQTT allows 65535
 	// bytes; the key of a producer record holds it).
 	MaxClientIDBytes = 65535
-	// MaxTopicBytes bounds a topic name or filter (the MQTT string limit).
-	MaxTopicBytes = 65535
 )
 
 // LayoutConfig is the layout of new generations (wildcard_optimized). A
@@ -65,8 +63,10 @@ type Options struct {
 	// MaxInflightCommits bounds the commits of one shard waiting for their
 	// fsync at once. Default 4.
 	MaxInflightCommits int
-	// RetentionPeriod drives generation rotation and drop; 0 turns both off.
-	// Default 24h. Negative is invalid.
+	// RetentionPeriod drives generation rotation and drop. 0 (the zero
+	// value, left alone by EnsureDefaults) turns both off: the library keeps
+	// every message. Negative is invalid. dsd passes the config key
+	// durable_sessions.message_retention_period, whose default is 1d.
 	RetentionPeriod time.Duration
 	// MaxClockSkew: while the wall clock is this far behind a shard's
 	// persisted clock, that shard's idle ticks are suspended. Default 1m.
@@ -205,9 +205,8 @@ func (o Options) Clone() Options {
 	return o
 }
 
-// Validate reports the first invalid field. Call it after EnsureDefaults
-// (RetentionPeriod 0 means off, so it is not defaulted by EnsureDefaults:
-// use DefaultRetentionPeriod).
+// Validate reports every invalid field, joined into one error. Call it
+// after EnsureDefaults.
 func (o Options) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) {
@@ -263,9 +262,6 @@ const (
 	DefaultMinFreeBytes          = 256 << 20
 	DefaultEmergencyBallastBytes = 64 << 20
 )
-
-// DefaultRetentionPeriod is the retention dsd uses when none is configured.
-const DefaultRetentionPeriod = 24 * time.Hour
 
 // Validate checks the layout config (by the rules of lts.Config).
 func (l LayoutConfig) Validate() error {

@@ -2,8 +2,9 @@ package storage
 
 import (
 	"context"
-	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 	"testing"
+
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
 
 func TestSmoke(t *testing.T) {
@@ -13,7 +14,9 @@ func TestSmoke(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%+v", res)
+		if res.Duplicate || len(res.TimestampsUs) != 2 || res.TimestampsUs[0] >= res.TimestampsUs[1] || res.Shard != e.db.ShardOf("c1") {
+			t.Fatalf("first store: %+v, want two increasing timestamps in shard %d, not a duplicate", res, e.db.ShardOf("c1"))
+		}
 		got := readAll(t, e.db, "a/+", 0)
 		if len(got) != 2 {
 			t.Fatalf("got %d", len(got))

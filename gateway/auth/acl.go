@@ -10,6 +10,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/stratamq/strata/config"
+	"github.com/stratamq/strata/gateway/packet"
 	"github.com/stratamq/strata/lts"
 )
 
@@ -342,14 +343,11 @@ func safeLevel(v string) bool {
 	return v != "" && v[0] != '$' && !strings.ContainsAny(v, "+#/\x00")
 }
 
-// stripShare removes "$share/{group}/" from a shared subscription's filter.
+// stripShare removes "$share/{group}/" from a shared subscription's filter
+// (by the codec's rule, packet.SplitShared).
 func stripShare(f string) string {
-	rest, ok := strings.CutPrefix(f, "$share/")
-	if !ok {
-		return f
-	}
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		return rest[i+1:]
+	if _, rest, ok := packet.SplitShared(f); ok {
+		return rest
 	}
 	return f
 }

@@ -1,20 +1,29 @@
-// Package dsdbackend keeps the gateway's sessions in dsd: a session.Backend
-// over SessionService (Backend), and the gateway's registration with dsd
-// (Lease): one GatewayLink stream per epoch, which carries dsd's session
-// kicks to the connections they name and keeps the gateway's lease.
+// Package dsdbackend keeps the gateway's sessions in dsd. Its parts:
+//
+//   - Backend: a session.Backend over SessionService (OpenSession,
+//     Disconnect);
+//   - Storage: a session.Storage whose Stores travel on the gateway's one
+//     ingest stream (Ingest) and whose Releases are SessionService calls;
+//   - Delivery: session commits, watermarks, replays and retained messages
+//     for the outbound side;
+//   - Lease: the gateway's registration with dsd, one GatewayLink stream per
+//     epoch, which carries dsd's session kicks and keeps the lease;
+//   - Router: the Watch and Read entries of the gateway's connections,
+//     multiplexed over the Lease's link.
 //
 // The rules (ARCHITECTURE.md section 6, docs/gateway.md "Sessions in dsd"):
 //
 //   - Every CONNECT opens its session in dsd under the gateway's current
 //     (gateway id, epoch). Without a registered epoch with a live link the
 //     gateway cannot be told about takeovers, so it refuses CONNECTs with
-//     ErrUnavailable (CONNACK 0x88 / 0x03) instead of opening.
+//     session.ErrUnavailable (CONNACK 0x88 / 0x03) instead of opening.
 //   - A SessionKick{client id, guard} closes the one connection holding that
-//     guard (Server.Kick: MQTT 5 DISCONNECT 0x8E).
+//     guard (Handlers.Kick; the gateway wires it to gateway/server's
+//     Server.Kick: MQTT 5 DISCONNECT 0x8E).
 //   - The lease lasts from the last acknowledged heartbeat; when it is not
 //     renewed within two heartbeat intervals the gateway closes all its
-//     MQTT connections (Server.LeaseLost) and registers a new epoch once
-//     dsd answers again.
+//     MQTT connections (Handlers.Lost: gateway/server's Server.LeaseLost)
+//     and registers a new epoch once dsd answers again.
 //
 // The gateway reaches dsd only through the generated API and dsd/client.
 // gRPC status becomes a session error in one function, sessionError.

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/dsd/client"
 	"github.com/stratamq/strata/gateway/session"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
@@ -24,7 +25,8 @@ type LeaseOptions struct {
 	GatewayID string
 	// Interval is durable_sessions.gateway_heartbeat_interval: a heartbeat
 	// goes out every Interval; the lease is lost when none was
-	// acknowledged for 2 × Interval (dsd holds it for 3). Default 2 s.
+	// acknowledged for 2 × Interval (dsd holds it for 3). Default: the
+	// config's default (DefaultLeaseInterval).
 	Interval time.Duration
 	// Router, when set, carries the connections' Watch and Read entries
 	// over the lease's link.
@@ -32,6 +34,10 @@ type LeaseOptions struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultLeaseInterval is LeaseOptions.Interval's default: the default of
+// durable_sessions.gateway_heartbeat_interval, from package config (2 s).
+var DefaultLeaseInterval = config.Default().DurableSessions.GatewayHeartbeatInterval.Std()
 
 // Handlers are the gateway's side of a Lease.
 type Handlers struct {
@@ -95,7 +101,7 @@ type registration struct {
 // until the first registration.
 func NewLease(opts LeaseOptions) *Lease {
 	if opts.Interval <= 0 {
-		opts.Interval = 2 * time.Second
+		opts.Interval = DefaultLeaseInterval
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -11,7 +11,7 @@ import (
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/gateway/auth"
 	"github.com/stratamq/strata/gateway/packet"
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // dialFrom opens a TCP connection to addr from the loopback address local

@@ -16,7 +16,7 @@ import (
 
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/gateway/packet"
-	"github.com/stratamq/strata/internal/testpki"
+	"github.com/stratamq/strata/internal/testutil/testpki"
 )
 
 // transports are the listener types every connection test runs over

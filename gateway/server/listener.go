@@ -3,18 +3,17 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/gateway/session"
+	"github.com/stratamq/strata/internal/tlsconf"
 )
 
 // listenerTypes are the listener types, in the order they are started and
@@ -103,22 +102,9 @@ func (s *Server) newListener(typ, name string, lc config.Listener) (*listener, e
 
 // loadTLS builds the server TLS configuration of a tls or wss listener.
 func loadTLS(lc config.Listener) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(lc.CertFile, lc.KeyFile)
+	cfg, err := tlsconf.Server(lc.CertFile, lc.KeyFile, lc.CACertFile, tls.VerifyClientCertIfGiven)
 	if err != nil {
 		return nil, err
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if lc.CACertFile != "" {
-		pem, err := os.ReadFile(lc.CACertFile)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", lc.CACertFile)
-		}
-		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	if lc.VerifyPeer {
 		if cfg.ClientCAs == nil {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // Bounds of what one idle connection (accepted, nothing sent) may hold in

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,11 +15,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/gateway/auth"
 	"github.com/stratamq/strata/gateway/session"
+	"github.com/stratamq/strata/internal/opshttp"
 )
 
 // Options configure a Server. Config is required; the rest have defaults.
@@ -496,22 +495,14 @@ func (s *Server) stopHTTP() {
 
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+	opshttp.Register(mux, s.metrics.registry, func() error {
 		if !s.ready.Load() {
-			http.Error(w, "not ready: stopping", http.StatusServiceUnavailable)
-			return
+			return errors.New("stopping")
 		}
 		if s.opts.Ready != nil {
-			if err := s.opts.Ready(); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
+			return s.opts.Ready()
 		}
-		_, _ = io.WriteString(w, "ready\n")
+		return nil
 	})
 	return mux
 }

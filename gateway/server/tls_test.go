@@ -9,7 +9,7 @@ import (
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/gateway/auth"
 	"github.com/stratamq/strata/gateway/packet"
-	"github.com/stratamq/strata/internal/testpki"
+	"github.com/stratamq/strata/internal/testutil/testpki"
 )
 
 // TestTLSClientCertificateVerification: a tls listener with verify_peer

@@ -66,9 +66,14 @@
 // failed Store answers its QoS 1/2 messages with StoreCode (MQTT 5) and
 // closes the connection; ErrStaleGuard closes it as taken over.
 //
-// # What is not delivered yet
+// # Delivery
 //
-// Until the gateway delivers messages, SUBSCRIBE is validated and answered
-// (granted QoS, or a failure code per filter) and the subscription is only
-// remembered for UNSUBSCRIBE.
+// SUBSCRIBE is validated and answered (granted QoS, or a failure code per
+// filter; shared subscriptions get 0x9E while SharedAvailable is off), and a
+// granted subscription starts at dsd's watermarks. The outbound half
+// (deliver*.go) asks the driver to watch streams and read batches, commits a
+// batch record before the batch's first PUBLISH, numbers seqnos and packet
+// ids, and replays exactly the recorded batch after a reconnect
+// (docs/delivery.md). A durable session commits this state to dsd; any other
+// lives and dies with the connection.
 package session

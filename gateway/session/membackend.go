@@ -24,8 +24,6 @@ type MemBackend struct {
 		sessions  map[string]*memSession
 		// wills counts the wills that a real backend would have published.
 		wills int
-		// stored counts the messages stored.
-		stored int
 		// opens counts Opens since the last sweep of expired sessions.
 		opens int
 		// completions wait for the goroutine that calls Submit's done
@@ -184,7 +182,6 @@ func (b *MemBackend) storeLocked(req StoreRequest) error {
 		}
 		s.held[id] = true
 	}
-	b.mu.stored += len(req.Messages)
 	return nil
 }
 
@@ -199,14 +196,6 @@ func (b *MemBackend) Release(ctx context.Context, req ReleaseRequest) (bool, err
 	released := s.held[req.PacketID]
 	delete(s.held, req.PacketID)
 	return released, nil
-}
-
-// Stored returns how many messages Store took (held QoS 2 resends
-// included).
-func (b *MemBackend) Stored() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.mu.stored
 }
 
 // Wills returns how many wills a real backend would have published.

@@ -7,11 +7,16 @@
 // is the hit that fires. A fired point sends SIGKILL to its own process: no
 // deferred function, no flush, no goodbye, like a power cut of the process.
 // Without the variable Hit costs one load of a bool.
+//
+// Failpoints are compiled in only under the build tag failpoints (the
+// integration harness builds its binaries with -tags failpoints). Without
+// it, as in every release binary (make release, scripts/release.sh), Hit
+// does nothing, Armed is false, and a STRATA_FAILPOINTS in the environment
+// is ignored with a warning on stderr.
 package failpoint
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,24 +24,6 @@ import (
 
 // EnvVar names the environment variable that arms failpoints.
 const EnvVar = "STRATA_FAILPOINTS"
-
-var (
-	armed  bool
-	points map[string]*atomic.Int64
-)
-
-func init() {
-	spec := os.Getenv(EnvVar)
-	if spec == "" {
-		return
-	}
-	p, err := Parse(spec)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "failpoint: %v\n", err)
-		os.Exit(2)
-	}
-	points, armed = p, len(p) > 0
-}
 
 // Parse reads a STRATA_FAILPOINTS value: name[=N],… with N ≥ 1.
 func Parse(spec string) (map[string]*atomic.Int64, error) {
@@ -60,23 +47,3 @@ func Parse(spec string) (map[string]*atomic.Int64, error) {
 	}
 	return p, nil
 }
-
-// Hit counts a pass through point name and kills the process when it is
-// the armed hit.
-func Hit(name string) {
-	if !armed {
-		return
-	}
-	if c, ok := points[name]; ok && c.Add(-1) == 0 {
-		fmt.Fprintf(os.Stderr, "failpoint %s: killing the process\n", name)
-		self, err := os.FindProcess(os.Getpid())
-		if err == nil {
-			_ = self.Kill()
-		}
-		select {} // SIGKILL is on its way; nothing after the point runs
-	}
-}
-
-// Armed reports whether any failpoint is armed, for callers that must
-// prepare a point (flush what was written) before hitting it.
-func Armed() bool { return armed }

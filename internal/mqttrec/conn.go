@@ -63,8 +63,6 @@ type Options struct {
 	// would send (see Conn.Withhold). They apply from the first packet,
 	// before the server can send any queued message.
 	WithholdPuback, WithholdPubrec, WithholdPubcomp int
-	// AckDelay delays every acknowledgement (see Conn.SetAckDelay).
-	AckDelay time.Duration
 	// Paused starts the connection without reading after CONNACK (see
 	// Conn.Resume).
 	Paused bool
@@ -97,8 +95,7 @@ type Conn struct {
 		withhold map[packet.Type]int
 		withheld []packet.Packet
 		// unacked are inbound QoS 1 identifiers whose PUBACK is withheld.
-		unacked  map[uint16]msgKey
-		ackDelay time.Duration
+		unacked map[uint16]msgKey
 		// resume is non-nil while paused; Resume closes it.
 		resume   chan struct{}
 		err      error
@@ -133,7 +130,6 @@ func handshake(ctx context.Context, nc net.Conn, s *Session, opts Options) (*Con
 	c.mu.unacked = map[uint16]msgKey{}
 	c.mu.withhold = map[packet.Type]int{
 		packet.PUBACK: opts.WithholdPuback, packet.PUBREC: opts.WithholdPubrec, packet.PUBCOMP: opts.WithholdPubcomp}
-	c.mu.ackDelay = opts.AckDelay
 	if opts.Paused {
 		c.mu.resume = make(chan struct{})
 	}
@@ -218,9 +214,6 @@ func (c *Conn) keepAlive() time.Duration {
 
 // Connack returns the CONNACK that opened the connection.
 func (c *Conn) Connack() *packet.Connack { return c.connack }
-
-// Number is the connection's number within its Session, from 1.
-func (c *Conn) Number() int { return c.num }
 
 // Session returns the connection's Session.
 func (c *Conn) Session() *Session { return c.s }

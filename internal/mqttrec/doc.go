@@ -36,9 +36,9 @@
 //
 // A test can make a connection withhold the next n PUBACK, PUBREC or PUBCOMP
 // packets (Options.WithholdPuback and friends, or Conn.Withhold), send them
-// later (Conn.SendWithheld), delay every acknowledgement (AckDelay), stop
-// reading (Pause, Resume), or drop the connection without DISCONNECT
-// (Close) to simulate a crash while messages are unacknowledged.
+// later (Conn.SendWithheld), stop reading (Pause, Resume), or drop the
+// connection without DISCONNECT (Close) to simulate a crash while messages
+// are unacknowledged.
 //
 // # Violations
 //

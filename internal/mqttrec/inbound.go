@@ -259,12 +259,11 @@ func (c *Conn) notify(id uint16, p packet.Packet) {
 	ch <- p
 }
 
-// ack sends an acknowledgement of an inbound packet, after the ack delay,
-// unless it is to be withheld. k identifies the QoS 1 message of a PUBACK.
+// ack sends an acknowledgement of an inbound packet unless it is to be
+// withheld. k identifies the QoS 1 message of a PUBACK.
 func (c *Conn) ack(p packet.Packet, k msgKey) error {
 	t := p.Type()
 	c.mu.Lock()
-	delay := c.mu.ackDelay
 	if c.mu.withhold[t] > 0 {
 		c.mu.withhold[t]--
 		c.mu.withheld = append(c.mu.withheld, p)
@@ -278,14 +277,5 @@ func (c *Conn) ack(p packet.Packet, k msgKey) error {
 		delete(c.mu.unacked, pa.PacketID)
 	}
 	c.mu.Unlock()
-	if delay > 0 {
-		tm := time.NewTimer(delay)
-		select {
-		case <-tm.C:
-		case <-c.closing:
-			tm.Stop()
-			return ErrClosed
-		}
-	}
 	return c.send(p)
 }

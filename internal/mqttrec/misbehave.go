@@ -1,10 +1,6 @@
 package mqttrec
 
-import (
-	"time"
-
-	"github.com/stratamq/strata/gateway/packet"
-)
+import "github.com/stratamq/strata/gateway/packet"
 
 // Withhold makes the connection not send the next n acknowledgements of
 // type t (packet.PUBACK, PUBREC or PUBCOMP), so a test can, say, kill the
@@ -39,15 +35,6 @@ func (c *Conn) SendWithheld() error {
 		}
 	}
 	return nil
-}
-
-// SetAckDelay delays each later acknowledgement by d. The delay is spent on
-// the reader goroutine, so the connection reads nothing meanwhile, like an
-// application that is slow to process messages.
-func (c *Conn) SetAckDelay(d time.Duration) {
-	c.mu.Lock()
-	c.mu.ackDelay = d
-	c.mu.Unlock()
 }
 
 // Pause stops reading from the connection before the next packet (one

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/gateway/packet"
-	"github.com/stratamq/strata/internal/wait"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // A QoS 2 PUBLISH resent with DUP after the connection dropped, before

@@ -30,9 +30,14 @@ func startDSD(t *testing.T, nShards int) *server.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, 5*time.Second) }()
+	go func() { served <- srv.Serve() }()
+	// cancel stops the server gracefully (Shutdown), within 5 s.
+	cancel := func() {
+		ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		_ = srv.Shutdown(ctx)
+	}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-served; err != nil {

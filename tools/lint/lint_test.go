@@ -172,7 +172,7 @@ var grepRules = []struct {
 		"dsd turns errors into gRPC status in one place (dsd/server)"},
 	{regexp.MustCompile(`\batomic\.(Load|Store|Add|Swap|CompareAndSwap)(Int32|Int64|Uint32|Uint64|Uintptr|Pointer)\(`), nil, true,
 		"use the typed atomics (atomic.Int64 and friends)"},
-	{regexp.MustCompile(`\btime\.Sleep\(`), []string{"integration/", "tools/", "dsd/", "gateway/server/", "internal/wait/"}, true,
+	{regexp.MustCompile(`\btime\.Sleep\(`), []string{"integration/", "tools/", "dsd/", "gateway/server/", "internal/testutil/wait/"}, true,
 		"pure cores are tested without sleeps; wait on conditions"},
 }
 
@@ -204,5 +204,63 @@ func TestGrepRules(t *testing.T) {
 				t.Errorf("%s:%d: %q: %s", rel, line, src[loc[0]:loc[1]], rule.why)
 			}
 		}
+	}
+}
+
+// TestTestHelpersStayInTests: the packages that programs and tools are
+// built from never depend on test helpers (internal/testutil/...), on the
+// multi-process test package (integration) or on the testing package, so
+// no binary links test code. Tests (_test.go files) may import anything.
+func TestTestHelpersStayInTests(t *testing.T) {
+	root := repoRoot(t)
+	var product []string
+	for _, pkg := range strings.Fields(run(t, root, "go", "list", "./...")) {
+		rel := strings.TrimPrefix(pkg, "github.com/stratamq/strata/")
+		if rel == "integration" || strings.HasPrefix(rel, "integration/") || rel == "internal/testutil" ||
+			strings.HasPrefix(rel, "internal/testutil/") || rel == "tools/lint" {
+			continue
+		}
+		product = append(product, pkg)
+	}
+	args := append([]string{"list", "-deps", "-f", "{{.ImportPath}}"}, product...)
+	for _, dep := range strings.Fields(run(t, root, "go", args...)) {
+		rel := strings.TrimPrefix(dep, "github.com/stratamq/strata/")
+		if dep == "testing" || rel == "integration" || strings.HasPrefix(rel, "integration/") ||
+			rel == "internal/testutil" || strings.HasPrefix(rel, "internal/testutil/") {
+			t.Errorf("a product or tool package depends on %s (go list -deps); test helpers belong to _test.go files", dep)
+		}
+	}
+}
+
+// TestReleaseHasNoFailpoints: internal/failpoint kills the process only
+// when compiled with the failpoints build tag; release builds must not set
+// it, and the integration harness must (else its crash tests arm nothing).
+func TestReleaseHasNoFailpoints(t *testing.T) {
+	root := repoRoot(t)
+	for _, f := range []string{"scripts/release.sh", "Makefile", "packaging"} {
+		err := filepath.WalkDir(filepath.Join(root, f), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if bytes.Contains(src, []byte("failpoints")) {
+				rel, _ := filepath.Rel(root, path)
+				t.Errorf("%s mentions the failpoints build tag: release binaries are built without it", rel)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	harness, err := os.ReadFile(filepath.Join(root, "integration", "harness.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(harness, []byte(`"-tags", "failpoints"`)) {
+		t.Error("integration/harness.go does not build with -tags failpoints: its failpoints would do nothing")
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stratamq/strata/integration/checker"
+	"github.com/stratamq/strata/internal/checker"
 )
 
 // Publisher client libraries (--pub-client).
@@ -122,7 +122,7 @@ type Config struct {
 	// History is a file to write the history to, as JSON lines
 	// (--history). Default none.
 	History string `json:"history,omitempty"`
-	// Check runs integration/checker on the history and fails the run on
+	// Check runs internal/checker on the history and fails the run on
 	// a violation (--check).
 	Check bool `json:"check"`
 	// JSON prints the final summary as one JSON object (--json).
@@ -197,7 +197,7 @@ func (c *Config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Password, "password", c.Password, "password of every client")
 	fs.StringVar(&c.ClientPrefix, "client-prefix", c.ClientPrefix, "client id prefix (default mqttload-<random>-)")
 	fs.StringVar(&c.History, "history", c.History, "write the history to this file as JSON lines")
-	fs.BoolVar(&c.Check, "check", c.Check, "judge the history with integration/checker; exit 1 on a violation")
+	fs.BoolVar(&c.Check, "check", c.Check, "judge the history with internal/checker; exit 1 on a violation")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print the final summary as one JSON object")
 	fs.DurationVar(&c.Progress, "progress", c.Progress, "progress line interval on stderr, 0 = off")
 }

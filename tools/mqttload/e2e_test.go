@@ -17,7 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/stratamq/strata/integration/checker"
+	"github.com/stratamq/strata/internal/checker"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,7 +1,7 @@
 // Command mqttload is an MQTT load generator and history recorder. It runs
 // publishers and subscribers against an MQTT server (Strata's gateway, or
 // any other), reports throughput and latency, and records what happened so
-// integration/checker can judge it.
+// internal/checker can judge it.
 //
 //	mqttload --addr 127.0.0.1:1883 --publishers 10 --subscribers 2 --qos 1 \
 //	    --duration 30s --history run.jsonl --check

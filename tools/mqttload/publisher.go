@@ -11,7 +11,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/stratamq/strata/gateway/packet"
-	"github.com/stratamq/strata/integration/checker"
+	"github.com/stratamq/strata/internal/checker"
 	"github.com/stratamq/strata/internal/mqttrec"
 )
 

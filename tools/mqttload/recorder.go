@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stratamq/strata/integration/checker"
+	"github.com/stratamq/strata/internal/checker"
 )
 
 // recorder writes the history as it happens: to --history as JSON lines

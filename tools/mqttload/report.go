@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stratamq/strata/integration/checker"
+	"github.com/stratamq/strata/internal/checker"
 	"github.com/stratamq/strata/internal/hist"
 )
 
@@ -64,7 +64,7 @@ type Report struct {
 	Error string `json:"error,omitempty"`
 }
 
-// CheckReport is integration/checker's verdict in numbers.
+// CheckReport is internal/checker's verdict in numbers.
 type CheckReport struct {
 	OK             bool                           `json:"ok"`
 	Lost           int                            `json:"lost"`

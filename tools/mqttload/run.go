@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/stratamq/strata/integration/checker"
+	"github.com/stratamq/strata/internal/checker"
 )
 
 // runner is one run: its configuration, counters, history and clients.
@@ -271,7 +271,7 @@ func (r *runner) startProgress(ctx context.Context) (stop func()) {
 	}
 }
 
-// check judges the history with integration/checker.
+// check judges the history with internal/checker.
 func (r *runner) check(rep *Report) {
 	readers := make([]string, len(r.subs))
 	for i, s := range r.subs {

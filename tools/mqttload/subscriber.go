@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/gateway/packet"
-	"github.com/stratamq/strata/integration/checker"
+	"github.com/stratamq/strata/internal/checker"
 	"github.com/stratamq/strata/internal/mqttrec"
 )
 

@@ -122,11 +122,28 @@ func run(args []string) error {
 	if err := sdnotify.Ready(); err != nil {
 		log.Warn("cannot tell systemd that dsd is ready", "err", err)
 	}
-	serveErr := srv.Serve(ctx, 10*time.Second)
-	log.Info("dsd stopping")
-	_ = sdnotify.Stopping()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	var serveErr error
+	select {
+	case serveErr = <-served: // a listener failed; Serve closed the server
+		log.Info("dsd stopping", "err", serveErr)
+		_ = sdnotify.Stopping()
+	case <-ctx.Done():
+		log.Info("dsd stopping")
+		_ = sdnotify.Stopping()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("calls still in flight were cut", "after", shutdownTimeout, "err", err)
+		}
+		cancel()
+		serveErr = <-served
+	}
 	return errors.Join(serveErr, db.Close())
 }
+
+// shutdownTimeout is how long a stopping dsd lets in-flight calls finish.
+const shutdownTimeout = 10 * time.Second
 
 func storageOptions(cfg config.Config, log *slog.Logger) storage.Options {
 	m := cfg.DurableStorage.Messages
