@@ -147,7 +147,14 @@ func TestMassReconnectAfterGatewayKill(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c := startCluster(t, ctx, 2)
+	// The test is about resuming sessions, not admission: the default
+	// max_conn_rate (1000/s, taken at accept) would close some of the
+	// reconnects, which come faster than that.
+	conf := filepath.Join(t.TempDir(), "strata.toml")
+	if err := os.WriteFile(conf, []byte("[mqtt]\nmax_conn_rate = \"100000/s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startClusterConfig(t, ctx, 2, conf)
 	const workers = 32
 	each := func(f func(i int) error) error {
 		errs := make(chan error, workers)
