@@ -382,7 +382,7 @@ func encodeMessage(m *session.Message) []byte {
 	if props := propertiesToProto(&m.Properties); props != nil {
 		pb, err := proto.MarshalOptions{Deterministic: true}.Marshal(props)
 		if err != nil {
-			// Marshalling a well-formed in-memory message cannot fail.
+			// Invariant: marshalling a well-formed in-memory message cannot fail.
 			panic(fmt.Sprintf("dsdbackend: marshal properties: %v", err))
 		}
 		b = protowire.AppendTag(b, 7, protowire.BytesType)
