@@ -321,7 +321,7 @@ func publishQoS2(ctx context.Context, addr func() string, id string, stop *atomi
 				return err
 			}
 		default:
-			return fmt.Errorf("publish %d: %v, %v", i, rc, err)
+			return fmt.Errorf("publish %d: %v, %v", i, rc, err) // lint:nowrap err is nil when the reason code is the failure
 		}
 	}
 	return conn.Disconnect(&packet.Disconnect{})

@@ -147,7 +147,7 @@ func (l *Lease) Current() (Registration, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.reg == nil || !l.mu.linkUp {
-		return Registration{}, fmt.Errorf("%w: %w: %v", session.ErrUnavailable, errNotRegistered, l.mu.err)
+		return Registration{}, fmt.Errorf("%w: %w: %v", session.ErrUnavailable, errNotRegistered, l.mu.err) // lint:nowrap the last link error is detail (and may be nil); callers classify by ErrUnavailable
 	}
 	return Registration{GatewayID: l.opts.GatewayID, Epoch: l.mu.reg.epoch, Ended: l.mu.reg.ctx}, nil
 }
@@ -157,7 +157,7 @@ func (l *Lease) Held() (Registration, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.reg == nil {
-		return Registration{}, fmt.Errorf("%w: %w: %v", session.ErrUnavailable, errNotRegistered, l.mu.err)
+		return Registration{}, fmt.Errorf("%w: %w: %v", session.ErrUnavailable, errNotRegistered, l.mu.err) // lint:nowrap the last link error is detail (and may be nil); callers classify by ErrUnavailable
 	}
 	return Registration{GatewayID: l.opts.GatewayID, Epoch: l.mu.reg.epoch, Ended: l.mu.reg.ctx}, nil
 }
@@ -168,7 +168,7 @@ func (l *Lease) Ready() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.reg == nil || !l.mu.linkUp {
-		return fmt.Errorf("no lease with dsd: %v", l.mu.err)
+		return fmt.Errorf("no lease with dsd: %v", l.mu.err) // lint:nowrap the last link error may be nil, and /readyz only prints it
 	}
 	return nil
 }
