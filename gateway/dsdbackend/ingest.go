@@ -20,12 +20,15 @@ import (
 // IngestOptions configure an Ingest.
 type IngestOptions struct {
 	// Timeout fails a Store that dsd has not answered this long after it was
-	// submitted (its connection then closes). Default 10 s.
+	// submitted (its connection then closes). Default 10 s
+	// (DefaultIngestTimeout).
 	Timeout time.Duration
 	// MaxRequestBytes bounds the messages of one request on the stream (a
-	// single larger Store still goes alone). Default 1 MiB.
+	// single larger Store still goes alone). Default 1 MiB
+	// (DefaultIngestMaxRequestBytes).
 	MaxRequestBytes int
-	Logger          *slog.Logger
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
 }
 
 // Ingest carries the Stores of every connection of the gateway to dsd on
@@ -70,17 +73,10 @@ type ingestStore struct {
 }
 
 // NewIngest starts an Ingest over client while reg holds a lease. Close
-// stops it.
+// stops it. opts must pass Validate after EnsureDefaults.
 func NewIngest(client dsdv1.StorageServiceClient, reg Registrar, opts IngestOptions) *Ingest {
-	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
-	}
-	if opts.MaxRequestBytes <= 0 {
-		opts.MaxRequestBytes = 1 << 20
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.EnsureDefaults()
+	mustBeValid(opts.Validate())
 	g := &Ingest{client: client, reg: reg, opts: opts, done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.mu.sent = make(map[uint64]*ingestStore)

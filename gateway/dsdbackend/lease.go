@@ -98,14 +98,11 @@ type registration struct {
 }
 
 // NewLease returns a Lease that does nothing until Start: Current fails
-// until the first registration.
+// until the first registration. opts must pass Validate after
+// EnsureDefaults.
 func NewLease(opts LeaseOptions) *Lease {
-	if opts.Interval <= 0 {
-		opts.Interval = DefaultLeaseInterval
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.EnsureDefaults()
+	mustBeValid(opts.Validate())
 	l := &Lease{opts: opts, log: opts.Logger.With("component", "dsd_lease", "gateway_id", opts.GatewayID),
 		done: make(chan struct{}), registered: make(chan struct{})}
 	l.iv = opts.Interval
