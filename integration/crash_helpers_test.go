@@ -164,15 +164,13 @@ func parsePayload(p string) (string, uint64, bool) {
 // (publisher, topic), sessions found on every reconnect.
 func (r *loadRun) settle(t *testing.T, within time.Duration) checker.Report {
 	t.Helper()
-	deadline := time.Now().Add(within)
 	var rep checker.Report
-	for {
+	// Each poll checks the whole history, so poll every 50 ms, not every
+	// few; on a timeout the check below reports what was lost.
+	wait.Every(within, 50*time.Millisecond, func() bool {
 		rep = checker.Check(r.h.Events(), checker.Options{})
-		if len(rep.Lost) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond) // polling the history for the last deliveries
-	}
+		return len(rep.Lost) == 0
+	})
 	if !rep.OK(checker.Options{}) {
 		t.Fatalf("history check failed: %s", rep)
 	}

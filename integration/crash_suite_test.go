@@ -73,7 +73,7 @@ func TestDSDPausedBriefly(t *testing.T) {
 		run.waitAcked(t, 100, "load before the pause")
 		c.dsd.Pause()
 		from := time.Now()
-		time.Sleep(pause) // the pause itself is what is under test
+		time.Sleep(pause) // models: the fault, dsd stopped (SIGSTOP) for pause; the pause itself is under test
 		to := time.Now()
 		c.dsd.Resume()
 		// A reply dsd sent just before it stopped may still be acked a

@@ -83,19 +83,15 @@ func TestTakeoverMidDelivery(t *testing.T) {
 	}
 	<-done
 	fromA := a.messages()
-	deadline := time.Now().Add(30 * time.Second)
-	for distinct(append(fromA, b.messages()...)) < n {
-		if time.Now().After(deadline) {
-			for i, g := range c.gateways {
-				for _, line := range strings.Split(httpGet(t, "http://"+g.Addrs["http"]+"/metrics"), "\n") {
-					if strings.HasPrefix(line, "strata_gateway_messages") || strings.HasPrefix(line, "strata_gateway_inflight") || strings.HasPrefix(line, "strata_gateway_connections ") || strings.HasPrefix(line, "strata_gateway_dsd_call_seconds_count") {
-						t.Logf("gateway %d: %s", i, line)
-					}
+	if !wait.Until(30*time.Second, func() bool { return distinct(append(fromA, b.messages()...)) >= n }) {
+		for i, g := range c.gateways {
+			for _, line := range strings.Split(httpGet(t, "http://"+g.Addrs["http"]+"/metrics"), "\n") {
+				if strings.HasPrefix(line, "strata_gateway_messages") || strings.HasPrefix(line, "strata_gateway_inflight") || strings.HasPrefix(line, "strata_gateway_connections ") || strings.HasPrefix(line, "strata_gateway_dsd_call_seconds_count") {
+					t.Logf("gateway %d: %s", i, line)
 				}
 			}
-			t.Fatalf("A got %d, B got %d: %d distinct of %d", len(fromA), b.count(), distinct(append(fromA, b.messages()...)), n)
 		}
-		time.Sleep(10 * time.Millisecond)
+		t.Fatalf("A got %d, B got %d: %d distinct of %d", len(fromA), b.count(), distinct(append(fromA, b.messages()...)), n)
 	}
 	t.Logf("A got %d, B got %d (of %d)", len(fromA), b.count(), n)
 	checkOrderAndCount(t, append(fromA, b.messages()...), 1, n, topics, true)

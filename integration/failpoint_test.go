@@ -95,11 +95,7 @@ func testFailpoint(t *testing.T, point string) {
 	_ = conn.Disconnect(&packet.Disconnect{})
 
 	for _, s := range []*recSub{q2, q1} {
-		deadline := time.Now().Add(30 * time.Second)
-		for s.distinct() < n && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond) // polling the subscriber's log
-		}
-		if s.distinct() < n {
+		if !wait.Until(30*time.Second, func() bool { return s.distinct() >= n }) {
 			for _, line := range strings.Split(httpGet(t, "http://"+c.gateways[1].Addrs["http"]+"/metrics"), "\n") {
 				if strings.HasPrefix(line, "strata_gateway_messages") || strings.HasPrefix(line, "strata_gateway_inflight") || strings.HasPrefix(line, "strata_gateway_dsd_call_seconds_count") || strings.HasPrefix(line, "strata_gateway_packets_") {
 					t.Logf("gateway B: %s", line)
@@ -321,7 +317,7 @@ func publishQoS2(ctx context.Context, addr func() string, id string, stop *atomi
 				return err
 			}
 		default:
-			return fmt.Errorf("publish %d: %v, %v", i, rc, err)
+			return fmt.Errorf("publish %d: %v, %v", i, rc, err) // lint:nowrap err is nil when the reason code is the failure
 		}
 	}
 	return conn.Disconnect(&packet.Disconnect{})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/gateway/packet"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // TestGatewayFirstConnectSucceeds: a client that connects the moment the
@@ -53,16 +54,11 @@ func TestGatewayFirstConnectSucceeds(t *testing.T) {
 
 	// Dial until the port accepts, then CONNECT at once.
 	var nc net.Conn
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	if !wait.Until(30*time.Second, func() bool {
 		nc, err = net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the gateway never accepted on %s: %v", addr, err)
-		}
-		time.Sleep(time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("the gateway never accepted on %s: %v", addr, err)
 	}
 	defer nc.Close()
 	b, err := (&packet.Connect{Version: packet.V5, ClientID: "first", CleanStart: true}).Append(nil, packet.V5)

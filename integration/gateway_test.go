@@ -70,7 +70,7 @@ func TestGateway(t *testing.T) {
 			c := dialRaw(t, addr, packet.V5)
 			c.connect(t, "pinger", 2)
 			for range 6 {
-				time.Sleep(time.Second)
+				time.Sleep(time.Second) // models: a client that pings every second, inside its 2 s keep-alive
 				c.send(t, &packet.Pingreq{})
 				if _, ok := c.recv(t).(*packet.Pingresp); !ok {
 					t.Fatal("no PINGRESP")
@@ -227,7 +227,7 @@ func testGarbage(t *testing.T, addr string) {
 		}()
 	}
 	for range 10 {
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // models: a well-behaved client pinging every 200 ms while the junk arrives
 		good.send(t, &packet.Pingreq{})
 		if _, ok := good.recv(t).(*packet.Pingresp); !ok {
 			t.Fatal("good client: no PINGRESP")

@@ -34,7 +34,7 @@ func Build(dir string) (Binaries, error) {
 	cmd := exec.Command("go", "build", "-tags", "failpoints", "-o", dir+string(os.PathSeparator), "./dsd/cmd/dsd", "./tools/dstool", "./gateway/cmd/gateway")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return Binaries{}, fmt.Errorf("integration: go build: %v\n%s", err, out)
+		return Binaries{}, fmt.Errorf("integration: go build: %w\n%s", err, out)
 	}
 	return Binaries{Dir: dir}, nil
 }
@@ -119,7 +119,7 @@ func StartDSD(ctx context.Context, bin Binaries, cfg DSDConfig) (*DSD, error) {
 		d.GRPCAddr, d.HTTPAddr = addrs[0], addrs[1]
 		return d, nil
 	case <-d.done:
-		return nil, fmt.Errorf("integration: dsd exited before ready: %v\n%s", d.exitErr, d.Log())
+		return nil, fmt.Errorf("integration: dsd exited before ready: %v\n%s", d.exitErr, d.Log()) // lint:nowrap exitErr is nil after a clean exit
 	case <-ctx.Done():
 		d.Kill()
 		return nil, fmt.Errorf("integration: dsd not ready: %w\n%s", ctx.Err(), d.Log())
@@ -271,7 +271,7 @@ func StartGateway(ctx context.Context, bin Binaries, cfg GatewayConfig) (*Gatewa
 	case g.Addrs = <-ready:
 		return g, nil
 	case <-g.done:
-		return nil, fmt.Errorf("integration: gateway exited before ready: %v\n%s", g.exitErr, g.Log())
+		return nil, fmt.Errorf("integration: gateway exited before ready: %v\n%s", g.exitErr, g.Log()) // lint:nowrap exitErr is nil after a clean exit
 	case <-ctx.Done():
 		_ = g.cmd.Process.Signal(syscall.SIGKILL)
 		<-g.done

@@ -72,7 +72,7 @@ func TestRetainedSurvivesSigkill(t *testing.T) {
 						errs <- fmt.Errorf("%s seq %d: %w", id, seq, err)
 						return
 					}
-					time.Sleep(20 * time.Millisecond)
+					time.Sleep(20 * time.Millisecond) // models: a publisher's retry pacing while dsd restarts
 				}
 				mu.Lock()
 				latest[topic] = payload

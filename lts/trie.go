@@ -228,6 +228,8 @@ func (t *Trie) link(c *state) {
 		s.end = c
 		t.streams++
 	default:
+		// Invariant: addChild and Restore (which checks e.Kind) link only
+		// Level, Plus and End states.
 		panic(fmt.Sprintf("lts: link of a state of kind %v", c.kind))
 	}
 	t.byID[c.id] = c

@@ -62,23 +62,24 @@ const (
 	linkMaxBatchBytesCap     = 64 << 20
 )
 
-func (o *GatewayLinkOptions) ensureDefaults() {
-	if o.BatchSize <= 0 {
+// EnsureDefaults fills every unset field with its default.
+func (o *GatewayLinkOptions) EnsureDefaults() {
+	if o.BatchSize == 0 {
 		o.BatchSize = DefaultLinkBatchSize
 	}
-	if o.MaxBatchBytes <= 0 {
+	if o.MaxBatchBytes == 0 {
 		o.MaxBatchBytes = DefaultLinkMaxBatchBytes
 	}
-	if o.IdlePollInterval <= 0 {
+	if o.IdlePollInterval == 0 {
 		o.IdlePollInterval = DefaultLinkIdlePoll
 	}
-	if o.RenewStreamsInterval <= 0 {
+	if o.RenewStreamsInterval == 0 {
 		o.RenewStreamsInterval = DefaultLinkRenewStreams
 	}
-	if o.HeartbeatInterval <= 0 {
+	if o.HeartbeatInterval == 0 {
 		o.HeartbeatInterval = DefaultHeartbeatInterval
 	}
-	if o.MaxEntries <= 0 {
+	if o.MaxEntries == 0 {
 		o.MaxEntries = DefaultLinkMaxEntries
 	}
 	if o.Now == nil {
@@ -86,15 +87,31 @@ func (o *GatewayLinkOptions) ensureDefaults() {
 	}
 }
 
-// validate refuses limits above their caps (no silent clamp). Call it after
-// ensureDefaults.
-func (o GatewayLinkOptions) validate() error {
+// Validate reports every invalid field, joined into one error: limits
+// outside their range are refused, not clamped. Call it after
+// EnsureDefaults.
+func (o GatewayLinkOptions) Validate() error {
 	var errs []error
-	if o.BatchSize > linkMaxBatchMessagesCap {
-		errs = append(errs, fmt.Errorf("dsd: gateway link: BatchSize (durable_sessions.batch_size) %d above %d", o.BatchSize, linkMaxBatchMessagesCap))
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("dsd: gateway link: "+format, args...))
 	}
-	if o.MaxBatchBytes > linkMaxBatchBytesCap {
-		errs = append(errs, fmt.Errorf("dsd: gateway link: MaxBatchBytes %d above %d", o.MaxBatchBytes, linkMaxBatchBytesCap))
+	if o.BatchSize < 1 || o.BatchSize > linkMaxBatchMessagesCap {
+		bad("BatchSize (durable_sessions.batch_size) %d outside 1..%d", o.BatchSize, linkMaxBatchMessagesCap)
+	}
+	if o.MaxBatchBytes < 1 || o.MaxBatchBytes > linkMaxBatchBytesCap {
+		bad("MaxBatchBytes %d outside 1..%d", o.MaxBatchBytes, linkMaxBatchBytesCap)
+	}
+	if o.IdlePollInterval <= 0 {
+		bad("IdlePollInterval (durable_sessions.idle_poll_interval) %v <= 0", o.IdlePollInterval)
+	}
+	if o.RenewStreamsInterval <= 0 {
+		bad("RenewStreamsInterval (durable_sessions.renew_streams_interval) %v <= 0", o.RenewStreamsInterval)
+	}
+	if o.HeartbeatInterval <= 0 {
+		bad("HeartbeatInterval (durable_sessions.gateway_heartbeat_interval) %v <= 0", o.HeartbeatInterval)
+	}
+	if o.MaxEntries < 1 {
+		bad("MaxEntries (durable_sessions.max_link_entries) %d < 1", o.MaxEntries)
 	}
 	return errors.Join(errs...)
 }
@@ -139,7 +156,7 @@ type gatewayLinkService struct {
 }
 
 func newGatewayLinkService(db *storage.DB, opts GatewayLinkOptions, log *slog.Logger, stopping <-chan struct{}, m *metrics) *gatewayLinkService {
-	opts.ensureDefaults()
+	opts.EnsureDefaults()
 	log = log.With("component", "gateway_link")
 	return &gatewayLinkService{db: db, opts: opts, log: log, stopping: stopping, metrics: m,
 		leases: newLeases(db, opts.HeartbeatInterval, opts.Now, log)}

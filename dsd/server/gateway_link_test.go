@@ -257,7 +257,7 @@ func TestLinkReadPushesAfterWatermark(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Millisecond) // the scenario: publish 1 ms after the read started
+	time.Sleep(time.Millisecond) // models: the scenario, a publish 1 ms after the read started
 	sent := time.Now()
 	ts := e.store("car", "fleet/car/speed", []byte("new"))
 	b := ev.batch(t)

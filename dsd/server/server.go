@@ -77,28 +77,61 @@ const (
 	httpIdleTimeout       = 120 * time.Second
 )
 
-func (o *Options) ensureDefaults(db *storage.DB) {
+// EnsureDefaults fills every unset field with its default, GatewayLink's
+// included. MaxRecvMsgSize stays 0 when unset: its default depends on the
+// storage, and Listen resolves it (maxRecvMsgSize).
+func (o *Options) EnsureDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 	if o.DefaultRole == "" {
 		o.DefaultRole = RoleService
 	}
-	if o.MaxRecvMsgSize <= 0 {
-		o.MaxRecvMsgSize = db.Options().MaxMessageBytes + recvSlackBytes
-	}
 	if o.MaxConcurrentStreams == 0 {
 		o.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
-	if o.KeepaliveMinTime <= 0 {
+	if o.KeepaliveMinTime == 0 {
 		o.KeepaliveMinTime = DefaultKeepaliveMinTime
 	}
-	if o.KeepaliveTime <= 0 {
+	if o.KeepaliveTime == 0 {
 		o.KeepaliveTime = DefaultKeepaliveTime
 	}
-	if o.KeepaliveTimeout <= 0 {
+	if o.KeepaliveTimeout == 0 {
 		o.KeepaliveTimeout = DefaultKeepaliveTimeout
 	}
+	o.GatewayLink.EnsureDefaults()
+}
+
+// Validate reports every invalid field, joined into one error. Call it
+// after EnsureDefaults.
+func (o Options) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("dsd: options: "+format, args...))
+	}
+	if o.MaxRecvMsgSize < 0 {
+		bad("MaxRecvMsgSize %d < 0", o.MaxRecvMsgSize)
+	}
+	if o.KeepaliveMinTime <= 0 {
+		bad("KeepaliveMinTime %v <= 0", o.KeepaliveMinTime)
+	}
+	if o.KeepaliveTime <= 0 {
+		bad("KeepaliveTime %v <= 0", o.KeepaliveTime)
+	}
+	if o.KeepaliveTimeout <= 0 {
+		bad("KeepaliveTimeout %v <= 0", o.KeepaliveTimeout)
+	}
+	errs = append(errs, o.GatewayLink.Validate())
+	return errors.Join(errs...)
+}
+
+// maxRecvMsgSize is MaxRecvMsgSize, else its default: the storage's
+// largest message plus a request's slack.
+func (o Options) maxRecvMsgSize(db *storage.DB) int {
+	if o.MaxRecvMsgSize > 0 {
+		return o.MaxRecvMsgSize
+	}
+	return db.Options().MaxMessageBytes + recvSlackBytes
 }
 
 // Server serves dsd's gRPC API and HTTP endpoints for one storage.DB.
@@ -121,12 +154,11 @@ type Server struct {
 // address does not resolve to a loopback address needs mutual TLS (or
 // UnsafePlaintextListen).
 func Listen(db *storage.DB, opts Options) (*Server, error) {
-	opts.ensureDefaults(db)
-	link := opts.GatewayLink
-	link.ensureDefaults()
-	if err := link.validate(); err != nil {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	opts.MaxRecvMsgSize = opts.maxRecvMsgSize(db)
 	mutual := mutualTLS(opts.TLS)
 	var binds [2]string
 	for i, addr := range []string{opts.GRPCListen, opts.HTTPListen} {

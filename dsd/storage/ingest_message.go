@@ -90,7 +90,7 @@ func IngestMessageOf(m *storagev1.Message) IngestMessage {
 		Topic: m.Topic, Payload: m.Payload, Qos: m.Qos, Retain: m.Retain, Properties: m.Properties,
 	})
 	if err != nil {
-		// Marshalling a well-formed in-memory message cannot fail.
+		// Invariant: marshalling a well-formed in-memory message cannot fail.
 		panic(fmt.Sprintf("storage: marshal message: %v", err))
 	}
 	return IngestMessage{Encoded: b, Topic: m.Topic, QoS: m.Qos, Retain: m.Retain}

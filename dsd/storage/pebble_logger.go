@@ -51,6 +51,10 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 		<-p.db.fatalPark // nil outside tests: parks for good
 		return
 	}
+	// Invariant: pebble calls Fatalf only when it cannot go on safely (a
+	// failed sync, corruption it cannot repair), and Fatalf must not return.
+	// dsd does not recover in the storage path: it crashes and restarts
+	// (STYLE.md rule 9), and recovery replays the WAL.
 	panic("storage: pebble fatal: " + msg)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // rawWorkload is a sequence of Stores that learns a wildcard (30 devices
@@ -220,13 +221,10 @@ func TestRawConcurrentWritesOpenAsDB(t *testing.T) {
 	}
 	// Pebble records an fsync in its metrics after it wakes the committer,
 	// so the count may trail the commit that caused it by a moment.
-	deadline := time.Now().Add(5 * time.Second)
-	for em := db.EngineMetrics(); em.WALFsyncs == 0 || em.WALBytesWritten == 0; em = db.EngineMetrics() {
-		if time.Now().After(deadline) {
-			t.Fatalf("db engine metrics %+v: want fsyncs and bytes", em)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, "engine metrics with WAL fsyncs and bytes", func() bool {
+		em := db.EngineMetrics()
+		return em.WALFsyncs != 0 && em.WALBytesWritten != 0
+	})
 }
 
 func TestRawLocksItsDir(t *testing.T) {

@@ -127,6 +127,8 @@ func applySession(st *shardState, cmd command) applyResult {
 	case cmdWillRetainedDone:
 		return applyWillRetainedDone(st, c)
 	}
+	// Invariant: apply sends here only the session commands this switch
+	// covers; another type is a bug in this package, never input.
 	panic(fmt.Sprintf("storage: unknown session command %T", cmd))
 }
 

@@ -11,7 +11,7 @@ import (
 func encodeValue(m proto.Message) []byte {
 	b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend([]byte{valueVersion1}, m)
 	if err != nil {
-		// Marshalling a well-formed in-memory message cannot fail.
+		// Invariant: marshalling a well-formed in-memory message cannot fail.
 		panic(fmt.Sprintf("storage: marshal %T: %v", m, err))
 	}
 	return b

@@ -295,7 +295,7 @@ func (a *Authenticator) verify(ctx context.Context, t *userTable, k cacheKey, us
 		if !errors.Is(err, passwd.ErrMismatch) {
 			// Cannot happen for a file that loaded (every hash was
 			// checked), but never treat it as success.
-			return result{err: fmt.Errorf("%w: user %q: %v", ErrBadUserNameOrPassword, username, err)}, false
+			return result{err: fmt.Errorf("%w: user %q: %v", ErrBadUserNameOrPassword, username, err)}, false // lint:nowrap the client learns bad user name or password only; the hash problem is log detail
 		}
 		r.err = fmt.Errorf("%w: user %q: wrong password", ErrBadUserNameOrPassword, username)
 	} else {

@@ -42,7 +42,7 @@ func parseJWKS(b []byte) (map[string]crypto.PublicKey, error) {
 			n, err1 := b64Int(k.N)
 			e, err2 := b64Int(k.E)
 			if err := errors.Join(err1, err2); err != nil || !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 {
-				return nil, fmt.Errorf("keys[%d]: bad RSA key %v", i, err)
+				return nil, fmt.Errorf("keys[%d]: bad RSA key: %w", i, err)
 			}
 			pub = &rsa.PublicKey{N: n, E: int(e.Int64())}
 		case "EC":
@@ -52,7 +52,7 @@ func parseJWKS(b []byte) (map[string]crypto.PublicKey, error) {
 			x, err1 := base64.RawURLEncoding.DecodeString(k.X)
 			y, err2 := base64.RawURLEncoding.DecodeString(k.Y)
 			if err := errors.Join(err1, err2); err != nil || len(x) != 32 || len(y) != 32 {
-				return nil, fmt.Errorf("keys[%d]: bad EC key %v", i, err)
+				return nil, fmt.Errorf("keys[%d]: bad EC key: %w", i, err)
 			}
 			// Uncompressed point: 0x04 || X || Y; refused when not on the curve.
 			ek, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))

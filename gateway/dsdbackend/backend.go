@@ -41,7 +41,7 @@ type Options struct {
 	AllowCrossIdentityTakeover bool
 	// CallTimeout bounds each call to dsd, within the caller's deadline;
 	// a call that times out is ErrUnavailable (CONNACK 0x88). Default 4 s
-	// (two default heartbeat intervals).
+	// (DefaultCallTimeout: two default heartbeat intervals).
 	CallTimeout time.Duration
 }
 
@@ -56,11 +56,10 @@ type Backend struct {
 var _ session.Backend = (*Backend)(nil)
 
 // New returns a Backend that opens sessions through sessions under the
-// registrations of reg.
+// registrations of reg. opts must pass Validate after EnsureDefaults.
 func New(sessions dsdv1.SessionServiceClient, reg Registrar, opts Options) *Backend {
-	if opts.CallTimeout <= 0 {
-		opts.CallTimeout = 4 * time.Second
-	}
+	opts.EnsureDefaults()
+	mustBeValid(opts.Validate())
 	return &Backend{sessions: sessions, reg: reg, opts: opts}
 }
 

@@ -94,6 +94,9 @@ func (d *Delivery) Replay(ctx context.Context, iterator []byte, count uint32) ([
 		return err
 	})
 	if status.Code(err) == codes.NotFound {
+		// lint:nowrap the NotFound status is detail: wrapped, the one
+		// status-to-reason-code translation would classify it instead of
+		// ErrStreamGone.
 		return nil, fmt.Errorf("dsdbackend: replay: %w: %v", session.ErrStreamGone, err)
 	}
 	if err != nil {

@@ -20,12 +20,15 @@ import (
 // IngestOptions configure an Ingest.
 type IngestOptions struct {
 	// Timeout fails a Store that dsd has not answered this long after it was
-	// submitted (its connection then closes). Default 10 s.
+	// submitted (its connection then closes). Default 10 s
+	// (DefaultIngestTimeout).
 	Timeout time.Duration
 	// MaxRequestBytes bounds the messages of one request on the stream (a
-	// single larger Store still goes alone). Default 1 MiB.
+	// single larger Store still goes alone). Default 1 MiB
+	// (DefaultIngestMaxRequestBytes).
 	MaxRequestBytes int
-	Logger          *slog.Logger
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
 }
 
 // Ingest carries the Stores of every connection of the gateway to dsd on
@@ -70,17 +73,10 @@ type ingestStore struct {
 }
 
 // NewIngest starts an Ingest over client while reg holds a lease. Close
-// stops it.
+// stops it. opts must pass Validate after EnsureDefaults.
 func NewIngest(client dsdv1.StorageServiceClient, reg Registrar, opts IngestOptions) *Ingest {
-	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
-	}
-	if opts.MaxRequestBytes <= 0 {
-		opts.MaxRequestBytes = 1 << 20
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.EnsureDefaults()
+	mustBeValid(opts.Validate())
 	g := &Ingest{client: client, reg: reg, opts: opts, done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.mu.sent = make(map[uint64]*ingestStore)
@@ -382,7 +378,7 @@ func encodeMessage(m *session.Message) []byte {
 	if props := propertiesToProto(&m.Properties); props != nil {
 		pb, err := proto.MarshalOptions{Deterministic: true}.Marshal(props)
 		if err != nil {
-			// Marshalling a well-formed in-memory message cannot fail.
+			// Invariant: marshalling a well-formed in-memory message cannot fail.
 			panic(fmt.Sprintf("dsdbackend: marshal properties: %v", err))
 		}
 		b = protowire.AppendTag(b, 7, protowire.BytesType)

@@ -98,14 +98,11 @@ type registration struct {
 }
 
 // NewLease returns a Lease that does nothing until Start: Current fails
-// until the first registration.
+// until the first registration. opts must pass Validate after
+// EnsureDefaults.
 func NewLease(opts LeaseOptions) *Lease {
-	if opts.Interval <= 0 {
-		opts.Interval = DefaultLeaseInterval
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.EnsureDefaults()
+	mustBeValid(opts.Validate())
 	l := &Lease{opts: opts, log: opts.Logger.With("component", "dsd_lease", "gateway_id", opts.GatewayID),
 		done: make(chan struct{}), registered: make(chan struct{})}
 	l.iv = opts.Interval
@@ -147,7 +144,7 @@ func (l *Lease) Current() (Registration, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.reg == nil || !l.mu.linkUp {
-		return Registration{}, fmt.Errorf("%w: %w: %v", session.ErrUnavailable, errNotRegistered, l.mu.err)
+		return Registration{}, fmt.Errorf("%w: %w: %v", session.ErrUnavailable, errNotRegistered, l.mu.err) // lint:nowrap the last link error is detail (and may be nil); callers classify by ErrUnavailable
 	}
 	return Registration{GatewayID: l.opts.GatewayID, Epoch: l.mu.reg.epoch, Ended: l.mu.reg.ctx}, nil
 }
@@ -157,7 +154,7 @@ func (l *Lease) Held() (Registration, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.reg == nil {
-		return Registration{}, fmt.Errorf("%w: %w: %v", session.ErrUnavailable, errNotRegistered, l.mu.err)
+		return Registration{}, fmt.Errorf("%w: %w: %v", session.ErrUnavailable, errNotRegistered, l.mu.err) // lint:nowrap the last link error is detail (and may be nil); callers classify by ErrUnavailable
 	}
 	return Registration{GatewayID: l.opts.GatewayID, Epoch: l.mu.reg.epoch, Ended: l.mu.reg.ctx}, nil
 }
@@ -168,7 +165,7 @@ func (l *Lease) Ready() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.reg == nil || !l.mu.linkUp {
-		return fmt.Errorf("no lease with dsd: %v", l.mu.err)
+		return fmt.Errorf("no lease with dsd: %v", l.mu.err) // lint:nowrap the last link error may be nil, and /readyz only prints it
 	}
 	return nil
 }

@@ -400,8 +400,8 @@ func (c *conn) sendLocked(a session.Send) {
 	}
 	b, err := a.Packet.Append(nil, a.Version)
 	if err != nil {
-		// The machine built a packet the codec refuses: a bug, not the
-		// client's doing.
+		// Invariant: the session machine builds only packets the codec
+		// encodes; a refusal is a bug, not the client's doing.
 		panic(fmt.Sprintf("gateway: cannot encode %s for %s: %v", a.Packet.Type(), a.Version, err))
 	}
 	select {

@@ -145,7 +145,14 @@ func (s *Server) serveListener(l *listener) {
 			// net/http does.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			s.log.Warn("accept failed; retrying", "listener", l.id, "err", err, "delay", delay)
-			time.Sleep(delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-s.ctx.Done():
+				// Close does not wait out the delay; the next Accept
+				// sees the closed listener.
+				t.Stop()
+			}
 			continue
 		}
 		delay = 0

@@ -87,20 +87,35 @@ type HTTPTimeouts struct {
 	IdleTimeout time.Duration
 }
 
-func (h HTTPTimeouts) withDefaults() HTTPTimeouts {
-	if h.ReadHeaderTimeout <= 0 {
+// EnsureDefaults fills every unset field with its default.
+func (h *HTTPTimeouts) EnsureDefaults() {
+	if h.ReadHeaderTimeout == 0 {
 		h.ReadHeaderTimeout = 5 * time.Second
 	}
-	if h.ReadTimeout <= 0 {
+	if h.ReadTimeout == 0 {
 		h.ReadTimeout = 10 * time.Second
 	}
-	if h.WriteTimeout <= 0 {
+	if h.WriteTimeout == 0 {
 		h.WriteTimeout = 30 * time.Second
 	}
-	if h.IdleTimeout <= 0 {
+	if h.IdleTimeout == 0 {
 		h.IdleTimeout = 60 * time.Second
 	}
-	return h
+}
+
+// Validate reports every invalid field, joined into one error. Call it
+// after EnsureDefaults.
+func (h HTTPTimeouts) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"ReadHeaderTimeout", h.ReadHeaderTimeout}, {"ReadTimeout", h.ReadTimeout}, {"WriteTimeout", h.WriteTimeout}, {"IdleTimeout", h.IdleTimeout}} {
+		if f.d <= 0 {
+			errs = append(errs, fmt.Errorf("gateway: options: HTTP.%s %v <= 0", f.name, f.d))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // testHooks inject faults in tests.
@@ -112,27 +127,47 @@ type testHooks struct {
 // DefaultBackendTimeout is Options.BackendTimeout's default.
 const DefaultBackendTimeout = 10 * time.Second
 
-func (o Options) withDefaults() Options {
+// EnsureDefaults fills every unset field with its default.
+func (o *Options) EnsureDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.ConnectTimeout <= 0 {
+	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = o.Config.MQTT.ConnectTimeout.Std()
 	}
-	if o.ConnectTimeout <= 0 {
+	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
-	o.HTTP = o.HTTP.withDefaults()
-	if o.WriteTimeout <= 0 {
+	o.HTTP.EnsureDefaults()
+	if o.WriteTimeout == 0 {
 		o.WriteTimeout = 10 * time.Second
 	}
-	if o.BackendTimeout <= 0 {
+	if o.BackendTimeout == 0 {
 		o.BackendTimeout = DefaultBackendTimeout
 	}
-	if o.OutboundQueue <= 0 {
+	if o.OutboundQueue == 0 {
 		o.OutboundQueue = 1024
 	}
-	return o
+}
+
+// Validate reports every invalid field, joined into one error. Call it
+// after EnsureDefaults. The Config itself is config.Config.Validate's.
+func (o Options) Validate() error {
+	var errs []error
+	if o.ConnectTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("gateway: options: ConnectTimeout %v <= 0", o.ConnectTimeout))
+	}
+	if o.WriteTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("gateway: options: WriteTimeout %v <= 0", o.WriteTimeout))
+	}
+	if o.BackendTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("gateway: options: BackendTimeout %v <= 0", o.BackendTimeout))
+	}
+	if o.OutboundQueue <= 0 {
+		errs = append(errs, fmt.Errorf("gateway: options: OutboundQueue %d <= 0", o.OutboundQueue))
+	}
+	errs = append(errs, o.HTTP.Validate())
+	return errors.Join(errs...)
 }
 
 // Server is a running gateway: its MQTT listeners, their connections and
@@ -194,7 +229,10 @@ type Addr struct {
 // Listen binds every configured listener and the HTTP endpoint and starts
 // serving. Stop it with Shutdown or Close.
 func Listen(opts Options) (*Server, error) {
-	opts = opts.withDefaults()
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(), httpDone: make(chan struct{}), stopBg: make(chan struct{}),
 		gate:         newGate(opts.Config.Gateway.MaxConnections, opts.Config.Gateway.MaxConnectionsPerAddress),
 		inboundLimit: int(opts.Config.MQTT.MaxInboundBytes)}

@@ -77,7 +77,7 @@ func (g *group) start(ctx context.Context, name, logPath string, ready *regexp.R
 	case m := <-w.found:
 		return p, m, nil
 	case <-p.exited:
-		return p, "", fmt.Errorf("%s exited before it was ready (%v); log %s:\n%s", name, p.err, logPath, tail(logPath))
+		return p, "", fmt.Errorf("%s exited before it was ready (%v); log %s:\n%s", name, p.err, logPath, tail(logPath)) // lint:nowrap p.err is nil after a clean exit
 	case <-t.C:
 		return p, "", fmt.Errorf("%s not ready after %v; log %s:\n%s", name, startTimeout, logPath, tail(logPath))
 	case <-ctx.Done():
@@ -92,7 +92,7 @@ func (g *group) check() error {
 	for _, p := range g.mu.procs {
 		select {
 		case <-p.exited:
-			return fmt.Errorf("%s exited during the run (%v); log %s:\n%s", p.name, p.err, p.log.Name(), tail(p.log.Name()))
+			return fmt.Errorf("%s exited during the run (%v); log %s:\n%s", p.name, p.err, p.log.Name(), tail(p.log.Name())) // lint:nowrap p.err is nil after a clean exit
 		default:
 		}
 	}
@@ -121,7 +121,7 @@ func (g *group) stopAll() error {
 func (p *proc) stop(timeout time.Duration) error {
 	select {
 	case <-p.exited:
-		return fmt.Errorf("%s had exited: %v", p.name, p.err)
+		return fmt.Errorf("%s had exited: %v", p.name, p.err) // lint:nowrap p.err is nil after a clean exit
 	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -131,7 +131,7 @@ func (p *proc) stop(timeout time.Duration) error {
 	case <-p.exited:
 		var ee *exec.ExitError
 		if p.err != nil && !(errors.As(p.err, &ee) && !ee.Exited()) {
-			return fmt.Errorf("%s: %v", p.name, p.err)
+			return fmt.Errorf("%s: %w", p.name, p.err)
 		}
 		return nil
 	case <-t.C:
@@ -325,11 +325,11 @@ func waitListening(ctx context.Context, p *proc, addr string) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not listening on %s after %v: %v; log %s:\n%s", p.name, addr, startTimeout, err, p.log.Name(), tail(p.log.Name()))
+			return fmt.Errorf("%s not listening on %s after %v: %w; log %s:\n%s", p.name, addr, startTimeout, err, p.log.Name(), tail(p.log.Name()))
 		}
 		select {
 		case <-p.exited:
-			return fmt.Errorf("%s exited (%v); log %s:\n%s", p.name, p.err, p.log.Name(), tail(p.log.Name()))
+			return fmt.Errorf("%s exited (%v); log %s:\n%s", p.name, p.err, p.log.Name(), tail(p.log.Name())) // lint:nowrap p.err is nil after a clean exit
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:

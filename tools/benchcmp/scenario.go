@@ -313,7 +313,7 @@ func runLoadCmd(ctx context.Context, bin string, args []string, base string) (*l
 	}
 	var rep loadReport
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		return nil, cmd, fmt.Errorf("mqttload report (%v): %w; see %s.log", runErr, err, base)
+		return nil, cmd, fmt.Errorf("mqttload report (%v): %w; see %s.log", runErr, err, base) // lint:nowrap runErr (nil after a clean run) is context for the report error
 	}
 	if rep.Error != "" {
 		return nil, cmd, fmt.Errorf("mqttload: %s; see %s.log", rep.Error, base)

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +23,7 @@ import (
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/integration"
 	"github.com/stratamq/strata/internal/sdnotify"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // imagePrograms are the programs the Containerfile copies.
@@ -457,11 +457,5 @@ func httpGet(t *testing.T, url string) string {
 // waitFor polls cond for up to 10 s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal(errors.New("condition not met within 10 s"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, 10*time.Second, "the condition", cond)
 }

@@ -132,7 +132,7 @@ func Verify(hash string, password []byte) error {
 			return ErrMismatch
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformedHash, err)
+			return fmt.Errorf("%w: %v", ErrMalformedHash, err) // lint:nowrap callers classify by ErrMalformedHash, not by bcrypt's own errors
 		}
 		return nil
 	case strings.HasPrefix(hash, pbkdf2Prefix):
@@ -142,7 +142,7 @@ func Verify(hash string, password []byte) error {
 		}
 		got, err := pbkdf2.Key(sha512.New, string(password), salt, iter, len(want))
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformedHash, err)
+			return fmt.Errorf("%w: %v", ErrMalformedHash, err) // lint:nowrap callers classify by ErrMalformedHash, not by pbkdf2's own errors
 		}
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			return ErrMismatch

@@ -143,15 +143,24 @@ func run(args []string) error {
 	defer dsd.Close()
 	interval := cfg.DurableSessions.GatewayHeartbeatInterval.Std()
 	router := dsdbackend.NewRouter()
-	lease := dsdbackend.NewLease(dsdbackend.LeaseOptions{Client: dsd, GatewayID: *gatewayID, Interval: interval, Router: router, Logger: log})
-	defer lease.Close()
+	leaseOpts := dsdbackend.LeaseOptions{Client: dsd, GatewayID: *gatewayID, Interval: interval, Router: router, Logger: log}
 	backendOpts := dsdbackend.Options{
 		AllowCrossIdentityTakeover: cfg.MQTT.AllowCrossIdentityTakeover,
 		CallTimeout:                2 * interval,
 	}
+	ingestOpts := dsdbackend.IngestOptions{Timeout: server.DefaultBackendTimeout, Logger: log}
+	// The constructors refuse invalid options as a bug: refuse them here
+	// as an error first.
+	leaseOpts.EnsureDefaults()
+	backendOpts.EnsureDefaults()
+	ingestOpts.EnsureDefaults()
+	if err := errors.Join(leaseOpts.Validate(), backendOpts.Validate(), ingestOpts.Validate()); err != nil {
+		return err
+	}
+	lease := dsdbackend.NewLease(leaseOpts)
+	defer lease.Close()
 	backend := dsdbackend.New(dsd.Sessions(), lease, backendOpts)
-	storage := dsdbackend.NewStorage(dsd.Storage, dsd.Sessions(), lease, backendOpts,
-		dsdbackend.IngestOptions{Timeout: server.DefaultBackendTimeout, Logger: log})
+	storage := dsdbackend.NewStorage(dsd.Storage, dsd.Sessions(), lease, backendOpts, ingestOpts)
 	defer storage.Close()
 	delivery := dsdbackend.NewDelivery(dsd, lease, router, backendOpts)
 
