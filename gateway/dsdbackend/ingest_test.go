@@ -57,20 +57,27 @@ func (f *fakeIngest) Ingest(stream dsdv1.StorageService_IngestServer) error {
 	}
 }
 
-func startIngest(t *testing.T, reg Registrar, opts IngestOptions) (*fakeIngest, *Ingest) {
+// serveFakeDSD serves a fake dsd (the services register adds) on a free
+// loopback port and returns a client of it; srv.Stop stops it.
+func serveFakeDSD(t *testing.T, register func(*grpc.Server)) (c *client.Client, srv *grpc.Server) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeIngest{streams: make(chan *fakeIngestStream, 16)}
-	srv := grpc.NewServer()
-	dsdv1.RegisterStorageServiceServer(srv, f)
+	srv = grpc.NewServer()
+	register(srv)
 	go func() { _ = srv.Serve(ln) }()
-	c, err := client.Dial(ln.Addr().String())
-	if err != nil {
+	if c, err = client.Dial(ln.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
+	return c, srv
+}
+
+func startIngest(t *testing.T, reg Registrar, opts IngestOptions) (*fakeIngest, *Ingest) {
+	t.Helper()
+	f := &fakeIngest{streams: make(chan *fakeIngestStream, 16)}
+	c, srv := serveFakeDSD(t, func(s *grpc.Server) { dsdv1.RegisterStorageServiceServer(s, f) })
 	opts.Logger = slog.New(slog.DiscardHandler)
 	g := NewIngest(c.Storage, reg, opts)
 	t.Cleanup(func() {

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 
-	"github.com/stratamq/strata/dsd/client"
 	"github.com/stratamq/strata/gateway/session"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
@@ -117,18 +115,8 @@ const testInterval = 300 * time.Millisecond
 
 func startLease(t *testing.T) *leaseEnv {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := &fakeDSD{links: make(chan *fakeLink, 16)}
-	srv := grpc.NewServer()
-	dsdv1.RegisterGatewayLinkServiceServer(srv, f)
-	go func() { _ = srv.Serve(ln) }()
-	c, err := client.Dial(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, srv := serveFakeDSD(t, func(s *grpc.Server) { dsdv1.RegisterGatewayLinkServiceServer(s, f) })
 	e := &leaseEnv{dsd: f, kicks: make(chan [2]any, 16), lost: make(chan struct{}, 16)}
 	e.lease = NewLease(LeaseOptions{Client: c, GatewayID: "gw-test", Interval: testInterval, Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(func() {
@@ -234,18 +222,8 @@ func TestLeaseLostWhenHeartbeatsGoUnanswered(t *testing.T) {
 // dsd gone: the link breaks, cannot be reopened, the lease is lost and
 // Current refuses with ErrUnavailable.
 func TestLeaseLostWhenDSDGone(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := &fakeDSD{links: make(chan *fakeLink, 16)}
-	srv := grpc.NewServer()
-	dsdv1.RegisterGatewayLinkServiceServer(srv, f)
-	go func() { _ = srv.Serve(ln) }()
-	c, err := client.Dial(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, srv := serveFakeDSD(t, func(s *grpc.Server) { dsdv1.RegisterGatewayLinkServiceServer(s, f) })
 	defer c.Close()
 	lost := make(chan struct{}, 4)
 	lease := NewLease(LeaseOptions{Client: c, GatewayID: "gw", Interval: testInterval, Logger: slog.New(slog.DiscardHandler)})
