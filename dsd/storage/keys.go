@@ -38,7 +38,13 @@ const (
 const DataDirFormatVersion = 1
 
 func shardPrefix(shard int, tag byte) []byte {
-	return []byte{byte(shard >> 8), byte(shard), tag}
+	return appendShardPrefix(nil, shard, tag)
+}
+
+// appendShardPrefix appends S|tag to b. The key builders below size their
+// buffer once: a Store builds several keys per message.
+func appendShardPrefix(b []byte, shard int, tag byte) []byte {
+	return append(b, byte(shard>>8), byte(shard), tag)
 }
 
 func siteMetaKey() []byte { return shardPrefix(siteShard, tagSiteMeta) }
@@ -50,7 +56,7 @@ func generationKey(shard int, gen uint64) []byte {
 }
 
 func producerKey(shard int, clientID string) []byte {
-	return append(shardPrefix(shard, tagProducer), clientID...)
+	return append(appendShardPrefix(make([]byte, 0, 3+len(clientID)), shard, tagProducer), clientID...)
 }
 
 // genPrefix is S|10|gen: the range that DropGeneration deletes.
@@ -59,7 +65,14 @@ func genPrefix(shard int, gen uint64) []byte {
 }
 
 func genSubPrefix(shard int, gen uint64, sub byte) []byte {
-	return append(genPrefix(shard, gen), sub)
+	return appendGenSubPrefix(nil, shard, gen, sub)
+}
+
+// appendGenSubPrefix appends S|10|gen|sub to b.
+func appendGenSubPrefix(b []byte, shard int, gen uint64, sub byte) []byte {
+	b = appendShardPrefix(b, shard, tagGenData)
+	b = binary.BigEndian.AppendUint64(b, gen)
+	return append(b, sub)
 }
 
 func trieKey(shard int, gen uint64, rec []byte) []byte {
@@ -67,11 +80,11 @@ func trieKey(shard int, gen uint64, rec []byte) []byte {
 }
 
 func countKey(shard int, gen uint64, static []byte) []byte {
-	return append(genSubPrefix(shard, gen, subCount), static...)
+	return append(appendGenSubPrefix(make([]byte, 0, dataKeyPrefixLen+len(static)), shard, gen, subCount), static...)
 }
 
 func dataKey(shard int, gen uint64, layoutKey []byte) []byte {
-	return append(genSubPrefix(shard, gen, subData), layoutKey...)
+	return append(appendGenSubPrefix(make([]byte, 0, dataKeyPrefixLen+len(layoutKey)), shard, gen, subData), layoutKey...)
 }
 
 // dataKeyPrefixLen is the length of S|10|gen|03, before the layout key.

@@ -95,12 +95,17 @@ func (s *shard) runWriter() {
 		pendingMsgs int
 		pendingB    int
 		inflight    int
-		timer       *time.Timer
+		// flushTimer fires when the oldest pending request has waited
+		// FlushInterval while commits are in flight; one timer for the
+		// writer's life, armed for flushDue (zero: disarmed).
+		flushTimer  = time.NewTimer(time.Hour)
+		flushDue    time.Time
 		timerC      <-chan time.Time
 		tickWaiters []*request
 		// willQueued: a will-firing request is pending (not yet flushed).
 		willQueued bool
 	)
+	flushTimer.Stop()
 	// queueWills appends a request that fires the due wills, unless one is
 	// pending already. Nobody waits for its reply (done is buffered).
 	queueWills := func() {
@@ -151,14 +156,15 @@ func (s *shard) runWriter() {
 			}
 			tickWaiters = nil
 		}
-		if timer != nil {
-			timer.Stop()
-			timer, timerC = nil, nil
-		}
 		if len(pending) > 0 && inflight > 0 && inflight < opts.MaxInflightCommits {
-			wait := opts.FlushInterval - time.Since(pending[0].enqueued)
-			timer = time.NewTimer(max(wait, 0))
-			timerC = timer.C
+			if due := pending[0].enqueued.Add(opts.FlushInterval); !due.Equal(flushDue) {
+				flushDue = due
+				flushTimer.Reset(max(time.Until(due), 0))
+				timerC = flushTimer.C
+			}
+		} else if !flushDue.IsZero() {
+			flushTimer.Stop()
+			flushDue, timerC = time.Time{}, nil
 		}
 		select {
 		case r := <-s.reqCh:
@@ -175,7 +181,7 @@ func (s *shard) runWriter() {
 		case <-s.doneCh:
 			inflight--
 		case <-timerC:
-			timer, timerC = nil, nil
+			flushDue, timerC = time.Time{}, nil
 		case <-sessionGC.C:
 			// Nobody waits for the sweep's reply (done is buffered).
 			pending = append(pending, &request{kind: reqSession, enqueued: time.Now(), done: make(chan reply, 1),
@@ -189,9 +195,7 @@ func (s *shard) runWriter() {
 				}
 			}
 		case <-s.db.ctx.Done():
-			if timer != nil {
-				timer.Stop()
-			}
+			flushTimer.Stop()
 			for _, r := range pending {
 				r.finish(reply{err: ErrClosed})
 			}

@@ -121,7 +121,9 @@ func TestShutdown(t *testing.T) {
 	c5.connect("five", 0)
 	c3 := newClient(t, dial(t, s, "tls"), packet.V311)
 	c3.connect("three", 0)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Generous: closing a WebSocket waits for the peer's close frame (up to
+	// 5 s in the library), and the race detector on a loaded machine is slow.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
