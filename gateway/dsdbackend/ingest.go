@@ -1,6 +1,7 @@
 package dsdbackend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +64,9 @@ type Ingest struct {
 		closed bool
 	}
 }
+
+// byID orders Stores as they were submitted.
+func byID(a, b *ingestStore) int { return cmp.Compare(a.req.Id, b.req.Id) }
 
 // ingestStore is one Store on its way.
 type ingestStore struct {
@@ -299,19 +303,9 @@ func (g *Ingest) resendSent() {
 	for _, s := range g.mu.sent {
 		again = append(again, s)
 	}
-	slices.SortFunc(again, func(a, b *ingestStore) int { return compareID(a.req.Id, b.req.Id) })
+	slices.SortFunc(again, byID)
 	g.mu.queue = append(again, g.mu.queue...)
 	clear(g.mu.sent)
-}
-
-func compareID(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // expire fails the Stores whose deadline passed.
@@ -332,7 +326,7 @@ func (g *Ingest) expire(now time.Time) {
 		return false
 	})
 	g.mu.Unlock()
-	slices.SortFunc(late, func(a, b *ingestStore) int { return compareID(a.req.Id, b.req.Id) })
+	slices.SortFunc(late, byID)
 	if len(late) > 0 {
 		g.opts.Logger.Warn("stores not answered in time", "stores", len(late), "timeout", g.opts.Timeout)
 	}
@@ -351,7 +345,7 @@ func (g *Ingest) failAll(err error) {
 	g.mu.queue = nil
 	clear(g.mu.sent)
 	g.mu.Unlock()
-	slices.SortFunc(all, func(a, b *ingestStore) int { return compareID(a.req.Id, b.req.Id) })
+	slices.SortFunc(all, byID)
 	for _, s := range all {
 		s.done(err)
 	}
