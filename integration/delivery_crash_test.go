@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/stratamq/strata/internal/testutil"
 	"net"
 	"strings"
 	"sync"
@@ -85,7 +86,7 @@ func TestTakeoverMidDelivery(t *testing.T) {
 	fromA := a.messages()
 	if !wait.Until(30*time.Second, func() bool { return distinct(append(fromA, b.messages()...)) >= n }) {
 		for i, g := range c.gateways {
-			for _, line := range strings.Split(httpGet(t, "http://"+g.Addrs["http"]+"/metrics"), "\n") {
+			for _, line := range strings.Split(testutil.Metrics(t, g.Addrs["http"]), "\n") {
 				if strings.HasPrefix(line, "strata_gateway_messages") || strings.HasPrefix(line, "strata_gateway_inflight") || strings.HasPrefix(line, "strata_gateway_connections ") || strings.HasPrefix(line, "strata_gateway_dsd_call_seconds_count") {
 					t.Logf("gateway %d: %s", i, line)
 				}

@@ -4,8 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
-	"net/http"
+	"github.com/stratamq/strata/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,9 +143,9 @@ func TestDSDDiskFullTmpfs(t *testing.T) {
 	if got, err := c.ReadAll(ctx, "df/#", 0, 0); err != nil || len(got) == 0 {
 		t.Fatalf("read while read-only: %d messages, %v", len(got), err)
 	}
-	if m := scrape(t, d.HTTPAddr); !strings.Contains(m, `strata_dsd_read_only{reason="disk_watermark"} 1`) ||
+	if m := testutil.Metrics(t, d.HTTPAddr); !strings.Contains(m, `strata_dsd_read_only{reason="disk_watermark"} 1`) ||
 		!strings.Contains(m, "strata_dsd_disk_free_bytes ") || !strings.Contains(m, `strata_dsd_writes_refused_total{reason="disk_watermark"}`) {
-		t.Fatalf("metrics while read-only:\n%s", grepLines(m, "strata_dsd_"))
+		t.Fatalf("metrics while read-only:\n%s", testutil.Lines(m, "strata_dsd_"))
 	}
 
 	// SIGTERM while the disk is full: a prompt, clean stop.
@@ -185,12 +184,12 @@ func TestDSDDiskFullTmpfs(t *testing.T) {
 	// Opening may free space (Pebble flushes the WAL and deletes it), so
 	// the restarted dsd is read-only exactly when its own reading is under
 	// the watermark: then writes are refused, else accepted.
-	if strings.Contains(scrape(t, d.HTTPAddr), `strata_dsd_read_only{reason="disk_watermark"} 1`) {
+	if strings.Contains(testutil.Metrics(t, d.HTTPAddr), `strata_dsd_read_only{reason="disk_watermark"} 1`) {
 		if code := status.Code(store("late", 1)); code != codes.ResourceExhausted {
 			t.Fatalf("restarted read-only (under the watermark), a Store answered %v; want ResourceExhausted", code)
 		}
 	} else {
-		t.Logf("opening freed space above the watermark: %s", grepLines(scrape(t, d.HTTPAddr), "strata_dsd_disk_free_bytes"))
+		t.Logf("opening freed space above the watermark: %s", testutil.Lines(testutil.Metrics(t, d.HTTPAddr), "strata_dsd_disk_free_bytes"))
 		if err := store("late", 1); err != nil {
 			t.Fatalf("restarted above the watermark, a Store failed: %v", err)
 		}
@@ -205,34 +204,10 @@ func TestDSDDiskFullTmpfs(t *testing.T) {
 		seq++
 		return store("late", seq) == nil
 	})
-	if m := scrape(t, d.HTTPAddr); !strings.Contains(m, `strata_dsd_read_only{reason="disk_watermark"} 0`) {
-		t.Fatalf("metrics after space returned:\n%s", grepLines(m, "strata_dsd_"))
+	if m := testutil.Metrics(t, d.HTTPAddr); !strings.Contains(m, `strata_dsd_read_only{reason="disk_watermark"} 0`) {
+		t.Fatalf("metrics after space returned:\n%s", testutil.Lines(m, "strata_dsd_"))
 	}
 	if err := d.Stop(10 * time.Second); err != nil {
 		t.Fatalf("stop: %v\n%s", err, d.Log())
 	}
-}
-
-func scrape(t *testing.T, httpAddr string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func grepLines(s, substr string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, substr) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

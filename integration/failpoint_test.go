@@ -96,7 +96,7 @@ func testFailpoint(t *testing.T, point string) {
 
 	for _, s := range []*recSub{q2, q1} {
 		if !wait.Until(30*time.Second, func() bool { return s.distinct() >= n }) {
-			for _, line := range strings.Split(httpGet(t, "http://"+c.gateways[1].Addrs["http"]+"/metrics"), "\n") {
+			for _, line := range strings.Split(testutil.Metrics(t, c.gateways[1].Addrs["http"]), "\n") {
 				if strings.HasPrefix(line, "strata_gateway_messages") || strings.HasPrefix(line, "strata_gateway_inflight") || strings.HasPrefix(line, "strata_gateway_dsd_call_seconds_count") || strings.HasPrefix(line, "strata_gateway_packets_") {
 					t.Logf("gateway B: %s", line)
 				}

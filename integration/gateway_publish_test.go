@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/stratamq/strata/internal/testutil"
 	"net"
 	"strconv"
 	"strings"
@@ -94,7 +95,7 @@ func TestGatewayPublishStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Concurrent publishes share Stores.
-	metrics := httpGet(t, "http://"+g.Addrs["http"]+"/metrics")
+	metrics := testutil.Metrics(t, g.Addrs["http"])
 	if n := metricValue(metrics, "strata_gateway_messages_stored_total"); n != 250 {
 		t.Errorf("strata_gateway_messages_stored_total = %v, want 250", n)
 	}

@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"github.com/stratamq/strata/internal/testutil"
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,7 +129,7 @@ func TestGateway(t *testing.T) {
 		})
 	})
 
-	metrics := httpGet(t, "http://"+g.Addrs["http"]+"/metrics")
+	metrics := testutil.Metrics(t, g.Addrs["http"])
 	if n := metricValue(metrics, "strata_gateway_keepalive_timeouts_total"); n < 1 {
 		t.Errorf("strata_gateway_keepalive_timeouts_total = %v, want ≥ 1", n)
 	}
@@ -337,20 +337,6 @@ func (c *rawClient) waitClosed(t *testing.T, within time.Duration) {
 			return
 		}
 	}
-}
-
-func httpGet(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 func metricValue(text, name string) float64 {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/stratamq/strata/internal/testutil"
 	"io"
 	"net/http"
 	"strings"
@@ -230,17 +231,6 @@ func TestListenPolicy(t *testing.T) {
 	}
 }
 
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
-
 func TestRESTAndMetrics(t *testing.T) {
 	c, srv := startServer(t)
 	if _, err := c.Storage.Store(context.Background(), &dsdv1.StoreRequest{ClientId: "car1", Messages: []*storagev1.Message{msg("fleet/car1/speed", "42")}}); err != nil {
@@ -252,30 +242,30 @@ func TestRESTAndMetrics(t *testing.T) {
 	}
 	base := "http://" + srv.HTTPAddr()
 	for _, prefix := range []string{"/ds", "/api/v5/ds"} {
-		code, body := httpGet(t, base+prefix+"/sites")
+		code, body := testutil.Get(t, base+prefix+"/sites")
 		if code != 200 || !strings.Contains(body, info.GetSite()) {
 			t.Errorf("%s/sites: %d %s", prefix, code, body)
 		}
-		code, body = httpGet(t, base+prefix+"/sites/"+info.GetSite())
+		code, body = testutil.Get(t, base+prefix+"/sites/"+info.GetSite())
 		if code != 200 || strings.Count(body, `"storage":"messages"`) != 4 {
 			t.Errorf("%s/sites/{site}: %d %s", prefix, code, body)
 		}
-		if code, _ = httpGet(t, base+prefix+"/sites/nope"); code != 404 {
+		if code, _ = testutil.Get(t, base+prefix+"/sites/nope"); code != 404 {
 			t.Errorf("%s/sites/nope: %d, want 404", prefix, code)
 		}
-		code, body = httpGet(t, base+prefix+"/storages")
+		code, body = testutil.Get(t, base+prefix+"/storages")
 		if code != 200 || strings.TrimSpace(body) != `["messages"]` {
 			t.Errorf("%s/storages: %d %s", prefix, code, body)
 		}
-		code, body = httpGet(t, base+prefix+"/storages/messages")
+		code, body = testutil.Get(t, base+prefix+"/storages/messages")
 		if code != 200 || strings.Count(body, `"replicas"`) != 4 {
 			t.Errorf("%s/storages/messages: %d %s", prefix, code, body)
 		}
 	}
-	if code, body := httpGet(t, base+"/readyz"); code != 200 {
+	if code, body := testutil.Get(t, base+"/readyz"); code != 200 {
 		t.Errorf("readyz: %d %s", code, body)
 	}
-	code, body := httpGet(t, base+"/metrics")
+	code, body := testutil.Get(t, base+"/metrics")
 	if code != 200 {
 		t.Fatalf("metrics: %d", code)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/stratamq/strata/internal/testutil"
 	"strings"
 	"testing"
 
@@ -57,10 +58,10 @@ func TestWillACL(t *testing.T) {
 	if _, ok := c.mustRecv().(*packet.Pingresp); !ok {
 		t.Fatal("no PINGRESP")
 	}
-	m := scrape(t, s)
+	m := testutil.Metrics(t, s.HTTPAddr())
 	for _, want := range []string{`strata_gateway_acl_denied_total{action="will"} 2`, `strata_gateway_acl_denied_total{action="publish"} 1`} {
 		if !strings.Contains(m, want) {
-			t.Errorf("metrics lack %s:\n%s", want, grep(m, "acl"))
+			t.Errorf("metrics lack %s:\n%s", want, testutil.Lines(m, "acl"))
 		}
 	}
 }
@@ -85,7 +86,7 @@ func TestDenyActionDisconnect(t *testing.T) {
 		t.Fatalf("got %+v, want DISCONNECT 0x87", d)
 	}
 	c.expectClosed()
-	if m := scrape(t, s); !strings.Contains(m, `strata_gateway_connections_closed_total{reason="not_authorized"} 1`) {
-		t.Errorf("close not counted:\n%s", grep(m, "closed"))
+	if m := testutil.Metrics(t, s.HTTPAddr()); !strings.Contains(m, `strata_gateway_connections_closed_total{reason="not_authorized"} 1`) {
+		t.Errorf("close not counted:\n%s", testutil.Lines(m, "closed"))
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/tls"
+	"github.com/stratamq/strata/internal/testutil"
 	"io"
 	"net"
 	"strings"
@@ -65,13 +66,13 @@ func TestConnectionLimits(t *testing.T) {
 	if ack := c.connect("a3", 0); ack.ReasonCode != packet.Success {
 		t.Fatalf("CONNACK %v", ack.ReasonCode)
 	}
-	m := scrape(t, s)
+	m := testutil.Metrics(t, s.HTTPAddr())
 	for _, want := range []string{
 		`strata_gateway_connections_refused_total{reason="max_connections"} 1`,
 		`strata_gateway_connections_refused_total{reason="max_connections_per_address"} 1`,
 	} {
 		if !strings.Contains(m, want) {
-			t.Errorf("missing %s in\n%s", want, grep(m, "refused"))
+			t.Errorf("missing %s in\n%s", want, testutil.Lines(m, "refused"))
 		}
 	}
 }
@@ -90,8 +91,8 @@ func TestConnRateCountsAccepts(t *testing.T) {
 	}
 	defer tc.Close()
 	expectRefused(t, dialFrom(t, "127.0.0.1", s.addr("tcp")), "a connection over the rate")
-	if m := scrape(t, s); !strings.Contains(m, `strata_gateway_connections_refused_total{reason="max_conn_rate"} 1`) {
-		t.Fatalf("not counted:\n%s", grep(m, "refused"))
+	if m := testutil.Metrics(t, s.HTTPAddr()); !strings.Contains(m, `strata_gateway_connections_refused_total{reason="max_conn_rate"} 1`) {
+		t.Fatalf("not counted:\n%s", testutil.Lines(m, "refused"))
 	}
 }
 
@@ -128,7 +129,7 @@ func TestConnectTimeoutConfig(t *testing.T) {
 			t.Fatalf("%s: closed after %v", typ, d)
 		}
 	}
-	if m := scrape(t, s); !strings.Contains(m, `strata_gateway_connections_refused_total{reason="tls_handshake"} 1`) {
-		t.Fatalf("handshake timeout not counted:\n%s", grep(m, "refused"))
+	if m := testutil.Metrics(t, s.HTTPAddr()); !strings.Contains(m, `strata_gateway_connections_refused_total{reason="tls_handshake"} 1`) {
+		t.Fatalf("handshake timeout not counted:\n%s", testutil.Lines(m, "refused"))
 	}
 }

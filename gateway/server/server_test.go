@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"github.com/stratamq/strata/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -160,8 +161,8 @@ func TestPanicBoundary(t *testing.T) {
 	bad.expectClosed()
 	good.send(&packet.Pingreq{})
 	good.mustRecv()
-	if m := scrape(t, s); !strings.Contains(m, "strata_gateway_panics_recovered_total 1") {
-		t.Fatalf("panic not counted:\n%s", grep(m, "panics"))
+	if m := testutil.Metrics(t, s.HTTPAddr()); !strings.Contains(m, "strata_gateway_panics_recovered_total 1") {
+		t.Fatalf("panic not counted:\n%s", testutil.Lines(m, "panics"))
 	}
 }
 
@@ -182,8 +183,8 @@ func TestAuth(t *testing.T) {
 		t.Fatalf("3.1.1: CONNACK %v, want 0x05", ack.ReasonCode)
 	}
 	c3.expectClosed()
-	if m := scrape(t, s); !strings.Contains(m, "strata_gateway_auth_failures_total 2") {
-		t.Fatalf("auth failures not counted:\n%s", grep(m, "auth"))
+	if m := testutil.Metrics(t, s.HTTPAddr()); !strings.Contains(m, "strata_gateway_auth_failures_total 2") {
+		t.Fatalf("auth failures not counted:\n%s", testutil.Lines(m, "auth"))
 	}
 }
 
@@ -220,30 +221,6 @@ func TestGarbage(t *testing.T) {
 	wg.Wait()
 	good.send(&packet.Pingreq{})
 	good.mustRecv()
-}
-
-func scrape(t *testing.T, s *Server) string {
-	t.Helper()
-	resp, err := http.Get("http://" + s.HTTPAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func grep(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 func TestHealthAndReady(t *testing.T) {

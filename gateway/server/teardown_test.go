@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"github.com/stratamq/strata/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -146,8 +147,8 @@ func TestTeardownPanicBoundary(t *testing.T) {
 			if commits != 0 || ends[0].Reason != session.ReasonInternalError || !ends[0].Will {
 				t.Errorf("after a teardown panic: %d commits, end %+v; want none and an abnormal end", commits, ends[0])
 			}
-			if m := scrape(t, s); !strings.Contains(m, "strata_gateway_panics_recovered_total 1") {
-				t.Errorf("panic not counted:\n%s", grep(m, "panics"))
+			if m := testutil.Metrics(t, s.HTTPAddr()); !strings.Contains(m, "strata_gateway_panics_recovered_total 1") {
+				t.Errorf("panic not counted:\n%s", testutil.Lines(m, "panics"))
 			}
 			ok := newClient(t, dial(t, s, "tcp"), packet.V5)
 			if ack := ok.connect("after", 0); ack.ReasonCode != packet.Success {

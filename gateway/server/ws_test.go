@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/stratamq/strata/internal/testutil"
 	"net"
 	"net/http"
 	"strings"
@@ -81,8 +82,8 @@ func TestWebSocketOrigin(t *testing.T) {
 			}
 		}
 	}
-	if m := scrape(t, s); !strings.Contains(m, `strata_gateway_connections_refused_total{reason="ws_origin"} 3`) {
-		t.Errorf("refusals not counted:\n%s", grep(m, "refused"))
+	if m := testutil.Metrics(t, s.HTTPAddr()); !strings.Contains(m, `strata_gateway_connections_refused_total{reason="ws_origin"} 3`) {
+		t.Errorf("refusals not counted:\n%s", testutil.Lines(m, "refused"))
 	}
 }
 
@@ -168,8 +169,8 @@ func TestProxyProtocol(t *testing.T) {
 	c := newClient(t, dialFrom(t, "127.0.0.1", proxied), packet.V5)
 	c.send(&packet.Connect{Version: packet.V5, ClientID: "x", CleanStart: true})
 	c.expectClosed()
-	if m := scrape(t, s); !strings.Contains(m, `strata_gateway_connections_refused_total{reason="proxy_header"} 1`) {
-		t.Errorf("missing header not counted:\n%s", grep(m, "refused"))
+	if m := testutil.Metrics(t, s.HTTPAddr()); !strings.Contains(m, `strata_gateway_connections_refused_total{reason="proxy_header"} 1`) {
+		t.Errorf("missing header not counted:\n%s", testutil.Lines(m, "refused"))
 	}
 	// A header where none is configured: garbage, closed without CONNACK.
 	nc := dialFrom(t, "127.0.0.1", s.listenerAddr("tcp.default"))

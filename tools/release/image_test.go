@@ -5,9 +5,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/stratamq/strata/internal/testutil"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -299,7 +299,7 @@ func runExported(t *testing.T, root, rootfs, version string) {
 
 	buildInfo := fmt.Sprintf(`strata_build_info{commit="%s",goversion="%s",version="%s"} 1`, commit, goVersion(t, bins.Path("dsd")), version)
 	for name, addr := range map[string]string{"dsd": dsd.HTTPAddr, "gateway": gw.Addrs["http"]} {
-		if body := httpGet(t, "http://"+addr+"/metrics"); !strings.Contains(body, buildInfo) {
+		if body := testutil.Metrics(t, addr); !strings.Contains(body, buildInfo) {
 			t.Errorf("%s /metrics lacks %s", name, buildInfo)
 		}
 	}
@@ -435,23 +435,6 @@ func goVersion(t *testing.T, bin string) string {
 		t.Fatalf("go version %s: %q", bin, out)
 	}
 	return f[1]
-}
-
-func httpGet(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	return string(b)
 }
 
 // waitFor polls cond for up to 10 s.
