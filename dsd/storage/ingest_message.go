@@ -96,6 +96,18 @@ func IngestMessageOf(m *storagev1.Message) IngestMessage {
 	return IngestMessage{Encoded: b, Topic: m.Topic, QoS: m.Qos, Retain: m.Retain}
 }
 
+// ingestMessagesOf encodes the messages of a Store built in memory.
+func ingestMessagesOf(msgs []*storagev1.Message) ([]IngestMessage, error) {
+	in := make([]IngestMessage, len(msgs))
+	for i, m := range msgs {
+		if m == nil {
+			return nil, fmt.Errorf("%w: store: message %d is nil", ErrInvalidArgument, i)
+		}
+		in[i] = IngestMessageOf(m)
+	}
+	return in, nil
+}
+
 // message decodes the full message, for the rare paths that need it
 // (retained updates).
 func (m IngestMessage) message() (*storagev1.Message, error) {

@@ -101,12 +101,9 @@ func (r *Raw) open() error {
 func (r *Raw) Write(clientID string, msgs []*storagev1.Message, p *Producer) (StoreResult, error) {
 	shardID := ShardOf(clientID, len(r.shards))
 	res := StoreResult{Shard: shardID}
-	in := make([]IngestMessage, len(msgs))
-	for i, m := range msgs {
-		if m == nil {
-			return res, fmt.Errorf("%w: store: message %d is nil", ErrInvalidArgument, i)
-		}
-		in[i] = IngestMessageOf(m)
+	in, err := ingestMessagesOf(msgs)
+	if err != nil {
+		return res, err
 	}
 	if _, err := r.db.validateStore(clientID, in, p); err != nil {
 		return res, err

@@ -36,14 +36,9 @@ type StoreResult struct {
 func (db *DB) Store(ctx context.Context, clientID string, msgs []*storagev1.Message, p *Producer) (StoreResult, error) {
 	shardID := db.ShardOf(clientID)
 	res := StoreResult{Shard: shardID}
-	for i, m := range msgs {
-		if m == nil {
-			return res, fmt.Errorf("%w: store: message %d is nil", ErrInvalidArgument, i)
-		}
-	}
-	in := make([]IngestMessage, len(msgs))
-	for i, m := range msgs {
-		in[i] = IngestMessageOf(m)
+	in, err := ingestMessagesOf(msgs)
+	if err != nil {
+		return res, err
 	}
 	bytes, err := db.validateStore(clientID, in, p)
 	if err != nil {

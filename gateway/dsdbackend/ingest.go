@@ -201,11 +201,16 @@ func (g *Ingest) serve(r Registration, tick <-chan time.Time) (served bool, err 
 	if err != nil {
 		return false, err
 	}
-	broken := make(chan error, 1)
-	go func() { broken <- g.receive(stream) }()
+	// The receiver ends when the stream breaks or ctx is cancelled.
+	var recvErr error
+	received := make(chan struct{})
+	go func() {
+		defer close(received)
+		recvErr = g.receive(stream)
+	}()
 	defer func() {
 		cancel()
-		<-broken
+		<-received
 		g.resendSent()
 	}()
 	for {
@@ -219,9 +224,8 @@ func (g *Ingest) serve(r Registration, tick <-chan time.Time) (served bool, err 
 		case <-g.wake:
 		case now := <-tick:
 			g.expire(now)
-		case err := <-broken:
-			broken <- err // for the deferred wait
-			return true, err
+		case <-received:
+			return true, recvErr
 		case <-ctx.Done():
 			return true, ctx.Err()
 		}

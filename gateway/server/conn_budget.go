@@ -1,6 +1,10 @@
 package server
 
-import "time"
+import (
+	"time"
+
+	"github.com/stratamq/strata/gateway/session"
+)
 
 // The inbound budget (mqtt.max_inbound_bytes): MQTT 3.1.1 has no Receive
 // Maximum, and QoS 0 none at all, so while dsd is slow a client could make
@@ -69,7 +73,7 @@ func (c *conn) overBudgetLocked() bool {
 // loop waited for the budget since the machine set it: the keep-alive is
 // suspended while the gateway does not read (the client's silence is not
 // its own). A new deadline from the machine starts without a shift.
-func (c *conn) idleDeadlineLocked(m interface{ Deadline() (time.Time, bool) }) (time.Time, bool) {
+func (c *conn) idleDeadlineLocked(m *session.Machine) (time.Time, bool) {
 	d, ok := m.Deadline()
 	if !d.Equal(c.rd.machine) {
 		c.rd.machine, c.rd.extra = d, 0
