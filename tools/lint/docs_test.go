@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"github.com/stratamq/strata/internal/testutil"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -46,7 +47,7 @@ func architecturePackages(t *testing.T, root string) []string {
 // every package under the product, tool and helper folders is in the table,
 // so a newcomer's map of the code is the code.
 func TestArchitectureTableNamesRealPackages(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	names := architecturePackages(t, root)
 	var folders []string // "x/..." patterns
 	for _, n := range names {

@@ -3,6 +3,7 @@ package lint
 import (
 	"bufio"
 	"bytes"
+	"github.com/stratamq/strata/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,19 +11,6 @@ import (
 	"strings"
 	"testing"
 )
-
-// repoRoot is the module root, two levels above this package.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("module root not found at %s: %v", root, err)
-	}
-	return root
-}
 
 func run(t *testing.T, dir, name string, args ...string) string {
 	t.Helper()
@@ -64,7 +52,7 @@ func goFiles(t *testing.T, root string) []string {
 }
 
 func TestGofmt(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	args := append([]string{"-l"}, goFiles(t, root)...)
 	if out := strings.TrimSpace(run(t, root, "gofmt", args...)); out != "" {
 		t.Errorf("gofmt would change these files:\n%s", out)
@@ -72,12 +60,12 @@ func TestGofmt(t *testing.T) {
 }
 
 func TestGoVet(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	run(t, root, "go", "vet", "./...")
 }
 
 func TestStaticcheck(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	run(t, root, "go", "tool", "staticcheck", "./...")
 }
 
@@ -103,7 +91,7 @@ var forbiddenDeps = []struct {
 }
 
 func TestForbiddenImports(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	for _, rule := range forbiddenDeps {
 		out := run(t, root, "go", "list", "-e", "-deps", "-f", "{{.ImportPath}}", rule.pkgs)
 		for _, dep := range strings.Fields(out) {
@@ -120,7 +108,7 @@ func TestForbiddenImports(t *testing.T) {
 // generated gRPC client (and dsd/client, a thin wrapper of it), never through
 // dsd's storage or server packages.
 func TestGatewayUsesOnlyTheAPI(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	out := run(t, root, "go", "list", "-e", "-deps", "-f", "{{.ImportPath}}", "./gateway/...")
 	for _, dep := range strings.Fields(out) {
 		if strings.HasPrefix(dep, "github.com/stratamq/strata/dsd/") && dep != "github.com/stratamq/strata/dsd/client" {
@@ -132,7 +120,7 @@ func TestGatewayUsesOnlyTheAPI(t *testing.T) {
 const maxLines = 1500
 
 func TestFileSize(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	for _, f := range goFiles(t, root) {
 		if strings.HasSuffix(f, ".pb.go") || strings.HasSuffix(f, "_test.go") {
 			continue
@@ -177,7 +165,7 @@ var grepRules = []struct {
 }
 
 func TestGrepRules(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	for _, f := range goFiles(t, root) {
 		rel, _ := filepath.Rel(root, f)
 		rel = filepath.ToSlash(rel)
@@ -212,7 +200,7 @@ func TestGrepRules(t *testing.T) {
 // multi-process test package (integration) or on the testing package, so
 // no binary links test code. Tests (_test.go files) may import anything.
 func TestTestHelpersStayInTests(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	var product []string
 	for _, pkg := range strings.Fields(run(t, root, "go", "list", "./...")) {
 		rel := strings.TrimPrefix(pkg, "github.com/stratamq/strata/")
@@ -236,7 +224,7 @@ func TestTestHelpersStayInTests(t *testing.T) {
 // when compiled with the failpoints build tag; release builds must not set
 // it, and the integration harness must (else its crash tests arm nothing).
 func TestReleaseHasNoFailpoints(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	for _, f := range []string{"scripts/release.sh", "Makefile", "packaging"} {
 		err := filepath.WalkDir(filepath.Join(root, f), func(path string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() {

@@ -2,6 +2,7 @@ package lint
 
 import (
 	"fmt"
+	"github.com/stratamq/strata/internal/testutil"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -53,7 +54,7 @@ var sourceRules = []sourceRule{
 }
 
 func TestSourceRules(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	for _, path := range goFiles(t, root) {
 		rel, _ := filepath.Rel(root, path)
 		rel = filepath.ToSlash(rel)

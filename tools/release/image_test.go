@@ -42,7 +42,7 @@ func TestImage(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the image holds linux binaries")
 	}
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	dist := filepath.Join(t.TempDir(), "dist")
 	start := time.Now()
 	version := release(t, root, dist, imagePrograms)

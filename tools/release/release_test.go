@@ -2,6 +2,7 @@ package release
 
 import (
 	"bytes"
+	"github.com/stratamq/strata/internal/testutil"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -10,19 +11,6 @@ import (
 	"strings"
 	"testing"
 )
-
-// repoRoot is the module root, two levels above this package.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("module root not found at %s: %v", root, err)
-	}
-	return root
-}
 
 func skipUnderRace(t *testing.T) {
 	t.Helper()
@@ -141,7 +129,7 @@ func tree(t *testing.T, dir string) map[string][]byte {
 // SHA256SUMS and the image's build context.
 func TestReleaseReproducible(t *testing.T) {
 	skipUnderRace(t)
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	commit, modified := headCommit(t, root)
 	epoch := strings.TrimSpace(command(t, root, nil, "git", "log", "-1", "--format=%ct"))
 	env := []string{"COMMIT=" + commit, "MODIFIED=" + map[bool]string{true: "true", false: "false"}[modified], "SOURCE_DATE_EPOCH=" + epoch}

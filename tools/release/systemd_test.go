@@ -2,6 +2,7 @@ package release
 
 import (
 	"bytes"
+	"github.com/stratamq/strata/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +22,7 @@ func TestSystemdUnits(t *testing.T) {
 	if err != nil {
 		t.Skip("systemd-analyze is not installed (Debian package systemd; .ci/run tries to install it): the units were not verified")
 	}
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	units, err := filepath.Glob(filepath.Join(root, "packaging", "systemd", "*.service"))
 	if err != nil {
 		t.Fatal(err)
