@@ -55,7 +55,7 @@ type DurableSessions struct {
 	RenewStreamsInterval Duration `toml:"renew_streams_interval"`
 	// SessionGCInterval is the sweep that reclaims expired sessions. Default 10m.
 	SessionGCInterval Duration `toml:"session_gc_interval"`
-	// MaxBatchesPerStream is batches in flight per stream. Default 1.
+	// MaxBatchesPerStream is batch records unfinished per stream (1..64). Default 16.
 	MaxBatchesPerStream int `toml:"max_batches_per_stream"`
 	// MaxLinkEntries bounds the live Watch and Read entries of one gateway
 	// link in dsd (each holds a goroutine); past it an entry is refused and
@@ -129,6 +129,9 @@ type MQTT struct {
 	MaxPacketSize Size `toml:"max_packet_size"`
 	// ReceiveMaximum is the inbound inflight the gateway accepts. Default 32.
 	ReceiveMaximum int `toml:"receive_maximum"`
+	// MaxInflight caps the outbound QoS 1/2 PUBLISHes unacknowledged per
+	// client, below its Receive Maximum. Default 32.
+	MaxInflight int `toml:"max_inflight"`
 	// MaxConnRate is the CONNECT admission rate per second. Default 1000/s.
 	MaxConnRate Rate `toml:"max_conn_rate"`
 	// AllowCrossIdentityTakeover lets another username take over a client id. Default false.
@@ -171,6 +174,7 @@ type ZoneMQTT struct {
 	MaxSessionExpiry      *Duration `toml:"max_session_expiry"`
 	MaxPacketSize         *Size     `toml:"max_packet_size"`
 	ReceiveMaximum        *int      `toml:"receive_maximum"`
+	MaxInflight           *int      `toml:"max_inflight"`
 	MaxConnRate           *Rate     `toml:"max_conn_rate"`
 }
 
@@ -289,7 +293,7 @@ func Default() Config {
 			GatewayHeartbeatInterval: Duration(2e9),
 			RenewStreamsInterval:     Duration(10e9),
 			SessionGCInterval:        Duration(600e9),
-			MaxBatchesPerStream:      1,
+			MaxBatchesPerStream:      16,
 			MaxLinkEntries:           200000,
 		},
 		DurableStorage: DurableStorage{Messages: Messages{
@@ -314,6 +318,7 @@ func Default() Config {
 			SessionExpiryInterval: Duration(2 * 3600e9),
 			MaxPacketSize:         1 << 20,
 			ReceiveMaximum:        32,
+			MaxInflight:           32,
 			MaxConnRate:           1000,
 			ConnectTimeout:        Duration(10e9),
 			MaxConnectPacketSize:  64 << 10,

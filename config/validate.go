@@ -18,8 +18,8 @@ func (c Config) Validate() error {
 	if ds.BatchSize < 1 {
 		bad("durable_sessions.batch_size", "must be at least 1, got %d", ds.BatchSize)
 	}
-	if ds.MaxBatchesPerStream < 1 {
-		bad("durable_sessions.max_batches_per_stream", "must be at least 1, got %d", ds.MaxBatchesPerStream)
+	if ds.MaxBatchesPerStream < 1 || ds.MaxBatchesPerStream > 64 {
+		bad("durable_sessions.max_batches_per_stream", "must be 1..64, got %d", ds.MaxBatchesPerStream)
 	}
 	if ds.MaxLinkEntries < 1 {
 		bad("durable_sessions.max_link_entries", "must be at least 1, got %d", ds.MaxLinkEntries)
@@ -82,6 +82,9 @@ func (c Config) Validate() error {
 	if mq.ReceiveMaximum < 1 || mq.ReceiveMaximum > 65535 {
 		bad("mqtt.receive_maximum", "must be 1..65535, got %d", mq.ReceiveMaximum)
 	}
+	if mq.MaxInflight < 1 || mq.MaxInflight > 32766 {
+		bad("mqtt.max_inflight", "must be 1..32766, got %d", mq.MaxInflight)
+	}
 	if mq.MaxConnRate < 1 {
 		bad("mqtt.max_conn_rate", "must be at least 1/s, got %d", mq.MaxConnRate)
 	}
@@ -106,6 +109,9 @@ func (c Config) Validate() error {
 		}
 		if z.ServerKeepalive != nil && *z.ServerKeepalive > Duration(65535e9) {
 			bad("zone."+name+".server_keepalive", "must be at most 65535s, got %s", *z.ServerKeepalive)
+		}
+		if zm := z.MQTT; zm != nil && zm.MaxInflight != nil && (*zm.MaxInflight < 1 || *zm.MaxInflight > 32766) {
+			bad("zone."+name+".mqtt.max_inflight", "must be 1..32766, got %d", *zm.MaxInflight)
 		}
 	}
 	for typ, ls := range c.Listeners {

@@ -75,6 +75,9 @@ func zoneConfig(c config.Config, zone string, connectTimeout time.Duration) sess
 			if zm.ReceiveMaximum != nil {
 				mq.ReceiveMaximum = *zm.ReceiveMaximum
 			}
+			if zm.MaxInflight != nil {
+				mq.MaxInflight = *zm.MaxInflight
+			}
 		}
 	}
 	apply(c.Zone["default"])
@@ -86,6 +89,7 @@ func zoneConfig(c config.Config, zone string, connectTimeout time.Duration) sess
 	cfg.MaxPacketSize = uint32(min(int64(mq.MaxPacketSize), math.MaxUint32))
 	cfg.MaxConnectPacketSize = uint32(min(int64(c.MQTT.MaxConnectPacketSize), math.MaxUint32))
 	cfg.ReceiveMaximum = uint16(min(max(mq.ReceiveMaximum, 1), math.MaxUint16))
+	cfg.InflightLimit = max(mq.MaxInflight, 1)
 	cfg.SessionExpiry = seconds32(mq.SessionExpiryInterval)
 	cfg.MaxSessionExpiry = seconds32(mq.MaxSessionExpiry)
 	return cfg

@@ -89,9 +89,15 @@ type Config struct {
 	// BatchSize is the most messages one batch of a stream holds
 	// (durable_sessions.batch_size). Default 100.
 	BatchSize int
-	// BatchesPerStream is how many batches of one stream may be in flight
-	// (durable_sessions.max_batches_per_stream). Default 1.
+	// BatchesPerStream is how many batch records of one stream may be
+	// unfinished (durable_sessions.max_batches_per_stream), at most 64. A
+	// record holds what dsd pushed during one commit round, up to
+	// BatchSize messages. Default 16.
 	BatchesPerStream int
+	// InflightLimit caps the QoS 1/2 PUBLISHes sent to a client and not yet
+	// acknowledged, below the client's Receive Maximum (mqtt.max_inflight).
+	// Default 32.
+	InflightLimit int
 	// OutboundWindow is the most PUBLISH packets handed to the connection's
 	// writer and not yet written. Default 256.
 	OutboundWindow int
@@ -119,7 +125,8 @@ func DefaultConfig() Config {
 		Durable:              true,
 		CheckpointInterval:   5 * time.Second,
 		BatchSize:            100,
-		BatchesPerStream:     1,
+		BatchesPerStream:     16,
+		InflightLimit:        32,
 		OutboundWindow:       256,
 	}
 }

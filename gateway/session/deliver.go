@@ -17,7 +17,8 @@ type delivery struct {
 	// committed to dsd (a zone with durable sessions and an expiry above
 	// 0); otherwise it lives and dies here.
 	durable bool
-	// inflightCap is min(the client's Receive Maximum, MaxInflight).
+	// inflightCap is min(the client's Receive Maximum, Config.InflightLimit,
+	// MaxInflight): the most QoS 1/2 PUBLISHes unacknowledged at once.
 	inflightCap int
 	// maxPacket is the client's Maximum Packet Size (0: none).
 	maxPacket uint32
@@ -94,13 +95,19 @@ type stream struct {
 	eos      bool
 	// entry is the live Read entry, 0 when none.
 	entry uint64
-	// held are batches dsd pushed that do not fit the ring yet.
+	// held are batches dsd pushed and not yet numbered: they wait for room
+	// in the ring, for the replays, or for the session's commit in flight
+	// (so that every commit round numbers what arrived meanwhile as one
+	// record; takeHeld).
 	held []heldBatch
 	// replays are the ring's batches still to be re-read after a resume,
 	// in order; the stream reads nothing new until they are queued.
 	replays []*batch
 	gone    bool
 }
+
+// pushedBatch names one batch a Read entry pushed.
+type pushedBatch struct{ entry, seq uint64 }
 
 type heldBatch struct {
 	entry, seq uint64
@@ -112,9 +119,9 @@ type heldBatch struct {
 // batch is one batch record of a stream's ring.
 type batch struct {
 	rec *storagev1.BatchRecord
-	// dsdEntry and dsdSeq name the pushed batch to acknowledge to dsd once
-	// this one is done (0: nothing to acknowledge).
-	dsdEntry, dsdSeq uint64
+	// pushed are dsd's batches this record holds, to acknowledge to dsd
+	// once it is done (a record may merge several pushed batches).
+	pushed []pushedBatch
 	// durable: the record is committed, so its messages may be sent.
 	durable bool
 	// queued counts its messages in the send queue.
@@ -178,7 +185,7 @@ func (st *stream) ringRecord() *storagev1.StreamRing {
 func (m *Machine) initDelivery(durable bool, clientReceiveMax uint16, maxPacket uint32) {
 	d := &m.d
 	d.durable = durable
-	d.inflightCap = min(int(clientReceiveMax), MaxInflight)
+	d.inflightCap = min(int(clientReceiveMax), max(m.cfg.InflightLimit, 1), MaxInflight)
 	d.maxPacket = maxPacket
 	d.t1, d.t2 = newTrack(1), newTrack(2)
 	d.subs = map[string]*sub{}

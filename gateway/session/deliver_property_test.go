@@ -199,7 +199,7 @@ func newPropWorld(t *testing.T, seed int64) *propWorld {
 	cfg.RetainAvailable = true
 	cfg.SubscriptionIDAvailable = true
 	cfg.BatchSize = 1 + rng.Intn(4)
-	cfg.BatchesPerStream = 1 + rng.Intn(2)
+	cfg.BatchesPerStream = 1 + rng.Intn(4)
 	cfg.OutboundWindow = []int{1, 3, 256}[rng.Intn(3)]
 	cfg.CheckpointInterval = 5 * time.Second
 	w := &propWorld{

@@ -153,7 +153,7 @@ func (m *Machine) settleAll() bool {
 	for _, s := range m.d.subs {
 		for _, st := range s.streams {
 			if len(st.ring) > 0 && m.batchDone(st.ring[0]) ||
-				len(st.held) > 0 && len(st.ring) < m.ringSize() && len(st.replays) == 0 {
+				m.canTake(st) {
 				ready = append(ready, st)
 			}
 		}

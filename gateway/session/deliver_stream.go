@@ -47,12 +47,8 @@ func (m *Machine) Batch(now time.Time, entry, batchSeq uint64, msgs []*storagev1
 		delete(m.d.entries, entry)
 		st.entry = 0
 	}
-	hb := heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos}
-	if len(st.held) > 0 || len(st.ring) >= m.ringSize() || len(st.replays) > 0 {
-		st.held = append(st.held, hb)
-	} else {
-		m.take(st, hb)
-	}
+	st.held = append(st.held, heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos})
+	m.takeHeld(st)
 	m.pump()
 	m.maybeCommit()
 	return m.flush()
@@ -112,25 +108,86 @@ func (m *Machine) EntriesLost(now time.Time) []Action {
 	return m.flush()
 }
 
-func (m *Machine) ringSize() int { return max(1, m.cfg.BatchesPerStream) }
+// ringSize is the most batch records a stream may have unfinished; dsd
+// keeps at most storage.MaxBatchesPerStream (64).
+func (m *Machine) ringSize() int { return min(max(1, m.cfg.BatchesPerStream), maxRing) }
 
-// take numbers a pushed batch into the stream's ring. Its record is
-// committed before any of its messages is sent.
-func (m *Machine) take(st *stream, hb heldBatch) {
-	st.eos = hb.eos
-	if len(hb.msgs) == 0 {
-		st.position = hb.iterator
+// maxRing is dsd's bound on the batch records of one stream ring.
+const maxRing = 64
+
+// readWindow is a Read entry's window: how many messages dsd may push
+// ahead of the stream's finished records. It covers the client's whole
+// inflight window plus a batch, so one stream can keep the client busy
+// while the next batch is on its way, and it bounds what a slow
+// subscriber makes the gateway hold.
+func (m *Machine) readWindow() int {
+	return max(m.d.inflightCap, m.cfg.BatchSize) + m.cfg.BatchSize
+}
+
+// canTake reports whether held batches may be numbered now: the ring has
+// room, no replay is pending, and no commit is in flight (a durable
+// session's records wait for the commit round in flight to end, and then
+// everything that arrived meanwhile becomes one record: a record per
+// commit round, not per pushed batch).
+func (m *Machine) canTake(st *stream) bool {
+	return len(st.held) > 0 && len(st.ring) < m.ringSize() && len(st.replays) == 0 &&
+		(!m.d.durable || m.d.c.inflight == 0)
+}
+
+// takeHeld numbers held batches into the ring while it can, merging
+// consecutive ones into records of at most BatchSize messages. It reports
+// whether it took any.
+func (m *Machine) takeHeld(st *stream) bool {
+	took := false
+	for m.canTake(st) {
+		n, count := 1, len(st.held[0].msgs)
+		for n < len(st.held) && count+len(st.held[n].msgs) <= m.cfg.BatchSize {
+			count += len(st.held[n].msgs)
+			n++
+		}
+		hbs := st.held[:n]
+		st.held = st.held[n:]
+		m.take(st, hbs)
+		took = true
+	}
+	if len(st.held) == 0 {
+		st.held = nil
+	}
+	return took
+}
+
+// take numbers consecutive pushed batches as one record of the stream's
+// ring. The record is committed before any of its messages is sent.
+func (m *Machine) take(st *stream, hbs []heldBatch) {
+	last := hbs[len(hbs)-1]
+	st.eos = last.eos
+	var msgs []*storagev1.Message
+	if len(hbs) == 1 {
+		msgs = hbs[0].msgs
+	} else {
+		for _, hb := range hbs {
+			msgs = append(msgs, hb.msgs...)
+		}
+	}
+	var pushed []pushedBatch
+	for _, hb := range hbs {
+		if !hb.eos { // the entry ended with its eos batch: nothing to acknowledge
+			pushed = append(pushed, pushedBatch{entry: hb.entry, seq: hb.seq})
+		}
+	}
+	if len(msgs) == 0 {
+		st.position = last.iterator
+		for _, p := range pushed {
+			m.ackPushed(st, p)
+		}
 		m.touchStream(st)
 		m.settle(st)
 		return
 	}
 	s := st.sub
-	rec := &storagev1.BatchRecord{ItBegin: st.position, ItEnd: hb.iterator, Count: uint32(len(hb.msgs)), SubState: s.state.Id}
-	b := &batch{rec: rec, dsdEntry: hb.entry, dsdSeq: hb.seq}
-	if hb.eos {
-		b.dsdEntry = 0 // the entry ended with this batch: nothing to acknowledge
-	}
-	outs, last1, last2 := m.number(hb.msgs, s.state, m.d.t1.next+1, m.d.t2.next+1, false)
+	rec := &storagev1.BatchRecord{ItBegin: st.position, ItEnd: last.iterator, Count: uint32(len(msgs)), SubState: s.state.Id}
+	b := &batch{rec: rec, pushed: pushed}
+	outs, last1, last2 := m.number(msgs, s.state, m.d.t1.next+1, m.d.t2.next+1, false)
 	rec.FirstSeqnoQos1, rec.FirstSeqnoQos2 = m.d.t1.next+1, m.d.t2.next+1
 	rec.LastSeqnoQos1, rec.LastSeqnoQos2 = last1, last2
 	m.d.t1.next, m.d.t2.next = last1, last2
@@ -138,10 +195,18 @@ func (m *Machine) take(st *stream, hb heldBatch) {
 		o.b, o.st = b, st
 	}
 	st.ring = append(st.ring, b)
-	st.position = hb.iterator
+	st.position = last.iterator
 	m.touchStream(st)
 	m.enqueue(outs)
 	m.durably(func() { b.durable = true })
+}
+
+// ackPushed releases a pushed batch's window in dsd, unless its entry is
+// gone (its window went with it).
+func (m *Machine) ackPushed(st *stream, p pushedBatch) {
+	if p.entry != 0 && p.entry == st.entry {
+		m.out = append(m.out, AckRead{Entry: p.entry, BatchSeq: p.seq})
+	}
 }
 
 // number gives a batch's messages their QoS and seqnos under a
@@ -191,18 +256,13 @@ func (m *Machine) settle(st *stream) bool {
 	for len(st.ring) > 0 && m.batchDone(st.ring[0]) {
 		b := st.ring[0]
 		st.ring = st.ring[1:]
-		if b.dsdEntry != 0 && b.dsdEntry == st.entry {
-			m.out = append(m.out, AckRead{Entry: b.dsdEntry, BatchSeq: b.dsdSeq})
+		for _, p := range b.pushed {
+			m.ackPushed(st, p)
 		}
 		m.touchStream(st)
 		changed = true
 	}
-	for len(st.held) > 0 && len(st.ring) < m.ringSize() && len(st.replays) == 0 {
-		hb := st.held[0]
-		st.held = st.held[1:]
-		m.take(st, hb)
-		changed = true
-	}
+	changed = m.takeHeld(st) || changed
 	switch {
 	case st.gone:
 	case st.eos && len(st.ring) == 0 && len(st.held) == 0:
@@ -274,5 +334,5 @@ func (m *Machine) activateStream(st *stream) {
 	}
 	st.entry = m.newEntry(st)
 	m.out = append(m.out, AddRead{Entry: st.entry, Iterator: st.position,
-		Window: uint32(m.cfg.BatchSize * m.ringSize()), BatchSize: uint32(m.cfg.BatchSize)})
+		Window: uint32(m.readWindow()), BatchSize: uint32(m.cfg.BatchSize)})
 }
