@@ -45,8 +45,14 @@ func TestSelectScenarios(t *testing.T) {
 // systems apart from --addr.
 func TestScenarioFlags(t *testing.T) {
 	cfg := defaultConfig()
-	known := regexp.MustCompile(`^--(qos|publishers|subscribers|duration|drain|inflight|devices|rate|queued|durable|payload)$`)
+	known := regexp.MustCompile(`^--(qos|publishers|subscribers|duration|drain|inflight|devices|rate|queued|durable|payload|topic)$`)
 	for _, s := range scenarios {
+		if s.run != nil {
+			if s.flags != nil {
+				t.Errorf("%s: both its own runner and mqttload flags", s.Name)
+			}
+			continue // not an mqttload run
+		}
 		a, b := s.args(cfg, "127.0.0.1:1"), s.args(cfg, "127.0.0.1:2")
 		if len(a) != len(b) || a[1] == b[1] || !slices.Equal(a[2:], b[2:]) {
 			t.Errorf("%s: %q vs %q", s.Name, a, b)

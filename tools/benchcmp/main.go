@@ -281,7 +281,16 @@ func runOne(ctx context.Context, cfg Config, res *Results, sc *scenario, s *syst
 		fmt.Fprintf(log, "benchcmp: %-8s %-9s ", sc.Name, s.Name)
 		before, okB := sampleCPU(all)
 		t0 := time.Now()
-		rep, loadCPU, err := runLoad(ctx, filepath.Join(cfg.Bin, "mqttload"), sc.args(cfg, s.Addr), fmt.Sprintf("%s-%d", base, attempt))
+		var (
+			rep     *loadReport
+			loadCPU time.Duration
+			err     error
+		)
+		if sc.run != nil {
+			rep, loadCPU, err = sc.run(ctx, cfg, s.Addr, fmt.Sprintf("%s-%d", base, attempt))
+		} else {
+			rep, loadCPU, err = runLoad(ctx, filepath.Join(cfg.Bin, "mqttload"), sc.args(cfg, s.Addr), fmt.Sprintf("%s-%d", base, attempt))
+		}
 		after, okA := sampleCPU(all)
 		var in *internals
 		if scrapeOK && err == nil {

@@ -55,7 +55,11 @@ type ScenarioResult struct {
 func newResults(cfg Config, scens []*scenario) *Results {
 	r := &Results{MosquittoDB: -1}
 	for _, sc := range scens {
-		r.Scenarios = append(r.Scenarios, &ScenarioResult{sc: sc, Title: sc.title(cfg), Args: sc.flags(cfg),
+		var args []string
+		if sc.flags != nil {
+			args = sc.flags(cfg)
+		}
+		r.Scenarios = append(r.Scenarios, &ScenarioResult{sc: sc, Title: sc.title(cfg), Args: args,
 			values: map[string][][]float64{}, cpu: map[string][]float64{}, other: map[string][]float64{}})
 	}
 	return r

@@ -24,6 +24,9 @@ type scenario struct {
 	flags func(cfg Config) []string
 	// metrics are the figures the table shows, in order.
 	metrics []metric
+	// run, when set, runs the scenario instead of one mqttload with flags;
+	// it returns the report and the CPU time of the clients it ran.
+	run func(ctx context.Context, cfg Config, addr, base string) (*loadReport, time.Duration, error)
 }
 
 // metric is one figure of a report.
@@ -168,13 +171,30 @@ var scenarios = []scenario{
 			return []string{"--queued", itoa(cfg.Queued), "--qos", "1", "--publishers", "8", "--inflight", itoa(cfg.Inflight),
 				"--devices", itoa(8 * cfg.Inflight), "--subscribers", "1", "--drain", "120s"}
 		},
-		metrics: []metric{
-			{"queue fill, acked msgs/s", "msgs/s", true, func(r *loadReport) float64 { return r.PublishRate }},
-			{"replay msgs/s", "msgs/s", true, func(r *loadReport) float64 { return r.Replay.MsgsPerSec }},
-			{"first message after", "ms", false, func(r *loadReport) float64 { return r.Replay.FirstMs }},
-			{"whole queue after", "s", false, func(r *loadReport) float64 { return r.Replay.DrainSeconds }},
-		},
+		metrics: replayMetrics,
 	},
+	{
+		Name:    "replay-sub",
+		Title:   "offline-queue replay on one topic to an unmodified mosquitto_sub (MQTT 5, -c, QoS 1; filled by 8 publishers × 1 in flight)",
+		run:     runReplaySub,
+		metrics: replayMetrics,
+	},
+	{
+		Name:  "fleet",
+		Title: "fleet latency: 1,000 devices sensors/{dev}/temp at 500 msgs/s in all (10 publishers × 50/s) → 1 subscriber on sensors/+/temp, QoS 1",
+		flags: func(cfg Config) []string {
+			return []string{"--qos", "1", "--publishers", "10", "--rate", "50", "--inflight", "8", "--devices", "1000",
+				"--subscribers", "1", "--durable", "--duration", dur(cfg.Duration), "--drain", "30s"}
+		},
+		metrics: []metric{ackedRate, ackP99, deliverP50, deliverP99},
+	},
+}
+
+var replayMetrics = []metric{
+	{"queue fill, acked msgs/s", "msgs/s", true, func(r *loadReport) float64 { return r.PublishRate }},
+	{"replay msgs/s", "msgs/s", true, func(r *loadReport) float64 { return r.Replay.MsgsPerSec }},
+	{"first message after", "ms", false, func(r *loadReport) float64 { return r.Replay.FirstMs }},
+	{"whole queue after", "s", false, func(r *loadReport) float64 { return r.Replay.DrainSeconds }},
 }
 
 func pct(a, b int64) float64 {
@@ -239,20 +259,23 @@ type loadReport struct {
 		P50 float64 `json:"p50_ms"`
 		P99 float64 `json:"p99_ms"`
 	} `json:"deliver_latency"`
-	Replay *struct {
-		Queued       int64   `json:"queued"`
-		Delivered    int64   `json:"delivered"`
-		FirstMs      float64 `json:"first_ms"`
-		DrainSeconds float64 `json:"drain_s"`
-		MsgsPerSec   float64 `json:"msgs_per_s"`
-		Complete     bool    `json:"complete"`
-	} `json:"replay"`
+	Replay *replayReport `json:"replay"`
 	Config struct {
 		QoS         int `json:"qos"`
 		Subscribers int `json:"subscribers"`
 	} `json:"config"`
 	Interrupted bool   `json:"interrupted"`
 	Error       string `json:"error"`
+}
+
+// replayReport is the replay part of mqttload's summary.
+type replayReport struct {
+	Queued       int64   `json:"queued"`
+	Delivered    int64   `json:"delivered"`
+	FirstMs      float64 `json:"first_ms"`
+	DrainSeconds float64 `json:"drain_s"`
+	MsgsPerSec   float64 `json:"msgs_per_s"`
+	Complete     bool    `json:"complete"`
 }
 
 // problems lists what makes a report's figures incomplete: failed or
