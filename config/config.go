@@ -43,7 +43,7 @@ type DurableSessions struct {
 	// it as storage.Options.RetentionPeriod. Default 1d; 0 turns rotation and
 	// drop off (every message is kept); negative is invalid.
 	MessageRetentionPeriod Duration `toml:"message_retention_period"`
-	// BatchSize is messages per pushed batch / replay record. Default 100.
+	// BatchSize is messages per pushed batch / replay record. Default 1000.
 	BatchSize int `toml:"batch_size"`
 	// IdlePollInterval is dsd's per-shard safety-net rescan. Default 10s.
 	IdlePollInterval Duration `toml:"idle_poll_interval"`
@@ -287,7 +287,7 @@ func Default() Config {
 		DurableSessions: DurableSessions{
 			Enable:                   true,
 			MessageRetentionPeriod:   Duration(24 * 3600e9),
-			BatchSize:                100,
+			BatchSize:                1000,
 			IdlePollInterval:         Duration(10e9),
 			HeartbeatInterval:        Duration(5e9),
 			GatewayHeartbeatInterval: Duration(2e9),

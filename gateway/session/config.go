@@ -87,7 +87,7 @@ type Config struct {
 	// (durable_sessions.heartbeat_interval). Default 5s.
 	CheckpointInterval time.Duration
 	// BatchSize is the most messages one batch of a stream holds
-	// (durable_sessions.batch_size). Default 100.
+	// (durable_sessions.batch_size). Default 1000.
 	BatchSize int
 	// BatchesPerStream is how many batch records of one stream may be
 	// unfinished (durable_sessions.max_batches_per_stream), at most 64. A
@@ -124,7 +124,7 @@ func DefaultConfig() Config {
 		SessionExpiry:        7200,
 		Durable:              true,
 		CheckpointInterval:   5 * time.Second,
-		BatchSize:            100,
+		BatchSize:            1000,
 		BatchesPerStream:     16,
 		InflightLimit:        32,
 		OutboundWindow:       256,
