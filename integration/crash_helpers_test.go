@@ -128,6 +128,9 @@ func (r *loadRun) subscriberAt(ctx context.Context, id string, addr func() strin
 			}
 			r.h.Add(checker.Event{Kind: checker.Connack, Reader: id, Clean: first, SessionPresent: ack.SessionPresent, TimeUs: r.now()})
 			if first {
+				// Recorded, so the checker expects what the filter covers
+				// even from a reader that received nothing.
+				r.h.Add(checker.Event{Kind: checker.Subscribe, Reader: id, Topic: filter, QoS: int(qos), TimeUs: r.now()})
 				if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}}); err != nil {
 					_ = c.Disconnect(&paho.Disconnect{})
 					continue
