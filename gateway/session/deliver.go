@@ -11,35 +11,56 @@ import (
 
 // delivery is the outbound half of a session: subscriptions, the streams
 // they read, the batch records that make every send repeatable, the seqno
-// tracks and the queue of messages to send (docs/delivery.md).
+// tracks and the queue of messages to send (docs/delivery.md). Its parts:
+//
+//   - subscriptions (subs, states) and the SUBSCRIBE/UNSUBSCRIBE packets
+//     being carried out (ops);
+//   - per (subscription, stream) a stream with its ring of batch records;
+//   - the seqno tracks t1 and t2, which number every QoS 1 and QoS 2
+//     delivery and give it its packet id;
+//   - the outbox: what is numbered and not yet sent, and the limits on
+//     sending;
+//   - io: the Watch and Read entries and the calls outstanding with dsd;
+//   - the committer, which makes all of it durable (durable sessions).
 type delivery struct {
 	// durable: the session outlives the connection, so its state is
 	// committed to dsd (a zone with durable sessions and an expiry above
 	// 0); otherwise it lives and dies here.
 	durable bool
-	// inflightCap is min(the client's Receive Maximum, Config.InflightLimit,
-	// MaxInflight): the most QoS 1/2 PUBLISHes unacknowledged at once.
-	inflightCap int
-	// maxPacket is the client's Maximum Packet Size (0: none).
-	maxPacket uint32
 
-	lastID uint64
-	missed uint64
-	t1, t2 *track
+	// lastID is the last id given to a subscription, state version or
+	// retained batch; missed counts messages lost with dropped generations.
+	lastID, missed uint64
+	t1, t2         *track
 
 	subs map[string]*sub // by topic filter
 	// states are the subscription-state versions in use by id;
 	// storedStates those dsd has.
 	states       map[uint64]*storagev1.SubscriptionState
 	storedStates map[uint64]bool
+	// retained are the retained batches not yet acknowledged.
+	retained map[*retainedBatch]bool
+	ops      subOps
 
-	// entries maps the machine's entry ids to their watch or stream.
-	entries   map[uint64]any
-	lastEntry uint64
-	// waits are the I/O answers awaited, by Seq.
-	waits   map[uint64]func(answer)
-	lastSeq uint64
+	out outbox
+	io  dsdIO
+	// resume is the replay after a resume, while it lasts.
+	resume resumeState
 
+	c committer
+}
+
+// outbox is what is numbered and waits to be sent, with the limits on
+// sending. Invariants: messages leave queue in order, each only once its
+// record is durable; at most inflightCap QoS 1/2 PUBLISHes are
+// unacknowledged and at most Config.OutboundWindow handed to the driver and
+// not yet written (unwritten).
+type outbox struct {
+	// inflightCap is min(the client's Receive Maximum, Config.InflightLimit,
+	// MaxInflight).
+	inflightCap int
+	// maxPacket is the client's Maximum Packet Size (0: none).
+	maxPacket uint32
 	// queue holds the messages to send, in order.
 	queue []*outMsg
 	// unwritten counts PUBLISHes handed to the driver and not yet written.
@@ -47,24 +68,64 @@ type delivery struct {
 	// pubrels are QoS 2 seqnos whose PUBREC arrived, to be answered with
 	// PUBREL once rec covering them is durable.
 	pubrels []uint64
-	// retained are the retained batches not yet acknowledged.
-	retained map[*retainedBatch]bool
+}
 
-	// ops are the SUBSCRIBE and UNSUBSCRIBE packets in order; the head is
-	// being carried out.
-	ops []*subOp
+// dsdIO is the session's outstanding work with dsd. Entry ids and call
+// seqs are never reused; an entry or call that is not in the maps any more
+// is one the machine gave up, and its events are ignored.
+type dsdIO struct {
+	// watches and reads are the live Watch and Read entries by id.
+	watches   map[uint64]watchOf
+	reads     map[uint64]*stream
+	lastEntry uint64
+	// calls are the answers awaited, by Seq.
+	calls   map[uint64]call
+	lastSeq uint64
+}
+
+// subOps are the SUBSCRIBE and UNSUBSCRIBE packets in order; the head is
+// being carried out (one at a time, so their acks keep packet order).
+type subOps struct {
+	queue []*subOp
 	// pending counts, per filter, the grants of ops not yet carried out
 	// that the subscription limit counts (pendGrant).
 	pending map[string]int
-	// resuming counts replays still unanswered after a resume.
-	resuming int
-	// replayedRanges are the seqno ranges the replays cover; resumeNext
-	// the tracks' last assigned seqnos when the session resumed.
-	replayedRanges [][4]uint64
-	resumeNext     [2]uint64
-
-	c committer
 }
+
+// resumeState is the replay of a resumed session: nothing new is sent
+// while replays are unanswered (resuming > 0), then the replayed messages
+// go out in numbering order.
+type resumeState struct {
+	// resuming counts replays still unanswered.
+	resuming int
+	// replayedRanges are the seqno ranges the replays cover; next the
+	// tracks' last assigned seqnos when the session resumed.
+	replayedRanges [][4]uint64
+	next           [2]uint64
+}
+
+// call is an answer the session awaits from the driver, and what it is
+// for.
+type call struct {
+	kind callKind
+	// op: the SUBSCRIBE whose watermarks are awaited (callWatermarks).
+	op *subOp
+	// st and b: the stream and batch being replayed (callReplay).
+	st *stream
+	b  *batch
+	// s and isNew: the subscription whose retained messages are fetched
+	// (callRetained).
+	s     *sub
+	isNew bool
+}
+
+type callKind int
+
+const (
+	callWatermarks callKind = iota + 1
+	callReplay
+	callRetained
+)
 
 // answer is an I/O answer to a waited Seq.
 type answer struct {
@@ -185,14 +246,13 @@ func (st *stream) ringRecord() *storagev1.StreamRing {
 func (m *Machine) initDelivery(durable bool, clientReceiveMax uint16, maxPacket uint32) {
 	d := &m.d
 	d.durable = durable
-	d.inflightCap = min(int(clientReceiveMax), max(m.cfg.InflightLimit, 1), MaxInflight)
-	d.maxPacket = maxPacket
+	d.out.inflightCap = min(int(clientReceiveMax), max(m.cfg.InflightLimit, 1), MaxInflight)
+	d.out.maxPacket = maxPacket
 	d.t1, d.t2 = newTrack(1), newTrack(2)
 	d.subs = map[string]*sub{}
 	d.states = map[uint64]*storagev1.SubscriptionState{}
 	d.storedStates = map[uint64]bool{}
-	d.entries = map[uint64]any{}
-	d.waits = map[uint64]func(answer){}
+	d.io = dsdIO{watches: map[uint64]watchOf{}, reads: map[uint64]*stream{}, calls: map[uint64]call{}}
 	d.retained = map[*retainedBatch]bool{}
 	d.c.reset()
 }
@@ -202,27 +262,34 @@ func (m *Machine) newID() uint64 {
 	return m.d.lastID
 }
 
-func (m *Machine) newEntry(owner any) uint64 {
-	m.d.lastEntry++
-	m.d.entries[m.d.lastEntry] = owner
-	return m.d.lastEntry
+// newEntry returns a new entry id.
+func (m *Machine) newEntry() uint64 {
+	m.d.io.lastEntry++
+	return m.d.io.lastEntry
 }
 
-// wait registers f for the answer to a new Seq and returns the Seq.
-func (m *Machine) wait(f func(answer)) uint64 {
-	m.d.lastSeq++
-	m.d.waits[m.d.lastSeq] = f
-	return m.d.lastSeq
+// awaitCall registers c for the answer to a new Seq and returns the Seq.
+func (m *Machine) awaitCall(c call) uint64 {
+	m.d.io.lastSeq++
+	m.d.io.calls[m.d.io.lastSeq] = c
+	return m.d.io.lastSeq
 }
 
-// answered runs the waiter of seq, if any is left.
+// answered carries on with the call seq was for, if it is still awaited.
 func (m *Machine) answered(seq uint64, a answer) []Action {
-	f, ok := m.d.waits[seq]
+	c, ok := m.d.io.calls[seq]
 	if !ok || m.state != stateConnected {
 		return m.flush()
 	}
-	delete(m.d.waits, seq)
-	f(a)
+	delete(m.d.io.calls, seq)
+	switch c.kind {
+	case callWatermarks:
+		m.runSubscribe(c.op, a)
+	case callReplay:
+		m.replayed(c.st, c.b, a)
+	case callRetained:
+		m.retainedFetched(c.s, c.isNew, a)
+	}
 	m.pump()
 	m.maybeCommit()
 	return m.flush()

@@ -326,7 +326,7 @@ func (w *propWorld) quiesce() {
 			}
 		}
 	}
-	w.failf("no quiescence after 2000 rounds: queued=%d inflight=%d", len(w.m.d.queue), w.m.Inflight())
+	w.failf("no quiescence after 2000 rounds: queued=%d inflight=%d", len(w.m.d.out.queue), w.m.Inflight())
 }
 
 // connect starts a new machine over the same dsd and client, resuming the
@@ -891,9 +891,9 @@ func (w *propWorld) checkEnd() {
 	if len(w.cl.held) > 0 {
 		w.failf("the client still holds QoS 2 ids %v", w.cl.held)
 	}
-	if m.Inflight() != 0 || len(m.d.queue) != 0 {
+	if m.Inflight() != 0 || len(m.d.out.queue) != 0 {
 		w.failf("at the end: inflight %d, queued %d, resuming %d, pubrels %v, tracks %s, held by the client %v",
-			m.Inflight(), len(m.d.queue), m.d.resuming, m.d.pubrels, formatTracks(seqnoTracks(m.d.t1, m.d.t2)), w.cl.held)
+			m.Inflight(), len(m.d.out.queue), m.d.resume.resuming, m.d.out.pubrels, formatTracks(seqnoTracks(m.d.t1, m.d.t2)), w.cl.held)
 	}
 	for _, s := range m.subsInOrder() {
 		subID := *s.state.SubscriptionIdentifier

@@ -24,7 +24,7 @@ func (m *Machine) resume(sess *storagev1.Session) {
 	rec := sess.GetRecord()
 	d.lastID, d.missed = rec.GetLastId(), rec.GetMissedMessages()
 	d.t1, d.t2 = restoreTracks(rec.GetSeqnos())
-	d.resumeNext = [2]uint64{d.t1.next, d.t2.next}
+	d.resume.next = [2]uint64{d.t1.next, d.t2.next}
 	for _, v := range sess.States {
 		d.states[v.Id] = v
 		d.storedStates[v.Id] = true
@@ -79,7 +79,7 @@ func (m *Machine) resume(sess *storagev1.Session) {
 			m.advance(s, uint32(shard))
 		}
 	}
-	if d.resuming == 0 {
+	if d.resume.resuming == 0 {
 		m.releaseUncovered()
 	}
 }
@@ -87,8 +87,8 @@ func (m *Machine) resume(sess *storagev1.Session) {
 // replayNext re-reads the stream's next unacknowledged batch.
 func (m *Machine) replayNext(st *stream) {
 	b := st.replays[0]
-	m.d.resuming++
-	seq := m.wait(func(a answer) { m.replayed(st, b, a) })
+	m.d.resume.resuming++
+	seq := m.awaitCall(call{kind: callReplay, st: st, b: b})
 	m.out = append(m.out, Replay{Seq: seq, Iterator: b.rec.ItBegin, Count: b.rec.Count})
 }
 
@@ -99,7 +99,7 @@ func (m *Machine) Replayed(now time.Time, seq uint64, msgs []*storagev1.Message,
 }
 
 func (m *Machine) replayed(st *stream, b *batch, a answer) {
-	m.d.resuming--
+	m.d.resume.resuming--
 	st.replays = st.replays[1:]
 	r := b.rec
 	switch {
@@ -116,7 +116,7 @@ func (m *Machine) replayed(st *stream, b *batch, a answer) {
 			return
 		}
 		outs, _, _ := m.number(a.msgs, v, r.FirstSeqnoQos1, r.FirstSeqnoQos2, false)
-		m.d.replayedRanges = append(m.d.replayedRanges, [4]uint64{r.FirstSeqnoQos1, r.LastSeqnoQos1, r.FirstSeqnoQos2, r.LastSeqnoQos2})
+		m.d.resume.replayedRanges = append(m.d.resume.replayedRanges, [4]uint64{r.FirstSeqnoQos1, r.LastSeqnoQos1, r.FirstSeqnoQos2, r.LastSeqnoQos2})
 		m.enqueue(m.replayOuts(outs, st, b, nil))
 		m.sendPubrels() // QoS 2 up to rec: nothing else would send them until a commit
 	}
@@ -125,7 +125,7 @@ func (m *Machine) replayed(st *stream, b *batch, a answer) {
 	} else {
 		m.advance(st.sub, st.id.Shard)
 	}
-	if m.d.resuming == 0 {
+	if m.d.resume.resuming == 0 {
 		m.releaseUncovered()
 	}
 }
@@ -147,7 +147,7 @@ func (m *Machine) replayOuts(outs []*outMsg, st *stream, b *batch, rb *retainedB
 			o.dup = true
 			keep = append(keep, o)
 		case o.qos == 2 && o.seqno > m.d.t2.committed:
-			m.d.pubrels = append(m.d.pubrels, o.seqno)
+			m.d.out.pubrels = append(m.d.out.pubrels, o.seqno)
 			m.d.t2.sent(o.seqno) // in flight until PUBCOMP
 			released++
 		}
@@ -177,7 +177,7 @@ func (m *Machine) batchLost(st *stream, b *batch) {
 			lost++
 		}
 	}
-	m.d.replayedRanges = append(m.d.replayedRanges, [4]uint64{r.FirstSeqnoQos1, r.LastSeqnoQos1, r.FirstSeqnoQos2, r.LastSeqnoQos2})
+	m.d.resume.replayedRanges = append(m.d.resume.replayedRanges, [4]uint64{r.FirstSeqnoQos1, r.LastSeqnoQos1, r.FirstSeqnoQos2, r.LastSeqnoQos2})
 	m.d.missed += uint64(lost)
 	for i, x := range st.ring {
 		if x == b {
@@ -198,7 +198,7 @@ func (m *Machine) batchLost(st *stream, b *batch) {
 // held and a later message with it would not be delivered.
 func (m *Machine) releaseUncovered() {
 	covered := func(qos int, s uint64) bool {
-		for _, r := range m.d.replayedRanges {
+		for _, r := range m.d.resume.replayedRanges {
 			if s >= r[qos*2] && s <= r[qos*2+1] {
 				return true
 			}
@@ -206,7 +206,7 @@ func (m *Machine) releaseUncovered() {
 		return false
 	}
 	for i, t := range []*track{m.d.t1, m.d.t2} {
-		for s := t.committed + 1; s <= m.d.resumeNext[i]; s++ {
+		for s := t.committed + 1; s <= m.d.resume.next[i]; s++ {
 			switch {
 			case covered(i, s) || t.done[s]:
 			case t.qos == 2:
@@ -216,12 +216,12 @@ func (m *Machine) releaseUncovered() {
 			}
 		}
 	}
-	m.d.replayedRanges = nil
+	m.d.resume.replayedRanges = nil
 	// The replays came back in any order; send in the order the batches
 	// were numbered, as before the crash. Otherwise a higher QoS 2 seqno
 	// could fill the client's Receive Maximum while its PUBREL waits for
 	// rec to pass a lower one that cannot be sent.
-	slices.SortStableFunc(m.d.queue, func(a, b *outMsg) int {
+	slices.SortStableFunc(m.d.out.queue, func(a, b *outMsg) int {
 		a1, a2 := a.numbered()
 		b1, b2 := b.numbered()
 		return cmp.Or(cmp.Compare(a1, b1), cmp.Compare(a2, b2))
@@ -244,20 +244,24 @@ func (o *outMsg) numbered() (uint64, uint64) {
 // a re-subscription with retain handling 0); the Watch entries of a new
 // one are added once they are queued, so they go out first.
 func (m *Machine) fetchRetained(s *sub, isNew bool) {
-	seq := m.wait(func(a answer) {
-		if s.gone {
-			return
-		}
-		if a.err != nil {
-			m.out = append(m.out, Counted{Event: "retained_unavailable", N: 1})
-		} else {
-			m.retainedBatches(s, a.msgs)
-		}
-		if isNew {
-			m.addWatches(s)
-		}
-	})
+	seq := m.awaitCall(call{kind: callRetained, s: s, isNew: isNew})
 	m.out = append(m.out, FetchRetained{Seq: seq, Filter: matchFilter(s.rec.TopicFilter)})
+}
+
+// retainedFetched queues the retained messages fetched for s and adds the
+// Watch entries of a new subscription after them.
+func (m *Machine) retainedFetched(s *sub, isNew bool, a answer) {
+	if s.gone {
+		return
+	}
+	if a.err != nil {
+		m.out = append(m.out, Counted{Event: "retained_unavailable", N: 1})
+	} else {
+		m.retainedBatches(s, a.msgs)
+	}
+	if isNew {
+		m.addWatches(s)
+	}
 }
 
 // RetainedFetched takes the driver's answer to a FetchRetained action.
@@ -307,7 +311,7 @@ func (m *Machine) resumeRetained(s *sub, r *storagev1.RetainedBatch) {
 	outs, last1, last2 := m.number(msgs, v, r.FirstSeqnoQos1, r.FirstSeqnoQos2, true)
 	rb := &retainedBatch{sub: s, rec: r, last: [2]uint64{last1, last2}, durable: true}
 	m.d.retained[rb] = true
-	m.d.replayedRanges = append(m.d.replayedRanges, [4]uint64{r.FirstSeqnoQos1, last1, r.FirstSeqnoQos2, last2})
+	m.d.resume.replayedRanges = append(m.d.resume.replayedRanges, [4]uint64{r.FirstSeqnoQos1, last1, r.FirstSeqnoQos2, last2})
 	m.enqueue(m.replayOuts(outs, nil, nil, rb))
 }
 

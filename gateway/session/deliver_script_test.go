@@ -130,7 +130,7 @@ func (x *deliveryScript) run(t *testing.T, d *datadriven.TestData, m *Machine, n
 		kinds := map[string]EntryFailure{"gone": EntryGone, "stale": EntryStale, "error": EntryError}
 		return m.EntryFailed(now, uint64(intArg(t, d, "entry", 0)), kinds[strArg(d, "kind", "error")], errors.New("entry failed")), true
 	case "state":
-		return []Action{Counted{Event: fmt.Sprintf("inflight=%d missed=%d queued=%d stored=%s", m.Inflight(), m.Missed(), len(m.d.queue), formatTracks(x.store.seqnos)), N: 0}}, true
+		return []Action{Counted{Event: fmt.Sprintf("inflight=%d missed=%d queued=%d stored=%s", m.Inflight(), m.Missed(), len(m.d.out.queue), formatTracks(x.store.seqnos)), N: 0}}, true
 	}
 	return nil, false
 }

@@ -25,15 +25,15 @@ func (m *Machine) enqueue(outs []*outMsg) {
 			o.rb.queued++
 		}
 	}
-	m.d.queue = append(m.d.queue, outs...)
+	m.d.out.queue = append(m.d.out.queue, outs...)
 }
 
 // releaseQueued drops the queued messages drop selects; their seqnos are
 // released (not sent again). It returns how many were dropped.
 func (m *Machine) releaseQueued(drop func(o *outMsg) bool) int {
-	kept := m.d.queue[:0]
+	kept := m.d.out.queue[:0]
 	n := 0
-	for _, o := range m.d.queue {
+	for _, o := range m.d.out.queue {
 		if !drop(o) {
 			kept = append(kept, o)
 			continue
@@ -49,8 +49,8 @@ func (m *Machine) releaseQueued(drop func(o *outMsg) bool) int {
 		}
 		n++
 	}
-	clear(m.d.queue[len(kept):])
-	m.d.queue = kept
+	clear(m.d.out.queue[len(kept):])
+	m.d.out.queue = kept
 	return n
 }
 
@@ -78,12 +78,12 @@ func (m *Machine) pump() {
 // sendQueued sends from the head of the queue; it reports whether it took
 // anything off the queue.
 func (m *Machine) sendQueued() bool {
-	if m.d.resuming > 0 {
+	if m.d.resume.resuming > 0 {
 		return false // the replays are put in numbering order first (releaseUncovered)
 	}
 	took := false
-	for len(m.d.queue) > 0 && m.d.unwritten < m.cfg.OutboundWindow {
-		o := m.d.queue[0]
+	for len(m.d.out.queue) > 0 && m.d.out.unwritten < m.cfg.OutboundWindow {
+		o := m.d.out.queue[0]
 		if o.b != nil && !o.b.durable || o.rb != nil && !o.rb.durable {
 			break // its record is not committed yet
 		}
@@ -91,7 +91,7 @@ func (m *Machine) sendQueued() bool {
 		if o.qos > 0 {
 			t = m.track(o.qos)
 			if o.seqno > t.committed && !t.done[o.seqno] {
-				if m.Inflight() >= m.d.inflightCap {
+				if m.Inflight() >= m.d.out.inflightCap {
 					break
 				}
 				if !t.canSend(o.seqno, m.d.durable) {
@@ -109,8 +109,8 @@ func (m *Machine) sendQueued() bool {
 				o = nil
 			}
 		}
-		m.d.queue[0] = nil
-		m.d.queue = m.d.queue[1:]
+		m.d.out.queue[0] = nil
+		m.d.out.queue = m.d.out.queue[1:]
 		took = true
 		if o == nil {
 			continue
@@ -132,13 +132,13 @@ func (m *Machine) sendQueued() bool {
 			continue
 		}
 		m.out = append(m.out, Send{Packet: p, Version: m.version})
-		m.d.unwritten++
+		m.d.out.unwritten++
 		if t != nil {
 			t.sent(o.seqno)
 		}
 	}
-	if len(m.d.queue) == 0 {
-		m.d.queue = nil
+	if len(m.d.out.queue) == 0 {
+		m.d.out.queue = nil
 	}
 	return took
 }
@@ -211,8 +211,8 @@ func (m *Machine) publishPacket(o *outMsg, t *track) (*packet.Publish, string) {
 		!m.now.Before(time.UnixMicro(o.msg.TimestampUs).Add(time.Duration(*mp.MessageExpiryInterval)*time.Second)) {
 		return nil, "expired"
 	}
-	if m.d.maxPacket > 0 {
-		if n, err := p.Size(m.version); err != nil || n > int(m.d.maxPacket) {
+	if m.d.out.maxPacket > 0 {
+		if n, err := p.Size(m.version); err != nil || n > int(m.d.out.maxPacket) {
 			return nil, "too_large"
 		}
 	}
@@ -256,7 +256,7 @@ func messageProperties(mp *storagev1.MessageProperties) packet.Properties {
 // written to the connection, making room in the outbound window.
 func (m *Machine) Written(now time.Time, n int) []Action {
 	m.now = now
-	m.d.unwritten = max(0, m.d.unwritten-n)
+	m.d.out.unwritten = max(0, m.d.out.unwritten-n)
 	m.pump()
 	m.maybeCommit()
 	return m.flush()
@@ -284,7 +284,7 @@ func (m *Machine) pubrec(p *packet.Pubrec) {
 		return
 	}
 	m.d.t2.receive(s)
-	m.d.pubrels = append(m.d.pubrels, s)
+	m.d.out.pubrels = append(m.d.out.pubrels, s)
 	if m.d.durable && m.d.t2.durableRec < s {
 		m.d.c.urgent = true
 		m.maybeCommit()
@@ -313,7 +313,7 @@ func (m *Machine) releaseHeld(s uint64) {
 	t.dup = max(t.dup, s)
 	t.uncounted[s] = true
 	t.receive(s)
-	m.d.pubrels = append(m.d.pubrels, s)
+	m.d.out.pubrels = append(m.d.out.pubrels, s)
 	if m.d.durable && t.durableRec < s {
 		m.d.c.urgent = true
 	}
@@ -321,13 +321,13 @@ func (m *Machine) releaseHeld(s uint64) {
 
 // sendPubrels sends PUBREL for each PUBREC whose rec is durable.
 func (m *Machine) sendPubrels() {
-	kept := m.d.pubrels[:0]
-	for _, s := range m.d.pubrels {
+	kept := m.d.out.pubrels[:0]
+	for _, s := range m.d.out.pubrels {
 		if m.d.durable && s > m.d.t2.durableRec {
 			kept = append(kept, s)
 			continue
 		}
 		m.send(&packet.Pubrel{PacketID: m.d.t2.packetID(s)})
 	}
-	m.d.pubrels = kept
+	m.d.out.pubrels = kept
 }

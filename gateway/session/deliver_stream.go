@@ -17,7 +17,7 @@ var ErrStreamGone = errors.New("session: stream gone (generation dropped)")
 // its own position.
 func (m *Machine) Announced(now time.Time, entry uint64, streams []AnnouncedStream) []Action {
 	m.now = now
-	w, ok := m.d.entries[entry].(watchOf)
+	w, ok := m.d.io.watches[entry]
 	if !ok || m.state != stateConnected || w.s.gone {
 		return m.flush()
 	}
@@ -39,12 +39,12 @@ func (m *Machine) Announced(now time.Time, entry uint64, streams []AnnouncedStre
 // is the entry's last batch.
 func (m *Machine) Batch(now time.Time, entry, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool) []Action {
 	m.now = now
-	st, ok := m.d.entries[entry].(*stream)
+	st, ok := m.d.io.reads[entry]
 	if !ok || m.state != stateConnected {
 		return m.flush()
 	}
 	if eos {
-		delete(m.d.entries, entry)
+		delete(m.d.io.reads, entry)
 		st.entry = 0
 	}
 	st.held = append(st.held, heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos})
@@ -57,16 +57,17 @@ func (m *Machine) Batch(now time.Time, entry, batchSeq uint64, msgs []*storagev1
 // EntryFailed takes dsd's report that an entry ended with an error.
 func (m *Machine) EntryFailed(now time.Time, entry uint64, failure EntryFailure, err error) []Action {
 	m.now = now
-	owner, ok := m.d.entries[entry]
-	if !ok || m.state != stateConnected {
+	st, read := m.d.io.reads[entry]
+	if _, watch := m.d.io.watches[entry]; !watch && !read || m.state != stateConnected {
 		return m.flush()
 	}
-	delete(m.d.entries, entry)
+	delete(m.d.io.watches, entry)
+	delete(m.d.io.reads, entry)
 	switch failure {
 	case EntryStale:
 		// Taken over: the kick closes the connection.
 	case EntryGone:
-		if st, ok := owner.(*stream); ok {
+		if read {
 			st.entry = 0
 			st.eos = true // nothing more can be read; what is held still goes out
 			m.touchStream(st)
@@ -86,10 +87,11 @@ func (m *Machine) EntryFailed(now time.Time, entry uint64, failure EntryFailure,
 // position (batches pushed and not yet taken are pushed again).
 func (m *Machine) EntriesLost(now time.Time) []Action {
 	m.now = now
-	if m.state != stateConnected || m.d.entries == nil {
+	if m.state != stateConnected || m.d.io.reads == nil {
 		return m.flush()
 	}
-	clear(m.d.entries)
+	clear(m.d.io.watches)
+	clear(m.d.io.reads)
 	for _, s := range m.subsInOrder() {
 		// A subscription whose SUBACK (or retained messages) is still
 		// awaited gets its watches then, not now as well.
@@ -121,7 +123,7 @@ const maxRing = 64
 // while the next batch is on its way, and it bounds what a slow
 // subscriber makes the gateway hold.
 func (m *Machine) readWindow() int {
-	return max(m.d.inflightCap, m.cfg.BatchSize) + m.cfg.BatchSize
+	return max(m.d.out.inflightCap, m.cfg.BatchSize) + m.cfg.BatchSize
 }
 
 // canTake reports whether held batches may be numbered now: the ring has
@@ -332,7 +334,8 @@ func (m *Machine) activateStream(st *stream) {
 	if !m.canRead(st) {
 		return
 	}
-	st.entry = m.newEntry(st)
+	st.entry = m.newEntry()
+	m.d.io.reads[st.entry] = st
 	m.out = append(m.out, AddRead{Entry: st.entry, Iterator: st.position,
 		Window: uint32(m.readWindow()), BatchSize: uint32(m.cfg.BatchSize)})
 }

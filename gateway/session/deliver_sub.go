@@ -40,7 +40,7 @@ func (m *Machine) subscribe(p *packet.Subscribe) {
 		m.abort(ReasonNotSupported, packet.SubscriptionIdentifiersNotSupported) // section 3.2.2.3.12
 		return
 	}
-	if len(m.d.ops) >= maxQueuedSubOps {
+	if len(m.d.ops.queue) >= maxQueuedSubOps {
 		m.abort(ReasonQuotaExceeded, packet.QuotaExceeded)
 		return
 	}
@@ -60,7 +60,7 @@ func (m *Machine) subscribe(p *packet.Subscribe) {
 }
 
 func (m *Machine) unsubscribe(p *packet.Unsubscribe) {
-	if len(m.d.ops) >= maxQueuedSubOps {
+	if len(m.d.ops.queue) >= maxQueuedSubOps {
 		m.abort(ReasonQuotaExceeded, packet.QuotaExceeded)
 		return
 	}
@@ -71,42 +71,42 @@ func (m *Machine) unsubscribe(p *packet.Unsubscribe) {
 // (d > 0) or carried out (d < 0), so that the subscription limit holds for
 // a SUBSCRIBE with many filters and for several queued ones.
 func (m *Machine) pendGrant(filter string, d int) {
-	if m.d.pending == nil {
-		m.d.pending = make(map[string]int)
+	if m.d.ops.pending == nil {
+		m.d.ops.pending = make(map[string]int)
 	}
-	if m.d.pending[filter] += d; m.d.pending[filter] <= 0 {
-		delete(m.d.pending, filter)
+	if m.d.ops.pending[filter] += d; m.d.ops.pending[filter] <= 0 {
+		delete(m.d.ops.pending, filter)
 	}
 }
 
 func (m *Machine) queueOp(op *subOp) {
-	m.d.ops = append(m.d.ops, op)
-	if len(m.d.ops) == 1 {
+	m.d.ops.queue = append(m.d.ops.queue, op)
+	if len(m.d.ops.queue) == 1 {
 		m.runOp()
 	}
 }
 
 func (m *Machine) opDone() {
-	for _, g := range m.d.ops[0].granted {
+	for _, g := range m.d.ops.queue[0].granted {
 		if g != nil {
 			m.pendGrant(g.Filter, -1)
 		}
 	}
-	m.d.ops = m.d.ops[1:]
-	if len(m.d.ops) > 0 && m.state == stateConnected {
+	m.d.ops.queue = m.d.ops.queue[1:]
+	if len(m.d.ops.queue) > 0 && m.state == stateConnected {
 		m.runOp()
 	}
 }
 
 func (m *Machine) runOp() {
-	op := m.d.ops[0]
+	op := m.d.ops.queue[0]
 	if op.unsubscribe != nil {
 		m.runUnsubscribe(op.unsubscribe)
 		return
 	}
 	for _, g := range op.granted {
 		if g != nil && m.d.subs[g.Filter] == nil {
-			seq := m.wait(func(a answer) { m.runSubscribe(op, a) })
+			seq := m.awaitCall(call{kind: callWatermarks, op: op})
 			m.out = append(m.out, Watermarks{Seq: seq})
 			return
 		}
@@ -152,7 +152,7 @@ func (m *Machine) checkSubscription(s packet.Subscription) packet.ReasonCode {
 		}
 		return fail(packet.NotAuthorized)
 	}
-	if m.d.subs[s.Filter] == nil && m.d.pending[s.Filter] == 0 && len(m.d.subs)+len(m.d.pending) >= maxSubscriptions {
+	if m.d.subs[s.Filter] == nil && m.d.ops.pending[s.Filter] == 0 && len(m.d.subs)+len(m.d.ops.pending) >= maxSubscriptions {
 		return fail(packet.QuotaExceeded)
 	}
 	return packet.ReasonCode(min(s.QoS, m.cfg.MaxQoS)) // Granted QoS 0, 1 or 2
@@ -229,7 +229,8 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 func (m *Machine) addWatches(s *sub) {
 	filter := matchFilter(s.rec.TopicFilter)
 	for shard, start := range s.rec.StartUs {
-		e := m.newEntry(watchOf{s: s, shard: uint32(shard)})
+		e := m.newEntry()
+		m.d.io.watches[e] = watchOf{s: s, shard: uint32(shard)}
 		s.watches[uint32(shard)] = e
 		m.out = append(m.out, AddWatch{Entry: e, Filter: filter, Shard: uint32(shard), StartUs: start})
 	}
@@ -300,8 +301,11 @@ func (m *Machine) removeSub(s *sub) {
 }
 
 func (m *Machine) removeEntry(e uint64) {
-	if _, ok := m.d.entries[e]; ok {
-		delete(m.d.entries, e)
+	_, watch := m.d.io.watches[e]
+	_, read := m.d.io.reads[e]
+	if watch || read {
+		delete(m.d.io.watches, e)
+		delete(m.d.io.reads, e)
 		m.out = append(m.out, RemoveEntry{Entry: e})
 	}
 }

@@ -320,15 +320,15 @@ func TestSubscriptionLimitCountsPendingGrants(t *testing.T) {
 		}
 		return n
 	}
-	if len(m.d.ops) != 2 {
-		t.Fatalf("%d operations queued, want 2", len(m.d.ops))
+	if len(m.d.ops.queue) != 2 {
+		t.Fatalf("%d operations queued, want 2", len(m.d.ops.queue))
 	}
-	if g1, g2 := granted(m.d.ops[0]), granted(m.d.ops[1]); g1 != 1000 || g2 != 0 {
+	if g1, g2 := granted(m.d.ops.queue[0]), granted(m.d.ops.queue[1]); g1 != 1000 || g2 != 0 {
 		t.Fatalf("granted %d and %d filters, want 1000 and 0 (limit 1000)", g1, g2)
 	}
 	// A filter granted again (already pending) is not a new subscription.
 	m.Packet(now, &packet.Subscribe{PacketID: 3, Subscriptions: []packet.Subscription{{Filter: "a/7", QoS: 0}}})
-	if g := granted(m.d.ops[2]); g != 1 {
+	if g := granted(m.d.ops.queue[2]); g != 1 {
 		t.Fatalf("re-subscribing a pending filter: granted %d, want 1", g)
 	}
 }
