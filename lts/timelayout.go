@@ -49,7 +49,9 @@ func (l *TimeLayout) Config() Config { return l.cfg.Clone() }
 func (l *TimeLayout) DataKeyLen() int { return l.cfg.TopicIndexBytes + 8 }
 
 // IndexKeyLen is the length of an index key.
-func (l *TimeLayout) IndexKeyLen() int { return l.cfg.TopicIndexBytes + 2 + l.cfg.BitsPerTopicLevel/8 + 8 }
+func (l *TimeLayout) IndexKeyLen() int {
+	return l.cfg.TopicIndexBytes + 2 + l.cfg.BitsPerTopicLevel/8 + 8
+}
 
 // LevelHash is the stored hash of a varying level's value: the
 // BitsPerTopicLevel most significant bits of HashLevel(v), right-aligned.
