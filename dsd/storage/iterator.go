@@ -137,6 +137,10 @@ func (db *DB) Next(ctx context.Context, itBytes []byte, lim Limit) (entries []En
 	if err != nil {
 		return nil, nil, false, err
 	}
+	if endKey != nil && (len(endKey) != r.layout.keyLen(r.nVarying) || !bytes.HasPrefix(endKey, it.StaticIndex)) {
+		// The v2 read takes the end key's last 8 bytes as its time.
+		return nil, nil, false, fmt.Errorf("%w: end iterator's last seen key %x does not belong to the stream", ErrInvalidIterator, endKey)
+	}
 	// R is read before the Pebble iterator opens: everything <= R is
 	// committed, hence visible to it.
 	R := r.s.readable.Load()

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -209,5 +210,24 @@ func TestV2NoIdleTick(t *testing.T) {
 	tickForTest(t, db, 0)
 	if got := db.ReadableClock(0); got != R || db.shards[0].stats.ticks.Load() != 0 {
 		t.Fatalf("readable clock %d -> %d, ticks %d: a v2 shard ticked", R, got, db.shards[0].stats.ticks.Load())
+	}
+}
+
+// TestV2BadEndIterator: an end iterator whose last seen key is not a data
+// key of the stream is refused (the v2 read takes its last 8 bytes as a
+// time), never a panic.
+func TestV2BadEndIterator(t *testing.T) {
+	db := must(Open(Options{DataDir: "data", FS: vfs.NewMem(), NShards: 1, IdleTickInterval: time.Hour}))
+	defer db.Close()
+	must(db.Store(context.Background(), "c", []*storagev1.Message{msg("a/b", "1")}, nil))
+	s := must(db.GetStreams("a/b", 0, -1))[0]
+	itBytes := must(db.MakeIterator(s, "a/b", 0))
+	it := must(decodeIterator(itBytes))
+	for _, last := range [][]byte{{1}, append(slices.Clone(it.StaticIndex), 1, 2, 3), make([]byte, len(it.StaticIndex)+8)} {
+		end := proto.Clone(it).(*storagev1.Iterator)
+		end.LastSeenKey = last
+		if _, _, _, err := db.Next(context.Background(), itBytes, Limit{End: encodeIterator(end)}); !errors.Is(err, ErrInvalidIterator) {
+			t.Errorf("end key %x: %v, want ErrInvalidIterator", last, err)
+		}
 	}
 }
