@@ -54,6 +54,9 @@ type tsList struct {
 	buf     []byte
 	valid   bool // positioned on a key
 	started bool
+	// seekOnly: the list is visited at scattered times (the data list of a
+	// join with index lists), so a Next before a seek is wasted.
+	seekOnly bool
 }
 
 // ts is the timestamp of the key the list is positioned on.
@@ -68,9 +71,11 @@ func (l *tsList) advance(t uint64, st *shardStats) bool {
 		if cur >= t {
 			return true
 		}
-		st.nexts.Add(1)
-		if l.valid = l.iter.Next(); !l.valid || l.ts() >= t {
-			return l.valid
+		if !l.seekOnly {
+			st.nexts.Add(1)
+			if l.valid = l.iter.Next(); !l.valid || l.ts() >= t {
+				return l.valid
+			}
 		}
 	}
 	st.seeks.Add(1)
@@ -120,6 +125,7 @@ func (lf *leapfrog) run(ctx context.Context) (exhausted bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	data.seekOnly = len(lists) > 1
 
 	t := lf.from
 	if len(lf.last) > 0 {
