@@ -105,11 +105,14 @@ type LocalWriteBuffer struct {
 
 // Layout are the durable_storage.messages.layout.* keys; they affect new generations only.
 type Layout struct {
-	// Type of new generations. Default "wildcard_optimized" (the only one).
+	// Type of new generations: "wildcard_optimized_v2" (time-first keys,
+	// everything committed readable at once) or "wildcard_optimized" (v1:
+	// wildcard streams readable by whole epochs). Default
+	// "wildcard_optimized_v2".
 	Type string `toml:"type"`
 	// BitsPerTopicLevel is the hash width of a varying level, a multiple of 8. Default 64.
 	BitsPerTopicLevel int `toml:"bits_per_topic_level"`
-	// EpochBits: an epoch is 2^EpochBits µs. Default 20.
+	// EpochBits: an epoch is 2^EpochBits µs; wildcard_optimized only. Default 20.
 	EpochBits int `toml:"epoch_bits"`
 	// TopicIndexBytes is the static index width. Default 4.
 	TopicIndexBytes int `toml:"topic_index_bytes"`
@@ -306,7 +309,7 @@ func Default() Config {
 			EmergencyBallastBytes: 64 << 20,
 			LocalWriteBuffer:      LocalWriteBuffer{MaxItems: 1000, MaxBytes: 4 << 20, FlushInterval: Duration(1e6)},
 			Layout: Layout{
-				Type:               "wildcard_optimized",
+				Type:               "wildcard_optimized_v2",
 				BitsPerTopicLevel:  64,
 				EpochBits:          20,
 				TopicIndexBytes:    4,

@@ -152,3 +152,17 @@ func TestNegativeRetentionIsInvalid(t *testing.T) {
 		t.Fatalf("0 (retention off) is valid, got %v", err)
 	}
 }
+
+// TestLayoutTypes: both layout types validate, and v2 is the default.
+func TestLayoutTypes(t *testing.T) {
+	if got := Default().DurableStorage.Messages.Layout.Type; got != "wildcard_optimized_v2" {
+		t.Errorf("default layout type %q, want wildcard_optimized_v2", got)
+	}
+	for _, typ := range []string{"wildcard_optimized", "wildcard_optimized_v2"} {
+		c := Default()
+		c.DurableStorage.Messages.Layout.Type = typ
+		if err := c.Validate(); err != nil {
+			t.Errorf("layout type %q: %v", typ, err)
+		}
+	}
+}

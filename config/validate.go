@@ -64,8 +64,8 @@ func (c Config) Validate() error {
 		bad("durable_storage.messages.local_write_buffer.flush_interval", "must be positive")
 	}
 	l := m.Layout
-	if l.Type != "wildcard_optimized" {
-		bad("durable_storage.messages.layout.type", "only \"wildcard_optimized\" exists, got %q", l.Type)
+	if l.Type != "wildcard_optimized" && l.Type != "wildcard_optimized_v2" {
+		bad("durable_storage.messages.layout.type", "want \"wildcard_optimized_v2\" or \"wildcard_optimized\", got %q", l.Type)
 	}
 	if len(l.WildcardThresholds) != 2 || l.WildcardThresholds[0] < 0 || l.WildcardThresholds[1] < 0 {
 		bad("durable_storage.messages.layout.wildcard_thresholds", "want [first_level, deeper_levels], non-negative, got %v", l.WildcardThresholds)

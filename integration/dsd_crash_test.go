@@ -29,10 +29,12 @@ import (
 )
 
 // crashConfig makes wildcard streams appear quickly (low thresholds) and keeps
-// epochs short, so the test exercises varying-level streams and idle ticks.
+// epochs short, so the test exercises varying-level streams and idle ticks
+// (of the v1 layout; dsd/storage's crash tests cover the v2 default).
 const crashConfig = `
 durable_storage.messages.n_shards = 4
 durable_storage.messages.layout.wildcard_thresholds = [4, 2]
+durable_storage.messages.layout.type = "wildcard_optimized"
 durable_storage.messages.layout.epoch_bits = 16
 `
 

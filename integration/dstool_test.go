@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"github.com/stratamq/strata/dsd/client"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 func dstool(t *testing.T, addr string, args ...string) string {
@@ -183,5 +185,98 @@ func TestDSDRefusesPublicPlaintext(t *testing.T) {
 	_, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data"), GRPCListen: "0.0.0.0:0"})
 	if err == nil || !strings.Contains(err.Error(), "unsafe_plaintext_listen") {
 		t.Fatalf("dsd on 0.0.0.0 without TLS: %v; want a refusal naming unsafe_plaintext_listen", err)
+	}
+}
+
+// TestDstoolOnV1DataDir starts dsd on a copy of the committed v1 data dir
+// (dsd/storage/testdata/compat/v1, written before wildcard_optimized_v2):
+// dstool lists its generations as wildcard_optimized and reads them, a
+// generation added now is wildcard_optimized_v2, messages of both are read,
+// and the v1 generation is dropped.
+func TestDstoolOnV1DataDir(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "dsd", "storage", "testdata", "compat", "v1"))); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "strata.toml")
+	// Retention off: the fixture's generations were created in 2023, and
+	// retention would rotate them at once.
+	if err := os.WriteFile(conf, []byte("durable_storage.messages.n_shards = 2\ndurable_sessions.message_retention_period = \"0s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: dir, ConfigFile: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(10 * time.Second)
+
+	type gen struct {
+		Shard   int    `json:"shard"`
+		ID      uint64 `json:"id"`
+		Current bool   `json:"current"`
+		Layout  string `json:"layout"`
+	}
+	gens := func() []gen {
+		var out []gen
+		for _, line := range strings.Split(strings.TrimSpace(dstool(t, d.GRPCAddr, "generations", "list", "--json")), "\n") {
+			var g gen
+			if err := json.Unmarshal([]byte(line), &g); err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			out = append(out, g)
+		}
+		return out
+	}
+	for _, g := range gens() {
+		if g.Layout != "wildcard_optimized" || g.ID != 1 {
+			t.Fatalf("v1 data dir: generation %+v, want only generation 1, wildcard_optimized", g)
+		}
+	}
+	if out := dstool(t, d.GRPCAddr, "generations", "list"); !strings.Contains(out, "wildcard_optimized bits_per_topic_level=64 epoch_bits=20") {
+		t.Errorf("generations list (text) lacks the v1 layout:\n%s", out)
+	}
+	// The fixture's 70 messages: 60 in sensors/+/temp, whose last epoch
+	// becomes readable with dsd's first idle tick.
+	count := func(filter string) int {
+		out := strings.TrimSpace(dstool(t, d.GRPCAddr, "read", filter))
+		if out == "" {
+			return 0
+		}
+		return strings.Count(out, "\n") + 1
+	}
+	wait.For(t, 10*time.Second, "the 60 messages of sensors/+/temp", func() bool { return count("sensors/+/temp") == 60 })
+	if n := count("#"); n != 70 {
+		t.Fatalf("v1 fixture: %d messages, want 70", n)
+	}
+
+	dstool(t, d.GRPCAddr, "generations", "add")
+	for _, g := range gens() {
+		if g.Current != (g.Layout == "wildcard_optimized_v2") {
+			t.Fatalf("after add: generation %+v; want the current ones v2 and the old ones v1", g)
+		}
+	}
+	c, err := client.Dial(d.GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Storage.Store(ctx, &dsdv1.StoreRequest{ClientId: "dev03", Messages: []*storagev1.Message{
+		{Topic: "sensors/dev03/temp", Payload: []byte("new"), Qos: 1},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	// v2: readable as soon as the Store returned, no epoch to wait for.
+	if n := count("sensors/dev03/temp"); n != 6 {
+		t.Fatalf("sensors/dev03/temp across both generations: %d messages, want 6", n)
+	}
+	for _, g := range gens() {
+		if !g.Current {
+			dstool(t, d.GRPCAddr, "generations", "drop", strconv.Itoa(g.Shard), strconv.Itoa(int(g.ID)))
+		}
+	}
+	if out := dstool(t, d.GRPCAddr, "read", "#"); !strings.Contains(out, `sensors/dev03/temp "new"`) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("after dropping the v1 generations, read # = %q, want only the new message", out)
 	}
 }

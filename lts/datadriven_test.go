@@ -31,6 +31,9 @@ import (
 //	decode           input: key in hex
 //	filter static=S from=F to=T [varying=(+,x)]   then:
 //	ratchet / increment   input: keys in hex, one per line
+//	time-layout [bits=B] [index-bytes=W]     (wildcard_optimized_v2)
+//	time-keys static=S ts=T [varying=(a,b)]  data key, then one index key per level
+//	time-decode      input: "data <hex>" or "index <hex>", one per line
 func TestDataDriven(t *testing.T) {
 	entries, err := os.ReadDir("testdata")
 	if err != nil {
@@ -53,6 +56,7 @@ func runScript(t *testing.T, path string) {
 		order   []string
 		layout  *Layout
 		filter  *KeyFilter
+		tlayout *TimeLayout
 	)
 	datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 		switch d.Cmd {
@@ -183,6 +187,34 @@ func runScript(t *testing.T, path string) {
 				return err.Error()
 			}
 			return ""
+		case "time-layout":
+			cfg = DefaultConfig()
+			scanConfig(t, d, &cfg)
+			var err error
+			if tlayout, err = NewTimeLayout(cfg); err != nil {
+				return err.Error()
+			}
+			return ""
+		case "time-keys":
+			static, ts := StateID(scanU64(t, d, "static")), scanU64(t, d, "ts")
+			var b strings.Builder
+			fmt.Fprintf(&b, "data  %s\n", fmtTimeKey(t, tlayout, false, tlayout.AppendDataKey(nil, static, ts)))
+			for i, v := range scanList(d, "varying") {
+				key := tlayout.AppendIndexKey(nil, static, i+1, tlayout.LevelHash(v), ts)
+				fmt.Fprintf(&b, "index %s\n", fmtTimeKey(t, tlayout, true, key))
+			}
+			return b.String()
+		case "time-decode":
+			var b strings.Builder
+			for _, line := range inputLines(d) {
+				kind, hexKey, _ := strings.Cut(line, " ")
+				key, err := hex.DecodeString(strings.ReplaceAll(hexKey, " ", ""))
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(&b, "%s %s\n", kind, fmtTimeKey(t, tlayout, kind == "index", key))
+			}
+			return b.String()
 		case "key":
 			static, ts := scanU64(t, d, "static"), scanU64(t, d, "ts")
 			varying := scanList(d, "varying")
@@ -412,4 +444,22 @@ func dumpTrie(t *Trie) string {
 		return true
 	}, nil)
 	return b.String()
+}
+
+// fmtTimeKey prints a TimeLayout key in hex with its decoded fields, or the
+// decoding error.
+func fmtTimeKey(t *testing.T, l *TimeLayout, index bool, key []byte) string {
+	t.Helper()
+	if !index {
+		static, ts, err := l.DecodeDataKey(key)
+		if err != nil {
+			return err.Error()
+		}
+		return fmt.Sprintf("%x static=%x ts=%#x", key, uint64(static), ts)
+	}
+	k, err := l.DecodeIndexKey(key)
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%x static=%x level=%d hash=%x ts=%#x", key, uint64(k.Static), k.Level, k.Hash, k.TS)
 }

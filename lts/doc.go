@@ -1,8 +1,9 @@
 // Package lts is Strata's learned topic structure: a trie that learns which
 // topic levels vary, maps each topic name to a stream (static index) plus
 // its varying levels, maps topic filters to the streams that can hold
-// matching topics, and builds the wildcard_optimized byte keys under which
-// dsd stores messages.
+// matching topics, and builds the byte keys under which dsd stores messages:
+// the wildcard_optimized layout (Layout) and the time-first
+// wildcard_optimized_v2 layout (TimeLayout).
 //
 // The package is pure: topic levels and byte slices in, byte slices out. It
 // does no I/O and knows nothing of MQTT packets, Pebble or gRPC.
@@ -110,12 +111,27 @@
 // the static index followed by the timestamp as 8 bytes big-endian.
 // HashLevel is the first 8 bytes of SHA-256 of the level, big-endian.
 //
+// # Keys: the wildcard_optimized_v2 layout
+//
+// TimeLayout keeps time first. A message has one data key and, for each
+// varying level n (from 1), one index key:
+//
+//	data key:  static (W) | ts (8)
+//	index key: static (W) | n (2) | the B/8 high bytes of HashLevel(v_n) | ts (8)
+//
+// so every list (a stream's data keys, or the index keys of one level and
+// value) is in timestamp order, and new messages always sort after old
+// ones: a reader can read up to any committed time without epochs. A
+// filter with constants at varying levels is answered by a merge-join on ts
+// of the index lists of those levels and the data keys. With N = 0 the data
+// key equals Layout's key. EpochBits is unused.
+//
 // # What may never change
 //
 // Keys and edge records are on disk. For a given Config the following are
 // frozen: the id hash (stateIDHash), the LabelKind values, the root kinds,
 // the rehash rule (smallest free attempt), the learning rules (thresholds,
-// capacity, exact edges first), HashLevel, the key layout above and edge
+// capacity, exact edges first), HashLevel, the two key layouts above and edge
 // record version 1. A change to any of them is a new layout or record
 // version, and the old code stays to read old generations.
 package lts

@@ -192,7 +192,7 @@ func applyBatch(st *shardState, c cmdBatch) applyResult {
 			res.writes = appendEdges(res.writes, st.shard, g, l.NewEdges)
 			res.streamsChanged = res.streamsChanged || len(l.NewEdges) > 0
 			val := m.storedValue(sr.clientID, ts)
-			res.writes = append(res.writes, write{key: dataKey(st.shard, g.meta.Id, g.layout.dataKey(l, ts)), value: val})
+			res.writes = g.layout.appendMessage(res.writes, st.shard, g.meta.Id, l, ts, val)
 			g.counts[l.Static]++
 			touched[l.Static] = struct{}{}
 			res.messages++
@@ -231,7 +231,7 @@ func applyAddGeneration(st *shardState, c cmdAddGeneration) applyResult {
 	prev := st.current()
 	since := nextTimestamp(st.lastTs, c.nowUs)
 	cfg := c.layout.ltsConfig()
-	layout, edges, err := prev.layout.successor(cfg)
+	layout, edges, err := prev.layout.successor(c.layout.Type, cfg)
 	if err != nil {
 		return applyResult{err: fmt.Errorf("storage: add generation: %w", err)}
 	}

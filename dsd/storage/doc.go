@@ -1,8 +1,9 @@
 // Package storage is dsd's durable message store: one Pebble instance per
 // site holding n_shards shards, each with one writer that applies a single
 // command sequence (batches, idle ticks, generation add and drop, session
-// commands) through a pure apply function, and the wildcard_optimized layout
-// of package lts.
+// commands) through a pure apply function, and the two message layouts of
+// package lts: wildcard_optimized (v1, lts.Layout) and wildcard_optimized_v2
+// (time-first, lts.TimeLayout), chosen per generation.
 //
 // # Durability
 //
@@ -22,24 +23,35 @@
 // max(now_us, last+1), and persists the last one in every batch. Its
 // readable clock R (ReadableClock) is the largest timestamp such that
 // everything <= R is committed; it advances only after a commit's fsync
-// returns. An idle shard whose last data epoch is incomplete issues a tick
-// (a synced clock write) once the wall clock is in a later epoch, so the
-// epoch becomes readable about one epoch plus IdleTickInterval later. Ticks
-// are suspended while the wall clock is more than MaxClockSkew behind the
-// persisted clock. Watermarks returns the last assigned timestamp + 1.
+// returns. Only while the current generation is v1: an idle shard whose
+// last data epoch is incomplete issues a tick (a synced clock write) once
+// the wall clock is in a later epoch, so the epoch becomes readable about
+// one epoch plus IdleTickInterval later. Ticks are suspended while the wall
+// clock is more than MaxClockSkew behind the persisted clock. A v2 current
+// generation needs no ticks: every commit's fsync advances R, and
+// everything up to R is readable. Watermarks returns the last assigned
+// timestamp + 1.
 //
 // # Ordering
 //
-// Timestamps are unique per shard. Inside a stream (shard, generation,
+// Timestamps are unique per shard. Inside a v1 stream (shard, generation,
 // static index) keys sort by epoch, then by the hashes of the varying
-// levels, then by time; so the messages of one topic are in timestamp order
-// in their stream, which gives MQTT's per-(publisher, topic) order because
-// a publisher's messages all go to its shard (ShardOf: FNV-1a 64 of the
-// client id modulo n_shards). Nothing is ordered across topics. Next on a
-// stream with varying levels in the current generation returns only
-// completed epochs (ts < (R >> epoch_bits) << epoch_bits), so no later
-// write can land behind a cursor; a stream without varying levels reads up
-// to R; a non-current generation reads everything committed.
+// levels, then by time; inside a v2 stream they sort by time. Either way
+// the messages of one topic are in timestamp order in their stream, which
+// gives MQTT's per-(publisher, topic) order because a publisher's messages
+// all go to its shard (ShardOf: FNV-1a 64 of the client id modulo
+// n_shards). Nothing is ordered across topics in v1; v2 streams are in
+// timestamp order. Next on a v1 stream with varying levels in the current
+// generation returns only completed epochs (ts < (R >> epoch_bits) <<
+// epoch_bits), so no later write can land behind a cursor; a v1 stream
+// without varying levels and every v2 stream read up to R (a later write
+// always sorts after R); a non-current generation reads everything
+// committed.
+//
+// A v2 Next with constants at varying levels merge-joins on ts the index
+// lists of those levels (S 10 | gen | 05 | static | n | hash) and the data
+// keys (iterator_v2.go); "+" levels are not read from an index. Every hit is
+// matched against the message's real topic, since hashes can collide.
 //
 // # Keys
 //
@@ -56,13 +68,24 @@
 //	S 10 | gen (8) | 01 | edge key  trie edge          -> lts edge record
 //	S 10 | gen (8) | 02 | static    message count      -> StreamCount
 //	S 10 | gen (8) | 03 | layout key  message          -> Message
+//	S 10 | gen (8) | 05 | static | n (2) | hash | ts (8)  v2 index key -> empty
 //
 // "edge key" and "edge record" are lts.EdgeRecordKey and
 // lts.AppendEdgeRecord (the record has its own version byte). "static" is
-// the static index, TopicIndexBytes bytes. The layout key is lts.Layout's
-// wildcard_optimized key: static index | epoch = ts >> epoch_bits |
-// hash(v1) … hash(vN) (bits_per_topic_level each) | ts & (2^epoch_bits-1),
-// with the parameters frozen in the generation's Layout. Everything a
+// the static index, TopicIndexBytes bytes. The layout key depends on the
+// generation's Layout.Type, with the parameters frozen in its Layout:
+//
+//   - wildcard_optimized (v1): lts.Layout's key: static index | epoch =
+//     ts >> epoch_bits | hash(v1) … hash(vN) (bits_per_topic_level each) |
+//     ts & (2^epoch_bits-1).
+//   - wildcard_optimized_v2: lts.TimeLayout's data key: static index | ts
+//     (8). Each message also has, in the same batch, one index key per
+//     varying level n (from 1) under sub-tag 05, whose "hash" is the first
+//     bits_per_topic_level/8 bytes of lts.HashLevel(v_n); its value is
+//     empty. Sub-tag 05 is never written in a v1 generation.
+//
+// An iterator's last seen key has the format of its generation's layout,
+// which resolves it; iterators carry no layout of their own. Everything a
 // generation owns lies under S 10 | gen, so dropping it is one range delete
 // plus the deletion of its record, in one batch, then a compaction of the
 // range. Generation ids start at 1 and only grow; a missing id below the
@@ -70,9 +93,9 @@
 //
 // # Values
 //
-// Every value written by this package is a format version byte (1) followed
-// by the deterministic protobuf encoding of the storagev1 message named
-// above (gen/strata/storage/v1). The stored Message has TimestampUs and
+// Every value written by this package, except the empty values of v2 index
+// keys, is a format version byte (1) followed by the deterministic protobuf
+// encoding of the storagev1 message named above (gen/strata/storage/v1). The stored Message has TimestampUs and
 // PublisherClientId filled in. Iterators handed to clients use the same
 // framing around a storagev1.Iterator, and decoding bad iterator bytes fails
 // with ErrInvalidIterator, never a panic.
@@ -84,7 +107,8 @@
 //
 // # What may never change
 //
-// The tags and sub-tags above, the key shapes, value version 1, the
+// The tags and sub-tags above, the key shapes of both layouts, value
+// version 1, the
 // SiteMeta format version (DataDirFormatVersion, checked at Open), ShardOf,
 // and the meaning of a generation's frozen Layout. A new format gets a new
 // version byte, tag, or layout type; the old reader stays. n_shards is

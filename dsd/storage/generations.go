@@ -172,7 +172,8 @@ func retentionCommand(st *shardState, nowUs int64, period time.Duration, layout 
 	return nil
 }
 
-// tickCommand decides the idle tick: when the last epoch holding data is
+// tickCommand decides the idle tick, needed only while the current
+// generation is wildcard_optimized (v1): when the last epoch holding data is
 // not yet complete for readers (epoch(lastDataTs) == epoch(R)) and the wall
 // clock is in a later epoch, a tick moves the clock there. Ticks are
 // suspended while the wall clock is more than MaxClockSkew behind the
@@ -180,8 +181,15 @@ func retentionCommand(st *shardState, nowUs int64, period time.Duration, layout 
 func (s *shard) tickCommand(nowUs int64) command {
 	s.mu.RLock()
 	lastTs, lastData := s.mu.st.lastTs, s.mu.st.lastDataTs
-	e := s.mu.st.current().layout.epochBits()
+	cur := s.mu.st.current().layout
 	s.mu.RUnlock()
+	if !cur.needsTicks() {
+		// A v2 (time-first) current generation is readable up to the
+		// readable clock, which every commit advances; older generations
+		// are read to their end. Nothing waits for an epoch.
+		return nil
+	}
+	e := cur.epochBits()
 	behind := lastTs - nowUs
 	suspended := behind > s.db.opts.MaxClockSkew.Microseconds()
 	if suspended != s.tickSuspended {

@@ -86,7 +86,7 @@ func (db *DB) resolve(it *storagev1.Iterator) (*resolved, error) {
 			r.nVarying++
 		}
 	}
-	if k := it.LastSeenKey; len(k) > 0 && (len(k) != g.layout.keys.KeyLen(r.nVarying) || !bytes.HasPrefix(k, it.StaticIndex)) {
+	if k := it.LastSeenKey; len(k) > 0 && (len(k) != g.layout.keyLen(r.nVarying) || !bytes.HasPrefix(k, it.StaticIndex)) {
 		return nil, fmt.Errorf("%w: last seen key %x does not belong to the stream", ErrInvalidIterator, k)
 	}
 	r.cs, r.matchable = constraintsFor(structure, levels)
@@ -95,10 +95,12 @@ func (db *DB) resolve(it *storagev1.Iterator) (*resolved, error) {
 
 // Next returns the next messages of an iterator's stream that match its
 // filter, in stream order, and the iterator to continue from. Only committed
-// messages are returned: up to the readable clock R for a stream without
-// varying levels, and up to the start of R's epoch for a stream with
-// varying levels in the current generation (a later message can still land
-// before the cursor inside an incomplete epoch). An empty result means "no
+// messages are returned: up to the readable clock R in a
+// wildcard_optimized_v2 generation and for a stream without varying levels;
+// in a wildcard_optimized (v1) current generation, a stream with varying
+// levels is read only up to the start of R's epoch (a later message can
+// still land before the cursor inside an incomplete epoch). The iterator
+// is read by the layout of its generation's record. An empty result means "no
 // data yet". endOfStream is true when the stream of a non-current
 // generation is exhausted; a dropped generation fails with
 // ErrGenerationDropped.
@@ -135,6 +137,10 @@ func (db *DB) Next(ctx context.Context, itBytes []byte, lim Limit) (entries []En
 	if err != nil {
 		return nil, nil, false, err
 	}
+	if endKey != nil && (len(endKey) != r.layout.keyLen(r.nVarying) || !bytes.HasPrefix(endKey, it.StaticIndex)) {
+		// The v2 read takes the end key's last 8 bytes as its time.
+		return nil, nil, false, fmt.Errorf("%w: end iterator's last seen key %x does not belong to the stream", ErrInvalidIterator, endKey)
+	}
 	// R is read before the Pebble iterator opens: everything <= R is
 	// committed, hence visible to it.
 	R := r.s.readable.Load()
@@ -147,7 +153,9 @@ func (db *DB) Next(ctx context.Context, itBytes []byte, lim Limit) (entries []En
 		// yet committed (a batch in flight when it was ended) is held back.
 		to = uint64(min(r.untilUs, R+1))
 		committedAll = r.untilUs <= R+1
-	case r.nVarying == 0 || r.layout.cfg.EpochBits >= 64:
+	case r.layout.timeFirst() || r.nVarying == 0 || r.layout.cfg.EpochBits >= 64:
+		// Time-first keys (v2), or a v1 stream whose keys only grow: no
+		// later write can sort before a message already committed.
 		to = uint64(R + 1)
 	default:
 		to = r.layout.keys.EpochStart(uint64(R))
@@ -155,23 +163,40 @@ func (db *DB) Next(ctx context.Context, itBytes []byte, lim Limit) (entries []En
 	if !r.matchable || from >= to {
 		return nil, itBytes, committedAll, nil
 	}
-	f, err := r.layout.keys.Filter(r.static, r.cs, from, to)
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("storage: next: %w", err)
+	maxBytes := lim.MaxBytes
+	if lim.Count > 0 {
+		maxBytes = 0
 	}
-	sc := scan{db: db, r: r, f: f, prefix: genSubPrefix(int(it.Shard), it.Generation, subData), last: it.LastSeenKey, endKey: endKey, max: max}
-	if lim.Count == 0 {
-		sc.maxBytes = lim.MaxBytes
+	var (
+		out       []Entry
+		last      []byte
+		exhausted bool
+	)
+	if r.layout.timeFirst() {
+		lf := leapfrog{
+			db: db, stats: &r.s.stats, keys: r.layout.tkeys, shard: int(it.Shard), gen: it.Generation,
+			static: r.static, staticBytes: it.StaticIndex, cs: r.cs, filter: r.filter,
+			from: from, to: to, last: it.LastSeenKey, endKey: endKey, max: max, maxBytes: maxBytes,
+		}
+		exhausted, err = lf.run(ctx)
+		out, last = lf.out, lf.last
+	} else {
+		f, ferr := r.layout.keys.Filter(r.static, r.cs, from, to)
+		if ferr != nil {
+			return nil, nil, false, fmt.Errorf("storage: next: %w", ferr)
+		}
+		sc := scan{db: db, r: r, f: f, prefix: genSubPrefix(int(it.Shard), it.Generation, subData), last: it.LastSeenKey, endKey: endKey, max: max, maxBytes: maxBytes}
+		exhausted, err = sc.run(ctx)
+		out, last = sc.out, sc.last
 	}
-	exhausted, err := sc.run(ctx)
 	if err != nil {
 		return nil, nil, false, err
 	}
 	nit := &storagev1.Iterator{
 		Shard: it.Shard, Generation: it.Generation, StaticIndex: it.StaticIndex,
-		TopicFilter: it.TopicFilter, StartTimeUs: it.StartTimeUs, LastSeenKey: sc.last,
+		TopicFilter: it.TopicFilter, StartTimeUs: it.StartTimeUs, LastSeenKey: last,
 	}
-	return sc.out, encodeIterator(nit), exhausted && committedAll && endKey == nil, nil
+	return out, encodeIterator(nit), exhausted && committedAll && endKey == nil, nil
 }
 
 // scan walks one stream with seeks and nexts.

@@ -24,6 +24,7 @@ const (
 	subCount  byte = 0x02 // message count per stream (static index)
 	subData   byte = 0x03 // messages, keyed by the layout key
 	subLayout byte = 0x04 // reserved
+	subIndex  byte = 0x05 // wildcard_optimized_v2 index keys (empty values)
 )
 
 // siteShard is the shard id of site-wide keys.
@@ -125,7 +126,7 @@ func prettyKey(k []byte) string {
 	case tagGenData:
 		if len(rest) >= 9 {
 			gen := binary.BigEndian.Uint64(rest)
-			name := map[byte]string{subTrie: "trie", subCount: "count", subData: "data"}[rest[8]]
+			name := map[byte]string{subTrie: "trie", subCount: "count", subData: "data", subIndex: "index"}[rest[8]]
 			return fmt.Sprintf("%d/g%d/%s/%x", shard, gen, name, rest[9:])
 		}
 	}

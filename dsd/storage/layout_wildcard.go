@@ -7,33 +7,59 @@ import (
 	"github.com/stratamq/strata/lts"
 )
 
-// layoutWildcardOptimized is the only layout type: LTS static index, epoch,
-// varying-level hashes, time offset (see lts.Layout).
-const layoutWildcardOptimized = "wildcard_optimized"
+// Layout types, as recorded in a generation's Layout.Type.
+const (
+	// layoutWildcardOptimized (v1) keys a message by LTS static index,
+	// epoch, varying-level hashes, time offset (lts.Layout): a wildcard
+	// stream in the current generation is readable only by whole epochs.
+	layoutWildcardOptimized = "wildcard_optimized"
+	// layoutWildcardOptimizedV2 keys a message by static index and time,
+	// plus one index key per varying level (lts.TimeLayout): everything up
+	// to the readable clock is readable. The default for new generations.
+	layoutWildcardOptimizedV2 = "wildcard_optimized_v2"
+)
+
+// emptyValue is the value of index keys (a nil value would be a delete).
+var emptyValue = []byte{}
 
 // edgeRecord is one persisted trie edge: the key suffix (after S|10|gen|01)
 // and the value, both as lts writes them.
 type edgeRecord struct{ key, value []byte }
 
-// wildcardLayout is a generation's trie plus its frozen key layout. The trie
-// is mutated only by the shard writer under shard.mu; everything else is
-// immutable.
+// wildcardLayout is a generation's trie plus its frozen key layout, of
+// either type: keys is set for wildcard_optimized, tkeys for
+// wildcard_optimized_v2. The trie is mutated only by the shard writer under
+// shard.mu; everything else is immutable.
 type wildcardLayout struct {
-	cfg  lts.Config
-	trie *lts.Trie
-	keys *lts.Layout
+	typ   string
+	cfg   lts.Config
+	trie  *lts.Trie
+	keys  *lts.Layout     // v1 only
+	tkeys *lts.TimeLayout // v2 only
 }
 
-func newWildcardLayout(cfg lts.Config, trie *lts.Trie) (*wildcardLayout, error) {
-	keys, err := lts.NewLayout(cfg)
+func newWildcardLayout(typ string, cfg lts.Config, trie *lts.Trie) (*wildcardLayout, error) {
+	l := &wildcardLayout{typ: typ, cfg: cfg.Clone(), trie: trie}
+	var err error
+	switch typ {
+	case layoutWildcardOptimized:
+		l.keys, err = lts.NewLayout(cfg)
+	case layoutWildcardOptimizedV2:
+		l.tkeys, err = lts.NewTimeLayout(cfg)
+	default:
+		err = fmt.Errorf("unknown layout type %q", typ)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &wildcardLayout{cfg: cfg.Clone(), trie: trie, keys: keys}, nil
+	return l, nil
 }
 
+// timeFirst reports a wildcard_optimized_v2 layout.
+func (l *wildcardLayout) timeFirst() bool { return l.tkeys != nil }
+
 // restoreLayout rebuilds a generation's layout from its edge records.
-func restoreLayout(cfg lts.Config, recs []edgeRecord) (*wildcardLayout, error) {
+func restoreLayout(typ string, cfg lts.Config, recs []edgeRecord) (*wildcardLayout, error) {
 	edges := make([]lts.Edge, len(recs))
 	for i, r := range recs {
 		e, err := lts.DecodeEdgeRecord(r.value, cfg.TopicIndexBytes)
@@ -49,17 +75,18 @@ func restoreLayout(cfg lts.Config, recs []edgeRecord) (*wildcardLayout, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newWildcardLayout(cfg, trie)
+	return newWildcardLayout(typ, cfg, trie)
 }
 
-// successor returns the layout of the next generation (with cfg), holding
-// the wildcard paths of this one, and the edges to persist for it.
-func (l *wildcardLayout) successor(cfg lts.Config) (*wildcardLayout, []lts.Edge, error) {
+// successor returns the layout of the next generation (of type typ, with
+// cfg), holding the wildcard paths of this one, and the edges to persist
+// for it.
+func (l *wildcardLayout) successor(typ string, cfg lts.Config) (*wildcardLayout, []lts.Edge, error) {
 	trie, edges, err := l.trie.CopyWildcards(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	nl, err := newWildcardLayout(cfg, trie)
+	nl, err := newWildcardLayout(typ, cfg, trie)
 	return nl, edges, err
 }
 
@@ -73,9 +100,29 @@ func (l *wildcardLayout) edgeRecord(e lts.Edge) (key, value []byte) {
 	return lts.EdgeRecordKey(nil, e, l.cfg.TopicIndexBytes), lts.AppendEdgeRecord(nil, e, l.cfg.TopicIndexBytes)
 }
 
-// dataKey is the layout key of a message (without the storage prefix).
-func (l *wildcardLayout) dataKey(learned lts.Learned, ts int64) []byte {
-	return l.keys.AppendKey(nil, learned.Static, learned.Varying, uint64(ts))
+// appendMessage appends the writes that store a message (its stored value
+// val) of generation gen: the data key, and for v2 one index key per
+// varying level.
+func (l *wildcardLayout) appendMessage(ws []write, shard int, gen uint64, learned lts.Learned, ts int64, val []byte) []write {
+	if !l.timeFirst() {
+		return append(ws, write{key: dataKey(shard, gen, l.keys.AppendKey(nil, learned.Static, learned.Varying, uint64(ts))), value: val})
+	}
+	dk := appendGenSubPrefix(make([]byte, 0, dataKeyPrefixLen+l.tkeys.DataKeyLen()), shard, gen, subData)
+	ws = append(ws, write{key: l.tkeys.AppendDataKey(dk, learned.Static, uint64(ts)), value: val})
+	for i, v := range learned.Varying {
+		ik := appendGenSubPrefix(make([]byte, 0, dataKeyPrefixLen+l.tkeys.IndexKeyLen()), shard, gen, subIndex)
+		ws = append(ws, write{key: l.tkeys.AppendIndexKey(ik, learned.Static, i+1, l.tkeys.LevelHash(v), uint64(ts)), value: emptyValue})
+	}
+	return ws
+}
+
+// keyLen is the length of the data (layout) keys of a stream with nVarying
+// varying levels.
+func (l *wildcardLayout) keyLen(nVarying int) int {
+	if l.timeFirst() {
+		return l.tkeys.DataKeyLen()
+	}
+	return l.keys.KeyLen(nVarying)
 }
 
 // staticBytes encodes a static index as TopicIndexBytes big-endian bytes.
@@ -97,6 +144,13 @@ func (l *wildcardLayout) parseStatic(b []byte) (lts.StateID, error) {
 		v = v<<8 | uint64(c)
 	}
 	return lts.StateID(v), nil
+}
+
+// needsTicks reports whether the layout needs idle ticks to make its last
+// data readable: only a v1 layout with real epochs, where a wildcard
+// stream's current epoch is held back until the clock leaves it.
+func (l *wildcardLayout) needsTicks() bool {
+	return !l.timeFirst() && l.cfg.EpochBits < 64
 }
 
 func (l *wildcardLayout) epochBits() int { return l.cfg.EpochBits }

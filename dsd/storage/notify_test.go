@@ -85,9 +85,13 @@ func TestNotifyReadableAndStreams(t *testing.T) {
 	})
 }
 
+// TestNotifyIdleTick: the idle tick of a v1 (wildcard_optimized) current
+// generation advances the readable clock and wakes readers. v2 generations
+// do not tick (TestV2NoIdleTick).
 func TestNotifyIdleTick(t *testing.T) {
 	clock := newFakeClock(1 << 30)
 	opts := Options{DataDir: t.TempDir(), NShards: 1, Now: clock.Now, IdleTickInterval: time.Hour}
+	opts.Layout.Type = LayoutWildcardOptimized
 	db := must(Open(opts))
 	defer db.Close()
 	must(db.Store(context.Background(), "c", []*storagev1.Message{msg("a/b", "1")}, nil))

@@ -23,14 +23,21 @@ const (
 	MaxClientIDBytes = 65535
 )
 
-// LayoutConfig is the layout of new generations (wildcard_optimized). A
-// generation freezes the config it was created with.
+// LayoutConfig is the layout of new generations. A generation freezes the
+// config it was created with.
 type LayoutConfig struct {
+	// Type is "wildcard_optimized_v2" (time-first keys plus per-level
+	// indexes: everything committed is readable at once) or
+	// "wildcard_optimized" (v1: epoch-interleaved keys, wildcard streams of
+	// the current generation readable by whole epochs). Default
+	// "wildcard_optimized_v2".
+	Type string
 	// BitsPerTopicLevel is the hash width of a varying level; a multiple of 8
 	// in 8..64. Default 64.
 	BitsPerTopicLevel int
 	// EpochBits: an epoch is 2^EpochBits µs; 1..64 (64: one endless epoch,
 	// wildcard streams readable up to the readable clock). Default 20 (~1.05 s).
+	// Used by wildcard_optimized only (v2 records 0).
 	EpochBits int
 	// TopicIndexBytes is the static index width; 1..8. Default 4.
 	TopicIndexBytes int
@@ -125,7 +132,7 @@ type Options struct {
 
 // DefaultLayout returns the default layout config.
 func DefaultLayout() LayoutConfig {
-	return LayoutConfig{BitsPerTopicLevel: 64, EpochBits: 20, TopicIndexBytes: 4, WildcardThresholds: []int{100, 20}, MaxTrieStates: 100000}
+	return LayoutConfig{Type: LayoutWildcardOptimizedV2, BitsPerTopicLevel: 64, EpochBits: 20, TopicIndexBytes: 4, WildcardThresholds: []int{100, 20}, MaxTrieStates: 100000}
 }
 
 // EnsureDefaults fills every unset field with its default.
@@ -134,6 +141,9 @@ func (o *Options) EnsureDefaults() {
 		o.NShards = 16
 	}
 	d := DefaultLayout()
+	if o.Layout.Type == "" {
+		o.Layout.Type = d.Type
+	}
 	if o.Layout.BitsPerTopicLevel == 0 {
 		o.Layout.BitsPerTopicLevel = d.BitsPerTopicLevel
 	}
@@ -263,8 +273,18 @@ const (
 	DefaultEmergencyBallastBytes = 64 << 20
 )
 
-// Validate checks the layout config (by the rules of lts.Config).
+// Names of the layout types, for LayoutConfig.Type.
+const (
+	LayoutWildcardOptimized   = layoutWildcardOptimized
+	LayoutWildcardOptimizedV2 = layoutWildcardOptimizedV2
+)
+
+// Validate checks the layout config: a known type, and the rules of
+// lts.Config.
 func (l LayoutConfig) Validate() error {
+	if l.Type != LayoutWildcardOptimized && l.Type != LayoutWildcardOptimizedV2 {
+		return fmt.Errorf("%w: layout: type %q: want %q or %q", ErrInvalidArgument, l.Type, LayoutWildcardOptimized, LayoutWildcardOptimizedV2)
+	}
 	if err := l.ltsConfig().Validate(); err != nil {
 		return fmt.Errorf("%w: layout: %w", ErrInvalidArgument, err)
 	}

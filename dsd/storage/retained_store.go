@@ -109,23 +109,43 @@ func (db *DB) findStoredTimestamp(ctx context.Context, shardID int, clientID str
 				continue
 			}
 			for _, mt := range g.matches {
-				f, err := g.layout.keys.Filter(mt.Static, mt.Varying, uint64(lo), uint64(hi))
-				if err != nil {
-					return 0, false, err
-				}
-				sc := scan{db: db, r: r, f: f, prefix: genSubPrefix(shardID, g.id, subData), max: 256}
-				for {
-					sc.out = sc.out[:0]
-					exhausted, err := sc.run(ctx)
+				// next reads the next entries of the window, by the
+				// generation's layout.
+				var next func() ([]Entry, bool, error)
+				if g.layout.timeFirst() {
+					lf := leapfrog{
+						db: db, stats: &s.stats, keys: g.layout.tkeys, shard: shardID, gen: g.id,
+						static: mt.Static, staticBytes: g.layout.staticBytes(mt.Static), cs: mt.Varying, filter: m.Topic,
+						from: uint64(lo), to: uint64(hi), max: 256,
+					}
+					next = func() ([]Entry, bool, error) {
+						lf.out = lf.out[:0]
+						exhausted, err := lf.run(ctx)
+						return lf.out, exhausted, err
+					}
+				} else {
+					f, err := g.layout.keys.Filter(mt.Static, mt.Varying, uint64(lo), uint64(hi))
 					if err != nil {
 						return 0, false, err
 					}
-					for _, e := range sc.out {
+					sc := scan{db: db, r: r, f: f, prefix: genSubPrefix(shardID, g.id, subData), max: 256}
+					next = func() ([]Entry, bool, error) {
+						sc.out = sc.out[:0]
+						exhausted, err := sc.run(ctx)
+						return sc.out, exhausted, err
+					}
+				}
+				for {
+					out, exhausted, err := next()
+					if err != nil {
+						return 0, false, err
+					}
+					for _, e := range out {
 						if e.Message.TimestampUs > ts && e.Message.PublisherClientId == clientID && sameContent(e.Message, m) {
 							ts, ok = e.Message.TimestampUs, true
 						}
 					}
-					if exhausted || len(sc.out) == 0 {
+					if exhausted || len(out) == 0 {
 						break
 					}
 				}

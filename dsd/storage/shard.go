@@ -166,7 +166,7 @@ func loadShard(db *DB, id int) (*shard, error) {
 
 // loadGeneration rebuilds a generation's trie and counters.
 func loadGeneration(db *DB, shard int, g *storagev1.Generation) (*genState, error) {
-	cfg, err := layoutFromProto(g.Layout)
+	typ, cfg, err := layoutFromProto(g.Layout)
 	if err != nil {
 		return nil, fmt.Errorf("%w: shard %d generation %d: %w", ErrCorruption, shard, g.Id, err)
 	}
@@ -178,7 +178,7 @@ func loadGeneration(db *DB, shard int, g *storagev1.Generation) (*genState, erro
 	if err != nil {
 		return nil, err
 	}
-	layout, err := restoreLayout(cfg, recs)
+	layout, err := restoreLayout(typ, cfg, recs)
 	if err != nil {
 		return nil, fmt.Errorf("%w: shard %d generation %d trie: %w", ErrCorruption, shard, g.Id, err)
 	}
@@ -228,22 +228,28 @@ func layoutProto(l LayoutConfig) *storagev1.Layout {
 	for i, t := range l.WildcardThresholds {
 		th[i] = uint32(t)
 	}
+	epochBits := uint32(l.EpochBits)
+	if l.Type == layoutWildcardOptimizedV2 {
+		epochBits = 0 // unused: recorded as 0 so that nobody reads meaning into it
+	}
 	return &storagev1.Layout{
-		Type:               layoutWildcardOptimized,
+		Type:               l.Type,
 		BitsPerTopicLevel:  uint32(l.BitsPerTopicLevel),
-		EpochBits:          uint32(l.EpochBits),
+		EpochBits:          epochBits,
 		TopicIndexBytes:    uint32(l.TopicIndexBytes),
 		WildcardThresholds: th,
 		MaxTrieStates:      uint32(l.MaxTrieStates),
 	}
 }
 
-func layoutFromProto(p *storagev1.Layout) (lts.Config, error) {
+// layoutFromProto returns the type and lts config of a generation's frozen
+// layout.
+func layoutFromProto(p *storagev1.Layout) (string, lts.Config, error) {
 	if p == nil {
-		return lts.Config{}, fmt.Errorf("generation has no layout")
+		return "", lts.Config{}, fmt.Errorf("generation has no layout")
 	}
-	if p.Type != layoutWildcardOptimized {
-		return lts.Config{}, fmt.Errorf("unknown layout type %q", p.Type)
+	if p.Type != layoutWildcardOptimized && p.Type != layoutWildcardOptimizedV2 {
+		return "", lts.Config{}, fmt.Errorf("unknown layout type %q", p.Type)
 	}
 	th := make([]int, len(p.WildcardThresholds))
 	for i, t := range p.WildcardThresholds {
@@ -256,5 +262,5 @@ func layoutFromProto(p *storagev1.Layout) (lts.Config, error) {
 		WildcardThresholds: th,
 		MaxTrieStates:      int(p.MaxTrieStates),
 	}
-	return cfg, cfg.Validate()
+	return p.Type, cfg, cfg.Validate()
 }

@@ -5,9 +5,10 @@ import "sync/atomic"
 // Stats are the counters of one shard since Open. The lead exports them as
 // Prometheus metrics.
 type Stats struct {
-	// Seeks, Nexts and Collisions count the read path of the
-	// wildcard_optimized layout: Pebble seeks, Pebble nexts, and keys whose
-	// real topic did not match the filter (varying-level hash collisions).
+	// Seeks, Nexts and Collisions count the read path of both layouts:
+	// Pebble seeks, Pebble nexts (v2: over data and index keys), and
+	// messages whose real topic did not match the filter (varying-level
+	// hash collisions).
 	Seeks, Nexts, Collisions int64
 	// Batches, Messages and Bytes count committed write batches, the
 	// messages they stored and the bytes of the stored values.

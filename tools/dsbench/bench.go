@@ -149,6 +149,7 @@ func layoutOf(info *dsdv1.InfoResponse) (storage.LayoutConfig, error) {
 				th[i] = int(t)
 			}
 			return storage.LayoutConfig{
+				Type:               l.GetType(),
 				BitsPerTopicLevel:  int(l.GetBitsPerTopicLevel()),
 				EpochBits:          int(l.GetEpochBits()),
 				TopicIndexBytes:    int(l.GetTopicIndexBytes()),

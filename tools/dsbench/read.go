@@ -20,8 +20,9 @@ type ReadReport struct {
 	// Streams is the number of streams GetStreams returned for the filter.
 	Streams int `json:"streams"`
 	// WaitedSeconds is how long the phase waited, before reading, for the
-	// stored messages to become readable (the last epoch of a stream with
-	// varying levels is readable only once complete).
+	// stored messages to become readable (with the v1 layout, the last
+	// epoch of a stream with varying levels is readable only once
+	// complete).
 	WaitedSeconds float64 `json:"waited_for_readable_seconds"`
 	Seconds       float64 `json:"seconds"`
 	Messages      int64   `json:"messages"`
@@ -103,10 +104,13 @@ func waitReadable(ctx context.Context, c *client.Client, lastTs []int64) (time.D
 	}
 }
 
-// epochBits is the epoch width of the shard's current generation.
+// epochBits is the epoch width of the shard's current generation: 64 (one
+// endless epoch, nothing held back) unless it is of the v1 layout
+// (wildcard_optimized), the only one with epochs; wildcard_optimized_v2
+// records 0 there.
 func epochBits(sh *dsdv1.ShardInfo) int {
 	for _, g := range sh.GetGenerations() {
-		if g.GetId() == sh.GetCurrentGeneration() {
+		if g.GetId() == sh.GetCurrentGeneration() && g.GetLayout().GetType() == "wildcard_optimized" {
 			return int(g.GetLayout().GetEpochBits())
 		}
 	}

@@ -122,9 +122,15 @@ func writeGenerations(w io.Writer, gens []*dsdv1.ShardGeneration, asJSON bool) e
 		if gen.GetUntilUs() != 0 {
 			until = formatUs(gen.GetUntilUs())
 		}
-		fmt.Fprintf(w, "%-6d %-11d %-28s %-28s %-9d %s bits_per_topic_level=%d epoch_bits=%d topic_index_bytes=%d\n",
+		// epoch_bits means something for wildcard_optimized (v1) only; v2
+		// records 0.
+		epoch := ""
+		if l.GetType() == "wildcard_optimized" {
+			epoch = fmt.Sprintf(" epoch_bits=%d", l.GetEpochBits())
+		}
+		fmt.Fprintf(w, "%-6d %-11d %-28s %-28s %-9d %s bits_per_topic_level=%d%s topic_index_bytes=%d\n",
 			sg.GetShard(), gen.GetId(), formatUs(gen.GetSinceUs()), until, sg.GetMessages(),
-			l.GetType(), l.GetBitsPerTopicLevel(), l.GetEpochBits(), l.GetTopicIndexBytes())
+			l.GetType(), l.GetBitsPerTopicLevel(), epoch, l.GetTopicIndexBytes())
 	}
 	return nil
 }

@@ -151,6 +151,7 @@ func storageOptions(cfg config.Config, log *slog.Logger) storage.Options {
 		DataDir: m.DataDir,
 		NShards: m.NShards,
 		Layout: storage.LayoutConfig{
+			Type:               m.Layout.Type,
 			BitsPerTopicLevel:  m.Layout.BitsPerTopicLevel,
 			EpochBits:          m.Layout.EpochBits,
 			TopicIndexBytes:    m.Layout.TopicIndexBytes,

@@ -283,7 +283,9 @@ type Iterator struct {
 	TopicFilter string `protobuf:"bytes,4,opt,name=topic_filter,json=topicFilter,proto3" json:"topic_filter,omitempty"`
 	// StartTimeUs: messages with timestamp >= start_time_us are returned.
 	StartTimeUs int64 `protobuf:"varint,5,opt,name=start_time_us,json=startTimeUs,proto3" json:"start_time_us,omitempty"`
-	// LastSeenKey is the storage key of the last message visited; empty at start.
+	// LastSeenKey is the storage key of the last message visited; empty at
+	// start. Its format is that of the generation's layout (Generation.layout):
+	// the v1 layout key, or the v2 data key (static index | timestamp).
 	LastSeenKey   []byte `protobuf:"bytes,6,opt,name=last_seen_key,json=lastSeenKey,proto3" json:"last_seen_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -364,9 +366,13 @@ func (x *Iterator) GetLastSeenKey() []byte {
 // Layout is the frozen key layout of one generation.
 type Layout struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Type is the layout name, "wildcard_optimized".
-	Type               string   `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	BitsPerTopicLevel  uint32   `protobuf:"varint,2,opt,name=bits_per_topic_level,json=bitsPerTopicLevel,proto3" json:"bits_per_topic_level,omitempty"`
+	// Type is the layout name: "wildcard_optimized" (v1, epoch-interleaved
+	// keys) or "wildcard_optimized_v2" (time-first keys plus per-level index
+	// keys). Every generation records it; readers pick the key format by it.
+	Type              string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	BitsPerTopicLevel uint32 `protobuf:"varint,2,opt,name=bits_per_topic_level,json=bitsPerTopicLevel,proto3" json:"bits_per_topic_level,omitempty"`
+	// EpochBits is used by "wildcard_optimized" only; "wildcard_optimized_v2"
+	// records 0.
 	EpochBits          uint32   `protobuf:"varint,3,opt,name=epoch_bits,json=epochBits,proto3" json:"epoch_bits,omitempty"`
 	TopicIndexBytes    uint32   `protobuf:"varint,4,opt,name=topic_index_bytes,json=topicIndexBytes,proto3" json:"topic_index_bytes,omitempty"`
 	WildcardThresholds []uint32 `protobuf:"varint,5,rep,packed,name=wildcard_thresholds,json=wildcardThresholds,proto3" json:"wildcard_thresholds,omitempty"`
