@@ -182,10 +182,14 @@ func (f *fleet) openAll(ctx context.Context) error {
 			nc.Close()
 			return fmt.Errorf("reading SUBACK: %w", err)
 		}
+		if d, ok := p.(*packet.Disconnect); ok {
+			nc.Close()
+			return fmt.Errorf("DISCONNECT %v (%s) instead of SUBACK", d.ReasonCode, d.Properties.ReasonString)
+		}
 		ack, ok := p.(*packet.Suback)
 		if !ok || len(ack.ReasonCodes) != 1 || ack.ReasonCodes[0] != packet.GrantedQoS1 {
 			nc.Close()
-			return fmt.Errorf("SUBACK %+v, want one GrantedQoS1", p)
+			return fmt.Errorf("%s %+v, want a SUBACK with one GrantedQoS1", p.Type(), p)
 		}
 		_ = nc.SetDeadline(time.Time{})
 		f.conns[i] = nc
@@ -207,6 +211,9 @@ func (f *fleet) closeAll() {
 type reconnectResult struct {
 	connected, present, received atomic.Int64
 	connectedAt, receivedAt      atomic.Int64 // Unix ns of the last CONNACK, of the last message
+	// connackNs and messageNs sum, over the devices, dial to CONNACK and
+	// CONNACK to the message.
+	connackNs, messageNs atomic.Int64
 }
 
 // reconnectAll reconnects every device (Clean Start 0), expects Session
@@ -215,13 +222,16 @@ type reconnectResult struct {
 // as lost, not as an error.
 func (f *fleet) reconnectAll(ctx context.Context, res *reconnectResult) error {
 	return f.each(ctx, func(ctx context.Context, i int) error {
+		start := time.Now()
 		nc, r, present, err := f.connect(ctx, i)
 		if err != nil {
 			return err
 		}
 		f.conns[i] = nc
+		acked := time.Now()
 		res.connected.Add(1)
-		res.connectedAt.Store(time.Now().UnixNano())
+		res.connectedAt.Store(acked.UnixNano())
+		res.connackNs.Add(int64(acked.Sub(start)))
 		if present {
 			res.present.Add(1)
 		}
@@ -240,8 +250,10 @@ func (f *fleet) reconnectAll(ctx context.Context, res *reconnectResult) error {
 				}
 			}
 			if pub.Topic == topic(i) && string(pub.Payload) == string(payload(i)) {
+				now := time.Now()
 				res.received.Add(1)
-				res.receivedAt.Store(time.Now().UnixNano())
+				res.receivedAt.Store(now.UnixNano())
+				res.messageNs.Add(int64(now.Sub(acked)))
 				_ = nc.SetDeadline(time.Time{})
 				return nil
 			}

@@ -62,7 +62,8 @@ func raiseNoFile(need uint64) (uint64, error) {
 	return lim.Cur, nil
 }
 
-// scrape reads the named metrics (no labels) from a Prometheus endpoint.
+// scrape reads the named metrics from a Prometheus endpoint, each summed
+// over its labels.
 func scrape(ctx context.Context, url string, names ...string) (map[string]float64, error) {
 	body, err := get(ctx, url)
 	if err != nil {
@@ -74,13 +75,17 @@ func scrape(ctx context.Context, url string, names ...string) (map[string]float6
 	}
 	out := map[string]float64{}
 	for line := range strings.SplitSeq(string(body), "\n") {
-		name, val, ok := strings.Cut(line, " ")
-		if !ok || !want[name] {
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || strings.HasPrefix(line, "#") {
 			continue
 		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		name, _, _ := strings.Cut(line[:i], "{")
+		if !want[name] {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
 		if err == nil {
-			out[name] = v
+			out[name] += v
 		}
 	}
 	return out, nil

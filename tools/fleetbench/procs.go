@@ -173,7 +173,11 @@ func attr(re *regexp.Regexp, line string) (string, error) {
 // addresses meets at once (docs/security.md): the per-address connection
 // cap (gateway.max_connections_per_address, default 10,000) and the
 // connection rate (mqtt.max_conn_rate, default 1000/s), and dsd's live
-// entries per gateway link (two per idle session: its Watch and its Read).
+// entries per gateway link (durable_sessions.max_link_entries, default
+// 200,000): an idle session with one subscription holds a Watch entry per
+// shard (16 by default) and Read entries for the streams it follows, so the
+// default admits about 12,500 such sessions per gateway; past it dsd
+// refuses the entries (0x97) and the gateway closes the sessions.
 func strataConf(sessions int) string {
 	return fmt.Sprintf(`[gateway]
 max_connections = 0
@@ -184,8 +188,12 @@ max_link_entries = %d
 
 [mqtt]
 max_conn_rate = "1000000/s"
-`, max(200000, 4*sessions))
+`, max(200000, entriesPerSession*sessions))
 }
+
+// entriesPerSession bounds the link entries of one idle session: a Watch
+// per shard (n_shards, 16 by default) and a few Reads.
+const entriesPerSession = 16 + 8
 
 // strata is a dsd and a gateway started by fleetbench.
 type strata struct {

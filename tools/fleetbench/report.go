@@ -41,8 +41,8 @@ func (r *Result) writeMarkdown(w io.Writer) error {
 	}
 	for _, s := range r.Systems {
 		if s.GatewayGoroutines != 0 || s.GatewayHeapPerSession != 0 {
-			fmt.Fprintf(&b, "\nGateway Go runtime per session: %.2f goroutines, %.2f KiB heap in use, %.2f KiB stacks.\n",
-				s.GatewayGoroutines, s.GatewayHeapPerSession/1024, s.GatewayStackPerSession/1024)
+			fmt.Fprintf(&b, "\nGateway once idle: %s connections held (%s closed); per session %.2f goroutines, %.2f KiB heap in use, %.2f KiB stacks.\n",
+				thousands(int64(s.GatewayConnections)), thousands(int64(s.GatewayClosed)), s.GatewayGoroutines, s.GatewayHeapPerSession/1024, s.GatewayStackPerSession/1024)
 		}
 	}
 	if rr := r.Reconnect; rr != nil {
@@ -51,6 +51,7 @@ func (r *Result) writeMarkdown(w io.Writer) error {
 		fmt.Fprintf(&b, "| one QoS 1 message to each device's topic while away | %.1f s |\n", rr.PublishSeconds)
 		fmt.Fprintf(&b, "| devices reconnected (Clean Start 0) | %s in %.1f s, %s with Session Present, %d retries |\n",
 			thousands(rr.Connected), rr.ReconnectSeconds, thousands(rr.SessionPresent), rr.Retries)
+		fmt.Fprintf(&b, "| per device: dial to CONNACK, CONNACK to its message | %.1f ms, %.1f ms (means) |\n", rr.MeanConnackMs, rr.MeanMessageMs)
 		fmt.Fprintf(&b, "| messages received | %s in %.1f s |\n", thousands(rr.Received), rr.DeliverSeconds)
 		fmt.Fprintf(&b, "| lost | %s |\n", thousands(rr.Lost))
 	}

@@ -36,6 +36,10 @@ type SystemResult struct {
 	GatewayHeapPerSession  float64 `json:"gateway_heap_inuse_b_per_session,omitempty"`
 	GatewayStackPerSession float64 `json:"gateway_stack_inuse_b_per_session,omitempty"`
 	GatewayGoroutines      float64 `json:"gateway_goroutines_per_session,omitempty"`
+	// GatewayConnections is what the gateway holds once the fleet is
+	// idle; GatewayClosed, the connections it closed meanwhile.
+	GatewayConnections float64 `json:"gateway_connections,omitempty"`
+	GatewayClosed      float64 `json:"gateway_closed,omitempty"`
 }
 
 // ProcRSS is one process's resident memory before the fleet connected and
@@ -62,6 +66,10 @@ type ReconnectResult struct {
 	Received         int64   `json:"received"`
 	Lost             int64   `json:"lost"`
 	Retries          int64   `json:"retries"`
+	// MeanConnackMs: dial to CONNACK, per device; MeanMessageMs: CONNACK
+	// to the device's message.
+	MeanConnackMs float64 `json:"mean_connack_ms"`
+	MeanMessageMs float64 `json:"mean_message_ms"`
 }
 
 func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
@@ -154,7 +162,8 @@ func measureFleet(ctx context.Context, cfg Config, name, addr string, procs []pr
 	return sr, nil
 }
 
-var goMetrics = []string{"go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes"}
+var goMetrics = []string{"go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes",
+	"strata_gateway_connections", "strata_gateway_connections_closed_total"}
 
 func runStrata(ctx context.Context, cfg Config, dir string, log io.Writer, res *Result) (*SystemResult, error) {
 	var procs []procRef
@@ -218,6 +227,11 @@ func runStrata(ctx context.Context, cfg Config, dir string, log io.Writer, res *
 		sr.GatewayHeapPerSession = per("go_memstats_heap_inuse_bytes")
 		sr.GatewayStackPerSession = per("go_memstats_stack_inuse_bytes")
 		sr.GatewayGoroutines = per("go_goroutines")
+		sr.GatewayConnections = metricsAfter["strata_gateway_connections"]
+		sr.GatewayClosed = metricsAfter["strata_gateway_connections_closed_total"] - metricsBefore["strata_gateway_connections_closed_total"]
+		if sr.GatewayConnections != float64(cfg.Sessions) {
+			fmt.Fprintf(log, "fleetbench: the gateway holds %.0f connections of %d (closed %.0f)\n", sr.GatewayConnections, cfg.Sessions, sr.GatewayClosed)
+		}
 	}
 	if cfg.Kill && s != nil {
 		res.Reconnect, err = killAndReconnect(ctx, cfg, s, f, log)
@@ -262,6 +276,12 @@ func killAndReconnect(ctx context.Context, cfg Config, s *strata, f *fleet, log 
 	rr.Connected, rr.SessionPresent, rr.Received = got.connected.Load(), got.present.Load(), got.received.Load()
 	rr.Lost = int64(cfg.Sessions) - rr.Received
 	rr.Retries = f.retries.Swap(0)
+	if rr.Connected > 0 {
+		rr.MeanConnackMs = float64(got.connackNs.Load()) / float64(rr.Connected) / 1e6
+	}
+	if rr.Received > 0 {
+		rr.MeanMessageMs = float64(got.messageNs.Load()) / float64(rr.Received) / 1e6
+	}
 	if t := got.connectedAt.Load(); t > 0 {
 		rr.ReconnectSeconds = time.Unix(0, t).Sub(start).Seconds()
 	}
