@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stratamq/strata/gateway/packet"
@@ -38,6 +39,8 @@ type conn struct {
 	// read goroutine uses it.
 	br       *bufio.Reader
 	parkable bool
+	// holdsReadBuf mirrors br != nil for other goroutines (tests).
+	holdsReadBuf atomic.Bool
 	// head holds the first bytes of the connection, to read the Protocol
 	// Level of a CONNECT the codec refused.
 	head *headRecorder

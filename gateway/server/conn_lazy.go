@@ -43,6 +43,7 @@ func (c *conn) releaseReader() {
 	c.br.Reset(nil)
 	readerPool.Put(c.br)
 	c.br = nil
+	c.holdsReadBuf.Store(false)
 }
 
 // reader is what the read loop reads packets from.
@@ -82,5 +83,6 @@ func (r lazyReader) buffer() error {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(r.c.head)
 	r.c.br = br
+	r.c.holdsReadBuf.Store(true)
 	return nil
 }
