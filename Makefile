@@ -24,7 +24,7 @@ RACE_PKGS := ./lts/... ./gateway/... ./dsd/... ./tools/... ./internal/...
 all: build
 
 build: ## compile every program into bin/
-	$(GO) build -ldflags '$(BUILD_LDFLAGS)' -o $(BIN)/ ./dsd/cmd/dsd ./tools/dstool ./tools/dsbench ./tools/mqttload ./tools/mqttpasswd ./gateway/cmd/gateway
+	$(GO) build -ldflags '$(BUILD_LDFLAGS)' -o $(BIN)/ ./dsd/cmd/dsd ./tools/dstool ./tools/dsbench ./tools/mqttload ./tools/fleetbench ./tools/mqttpasswd ./gateway/cmd/gateway
 
 run: build ## start dsd and a gateway with a local data directory
 	./scripts/run.sh "$(BIN)" "$(CONFIG)" "$(DATA_DIR)"

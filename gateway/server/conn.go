@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stratamq/strata/gateway/packet"
@@ -20,8 +21,9 @@ import (
 )
 
 // conn drives one client connection: its read goroutine (serve) reads
-// packets and feeds them to the session machine; its write goroutine
-// (writeLoop) writes what the machine sends, through a bounded queue. Kicks
+// packets and feeds them to the session machine; a write goroutine
+// (writeLoop), running only while there is something to send, writes what
+// the machine sends, through a bounded queue (conn_write.go). Kicks
 // and shutdown reach the machine from other goroutines under mu.
 type conn struct {
 	s  *Server
@@ -31,9 +33,14 @@ type conn struct {
 	// listener takes one).
 	peer     netip.Addr
 	accepted time.Time
-	// br buffers reads; it is made when the first byte arrives, so an idle
-	// socket holds no buffer (conn_lazy.go). Only the read goroutine uses it.
-	br *bufio.Reader
+	// br buffers reads; it is taken from a pool when a byte arrives and,
+	// on a parkable connection, given back when the read loop has consumed
+	// it all, so an idle socket holds no buffer (conn_lazy.go). Only the
+	// read goroutine uses it.
+	br       *bufio.Reader
+	parkable bool
+	// holdsReadBuf mirrors br != nil for other goroutines (tests).
+	holdsReadBuf atomic.Bool
 	// head holds the first bytes of the connection, to read the Protocol
 	// Level of a CONNECT the codec refused.
 	head *headRecorder
@@ -42,16 +49,10 @@ type conn struct {
 	// a tls connection's is read from the connection after its handshake.
 	wsTLS *tls.ConnectionState
 
-	// out is the outbound queue; a client that lets it fill is
-	// disconnected (slow consumer). It and the writer goroutine start with
-	// the first packet sent (startWriterLocked), set under mu.
-	out chan outItem
 	// aborted is closed, with nc, when the connection is torn down without
 	// flushing.
 	aborted   chan struct{}
 	abortOnce sync.Once
-	// writerDone is closed when writeLoop has returned.
-	writerDone chan struct{}
 	// idle fires at the machine's deadline (armIdleLocked); set under mu.
 	idle *time.Timer
 	// io counts the Store and Release calls in flight; the session ends
@@ -82,9 +83,13 @@ type conn struct {
 		// idleAt is when the idle timer is set to fire; zero when it is
 		// not set.
 		idleAt time.Time
-		// noWriter: finish began before any packet was sent; no writer
-		// starts.
-		noWriter bool
+		// outq holds the packets waiting for the writer; writerDone is
+		// the running writer's, closed when it returns, nil while none
+		// runs (conn_write.go). noWriter: finish began; nothing more is
+		// queued and no writer starts.
+		outq       []outItem
+		writerDone chan struct{}
+		noWriter   bool
 		// inboundWait: the read loop waits for the inbound budget;
 		// inboundPeak is the most inbound bytes seen held (conn_budget.go).
 		inboundWait bool
@@ -111,15 +116,15 @@ type outItem struct {
 
 func newConn(s *Server, l *listener, nc net.Conn, peer netip.Addr, accepted time.Time) *conn {
 	c := &conn{
-		s:          s,
-		l:          l,
-		nc:         nc,
-		peer:       peer,
-		accepted:   accepted,
-		head:       &headRecorder{r: nc},
-		log:        s.log.With("listener", l.id, "remote", nc.RemoteAddr().String()),
-		aborted:    make(chan struct{}),
-		writerDone: make(chan struct{}),
+		s:        s,
+		l:        l,
+		nc:       nc,
+		peer:     peer,
+		accepted: accepted,
+		head:     &headRecorder{r: nc},
+		log:      s.log.With("listener", l.id, "remote", nc.RemoteAddr().String()),
+		aborted:  make(chan struct{}),
+		parkable: parkable(nc),
 	}
 	c.mu.entries = map[uint64]uint64{}
 	// The machine exists before the connection is tracked: the checkpoint
@@ -158,6 +163,10 @@ func (c *conn) recoverPanic(where string) {
 // no second lock per packet.
 func (c *conn) readLoop() {
 	defer c.recoverPanic("read")
+	defer func() {
+		c.parkable = true // the loop is over: no read uses the buffer any more
+		c.releaseReader()
+	}()
 	var version packet.Version
 	var maxSize uint32
 	// wait: the machine holds the inbound budget (conn_budget.go); the next
@@ -215,6 +224,7 @@ func (c *conn) readLoop() {
 		if closed {
 			return
 		}
+		c.releaseReader()
 	}
 }
 
@@ -395,7 +405,7 @@ func (c *conn) applyLocked(acts []session.Action) *session.ConnectRequest {
 }
 
 func (c *conn) sendLocked(a session.Send) {
-	if c.mu.closing || !c.startWriterLocked() {
+	if c.mu.closing || c.mu.noWriter {
 		return
 	}
 	b, err := a.Packet.Append(nil, a.Version)
@@ -404,13 +414,12 @@ func (c *conn) sendLocked(a session.Send) {
 		// encodes; a refusal is a bug, not the client's doing.
 		panic(fmt.Sprintf("gateway: cannot encode %s for %s: %v", a.Packet.Type(), a.Version, err))
 	}
-	select {
-	case c.out <- publishItem(b, a.Packet):
-		if p, ok := a.Packet.(*packet.Publish); ok {
-			c.s.metrics.messagesOut[p.QoS%3].Inc()
-		}
-	default:
+	if !c.enqueueLocked(publishItem(b, a.Packet)) {
 		c.slowLocked()
+		return
+	}
+	if p, ok := a.Packet.(*packet.Publish); ok {
+		c.s.metrics.messagesOut[p.QoS%3].Inc()
 	}
 }
 
@@ -427,13 +436,11 @@ func (c *conn) closeLocked() {
 		return
 	}
 	c.mu.closing = true
-	if c.out == nil {
-		c.abort() // nothing was sent: nothing to flush
+	if !c.writingLocked() {
+		c.abort() // everything sent is flushed: nothing to wait for
 		return
 	}
-	select {
-	case c.out <- outItem{close: true}:
-	default:
+	if !c.enqueueLocked(outItem{close: true}) {
 		c.slowLocked()
 	}
 }
@@ -454,61 +461,6 @@ func (c *conn) abort() {
 		close(c.aborted)
 		_ = c.nc.Close()
 	})
-}
-
-func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	defer c.recoverPanic("write")
-	bw := bufio.NewWriterSize(c.nc, 4096)
-	// written counts PUBLISH packets written and not yet reported to the
-	// machine, whose outbound window they hold.
-	written := 0
-	for {
-		var it outItem
-		select {
-		case it = <-c.out:
-		case <-c.aborted:
-			return
-		}
-		if it.close {
-			_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-			_ = bw.Flush()
-			c.abort()
-			return
-		}
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-		if it.typ == packet.PUBREL {
-			failpoint.Hit("gateway-before-pubrel")
-		}
-		_, err := bw.Write(it.b)
-		idle := len(c.out) == 0
-		if failpoint.Armed() && it.typ == packet.PUBLISH {
-			idle = true // a failpoint after a send must find it on the wire
-		}
-		if err == nil && idle {
-			err = bw.Flush() // nothing more queued: put it on the wire
-		}
-		if err != nil {
-			c.writeFailed(err)
-			return
-		}
-		c.s.metrics.sent(it.typ, len(it.b))
-		if it.typ == packet.PUBLISH {
-			written++
-			failpoint.Hit("gateway-delivering")
-			if it.qos == 2 {
-				failpoint.Hit("gateway-after-qos2-send")
-			}
-			if it.retain {
-				failpoint.Hit("gateway-after-retained-send")
-			}
-		}
-		if written > 0 && (idle || written >= 64) {
-			n := written
-			written = 0
-			c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.Written(time.Now(), n)) })
-		}
-	}
 }
 
 func (c *conn) writeFailed(err error) {
@@ -546,12 +498,15 @@ func (c *conn) finish() {
 // from its last checkpoint instead).
 func (c *conn) teardown() {
 	defer c.recoverPanic("teardown")
-	c.stopWriter()
-	select {
-	case <-c.writerDone:
-	case <-time.After(c.s.opts.WriteTimeout):
-		c.abort()
-		<-c.writerDone
+	if done := c.stopWriter(); done != nil {
+		t := time.NewTimer(c.s.opts.WriteTimeout)
+		select {
+		case <-done:
+		case <-t.C:
+			c.abort()
+			<-done
+		}
+		t.Stop()
 	}
 	c.abort()
 	// Stores and Releases in flight end before the session does (each is

@@ -3,13 +3,48 @@ package server
 import (
 	"bufio"
 	"io"
+	"net"
+	"sync"
 )
 
-// A connection holds no buffers while it is idle: its read buffer is made
-// when the first byte arrives, and its writer goroutine and outbound queue
-// when it first sends a packet (normally its CONNACK). An idle socket that has
-// sent nothing costs its conn, its machine and its read goroutine
-// (docs/security.md gives the measured figure).
+// A connection holds no buffers while it is idle: its read buffer comes
+// from a pool when a byte arrives and goes back once the read loop has
+// consumed everything buffered (plain TCP, where the wait for the next byte
+// needs no buffer: waitReadable), and its writer goroutine and outbound
+// queue exist only while it has packets to send (conn_write.go). An idle
+// connection, before or after CONNECT, costs its conn, its machine and its
+// read goroutine (docs/security.md, docs/benchmarks.md give the measured
+// figures).
+
+// readBufferSize is the size of the pooled read buffers.
+const readBufferSize = 4096
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+
+// parkable reports whether a connection's reads can wait for a byte
+// without a buffer: plain TCP (waitReadable peeks at the socket). TLS,
+// WebSocket and PROXY connections buffer inside their own layers, and keep
+// their read buffer.
+func parkable(nc net.Conn) bool {
+	if gc, ok := nc.(*gatedConn); ok {
+		nc = gc.Conn
+	}
+	_, ok := nc.(*net.TCPConn)
+	return ok
+}
+
+// releaseReader gives the read buffer back to the pool when it holds
+// nothing unread and the next read can wait without it. Only the read
+// goroutine calls it.
+func (c *conn) releaseReader() {
+	if c.br == nil || !c.parkable || c.br.Buffered() > 0 {
+		return
+	}
+	c.br.Reset(nil)
+	readerPool.Put(c.br)
+	c.br = nil
+	c.holdsReadBuf.Store(false)
+}
 
 // reader is what the read loop reads packets from.
 func (c *conn) reader() io.Reader {
@@ -19,8 +54,8 @@ func (c *conn) reader() io.Reader {
 	return lazyReader{c}
 }
 
-// lazyReader waits for the first byte of a connection without a buffer,
-// then gives the connection its buffer, which reads ahead as before (a peer
+// lazyReader waits for the next byte of a connection without a buffer,
+// then gives the connection a buffer, which reads ahead as before (a peer
 // closed with unread bytes would be sent a reset instead of a close).
 type lazyReader struct{ c *conn }
 
@@ -45,31 +80,9 @@ func (r lazyReader) buffer() error {
 	if err := waitReadable(r.c.nc); err != nil {
 		return err
 	}
-	r.c.br = bufio.NewReaderSize(r.c.head, 4096)
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(r.c.head)
+	r.c.br = br
+	r.c.holdsReadBuf.Store(true)
 	return nil
-}
-
-// startWriterLocked makes the outbound queue and starts the writer, once;
-// false after finish has begun (then nothing more is sent).
-func (c *conn) startWriterLocked() bool {
-	if c.out != nil {
-		return true
-	}
-	if c.mu.noWriter {
-		return false
-	}
-	c.out = make(chan outItem, c.s.opts.OutboundQueue)
-	go c.writeLoop()
-	return true
-}
-
-// stopWriter lets finish wait for the writer: if it never started, none
-// starts any more, and writerDone is closed here.
-func (c *conn) stopWriter() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.out == nil && !c.mu.noWriter {
-		c.mu.noWriter = true
-		close(c.writerDone)
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"sort"
 	"sync"
@@ -68,6 +69,10 @@ type Options struct {
 	OutboundQueue int
 	// HTTP bounds the requests of the HTTP endpoint (gateway.http_listen).
 	HTTP HTTPTimeouts
+	// Pprof serves net/http/pprof's /debug/pprof/ on the HTTP endpoint
+	// (heap and goroutine profiles of a live gateway, for tools/fleetbench
+	// --heapprofile). Default false: profiles show client ids and topics.
+	Pprof bool
 
 	// hooks are test hooks (fault injection); nil outside tests.
 	hooks *testHooks
@@ -542,6 +547,11 @@ func (s *Server) httpHandler() http.Handler {
 		}
 		return nil
 	})
+	if s.opts.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	}
 	return mux
 }
 

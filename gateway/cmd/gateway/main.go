@@ -75,6 +75,7 @@ func run(args []string) error {
 	showVersion := buildinfo.VersionFlag(fs)
 	gatewayID := fs.String("gateway-id", "", "this gateway's id in dsd (default: the Common Name of gateway.dsd_tls.certfile, else gw- and 16 random hex digits, new at each start)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	pprofHTTP := fs.Bool("pprof", false, "serve /debug/pprof/ (heap, goroutine and CPU profiles) on the HTTP listener; off by default")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -199,6 +200,7 @@ func run(args []string) error {
 		Admission:     auth.NewAdmission(cfg),
 		Ready:         lease.Ready,
 		Logger:        log,
+		Pprof:         *pprofHTTP,
 	})
 	if err != nil {
 		return err
