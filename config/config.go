@@ -88,9 +88,12 @@ type Messages struct {
 	// EmergencyBallastBytes is the size of the file EMERGENCY-BALLAST that dsd
 	// keeps in the data dir and deletes when a write meets ENOSPC, so that
 	// the writes in flight find room. 0 turns it off. Default 64MiB.
-	EmergencyBallastBytes Size             `toml:"emergency_ballast_bytes"`
-	LocalWriteBuffer      LocalWriteBuffer `toml:"local_write_buffer"`
-	Layout                Layout           `toml:"layout"`
+	EmergencyBallastBytes Size `toml:"emergency_ballast_bytes"`
+	// TailCacheBytes bounds the in-memory tail cache of recently written
+	// messages that live readers are served from. 0 turns it off. Default 64MiB.
+	TailCacheBytes   Size             `toml:"tail_cache_bytes"`
+	LocalWriteBuffer LocalWriteBuffer `toml:"local_write_buffer"`
+	Layout           Layout           `toml:"layout"`
 }
 
 // LocalWriteBuffer are the durable_storage.messages.local_write_buffer.* keys.
@@ -307,6 +310,7 @@ func Default() Config {
 			MinFreeBytes:          256 << 20,
 			DiskCheckInterval:     Duration(1e9),
 			EmergencyBallastBytes: 64 << 20,
+			TailCacheBytes:        64 << 20,
 			LocalWriteBuffer:      LocalWriteBuffer{MaxItems: 1000, MaxBytes: 4 << 20, FlushInterval: Duration(1e6)},
 			Layout: Layout{
 				Type:               "wildcard_optimized_v2",

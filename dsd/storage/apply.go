@@ -84,6 +84,10 @@ type applyResult struct {
 	// topic the layout refused (logged).
 	willRetained []*storagev1.Message
 	willsDropped []string
+	// tail are the messages written to v2 streams, for the tail cache;
+	// droppedGen is the generation this command dropped (0: none).
+	tail       []tailWrite
+	droppedGen uint64
 }
 
 // apply applies one command to the shard state and returns the writes that
@@ -193,6 +197,7 @@ func applyBatch(st *shardState, c cmdBatch) applyResult {
 			res.streamsChanged = res.streamsChanged || len(l.NewEdges) > 0
 			val := m.storedValue(sr.clientID, ts)
 			res.writes = g.layout.appendMessage(res.writes, st.shard, g.meta.Id, l, ts, val)
+			res.tailMessage(g, l.Static, ts, val)
 			g.counts[l.Static]++
 			touched[l.Static] = struct{}{}
 			res.messages++
@@ -279,6 +284,22 @@ func applyDropGeneration(st *shardState, c cmdDropGeneration) applyResult {
 		},
 		compact:        &keyRange{start: start, end: end},
 		streamsChanged: true,
+		droppedGen:     c.id,
+	}
+}
+
+// tailMessage notes a message written to generation g for the tail cache
+// (v2 streams only: their keys are in time order). The data key is the
+// write appendMessage made first for it.
+func (res *applyResult) tailMessage(g *genState, static lts.StateID, ts int64, val []byte) {
+	if !g.layout.timeFirst() {
+		return
+	}
+	for i := len(res.writes) - 1; i >= 0; i-- {
+		if k := res.writes[i].key; len(k) > dataKeyPrefixLen && k[dataKeyPrefixLen-1] == subData {
+			res.tail = append(res.tail, tailWrite{gen: g.meta.Id, static: static, ts: ts, key: k[dataKeyPrefixLen:], val: val})
+			return
+		}
 	}
 }
 

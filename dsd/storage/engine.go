@@ -36,6 +36,8 @@ type DB struct {
 	retained *retainedWriter
 	// committer is the group committer of every shard (committer.go).
 	committer *committer
+	// tail is the tail cache of v2 streams (tailcache.go); nil when off.
+	tail *tailCache
 
 	// closing is set at the start of Close; Stores arriving later fail.
 	closing atomic.Bool
@@ -79,7 +81,7 @@ func Open(opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrLocked, opts.DataDir, err)
 	}
-	db := &DB{opts: opts, lock: lock, log: log, compactCh: make(chan keyRange, 64), notify: newNotifier(opts.NShards)}
+	db := &DB{opts: opts, lock: lock, log: log, compactCh: make(chan keyRange, 64), notify: newNotifier(opts.NShards), tail: newTailCache(opts.TailCacheBytes)}
 	if err := db.open(); err != nil {
 		if db.pdb != nil {
 			_ = db.pdb.Close()

@@ -172,6 +172,33 @@ func (db *DB) Next(ctx context.Context, itBytes []byte, lim Limit) (entries []En
 		last      []byte
 		exhausted bool
 	)
+	if r.layout.timeFirst() && r.current {
+		// The live end of the stream, from the tail cache when it covers
+		// the iterator's position.
+		tr := tailRead{after: int64(from) - 1, to: int64(to), endTs: -1, filter: r.filter,
+			unconstrained: unconstrained(r.cs), max: max, maxBytes: maxBytes}
+		if len(it.LastSeenKey) > 0 {
+			tr.after = max64(tr.after, int64(lts.KeyTS(it.LastSeenKey)))
+		}
+		if endKey != nil {
+			tr.endTs = int64(lts.KeyTS(endKey))
+		}
+		k := tailStreamKey{shard: int(it.Shard), gen: it.Generation, static: r.static}
+		ok, terr := db.tail.read(k, &tr)
+		if terr != nil {
+			return nil, nil, false, terr
+		}
+		if ok {
+			if tr.last == nil {
+				return tr.out, itBytes, false, nil
+			}
+			nit := &storagev1.Iterator{
+				Shard: it.Shard, Generation: it.Generation, StaticIndex: it.StaticIndex,
+				TopicFilter: it.TopicFilter, StartTimeUs: it.StartTimeUs, LastSeenKey: tr.last,
+			}
+			return tr.out, encodeIterator(nit), false, nil
+		}
+	}
 	if r.layout.timeFirst() {
 		lf := leapfrog{
 			db: db, stats: &r.s.stats, keys: r.layout.tkeys, shard: int(it.Shard), gen: it.Generation,

@@ -39,10 +39,23 @@ func v2Levels() []string {
 // "#") with random batch limits, and compares the result with a brute-force
 // MatchTopic over every stored message. Replaying each batch with Count and
 // with End must return the same messages.
+//
+// It runs with the tail cache off, with a cache that holds everything, and
+// with one so small that it evicts all along (readers fall below its since
+// mark and go back to Pebble).
 func TestV2LeapfrogMatchesBruteForce(t *testing.T) {
+	for _, cache := range []struct {
+		name  string
+		bytes int
+	}{{"no tail cache", -1}, {"tail cache", 0}, {"small tail cache", 4 << 10}} {
+		t.Run(cache.name, func(t *testing.T) { testV2LeapfrogMatchesBruteForce(t, cache.bytes) })
+	}
+}
+
+func testV2LeapfrogMatchesBruteForce(t *testing.T, tailCacheBytes int) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	opts := Options{
-		DataDir: "data", FS: vfs.NewMem(), NShards: 1, IdleTickInterval: time.Hour,
+		DataDir: "data", FS: vfs.NewMem(), NShards: 1, IdleTickInterval: time.Hour, TailCacheBytes: tailCacheBytes,
 		Layout: LayoutConfig{
 			Type: LayoutWildcardOptimizedV2, BitsPerTopicLevel: 8, TopicIndexBytes: 4,
 			WildcardThresholds: []int{100, 0}, MaxTrieStates: 1000,
@@ -117,6 +130,11 @@ func TestV2LeapfrogMatchesBruteForce(t *testing.T) {
 		t.Errorf("no hash collision was met; the test does not cover them")
 	} else {
 		t.Logf("hash collisions met: %d", c)
+	}
+	if ts := db.tail.stats(); tailCacheBytes >= 0 && (ts.Hits == 0 || ts.Misses == 0) {
+		t.Errorf("tail cache: %d hits, %d misses; the test should take both paths", ts.Hits, ts.Misses)
+	} else {
+		t.Logf("tail cache: %+v", ts)
 	}
 }
 

@@ -95,6 +95,11 @@ type Options struct {
 	Now func() time.Time
 	// PebbleCacheBytes is the Pebble block cache size. Default 64 MiB.
 	PebbleCacheBytes int64
+	// TailCacheBytes bounds the tail cache: the most recent messages of the
+	// wildcard_optimized_v2 streams, kept in memory so that readers at the
+	// live end read no Pebble (tailcache.go). Default 64 MiB; negative turns
+	// it off.
+	TailCacheBytes int
 	// SessionGCInterval is how often each shard deletes the sessions whose
 	// expiry passed (durable_sessions.session_gc_interval). Default 10m.
 	SessionGCInterval time.Duration
@@ -191,6 +196,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.PebbleCacheBytes == 0 {
 		o.PebbleCacheBytes = 64 << 20
+	}
+	if o.TailCacheBytes == 0 {
+		o.TailCacheBytes = 64 << 20
 	}
 	if o.SessionGCInterval == 0 {
 		o.SessionGCInterval = 10 * time.Minute

@@ -144,6 +144,7 @@ func (r *Raw) applyAndCommit(s *rawShard, b *pebble.Batch, sr *storeReq) (out st
 		return out, false, err
 	}
 	res := apply(s.st, cmdBatch{nowUs: r.db.opts.Now().UnixMicro(), stores: []*storeReq{sr}})
+	r.db.tail.applied(s.st.shard, &res)
 	// Like the shard writer, commit whatever apply wrote even when it
 	// refused the Store: trie edges learned before an lts error are in the
 	// in-memory trie and must reach the disk too.

@@ -264,6 +264,7 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 	res := apply(s.mu.st, cmd)
 	lastTs := s.mu.st.lastTs
 	s.mu.Unlock()
+	s.db.tail.applied(s.id, &res)
 	if res.err != nil {
 		for _, r := range reqs {
 			r.finish(reply{err: res.err})

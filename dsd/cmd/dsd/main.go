@@ -171,6 +171,7 @@ func storageOptions(cfg config.Config, log *slog.Logger) storage.Options {
 		MinFreeBytes:          offIfZero(int64(m.MinFreeBytes)),
 		DiskCheckInterval:     m.DiskCheckInterval.Std(),
 		EmergencyBallastBytes: offIfZero(int64(m.EmergencyBallastBytes)),
+		TailCacheBytes:        int(offIfZero(int64(m.TailCacheBytes))),
 	}
 }
 
