@@ -84,6 +84,8 @@ type applyResult struct {
 	// topic the layout refused (logged).
 	willRetained []*storagev1.Message
 	willsDropped []string
+	// touched are the streams the batch stored messages in (touched.go).
+	touched touchSet
 }
 
 // apply applies one command to the shard state and returns the writes that
@@ -195,6 +197,7 @@ func applyBatch(st *shardState, c cmdBatch) applyResult {
 			res.writes = append(res.writes, write{key: dataKey(st.shard, g.meta.Id, g.layout.dataKey(l, ts)), value: val})
 			g.counts[l.Static]++
 			touched[l.Static] = struct{}{}
+			res.touch(g, l, ts)
 			res.messages++
 			res.bytes += len(val)
 		}

@@ -129,6 +129,7 @@ func fireWill(st *shardState, res *applyResult, rec *storagev1.SessionRecord, no
 	stored := storedMessage(w.Message, rec.ClientId, ts)
 	val := encodeValue(stored)
 	g.counts[l.Static]++
+	res.touch(g, l, ts)
 	res.writes = append(res.writes,
 		write{key: dataKey(st.shard, g.meta.Id, g.layout.dataKey(l, ts)), value: val},
 		write{key: countKey(st.shard, g.meta.Id, g.layout.staticBytes(l.Static)), value: encodeValue(&storagev1.StreamCount{Count: g.counts[l.Static]})},
