@@ -223,6 +223,7 @@ func (s *scheduler) commit(ev storage.CommitEvent) {
 	if ev.StreamsChanged || ev.GenerationsChanged {
 		for e := s.watches; e != nil; e = e.next {
 			if e.watch.covers(ev.Shard) {
+				e.watch.markLocked(ev.Shard)
 				s.wakeLocked(e)
 			}
 		}
@@ -242,7 +243,10 @@ func (s *scheduler) wakeAllLocked(reads, watches bool) {
 		}
 	}
 	if watches {
-		s.wakeListLocked(s.watches)
+		for e := s.watches; e != nil; e = e.next {
+			e.watch.markLocked(-1)
+			s.wakeLocked(e)
+		}
 	}
 }
 

@@ -21,6 +21,11 @@ type watchEntry struct {
 	// set stays bounded.
 	announced map[streamKey]struct{}
 	initial   bool // the initial announcement is not sent yet
+
+	// Guarded by link.sched.mu: the shards to list at the next step, all
+	// of them or those whose streams changed since the last one.
+	dirtyAll bool
+	dirty    []int32
 }
 
 type watchShard struct {
@@ -29,13 +34,45 @@ type watchShard struct {
 }
 
 // covers reports whether the entry watches shard.
-func (w *watchEntry) covers(shard int) bool {
-	for _, s := range w.shards {
-		if s.shard == -1 || int(s.shard) == shard {
-			return true
+func (w *watchEntry) covers(shard int) bool { return lists(w.shards, shard) }
+
+// markLocked notes that shard's streams changed (-1: every shard, or
+// unknown); the caller holds link.sched.mu.
+func (w *watchEntry) markLocked(shard int) {
+	if w.dirtyAll || len(w.shards) == 1 {
+		w.dirtyAll = true // one listing covers it
+		return
+	}
+	if shard < 0 {
+		w.dirtyAll, w.dirty = true, nil
+		return
+	}
+	for _, s := range w.dirty {
+		if int(s) == shard {
+			return
 		}
 	}
-	return false
+	w.dirty = append(w.dirty, int32(shard))
+}
+
+// takeDirty returns the shards the step lists and clears the marks.
+func (l *link) takeDirty(w *watchEntry) []watchShard {
+	l.sched.mu.Lock()
+	defer l.sched.mu.Unlock()
+	all, dirty := w.dirtyAll, w.dirty
+	w.dirtyAll, w.dirty = false, nil
+	if all {
+		return w.shards
+	}
+	out := make([]watchShard, 0, len(dirty))
+	for _, s := range w.shards {
+		for _, d := range dirty {
+			if s.shard == d {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 // addWatch adds a Watch entry: the scheduler announces the filter's
@@ -76,7 +113,7 @@ func (l *link) addWatch(w *dsdv1.WatchEntry) {
 		shards = []watchShard{{-1, w.GetStartTimeUs()}}
 	}
 	l.start(&linkEntry{id: w.GetEntryId(), session: w.GetSession(), watch: &watchEntry{
-		filter: w.GetTopicFilter(), shards: shards, initial: true,
+		filter: w.GetTopicFilter(), shards: shards, initial: true, dirtyAll: true,
 	}})
 }
 
@@ -88,10 +125,10 @@ type streamKey struct {
 }
 
 // stepWatch is one step of a Watch entry: it lists the filter's streams in
-// its shards and announces the ones it has not announced yet. The first
-// step's announcement is the initial one (maybe empty). An error ends the
-// entry. The scheduler runs it again when a watched shard's streams
-// changed or RenewStreamsInterval passed.
+// its shards whose streams changed (all of them at the first step and each
+// RenewStreamsInterval) and announces the ones it has not announced yet.
+// The first step's announcement is the initial one (maybe empty). An error
+// ends the entry.
 func (l *link) stepWatch(e *linkEntry) bool {
 	w, db := e.watch, l.s.db
 	fail := func(err error) bool {
@@ -102,7 +139,8 @@ func (l *link) stepWatch(e *linkEntry) bool {
 	}
 	var fresh []*dsdv1.AnnouncedStream
 	var listed map[streamKey]struct{}
-	for _, ws := range w.shards {
+	shards := l.takeDirty(w)
+	for _, ws := range shards {
 		streams, err := db.GetStreams(w.filter, ws.start, int(ws.shard))
 		if rerr := db.Ready(); errors.Is(rerr, storage.ErrClosed) {
 			err = rerr // Close woke us: end rather than list a closing engine
@@ -131,7 +169,21 @@ func (l *link) stepWatch(e *linkEntry) bool {
 		}
 	}
 	l.s.metrics.linkListings.Inc()
-	w.announced = listed
+	// The listed shards' streams replace their earlier ones.
+	for k := range w.announced {
+		if _, ok := listed[k]; !ok && lists(shards, k.shard) {
+			delete(w.announced, k)
+		}
+	}
+	for k := range listed {
+		if w.announced == nil {
+			w.announced = make(map[streamKey]struct{}, len(listed))
+		}
+		w.announced[k] = struct{}{}
+	}
+	if len(w.announced) == 0 {
+		w.announced = nil
+	}
 	if w.initial || len(fresh) > 0 {
 		resp := &dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Announcement{Announcement: &dsdv1.StreamsAnnouncement{
 			EntryId: e.id, Streams: fresh, Initial: w.initial,
@@ -140,6 +192,16 @@ func (l *link) stepWatch(e *linkEntry) bool {
 			return false
 		}
 		w.initial = false
+	}
+	return false
+}
+
+// lists reports whether a listing of shards covers shard.
+func lists(shards []watchShard, shard int) bool {
+	for _, s := range shards {
+		if s.shard == -1 || int(s.shard) == shard {
+			return true
+		}
 	}
 	return false
 }
