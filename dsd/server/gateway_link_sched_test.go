@@ -229,7 +229,7 @@ func TestLinkEntryIDsIncrease(t *testing.T) {
 			t.Fatalf("id %d: %v %v", c.id, r, err)
 		}
 	}
-	send(t, s, &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Ack{Ack: &dsdv1.BatchAck{EntryId: 7, BatchSeq: 1}}}) // below: ignored
+	send(t, s, &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Ack{Ack: &dsdv1.BatchAck{EntryId: 7, BatchSeq: 1}}})  // below: ignored
 	send(t, s, &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Ack{Ack: &dsdv1.BatchAck{EntryId: 11, BatchSeq: 1}}}) // above: unknown
 	if r, err := s.Recv(); err != nil || r.GetError().GetEntryId() != 11 || !r.GetError().GetEntryEnded() {
 		t.Fatalf("ack of 11: %v %v", r, err)
