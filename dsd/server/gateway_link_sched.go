@@ -69,7 +69,7 @@ func newScheduler(m *metrics) *scheduler {
 	return &scheduler{ready: make(chan struct{}, 1), reads: make(map[streamKey]*linkEntry), m: m}
 }
 
-// addLocked indexes a new entry and queues it.
+// add indexes a new entry and queues it.
 func (s *scheduler) add(e *linkEntry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -117,13 +117,7 @@ func (s *scheduler) end(e *linkEntry) bool {
 	return true
 }
 
-// wake makes e runnable.
-func (s *scheduler) wake(e *linkEntry) {
-	s.mu.Lock()
-	s.wakeLocked(e)
-	s.mu.Unlock()
-}
-
+// wakeLocked makes e runnable.
 func (s *scheduler) wakeLocked(e *linkEntry) {
 	switch e.state {
 	case entryIdle:
