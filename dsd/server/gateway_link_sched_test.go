@@ -65,6 +65,12 @@ func TestLinkWakesOnlyTouchedStream(t *testing.T) {
 	if b := ev.batch(t); len(b.GetMessages()) != 1 || string(b.GetMessages()[0].GetMessage().GetPayload()) != "1" {
 		t.Fatalf("batch %v", b)
 	}
+	// The first read, the one that pushed, and maybe the one after it
+	// (an entry that pushed reads again at once): never one per commit.
+	eventually(t, "entries idle", func() bool { return metricValue(t, e.srv.link.metrics.linkRunnable) == 0 })
+	if n := e.reads(linkReadEmpty) + e.reads(linkReadData); n > 3 {
+		t.Fatalf("%d reads for 21 commits of which 1 touched the entry's stream", n)
+	}
 }
 
 // TestLinkVaryingLevelsWake: a stream with varying levels is pushed once

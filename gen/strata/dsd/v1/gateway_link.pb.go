@@ -560,7 +560,9 @@ func (x *HeartbeatAck) GetSeq() uint64 {
 // generation) as it appears, each announced once.
 type WatchEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// EntryId is chosen by the gateway and never reused on the stream.
+	// EntryId is chosen by the gateway, strictly increasing on the stream
+	// (Watch and Read entries share one sequence): an id at or below the
+	// highest used is refused as reused.
 	EntryId     uint64 `protobuf:"varint,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
 	TopicFilter string `protobuf:"bytes,2,opt,name=topic_filter,json=topicFilter,proto3" json:"topic_filter,omitempty"`
 	// Shard restricts the watch to one shard; unset watches every shard.
@@ -829,8 +831,9 @@ func (x *SessionKick) GetReason() string {
 // ReadEntry asks dsd to push the messages of one iterator's stream as they
 // become readable.
 type ReadEntry struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	EntryId uint64                 `protobuf:"varint,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// EntryId: as WatchEntry.entry_id.
+	EntryId uint64 `protobuf:"varint,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
 	// Iterator is opaque: from an announcement, MakeIterator, or a ReadBatch.
 	Iterator []byte `protobuf:"bytes,2,opt,name=iterator,proto3" json:"iterator,omitempty"`
 	// Window is the most messages pushed and not yet acked (at least 1).
