@@ -42,6 +42,9 @@ type link struct {
 		// closed refuses new entries once the stream is ending.
 		closed  bool
 		entries map[uint64]*linkEntry
+		// bySession indexes the live entries tied to a session guard, so a
+		// revoked guard finds its entries without a scan of all entries.
+		bySession map[sessionKey][]*linkEntry
 		// maxID is the highest entry id used on the stream (any: one was).
 		// Ids are strictly increasing, so an id at or below it is reused
 		// (or the late ack of an ended entry) and one above it is new:
@@ -72,7 +75,47 @@ func newLink(s *gatewayLinkService, ctx context.Context, g *errgroup.Group) *lin
 	l := &link{s: s, ctx: ctx, g: g, out: make(chan *dsdv1.GatewayLinkResponse, linkOutboundQueue), sched: newScheduler(s.metrics)}
 	l.ctl.wake = make(chan struct{}, 1)
 	l.mu.entries = make(map[uint64]*linkEntry)
+	l.mu.bySession = make(map[sessionKey][]*linkEntry)
 	return l
+}
+
+// sessionKey names a session guard.
+type sessionKey struct {
+	clientID string
+	guard    uint64
+}
+
+// insertLocked makes e live.
+func (l *link) insertLocked(e *linkEntry) {
+	l.mu.entries[e.id] = e
+	if ref := e.session; ref != nil {
+		k := sessionKey{ref.GetClientId(), ref.GetGuard()}
+		l.mu.bySession[k] = append(l.mu.bySession[k], e)
+	}
+}
+
+// deleteLocked takes e out of the live set; false when it was not in it.
+func (l *link) deleteLocked(e *linkEntry) bool {
+	if e == nil || l.mu.entries[e.id] != e {
+		return false
+	}
+	delete(l.mu.entries, e.id)
+	if ref := e.session; ref != nil {
+		k := sessionKey{ref.GetClientId(), ref.GetGuard()}
+		es := l.mu.bySession[k]
+		for i, x := range es {
+			if x == e {
+				es = append(es[:i], es[i+1:]...)
+				break
+			}
+		}
+		if len(es) == 0 {
+			delete(l.mu.bySession, k)
+		} else {
+			l.mu.bySession[k] = es
+		}
+	}
+	return true
 }
 
 // refuseNewWork closes the link to new entries. The end watcher calls it
@@ -88,6 +131,7 @@ func (l *link) endAll() {
 	l.mu.Lock()
 	entries := l.mu.entries
 	l.mu.entries = map[uint64]*linkEntry{}
+	clear(l.mu.bySession)
 	l.mu.Unlock()
 	for _, e := range entries {
 		e.cancel()
@@ -120,7 +164,7 @@ func (l *link) startOrRefuse(e *linkEntry) (ended bool, err error) {
 		return true, fmt.Errorf("%w: entry %d refused: the link holds %d live Watch and Read entries, the limit (durable_sessions.max_link_entries = %d)", errLinkEntryLimit, e.id, len(l.mu.entries), limit)
 	}
 	e.l = l
-	l.mu.entries[e.id] = e
+	l.insertLocked(e)
 	l.s.entries.Add(1)
 	l.sched.add(e)
 	return false, nil
@@ -150,9 +194,7 @@ func (e *linkEntry) cancel() {
 // forget removes an ended entry from the live set and the scheduler.
 func (l *link) forget(e *linkEntry) {
 	l.mu.Lock()
-	if l.mu.entries[e.id] == e {
-		delete(l.mu.entries, e.id)
-	}
+	l.deleteLocked(e)
 	l.mu.Unlock()
 	e.cancel()
 }
@@ -175,7 +217,7 @@ func (l *link) refuse(id uint64, err error) {
 func (l *link) remove(id uint64) {
 	l.mu.Lock()
 	e := l.mu.entries[id]
-	delete(l.mu.entries, id)
+	l.deleteLocked(e)
 	used := l.usedLocked(id)
 	l.mu.Unlock()
 	if e != nil {
