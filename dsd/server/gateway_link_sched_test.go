@@ -328,6 +328,7 @@ func TestLinkIdleEntriesMemory(t *testing.T) {
 	}
 	heap0, g0 := settle()
 	add := func(what string, f func(i int) error) (perEntry float64, goroutines int) {
+		start := time.Now()
 		before := e.srv.link.entries.Load()
 		for i := range n {
 			if err := f(i); err != nil {
@@ -336,6 +337,7 @@ func TestLinkIdleEntriesMemory(t *testing.T) {
 		}
 		eventually(t, what+" live", func() bool { return e.srv.link.entries.Load() == before+int64(n) })
 		h, g := settle()
+		t.Logf("%d %s added and idle in %v (%.0f/s)", n, what, time.Since(start), float64(n)/time.Since(start).Seconds())
 		return (float64(h) - float64(heap0)) / float64(n), g
 	}
 	watchBytes, g1 := add("watches", func(int) error {
