@@ -155,8 +155,8 @@ var (
 // holding the send loop, the end watcher, the scheduler's Workers and its
 // ticker (gateway_link_sched.go), so their number does not grow with the
 // entries; the receive loop runs outside the group because Recv only
-// returns once the stream ends, which happens after the handler returns. The service's wg
-// owns the receive loops; Server.stop waits for it.
+// returns once the stream ends, which happens after the handler returns.
+// The service's wg owns the receive loops; Server.stop waits for it.
 type gatewayLinkService struct {
 	dsdv1.UnimplementedGatewayLinkServiceServer
 	db       *storage.DB
@@ -228,8 +228,8 @@ func (s *gatewayLinkService) GatewayLink(stream dsdv1.GatewayLinkService_Gateway
 	g.Go(func() error { return l.sendLoop(stream) })
 	l.runScheduler()
 	g.Go(func() error {
-		// The end watcher: while it runs the group cannot end, so entries
-		// may be started; on its way out it closes the link to new work.
+		// The end watcher: on its way out it closes the link to new
+		// entries, so none is added after the group ended (endAll).
 		defer l.refuseNewWork()
 		select {
 		case err := <-recvEnded:
@@ -242,8 +242,8 @@ func (s *gatewayLinkService) GatewayLink(stream dsdv1.GatewayLinkService_Gateway
 			return nil
 		}
 	})
-	// The receive loop starts entries in the group, so it starts only after
-	// the group's first Go: the first Add must happen before Wait.
+	// The receive loop adds entries for the workers; it starts once they
+	// run.
 	s.recvLoops.Add(1)
 	go func() {
 		defer s.recvLoops.Done()
