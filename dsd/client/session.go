@@ -1,7 +1,9 @@
 package client
 
 import (
+	"cmp"
 	"context"
+	"slices"
 
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
@@ -45,6 +47,28 @@ func (l *Link) AddSessionWatch(session *dsdv1.SessionRef, filter string, shard i
 		w.EntryId = id
 		return &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Watch{Watch: w}}
 	})
+}
+
+// AddShardsWatch adds one Watch entry over several shards, each from its
+// own start (starts maps a shard to its watermark), tied to session when
+// it is not nil: one entry per subscription instead of one per shard.
+func (l *Link) AddShardsWatch(session *dsdv1.SessionRef, filter string, starts map[int]int64) (uint64, error) {
+	w := &dsdv1.WatchEntry{TopicFilter: filter, Session: session, Shards: WatchShards(starts)}
+	return l.addEntry(func(id uint64) *dsdv1.GatewayLinkRequest {
+		w.EntryId = id
+		return &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Watch{Watch: w}}
+	})
+}
+
+// WatchShards builds WatchEntry.shards from a map of shard to start, in
+// shard order.
+func WatchShards(starts map[int]int64) []*dsdv1.WatchShard {
+	out := make([]*dsdv1.WatchShard, 0, len(starts))
+	for shard, start := range starts {
+		out = append(out, &dsdv1.WatchShard{Shard: uint32(shard), StartTimeUs: start})
+	}
+	slices.SortFunc(out, func(a, b *dsdv1.WatchShard) int { return cmp.Compare(a.Shard, b.Shard) })
+	return out
 }
 
 // AddSessionRead is AddReadBatch for an entry tied to a session guard.

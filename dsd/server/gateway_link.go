@@ -27,23 +27,30 @@ type GatewayLinkOptions struct {
 	// batch; a single larger message is pushed alone. Default 4 MiB; at
 	// most 64 MiB, or Listen refuses.
 	MaxBatchBytes int
-	// IdlePollInterval is the safety net of a Read entry: it rescans its
+	// IdlePollInterval is the safety net of Read entries: each rescans its
 	// stream at least this often even when no commit woke it
-	// (durable_sessions.idle_poll_interval). Default 10s.
+	// (durable_sessions.idle_poll_interval); one ticker per link. Default
+	// 10s.
 	IdlePollInterval time.Duration
-	// RenewStreamsInterval is the safety net of a Watch entry: it lists its
-	// streams at least this often (durable_sessions.renew_streams_interval).
+	// RenewStreamsInterval is the safety net of Watch entries: each lists
+	// its streams at least this often
+	// (durable_sessions.renew_streams_interval); one ticker per link.
 	// Default 10s.
 	RenewStreamsInterval time.Duration
 	// HeartbeatInterval is durable_sessions.gateway_heartbeat_interval: a
 	// gateway epoch silent for 3 intervals is dead (lease.go). Default 2s.
 	HeartbeatInterval time.Duration
 	// MaxEntries bounds the live Watch and Read entries of one link (one
-	// gateway epoch): each holds a goroutine in dsd. An entry past it is
+	// gateway epoch): each costs a few hundred bytes in dsd
+	// (docs/gateway-link.md "Goroutines"). An entry past it is
 	// refused with RESOURCE_EXHAUSTED, which the gateway answers with
 	// quota exceeded (0x97) (durable_sessions.max_link_entries).
 	// Default 200000.
 	MaxEntries int
+	// Workers is the number of goroutines of a link that run its entries'
+	// steps (Next and listings), whatever the number of entries. Default
+	// 4; 1..256.
+	Workers int
 	// Now is the clock of the leases. Default time.Now; tests inject one.
 	Now func() time.Time
 }
@@ -56,6 +63,8 @@ const (
 	DefaultLinkRenewStreams  = 10 * time.Second
 	DefaultHeartbeatInterval = 2 * time.Second
 	DefaultLinkMaxEntries    = 200000
+	DefaultLinkWorkers       = 4
+	linkMaxWorkers           = 256
 	linkSendSlackBytes       = 1 << 20 // keys, iterator and protobuf framing of a batch
 	linkOutboundQueue        = 64      // responses waiting for the send loop
 	linkMaxBatchMessagesCap  = 10000   // same cap as a Next call
@@ -81,6 +90,9 @@ func (o *GatewayLinkOptions) EnsureDefaults() {
 	}
 	if o.MaxEntries == 0 {
 		o.MaxEntries = DefaultLinkMaxEntries
+	}
+	if o.Workers == 0 {
+		o.Workers = DefaultLinkWorkers
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -113,6 +125,9 @@ func (o GatewayLinkOptions) Validate() error {
 	if o.MaxEntries < 1 {
 		bad("MaxEntries (durable_sessions.max_link_entries) %d < 1", o.MaxEntries)
 	}
+	if o.Workers < 1 || o.Workers > linkMaxWorkers {
+		bad("Workers %d outside 1..%d", o.Workers, linkMaxWorkers)
+	}
 	return errors.Join(errs...)
 }
 
@@ -137,10 +152,11 @@ var (
 // gatewayLinkService implements strata.dsd.v1.GatewayLinkService.
 //
 // Goroutines, per stream: the handler goroutine (gRPC's) owns an errgroup
-// holding the send loop, the end watcher and one worker per entry; the
-// receive loop runs outside the group because Recv only returns once the
-// stream ends, which happens after the handler returns. The service's wg
-// owns the receive loops; Server.stop waits for it.
+// holding the send loop, the end watcher, the scheduler's Workers and its
+// ticker (gateway_link_sched.go), so their number does not grow with the
+// entries; the receive loop runs outside the group because Recv only
+// returns once the stream ends, which happens after the handler returns.
+// The service's wg owns the receive loops; Server.stop waits for it.
 type gatewayLinkService struct {
 	dsdv1.UnimplementedGatewayLinkServiceServer
 	db       *storage.DB
@@ -206,11 +222,14 @@ func (s *gatewayLinkService) GatewayLink(stream dsdv1.GatewayLinkService_Gateway
 	l := newLink(s, gctx, g)
 	l.gatewayID, l.epoch = hello.GetGatewayId(), hello.GetEpoch()
 	defer s.db.OnGuardRevoked(l.guardRevoked)()
+	unsubscribe := s.db.SubscribeCommits(l.sched.commit)
+	defer unsubscribe()
 	recvEnded := make(chan error, 1)
 	g.Go(func() error { return l.sendLoop(stream) })
+	l.runScheduler()
 	g.Go(func() error {
-		// The end watcher: while it runs the group cannot end, so entries
-		// may be started; on its way out it closes the link to new work.
+		// The end watcher: on its way out it closes the link to new
+		// entries, so none is added after the group ended (endAll).
 		defer l.refuseNewWork()
 		select {
 		case err := <-recvEnded:
@@ -223,14 +242,16 @@ func (s *gatewayLinkService) GatewayLink(stream dsdv1.GatewayLinkService_Gateway
 			return nil
 		}
 	})
-	// The receive loop starts entries in the group, so it starts only after
-	// the group's first Go: the first Add must happen before Wait.
+	// The receive loop adds entries for the workers; it starts once they
+	// run.
 	s.recvLoops.Add(1)
 	go func() {
 		defer s.recvLoops.Done()
 		recvEnded <- l.recvLoop(stream)
 	}()
 	err = g.Wait()
+	unsubscribe()
+	l.endAll()
 	if errors.Is(err, errLinkClosedByGateway) {
 		err = nil
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -15,9 +14,11 @@ import (
 
 // Per-entry errors of the link (statusFor maps them).
 var (
-	// errUnknownEntry: an ack names an entry id never used on the stream.
+	// errUnknownEntry: an ack or remove names an entry id above every id
+	// used on the stream.
 	errUnknownEntry = errors.New("dsd: unknown entry")
-	// errEntryIDReused: an entry id already used on the stream.
+	// errEntryIDReused: an entry id not above the highest one used on the
+	// stream (ids are strictly increasing).
 	errEntryIDReused = errors.New("dsd: entry id reused")
 )
 
@@ -33,127 +34,169 @@ type link struct {
 	epoch     uint64
 	// ctl feeds the send loop with kicks (session_link.go).
 	ctl linkControl
+	// sched runs the entries (gateway_link_sched.go).
+	sched *scheduler
 
 	mu struct {
 		sync.Mutex
 		// closed refuses new entries once the stream is ending.
 		closed  bool
 		entries map[uint64]*linkEntry
-		// used holds every entry id seen on the stream, live or ended, so
-		// that a reused id is refused and a late ack of an ended entry is
-		// ignored. It grows by one id per entry for the stream's lifetime.
-		used map[uint64]struct{}
+		// bySession indexes the live entries tied to a session guard, so a
+		// revoked guard finds its entries without a scan of all entries.
+		bySession map[sessionKey][]*linkEntry
+		// maxID is the highest entry id used on the stream (any: one was).
+		// Ids are strictly increasing, so an id at or below it is reused
+		// (or the late ack of an ended entry) and one above it is new:
+		// O(1) memory however many entries the stream had.
+		maxID uint64
+		anyID bool
 	}
 }
 
-// linkEntry is one live Watch or Read entry. Its worker goroutine owns
-// everything but the window, which acks change.
+// linkEntry is one live Watch or Read entry: a struct in the link's
+// indexes, run by the link's scheduler. Exactly one of read and watch is
+// set.
 type linkEntry struct {
-	id     uint64
-	cancel context.CancelFunc
+	id uint64
+	l  *link
 	// session, when set, ties the entry to a session guard (session_link.go).
 	session *dsdv1.SessionRef
-	// wake is poked (without blocking) when an ack frees window.
-	wake chan struct{}
+	read    *readEntry
+	watch   *watchEntry
 
-	mu struct {
-		sync.Mutex
-		// unacked maps a pushed batch's seq to its message count.
-		unacked map[uint64]int
-		// inflight is the sum of unacked.
-		inflight int
-	}
+	// Guarded by l.sched.mu.
+	state      entryState
+	dirty      bool       // woken while running
+	prev, next *linkEntry // the scheduler's index list
 }
 
 func newLink(s *gatewayLinkService, ctx context.Context, g *errgroup.Group) *link {
-	l := &link{s: s, ctx: ctx, g: g, out: make(chan *dsdv1.GatewayLinkResponse, linkOutboundQueue)}
+	l := &link{s: s, ctx: ctx, g: g, out: make(chan *dsdv1.GatewayLinkResponse, linkOutboundQueue), sched: newScheduler(s.metrics)}
 	l.ctl.wake = make(chan struct{}, 1)
 	l.mu.entries = make(map[uint64]*linkEntry)
-	l.mu.used = make(map[uint64]struct{})
+	l.mu.bySession = make(map[sessionKey][]*linkEntry)
 	return l
 }
 
+// sessionKey names a session guard.
+type sessionKey struct {
+	clientID string
+	guard    uint64
+}
+
+// insertLocked makes e live.
+func (l *link) insertLocked(e *linkEntry) {
+	l.mu.entries[e.id] = e
+	if ref := e.session; ref != nil {
+		k := sessionKey{ref.GetClientId(), ref.GetGuard()}
+		l.mu.bySession[k] = append(l.mu.bySession[k], e)
+	}
+}
+
+// deleteLocked takes e out of the live set; false when it was not in it.
+func (l *link) deleteLocked(e *linkEntry) bool {
+	if e == nil || l.mu.entries[e.id] != e {
+		return false
+	}
+	delete(l.mu.entries, e.id)
+	if ref := e.session; ref != nil {
+		k := sessionKey{ref.GetClientId(), ref.GetGuard()}
+		es := l.mu.bySession[k]
+		for i, x := range es {
+			if x == e {
+				es = append(es[:i], es[i+1:]...)
+				break
+			}
+		}
+		if len(es) == 0 {
+			delete(l.mu.bySession, k)
+		} else {
+			l.mu.bySession[k] = es
+		}
+	}
+	return true
+}
+
 // refuseNewWork closes the link to new entries. The end watcher calls it
-// before it returns, so the errgroup never gets a Go after its Wait can
-// have returned.
+// before it returns.
 func (l *link) refuseNewWork() {
 	l.mu.Lock()
 	l.mu.closed = true
 	l.mu.Unlock()
 }
 
-// start registers a new entry and runs work in the link's errgroup. A
-// refused id is reported as an error event.
-func (l *link) start(id uint64, ref *dsdv1.SessionRef, work func(ctx context.Context, e *linkEntry)) {
-	if ended, err := l.startOrRefuse(id, ref, work); err != nil {
-		l.sendError(id, err, ended)
+// endAll ends every live entry once the link's goroutines have stopped.
+func (l *link) endAll() {
+	l.mu.Lock()
+	entries := l.mu.entries
+	l.mu.entries = map[uint64]*linkEntry{}
+	clear(l.mu.bySession)
+	l.mu.Unlock()
+	for _, e := range entries {
+		e.cancel()
+	}
+	l.sched.close()
+}
+
+// start registers a new entry and queues it. A refused id is reported as
+// an error event.
+func (l *link) start(e *linkEntry) {
+	if ended, err := l.startOrRefuse(e); err != nil {
+		l.sendError(e.id, err, ended)
 	}
 }
 
-func (l *link) startOrRefuse(id uint64, ref *dsdv1.SessionRef, work func(ctx context.Context, e *linkEntry)) (ended bool, err error) {
+func (l *link) startOrRefuse(e *linkEntry) (ended bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
 		return false, nil
 	}
-	if ended, err := l.claimLocked(id); err != nil {
+	if ended, err := l.claimLocked(e.id); err != nil {
 		return ended, err
 	}
-	if err := l.checkSessionLocked(ref); err != nil {
+	if err := l.checkSessionLocked(e.session); err != nil {
 		return true, err
 	}
 	if limit := l.s.opts.MaxEntries; len(l.mu.entries) >= limit {
 		l.s.metrics.linkEntriesRefused.Inc()
-		return true, fmt.Errorf("%w: entry %d refused: the link holds %d live Watch and Read entries, the limit (durable_sessions.max_link_entries = %d)", errLinkEntryLimit, id, len(l.mu.entries), limit)
+		return true, fmt.Errorf("%w: entry %d refused: the link holds %d live Watch and Read entries, the limit (durable_sessions.max_link_entries = %d)", errLinkEntryLimit, e.id, len(l.mu.entries), limit)
 	}
-	ctx, cancel := context.WithCancel(l.ctx)
-	e := &linkEntry{id: id, cancel: cancel, wake: make(chan struct{}, 1), session: ref}
-	e.mu.unacked = make(map[uint64]int)
-	l.mu.entries[id] = e
+	e.l = l
+	l.insertLocked(e)
 	l.s.entries.Add(1)
-	l.g.Go(func() error {
-		defer l.s.entries.Add(-1)
-		defer l.forget(e)
-		defer cancel()
-		defer l.recoverEntry(e)
-		work(ctx, e)
-		return nil
-	})
+	l.sched.add(e)
 	return false, nil
-}
-
-// recoverEntry is the panic boundary of an entry's worker: the entry ends
-// with INTERNAL (the stack is logged and counted), the link goes on.
-func (l *link) recoverEntry(e *linkEntry) {
-	r := recover()
-	if r == nil {
-		return
-	}
-	l.s.metrics.panics.WithLabelValues("GatewayLink/entry").Inc()
-	l.s.log.Error("panic in a gateway link entry; the entry ends with INTERNAL", "gateway", l.gatewayID, "entry", e.id, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-	if l.ctx.Err() == nil {
-		l.endEntry(e, fmt.Errorf("%w: entry %d: %v", errPanic, e.id, r))
-	}
 }
 
 // claimLocked marks id used, or says why it cannot be (and whether an
 // entry with that id is gone).
 func (l *link) claimLocked(id uint64) (ended bool, err error) {
-	if _, ok := l.mu.used[id]; ok {
+	if l.usedLocked(id) {
 		_, live := l.mu.entries[id]
-		return !live, fmt.Errorf("%w: %d", errEntryIDReused, id)
+		return !live, fmt.Errorf("%w: %d (ids must increase: the highest used is %d)", errEntryIDReused, id, l.mu.maxID)
 	}
-	l.mu.used[id] = struct{}{}
+	l.mu.maxID, l.mu.anyID = id, true
 	return false, nil
 }
 
-// forget removes an ended entry from the live set.
+func (l *link) usedLocked(id uint64) bool { return l.mu.anyID && id <= l.mu.maxID }
+
+// cancel takes the entry out of the scheduler: it is never run again (a
+// step under way finishes). The caller removed it from link.mu.entries.
+func (e *linkEntry) cancel() {
+	if e.l.sched.end(e) {
+		e.l.s.entries.Add(-1)
+	}
+}
+
+// forget removes an ended entry from the live set and the scheduler.
 func (l *link) forget(e *linkEntry) {
 	l.mu.Lock()
-	if l.mu.entries[e.id] == e {
-		delete(l.mu.entries, e.id)
-	}
+	l.deleteLocked(e)
 	l.mu.Unlock()
+	e.cancel()
 }
 
 // refuse reports a request that could not start an entry; the id counts as
@@ -174,8 +217,8 @@ func (l *link) refuse(id uint64, err error) {
 func (l *link) remove(id uint64) {
 	l.mu.Lock()
 	e := l.mu.entries[id]
-	delete(l.mu.entries, id)
-	_, used := l.mu.used[id]
+	l.deleteLocked(e)
+	used := l.usedLocked(id)
 	l.mu.Unlock()
 	if e != nil {
 		e.cancel()
@@ -191,49 +234,53 @@ func (l *link) ack(a *dsdv1.BatchAck) {
 	id := a.GetEntryId()
 	l.mu.Lock()
 	e := l.mu.entries[id]
-	_, used := l.mu.used[id]
+	used := l.usedLocked(id)
 	l.mu.Unlock()
 	switch {
-	case e != nil:
-		if !e.release(a.GetBatchSeq()) {
+	case e != nil && e.read != nil:
+		if !l.release(e, a.GetBatchSeq()) {
 			l.sendError(id, fmt.Errorf("%w: entry %d has no unacked batch %d", errInvalidRequest, id, a.GetBatchSeq()), false)
 		}
+	case e != nil: // a Watch entry has no batches
+		l.sendError(id, fmt.Errorf("%w: entry %d has no unacked batch %d", errInvalidRequest, id, a.GetBatchSeq()), false)
 	case !used:
 		l.sendError(id, fmt.Errorf("%w: ack of entry %d", errUnknownEntry, id), true)
 	}
 }
 
 // pushed records a batch about to be sent.
-func (e *linkEntry) pushed(seq uint64, n int) {
-	e.mu.Lock()
-	e.mu.unacked[seq] = n
-	e.mu.inflight += n
-	e.mu.Unlock()
+func (l *link) pushed(e *linkEntry, seq uint64, n int) {
+	l.sched.mu.Lock()
+	e.read.unacked = append(e.read.unacked, unackedBatch{seq: seq, n: n})
+	e.read.inflight += n
+	l.sched.mu.Unlock()
 }
 
-// release frees the window of one batch and wakes the worker; false when
+// release frees the window of one batch and wakes the entry; false when
 // the batch is not unacked.
-func (e *linkEntry) release(seq uint64) bool {
-	e.mu.Lock()
-	n, ok := e.mu.unacked[seq]
-	if ok {
-		delete(e.mu.unacked, seq)
-		e.mu.inflight -= n
-	}
-	e.mu.Unlock()
-	if ok {
-		select {
-		case e.wake <- struct{}{}:
-		default:
+func (l *link) release(e *linkEntry, seq uint64) bool {
+	l.sched.mu.Lock()
+	defer l.sched.mu.Unlock()
+	r := e.read
+	for i, b := range r.unacked {
+		if b.seq == seq {
+			r.unacked = append(r.unacked[:i], r.unacked[i+1:]...)
+			if len(r.unacked) == 0 {
+				r.unacked = nil // an idle entry holds no array
+			}
+			r.inflight -= b.n
+			l.sched.wakeLocked(e)
+			return true
 		}
 	}
-	return ok
+	return false
 }
 
-func (e *linkEntry) inflight() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.mu.inflight
+// room is the window left to e.
+func (l *link) room(e *linkEntry) int {
+	l.sched.mu.Lock()
+	defer l.sched.mu.Unlock()
+	return e.read.window - e.read.inflight
 }
 
 // send queues a response for the send loop; false when ctx ended first.

@@ -4,13 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
-// addRead starts a Read entry: its worker pushes the iterator's messages
+// readEntry is the state of a Read entry. The worker running its step owns
+// it, but for the window (unacked, inflight), which acks change under
+// link.sched.mu.
+type readEntry struct {
+	stream streamKey // the scheduler's index key
+	it     []byte    // the position after the last pushed batch
+	seq    uint64    // the last pushed batch
+	window int
+	batch  int
+
+	unacked  []unackedBatch // pushed, not acked; nil when none
+	inflight int            // the messages of unacked
+}
+
+// unackedBatch is one pushed batch of a Read entry waiting for its ack.
+type unackedBatch struct {
+	seq uint64
+	n   int
+}
+
+// addRead adds a Read entry: the scheduler pushes the iterator's messages
 // as they become readable, within the window.
 func (l *link) addRead(r *dsdv1.ReadEntry) {
 	if r.GetWindow() == 0 {
@@ -22,65 +41,54 @@ func (l *link) addRead(r *dsdv1.ReadEntry) {
 		l.refuse(r.GetEntryId(), err)
 		return
 	}
-	it, window, batch := r.GetIterator(), int(r.GetWindow()), l.s.opts.BatchSize
+	batch := l.s.opts.BatchSize
 	if n := int(r.GetMaxBatchMessages()); n > 0 {
 		batch = min(batch, n)
 	}
-	l.start(r.GetEntryId(), r.GetSession(), func(ctx context.Context, e *linkEntry) {
-		l.runRead(ctx, e, st.Shard, it, window, batch)
-	})
+	l.start(&linkEntry{id: r.GetEntryId(), session: r.GetSession(), read: &readEntry{
+		stream: streamKey{st.Shard, st.Generation, string(st.StaticIndex)},
+		it:     r.GetIterator(), window: int(r.GetWindow()), batch: batch,
+	}})
 }
 
-// runRead is a Read entry's worker. It reads when the entry has window
-// left and either it has not read yet, or the shard's readable clock
-// advanced, or its streams changed (a generation added or dropped), or
-// IdlePollInterval passed; it pushes whatever Next returns. It ends at
-// end of stream, on an error (reported as an error event) or when ctx ends.
-func (l *link) runRead(ctx context.Context, e *linkEntry, shard int, it []byte, window, batch int) {
-	db, opts := l.s.db, l.s.opts
-	idle := time.NewTimer(opts.IdlePollInterval)
-	defer idle.Stop()
-	var seq uint64
-	for {
-		room := window - e.inflight()
-		if room <= 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-e.wake:
-				continue
-			}
-		}
-		// Take the channels before reading, so no commit is missed.
-		readable, streams := db.ReadableClockChanged(shard), db.StreamsChanged(shard)
-		msgs, next, eos, err := readOpen(ctx, db, it, storage.Limit{Max: min(batch, room), MaxBytes: opts.MaxBatchBytes})
-		if err != nil {
-			if ctx.Err() == nil {
-				l.endEntry(e, err)
-			}
-			return
-		}
-		if len(msgs) > 0 || eos {
-			seq++
-			e.pushed(seq, len(msgs))
-			if !l.send(ctx, readBatch(e.id, seq, msgs, next, eos)) || eos {
-				return
-			}
-			it = next
-			continue
-		}
-		if next != nil {
-			it = next
-		}
-		idle.Reset(opts.IdlePollInterval)
-		select {
-		case <-ctx.Done():
-			return
-		case <-readable:
-		case <-streams:
-		case <-idle.C:
-		}
+// stepRead is one step of a Read entry: with window left, one Next and,
+// when it found messages or the end of the stream, one pushed batch. It
+// reports whether the entry may have more at once (it pushed a batch). An
+// error ends the entry (reported as an error event), and so does the end of
+// the stream, after its batch.
+func (l *link) stepRead(e *linkEntry) bool {
+	r, db, opts := e.read, l.s.db, l.s.opts
+	room := l.room(e)
+	if room <= 0 {
+		return false // an ack wakes the entry
 	}
+	msgs, next, eos, err := readOpen(l.ctx, db, r.it, storage.Limit{Max: min(r.batch, room), MaxBytes: opts.MaxBatchBytes})
+	if err != nil {
+		l.s.metrics.linkReads[linkReadError].Inc()
+		if l.ctx.Err() == nil {
+			l.endEntry(e, err)
+		}
+		return false
+	}
+	if len(msgs) == 0 && !eos {
+		l.s.metrics.linkReads[linkReadEmpty].Inc()
+		if next != nil {
+			r.it = next
+		}
+		return false
+	}
+	l.s.metrics.linkReads[linkReadData].Inc()
+	r.seq++
+	l.pushed(e, r.seq, len(msgs))
+	if !l.send(l.ctx, readBatch(e.id, r.seq, msgs, next, eos)) {
+		return false
+	}
+	r.it = next
+	if eos {
+		l.forget(e)
+		return false
+	}
+	return true
 }
 
 func readBatch(id, seq uint64, msgs []storage.Entry, it []byte, eos bool) *dsdv1.GatewayLinkResponse {
@@ -92,8 +100,8 @@ func readBatch(id, seq uint64, msgs []storage.Entry, it []byte, eos bool) *dsdv1
 }
 
 // readOpen is db.Next, refused with ErrClosed once the DB is closing: Close
-// wakes every waiter, and a woken worker must stop rather than read a
-// closing engine.
+// wakes every entry, and a woken entry must end rather than read a closing
+// engine.
 func readOpen(ctx context.Context, db *storage.DB, it []byte, lim storage.Limit) ([]storage.Entry, []byte, bool, error) {
 	if err := db.Ready(); errors.Is(err, storage.ErrClosed) {
 		return nil, nil, false, err

@@ -31,7 +31,13 @@ type linkEnv struct {
 // on-disk DB with 4 shards.
 func startLinkServer(t testing.TB, lo GatewayLinkOptions) *linkEnv {
 	t.Helper()
-	db, err := storage.Open(storage.Options{DataDir: t.TempDir(), NShards: 4})
+	return startLinkServerShards(t, lo, 4)
+}
+
+// startLinkServerShards is startLinkServer with nShards shards.
+func startLinkServerShards(t testing.TB, lo GatewayLinkOptions, nShards int) *linkEnv {
+	t.Helper()
+	db, err := storage.Open(storage.Options{DataDir: t.TempDir(), NShards: nShards})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,29 +1,120 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
-// addWatch starts a Watch entry: its worker announces the filter's streams.
-func (l *link) addWatch(w *dsdv1.WatchEntry) {
-	shard := -1
-	if w.Shard != nil {
-		if int(w.GetShard()) >= l.s.db.NShards() {
-			l.refuse(w.GetEntryId(), fmt.Errorf("%w: watch entry %d: shard %d does not exist (n_shards = %d)", errInvalidRequest, w.GetEntryId(), w.GetShard(), l.s.db.NShards()))
+// watchEntry is the state of a Watch entry, owned by the worker running
+// its step.
+type watchEntry struct {
+	filter string
+	// shards are the watched shards, each from its own start; one item
+	// with shard -1 watches every shard from one start.
+	shards []watchShard
+	// announced holds the streams of the last listing that were announced
+	// (nil while there are none). Streams leave a listing only when their
+	// generation is dropped, and generation ids are never reused, so the
+	// set stays bounded.
+	announced map[streamKey]struct{}
+	initial   bool // the initial announcement is not sent yet
+
+	// Guarded by link.sched.mu: the shards to list at the next step, all
+	// of them or those whose streams changed since the last one.
+	dirtyAll bool
+	dirty    []int32
+}
+
+type watchShard struct {
+	shard int32
+	start int64
+}
+
+// covers reports whether the entry watches shard.
+func (w *watchEntry) covers(shard int) bool { return lists(w.shards, shard) }
+
+// markLocked notes that shard's streams changed (-1: every shard, or
+// unknown); the caller holds link.sched.mu.
+func (w *watchEntry) markLocked(shard int) {
+	if w.dirtyAll || len(w.shards) == 1 {
+		w.dirtyAll = true // one listing covers it
+		return
+	}
+	if shard < 0 {
+		w.dirtyAll, w.dirty = true, nil
+		return
+	}
+	for _, s := range w.dirty {
+		if int(s) == shard {
 			return
 		}
-		shard = int(w.GetShard())
 	}
-	filter, start := w.GetTopicFilter(), w.GetStartTimeUs()
-	l.start(w.GetEntryId(), w.GetSession(), func(ctx context.Context, e *linkEntry) {
-		l.runWatch(ctx, e, filter, shard, start)
-	})
+	w.dirty = append(w.dirty, int32(shard))
+}
+
+// takeDirty returns the shards the step lists and clears the marks.
+func (l *link) takeDirty(w *watchEntry) []watchShard {
+	l.sched.mu.Lock()
+	defer l.sched.mu.Unlock()
+	all, dirty := w.dirtyAll, w.dirty
+	w.dirtyAll, w.dirty = false, nil
+	if all {
+		return w.shards
+	}
+	out := make([]watchShard, 0, len(dirty))
+	for _, s := range w.shards {
+		for _, d := range dirty {
+			if s.shard == d {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// addWatch adds a Watch entry: the scheduler announces the filter's
+// streams in its shards.
+func (l *link) addWatch(w *dsdv1.WatchEntry) {
+	n := l.s.db.NShards()
+	bad := func(format string, args ...any) {
+		l.refuse(w.GetEntryId(), fmt.Errorf("%w: watch entry %d: "+format, append([]any{errInvalidRequest, w.GetEntryId()}, args...)...))
+	}
+	var shards []watchShard
+	switch {
+	case len(w.GetShards()) > 0:
+		if len(w.GetShards()) > n {
+			bad("%d shards listed, n_shards = %d", len(w.GetShards()), n)
+			return
+		}
+		shards = make([]watchShard, 0, len(w.GetShards()))
+		seen := make([]bool, n)
+		for _, s := range w.GetShards() {
+			if int(s.GetShard()) >= n {
+				bad("shard %d does not exist (n_shards = %d)", s.GetShard(), n)
+				return
+			}
+			if seen[s.GetShard()] {
+				bad("shard %d listed twice", s.GetShard())
+				return
+			}
+			seen[s.GetShard()] = true
+			shards = append(shards, watchShard{int32(s.GetShard()), s.GetStartTimeUs()})
+		}
+	case w.Shard != nil:
+		if int(w.GetShard()) >= n {
+			bad("shard %d does not exist (n_shards = %d)", w.GetShard(), n)
+			return
+		}
+		shards = []watchShard{{int32(w.GetShard()), w.GetStartTimeUs()}}
+	default:
+		shards = []watchShard{{-1, w.GetStartTimeUs()}}
+	}
+	l.start(&linkEntry{id: w.GetEntryId(), session: w.GetSession(), watch: &watchEntry{
+		filter: w.GetTopicFilter(), shards: shards, initial: true, dirtyAll: true,
+	}})
 }
 
 // streamKey identifies a stream among those announced.
@@ -33,69 +124,84 @@ type streamKey struct {
 	static string
 }
 
-// runWatch is a Watch entry's worker. It lists the filter's streams when it
-// starts (the initial announcement, maybe empty), then each time the
-// shard's (or any shard's) streams changed or RenewStreamsInterval passed,
-// and announces the streams it has not announced yet. It ends when ctx
-// ends or on an error.
-func (l *link) runWatch(ctx context.Context, e *linkEntry, filter string, shard int, start int64) {
-	db := l.s.db
-	renew := time.NewTimer(l.s.opts.RenewStreamsInterval)
-	defer renew.Stop()
-	// announced holds the streams of the last listing that were announced.
-	// Streams leave a listing only when their generation is dropped, and
-	// generation ids are never reused, so the set stays bounded.
-	announced := make(map[streamKey]struct{})
-	initial := true
-	for {
-		changed := db.StreamsChanged(shard)
-		streams, err := db.GetStreams(filter, start, shard)
+// stepWatch is one step of a Watch entry: it lists the filter's streams in
+// its shards whose streams changed (all of them at the first step and each
+// RenewStreamsInterval) and announces the ones it has not announced yet.
+// The first step's announcement is the initial one (maybe empty). An error
+// ends the entry.
+func (l *link) stepWatch(e *linkEntry) bool {
+	w, db := e.watch, l.s.db
+	fail := func(err error) bool {
+		if l.ctx.Err() == nil {
+			l.endEntry(e, err)
+		}
+		return false
+	}
+	var fresh []*dsdv1.AnnouncedStream
+	var listed map[streamKey]struct{}
+	shards := l.takeDirty(w)
+	for _, ws := range shards {
+		streams, err := db.GetStreams(w.filter, ws.start, int(ws.shard))
 		if rerr := db.Ready(); errors.Is(rerr, storage.ErrClosed) {
-			err = rerr // Close woke us: stop rather than spin
+			err = rerr // Close woke us: end rather than list a closing engine
 		}
 		if err != nil {
-			if ctx.Err() == nil {
-				l.endEntry(e, err)
-			}
-			return
+			return fail(err)
 		}
-		var fresh []*dsdv1.AnnouncedStream
-		listed := make(map[streamKey]struct{}, len(streams))
 		for _, st := range streams {
 			k := streamKey{st.Shard, st.Generation, string(st.StaticIndex)}
-			if _, ok := announced[k]; ok {
+			if listed == nil {
+				listed = make(map[streamKey]struct{}, len(streams))
+			}
+			if _, ok := w.announced[k]; ok {
 				listed[k] = struct{}{}
 				continue
 			}
-			it, err := db.MakeIterator(st, filter, start)
+			it, err := db.MakeIterator(st, w.filter, ws.start)
 			if errors.Is(err, storage.ErrGenerationDropped) {
 				continue // dropped since the listing: nothing to announce
 			}
 			if err != nil {
-				if ctx.Err() == nil {
-					l.endEntry(e, err)
-				}
-				return
+				return fail(err)
 			}
 			listed[k] = struct{}{}
 			fresh = append(fresh, &dsdv1.AnnouncedStream{Stream: streamToProto(st), Iterator: it})
 		}
-		announced = listed
-		if initial || len(fresh) > 0 {
-			resp := &dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Announcement{Announcement: &dsdv1.StreamsAnnouncement{
-				EntryId: e.id, Streams: fresh, Initial: initial,
-			}}}
-			if !l.send(ctx, resp) {
-				return
-			}
-			initial = false
-		}
-		renew.Reset(l.s.opts.RenewStreamsInterval)
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-renew.C:
+	}
+	l.s.metrics.linkListings.Inc()
+	// The listed shards' streams replace their earlier ones.
+	for k := range w.announced {
+		if _, ok := listed[k]; !ok && lists(shards, k.shard) {
+			delete(w.announced, k)
 		}
 	}
+	for k := range listed {
+		if w.announced == nil {
+			w.announced = make(map[streamKey]struct{}, len(listed))
+		}
+		w.announced[k] = struct{}{}
+	}
+	if len(w.announced) == 0 {
+		w.announced = nil
+	}
+	if w.initial || len(fresh) > 0 {
+		resp := &dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Announcement{Announcement: &dsdv1.StreamsAnnouncement{
+			EntryId: e.id, Streams: fresh, Initial: w.initial,
+		}}}
+		if !l.send(l.ctx, resp) {
+			return false
+		}
+		w.initial = false
+	}
+	return false
+}
+
+// lists reports whether a listing of shards covers shard.
+func lists(shards []watchShard, shard int) bool {
+	for _, s := range shards {
+		if s.shard == -1 || int(s.shard) == shard {
+			return true
+		}
+	}
+	return false
 }

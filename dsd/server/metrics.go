@@ -35,7 +35,20 @@ type metrics struct {
 	// linkEntriesRefused counts Watch and Read entries refused because
 	// their link held max_link_entries.
 	linkEntriesRefused prometheus.Counter
+	// linkReads counts the Next calls of Read entries by result
+	// (linkReadData, ...); linkListings the listings of Watch entries;
+	// linkRunnable the entries queued for a link's workers.
+	linkReads    [3]prometheus.Counter
+	linkListings prometheus.Counter
+	linkRunnable prometheus.Gauge
 }
+
+// Results of a Read entry's Next (strata_ds_link_reads_total's result).
+const (
+	linkReadData  = iota // messages or the end of the stream: a batch pushed
+	linkReadEmpty        // nothing readable yet
+	linkReadError        // the entry ended with an error
+)
 
 // latencyBuckets span 50 µs to ~3 s.
 var latencyBuckets = prometheus.ExponentialBuckets(50e-6, 2, 17)
@@ -75,6 +88,22 @@ func newMetrics(db *storage.DB) *metrics {
 			Help: "Watch and Read entries refused (RESOURCE_EXHAUSTED) because their gateway link held durable_sessions.max_link_entries.",
 		}),
 	}
+	reads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "strata_ds_link_reads_total",
+		Help: "Next calls of gateway link Read entries, by result: data (a batch pushed), empty (nothing readable yet: a wasted wake-up), error (the entry ended).",
+	}, []string{"result"})
+	for i, r := range []string{"data", "empty", "error"} {
+		m.linkReads[i] = reads.WithLabelValues(r)
+	}
+	m.linkListings = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "strata_ds_link_watch_listings_total",
+		Help: "Stream listings of gateway link Watch entries (one per woken entry).",
+	})
+	m.linkRunnable = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "strata_ds_link_runnable_entries",
+		Help: "Gateway link entries queued for their link's workers (all links).",
+	})
+	m.registry.MustRegister(reads, m.linkListings, m.linkRunnable)
 	for shard := range db.NShards() {
 		m.storeByShard = append(m.storeByShard, m.storeBatch.WithLabelValues(strconv.Itoa(shard)))
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc/status"
@@ -68,13 +69,10 @@ func (l *link) checkSessionLocked(ref *dsdv1.SessionRef) error {
 // entries tied to the revoked (client id, guard), and kicks the connection
 // if this link's gateway epoch owned it while connected. It never blocks.
 func (l *link) guardRevoked(ev storage.GuardRevoked) {
-	var removed []*linkEntry
 	l.mu.Lock()
-	for id, e := range l.mu.entries {
-		if ref := e.session; ref != nil && ref.GetClientId() == ev.ClientID && ref.GetGuard() == ev.Guard {
-			delete(l.mu.entries, id)
-			removed = append(removed, e)
-		}
+	removed := slices.Clone(l.mu.bySession[sessionKey{ev.ClientID, ev.Guard}])
+	for _, e := range removed {
+		l.deleteLocked(e)
 	}
 	l.mu.Unlock()
 	var out []*dsdv1.GatewayLinkResponse

@@ -88,6 +88,8 @@ type applyResult struct {
 	// droppedGen is the generation this command dropped (0: none).
 	tail       []tailWrite
 	droppedGen uint64
+	// touched are the streams the batch stored messages in (touched.go).
+	touched touchSet
 }
 
 // apply applies one command to the shard state and returns the writes that
@@ -200,6 +202,7 @@ func applyBatch(st *shardState, c cmdBatch) applyResult {
 			res.tailMessage(g, l.Static, ts, val)
 			g.counts[l.Static]++
 			touched[l.Static] = struct{}{}
+			res.touch(g, l, ts)
 			res.messages++
 			res.bytes += len(val)
 		}

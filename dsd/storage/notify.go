@@ -69,10 +69,11 @@ type notifier struct {
 	readable []broadcast // per shard
 	streams  []broadcast // per shard
 	anyShard broadcast   // streams changed in any shard
+	feed     *commitFeed // touched streams (touched.go)
 }
 
 func newNotifier(nShards int) *notifier {
-	return &notifier{readable: make([]broadcast, nShards), streams: make([]broadcast, nShards)}
+	return &notifier{readable: make([]broadcast, nShards), streams: make([]broadcast, nShards), feed: newCommitFeed(nShards)}
 }
 
 // committed is called by a shard's syncer after a batch is committed and
@@ -93,6 +94,7 @@ func (n *notifier) close() {
 		n.streams[i].close()
 	}
 	n.anyShard.close()
+	n.feed.close()
 }
 
 // ReadableClockChanged returns a channel that is closed the next time the

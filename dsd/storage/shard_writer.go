@@ -70,6 +70,11 @@ type inflightBatch struct {
 	nbytes  int
 	// streamsChanged is applyResult.streamsChanged, notified after the commit.
 	streamsChanged bool
+	// generationsChanged: the command added or dropped a generation;
+	// touched are applyResult.touched. Both go to the commit feed
+	// (touched.go).
+	generationsChanged bool
+	touched            touchSet
 	// revoked are applyResult.revoked, announced after the commit.
 	revoked []GuardRevoked
 	// willRetained are applyResult.willRetained, handed to the retained
@@ -247,7 +252,11 @@ func (s *shard) flush(reqs []*request) *inflightBatch {
 	case reqSession:
 		cmd = reqs[0].mkCmd(now)
 	}
-	return s.applyAndCommit(cmd, reqs)
+	f := s.applyAndCommit(cmd, reqs)
+	if f != nil && (reqs[0].kind == reqAddGeneration || reqs[0].kind == reqDropGeneration) {
+		f.generationsChanged = true
+	}
+	return f
 }
 
 // applyAndCommit runs apply under mu and returns the applied command for
@@ -273,7 +282,7 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 	}
 	f := &inflightBatch{shard: s, writes: res.writes, reqs: reqs, replies: make([]reply, len(reqs)), lastTs: lastTs, compact: res.compact,
 		started: start, nmsgs: res.messages, nbytes: res.bytes, streamsChanged: res.streamsChanged, revoked: res.revoked,
-		willRetained: res.willRetained}
+		willRetained: res.willRetained, touched: res.touched}
 	for _, d := range res.willsDropped {
 		s.db.log.Warn("will dropped: the layout refused its topic", "shard", s.id, "will", d)
 	}
@@ -303,6 +312,7 @@ func (s *shard) finish(f *inflightBatch, err error) {
 			s.readable.Store(f.lastTs)
 		}
 		s.db.notify.committed(s.id, advanced, f.streamsChanged)
+		s.db.notify.feed.committed(s.id, s.readable.Load(), f)
 		s.db.sessionEvents.fire(f.revoked)
 		if len(f.willRetained) > 0 {
 			s.db.wg.Add(1)

@@ -131,6 +131,7 @@ func fireWill(st *shardState, res *applyResult, rec *storagev1.SessionRecord, no
 	g.counts[l.Static]++
 	res.writes = g.layout.appendMessage(res.writes, st.shard, g.meta.Id, l, ts, val)
 	res.tailMessage(g, l.Static, ts, val)
+	res.touch(g, l, ts)
 	res.writes = append(res.writes,
 		write{key: countKey(st.shard, g.meta.Id, g.layout.staticBytes(l.Static)), value: encodeValue(&storagev1.StreamCount{Count: g.counts[l.Static]})},
 		clockWrite(st),

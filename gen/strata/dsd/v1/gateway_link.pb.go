@@ -560,19 +560,27 @@ func (x *HeartbeatAck) GetSeq() uint64 {
 // generation) as it appears, each announced once.
 type WatchEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// EntryId is chosen by the gateway and never reused on the stream.
+	// EntryId is chosen by the gateway, strictly increasing on the stream
+	// (Watch and Read entries share one sequence): an id at or below the
+	// highest used is refused as reused.
 	EntryId     uint64 `protobuf:"varint,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
 	TopicFilter string `protobuf:"bytes,2,opt,name=topic_filter,json=topicFilter,proto3" json:"topic_filter,omitempty"`
 	// Shard restricts the watch to one shard; unset watches every shard.
+	// Ignored when shards is set.
 	Shard *uint32 `protobuf:"varint,3,opt,name=shard,proto3,oneof" json:"shard,omitempty"`
 	// StartTimeUs is the subscription's start (a dsd watermark): generations
 	// that ended at or before it are skipped, and announced iterators start
-	// there.
+	// there. Ignored when shards is set.
 	StartTimeUs int64 `protobuf:"varint,4,opt,name=start_time_us,json=startTimeUs,proto3" json:"start_time_us,omitempty"`
 	// Session, when set, ties the entry to a session guard: the entry is
 	// refused when the guard is stale, and removed when the session is taken
 	// over or deleted.
-	Session       *SessionRef `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
+	Session *SessionRef `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
+	// Shards, when not empty, lists the shards to watch, each from its own
+	// start (that shard's watermark), so one entry serves a subscription in
+	// every shard; shard and start_time_us are then ignored. A shard listed
+	// twice or out of range refuses the entry (INVALID_ARGUMENT).
+	Shards        []*WatchShard `protobuf:"bytes,6,rep,name=shards,proto3" json:"shards,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -642,6 +650,67 @@ func (x *WatchEntry) GetSession() *SessionRef {
 	return nil
 }
 
+func (x *WatchEntry) GetShards() []*WatchShard {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+// WatchShard is one shard of a WatchEntry with its own start.
+type WatchShard struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// StartTimeUs is the shard's start, as WatchEntry.start_time_us.
+	StartTimeUs   int64 `protobuf:"varint,2,opt,name=start_time_us,json=startTimeUs,proto3" json:"start_time_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchShard) Reset() {
+	*x = WatchShard{}
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchShard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchShard) ProtoMessage() {}
+
+func (x *WatchShard) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchShard.ProtoReflect.Descriptor instead.
+func (*WatchShard) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WatchShard) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *WatchShard) GetStartTimeUs() int64 {
+	if x != nil {
+		return x.StartTimeUs
+	}
+	return 0
+}
+
 // SessionRef names one incarnation of a session: (client id, guard).
 type SessionRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -653,7 +722,7 @@ type SessionRef struct {
 
 func (x *SessionRef) Reset() {
 	*x = SessionRef{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[7]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +734,7 @@ func (x *SessionRef) String() string {
 func (*SessionRef) ProtoMessage() {}
 
 func (x *SessionRef) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[7]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +747,7 @@ func (x *SessionRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRef.ProtoReflect.Descriptor instead.
 func (*SessionRef) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{7}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SessionRef) GetClientId() string {
@@ -710,7 +779,7 @@ type SessionKick struct {
 
 func (x *SessionKick) Reset() {
 	*x = SessionKick{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[8]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +791,7 @@ func (x *SessionKick) String() string {
 func (*SessionKick) ProtoMessage() {}
 
 func (x *SessionKick) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[8]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +804,7 @@ func (x *SessionKick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionKick.ProtoReflect.Descriptor instead.
 func (*SessionKick) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{8}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SessionKick) GetClientId() string {
@@ -762,8 +831,9 @@ func (x *SessionKick) GetReason() string {
 // ReadEntry asks dsd to push the messages of one iterator's stream as they
 // become readable.
 type ReadEntry struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	EntryId uint64                 `protobuf:"varint,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// EntryId: as WatchEntry.entry_id.
+	EntryId uint64 `protobuf:"varint,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
 	// Iterator is opaque: from an announcement, MakeIterator, or a ReadBatch.
 	Iterator []byte `protobuf:"bytes,2,opt,name=iterator,proto3" json:"iterator,omitempty"`
 	// Window is the most messages pushed and not yet acked (at least 1).
@@ -779,7 +849,7 @@ type ReadEntry struct {
 
 func (x *ReadEntry) Reset() {
 	*x = ReadEntry{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[9]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +861,7 @@ func (x *ReadEntry) String() string {
 func (*ReadEntry) ProtoMessage() {}
 
 func (x *ReadEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[9]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +874,7 @@ func (x *ReadEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadEntry.ProtoReflect.Descriptor instead.
 func (*ReadEntry) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{9}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReadEntry) GetEntryId() uint64 {
@@ -853,7 +923,7 @@ type BatchAck struct {
 
 func (x *BatchAck) Reset() {
 	*x = BatchAck{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[10]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -865,7 +935,7 @@ func (x *BatchAck) String() string {
 func (*BatchAck) ProtoMessage() {}
 
 func (x *BatchAck) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[10]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -878,7 +948,7 @@ func (x *BatchAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchAck.ProtoReflect.Descriptor instead.
 func (*BatchAck) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{10}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BatchAck) GetEntryId() uint64 {
@@ -905,7 +975,7 @@ type RemoveEntry struct {
 
 func (x *RemoveEntry) Reset() {
 	*x = RemoveEntry{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +987,7 @@ func (x *RemoveEntry) String() string {
 func (*RemoveEntry) ProtoMessage() {}
 
 func (x *RemoveEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1000,7 @@ func (x *RemoveEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveEntry.ProtoReflect.Descriptor instead.
 func (*RemoveEntry) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{11}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RemoveEntry) GetEntryId() uint64 {
@@ -952,7 +1022,7 @@ type AnnouncedStream struct {
 
 func (x *AnnouncedStream) Reset() {
 	*x = AnnouncedStream{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1034,7 @@ func (x *AnnouncedStream) String() string {
 func (*AnnouncedStream) ProtoMessage() {}
 
 func (x *AnnouncedStream) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1047,7 @@ func (x *AnnouncedStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncedStream.ProtoReflect.Descriptor instead.
 func (*AnnouncedStream) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{12}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AnnouncedStream) GetStream() *Stream {
@@ -1008,7 +1078,7 @@ type StreamsAnnouncement struct {
 
 func (x *StreamsAnnouncement) Reset() {
 	*x = StreamsAnnouncement{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1090,7 @@ func (x *StreamsAnnouncement) String() string {
 func (*StreamsAnnouncement) ProtoMessage() {}
 
 func (x *StreamsAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1103,7 @@ func (x *StreamsAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamsAnnouncement.ProtoReflect.Descriptor instead.
 func (*StreamsAnnouncement) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{13}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StreamsAnnouncement) GetEntryId() uint64 {
@@ -1075,7 +1145,7 @@ type ReadBatch struct {
 
 func (x *ReadBatch) Reset() {
 	*x = ReadBatch{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1157,7 @@ func (x *ReadBatch) String() string {
 func (*ReadBatch) ProtoMessage() {}
 
 func (x *ReadBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1170,7 @@ func (x *ReadBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBatch.ProtoReflect.Descriptor instead.
 func (*ReadBatch) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{14}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReadBatch) GetEntryId() uint64 {
@@ -1157,7 +1227,7 @@ type EntryError struct {
 
 func (x *EntryError) Reset() {
 	*x = EntryError{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1239,7 @@ func (x *EntryError) String() string {
 func (*EntryError) ProtoMessage() {}
 
 func (x *EntryError) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1252,7 @@ func (x *EntryError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryError.ProtoReflect.Descriptor instead.
 func (*EntryError) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{15}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EntryError) GetEntryId() uint64 {
@@ -1247,15 +1317,20 @@ const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\tHeartbeat\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\" \n" +
 	"\fHeartbeatAck\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xc8\x01\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xfb\x01\n" +
 	"\n" +
 	"WatchEntry\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12!\n" +
 	"\ftopic_filter\x18\x02 \x01(\tR\vtopicFilter\x12\x19\n" +
 	"\x05shard\x18\x03 \x01(\rH\x00R\x05shard\x88\x01\x01\x12\"\n" +
 	"\rstart_time_us\x18\x04 \x01(\x03R\vstartTimeUs\x123\n" +
-	"\asession\x18\x05 \x01(\v2\x19.strata.dsd.v1.SessionRefR\asessionB\b\n" +
-	"\x06_shard\"?\n" +
+	"\asession\x18\x05 \x01(\v2\x19.strata.dsd.v1.SessionRefR\asession\x121\n" +
+	"\x06shards\x18\x06 \x03(\v2\x19.strata.dsd.v1.WatchShardR\x06shardsB\b\n" +
+	"\x06_shard\"F\n" +
+	"\n" +
+	"WatchShard\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\"\n" +
+	"\rstart_time_us\x18\x02 \x01(\x03R\vstartTimeUs\"?\n" +
 	"\n" +
 	"SessionRef\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
@@ -1310,7 +1385,7 @@ func file_strata_dsd_v1_gateway_link_proto_rawDescGZIP() []byte {
 	return file_strata_dsd_v1_gateway_link_proto_rawDescData
 }
 
-var file_strata_dsd_v1_gateway_link_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_strata_dsd_v1_gateway_link_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_strata_dsd_v1_gateway_link_proto_goTypes = []any{
 	(*GatewayLinkRequest)(nil),  // 0: strata.dsd.v1.GatewayLinkRequest
 	(*GatewayLinkResponse)(nil), // 1: strata.dsd.v1.GatewayLinkResponse
@@ -1319,43 +1394,45 @@ var file_strata_dsd_v1_gateway_link_proto_goTypes = []any{
 	(*Heartbeat)(nil),           // 4: strata.dsd.v1.Heartbeat
 	(*HeartbeatAck)(nil),        // 5: strata.dsd.v1.HeartbeatAck
 	(*WatchEntry)(nil),          // 6: strata.dsd.v1.WatchEntry
-	(*SessionRef)(nil),          // 7: strata.dsd.v1.SessionRef
-	(*SessionKick)(nil),         // 8: strata.dsd.v1.SessionKick
-	(*ReadEntry)(nil),           // 9: strata.dsd.v1.ReadEntry
-	(*BatchAck)(nil),            // 10: strata.dsd.v1.BatchAck
-	(*RemoveEntry)(nil),         // 11: strata.dsd.v1.RemoveEntry
-	(*AnnouncedStream)(nil),     // 12: strata.dsd.v1.AnnouncedStream
-	(*StreamsAnnouncement)(nil), // 13: strata.dsd.v1.StreamsAnnouncement
-	(*ReadBatch)(nil),           // 14: strata.dsd.v1.ReadBatch
-	(*EntryError)(nil),          // 15: strata.dsd.v1.EntryError
-	(*Stream)(nil),              // 16: strata.dsd.v1.Stream
-	(*StoredMessage)(nil),       // 17: strata.dsd.v1.StoredMessage
+	(*WatchShard)(nil),          // 7: strata.dsd.v1.WatchShard
+	(*SessionRef)(nil),          // 8: strata.dsd.v1.SessionRef
+	(*SessionKick)(nil),         // 9: strata.dsd.v1.SessionKick
+	(*ReadEntry)(nil),           // 10: strata.dsd.v1.ReadEntry
+	(*BatchAck)(nil),            // 11: strata.dsd.v1.BatchAck
+	(*RemoveEntry)(nil),         // 12: strata.dsd.v1.RemoveEntry
+	(*AnnouncedStream)(nil),     // 13: strata.dsd.v1.AnnouncedStream
+	(*StreamsAnnouncement)(nil), // 14: strata.dsd.v1.StreamsAnnouncement
+	(*ReadBatch)(nil),           // 15: strata.dsd.v1.ReadBatch
+	(*EntryError)(nil),          // 16: strata.dsd.v1.EntryError
+	(*Stream)(nil),              // 17: strata.dsd.v1.Stream
+	(*StoredMessage)(nil),       // 18: strata.dsd.v1.StoredMessage
 }
 var file_strata_dsd_v1_gateway_link_proto_depIdxs = []int32{
 	2,  // 0: strata.dsd.v1.GatewayLinkRequest.hello:type_name -> strata.dsd.v1.GatewayHello
 	6,  // 1: strata.dsd.v1.GatewayLinkRequest.watch:type_name -> strata.dsd.v1.WatchEntry
-	9,  // 2: strata.dsd.v1.GatewayLinkRequest.read:type_name -> strata.dsd.v1.ReadEntry
-	10, // 3: strata.dsd.v1.GatewayLinkRequest.ack:type_name -> strata.dsd.v1.BatchAck
-	11, // 4: strata.dsd.v1.GatewayLinkRequest.remove:type_name -> strata.dsd.v1.RemoveEntry
+	10, // 2: strata.dsd.v1.GatewayLinkRequest.read:type_name -> strata.dsd.v1.ReadEntry
+	11, // 3: strata.dsd.v1.GatewayLinkRequest.ack:type_name -> strata.dsd.v1.BatchAck
+	12, // 4: strata.dsd.v1.GatewayLinkRequest.remove:type_name -> strata.dsd.v1.RemoveEntry
 	4,  // 5: strata.dsd.v1.GatewayLinkRequest.heartbeat:type_name -> strata.dsd.v1.Heartbeat
 	3,  // 6: strata.dsd.v1.GatewayLinkResponse.welcome:type_name -> strata.dsd.v1.GatewayWelcome
-	13, // 7: strata.dsd.v1.GatewayLinkResponse.announcement:type_name -> strata.dsd.v1.StreamsAnnouncement
-	14, // 8: strata.dsd.v1.GatewayLinkResponse.batch:type_name -> strata.dsd.v1.ReadBatch
-	15, // 9: strata.dsd.v1.GatewayLinkResponse.error:type_name -> strata.dsd.v1.EntryError
-	8,  // 10: strata.dsd.v1.GatewayLinkResponse.kick:type_name -> strata.dsd.v1.SessionKick
+	14, // 7: strata.dsd.v1.GatewayLinkResponse.announcement:type_name -> strata.dsd.v1.StreamsAnnouncement
+	15, // 8: strata.dsd.v1.GatewayLinkResponse.batch:type_name -> strata.dsd.v1.ReadBatch
+	16, // 9: strata.dsd.v1.GatewayLinkResponse.error:type_name -> strata.dsd.v1.EntryError
+	9,  // 10: strata.dsd.v1.GatewayLinkResponse.kick:type_name -> strata.dsd.v1.SessionKick
 	5,  // 11: strata.dsd.v1.GatewayLinkResponse.heartbeat_ack:type_name -> strata.dsd.v1.HeartbeatAck
-	7,  // 12: strata.dsd.v1.WatchEntry.session:type_name -> strata.dsd.v1.SessionRef
-	7,  // 13: strata.dsd.v1.ReadEntry.session:type_name -> strata.dsd.v1.SessionRef
-	16, // 14: strata.dsd.v1.AnnouncedStream.stream:type_name -> strata.dsd.v1.Stream
-	12, // 15: strata.dsd.v1.StreamsAnnouncement.streams:type_name -> strata.dsd.v1.AnnouncedStream
-	17, // 16: strata.dsd.v1.ReadBatch.messages:type_name -> strata.dsd.v1.StoredMessage
-	0,  // 17: strata.dsd.v1.GatewayLinkService.GatewayLink:input_type -> strata.dsd.v1.GatewayLinkRequest
-	1,  // 18: strata.dsd.v1.GatewayLinkService.GatewayLink:output_type -> strata.dsd.v1.GatewayLinkResponse
-	18, // [18:19] is the sub-list for method output_type
-	17, // [17:18] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	8,  // 12: strata.dsd.v1.WatchEntry.session:type_name -> strata.dsd.v1.SessionRef
+	7,  // 13: strata.dsd.v1.WatchEntry.shards:type_name -> strata.dsd.v1.WatchShard
+	8,  // 14: strata.dsd.v1.ReadEntry.session:type_name -> strata.dsd.v1.SessionRef
+	17, // 15: strata.dsd.v1.AnnouncedStream.stream:type_name -> strata.dsd.v1.Stream
+	13, // 16: strata.dsd.v1.StreamsAnnouncement.streams:type_name -> strata.dsd.v1.AnnouncedStream
+	18, // 17: strata.dsd.v1.ReadBatch.messages:type_name -> strata.dsd.v1.StoredMessage
+	0,  // 18: strata.dsd.v1.GatewayLinkService.GatewayLink:input_type -> strata.dsd.v1.GatewayLinkRequest
+	1,  // 19: strata.dsd.v1.GatewayLinkService.GatewayLink:output_type -> strata.dsd.v1.GatewayLinkResponse
+	19, // [19:20] is the sub-list for method output_type
+	18, // [18:19] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_gateway_link_proto_init() }
@@ -1387,7 +1464,7 @@ func file_strata_dsd_v1_gateway_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_gateway_link_proto_rawDesc), len(file_strata_dsd_v1_gateway_link_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
