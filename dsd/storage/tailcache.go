@@ -179,7 +179,7 @@ type tailRead struct {
 	max, maxBytes    int
 	out              []Entry
 	last             []byte
-	scanned, matched int
+	scanned          int
 }
 
 // maxTailScan bounds how many cached messages a read with a narrow filter
