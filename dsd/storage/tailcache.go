@@ -175,11 +175,11 @@ type tailRead struct {
 	// unconstrained: every message of the stream matches the filter's
 	// varying levels, so no message is skipped for its topic (but for
 	// hash-free checks of the real topic).
-	unconstrained    bool
-	max, maxBytes    int
-	out              []Entry
-	last             []byte
-	scanned          int
+	unconstrained bool
+	max, maxBytes int
+	out           []Entry
+	last          []byte
+	scanned       int
 }
 
 // maxTailScan bounds how many cached messages a read with a narrow filter
