@@ -219,7 +219,20 @@ var (
 		"Time from a round's Pebble batch being applied to its fsync returning.", nil, nil)
 )
 
+// The tail cache's figures (dsd/storage/tailcache.go).
+var (
+	tailBytesDesc = prometheus.NewDesc("strata_ds_tail_cache_bytes",
+		"Bytes held by the tail cache of recently written messages (durable_storage.messages.tail_cache_bytes bounds it).", nil, nil)
+	tailReadsDesc = prometheus.NewDesc("strata_ds_tail_cache_reads_total",
+		"Reads of v2 streams' live end: served from the tail cache (hit) or sent to Pebble because the cache does not cover the reader's position (miss).", []string{"result"}, nil)
+	tailEvictedDesc = prometheus.NewDesc("strata_ds_tail_cache_evicted_total",
+		"Messages evicted from the tail cache to stay within its budget.", nil, nil)
+)
+
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- tailBytesDesc
+	ch <- tailReadsDesc
+	ch <- tailEvictedDesc
 	ch <- walFsyncsDesc
 	ch <- walBytesDesc
 	ch <- commitRoundsDesc
@@ -239,4 +252,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(commitMessagesDesc, prometheus.CounterValue, float64(cs.Messages))
 	ch <- prometheus.MustNewConstMetric(commitBytesDesc, prometheus.CounterValue, float64(cs.Bytes))
 	ch <- constHistogram(commitRoundDesc, cs.RoundTime)
+	ts := c.db.TailCacheStats()
+	ch <- prometheus.MustNewConstMetric(tailBytesDesc, prometheus.GaugeValue, float64(ts.Bytes))
+	ch <- prometheus.MustNewConstMetric(tailReadsDesc, prometheus.CounterValue, float64(ts.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(tailReadsDesc, prometheus.CounterValue, float64(ts.Misses), "miss")
+	ch <- prometheus.MustNewConstMetric(tailEvictedDesc, prometheus.CounterValue, float64(ts.Evicted))
 }
