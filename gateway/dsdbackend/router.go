@@ -65,12 +65,16 @@ func NewRouter() *Router {
 	return r
 }
 
-// AddWatch adds a Watch entry for owner, tied to the session ref; it
-// returns the entry id, for Remove.
-func (r *Router) AddWatch(owner EntryOwner, token uint64, ref *dsdv1.SessionRef, filter string, shard uint32, startUs int64) uint64 {
+// AddWatch adds a Watch entry for owner over every shard, shard i from
+// starts[i], tied to the session ref; it returns the entry id, for Remove.
+func (r *Router) AddWatch(owner EntryOwner, token uint64, ref *dsdv1.SessionRef, filter string, starts []int64) uint64 {
+	shards := make([]*dsdv1.WatchShard, len(starts))
+	for i, start := range starts {
+		shards[i] = &dsdv1.WatchShard{Shard: uint32(i), StartTimeUs: start}
+	}
 	return r.add(owner, token, func(id uint64) *dsdv1.GatewayLinkRequest {
 		return &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Watch{Watch: &dsdv1.WatchEntry{
-			EntryId: id, TopicFilter: filter, Shard: &shard, StartTimeUs: startUs, Session: ref,
+			EntryId: id, TopicFilter: filter, Shards: shards, Session: ref,
 		}}}
 	})
 }

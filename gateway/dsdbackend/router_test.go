@@ -55,7 +55,7 @@ func TestRouterRoutesAndForgets(t *testing.T) {
 	r.linkOpened() // the first link: nothing was lost
 	a, b := &recordingOwner{}, &recordingOwner{}
 	ra := r.AddRead(a, 1, nil, []byte("it"), 10, 0)
-	wa := r.AddWatch(a, 2, nil, "x/#", 0, 0)
+	wa := r.AddWatch(a, 2, nil, "x/#", []int64{0})
 	rb := r.AddRead(b, 1, nil, []byte("it"), 10, 0)
 	if ra == wa || ra == rb {
 		t.Fatalf("entry ids reused: %d %d %d", ra, wa, rb)

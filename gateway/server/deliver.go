@@ -106,7 +106,7 @@ func (c *conn) applyDeliveryLocked(a session.Action) bool {
 		})
 	case session.AddWatch:
 		if d != nil {
-			c.mu.entries[a.Entry] = d.Router().AddWatch(c, a.Entry, c.sessionRef(), a.Filter, a.Shard, a.StartUs)
+			c.mu.entries[a.Entry] = d.Router().AddWatch(c, a.Entry, c.sessionRef(), a.Filter, a.StartUs)
 		}
 	case session.AddRead:
 		if d != nil {

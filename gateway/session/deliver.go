@@ -75,7 +75,7 @@ type outbox struct {
 // is one the machine gave up, and its events are ignored.
 type dsdIO struct {
 	// watches and reads are the live Watch and Read entries by id.
-	watches   map[uint64]watchOf
+	watches   map[uint64]*sub
 	reads     map[uint64]*stream
 	lastEntry uint64
 	// calls are the answers awaited, by Seq.
@@ -138,8 +138,9 @@ type answer struct {
 type sub struct {
 	rec   *storagev1.Subscription
 	state *storagev1.SubscriptionState
-	// watches are the Watch entry per shard.
-	watches map[uint32]uint64
+	// watch is the subscription's Watch entry (all shards, each from its
+	// start), 0 when none.
+	watch uint64
 	streams map[StreamID]*stream
 	gone    bool
 	// aclCheck: a deny rule overlaps the filter, so each message's topic
@@ -252,7 +253,7 @@ func (m *Machine) initDelivery(durable bool, clientReceiveMax uint16, maxPacket 
 	d.subs = map[string]*sub{}
 	d.states = map[uint64]*storagev1.SubscriptionState{}
 	d.storedStates = map[uint64]bool{}
-	d.io = dsdIO{watches: map[uint64]watchOf{}, reads: map[uint64]*stream{}, calls: map[uint64]call{}}
+	d.io = dsdIO{watches: map[uint64]*sub{}, reads: map[uint64]*stream{}, calls: map[uint64]call{}}
 	d.retained = map[*retainedBatch]bool{}
 	d.c.reset()
 }

@@ -22,14 +22,13 @@ type Watermarks struct {
 }
 
 // AddWatch asks the driver to add a Watch entry on the gateway link for a
-// topic filter in one shard from StartUs, tied to the session's guard;
-// announcements come back through Machine.Announced with Entry, a failure
-// through Machine.EntryFailed.
+// topic filter in every shard, shard i from StartUs[i], tied to the
+// session's guard; announcements come back through Machine.Announced with
+// Entry, a failure through Machine.EntryFailed.
 type AddWatch struct {
 	Entry   uint64
 	Filter  string
-	Shard   uint32
-	StartUs int64
+	StartUs []int64
 }
 
 // AddRead asks the driver to add a Read entry for Iterator, tied to the

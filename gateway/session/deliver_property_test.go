@@ -149,10 +149,10 @@ type propConn struct {
 
 type propWatch struct {
 	filter string
-	shard  uint32
-	start  int64
-	// told counts the shard's streams (in creation order) looked at.
-	told    int
+	// starts are the start of each shard, by shard.
+	starts []int64
+	// told counts, per shard, its streams (in creation order) looked at.
+	told    []int
 	pending []AnnouncedStream
 }
 
@@ -445,8 +445,8 @@ func (w *propWorld) handle(acts []Action) {
 		case FetchRetained:
 			w.conn.ios = append(w.conn.ios, propIO{seq: a.Seq, kind: "retained", filter: a.Filter})
 		case AddWatch:
-			w.logf("  add-watch %d %s shard=%d start=%d", a.Entry, a.Filter, a.Shard, a.StartUs)
-			w.conn.watches[a.Entry] = &propWatch{filter: a.Filter, shard: a.Shard, start: a.StartUs}
+			w.logf("  add-watch %d %s starts=%v", a.Entry, a.Filter, a.StartUs)
+			w.conn.watches[a.Entry] = &propWatch{filter: a.Filter, starts: slices.Clone(a.StartUs), told: make([]int, len(a.StartUs))}
 		case AddRead:
 			st, pos := w.parseIterator(a.Iterator)
 			w.logf("  add-read %d %s", a.Entry, a.Iterator)
@@ -560,20 +560,22 @@ func (w *propWorld) announce(all bool) bool {
 	busy := false
 	for _, e := range slices.Sorted(maps.Keys(w.conn.watches)) {
 		wa := w.conn.watches[e]
-		sh := w.shards[wa.shard]
-		for ; wa.told < len(sh.streams); wa.told++ {
-			st := sh.streams[wa.told]
-			if st.dropped || !topicMatches(wa.filter, st.topic) {
-				continue
+		for shard, start := range wa.starts {
+			sh := w.shards[shard]
+			for ; wa.told[shard] < len(sh.streams); wa.told[shard]++ {
+				st := sh.streams[wa.told[shard]]
+				if st.dropped || !topicMatches(wa.filter, st.topic) {
+					continue
+				}
+				pos := 0
+				for pos < len(st.msgs) && st.msgs[pos].TimestampUs < start {
+					pos++
+				}
+				wa.pending = append(wa.pending, AnnouncedStream{
+					Stream:   StreamID{Shard: st.shard, Generation: st.gen, StaticIndex: st.topic},
+					Iterator: iteratorOf(st, pos),
+				})
 			}
-			pos := 0
-			for pos < len(st.msgs) && st.msgs[pos].TimestampUs < wa.start {
-				pos++
-			}
-			wa.pending = append(wa.pending, AnnouncedStream{
-				Stream:   StreamID{Shard: st.shard, Generation: st.gen, StaticIndex: st.topic},
-				Iterator: iteratorOf(st, pos),
-			})
 		}
 		if len(wa.pending) == 0 || !all && w.rng.Intn(2) == 0 {
 			continue

@@ -38,7 +38,7 @@ func (m *Machine) resume(sess *storagev1.Session) {
 		if r.Generations == nil {
 			r.Generations = map[uint32]uint64{}
 		}
-		s := &sub{rec: r, state: v, watches: map[uint32]uint64{}, streams: map[StreamID]*stream{}}
+		s := &sub{rec: r, state: v, streams: map[StreamID]*stream{}}
 		d.subs[r.TopicFilter] = s
 		byID[r.Id] = s
 		if m.authorize != nil && !m.authorize(AccessSubscribe, r.TopicFilter) {

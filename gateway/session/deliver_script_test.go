@@ -200,7 +200,7 @@ func formatDeliveryAction(a Action) (string, bool) {
 	case Watermarks:
 		return fmt.Sprintf("watermarks seq=%d", a.Seq), true
 	case AddWatch:
-		return fmt.Sprintf("add-watch entry=%d filter=%s shard=%d start=%d", a.Entry, a.Filter, a.Shard, a.StartUs), true
+		return fmt.Sprintf("add-watch entry=%d filter=%s starts=%v", a.Entry, a.Filter, a.StartUs), true
 	case AddRead:
 		return fmt.Sprintf("add-read entry=%d it=%s window=%d", a.Entry, a.Iterator, a.Window), true
 	case AckRead:

@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
@@ -17,19 +18,28 @@ var ErrStreamGone = errors.New("session: stream gone (generation dropped)")
 // its own position.
 func (m *Machine) Announced(now time.Time, entry uint64, streams []AnnouncedStream) []Action {
 	m.now = now
-	w, ok := m.d.io.watches[entry]
-	if !ok || m.state != stateConnected || w.s.gone {
+	s, ok := m.d.io.watches[entry]
+	if !ok || m.state != stateConnected || s.gone {
 		return m.flush()
 	}
-	s := w.s
-	cur := s.rec.Generations[w.shard]
+	var shards []uint32
 	for _, a := range streams {
-		if a.Stream.Shard != w.shard || cur != 0 && a.Stream.Generation < cur || s.streams[a.Stream] != nil {
+		shard := a.Stream.Shard
+		if int(shard) >= len(s.rec.StartUs) {
+			continue // not a shard the subscription watches
+		}
+		if !slices.Contains(shards, shard) {
+			shards = append(shards, shard)
+		}
+		if cur := s.rec.Generations[shard]; cur != 0 && a.Stream.Generation < cur || s.streams[a.Stream] != nil {
 			continue
 		}
 		s.streams[a.Stream] = &stream{sub: s, id: a.Stream, position: a.Iterator}
 	}
-	m.advance(s, w.shard)
+	slices.Sort(shards)
+	for _, shard := range shards {
+		m.advance(s, shard)
+	}
 	m.pump()
 	m.maybeCommit()
 	return m.flush()
@@ -95,8 +105,8 @@ func (m *Machine) EntriesLost(now time.Time) []Action {
 	for _, s := range m.subsInOrder() {
 		// A subscription whose SUBACK (or retained messages) is still
 		// awaited gets its watches then, not now as well.
-		started := len(s.watches) > 0
-		clear(s.watches)
+		started := s.watch != 0
+		s.watch = 0
 		if started {
 			m.addWatches(s)
 		}

@@ -1,8 +1,6 @@
 package session
 
 import (
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -186,7 +184,6 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 			}
 			s = &sub{
 				rec:     &storagev1.Subscription{Id: m.newID(), TopicFilter: g.Filter, StartUs: a.starts, Generations: map[uint32]uint64{}},
-				watches: map[uint32]uint64{},
 				streams: map[StreamID]*stream{},
 			}
 			s.aclCheck = m.needsTopicCheck(g.Filter)
@@ -224,22 +221,13 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 	})
 }
 
-// addWatches adds the subscription's Watch entries, one per shard from the
-// subscription's start there.
+// addWatches adds the subscription's Watch entry: one over every shard,
+// each from the subscription's start there.
 func (m *Machine) addWatches(s *sub) {
-	filter := matchFilter(s.rec.TopicFilter)
-	for shard, start := range s.rec.StartUs {
-		e := m.newEntry()
-		m.d.io.watches[e] = watchOf{s: s, shard: uint32(shard)}
-		s.watches[uint32(shard)] = e
-		m.out = append(m.out, AddWatch{Entry: e, Filter: filter, Shard: uint32(shard), StartUs: start})
-	}
-}
-
-// watchOf is what a Watch entry belongs to.
-type watchOf struct {
-	s     *sub
-	shard uint32
+	e := m.newEntry()
+	m.d.io.watches[e] = s
+	s.watch = e
+	m.out = append(m.out, AddWatch{Entry: e, Filter: matchFilter(s.rec.TopicFilter), StartUs: s.rec.StartUs})
 }
 
 // matchFilter is the filter messages are matched against: a shared
@@ -280,8 +268,9 @@ func (m *Machine) runUnsubscribe(p *packet.Unsubscribe) {
 func (m *Machine) removeSub(s *sub) {
 	s.gone = true
 	delete(m.d.subs, s.rec.TopicFilter)
-	for _, shard := range slices.Sorted(maps.Keys(s.watches)) {
-		m.removeEntry(s.watches[shard])
+	if s.watch != 0 {
+		m.removeEntry(s.watch)
+		s.watch = 0
 	}
 	for _, st := range s.streamsInOrder() {
 		m.dropStream(st)
