@@ -300,7 +300,7 @@ func Default() Config {
 			RenewStreamsInterval:     Duration(10e9),
 			SessionGCInterval:        Duration(600e9),
 			MaxBatchesPerStream:      16,
-			MaxLinkEntries:           200000,
+			MaxLinkEntries:           500000,
 		},
 		DurableStorage: DurableStorage{Messages: Messages{
 			DataDir:               "data",

@@ -45,7 +45,7 @@ type GatewayLinkOptions struct {
 	// (docs/gateway-link.md "Goroutines"). An entry past it is
 	// refused with RESOURCE_EXHAUSTED, which the gateway answers with
 	// quota exceeded (0x97) (durable_sessions.max_link_entries).
-	// Default 200000.
+	// Default 500000.
 	MaxEntries int
 	// Workers is the number of goroutines of a link that run its entries'
 	// steps (Next and listings), whatever the number of entries. Default
@@ -62,7 +62,7 @@ const (
 	DefaultLinkIdlePoll      = 10 * time.Second
 	DefaultLinkRenewStreams  = 10 * time.Second
 	DefaultHeartbeatInterval = 2 * time.Second
-	DefaultLinkMaxEntries    = 200000
+	DefaultLinkMaxEntries    = 500000
 	DefaultLinkWorkers       = 4
 	linkMaxWorkers           = 256
 	linkSendSlackBytes       = 1 << 20 // keys, iterator and protobuf framing of a batch

@@ -188,12 +188,12 @@ max_link_entries = %d
 
 [mqtt]
 max_conn_rate = "1000000/s"
-`, max(200000, entriesPerSession*sessions))
+`, max(500000, entriesPerSession*sessions))
 }
 
-// entriesPerSession bounds the link entries of one idle session: a Watch
-// per shard (n_shards, 16 by default) and a few Reads.
-const entriesPerSession = 16 + 8
+// entriesPerSession bounds the link entries of one idle session: one Watch
+// (over every shard) and a few Reads.
+const entriesPerSession = 1 + 7
 
 // strata is a dsd and a gateway started by fleetbench.
 type strata struct {
