@@ -47,7 +47,7 @@ func TestFlags(t *testing.T) {
 		t.Errorf("thousands: %q", got)
 	}
 	conf := strataConf(100000)
-	for _, want := range []string{"max_connections_per_address = 0", `max_conn_rate = "1000000/s"`, "max_link_entries = 2400000"} {
+	for _, want := range []string{"max_connections_per_address = 0", `max_conn_rate = "1000000/s"`, "max_link_entries = 800000"} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("config lacks %q:\n%s", want, conf)
 		}
