@@ -37,7 +37,8 @@ func (s *sessionService) OpenSession(ctx context.Context, req *dsdv1.OpenSession
 	if err != nil {
 		return nil, statusFor(err)
 	}
-	return &dsdv1.OpenSessionResponse{SessionPresent: res.SessionPresent, Guard: res.Guard, Session: res.Session, TakenOver: res.TakenOver}, nil
+	return &dsdv1.OpenSessionResponse{SessionPresent: res.SessionPresent, Guard: res.Guard, Session: res.Session, TakenOver: res.TakenOver,
+		WatermarksUs: s.db.Watermarks()}, nil
 }
 
 func (s *sessionService) CommitSession(ctx context.Context, req *dsdv1.CommitSessionRequest) (*dsdv1.CommitSessionResponse, error) {

@@ -127,7 +127,7 @@ func (b *Backend) Open(ctx context.Context, req session.OpenRequest) (session.Op
 		// the session with the epoch.
 		return session.OpenResult{}, sessionError(ctx, "open", fmt.Errorf("%w: %w: epoch %d ended", session.ErrUnavailable, errNotRegistered, r.Epoch))
 	}
-	res := session.OpenResult{SessionPresent: out.GetSessionPresent(), Guard: out.GetGuard()}
+	res := session.OpenResult{SessionPresent: out.GetSessionPresent(), Guard: out.GetGuard(), Watermarks: out.GetWatermarksUs()}
 	if res.SessionPresent {
 		res.Session = out.GetSession()
 	}

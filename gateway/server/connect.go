@@ -69,7 +69,7 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 	if err != nil {
 		return refuse(err)
 	}
-	res := session.ConnectResult{Code: packet.Success, SessionPresent: opened.SessionPresent, Guard: opened.Guard, Session: opened.Session}
+	res := session.ConnectResult{Code: packet.Success, SessionPresent: opened.SessionPresent, Guard: opened.Guard, Session: opened.Session, Watermarks: opened.Watermarks}
 	if id.Token != nil {
 		res.AuthExpires = id.Token.Expires
 	}

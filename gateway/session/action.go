@@ -158,6 +158,13 @@ type ConnectResult struct {
 	// Session is the stored session a client resumes (SessionPresent), nil
 	// for a new one.
 	Session *storagev1.Session
+	// Watermarks, by shard, are dsd's watermarks read after the session
+	// was opened: a message stored below them may have been sent by the
+	// session's previous connection without a record (QoS 1 is sent before
+	// its record is durable), so a resumed session sends such QoS 1
+	// messages with DUP. Nil: every QoS 1 message read before the first
+	// commit of this connection is sent with DUP.
+	Watermarks []int64
 	// AuthExpires, when set, is when the client's credentials expire (a
 	// JWT's "exp"): the connection is closed then, MQTT 5 clients with
 	// DISCONNECT 0xA0 (maximum connect time).

@@ -58,6 +58,9 @@ type OpenResult struct {
 	// Session is the stored state of a resumed session (subscriptions,
 	// streams, seqno tracks), nil when the backend keeps none.
 	Session *storagev1.Session
+	// Watermarks are the shards' watermarks read after the open (by
+	// shard): see ConnectResult.Watermarks.
+	Watermarks []int64
 }
 
 // DisconnectRequest ends a connection's hold on a session.

@@ -102,6 +102,13 @@ type resumeState struct {
 	// tracks' last assigned seqnos when the session resumed.
 	replayedRanges [][4]uint64
 	next           [2]uint64
+	// resumed: the session was resumed by this connection; dupBefore are
+	// the shards' watermarks read after it was opened (nil: unknown). A
+	// QoS 1 message stored below its shard's watermark may have been sent
+	// by the previous connection before its record was durable
+	// (mayPrecedeRecord), so it goes out with DUP.
+	resumed   bool
+	dupBefore []int64
 }
 
 // call is an answer the session awaits from the driver, and what it is
@@ -184,8 +191,13 @@ type batch struct {
 	// pushed are dsd's batches this record holds, to acknowledge to dsd
 	// once it is done (a record may merge several pushed batches).
 	pushed []pushedBatch
-	// durable: the record is committed, so its messages may be sent.
+	// durable: the record is committed, so its messages may be sent
+	// (QoS 1 ones may go before: mayPrecedeRecord).
 	durable bool
+	// sealed: a commit carries the record (it snapshots the ring), so it
+	// takes no more messages; until then the stream's newest record grows
+	// with what dsd pushes (one record per commit round).
+	sealed bool
 	// queued counts its messages in the send queue.
 	queued int
 }

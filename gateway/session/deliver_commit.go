@@ -27,6 +27,9 @@ type committer struct {
 	// tracksAt are the tracks the commit in flight carries.
 	inflightCommitted [2]uint64
 	inflightRec       uint64
+	// inflightReserved is the QoS 1 seqno reservation the commit in flight
+	// carries (track.durableReserved).
+	inflightReserved uint64
 	// inflightStates are the state versions the commit in flight puts.
 	inflightStates []uint64
 
@@ -110,6 +113,9 @@ func (m *Machine) startCommit() {
 	for st := range c.putStreams {
 		if !st.gone {
 			cm.PutStreams = append(cm.PutStreams, st.ringRecord())
+			for _, b := range st.ring {
+				b.sealed = true // the commit holds its record from now on
+			}
 		}
 	}
 	cm.DeleteStreams = c.delStreams
@@ -137,6 +143,10 @@ func (m *Machine) startCommit() {
 	c.inflightAfter, c.after = c.after, nil
 	c.inflightCommitted = [2]uint64{m.d.t1.committed, m.d.t2.committed}
 	c.inflightRec = m.d.t2.rec
+	// Reserve QoS 1 seqnos ahead of the numbering: stored as the track's
+	// next, so that a resume numbers above them.
+	c.inflightReserved = m.d.t1.next + reserveAhead
+	cm.Seqnos.NextQos1 = max(cm.Seqnos.NextQos1, c.inflightReserved)
 	c.inflightStates = c.inflightStates[:0]
 	for _, v := range cm.PutStates {
 		c.inflightStates = append(c.inflightStates, v.Id)
@@ -183,6 +193,7 @@ func (m *Machine) CommitDone(now time.Time, seq uint64, err error) []Action {
 	m.d.t1.durableCommitted = max(m.d.t1.durableCommitted, c.inflightCommitted[0])
 	m.d.t2.durableCommitted = max(m.d.t2.durableCommitted, c.inflightCommitted[1])
 	m.d.t2.durableRec = max(m.d.t2.durableRec, c.inflightRec)
+	m.d.t1.durableReserved = max(m.d.t1.durableReserved, c.inflightReserved)
 	// Only the versions this commit put are stored now: one made while it
 	// was in flight must go out with a later one.
 	for _, id := range c.inflightStates {

@@ -353,6 +353,11 @@ func (w *propWorld) connect() {
 	r := ConnectResult{Guard: w.guard, SessionPresent: w.opened}
 	if w.opened {
 		r.Session = proto.CloneOf(w.store.session())
+		// dsd's watermarks after the open: every message stored so far is
+		// below them.
+		for _, sh := range w.shards {
+			r.Watermarks = append(r.Watermarks, sh.clock+1)
+		}
 	}
 	w.logf("connect %d (guard %d, present %t)", w.cl.conn, w.guard, w.opened)
 	w.opened = true
@@ -789,7 +794,14 @@ func (w *propWorld) receive(p *packet.Publish) {
 	subID := p.Properties.SubscriptionIdentifiers[0]
 	id := fmt.Sprintf("%d|%s", subID, p.Payload)
 	if f, ok := cl.first[id]; ok {
-		if f != [2]int{int(p.QoS), int(p.PacketID)} {
+		switch {
+		case f == [2]int{int(p.QoS), int(p.PacketID)}:
+		case f[0] == 1 && p.QoS == 1 && p.Dup && cl.sentOn[id] != cl.conn:
+			// A QoS 1 message sent before its record was durable, read
+			// again after a crash: a new packet id, with DUP
+			// (mayPrecedeRecord). Its resends from now on keep the new id.
+			cl.first[id] = [2]int{1, int(p.PacketID)}
+		default:
 			w.failf("%s sent as q%d id %d, first as q%d id %d", id, p.QoS, p.PacketID, f[0], f[1])
 		}
 		if cl.sentOn[id] == cl.conn {

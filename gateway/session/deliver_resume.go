@@ -19,8 +19,9 @@ import (
 // messages up to committed are skipped, QoS 2 up to rec get PUBREL, the
 // rest are sent again with DUP. Then every stream reads on from its
 // position.
-func (m *Machine) resume(sess *storagev1.Session) {
+func (m *Machine) resume(sess *storagev1.Session, watermarks []int64) {
 	d := &m.d
+	d.resume.resumed, d.resume.dupBefore = true, watermarks
 	rec := sess.GetRecord()
 	d.lastID, d.missed = rec.GetLastId(), rec.GetMissedMessages()
 	d.t1, d.t2 = restoreTracks(rec.GetSeqnos())

@@ -84,7 +84,7 @@ func (m *Machine) sendQueued() bool {
 	took := false
 	for len(m.d.out.queue) > 0 && m.d.out.unwritten < m.cfg.OutboundWindow {
 		o := m.d.out.queue[0]
-		if o.b != nil && !o.b.durable || o.rb != nil && !o.rb.durable {
+		if (o.b != nil && !o.b.durable || o.rb != nil && !o.rb.durable) && !m.mayPrecedeRecord(o) {
 			break // its record is not committed yet
 		}
 		var t *track
@@ -141,6 +141,23 @@ func (m *Machine) sendQueued() bool {
 		m.d.out.queue = nil
 	}
 	return took
+}
+
+// reserveAhead is how many QoS 1 seqnos each commit reserves beyond the
+// numbering (track.durableReserved). A resume releases the unused ones.
+const reserveAhead = 2048
+
+// mayPrecedeRecord reports whether o, whose record is not durable yet, may
+// be sent now: a QoS 1 message of a stream whose seqno a durable commit
+// reserved. Should the record never become durable (a crash), the stream
+// is read again from the last durable position: the message is sent again
+// with DUP (maybeSentBefore) under a seqno above the reservation, so no
+// packet id the client may still hold is reused, and nothing is lost (QoS 1
+// is at least once). QoS 2 waits for its record (exactly once needs the
+// same packet id on a resend); QoS 0 too (a resend would deliver it twice).
+// This takes the second fsync (the record's) out of the QoS 1 delivery path.
+func (m *Machine) mayPrecedeRecord(o *outMsg) bool {
+	return o.qos == 1 && o.b != nil && !o.dup && o.seqno <= m.d.t1.durableReserved
 }
 
 // settleAll settles every stream and retained batch; it reports whether

@@ -137,29 +137,52 @@ func (m *Machine) readWindow() int {
 }
 
 // canTake reports whether held batches may be numbered now: the ring has
-// room, no replay is pending, and no commit is in flight (a durable
-// session's records wait for the commit round in flight to end, and then
-// everything that arrived meanwhile becomes one record: a record per
-// commit round, not per pushed batch).
+// room (or its newest record can grow) and no replay is pending.
 func (m *Machine) canTake(st *stream) bool {
-	return len(st.held) > 0 && len(st.ring) < m.ringSize() && len(st.replays) == 0 &&
-		(!m.d.durable || m.d.c.inflight == 0)
+	return len(st.held) > 0 && (len(st.ring) < m.ringSize() || m.growable(st) != nil) && len(st.replays) == 0
 }
 
-// takeHeld numbers held batches into the ring while it can, merging
-// consecutive ones into records of at most BatchSize messages. It reports
-// whether it took any.
+// growable returns the stream's newest record if what dsd pushes next may
+// be added to it: no commit carries it yet, and nothing was numbered after
+// it (a record's seqnos are contiguous, a pure function of its first ones).
+func (m *Machine) growable(st *stream) *batch {
+	if len(st.ring) == 0 {
+		return nil
+	}
+	b := st.ring[len(st.ring)-1]
+	r := b.rec
+	if b.sealed || b.durable || r.SubState != st.sub.state.Id || int(r.Count) >= m.cfg.BatchSize ||
+		r.LastSeqnoQos1 != m.d.t1.next || r.LastSeqnoQos2 != m.d.t2.next {
+		return nil
+	}
+	return b
+}
+
+// takeHeld numbers held batches into the ring while it can: into the
+// stream's newest record while that can grow, else into a new record of at
+// most BatchSize messages when the ring has room. It reports whether it
+// took any.
 func (m *Machine) takeHeld(st *stream) bool {
 	took := false
-	for m.canTake(st) {
+	for len(st.held) > 0 && len(st.replays) == 0 {
+		room, grow := m.cfg.BatchSize, m.growable(st)
+		if grow != nil {
+			room -= int(grow.rec.Count)
+		}
+		if grow == nil || len(st.held[0].msgs) > room {
+			if len(st.ring) >= m.ringSize() {
+				break
+			}
+			grow, room = nil, m.cfg.BatchSize
+		}
 		n, count := 1, len(st.held[0].msgs)
-		for n < len(st.held) && count+len(st.held[n].msgs) <= m.cfg.BatchSize {
+		for n < len(st.held) && count+len(st.held[n].msgs) <= room {
 			count += len(st.held[n].msgs)
 			n++
 		}
 		hbs := st.held[:n]
 		st.held = st.held[n:]
-		m.take(st, hbs)
+		m.take(st, hbs, grow)
 		took = true
 	}
 	if len(st.held) == 0 {
@@ -168,9 +191,11 @@ func (m *Machine) takeHeld(st *stream) bool {
 	return took
 }
 
-// take numbers consecutive pushed batches as one record of the stream's
-// ring. The record is committed before any of its messages is sent.
-func (m *Machine) take(st *stream, hbs []heldBatch) {
+// take numbers consecutive pushed batches into grow (the stream's newest
+// record, growable) or, when nil, a new record of the stream's ring. The
+// record is committed before its QoS 0 and 2 messages are sent; QoS 1 ones
+// may go before (mayPrecedeRecord).
+func (m *Machine) take(st *stream, hbs []heldBatch, grow *batch) {
 	last := hbs[len(hbs)-1]
 	st.eos = last.eos
 	var msgs []*storagev1.Message
@@ -197,20 +222,48 @@ func (m *Machine) take(st *stream, hbs []heldBatch) {
 		return
 	}
 	s := st.sub
-	rec := &storagev1.BatchRecord{ItBegin: st.position, ItEnd: last.iterator, Count: uint32(len(msgs)), SubState: s.state.Id}
-	b := &batch{rec: rec, pushed: pushed}
 	outs, last1, last2 := m.number(msgs, s.state, m.d.t1.next+1, m.d.t2.next+1, false)
-	rec.FirstSeqnoQos1, rec.FirstSeqnoQos2 = m.d.t1.next+1, m.d.t2.next+1
-	rec.LastSeqnoQos1, rec.LastSeqnoQos2 = last1, last2
+	b := grow
+	if b != nil {
+		// The newest record grows: numbering its messages and these
+		// together gives the same seqnos as numbering them apart.
+		b.rec.ItEnd = last.iterator
+		b.rec.Count += uint32(len(msgs))
+		b.pushed = append(b.pushed, pushed...)
+	} else {
+		rec := &storagev1.BatchRecord{ItBegin: st.position, ItEnd: last.iterator, Count: uint32(len(msgs)), SubState: s.state.Id,
+			FirstSeqnoQos1: m.d.t1.next + 1, FirstSeqnoQos2: m.d.t2.next + 1}
+		b = &batch{rec: rec, pushed: pushed}
+		st.ring = append(st.ring, b)
+	}
+	b.rec.LastSeqnoQos1, b.rec.LastSeqnoQos2 = last1, last2
 	m.d.t1.next, m.d.t2.next = last1, last2
 	for _, o := range outs {
 		o.b, o.st = b, st
+		if o.qos == 1 && m.maybeSentBefore(st, o.msg) {
+			o.dup = true
+		}
 	}
-	st.ring = append(st.ring, b)
 	st.position = last.iterator
 	m.touchStream(st)
 	m.enqueue(outs)
-	m.durably(func() { b.durable = true })
+	if grow == nil {
+		// Last: the commit this may start must carry the record.
+		m.durably(func() { b.durable = true })
+	}
+}
+
+// maybeSentBefore reports whether a message a resumed session reads anew
+// may have been sent by its previous connection before that connection's
+// record of it was durable: it was stored below its shard's watermark at
+// the resume (or the watermarks are unknown).
+func (m *Machine) maybeSentBefore(st *stream, msg *storagev1.Message) bool {
+	r := &m.d.resume
+	if !r.resumed || !m.d.durable {
+		return false
+	}
+	shard := int(st.id.Shard)
+	return r.dupBefore == nil || shard >= len(r.dupBefore) || msg.TimestampUs < r.dupBefore[shard]
 }
 
 // ackPushed releases a pushed batch's window in dsd, unless its entry is

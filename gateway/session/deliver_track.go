@@ -28,6 +28,11 @@ type track struct {
 	// durableCommitted and durableRec are committed and rec as of the last
 	// successful commit: what a replay after a crash starts from.
 	durableCommitted, durableRec uint64
+	// durableReserved (QoS 1) is the highest seqno a durable commit
+	// reserved: a resumed session numbers above it, so seqnos up to it may
+	// be sent before their record is durable (mayPrecedeRecord) without a
+	// packet id of theirs ever being given to another message.
+	durableReserved uint64
 	// inflight counts seqnos sent and not finished.
 	inflight int
 	// uncounted are seqnos awaiting PUBCOMP that are not in inflight:
@@ -153,6 +158,9 @@ func restoreTracks(s *storagev1.SeqnoTracks) (*track, *track) {
 		t.next = max(t.next, t.dup)
 		t.rec = max(t.rec, t.committed)
 		t.durableCommitted, t.durableRec = t.committed, t.rec
+		// Seqnos up to next may have been used by the previous connection;
+		// new ones are above them, so none of them is reserved yet.
+		t.durableReserved = t.next
 	}
 	return t1, t2
 }

@@ -149,7 +149,7 @@ func (m *Machine) ConnectDone(now time.Time, r ConnectResult) []Action {
 		m.d.c.nextCheckpoint = now.Add(m.cfg.CheckpointInterval)
 	}
 	if ack.SessionPresent && r.Session != nil {
-		m.resume(r.Session)
+		m.resume(r.Session, r.Watermarks)
 		m.sendPubrels()
 		m.pump()
 	}

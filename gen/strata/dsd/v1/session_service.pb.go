@@ -142,7 +142,13 @@ type OpenSessionResponse struct {
 	// Session is the stored state (just the record for a new session).
 	Session *v1.Session `protobuf:"bytes,3,opt,name=session,proto3" json:"session,omitempty"`
 	// TakenOver is set when the session was connected to another owner, now kicked.
-	TakenOver     bool `protobuf:"varint,4,opt,name=taken_over,json=takenOver,proto3" json:"taken_over,omitempty"`
+	TakenOver bool `protobuf:"varint,4,opt,name=taken_over,json=takenOver,proto3" json:"taken_over,omitempty"`
+	// WatermarksUs are the shards' watermarks (last assigned timestamp + 1,
+	// by shard) read after the session was opened: a resumed session that
+	// reads a QoS 1 message stored below its shard's watermark may have been
+	// sent it before (without a record, docs/delivery.md), so it sends it
+	// with DUP.
+	WatermarksUs  []int64 `protobuf:"varint,5,rep,packed,name=watermarks_us,json=watermarksUs,proto3" json:"watermarks_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -203,6 +209,13 @@ func (x *OpenSessionResponse) GetTakenOver() bool {
 		return x.TakenOver
 	}
 	return false
+}
+
+func (x *OpenSessionResponse) GetWatermarksUs() []int64 {
+	if x != nil {
+		return x.WatermarksUs
+	}
+	return nil
 }
 
 type CommitSessionRequest struct {
@@ -893,13 +906,14 @@ const file_strata_dsd_v1_session_service_proto_rawDesc = "" +
 	"\n" +
 	"gateway_id\x18\a \x01(\tR\tgatewayId\x12#\n" +
 	"\rgateway_epoch\x18\b \x01(\x04R\fgatewayEpoch\x12A\n" +
-	"\x1dallow_cross_identity_takeover\x18\t \x01(\bR\x1aallowCrossIdentityTakeover\"\xa9\x01\n" +
+	"\x1dallow_cross_identity_takeover\x18\t \x01(\bR\x1aallowCrossIdentityTakeover\"\xce\x01\n" +
 	"\x13OpenSessionResponse\x12'\n" +
 	"\x0fsession_present\x18\x01 \x01(\bR\x0esessionPresent\x12\x14\n" +
 	"\x05guard\x18\x02 \x01(\x04R\x05guard\x124\n" +
 	"\asession\x18\x03 \x01(\v2\x1a.strata.storage.v1.SessionR\asession\x12\x1d\n" +
 	"\n" +
-	"taken_over\x18\x04 \x01(\bR\ttakenOver\"P\n" +
+	"taken_over\x18\x04 \x01(\bR\ttakenOver\x12#\n" +
+	"\rwatermarks_us\x18\x05 \x03(\x03R\fwatermarksUs\"P\n" +
 	"\x14CommitSessionRequest\x128\n" +
 	"\x06commit\x18\x01 \x01(\v2 .strata.storage.v1.SessionCommitR\x06commit\"\x17\n" +
 	"\x15CommitSessionResponse\"\xa9\x01\n" +
