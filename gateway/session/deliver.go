@@ -147,7 +147,7 @@ type sub struct {
 	state *storagev1.SubscriptionState
 	// watch is the subscription's Watch entry (all shards, each from its
 	// start), 0 when none.
-	watch uint64
+	watch   uint64
 	streams map[StreamID]*stream
 	gone    bool
 	// aclCheck: a deny rule overlaps the filter, so each message's topic
