@@ -101,6 +101,12 @@ type Config struct {
 	// OutboundWindow is the most PUBLISH packets handed to the connection's
 	// writer and not yet written. Default 256.
 	OutboundWindow int
+	// RecordCommitDelay is how long a batch record whose messages may be
+	// sent before it is durable (QoS 1, mayPrecedeRecord) waits for its
+	// commit after the previous commit started: a busy subscriber then
+	// commits about this often, not once per fsync. 0 commits at once.
+	// Default 10ms.
+	RecordCommitDelay time.Duration
 
 	// NewClientID returns a fresh, unique client identifier for a client
 	// that connects with an empty one [MQTT-3.1.3-6]. The driver supplies
@@ -128,6 +134,7 @@ func DefaultConfig() Config {
 		BatchesPerStream:     16,
 		InflightLimit:        32,
 		OutboundWindow:       256,
+		RecordCommitDelay:    10 * time.Millisecond,
 	}
 }
 

@@ -21,6 +21,13 @@ type committer struct {
 	inflight uint64
 	// urgent: a commit is wanted as soon as none is in flight.
 	urgent bool
+	// lazy: changes wait that gate no send (records of QoS 1 messages
+	// already sent, mayPrecedeRecord): committed once
+	// Config.RecordCommitDelay passed since the last commit started, at the
+	// next event (or the checkpoint), so a busy subscriber commits about
+	// every 10 ms instead of once per fsync.
+	lazy      bool
+	lastStart time.Time
 	// after runs once the changes made so far are durable; inflightAfter
 	// are those the commit in flight carries.
 	after, inflightAfter []func()
@@ -81,13 +88,27 @@ func (m *Machine) touchSub(s *sub) {
 	m.d.c.dirty = true
 }
 
+// durablyLazy is durably for a change that gates no send: f runs once it
+// is committed, which may wait up to Config.RecordCommitDelay.
+func (m *Machine) durablyLazy(f func()) {
+	if !m.d.durable {
+		f()
+		return
+	}
+	m.d.c.after = append(m.d.c.after, f)
+	m.d.c.lazy = true
+	m.maybeCommit()
+}
+
 // maybeCommit starts a commit when one is wanted and none is in flight.
 func (m *Machine) maybeCommit() {
 	c := &m.d.c
-	if !m.d.durable || c.inflight != 0 || !c.urgent || m.state != stateConnected {
+	if !m.d.durable || c.inflight != 0 || m.state != stateConnected {
 		return
 	}
-	m.startCommit()
+	if c.urgent || c.lazy && !m.now.Before(c.lastStart.Add(m.cfg.RecordCommitDelay)) {
+		m.startCommit()
+	}
 }
 
 func (m *Machine) startCommit() {
@@ -151,7 +172,8 @@ func (m *Machine) startCommit() {
 	for _, v := range cm.PutStates {
 		c.inflightStates = append(c.inflightStates, v.Id)
 	}
-	c.urgent = false
+	c.urgent, c.lazy = false, false
+	c.lastStart = m.now
 	c.reset()
 	m.out = append(m.out, Commit{Seq: c.seq, Commit: cm})
 }

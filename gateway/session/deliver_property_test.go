@@ -201,6 +201,7 @@ func newPropWorld(t *testing.T, seed int64) *propWorld {
 	cfg.BatchSize = 1 + rng.Intn(4)
 	cfg.BatchesPerStream = 1 + rng.Intn(4)
 	cfg.OutboundWindow = []int{1, 3, 256}[rng.Intn(3)]
+	cfg.RecordCommitDelay = []time.Duration{0, 10 * time.Millisecond}[rng.Intn(2)]
 	cfg.CheckpointInterval = 5 * time.Second
 	w := &propWorld{
 		t: t, seed: seed, rng: rng, cfg: cfg,

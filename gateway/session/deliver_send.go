@@ -85,7 +85,13 @@ func (m *Machine) sendQueued() bool {
 	for len(m.d.out.queue) > 0 && m.d.out.unwritten < m.cfg.OutboundWindow {
 		o := m.d.out.queue[0]
 		if (o.b != nil && !o.b.durable || o.rb != nil && !o.rb.durable) && !m.mayPrecedeRecord(o) {
-			break // its record is not committed yet
+			// Its record is not committed yet: make sure a commit carries
+			// it (a lazy one may not have started).
+			if o.b != nil && !o.b.sealed {
+				m.d.c.urgent = true
+				m.maybeCommit()
+			}
+			break
 		}
 		var t *track
 		if o.qos > 0 {

@@ -171,6 +171,12 @@ func (m *Machine) takeHeld(st *stream) bool {
 		}
 		if grow == nil || len(st.held[0].msgs) > room {
 			if len(st.ring) >= m.ringSize() {
+				// Full: its records settle once committed and acknowledged;
+				// one no commit carries yet must not wait for a lazy one.
+				if !st.ring[len(st.ring)-1].sealed {
+					m.d.c.urgent = true
+					m.maybeCommit()
+				}
 				break
 			}
 			grow, room = nil, m.cfg.BatchSize
@@ -247,9 +253,21 @@ func (m *Machine) take(st *stream, hbs []heldBatch, grow *batch) {
 	st.position = last.iterator
 	m.touchStream(st)
 	m.enqueue(outs)
-	if grow == nil {
-		// Last: the commit this may start must carry the record.
+	// Last: the commit this may start must carry the record. It is lazy
+	// while every message of it may go before it (QoS 1 within a
+	// reservation that is not running out).
+	lazy := last1+reserveAhead/2 <= m.d.t1.durableReserved
+	for _, o := range outs {
+		lazy = lazy && o.qos == 1
+	}
+	switch {
+	case grow == nil && lazy:
+		m.durablyLazy(func() { b.durable = true })
+	case grow == nil:
 		m.durably(func() { b.durable = true })
+	case !lazy:
+		m.d.c.urgent = true
+		m.maybeCommit()
 	}
 }
 

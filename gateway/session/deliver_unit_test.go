@@ -158,6 +158,9 @@ func TestCommitIsASnapshot(t *testing.T) {
 	// A stream announced: the subscription moves to generation 1, and the
 	// batch's commit carries it.
 	m.Announced(now, 1, []AnnouncedStream{{Stream: StreamID{Generation: 1, StaticIndex: "s"}, Iterator: []byte("it")}})
+	// (A QoS 1 record's commit is lazy: it comes RecordCommitDelay after
+	// the last one started.)
+	now = now.Add(cfg.RecordCommitDelay)
 	cm := commitOf(m.Batch(now, 2, 1, []*storagev1.Message{{Topic: "a/x", Qos: 1}}, []byte("it1"), false))
 	if cm == nil {
 		t.Fatal("no commit for the batch")

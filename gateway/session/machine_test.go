@@ -18,7 +18,7 @@ import (
 //
 //	new [server_keepalive=N] [max_keepalive=N] [backoff=F] [max_expiry=N]
 //	    [max_qos=N] [retain] [shared] [subid] [no_wildcard] [receive_max=N] [stores=N]
-//	    [batch=N] [ring=N] [window=N] [not_durable] [keep_store]
+//	    [batch=N] [ring=N] [window=N] [record_delay=D] [not_durable] [keep_store]
 //	    [deny_disconnect]
 //	    [max_releases=N]
 //	connect [v=5|4|3] [id=X] [clean] [keepalive=N] [expiry=N] [user=U]
@@ -83,6 +83,14 @@ func TestMachine(t *testing.T) {
 				cfg.BatchSize = int(intArg(t, d, "batch", 100))
 				cfg.OutboundWindow = int(intArg(t, d, "window", 256))
 				cfg.BatchesPerStream = int(intArg(t, d, "ring", 1))
+				cfg.RecordCommitDelay = 0 // a script commits records at once unless it says
+				if d.HasArg("record_delay") {
+					rd, err := time.ParseDuration(strArg(d, "record_delay", ""))
+					if err != nil {
+						t.Fatal(err)
+					}
+					cfg.RecordCommitDelay = rd
+				}
 				cfg.Durable = !d.HasArg("not_durable")
 				cfg.DisconnectOnDeny = d.HasArg("deny_disconnect")
 				now = start
