@@ -90,6 +90,10 @@ type conn struct {
 		outq       []outItem
 		writerDone chan struct{}
 		noWriter   bool
+		// writerWake wakes a writer that waits for more (writerLinger);
+		// writerIdle: it waits, with nothing queued or being written.
+		writerWake chan struct{}
+		writerIdle bool
 		// inboundWait: the read loop waits for the inbound budget;
 		// inboundPeak is the most inbound bytes seen held (conn_budget.go).
 		inboundWait bool

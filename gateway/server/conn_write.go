@@ -21,6 +21,12 @@ import (
 // and 4 KiB for the buffer, per connection, when both lived as long as the
 // connection).
 
+// writerLinger is how long a writer that emptied the queue waits for more
+// before it ends and gives its buffer back: a busy connection (a
+// subscriber acknowledging one PUBLISH at a time, each answered by the next)
+// keeps one writer instead of starting one per packet.
+const writerLinger = 50 * time.Millisecond
+
 // writeBufferSize is the size of the pooled write buffers.
 const writeBufferSize = 4096
 
@@ -45,18 +51,28 @@ func (c *conn) enqueueLocked(it outItem) bool {
 	return true
 }
 
-// startWriterLocked starts a writer unless one runs.
+// startWriterLocked starts a writer unless one runs, and wakes it when it
+// lingers.
 func (c *conn) startWriterLocked() {
 	if c.mu.writerDone != nil {
+		if c.mu.writerIdle {
+			c.mu.writerIdle = false
+			select {
+			case c.mu.writerWake <- struct{}{}:
+			default:
+			}
+		}
 		return
 	}
 	done := make(chan struct{})
 	c.mu.writerDone = done
-	go c.writeLoop(done)
+	c.mu.writerWake = make(chan struct{}, 1)
+	go c.writeLoop(done, c.mu.writerWake)
 }
 
-// writing reports whether packets are queued or being written.
-func (c *conn) writingLocked() bool { return c.mu.writerDone != nil }
+// writing reports whether packets are queued or being written (a writer
+// that lingers with nothing to write does not count).
+func (c *conn) writingLocked() bool { return c.mu.writerDone != nil && !c.mu.writerIdle }
 
 // stopWriter lets finish wait for the writer: no writer starts any more;
 // it returns the running writer's done channel, nil when none runs.
@@ -64,6 +80,13 @@ func (c *conn) stopWriter() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.mu.noWriter = true
+	if c.mu.writerIdle {
+		c.mu.writerIdle = false
+		select {
+		case c.mu.writerWake <- struct{}{}:
+		default:
+		}
+	}
 	return c.mu.writerDone
 }
 
@@ -83,7 +106,7 @@ func (c *conn) takeBatchLocked(spare []outItem) []outItem {
 
 // writeLoop writes queued packets until the queue is empty, then ends
 // (closing done); the next packet queued starts another.
-func (c *conn) writeLoop(done chan struct{}) {
+func (c *conn) writeLoop(done, wake chan struct{}) {
 	defer close(done)
 	defer c.recoverPanic("write")
 	var bw *bufio.Writer
@@ -94,18 +117,50 @@ func (c *conn) writeLoop(done chan struct{}) {
 		}
 	}()
 	var batch []outItem
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
+	lingered := false
 	for {
 		c.mu.Lock()
 		next := c.takeBatchLocked(batch)
+		if next == nil && !lingered && !c.mu.noWriter {
+			// Nothing now: wait a little for more before ending.
+			c.mu.writerIdle = true
+			c.mu.Unlock()
+			lingered = true
+			if linger == nil {
+				linger = time.NewTimer(writerLinger)
+			} else {
+				linger.Reset(writerLinger)
+			}
+			select {
+			case <-wake:
+				if !linger.Stop() {
+					<-linger.C
+				}
+			case <-linger.C:
+			case <-c.aborted:
+				return
+			}
+			continue
+		}
 		if next == nil {
 			// Nothing more: this writer ends. Everything written was
 			// flushed, so an idle connection holds no buffer.
 			c.mu.outq = nil
 			c.mu.writerDone = nil
+			c.mu.writerWake = nil
+			c.mu.writerIdle = false
 			c.mu.Unlock()
 			return
 		}
+		c.mu.writerIdle = false
 		c.mu.Unlock()
+		lingered = false
 		batch = next
 		select {
 		case <-c.aborted:
