@@ -262,17 +262,25 @@ func (m *Machine) initDelivery(durable bool, clientReceiveMax uint16, maxPacket 
 	d.out.inflightCap = min(int(clientReceiveMax), max(m.cfg.InflightLimit, 1), MaxInflight)
 	d.out.maxPacket = maxPacket
 	d.t1, d.t2 = newTrack(1), newTrack(2)
-	d.subs = map[string]*sub{}
-	d.states = map[uint64]*storagev1.SubscriptionState{}
-	d.storedStates = map[uint64]bool{}
-	d.io = dsdIO{watches: map[uint64]*sub{}, reads: map[uint64]*stream{}, calls: map[uint64]call{}}
-	d.retained = map[*retainedBatch]bool{}
+	d.subs, d.states, d.storedStates = nil, nil, nil
+	d.io = dsdIO{}
+	d.retained = nil
 	d.c.reset()
 }
 
 func (m *Machine) newID() uint64 {
 	m.d.lastID++
 	return m.d.lastID
+}
+
+// put sets (*m)[k] = v, making the map on first use: a session's maps stay
+// nil until it needs them, so an idle session holds few (fleets of idle
+// devices, docs/benchmarks.md).
+func put[K comparable, V any](m *map[K]V, k K, v V) {
+	if *m == nil {
+		*m = make(map[K]V)
+	}
+	(*m)[k] = v
 }
 
 // newEntry returns a new entry id.
@@ -284,7 +292,7 @@ func (m *Machine) newEntry() uint64 {
 // awaitCall registers c for the answer to a new Seq and returns the Seq.
 func (m *Machine) awaitCall(c call) uint64 {
 	m.d.io.lastSeq++
-	m.d.io.calls[m.d.io.lastSeq] = c
+	put(&m.d.io.calls, m.d.io.lastSeq, c)
 	return m.d.io.lastSeq
 }
 
@@ -295,6 +303,9 @@ func (m *Machine) answered(seq uint64, a answer) []Action {
 		return m.flush()
 	}
 	delete(m.d.io.calls, seq)
+	if len(m.d.io.calls) == 0 {
+		m.d.io.calls = nil // an idle session keeps no map
+	}
 	switch c.kind {
 	case callWatermarks:
 		m.runSubscribe(c.op, a)

@@ -42,7 +42,6 @@ type committer struct {
 
 	putSubs    map[uint64]*storagev1.Subscription
 	delSubs    map[uint64]bool
-	putStates  map[uint64]*storagev1.SubscriptionState
 	putStreams map[*stream]bool
 	delStreams []*storagev1.StreamKey
 	putRet     map[*retainedBatch]bool
@@ -56,11 +55,7 @@ type committer struct {
 }
 
 func (c *committer) reset() {
-	c.putSubs = map[uint64]*storagev1.Subscription{}
-	c.delSubs = map[uint64]bool{}
-	c.putStates = map[uint64]*storagev1.SubscriptionState{}
-	c.putStreams = map[*stream]bool{}
-	c.putRet = map[*retainedBatch]bool{}
+	c.putSubs, c.delSubs, c.putStreams, c.putRet = nil, nil, nil, nil
 	c.delStreams, c.delRet = nil, nil
 	c.dirty = false
 }
@@ -78,12 +73,12 @@ func (m *Machine) durably(f func()) {
 }
 
 func (m *Machine) touchStream(st *stream) {
-	m.d.c.putStreams[st] = true
+	put(&m.d.c.putStreams, st, true)
 	m.d.c.dirty = true
 }
 
 func (m *Machine) touchSub(s *sub) {
-	m.d.c.putSubs[s.rec.Id] = s.rec
+	put(&m.d.c.putSubs, s.rec.Id, s.rec)
 	delete(m.d.c.delSubs, s.rec.Id)
 	m.d.c.dirty = true
 }
@@ -127,9 +122,6 @@ func (m *Machine) startCommit() {
 		// A copy: the driver marshals the commit while the machine goes on
 		// changing the record (current state, generations).
 		cm.PutSubscriptions = append(cm.PutSubscriptions, proto.CloneOf(s))
-	}
-	for _, v := range c.putStates {
-		cm.PutStates = append(cm.PutStates, v)
 	}
 	for st := range c.putStreams {
 		if !st.gone {
@@ -219,7 +211,7 @@ func (m *Machine) CommitDone(now time.Time, seq uint64, err error) []Action {
 	// Only the versions this commit put are stored now: one made while it
 	// was in flight must go out with a later one.
 	for _, id := range c.inflightStates {
-		m.d.storedStates[id] = true
+		put(&m.d.storedStates, id, true)
 	}
 	after := c.inflightAfter
 	c.inflightAfter = nil

@@ -27,8 +27,8 @@ func (m *Machine) resume(sess *storagev1.Session, watermarks []int64) {
 	d.t1, d.t2 = restoreTracks(rec.GetSeqnos())
 	d.resume.next = [2]uint64{d.t1.next, d.t2.next}
 	for _, v := range sess.States {
-		d.states[v.Id] = v
-		d.storedStates[v.Id] = true
+		put(&d.states, v.Id, v)
+		put(&d.storedStates, v.Id, true)
 	}
 	byID := map[uint64]*sub{}
 	for _, r := range sess.Subscriptions {
@@ -39,8 +39,8 @@ func (m *Machine) resume(sess *storagev1.Session, watermarks []int64) {
 		if r.Generations == nil {
 			r.Generations = map[uint32]uint64{}
 		}
-		s := &sub{rec: r, state: v, streams: map[StreamID]*stream{}}
-		d.subs[r.TopicFilter] = s
+		s := &sub{rec: r, state: v}
+		put(&d.subs, r.TopicFilter, s)
 		byID[r.Id] = s
 		if m.authorize != nil && !m.authorize(AccessSubscribe, r.TopicFilter) {
 			// Resumed subscriptions are checked against the ACL in force.
@@ -64,7 +64,7 @@ func (m *Machine) resume(sess *storagev1.Session, watermarks []int64) {
 			st.ring = append(st.ring, b)
 			st.replays = append(st.replays, b)
 		}
-		s.streams[id] = st
+		put(&s.streams, id, st)
 	}
 	for _, r := range sess.Retained {
 		m.resumeRetained(byID[r.GetKey().GetSubscriptionId()], r)
@@ -173,7 +173,7 @@ func (m *Machine) batchLost(st *stream, b *batch) {
 		// Each may have been sent (dup, as stored, can lag behind what was
 		// sent): PUBREL, and open until PUBCOMP, so a crash before it
 		// sends PUBREL again.
-		if !m.d.t2.done[s] {
+		if !m.d.t2.isDone(s) {
 			m.releaseHeld(s)
 			lost++
 		}
@@ -207,9 +207,24 @@ func (m *Machine) releaseUncovered() {
 		return false
 	}
 	for i, t := range []*track{m.d.t1, m.d.t2} {
-		for s := t.committed + 1; s <= m.d.resume.next[i]; s++ {
+		last := m.d.resume.next[i]
+		if t.qos == 1 {
+			// Above every replayed record and every finished seqno lies the
+			// tail the previous connection reserved and never recorded:
+			// released at once.
+			top := t.committed
+			for _, r := range m.d.resume.replayedRanges {
+				top = max(top, r[1])
+			}
+			for s := range t.done {
+				top = max(top, s)
+			}
+			t.releaseGap(top+1, last)
+			last = min(last, top)
+		}
+		for s := t.committed + 1; s <= last; s++ {
 			switch {
-			case covered(i, s) || t.done[s]:
+			case covered(i, s) || t.isDone(s):
 			case t.qos == 2:
 				m.releaseHeld(s)
 			default:
@@ -293,8 +308,8 @@ func (m *Machine) retainedBatches(s *sub, msgs []*storagev1.Message) {
 		for _, o := range outs {
 			o.rb = rb
 		}
-		m.d.retained[rb] = true
-		m.d.c.putRet[rb] = true
+		put(&m.d.retained, rb, true)
+		put(&m.d.c.putRet, rb, true)
 		m.d.c.dirty = true
 		m.enqueue(outs)
 		m.durably(func() { rb.durable = true })
@@ -311,7 +326,7 @@ func (m *Machine) resumeRetained(s *sub, r *storagev1.RetainedBatch) {
 	}
 	outs, last1, last2 := m.number(msgs, v, r.FirstSeqnoQos1, r.FirstSeqnoQos2, true)
 	rb := &retainedBatch{sub: s, rec: r, last: [2]uint64{last1, last2}, durable: true}
-	m.d.retained[rb] = true
+	put(&m.d.retained, rb, true)
 	m.d.resume.replayedRanges = append(m.d.resume.replayedRanges, [4]uint64{r.FirstSeqnoQos1, last1, r.FirstSeqnoQos2, last2})
 	m.enqueue(m.replayOuts(outs, nil, nil, rb))
 }

@@ -96,7 +96,7 @@ func (m *Machine) sendQueued() bool {
 		var t *track
 		if o.qos > 0 {
 			t = m.track(o.qos)
-			if o.seqno > t.committed && !t.done[o.seqno] {
+			if o.seqno > t.committed && !t.isDone(o.seqno) {
 				if m.Inflight() >= m.d.out.inflightCap {
 					break
 				}
@@ -334,7 +334,7 @@ func (m *Machine) pubcomp(p *packet.Pubcomp) {
 func (m *Machine) releaseHeld(s uint64) {
 	t := m.d.t2
 	t.dup = max(t.dup, s)
-	t.uncounted[s] = true
+	put(&t.uncounted, s, true)
 	t.receive(s)
 	m.d.out.pubrels = append(m.d.out.pubrels, s)
 	if m.d.durable && t.durableRec < s {

@@ -34,7 +34,7 @@ func (m *Machine) Announced(now time.Time, entry uint64, streams []AnnouncedStre
 		if cur := s.rec.Generations[shard]; cur != 0 && a.Stream.Generation < cur || s.streams[a.Stream] != nil {
 			continue
 		}
-		s.streams[a.Stream] = &stream{sub: s, id: a.Stream, position: a.Iterator}
+		put(&s.streams, a.Stream, &stream{sub: s, id: a.Stream, position: a.Iterator})
 	}
 	slices.Sort(shards)
 	for _, shard := range shards {
@@ -97,7 +97,7 @@ func (m *Machine) EntryFailed(now time.Time, entry uint64, failure EntryFailure,
 // position (batches pushed and not yet taken are pushed again).
 func (m *Machine) EntriesLost(now time.Time) []Action {
 	m.now = now
-	if m.state != stateConnected || m.d.io.reads == nil {
+	if m.state != stateConnected || m.d.t1 == nil {
 		return m.flush()
 	}
 	clear(m.d.io.watches)
@@ -389,7 +389,7 @@ func (m *Machine) advance(s *sub, shard uint32) {
 		for _, st := range s.streamsWhere(func(st *stream) bool { return st.id.Shard == shard && st.id.Generation < next }) {
 			m.dropStream(st)
 		}
-		s.rec.Generations[shard] = next
+		put(&s.rec.Generations, shard, next)
 		m.touchSub(s)
 	}
 	m.activate(s, shard)
@@ -416,7 +416,7 @@ func (m *Machine) activateStream(st *stream) {
 		return
 	}
 	st.entry = m.newEntry()
-	m.d.io.reads[st.entry] = st
+	put(&m.d.io.reads, st.entry, st)
 	m.out = append(m.out, AddRead{Entry: st.entry, Iterator: st.position,
 		Window: uint32(m.readWindow()), BatchSize: uint32(m.cfg.BatchSize)})
 }

@@ -69,11 +69,14 @@ func (m *Machine) unsubscribe(p *packet.Unsubscribe) {
 // (d > 0) or carried out (d < 0), so that the subscription limit holds for
 // a SUBSCRIBE with many filters and for several queued ones.
 func (m *Machine) pendGrant(filter string, d int) {
-	if m.d.ops.pending == nil {
-		m.d.ops.pending = make(map[string]int)
+	n := m.d.ops.pending[filter] + d
+	if n > 0 {
+		put(&m.d.ops.pending, filter, n)
+		return
 	}
-	if m.d.ops.pending[filter] += d; m.d.ops.pending[filter] <= 0 {
-		delete(m.d.ops.pending, filter)
+	delete(m.d.ops.pending, filter)
+	if len(m.d.ops.pending) == 0 {
+		m.d.ops.pending = nil
 	}
 }
 
@@ -90,7 +93,11 @@ func (m *Machine) opDone() {
 			m.pendGrant(g.Filter, -1)
 		}
 	}
+	m.d.ops.queue[0] = nil // the packet goes with it
 	m.d.ops.queue = m.d.ops.queue[1:]
+	if len(m.d.ops.queue) == 0 {
+		m.d.ops.queue = nil
+	}
 	if len(m.d.ops.queue) > 0 && m.state == stateConnected {
 		m.runOp()
 	}
@@ -183,11 +190,10 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 				continue
 			}
 			s = &sub{
-				rec:     &storagev1.Subscription{Id: m.newID(), TopicFilter: g.Filter, StartUs: a.starts, Generations: map[uint32]uint64{}},
-				streams: map[StreamID]*stream{},
+				rec: &storagev1.Subscription{Id: m.newID(), TopicFilter: g.Filter, StartUs: a.starts},
 			}
 			s.aclCheck = m.needsTopicCheck(g.Filter)
-			m.d.subs[g.Filter] = s
+			put(&m.d.subs, g.Filter, s)
 		}
 		v := &storagev1.SubscriptionState{
 			Id: m.newID(), SubscriptionId: s.rec.Id, TopicFilter: g.Filter, Qos: uint32(g.QoS),
@@ -197,7 +203,7 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 			id := subID
 			v.SubscriptionIdentifier = &id
 		}
-		m.d.states[v.Id] = v
+		put(&m.d.states, v.Id, v)
 		s.state = v
 		s.rec.CurrentState = v.Id
 		m.touchSub(s)
@@ -225,7 +231,7 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 // each from the subscription's start there.
 func (m *Machine) addWatches(s *sub) {
 	e := m.newEntry()
-	m.d.io.watches[e] = s
+	put(&m.d.io.watches, e, s)
 	s.watch = e
 	m.out = append(m.out, AddWatch{Entry: e, Filter: matchFilter(s.rec.TopicFilter), StartUs: s.rec.StartUs})
 }
@@ -285,7 +291,7 @@ func (m *Machine) removeSub(s *sub) {
 		m.out = append(m.out, Counted{Event: "unsubscribed", N: released})
 	}
 	delete(m.d.c.putSubs, s.rec.Id)
-	m.d.c.delSubs[s.rec.Id] = true
+	put(&m.d.c.delSubs, s.rec.Id, true)
 	m.d.c.dirty = true
 }
 

@@ -25,6 +25,10 @@ type track struct {
 	// done holds seqnos above committed that are acknowledged or
 	// released; received those above rec with a PUBREC (QoS 2).
 	done, received map[uint64]bool
+	// gapFrom..gapTo (inclusive; 0 when none) are released in bulk: the
+	// seqnos a resume skips (reserved by the previous connection and not
+	// in any record), counted as done without a map entry each.
+	gapFrom, gapTo uint64
 	// durableCommitted and durableRec are committed and rec as of the last
 	// successful commit: what a replay after a crash starts from.
 	durableCommitted, durableRec uint64
@@ -42,7 +46,7 @@ type track struct {
 }
 
 func newTrack(qos byte) *track {
-	return &track{qos: qos, done: map[uint64]bool{}, received: map[uint64]bool{}, uncounted: map[uint64]bool{}}
+	return &track{qos: qos}
 }
 
 // packetID derives the packet id of seqno s.
@@ -67,7 +71,7 @@ func (t *track) seqnoOf(id uint16) (uint64, bool) {
 	k -= base
 	from := t.committed + 1
 	s := from + (k+pidSpan-(from-1)%pidSpan)%pidSpan
-	if s > t.dup || t.done[s] {
+	if s > t.dup || t.isDone(s) {
 		return 0, false
 	}
 	return s, true
@@ -95,26 +99,59 @@ func (t *track) sent(s uint64) {
 // finish marks s acknowledged (wasSent) or released, and advances
 // committed over the contiguous prefix. It reports whether s was open.
 func (t *track) finish(s uint64, wasSent bool) bool {
-	if s <= t.committed || t.done[s] {
+	if s <= t.committed || t.isDone(s) {
 		return false
 	}
 	if wasSent && !t.uncounted[s] {
 		t.inflight--
 	}
 	delete(t.uncounted, s)
-	t.done[s] = true
-	for t.done[t.committed+1] {
-		delete(t.done, t.committed+1)
-		t.committed++
-	}
+	put(&t.done, s, true)
+	t.advanceCommitted()
 	t.advanceRec()
 	return true
+}
+
+// isDone reports whether s (above committed) is acknowledged or released.
+func (t *track) isDone(s uint64) bool {
+	return t.done[s] || t.gapTo != 0 && s >= t.gapFrom && s <= t.gapTo
+}
+
+// advanceCommitted moves committed over the contiguous finished seqnos.
+func (t *track) advanceCommitted() {
+	for {
+		n := t.committed + 1
+		switch {
+		case t.done[n]:
+			delete(t.done, n)
+			t.committed = n
+		case t.gapTo != 0 && n >= t.gapFrom && n <= t.gapTo:
+			t.committed = t.gapTo
+			t.gapFrom, t.gapTo = 0, 0
+		default:
+			if len(t.done) == 0 {
+				t.done = nil // nothing above committed: no map to keep
+			}
+			return
+		}
+	}
+}
+
+// releaseGap releases seqnos from..to at once (nothing in them is sent or
+// held): the tail a resume skips.
+func (t *track) releaseGap(from, to uint64) {
+	if from > to {
+		return
+	}
+	t.gapFrom, t.gapTo = from, to
+	t.advanceCommitted()
+	t.advanceRec()
 }
 
 // receive records a PUBREC for s (QoS 2) and advances rec.
 func (t *track) receive(s uint64) {
 	if s > t.rec {
-		t.received[s] = true
+		put(&t.received, s, true)
 	}
 	t.advanceRec()
 }
@@ -127,7 +164,7 @@ func (t *track) advanceRec() {
 		n := t.rec + 1
 		if t.received[n] {
 			delete(t.received, n)
-		} else if !t.done[n] {
+		} else if !t.isDone(n) {
 			return
 		}
 		t.rec = n
