@@ -105,7 +105,7 @@ type Config struct {
 	// sent before it is durable (QoS 1, mayPrecedeRecord) waits for its
 	// commit after the previous commit started: a busy subscriber then
 	// commits about this often, not once per fsync. 0 commits at once.
-	// Default 10ms.
+	// Default 50ms.
 	RecordCommitDelay time.Duration
 
 	// NewClientID returns a fresh, unique client identifier for a client
@@ -134,7 +134,7 @@ func DefaultConfig() Config {
 		BatchesPerStream:     16,
 		InflightLimit:        32,
 		OutboundWindow:       256,
-		RecordCommitDelay:    10 * time.Millisecond,
+		RecordCommitDelay:    50 * time.Millisecond,
 	}
 }
 
