@@ -68,6 +68,7 @@ type linkEntry struct {
 	// Guarded by l.sched.mu.
 	state      entryState
 	dirty      bool       // woken while running
+	wokeAt     uint64     // scheduler.wakes when last queued
 	prev, next *linkEntry // the scheduler's index list
 }
 
@@ -276,11 +277,12 @@ func (l *link) release(e *linkEntry, seq uint64) bool {
 	return false
 }
 
-// room is the window left to e.
-func (l *link) room(e *linkEntry) int {
+// roomAndWakes is the window e has left, with the scheduler's wake-up count
+// at that moment (shareRead).
+func (l *link) roomAndWakes(e *linkEntry) (int, uint64) {
 	l.sched.mu.Lock()
 	defer l.sched.mu.Unlock()
-	return e.read.window - e.read.inflight
+	return e.read.window - e.read.inflight, l.sched.wakes
 }
 
 // send queues a response for the send loop; false when ctx ended first.

@@ -16,6 +16,9 @@ type readEntry struct {
 	stream streamKey // the scheduler's index key
 	it     []byte    // the position after the last pushed batch
 	seq    uint64    // the last pushed batch
+	// pos is storage.IteratorPosition(it), "" when it has none (nothing
+	// read yet): entries of the link with equal pos share reads.
+	pos    string
 	window int
 	batch  int
 
@@ -45,10 +48,16 @@ func (l *link) addRead(r *dsdv1.ReadEntry) {
 	if n := int(r.GetMaxBatchMessages()); n > 0 {
 		batch = min(batch, n)
 	}
-	l.start(&linkEntry{id: r.GetEntryId(), session: r.GetSession(), read: &readEntry{
-		stream: streamKey{st.Shard, st.Generation, string(st.StaticIndex)},
-		it:     r.GetIterator(), window: int(r.GetWindow()), batch: batch,
-	}})
+	re := &readEntry{stream: streamKey{st.Shard, st.Generation, string(st.StaticIndex)}, window: int(r.GetWindow()), batch: batch}
+	re.moveTo(r.GetIterator())
+	l.start(&linkEntry{id: r.GetEntryId(), session: r.GetSession(), read: re})
+}
+
+// moveTo sets the entry's position. Only the worker running the entry (or
+// the one that claimed it for a shared read) calls it.
+func (r *readEntry) moveTo(it []byte) {
+	r.it = it
+	r.pos, _ = storage.IteratorPosition(it)
 }
 
 // stepRead is one step of a Read entry: with window left, one Next and,
@@ -58,10 +67,11 @@ func (l *link) addRead(r *dsdv1.ReadEntry) {
 // the stream, after its batch.
 func (l *link) stepRead(e *linkEntry) bool {
 	r, db, opts := e.read, l.s.db, l.s.opts
-	room := l.room(e)
+	room, wakes := l.roomAndWakes(e)
 	if room <= 0 {
 		return false // an ack wakes the entry
 	}
+	pos := r.pos
 	msgs, next, eos, err := readOpen(l.ctx, db, r.it, storage.Limit{Max: min(r.batch, room), MaxBytes: opts.MaxBatchBytes})
 	if err != nil {
 		l.s.metrics.linkReads[linkReadError].Inc()
@@ -73,22 +83,56 @@ func (l *link) stepRead(e *linkEntry) bool {
 	if len(msgs) == 0 && !eos {
 		l.s.metrics.linkReads[linkReadEmpty].Inc()
 		if next != nil {
-			r.it = next
+			r.moveTo(next)
 		}
 		return false
 	}
 	l.s.metrics.linkReads[linkReadData].Inc()
 	r.seq++
 	l.pushed(e, r.seq, len(msgs))
-	if !l.send(l.ctx, readBatch(e.id, r.seq, msgs, next, eos)) {
+	resp := readBatch(e.id, r.seq, msgs, next, eos)
+	var shared []*linkEntry
+	if pos != "" && !eos {
+		shared = l.shareRead(e, resp.GetBatch(), pos, len(msgs), wakes)
+	}
+	sent := l.send(l.ctx, resp)
+	for _, o := range shared {
+		l.sched.done(o, false)
+	}
+	if !sent {
 		return false
 	}
-	r.it = next
+	r.moveTo(next)
 	if eos {
 		l.forget(e)
 		return false
 	}
 	return true
+}
+
+// shareRead gives the batch b that entry e read from position pos (n
+// messages) to the other Read entries of the link at the same position of
+// the same stream and filter, idle or queued, with window for all of it
+// (one scan per gateway and stream, sent once: ReadBatch.shared). They are
+// claimed (marked running) until the batch is sent; one woken by a commit
+// after e's read began runs again, as that commit may hold more.
+func (l *link) shareRead(e *linkEntry, b *dsdv1.ReadBatch, pos string, n int, wakes uint64) []*linkEntry {
+	others := l.sched.claimAt(e, pos, n, wakes)
+	for _, o := range others {
+		r := o.read
+		it, err := storage.IteratorAt(r.it, b.GetIterator())
+		if err != nil {
+			// Invariant: claimAt took only entries of e's stream and filter.
+			panic(fmt.Sprintf("dsd: shared read of entry %d: %v", o.id, err))
+		}
+		r.seq++
+		b.Shared = append(b.Shared, &dsdv1.SharedBatch{EntryId: o.id, BatchSeq: r.seq, Iterator: it})
+		r.moveTo(it)
+	}
+	if len(others) > 0 {
+		l.s.metrics.linkSharedReads.Add(float64(len(others)))
+	}
+	return others
 }
 
 func readBatch(id, seq uint64, msgs []storage.Entry, it []byte, eos bool) *dsdv1.GatewayLinkResponse {

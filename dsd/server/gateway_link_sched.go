@@ -63,6 +63,9 @@ type scheduler struct {
 	watches *linkEntry
 	// runnable mirrors the queue's length into the service's gauge.
 	m *metrics
+	// wakes counts the wake-ups of entries; linkEntry.wokeAt is its value
+	// when the entry was last queued (shareRead).
+	wakes uint64
 }
 
 func newScheduler(m *metrics) *scheduler {
@@ -121,6 +124,8 @@ func (s *scheduler) end(e *linkEntry) bool {
 func (s *scheduler) wakeLocked(e *linkEntry) {
 	switch e.state {
 	case entryIdle:
+		s.wakes++
+		e.wokeAt = s.wakes
 		e.state = entryQueued
 		s.queue = append(s.queue, e)
 		s.m.linkRunnable.Inc()
@@ -131,6 +136,33 @@ func (s *scheduler) wakeLocked(e *linkEntry) {
 	case entryRunning:
 		e.dirty = true
 	}
+}
+
+// claimAt marks running, and charges n messages to the window of, every
+// other Read entry of e's stream that is idle or queued at position pos
+// with room and batch size for n: e's read is their next batch too. An
+// entry queued by a wake-up after wakes (e's read may have missed what that
+// wake-up announced) is marked dirty, so done queues it again.
+func (s *scheduler) claimAt(e *linkEntry, pos string, n int, wakes uint64) []*linkEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*linkEntry
+	for o := s.reads[e.read.stream]; o != nil; o = o.next {
+		// The state first: a running entry's position belongs to its worker.
+		if o == e || o.state != entryIdle && o.state != entryQueued {
+			continue
+		}
+		if r := o.read; r.pos != pos || r.window-r.inflight < n || r.batch < n {
+			continue
+		}
+		r := o.read
+		o.dirty = o.state == entryQueued && o.wokeAt > wakes
+		o.state = entryRunning // a queued copy is skipped by next
+		r.unacked = append(r.unacked, unackedBatch{seq: r.seq + 1, n: n})
+		r.inflight += n
+		out = append(out, o)
+	}
+	return out
 }
 
 // next blocks until an entry is runnable and marks it running; nil when

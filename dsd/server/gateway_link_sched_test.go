@@ -360,3 +360,82 @@ func TestLinkIdleEntriesMemory(t *testing.T) {
 	e.stop()
 	eventually(t, "entries ended", func() bool { return e.srv.link.entries.Load() == 0 && e.srv.link.links.Load() == 0 })
 }
+
+// TestLinkSharedReads: Read entries of one link at the same position of the
+// same stream and filter get one read and one ReadBatch (the others listed
+// in shared, each with its own batch seq and iterator); every entry still
+// receives every message once and in order, and acks each batch it got.
+func TestLinkSharedReads(t *testing.T) {
+	e := startLinkServer(t, GatewayLinkOptions{Workers: 4})
+	l := e.open()
+	ev := recvAll(l)
+	const entries, msgs = 8, 20
+	e.store("pub", "fan/t", []byte("0"))
+	got := map[uint64][]string{}
+	lastSeq := map[uint64]uint64{}
+	take := func(b *dsdv1.ReadBatch) (responses int) {
+		deliver := func(id, seq uint64) {
+			if seq != lastSeq[id]+1 {
+				t.Fatalf("entry %d: batch %d after %d", id, seq, lastSeq[id])
+			}
+			lastSeq[id] = seq
+			got[id] = append(got[id], payloads(b)...)
+			if err := l.Ack(id, seq); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deliver(b.GetEntryId(), b.GetBatchSeq())
+		for _, s := range b.GetShared() {
+			deliver(s.GetEntryId(), s.GetBatchSeq())
+		}
+		return 1
+	}
+	for range entries {
+		id, err := l.AddRead(e.iteratorFor("fan/t", 0), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[id] = nil
+	}
+	// Each reads "0" from its own start: nothing to share yet.
+	for n := 0; n < entries; {
+		b := ev.batch(t)
+		take(b)
+		n += 1 + len(b.GetShared())
+	}
+	responses := 0
+	for i := 1; i <= msgs; i++ {
+		e.store("pub", "fan/t", []byte(fmt.Sprint(i)))
+		want := fmt.Sprint(i)
+		for {
+			done := true
+			for _, p := range got {
+				if len(p) == 0 || p[len(p)-1] != want {
+					done = false
+				}
+			}
+			if done {
+				break
+			}
+			responses += take(ev.batch(t))
+		}
+	}
+	for id, p := range got {
+		if len(p) != msgs+1 {
+			t.Fatalf("entry %d got %v, want 0..%d once each", id, p, msgs)
+		}
+		for i, s := range p {
+			if s != fmt.Sprint(i) {
+				t.Fatalf("entry %d got %v, want 0..%d in order", id, p, msgs)
+			}
+		}
+	}
+	if responses >= msgs*entries {
+		t.Fatalf("%d batches for %d messages to %d entries: no read was shared", responses, msgs, entries)
+	}
+	shared := metricValue(t, e.srv.link.metrics.linkSharedReads)
+	t.Logf("%d messages to %d entries in %d batches; %v shared", msgs, entries, responses, shared)
+	if shared == 0 {
+		t.Fatal("strata_ds_link_shared_reads_total is 0")
+	}
+}

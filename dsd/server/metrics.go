@@ -41,6 +41,8 @@ type metrics struct {
 	linkReads    [3]prometheus.Counter
 	linkListings prometheus.Counter
 	linkRunnable prometheus.Gauge
+	// linkSharedReads counts batches given by shareRead.
+	linkSharedReads prometheus.Counter
 }
 
 // Results of a Read entry's Next (strata_ds_link_reads_total's result).
@@ -103,7 +105,11 @@ func newMetrics(db *storage.DB) *metrics {
 		Name: "strata_ds_link_runnable_entries",
 		Help: "Gateway link entries queued for their link's workers (all links).",
 	})
-	m.registry.MustRegister(reads, m.linkListings, m.linkRunnable)
+	m.linkSharedReads = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "strata_ds_link_shared_reads_total",
+		Help: "Batches given to a gateway link Read entry from another entry's read of the same stream and position (one scan and one send per gateway).",
+	})
+	m.registry.MustRegister(reads, m.linkListings, m.linkRunnable, m.linkSharedReads)
 	for shard := range db.NShards() {
 		m.storeByShard = append(m.storeByShard, m.storeBatch.WithLabelValues(strconv.Itoa(shard)))
 	}

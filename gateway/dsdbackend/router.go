@@ -217,14 +217,21 @@ func (r *Router) dispatch(resp *dsdv1.GatewayLinkResponse) bool {
 			rt.owner.Announced(rt.token, streams)
 		}
 	case *dsdv1.GatewayLinkResponse_Batch:
+		// The messages, decoded once, go to every entry the batch is for
+		// (shared: entries reading the same stream from the same
+		// position); owners only read them.
 		b := k.Batch
-		rt, ok := r.lookup(b.GetEntryId(), b.GetEndOfStream())
-		if ok {
-			msgs := make([]*storagev1.Message, 0, len(b.GetMessages()))
-			for _, m := range b.GetMessages() {
-				msgs = append(msgs, m.GetMessage())
-			}
+		msgs := make([]*storagev1.Message, 0, len(b.GetMessages()))
+		for _, m := range b.GetMessages() {
+			msgs = append(msgs, m.GetMessage())
+		}
+		if rt, ok := r.lookup(b.GetEntryId(), b.GetEndOfStream()); ok {
 			rt.owner.Batch(rt.token, b.GetBatchSeq(), msgs, b.GetIterator(), b.GetEndOfStream())
+		}
+		for _, s := range b.GetShared() {
+			if rt, ok := r.lookup(s.GetEntryId(), false); ok {
+				rt.owner.Batch(rt.token, s.GetBatchSeq(), msgs, s.GetIterator(), false)
+			}
 		}
 	case *dsdv1.GatewayLinkResponse_Error:
 		e := k.Error

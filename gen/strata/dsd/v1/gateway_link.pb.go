@@ -1138,7 +1138,13 @@ type ReadBatch struct {
 	Iterator []byte `protobuf:"bytes,4,opt,name=iterator,proto3" json:"iterator,omitempty"`
 	// EndOfStream: the stream is exhausted and its generation is no longer
 	// current. It is the entry's last batch; the entry has ended.
-	EndOfStream   bool `protobuf:"varint,5,opt,name=end_of_stream,json=endOfStream,proto3" json:"end_of_stream,omitempty"`
+	EndOfStream bool `protobuf:"varint,5,opt,name=end_of_stream,json=endOfStream,proto3" json:"end_of_stream,omitempty"`
+	// Shared lists other Read entries of the link for which these same
+	// messages are their next batch too (entries reading the same stream with
+	// the same filter from the same position): dsd reads and sends them once
+	// per gateway. Each has its own batch_seq, to ack as usual, and iterator.
+	// end_of_stream is never shared.
+	Shared        []*SharedBatch `protobuf:"bytes,6,rep,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1208,6 +1214,74 @@ func (x *ReadBatch) GetEndOfStream() bool {
 	return false
 }
 
+func (x *ReadBatch) GetShared() []*SharedBatch {
+	if x != nil {
+		return x.Shared
+	}
+	return nil
+}
+
+// SharedBatch is one more entry's share of a ReadBatch.
+type SharedBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	EntryId       uint64                 `protobuf:"varint,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	BatchSeq      uint64                 `protobuf:"varint,2,opt,name=batch_seq,json=batchSeq,proto3" json:"batch_seq,omitempty"`
+	Iterator      []byte                 `protobuf:"bytes,3,opt,name=iterator,proto3" json:"iterator,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedBatch) Reset() {
+	*x = SharedBatch{}
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedBatch) ProtoMessage() {}
+
+func (x *SharedBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedBatch.ProtoReflect.Descriptor instead.
+func (*SharedBatch) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SharedBatch) GetEntryId() uint64 {
+	if x != nil {
+		return x.EntryId
+	}
+	return 0
+}
+
+func (x *SharedBatch) GetBatchSeq() uint64 {
+	if x != nil {
+		return x.BatchSeq
+	}
+	return 0
+}
+
+func (x *SharedBatch) GetIterator() []byte {
+	if x != nil {
+		return x.Iterator
+	}
+	return nil
+}
+
 // EntryError reports a request or an entry that failed. Other entries go on.
 type EntryError struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1227,7 +1301,7 @@ type EntryError struct {
 
 func (x *EntryError) Reset() {
 	*x = EntryError{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1313,7 @@ func (x *EntryError) String() string {
 func (*EntryError) ProtoMessage() {}
 
 func (x *EntryError) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1326,7 @@ func (x *EntryError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryError.ProtoReflect.Descriptor instead.
 func (*EntryError) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{16}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EntryError) GetEntryId() uint64 {
@@ -1356,13 +1430,18 @@ const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\x13StreamsAnnouncement\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x128\n" +
 	"\astreams\x18\x02 \x03(\v2\x1e.strata.dsd.v1.AnnouncedStreamR\astreams\x12\x18\n" +
-	"\ainitial\x18\x03 \x01(\bR\ainitial\"\xbd\x01\n" +
+	"\ainitial\x18\x03 \x01(\bR\ainitial\"\xf1\x01\n" +
 	"\tReadBatch\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12\x1b\n" +
 	"\tbatch_seq\x18\x02 \x01(\x04R\bbatchSeq\x128\n" +
 	"\bmessages\x18\x03 \x03(\v2\x1c.strata.dsd.v1.StoredMessageR\bmessages\x12\x1a\n" +
 	"\biterator\x18\x04 \x01(\fR\biterator\x12\"\n" +
-	"\rend_of_stream\x18\x05 \x01(\bR\vendOfStream\"v\n" +
+	"\rend_of_stream\x18\x05 \x01(\bR\vendOfStream\x122\n" +
+	"\x06shared\x18\x06 \x03(\v2\x1a.strata.dsd.v1.SharedBatchR\x06shared\"a\n" +
+	"\vSharedBatch\x12\x19\n" +
+	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12\x1b\n" +
+	"\tbatch_seq\x18\x02 \x01(\x04R\bbatchSeq\x12\x1a\n" +
+	"\biterator\x18\x03 \x01(\fR\biterator\"v\n" +
 	"\n" +
 	"EntryError\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12\x12\n" +
@@ -1385,7 +1464,7 @@ func file_strata_dsd_v1_gateway_link_proto_rawDescGZIP() []byte {
 	return file_strata_dsd_v1_gateway_link_proto_rawDescData
 }
 
-var file_strata_dsd_v1_gateway_link_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_strata_dsd_v1_gateway_link_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_strata_dsd_v1_gateway_link_proto_goTypes = []any{
 	(*GatewayLinkRequest)(nil),  // 0: strata.dsd.v1.GatewayLinkRequest
 	(*GatewayLinkResponse)(nil), // 1: strata.dsd.v1.GatewayLinkResponse
@@ -1403,9 +1482,10 @@ var file_strata_dsd_v1_gateway_link_proto_goTypes = []any{
 	(*AnnouncedStream)(nil),     // 13: strata.dsd.v1.AnnouncedStream
 	(*StreamsAnnouncement)(nil), // 14: strata.dsd.v1.StreamsAnnouncement
 	(*ReadBatch)(nil),           // 15: strata.dsd.v1.ReadBatch
-	(*EntryError)(nil),          // 16: strata.dsd.v1.EntryError
-	(*Stream)(nil),              // 17: strata.dsd.v1.Stream
-	(*StoredMessage)(nil),       // 18: strata.dsd.v1.StoredMessage
+	(*SharedBatch)(nil),         // 16: strata.dsd.v1.SharedBatch
+	(*EntryError)(nil),          // 17: strata.dsd.v1.EntryError
+	(*Stream)(nil),              // 18: strata.dsd.v1.Stream
+	(*StoredMessage)(nil),       // 19: strata.dsd.v1.StoredMessage
 }
 var file_strata_dsd_v1_gateway_link_proto_depIdxs = []int32{
 	2,  // 0: strata.dsd.v1.GatewayLinkRequest.hello:type_name -> strata.dsd.v1.GatewayHello
@@ -1417,22 +1497,23 @@ var file_strata_dsd_v1_gateway_link_proto_depIdxs = []int32{
 	3,  // 6: strata.dsd.v1.GatewayLinkResponse.welcome:type_name -> strata.dsd.v1.GatewayWelcome
 	14, // 7: strata.dsd.v1.GatewayLinkResponse.announcement:type_name -> strata.dsd.v1.StreamsAnnouncement
 	15, // 8: strata.dsd.v1.GatewayLinkResponse.batch:type_name -> strata.dsd.v1.ReadBatch
-	16, // 9: strata.dsd.v1.GatewayLinkResponse.error:type_name -> strata.dsd.v1.EntryError
+	17, // 9: strata.dsd.v1.GatewayLinkResponse.error:type_name -> strata.dsd.v1.EntryError
 	9,  // 10: strata.dsd.v1.GatewayLinkResponse.kick:type_name -> strata.dsd.v1.SessionKick
 	5,  // 11: strata.dsd.v1.GatewayLinkResponse.heartbeat_ack:type_name -> strata.dsd.v1.HeartbeatAck
 	8,  // 12: strata.dsd.v1.WatchEntry.session:type_name -> strata.dsd.v1.SessionRef
 	7,  // 13: strata.dsd.v1.WatchEntry.shards:type_name -> strata.dsd.v1.WatchShard
 	8,  // 14: strata.dsd.v1.ReadEntry.session:type_name -> strata.dsd.v1.SessionRef
-	17, // 15: strata.dsd.v1.AnnouncedStream.stream:type_name -> strata.dsd.v1.Stream
+	18, // 15: strata.dsd.v1.AnnouncedStream.stream:type_name -> strata.dsd.v1.Stream
 	13, // 16: strata.dsd.v1.StreamsAnnouncement.streams:type_name -> strata.dsd.v1.AnnouncedStream
-	18, // 17: strata.dsd.v1.ReadBatch.messages:type_name -> strata.dsd.v1.StoredMessage
-	0,  // 18: strata.dsd.v1.GatewayLinkService.GatewayLink:input_type -> strata.dsd.v1.GatewayLinkRequest
-	1,  // 19: strata.dsd.v1.GatewayLinkService.GatewayLink:output_type -> strata.dsd.v1.GatewayLinkResponse
-	19, // [19:20] is the sub-list for method output_type
-	18, // [18:19] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	19, // 17: strata.dsd.v1.ReadBatch.messages:type_name -> strata.dsd.v1.StoredMessage
+	16, // 18: strata.dsd.v1.ReadBatch.shared:type_name -> strata.dsd.v1.SharedBatch
+	0,  // 19: strata.dsd.v1.GatewayLinkService.GatewayLink:input_type -> strata.dsd.v1.GatewayLinkRequest
+	1,  // 20: strata.dsd.v1.GatewayLinkService.GatewayLink:output_type -> strata.dsd.v1.GatewayLinkResponse
+	20, // [20:21] is the sub-list for method output_type
+	19, // [19:20] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_gateway_link_proto_init() }
@@ -1464,7 +1545,7 @@ func file_strata_dsd_v1_gateway_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_gateway_link_proto_rawDesc), len(file_strata_dsd_v1_gateway_link_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
