@@ -43,7 +43,7 @@ type DurableSessions struct {
 	// it as storage.Options.RetentionPeriod. Default 1d; 0 turns rotation and
 	// drop off (every message is kept); negative is invalid.
 	MessageRetentionPeriod Duration `toml:"message_retention_period"`
-	// BatchSize is messages per pushed batch / replay record. Default 1000.
+	// BatchSize is messages per pushed batch / replay record. Default 100.
 	BatchSize int `toml:"batch_size"`
 	// IdlePollInterval is dsd's per-shard safety-net rescan. Default 10s.
 	IdlePollInterval Duration `toml:"idle_poll_interval"`
@@ -136,7 +136,7 @@ type MQTT struct {
 	// ReceiveMaximum is the inbound inflight the gateway accepts. Default 32.
 	ReceiveMaximum int `toml:"receive_maximum"`
 	// MaxInflight caps the outbound QoS 1/2 PUBLISHes unacknowledged per
-	// client, below its Receive Maximum. Default 32.
+	// client, below its Receive Maximum. Default 256.
 	MaxInflight int `toml:"max_inflight"`
 	// MaxConnRate is the CONNECT admission rate per second. Default 1000/s.
 	MaxConnRate Rate `toml:"max_conn_rate"`
@@ -293,7 +293,7 @@ func Default() Config {
 		DurableSessions: DurableSessions{
 			Enable:                   true,
 			MessageRetentionPeriod:   Duration(24 * 3600e9),
-			BatchSize:                1000,
+			BatchSize:                100,
 			IdlePollInterval:         Duration(10e9),
 			HeartbeatInterval:        Duration(5e9),
 			GatewayHeartbeatInterval: Duration(2e9),
@@ -325,7 +325,7 @@ func Default() Config {
 			SessionExpiryInterval: Duration(2 * 3600e9),
 			MaxPacketSize:         1 << 20,
 			ReceiveMaximum:        32,
-			MaxInflight:           32,
+			MaxInflight:           256,
 			MaxConnRate:           1000,
 			ConnectTimeout:        Duration(10e9),
 			MaxConnectPacketSize:  64 << 10,

@@ -87,7 +87,7 @@ type Config struct {
 	// (durable_sessions.heartbeat_interval). Default 5s.
 	CheckpointInterval time.Duration
 	// BatchSize is the most messages one batch of a stream holds
-	// (durable_sessions.batch_size). Default 1000.
+	// (durable_sessions.batch_size). Default 100.
 	BatchSize int
 	// BatchesPerStream is how many batch records of one stream may be
 	// unfinished (durable_sessions.max_batches_per_stream), at most 64. A
@@ -96,7 +96,7 @@ type Config struct {
 	BatchesPerStream int
 	// InflightLimit caps the QoS 1/2 PUBLISHes sent to a client and not yet
 	// acknowledged, below the client's Receive Maximum (mqtt.max_inflight).
-	// Default 32.
+	// Default 256.
 	InflightLimit int
 	// OutboundWindow is the most PUBLISH packets handed to the connection's
 	// writer and not yet written. Default 256.
@@ -130,9 +130,9 @@ func DefaultConfig() Config {
 		SessionExpiry:        7200,
 		Durable:              true,
 		CheckpointInterval:   5 * time.Second,
-		BatchSize:            1000,
+		BatchSize:            100,
 		BatchesPerStream:     16,
-		InflightLimit:        32,
+		InflightLimit:        256,
 		OutboundWindow:       256,
 		RecordCommitDelay:    50 * time.Millisecond,
 	}

@@ -166,6 +166,26 @@ func (m *Machine) mayPrecedeRecord(o *outMsg) bool {
 	return o.qos == 1 && o.b != nil && !o.dup && o.seqno <= m.d.t1.durableReserved
 }
 
+// unblockWindow makes the next commit urgent when dsd cannot push st a
+// whole batch more until records of it become durable: a lazy commit would
+// stall the stream (a catch-up or replay fills the window in a few ms).
+func (m *Machine) unblockWindow(st *stream) {
+	if !m.d.durable || m.d.c.urgent || len(st.ring) == 0 || st.ring[0].durable || st.ring[len(st.ring)-1].sealed && st.ring[0].sealed {
+		return
+	}
+	pushed := 0
+	for _, b := range st.ring {
+		pushed += int(b.rec.Count)
+	}
+	for _, hb := range st.held {
+		pushed += len(hb.msgs)
+	}
+	if pushed+m.cfg.BatchSize > m.readWindow() {
+		m.d.c.urgent = true
+		m.maybeCommit()
+	}
+}
+
 // settleAll settles every stream and retained batch; it reports whether
 // anything changed.
 func (m *Machine) settleAll() bool {
@@ -179,6 +199,7 @@ func (m *Machine) settleAll() bool {
 				m.canTake(st) {
 				ready = append(ready, st)
 			}
+			m.unblockWindow(st)
 		}
 	}
 	slices.SortFunc(ready, func(a, b *stream) int {
