@@ -422,6 +422,10 @@ func (r *Results) writeMarkdown(w io.Writer, cfg Config) error {
 	}
 	b.WriteString("\nmqttload flags per scenario (plus `--addr <system> --json --progress 0`):\n\n")
 	for _, s := range r.Scenarios {
+		if s.sc.run != nil {
+			fmt.Fprintf(&b, "- `%s`: %s\n", s.sc.Name, s.sc.how)
+			continue
+		}
 		fmt.Fprintf(&b, "- `%s`: `mqttload %s`\n", s.sc.Name, strings.Join(s.Args, " "))
 	}
 	var notes []string

@@ -27,6 +27,8 @@ type scenario struct {
 	// run, when set, runs the scenario instead of one mqttload with flags;
 	// it returns the report and the CPU time of the clients it ran.
 	run func(ctx context.Context, cfg Config, addr, base string) (*loadReport, time.Duration, error)
+	// how says what run does, for the results.
+	how string
 }
 
 // metric is one figure of a report.
@@ -174,9 +176,12 @@ var scenarios = []scenario{
 		metrics: replayMetrics,
 	},
 	{
-		Name:    "replay-sub",
-		Title:   "offline-queue replay on one topic to an unmodified mosquitto_sub (MQTT 5, -c, QoS 1; filled by 8 publishers × 1 in flight)",
-		run:     runReplaySub,
+		Name:  "replay-sub",
+		Title: "offline-queue replay on one topic to an unmodified mosquitto_sub (MQTT 5, -c, QoS 1; filled by 8 publishers × 1 in flight)",
+		run:   runReplaySub,
+		how: "`mosquitto_sub -V mqttv5 -c -i <id> -x 3600 -q 1 -t " + replaySubTopic + " -E` subscribes and leaves; " +
+			"`mqttload --qos 1 --publishers 8 --inflight 1 --topic " + replaySubTopic + " --subscribers 0 --count <queued/8> --duration 0` queues; " +
+			"the same `mosquitto_sub ... -C <queued>` is timed until it has printed them all",
 		metrics: replayMetrics,
 	},
 	{
