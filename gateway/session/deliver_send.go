@@ -162,6 +162,10 @@ const reserveAhead = 2048
 // is at least once). QoS 2 waits for its record (exactly once needs the
 // same packet id on a resend); QoS 0 too (a resend would deliver it twice).
 // This takes the second fsync (the record's) out of the QoS 1 delivery path.
+// One edge is left: after a takeover, the old connection, until its gateway
+// acts on the kick, may still send such a message on the socket the client
+// abandoned; the new connection then sends it with DUP only if it was stored
+// below the watermarks read at the open (a race of a few milliseconds).
 func (m *Machine) mayPrecedeRecord(o *outMsg) bool {
 	return o.qos == 1 && o.b != nil && !o.dup && o.seqno <= m.d.t1.durableReserved
 }
