@@ -167,6 +167,17 @@ var scenarios = []scenario{
 			ackP99, deliverP50, deliverP99},
 	},
 	{
+		Name:  "fanout1k",
+		Title: "fan-out to 1,000 subscribers: 1 publisher at 20 msgs/s → 1,000 durable subscribers on one gateway, QoS 1",
+		flags: func(cfg Config) []string {
+			return []string{"--qos", "1", "--publishers", "1", "--rate", "20", "--inflight", "8", "--devices", "8",
+				"--subscribers", "1000", "--durable", "--duration", dur(cfg.Duration), "--drain", "60s"}
+		},
+		metrics: []metric{ackedRate,
+			{"deliveries/s (all subscribers)", "msgs/s", true, func(r *loadReport) float64 { return r.DeliverRate }},
+			deliverP50, deliverP99},
+	},
+	{
 		Name:  "replay",
 		Title: "offline-queue replay: a durable subscriber reconnects to its queue (QoS 1; filled by 8 publishers × %d in flight)",
 		flags: func(cfg Config) []string {
