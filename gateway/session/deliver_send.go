@@ -177,6 +177,12 @@ func (m *Machine) unblockWindow(st *stream) {
 	if !m.d.durable || m.d.c.urgent || len(st.ring) == 0 || st.ring[0].durable || st.ring[len(st.ring)-1].sealed && st.ring[0].sealed {
 		return
 	}
+	if len(st.ring) < 2 && len(st.held) == 0 {
+		// One record of at most BatchSize: the window (at least
+		// 2 × BatchSize) always has a batch's room left. This runs for
+		// every stream on every PUBACK.
+		return
+	}
 	pushed := 0
 	for _, b := range st.ring {
 		pushed += int(b.rec.Count)
