@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/stratamq/strata/internal/childproc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -108,40 +110,6 @@ func TestUse(t *testing.T) {
 }
 
 func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
-
-func TestWatcherFindsReadyLines(t *testing.T) {
-	var log bytes.Buffer
-	w := &watcher{w: &log, re: dsdReady, found: make(chan string, 1)}
-	line := `time=2026-11-22T07:20:05.012Z level=INFO msg="dsd ready" site=f84608ba3dfd931b shards=16 grpc=127.0.0.1:37249 http=127.0.0.1:42413 data_dir=/tmp/d` + "\n"
-	for _, part := range []string{"# config\nlevel=INFO msg=\"storage opened\"\n", line[:30], line[30:], "more\n"} {
-		if _, err := w.Write([]byte(part)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	select {
-	case got := <-w.found:
-		grpc, err1 := attr(grpcAttr, got)
-		http, err2 := attr(httpAttr, got)
-		if grpc != "127.0.0.1:37249" || http != "127.0.0.1:42413" || err1 != nil || err2 != nil {
-			t.Errorf("dsd addresses %q %q (%v %v) in %q", grpc, http, err1, err2, got)
-		}
-	default:
-		t.Fatal("ready line not found")
-	}
-	if !strings.HasSuffix(log.String(), "more\n") {
-		t.Error("output not copied")
-	}
-	gw := `time=x level=INFO msg="gateway ready" dsd=127.0.0.1:37249 gateway_id=gw-1 epoch=1 http=127.0.0.1:37513 tcp.default=127.0.0.1:41759`
-	if !gatewayReady.MatchString(gw) {
-		t.Error("gateway ready line not recognised")
-	}
-	if a, err := attr(tcpAttr, gw); a != "127.0.0.1:41759" || err != nil {
-		t.Errorf("gateway MQTT address %q, %v", a, err)
-	}
-	if _, err := attr(tcpAttr, `msg="gateway ready" http=x`); err == nil || !strings.Contains(err.Error(), "tcp") {
-		t.Errorf("missing attribute: %v", err)
-	}
-}
 
 func TestParseMetricsAndInternals(t *testing.T) {
 	const text = `# HELP strata_gateway_messages_received_total x
@@ -258,12 +226,12 @@ func TestGroupStartAndStop(t *testing.T) {
 	dir := t.TempDir()
 	g := &group{log: io.Discard, stopTimeout: 5 * time.Second}
 	ready := script(t, dir, "ready", `echo 'level=INFO msg="dsd ready" grpc=127.0.0.1:9 http=x' >&2; exec sleep 60`)
-	_, line, err := g.start(t.Context(), "fake-dsd", filepath.Join(dir, "a.log"), dsdReady, ready)
+	_, line, err := g.start(t.Context(), "fake-dsd", filepath.Join(dir, "a.log"), childproc.DSDReady, ready)
 	if err != nil || line != `level=INFO msg="dsd ready" grpc=127.0.0.1:9 http=x` {
 		t.Fatalf("start: %q, %v", line, err)
 	}
 	dies := script(t, dir, "dies", `echo starting; exit 3`)
-	if _, _, err := g.start(t.Context(), "dies", filepath.Join(dir, "b.log"), dsdReady, dies); err == nil || !strings.Contains(err.Error(), "exited before it was ready") || !strings.Contains(err.Error(), "starting") {
+	if _, _, err := g.start(t.Context(), "dies", filepath.Join(dir, "b.log"), childproc.DSDReady, dies); err == nil || !strings.Contains(err.Error(), "exited before it was ready") || !strings.Contains(err.Error(), "starting") {
 		t.Errorf("a child that exits: %v", err)
 	}
 	if err := g.check(); err == nil || !strings.Contains(err.Error(), "dies exited") {
@@ -276,7 +244,7 @@ func TestGroupStartAndStop(t *testing.T) {
 	// A child that ignores SIGTERM is killed after the stop timeout.
 	g = &group{log: io.Discard, stopTimeout: 200 * time.Millisecond}
 	stubborn := script(t, dir, "stubborn", `trap '' TERM; echo 'msg="dsd ready" grpc=x' >&2; exec sleep 60`)
-	if _, _, err := g.start(t.Context(), "stubborn", filepath.Join(dir, "c.log"), dsdReady, stubborn); err != nil {
+	if _, _, err := g.start(t.Context(), "stubborn", filepath.Join(dir, "c.log"), childproc.DSDReady, stubborn); err != nil {
 		t.Fatal(err)
 	}
 	if err := g.stopAll(); err == nil || !strings.Contains(err.Error(), "killed") {
@@ -311,10 +279,6 @@ func TestMosquittoConf(t *testing.T) {
 		if !strings.Contains(conf, want) {
 			t.Errorf("config lacks %q", want)
 		}
-	}
-	p, err := freePort()
-	if err != nil || reservedPorts[p] || p == 0 {
-		t.Errorf("free port %d, %v", p, err)
 	}
 }
 
