@@ -61,14 +61,20 @@ func (c *committer) reset() {
 }
 
 // durably runs f once every change made so far is committed: at once for a
-// session that is not durable.
-func (m *Machine) durably(f func()) {
+// session that is not durable. The commit starts as soon as none is in
+// flight (urgent), or, for a change that gates no send (lazy), up to
+// Config.RecordCommitDelay later.
+func (m *Machine) durably(f func(), lazy bool) {
 	if !m.d.durable {
 		f()
 		return
 	}
 	m.d.c.after = append(m.d.c.after, f)
-	m.d.c.urgent = true
+	if lazy {
+		m.d.c.lazy = true
+	} else {
+		m.d.c.urgent = true
+	}
 	m.maybeCommit()
 }
 
@@ -81,18 +87,6 @@ func (m *Machine) touchSub(s *sub) {
 	put(&m.d.c.putSubs, s.rec.Id, s.rec)
 	delete(m.d.c.delSubs, s.rec.Id)
 	m.d.c.dirty = true
-}
-
-// durablyLazy is durably for a change that gates no send: f runs once it
-// is committed, which may wait up to Config.RecordCommitDelay.
-func (m *Machine) durablyLazy(f func()) {
-	if !m.d.durable {
-		f()
-		return
-	}
-	m.d.c.after = append(m.d.c.after, f)
-	m.d.c.lazy = true
-	m.maybeCommit()
 }
 
 // maybeCommit starts a commit when one is wanted and none is in flight.

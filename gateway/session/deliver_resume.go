@@ -312,7 +312,7 @@ func (m *Machine) retainedBatches(s *sub, msgs []*storagev1.Message) {
 		put(&m.d.c.putRet, rb, true)
 		m.d.c.dirty = true
 		m.enqueue(outs)
-		m.durably(func() { rb.durable = true })
+		m.durably(func() { rb.durable = true }, false)
 	}
 }
 

@@ -261,10 +261,8 @@ func (m *Machine) take(st *stream, hbs []heldBatch, grow *batch) {
 		lazy = lazy && o.qos == 1
 	}
 	switch {
-	case grow == nil && lazy:
-		m.durablyLazy(func() { b.durable = true })
 	case grow == nil:
-		m.durably(func() { b.durable = true })
+		m.durably(func() { b.durable = true }, lazy)
 	case !lazy:
 		m.d.c.urgent = true
 		m.maybeCommit()

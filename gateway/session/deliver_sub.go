@@ -224,7 +224,7 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 			}
 		}
 		m.opDone()
-	})
+	}, false)
 }
 
 // addWatches adds the subscription's Watch entry: one over every shard,
@@ -266,7 +266,7 @@ func (m *Machine) runUnsubscribe(p *packet.Unsubscribe) {
 	m.durably(func() {
 		m.send(ack)
 		m.opDone()
-	})
+	}, false)
 }
 
 // removeSub ends a subscription: its entries, its streams, its retained
