@@ -25,20 +25,7 @@ func TestCrashDSDFanout(t *testing.T) {
 	defer cancel()
 	c := startCluster(t, ctx, 1)
 	addr := func() string { return c.addr(0) }
-	var loads []*load
-	for _, qos := range []byte{1, 2} {
-		run := newLoadRun()
-		subCtx, stopSubs := context.WithCancel(ctx)
-		defer stopSubs()
-		for s := range 16 {
-			run.subscriberAt(subCtx, fmt.Sprintf("fan-sub-q%d-%d", qos, s), addr, fmt.Sprintf("pipe%d/#", qos), qos)
-		}
-		pubCtx, stopPubs := context.WithCancel(ctx)
-		for p := range 2 {
-			run.pipelinedPublisher(pubCtx, fmt.Sprintf("fan-q%d-%d", qos, p), addr, qos, 8)
-		}
-		loads = append(loads, &load{loadRun: run, stopPubs: stopPubs, stopSubs: stopSubs})
-	}
+	loads := pipelinedLoads(t, ctx, addr, "fan", 16, 2, 8)
 	for i := range kills {
 		for _, l := range loads {
 			l.waitAcked(t, 100, fmt.Sprintf("load before kill %d", i+1))

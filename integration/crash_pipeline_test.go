@@ -31,20 +31,7 @@ func TestCrashDSDPipelinedPublishers(t *testing.T) {
 	defer cancel()
 	c := startCluster(t, ctx, 1)
 	addr := func() string { return c.addr(0) }
-	// One history per QoS: each has its own subscriber, which must receive
-	// every message acked in it.
-	var loads []*load
-	for _, qos := range []byte{1, 2} {
-		run := newLoadRun()
-		subCtx, stopSubs := context.WithCancel(ctx)
-		defer stopSubs()
-		run.subscriberAt(subCtx, fmt.Sprintf("pipe-sub-q%d", qos), addr, fmt.Sprintf("pipe%d/#", qos), qos)
-		pubCtx, stopPubs := context.WithCancel(ctx)
-		for p := range 4 {
-			run.pipelinedPublisher(pubCtx, fmt.Sprintf("pipe-q%d-%d", qos, p), addr, qos, 32)
-		}
-		loads = append(loads, &load{loadRun: run, stopPubs: stopPubs, stopSubs: stopSubs})
-	}
+	loads := pipelinedLoads(t, ctx, addr, "pipe", 1, 4, 32)
 	waitAcked := func(what string) {
 		for _, l := range loads {
 			l.waitAcked(t, 250, what)
@@ -75,6 +62,35 @@ func TestCrashDSDPipelinedPublishers(t *testing.T) {
 		t.Logf("unknown outcomes by error: %v", errs)
 		t.Logf("QoS %d, %d dsd kills with 4 publishers × 32 in flight: %s; subscriber reconnects %d", i+1, kills, rep, l.disconnects.Load())
 	}
+}
+
+// pipelinedLoads starts one history per QoS (1 and 2): subs durable
+// subscribers of that QoS on its publishers' topics, each of which must
+// receive every message acked in it, and pubs pipelined publishers with
+// inflight PUBLISHes in flight each. Subscribers are named
+// <name>-sub-q<qos>[-<i>], publishers <name>-q<qos>-<i>. The loads stop
+// with the test.
+func pipelinedLoads(t *testing.T, ctx context.Context, addr func() string, name string, subs, pubs, inflight int) []*load {
+	var loads []*load
+	for _, qos := range []byte{1, 2} {
+		run := newLoadRun()
+		subCtx, stopSubs := context.WithCancel(ctx)
+		t.Cleanup(stopSubs)
+		for s := range subs {
+			id := fmt.Sprintf("%s-sub-q%d", name, qos)
+			if subs > 1 {
+				id = fmt.Sprintf("%s-%d", id, s)
+			}
+			run.subscriberAt(subCtx, id, addr, fmt.Sprintf("pipe%d/#", qos), qos)
+		}
+		pubCtx, stopPubs := context.WithCancel(ctx)
+		t.Cleanup(stopPubs)
+		for p := range pubs {
+			run.pipelinedPublisher(pubCtx, fmt.Sprintf("%s-q%d-%d", name, qos, p), addr, qos, inflight)
+		}
+		loads = append(loads, &load{loadRun: run, stopPubs: stopPubs, stopSubs: stopSubs})
+	}
+	return loads
 }
 
 // pipelinedPublisher publishes from one connection with inflight
