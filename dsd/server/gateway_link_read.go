@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,6 +57,9 @@ func (l *link) addRead(r *dsdv1.ReadEntry) {
 // moveTo sets the entry's position. Only the worker running the entry (or
 // the one that claimed it for a shared read) calls it.
 func (r *readEntry) moveTo(it []byte) {
+	if bytes.Equal(it, r.it) {
+		return // an empty read that did not move: no decode on every wake-up
+	}
 	r.it = it
 	r.pos, _ = storage.IteratorPosition(it)
 }
@@ -118,20 +122,25 @@ func (l *link) stepRead(e *linkEntry) bool {
 // after e's read began runs again, as that commit may hold more.
 func (l *link) shareRead(e *linkEntry, b *dsdv1.ReadBatch, pos string, n int, wakes uint64) []*linkEntry {
 	others := l.sched.claimAt(e, pos, n, wakes)
-	for _, o := range others {
+	if len(others) == 0 {
+		return nil
+	}
+	its := make([][]byte, len(others))
+	for i, o := range others {
+		its[i] = o.read.it
+	}
+	moved, err := storage.IteratorsAt(its, b.GetIterator())
+	if err != nil {
+		// Invariant: claimAt took only entries of e's stream and filter.
+		panic(fmt.Sprintf("dsd: shared read of entry %d: %v", e.id, err))
+	}
+	for i, o := range others {
 		r := o.read
-		it, err := storage.IteratorAt(r.it, b.GetIterator())
-		if err != nil {
-			// Invariant: claimAt took only entries of e's stream and filter.
-			panic(fmt.Sprintf("dsd: shared read of entry %d: %v", o.id, err))
-		}
 		r.seq++
-		b.Shared = append(b.Shared, &dsdv1.SharedBatch{EntryId: o.id, BatchSeq: r.seq, Iterator: it})
-		r.moveTo(it)
+		b.Shared = append(b.Shared, &dsdv1.SharedBatch{EntryId: o.id, BatchSeq: r.seq, Iterator: moved[i]})
+		r.moveTo(moved[i])
 	}
-	if len(others) > 0 {
-		l.s.metrics.linkSharedReads.Add(float64(len(others)))
-	}
+	l.s.metrics.linkSharedReads.Add(float64(len(others)))
 	return others
 }
 

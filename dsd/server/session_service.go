@@ -37,8 +37,11 @@ func (s *sessionService) OpenSession(ctx context.Context, req *dsdv1.OpenSession
 	if err != nil {
 		return nil, statusFor(err)
 	}
-	return &dsdv1.OpenSessionResponse{SessionPresent: res.SessionPresent, Guard: res.Guard, Session: res.Session, TakenOver: res.TakenOver,
-		WatermarksUs: s.db.Watermarks()}, nil
+	out := &dsdv1.OpenSessionResponse{SessionPresent: res.SessionPresent, Guard: res.Guard, Session: res.Session, TakenOver: res.TakenOver}
+	if res.SessionPresent {
+		out.WatermarksUs = s.db.Watermarks() // a new session has read nothing before
+	}
+	return out, nil
 }
 
 func (s *sessionService) CommitSession(ctx context.Context, req *dsdv1.CommitSessionRequest) (*dsdv1.CommitSessionResponse, error) {

@@ -348,21 +348,25 @@ func IteratorPosition(itBytes []byte) (key string, ok bool) {
 	return string(b), true
 }
 
-// IteratorAt returns it positioned where at is: at's last seen message,
-// it's own start time. The two must be of the same stream and filter
-// (IteratorPosition); it is how a reader that shared another's read moves on.
-func IteratorAt(itBytes, atBytes []byte) ([]byte, error) {
-	it, err := decodeIterator(itBytes)
-	if err != nil {
-		return nil, err
-	}
+// IteratorsAt returns each of its positioned where at is: at's last seen
+// message, each its own start time. All must be of at's stream and filter
+// (IteratorPosition); it is how readers that shared another's read move on.
+func IteratorsAt(its [][]byte, atBytes []byte) ([][]byte, error) {
 	at, err := decodeIterator(atBytes)
 	if err != nil {
 		return nil, err
 	}
-	if at.Shard != it.Shard || at.Generation != it.Generation || !bytes.Equal(at.StaticIndex, it.StaticIndex) || at.TopicFilter != it.TopicFilter {
-		return nil, fmt.Errorf("%w: iterator of another stream or filter", ErrInvalidIterator)
+	out := make([][]byte, len(its))
+	for i, b := range its {
+		it, err := decodeIterator(b)
+		if err != nil {
+			return nil, err
+		}
+		if at.Shard != it.Shard || at.Generation != it.Generation || !bytes.Equal(at.StaticIndex, it.StaticIndex) || at.TopicFilter != it.TopicFilter {
+			return nil, fmt.Errorf("%w: iterator of another stream or filter", ErrInvalidIterator)
+		}
+		it.LastSeenKey = at.LastSeenKey
+		out[i] = encodeIterator(it)
 	}
-	it.LastSeenKey = at.LastSeenKey
-	return encodeIterator(it), nil
+	return out, nil
 }

@@ -172,14 +172,13 @@ type tailRead struct {
 	// the readable limit); endTs, when >= 0: up to and including it.
 	after, to, endTs int64
 	filter           string
-	// unconstrained: every message of the stream matches the filter's
-	// varying levels, so no message is skipped for its topic (but for
-	// hash-free checks of the real topic).
+	// unconstrained: no varying level of the filter is a constant, so a
+	// scan of any length finds matches (a narrow filter reads the index
+	// instead, past maxTailScan).
 	unconstrained bool
 	max, maxBytes int
 	out           []Entry
 	last          []byte
-	scanned       int
 }
 
 // maxTailScan bounds how many cached messages a read with a narrow filter
@@ -232,7 +231,6 @@ func (c *tailCache) read(k tailStreamKey, r *tailRead) (ok bool, err error) {
 			}
 			e.msg.Store(m)
 		}
-		r.scanned++
 		r.last = e.key
 		if !lts.MatchTopic(r.filter, m.Topic) {
 			continue
