@@ -263,3 +263,45 @@ func MosquittoDir(dir string) error {
 	}
 	return os.Chown(dir, uid, gid)
 }
+
+// MosquittoConf is mosquitto's configuration for the tools, as
+// reference/peers.md sets it up: a loopback listener on port, anonymous
+// clients, persistence in dataDir (a snapshot every autosave_interval, its
+// default, written out), Nagle off, logs to stderr; then each of extra, a
+// line of the tool's own limits.
+func MosquittoConf(port int, dataDir string, extra ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1800\nset_tcp_nodelay true\nlog_dest stderr\n", port, dataDir)
+	for _, l := range extra {
+		b.WriteString(l + "\n")
+	}
+	return b.String()
+}
+
+// StartMosquitto runs mosquitto (bin) on a free loopback port with its
+// persistence in dir (MosquittoDir, MosquittoConf with extra), its log at
+// logPath, and returns it with its address once the port accepts
+// connections; on failure the child is stopped.
+func StartMosquitto(ctx context.Context, bin, dir, logPath string, timeout time.Duration, extra ...string) (*Proc, string, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := MosquittoDir(dir); err != nil {
+		return nil, "", err
+	}
+	conf := filepath.Join(dir, "mosquitto.conf")
+	if err := os.WriteFile(conf, []byte(MosquittoConf(port, dir, extra...)), 0o644); err != nil {
+		return nil, "", err
+	}
+	p, _, err := Start(ctx, "mosquitto", logPath, nil, timeout, bin, "-c", conf)
+	if err != nil {
+		return nil, "", err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if err := WaitListening(ctx, p, addr, timeout); err != nil {
+		p.Kill()
+		return nil, "", err
+	}
+	return p, addr, nil
+}

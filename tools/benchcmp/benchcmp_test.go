@@ -154,9 +154,6 @@ func TestFormat(t *testing.T) {
 			t.Errorf("formatValue(%v, %s) = %q, want %q", c.v, c.unit, got, c.want)
 		}
 	}
-	if got := thousands(-1234); got != "-1,234" {
-		t.Errorf("thousands(-1234) = %q", got)
-	}
 }
 
 func fakeReport(rate, p99 float64) *loadReport {
@@ -273,7 +270,7 @@ func TestRunLoadReadsTheReport(t *testing.T) {
 }
 
 func TestMosquittoConf(t *testing.T) {
-	conf := mosquittoConf(41000, "/tmp/x/mosquitto")
+	conf := childproc.MosquittoConf(41000, "/tmp/x/mosquitto", mosquittoLimits...)
 	for _, want := range []string{"listener 41000 127.0.0.1\n", "persistence true\n", "persistence_location /tmp/x/mosquitto/\n",
 		"max_queued_messages 200000\n", "set_tcp_nodelay true\n", "allow_anonymous true\n"} {
 		if !strings.Contains(conf, want) {

@@ -9,7 +9,7 @@
 //
 // For every scenario it starts dsd (empty data directory), a gateway and
 // mosquitto (empty persistence directory, the configuration in
-// mosquittoConf) as child processes on free 127.0.0.1 ports, runs
+// childproc.MosquittoConf plus mosquittoLimits) as child processes on free 127.0.0.1 ports, runs
 // bin/mqttload with identical flags against one system and then the other
 // (the order alternates between runs, so slow drift of the machine falls on
 // both), and stops them, so no scenario inherits another's data or

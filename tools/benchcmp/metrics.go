@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stratamq/strata/internal/numfmt"
 )
 
 // counters are Prometheus samples: by metric name, summed over label sets,
@@ -107,8 +109,8 @@ func ratio(a, b float64) string {
 // sent to subscribers, session commits per sent message.
 func (in *internals) cells() []string {
 	return []string{
-		thousands(int64(in.received)), thousands(int64(in.stored)), ratio(in.stored, in.stores),
-		ratio(in.fsyncs, in.stored), ratio(in.dsdMsgs, in.dsdBatches), thousands(int64(in.sent)), ratio(in.commits, in.sent),
+		numfmt.Thousands(int64(in.received)), numfmt.Thousands(int64(in.stored)), ratio(in.stored, in.stores),
+		ratio(in.fsyncs, in.stored), ratio(in.dsdMsgs, in.dsdBatches), numfmt.Thousands(int64(in.sent)), ratio(in.commits, in.sent),
 	}
 }
 

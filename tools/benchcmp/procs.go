@@ -6,12 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"sync"
 	"time"
 
@@ -35,11 +32,16 @@ type group struct {
 func (g *group) start(ctx context.Context, name, logPath string, ready *regexp.Regexp, bin string, args ...string) (*childproc.Proc, string, error) {
 	p, line, err := childproc.Start(ctx, name, logPath, ready, startTimeout, bin, args...)
 	if p != nil {
-		g.mu.Lock()
-		g.mu.procs = append(g.mu.procs, p)
-		g.mu.Unlock()
+		g.add(p)
 	}
 	return p, line, err
+}
+
+// add makes the group stop p.
+func (g *group) add(p *childproc.Proc) {
+	g.mu.Lock()
+	g.mu.procs = append(g.mu.procs, p)
+	g.mu.Unlock()
 }
 
 // check reports a child that has exited while it should be running.
@@ -127,45 +129,20 @@ func startSystems(ctx context.Context, g *group, cfg Config, dir string) ([]*sys
 	return []*system{strata, mosq}, nil
 }
 
-// mosquittoConf is the broker's configuration: persistence on as peers.md
-// sets it up (snapshot every autosave_interval, its default, written out
-// here), queues large enough for the replay scenario, Nagle off.
-func mosquittoConf(port int, dataDir string) string {
-	return fmt.Sprintf(`listener %d 127.0.0.1
-allow_anonymous true
-persistence true
-persistence_location %s/
-autosave_interval 1800
-max_queued_messages 200000
-max_inflight_messages 20
-set_tcp_nodelay true
-log_dest stderr
-`, port, dataDir)
-}
+// mosquittoLimits are the lines benchcmp adds to childproc.MosquittoConf:
+// queues large enough for the replay scenario, the default inflight window
+// written out.
+var mosquittoLimits = []string{"max_queued_messages 200000", "max_inflight_messages 20"}
 
 // startMosquitto runs mosquitto on a free loopback port, with its
 // persistence directory under dir.
 func startMosquitto(ctx context.Context, g *group, bin, dir string) (*system, error) {
 	version := mosquittoVersion(ctx, bin)
-	port, err := childproc.FreePort()
+	p, addr, err := childproc.StartMosquitto(ctx, bin, dir, filepath.Join(filepath.Dir(dir), "mosquitto.log"), startTimeout, mosquittoLimits...)
 	if err != nil {
 		return nil, err
 	}
-	if err := childproc.MosquittoDir(dir); err != nil {
-		return nil, err
-	}
-	conf := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(conf, []byte(mosquittoConf(port, dir)), 0o644); err != nil {
-		return nil, err
-	}
-	p, _, err := g.start(ctx, "mosquitto", filepath.Join(filepath.Dir(dir), "mosquitto.log"), nil, bin, "-c", conf)
-	if err != nil {
-		return nil, err
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	if err := childproc.WaitListening(ctx, p, addr, startTimeout); err != nil {
-		return nil, err
-	}
+	g.add(p)
 	return &system{Key: "mosquitto", Name: "mosquitto", Addr: addr, Version: version,
 		Notes: []string{"persistence true, autosave_interval 1800 (default), max_queued_messages 200000, max_inflight_messages 20 (default), set_tcp_nodelay true"},
 		pids:  []int{p.Pid()}}, nil

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stratamq/strata/internal/numfmt"
 )
 
 // Results are the figures of a run, per scenario, metric and system.
@@ -309,7 +311,7 @@ func median(v []float64) float64 {
 func formatValue(v float64, unit string) string {
 	switch unit {
 	case "msgs/s":
-		return thousands(int64(math.Round(v)))
+		return numfmt.Thousands(int64(math.Round(v)))
 	case "%":
 		return fmt.Sprintf("%.0f %%", v)
 	case "s":
@@ -319,30 +321,13 @@ func formatValue(v float64, unit string) string {
 	default: // ms
 		switch {
 		case v >= 100:
-			return thousands(int64(math.Round(v)))
+			return numfmt.Thousands(int64(math.Round(v)))
 		case v >= 10:
 			return fmt.Sprintf("%.1f", v)
 		default:
 			return fmt.Sprintf("%.2f", v)
 		}
 	}
-}
-
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }
 
 // loadRange is "min–max" of the sampled load averages.
@@ -435,7 +420,7 @@ func (r *Results) writeMarkdown(w io.Writer, cfg Config) error {
 		}
 	}
 	if r.MosquittoDB >= 0 {
-		notes = append(notes, fmt.Sprintf("- mosquitto wrote its persistence snapshot (mosquitto.db, %s bytes) when it was stopped after the last scenario.\n", thousands(r.MosquittoDB)))
+		notes = append(notes, fmt.Sprintf("- mosquitto wrote its persistence snapshot (mosquitto.db, %s bytes) when it was stopped after the last scenario.\n", numfmt.Thousands(r.MosquittoDB)))
 	}
 	if len(notes) > 0 {
 		b.WriteString("\nNotes:\n\n")

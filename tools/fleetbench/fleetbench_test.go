@@ -43,9 +43,6 @@ func TestFlags(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	if got := thousands(1234567); got != "1,234,567" {
-		t.Errorf("thousands: %q", got)
-	}
 	conf := strataConf(100000)
 	for _, want := range []string{"max_connections_per_address = 0", `max_conn_rate = "1000000/s"`, "max_link_entries = 800000"} {
 		if !strings.Contains(conf, want) {

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/stratamq/strata/internal/childproc"
@@ -102,43 +100,9 @@ func (s *strata) stop() {
 	}
 }
 
-// mosquittoConf: persistence on, as in tools/benchcmp; no per-client
-// limits that a fleet meets.
-func mosquittoConf(port int, dataDir string) string {
-	return fmt.Sprintf(`listener %d 127.0.0.1
-allow_anonymous true
-persistence true
-persistence_location %s/
-autosave_interval 1800
-max_connections -1
-set_tcp_nodelay true
-log_dest stderr
-log_type error
-log_type warning
-`, port, dataDir)
-}
-
-// startMosquitto runs mosquitto on a free loopback port.
+// startMosquitto runs mosquitto on a free loopback port, without the
+// per-client connection limit a fleet meets.
 func startMosquitto(ctx context.Context, bin, dir string) (*childproc.Proc, string, error) {
-	port, err := childproc.FreePort()
-	if err != nil {
-		return nil, "", err
-	}
-	if err := childproc.MosquittoDir(dir); err != nil {
-		return nil, "", err
-	}
-	conf := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(conf, []byte(mosquittoConf(port, dir)), 0o644); err != nil {
-		return nil, "", err
-	}
-	p, _, err := childproc.Start(ctx, "mosquitto", filepath.Join(dir, "mosquitto.log"), nil, startTimeout, bin, "-c", conf)
-	if err != nil {
-		return nil, "", err
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	if err := childproc.WaitListening(ctx, p, addr, startTimeout); err != nil {
-		p.Kill()
-		return p, "", err
-	}
-	return p, addr, nil
+	return childproc.StartMosquitto(ctx, bin, dir, filepath.Join(dir, "mosquitto.log"), startTimeout,
+		"max_connections -1", "log_type error", "log_type warning")
 }

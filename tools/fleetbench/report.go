@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/stratamq/strata/internal/numfmt"
 )
 
 func (r *Result) writeJSON(w io.Writer) error {
@@ -17,12 +19,12 @@ func (r *Result) writeJSON(w io.Writer) error {
 // writeMarkdown prints the summary as Markdown tables.
 func (r *Result) writeMarkdown(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## Fleet of %s idle durable sessions\n\n", thousands(int64(r.Sessions)))
+	fmt.Fprintf(&b, "## Fleet of %s idle durable sessions\n\n", numfmt.Thousands(int64(r.Sessions)))
 	fmt.Fprintf(&b, "One QoS 1 subscription each (devices/N/cmd), MQTT 5, Clean Start 0; clients from %d loopback addresses, %d dials at a time; RLIMIT_NOFILE %d.\n\n",
 		r.Sources, r.Dials, r.NoFile)
 	b.WriteString("| system | connect + subscribe | process | RSS before | RSS after | per session |\n|---|---|---|---|---|---|\n")
 	for _, s := range r.Systems {
-		rate := fmt.Sprintf("%s/s (%.1f s)", thousands(int64(s.ConnectRate)), s.ConnectSeconds)
+		rate := fmt.Sprintf("%s/s (%.1f s)", numfmt.Thousands(int64(s.ConnectRate)), s.ConnectSeconds)
 		if s.Retries > 0 {
 			rate += fmt.Sprintf(", %d retries", s.Retries)
 		}
@@ -33,7 +35,7 @@ func (r *Result) writeMarkdown(w io.Writer) error {
 				name, cell = s.Name, rate
 			}
 			total += p.PerSession
-			fmt.Fprintf(&b, "| %s | %s | %s | %s KiB | %s KiB | %.2f KiB |\n", name, cell, p.Name, thousands(p.BeforeKiB), thousands(p.AfterKiB), p.PerSession)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s KiB | %s KiB | %.2f KiB |\n", name, cell, p.Name, numfmt.Thousands(p.BeforeKiB), numfmt.Thousands(p.AfterKiB), p.PerSession)
 		}
 		if len(s.Procs) > 1 {
 			fmt.Fprintf(&b, "| | | total | | | %.2f KiB |\n", total)
@@ -42,7 +44,7 @@ func (r *Result) writeMarkdown(w io.Writer) error {
 	for _, s := range r.Systems {
 		if s.GatewayGoroutines != 0 || s.GatewayHeapPerSession != 0 {
 			fmt.Fprintf(&b, "\nGateway once idle: %s connections held (%s closed); per session %.2f goroutines, %.2f KiB heap in use, %.2f KiB stacks.\n",
-				thousands(int64(s.GatewayConnections)), thousands(int64(s.GatewayClosed)), s.GatewayGoroutines, s.GatewayHeapPerSession/1024, s.GatewayStackPerSession/1024)
+				numfmt.Thousands(int64(s.GatewayConnections)), numfmt.Thousands(int64(s.GatewayClosed)), s.GatewayGoroutines, s.GatewayHeapPerSession/1024, s.GatewayStackPerSession/1024)
 		}
 	}
 	if rr := r.Reconnect; rr != nil {
@@ -50,34 +52,16 @@ func (r *Result) writeMarkdown(w io.Writer) error {
 		fmt.Fprintf(&b, "| gateway restarted (SIGKILL to ready) | %.1f s |\n", rr.RestartSeconds)
 		fmt.Fprintf(&b, "| one QoS 1 message to each device's topic while away | %.1f s |\n", rr.PublishSeconds)
 		fmt.Fprintf(&b, "| devices reconnected (Clean Start 0) | %s in %.1f s, %s with Session Present, %d retries |\n",
-			thousands(rr.Connected), rr.ReconnectSeconds, thousands(rr.SessionPresent), rr.Retries)
+			numfmt.Thousands(rr.Connected), rr.ReconnectSeconds, numfmt.Thousands(rr.SessionPresent), rr.Retries)
 		fmt.Fprintf(&b, "| per device: dial to CONNACK, CONNACK to its message | %.1f ms, %.1f ms (means) |\n", rr.MeanConnackMs, rr.MeanMessageMs)
-		fmt.Fprintf(&b, "| messages received | %s in %.1f s |\n", thousands(rr.Received), rr.DeliverSeconds)
-		fmt.Fprintf(&b, "| lost | %s |\n", thousands(rr.Lost))
+		fmt.Fprintf(&b, "| messages received | %s in %.1f s |\n", numfmt.Thousands(rr.Received), rr.DeliverSeconds)
+		fmt.Fprintf(&b, "| lost | %s |\n", numfmt.Thousands(rr.Lost))
 	}
 	if r.Error != "" {
 		fmt.Fprintf(&b, "\n**Error:** %s\n", r.Error)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// thousands formats n with thousands separators.
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }
 
 // parsePids parses "1,2,3".
