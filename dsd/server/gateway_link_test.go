@@ -41,33 +41,13 @@ func startLinkServerShards(t testing.TB, lo GatewayLinkOptions, nShards int) *li
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := Listen(db, Options{GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", MaxRecvMsgSize: 1<<20 + 64<<10, GatewayLink: lo})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	// cancel stops the server gracefully (Shutdown), within 5 s.
-	cancel := func() {
-		ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-		defer stop()
-		_ = srv.Shutdown(ctx)
-	}
+	srv, stop := listenAndServe(t, db, Options{GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", MaxRecvMsgSize: 1<<20 + 64<<10, GatewayLink: lo})
 	c, err := client.Dial(srv.GRPCAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		c.Close()
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if err := db.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
-	return &linkEnv{t: t, db: db, srv: srv, c: c, stop: cancel}
+	t.Cleanup(func() { c.Close() }) // before the server stops
+	return &linkEnv{t: t, db: db, srv: srv, c: c, stop: stop}
 }
 
 func (e *linkEnv) open() *client.Link {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -105,23 +104,7 @@ func TestRecvLimitFollowsMaxMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := Listen(db, Options{GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	// cancel stops the server gracefully (Shutdown), within 5 s.
-	cancel := func() {
-		ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-		defer stop()
-		_ = srv.Shutdown(ctx)
-	}
-	defer func() {
-		cancel()
-		<-served
-		db.Close()
-	}()
+	srv, _ := listenAndServe(t, db, Options{GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0"})
 	if got, want := srv.opts.MaxRecvMsgSize, 1024+64<<10; got != want {
 		t.Errorf("MaxRecvMsgSize = %d, want %d", got, want)
 	}

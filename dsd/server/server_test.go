@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
-	"github.com/stratamq/strata/internal/testutil"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/stratamq/strata/internal/testutil"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
@@ -38,33 +40,41 @@ func startServerWith(t testing.TB, set func(*Options)) (*client.Client, *Server)
 	if set != nil {
 		set(&opts)
 	}
+	srv, _ := listenAndServe(t, db, opts)
+	c, err := client.Dial(srv.GRPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() }) // before the server stops
+	return c, srv
+}
+
+// listenAndServe runs a Server with opts over db until the test ends or
+// stop is called: then it shuts the server down gracefully (within 5 s),
+// checks what Serve returned and, at the test's end, closes db.
+func listenAndServe(t testing.TB, db *storage.DB, opts Options) (srv *Server, stop func()) {
+	t.Helper()
 	srv, err := Listen(db, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	// cancel stops the server gracefully (Shutdown), within 5 s.
-	cancel := func() {
-		ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-		defer stop()
+	stop = sync.OnceFunc(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		_ = srv.Shutdown(ctx)
-	}
-	c, err := client.Dial(srv.GRPCAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		cancel()
 		if err := <-served; err != nil {
 			t.Errorf("serve: %v", err)
 		}
+	})
+	t.Cleanup(func() {
+		stop()
 		if err := db.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	})
-	return c, srv
+	return srv, stop
 }
 
 func msg(topic, payload string) *storagev1.Message {

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -32,23 +31,7 @@ func startTLSServer(t *testing.T, pki *testpki.PKI, mutual bool) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := Listen(db, Options{GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", TLS: cfg, Roles: map[string]Role{"ops": RoleAdmin, "gw-1": RoleGateway, "gw-2": RoleGateway, "gw-san": RoleGateway}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	// cancel stops the server gracefully (Shutdown), within 5 s.
-	cancel := func() {
-		ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-		defer stop()
-		_ = srv.Shutdown(ctx)
-	}
-	t.Cleanup(func() {
-		cancel()
-		<-served
-		db.Close()
-	})
+	srv, _ := listenAndServe(t, db, Options{GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", TLS: cfg, Roles: map[string]Role{"ops": RoleAdmin, "gw-1": RoleGateway, "gw-2": RoleGateway, "gw-san": RoleGateway}})
 	return srv
 }
 
