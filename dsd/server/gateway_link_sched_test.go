@@ -119,22 +119,17 @@ func TestLinkVaryingLevelsWake(t *testing.T) {
 
 // TestLinkFairness: with one worker, a quiet entry is pushed while a busy
 // entry still has hundreds of batches to go (round-robin, one batch per
-// turn).
+// turn). Both entries are live before either has work, and one commit
+// gives them their messages (one Store: the busy stream's 2,999 and the
+// quiet one's), so the order of the pushes depends on the scheduler alone,
+// not on when the test's requests reach dsd.
 func TestLinkFairness(t *testing.T) {
 	e := startLinkServer(t, GatewayLinkOptions{Workers: 1})
 	l := e.open()
 	ev := recvAll(l)
 	const busyMsgs, batch = 3000, 5
-	for i := 0; i < busyMsgs; i += 1000 {
-		msgs := make([]*storagev1.Message, 1000)
-		for j := range msgs {
-			msgs[j] = &storagev1.Message{Topic: "busy", Payload: fmt.Appendf(nil, "%d", i+j), Qos: 1}
-		}
-		if _, err := e.c.Storage.Store(context.Background(), &dsdv1.StoreRequest{ClientId: "pub", Messages: msgs}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.store("pub", "quiet", []byte("q"))
+	e.store("pub", "busy", []byte("0"))
+	e.store("pub", "quiet", []byte("q0"))
 	busy, err := l.AddReadBatch(e.iteratorFor("busy", 0), busyMsgs, batch)
 	if err != nil {
 		t.Fatal(err)
@@ -143,12 +138,27 @@ func TestLinkFairness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var before, got int
+	got := 0
+	for seen := 0; seen < 2; seen++ { // each entry's first message
+		b := ev.batch(t)
+		if b.GetEntryId() == busy {
+			got += len(b.GetMessages())
+		}
+	}
+	msgs := make([]*storagev1.Message, 0, busyMsgs)
+	for i := 1; i < busyMsgs; i++ {
+		msgs = append(msgs, &storagev1.Message{Topic: "busy", Payload: fmt.Appendf(nil, "%d", i), Qos: 1})
+	}
+	msgs = append(msgs, &storagev1.Message{Topic: "quiet", Payload: []byte("q1"), Qos: 1})
+	if _, err := e.c.Storage.Store(context.Background(), &dsdv1.StoreRequest{ClientId: "pub", Messages: msgs}); err != nil {
+		t.Fatal(err)
+	}
+	var before int
 	for got < busyMsgs {
 		b := ev.batch(t)
 		switch b.GetEntryId() {
 		case quiet:
-			if before > 200 {
+			if before > 2 {
 				t.Fatalf("the quiet entry waited for %d batches of the busy one", before)
 			}
 			before = -1 << 30
