@@ -79,6 +79,9 @@ type applyResult struct {
 	// it revoked, announced after the commit.
 	sess    sessionOutcome
 	revoked []GuardRevoked
+	// shared are the shared group members whose connection or membership
+	// ended, for their groups after the commit (shared.go).
+	shared []SharedDown
 	// willRetained are the retained wills this batch stored, for the
 	// retained writer after the commit; willsDropped describes wills whose
 	// topic the layout refused (logged).
@@ -115,6 +118,8 @@ func apply(st *shardState, cmd command) applyResult {
 	case cmdOpenSession, cmdCommitSession, cmdDisconnect, cmdDeleteSession, cmdRelease, cmdSessionGC,
 		cmdEndGatewayEpoch, cmdFireWills, cmdWillRetainedDone:
 		return applySession(st, c)
+	case cmdSharedGrant, cmdSharedAck, cmdSharedMemberDown, cmdSharedForget:
+		return applyShared(st, c)
 	}
 	// Invariant: the switch covers every command type the shard writer
 	// builds; another type is a bug in this package, never input.

@@ -65,6 +65,10 @@
 //	S 08                            session guard counter -> SessionGuardCounter
 //	S 09 | n (2) | client id | sub  session parts (see Sessions)
 //	S 0A | timestamp (8)            pending retained will -> Message (see Wills)
+//	S 0B | n (2) | filter | sub     shared group parts (shared.go): 00 record
+//	                                -> SharedGroupRecord, 01 | shard (2) | gen (8) |
+//	                                static -> SharedGroupStream, 02 | grant id (8)
+//	                                -> SharedGrant
 //	S 10 | gen (8) | 01 | edge key  trie edge          -> lts edge record
 //	S 10 | gen (8) | 02 | static    message count      -> StreamCount
 //	S 10 | gen (8) | 03 | layout key  message          -> Message

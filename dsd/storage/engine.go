@@ -169,6 +169,10 @@ func (db *DB) open() error {
 	}()
 	db.wg.Add(1)
 	go db.runCompactor()
+	if downs := db.reconcileShared(); len(downs) > 0 {
+		db.wg.Add(1)
+		go db.sharedMembersDownAfterCommit(downs)
+	}
 	return nil
 }
 

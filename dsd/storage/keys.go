@@ -15,6 +15,7 @@ const (
 	// 0x04..0x07 are left for other keyspaces (retained messages).
 	tagSessionGuard byte = 0x08 // S|08 -> SessionGuardCounter
 	tagSession      byte = 0x09 // S|09|len(cid) (2)|cid|sub|... : sessions (session_keys.go)
+	tagSharedGroup  byte = 0x0B // S|0B|len(filter) (2)|filter|sub|... : shared groups (shared.go); 0x0A: tagWillRetained (will.go)
 	tagGenData      byte = 0x10 // S|10|gen|sub|... : everything a generation owns
 )
 
@@ -123,6 +124,8 @@ func prettyKey(k []byte) string {
 		return fmt.Sprintf("%d/session-guard", shard)
 	case tagSession:
 		return prettySessionKey(shard, rest)
+	case tagSharedGroup:
+		return fmt.Sprintf("%d/shared/%x", shard, rest)
 	case tagGenData:
 		if len(rest) >= 9 {
 			gen := binary.BigEndian.Uint64(rest)

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -87,6 +88,11 @@ type sessionOutcome struct {
 	willsFired int
 	// epochEnded counts the connections cmdEndGatewayEpoch ended.
 	epochEnded int
+	// grant is cmdSharedGrant's grant id; sharedReturned and
+	// sharedDropped count what cmdSharedMemberDown did (grants handed back,
+	// messages of recorded QoS 2 grants dropped).
+	grant                         uint64
+	sharedReturned, sharedDropped int
 }
 
 // Limits of session state.
@@ -173,6 +179,9 @@ func applyOpenSession(st *shardState, c cmdOpenSession) applyResult {
 			reason = RevokedResumed
 		}
 		res.revoked = append(res.revoked, revokedGuard(old.rec, reason))
+		if d, ok := sharedDownOf(cid, old, !resume, resume); ok {
+			res.shared = append(res.shared, d)
+		}
 		res.sess.open.TakenOver = old.rec.Connected && !expired
 		// The old session's will (docs/sessions.md, "Wills"). Resuming the
 		// same session cancels it, whether the old connection is still
@@ -373,6 +382,20 @@ func applyCommitSession(st *shardState, c cmdCommitSession) applyResult {
 		touched[key(subSessionRecord, nil)] = true
 	}
 	var res applyResult
+	// An unsubscribed shared filter ends the membership in its group
+	// (a re-subscription in the same commit keeps it).
+	var left []string
+	for _, id := range cm.DeleteSubscriptions {
+		f := s.subs[id].GetTopicFilter()
+		if strings.HasPrefix(f, sharedPrefix) && !slices.ContainsFunc(slices.Collect(maps.Values(n.subs)),
+			func(v *storagev1.Subscription) bool { return v.GetTopicFilter() == f }) {
+			left = append(left, f)
+		}
+	}
+	if len(left) > 0 {
+		d := SharedDown{Member: cid, Guard: s.rec.GetGuard(), Final: true, Filters: left, Recorded: recordedGrants(s)}
+		res.shared = append(res.shared, d)
+	}
 	prefix := len(sessionPrefix(st.shard, cid))
 	for _, k := range sortedKeys(touched) {
 		var v proto.Message
@@ -453,6 +476,9 @@ func endConnection(st *shardState, cid string, s *sessionState, nowUs int64, abn
 	}
 	var res applyResult
 	ended := rec.ExpiryIntervalS == 0
+	if d, ok := sharedDownOf(cid, s, ended, false); ok {
+		res.shared = append(res.shared, d)
+	}
 	if rec.WillAtUs != 0 && (ended || rec.WillAtUs <= nowUs) {
 		fireWill(st, &res, rec, nowUs)
 	}
@@ -484,6 +510,7 @@ func applyEndGatewayEpoch(st *shardState, c cmdEndGatewayEpoch) applyResult {
 		r := endConnection(st, cid, s, c.nowUs, true, nil)
 		res.writes = append(res.writes, r.writes...)
 		res.revoked = append(res.revoked, r.revoked...)
+		res.shared = append(res.shared, r.shared...)
 		res.willRetained = append(res.willRetained, r.willRetained...)
 		res.willsDropped = append(res.willsDropped, r.willsDropped...)
 		res.streamsChanged = res.streamsChanged || r.streamsChanged
@@ -508,6 +535,9 @@ func applyDeleteSession(st *shardState, c cmdDeleteSession) applyResult {
 		reason = RevokedExpired
 	}
 	res := applyResult{revoked: []GuardRevoked{revokedGuard(s.rec, reason)}}
+	if d, ok := sharedDownOf(c.clientID, s, true, false); ok {
+		res.shared = append(res.shared, d)
+	}
 	// The session ends: a pending will is published [MQTT 5 §3.1.3.2.2];
 	// so is the will of a connection an operator's delete closes (a
 	// server-side close is abnormal).
@@ -547,6 +577,9 @@ func applySessionGC(st *shardState, c cmdSessionGC) applyResult {
 			continue
 		}
 		res.revoked = append(res.revoked, revokedGuard(s.rec, RevokedExpired))
+		if d, ok := sharedDownOf(cid, s, true, false); ok {
+			res.shared = append(res.shared, d)
+		}
 		if s.rec.WillAtUs != 0 {
 			// Due at the session's end at the latest: late only if dsd
 			// was down then.

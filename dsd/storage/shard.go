@@ -64,6 +64,9 @@ type shardState struct {
 	guardCounter uint64
 	// wills indexes the armed will timers by due time (will.go).
 	wills willIndex
+	// groups are the shard's shared subscription groups by filter
+	// (shared.go); nil until the first.
+	groups map[string]*sharedGroup
 }
 
 // genState is one generation: its record, its layout and its counters.
@@ -149,6 +152,9 @@ func loadShard(db *DB, id int) (*shard, error) {
 	}
 
 	if err := loadSessions(db, st); err != nil {
+		return nil, err
+	}
+	if err := loadShared(db, st); err != nil {
 		return nil, err
 	}
 

@@ -77,6 +77,8 @@ type inflightBatch struct {
 	touched            touchSet
 	// revoked are applyResult.revoked, announced after the commit.
 	revoked []GuardRevoked
+	// shared are applyResult.shared, for the groups after the commit.
+	shared []SharedDown
 	// willRetained are applyResult.willRetained, handed to the retained
 	// writer after the commit.
 	willRetained []*storagev1.Message
@@ -282,7 +284,7 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 	}
 	f := &inflightBatch{shard: s, writes: res.writes, reqs: reqs, replies: make([]reply, len(reqs)), lastTs: lastTs, compact: res.compact,
 		started: start, nmsgs: res.messages, nbytes: res.bytes, streamsChanged: res.streamsChanged, revoked: res.revoked,
-		willRetained: res.willRetained, touched: res.touched}
+		willRetained: res.willRetained, touched: res.touched, shared: res.shared}
 	for _, d := range res.willsDropped {
 		s.db.log.Warn("will dropped: the layout refused its topic", "shard", s.id, "will", d)
 	}
@@ -317,6 +319,10 @@ func (s *shard) finish(f *inflightBatch, err error) {
 		if len(f.willRetained) > 0 {
 			s.db.wg.Add(1)
 			go s.applyWillRetained(f.willRetained)
+		}
+		if len(f.shared) > 0 {
+			s.db.wg.Add(1)
+			go s.db.sharedMembersDownAfterCommit(f.shared)
 		}
 		s.stats.batches.Add(1)
 		s.stats.messages.Add(int64(f.nmsgs))

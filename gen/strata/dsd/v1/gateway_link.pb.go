@@ -32,6 +32,7 @@ type GatewayLinkRequest struct {
 	//	*GatewayLinkRequest_Ack
 	//	*GatewayLinkRequest_Remove
 	//	*GatewayLinkRequest_Heartbeat
+	//	*GatewayLinkRequest_SharedAck
 	Kind          isGatewayLinkRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -128,6 +129,15 @@ func (x *GatewayLinkRequest) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *GatewayLinkRequest) GetSharedAck() *SharedAck {
+	if x != nil {
+		if x, ok := x.Kind.(*GatewayLinkRequest_SharedAck); ok {
+			return x.SharedAck
+		}
+	}
+	return nil
+}
+
 type isGatewayLinkRequest_Kind interface {
 	isGatewayLinkRequest_Kind()
 }
@@ -156,7 +166,13 @@ type GatewayLinkRequest_Remove struct {
 type GatewayLinkRequest_Heartbeat struct {
 	// Heartbeat renews the gateway epoch's lease; dsd answers with a
 	// HeartbeatAck.
-	Heartbeat *Heartbeat `protobuf:"bytes,6,opt,name=heartbeat,proto3,oneof"` // Fields 7..15 are kept (kick acknowledgements).
+	Heartbeat *Heartbeat `protobuf:"bytes,6,opt,name=heartbeat,proto3,oneof"`
+}
+
+type GatewayLinkRequest_SharedAck struct {
+	// Fields 7..15 are kept (kick acknowledgements).
+	// SharedAck tells a shared group that a member finished a grant.
+	SharedAck *SharedAck `protobuf:"bytes,16,opt,name=shared_ack,json=sharedAck,proto3,oneof"`
 }
 
 func (*GatewayLinkRequest_Hello) isGatewayLinkRequest_Kind() {}
@@ -170,6 +186,8 @@ func (*GatewayLinkRequest_Ack) isGatewayLinkRequest_Kind() {}
 func (*GatewayLinkRequest_Remove) isGatewayLinkRequest_Kind() {}
 
 func (*GatewayLinkRequest_Heartbeat) isGatewayLinkRequest_Kind() {}
+
+func (*GatewayLinkRequest_SharedAck) isGatewayLinkRequest_Kind() {}
 
 // GatewayLinkResponse is one message from dsd. Everything about an entry
 // carries its entry id.
@@ -842,7 +860,13 @@ type ReadEntry struct {
 	// durable_sessions.batch_size); 0 or more than dsd's uses dsd's.
 	MaxBatchMessages uint32 `protobuf:"varint,4,opt,name=max_batch_messages,json=maxBatchMessages,proto3" json:"max_batch_messages,omitempty"`
 	// Session, as in WatchEntry.
-	Session       *SessionRef `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
+	Session *SessionRef `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
+	// Shared, when set, makes the entry a member's reader of a shared
+	// group's stream: dsd reads from the group's position (the iterator only
+	// names the stream and filter, and starts a group new to the stream), and
+	// each batch is a grant of the group to this member (ReadBatch.grant).
+	// Session is then required.
+	Shared        *SharedRead `protobuf:"bytes,6,opt,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,6 +936,141 @@ func (x *ReadEntry) GetSession() *SessionRef {
 	return nil
 }
 
+func (x *ReadEntry) GetShared() *SharedRead {
+	if x != nil {
+		return x.Shared
+	}
+	return nil
+}
+
+// SharedRead names the shared group a Read entry reads for.
+type SharedRead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Filter is the whole shared filter, "$share/{group}/{filter}".
+	Filter string `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Qos is the member's subscription QoS (a grant with a message the member
+	// gets at QoS 2 never moves to another member once recorded).
+	Qos uint32 `protobuf:"varint,2,opt,name=qos,proto3" json:"qos,omitempty"`
+	// Strategy picks the member of each batch: "round_robin" (default),
+	// "random", "sticky", "hash_clientid" or "hash_topic".
+	Strategy      string `protobuf:"bytes,3,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedRead) Reset() {
+	*x = SharedRead{}
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedRead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedRead) ProtoMessage() {}
+
+func (x *SharedRead) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedRead.ProtoReflect.Descriptor instead.
+func (*SharedRead) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SharedRead) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+func (x *SharedRead) GetQos() uint32 {
+	if x != nil {
+		return x.Qos
+	}
+	return 0
+}
+
+func (x *SharedRead) GetStrategy() string {
+	if x != nil {
+		return x.Strategy
+	}
+	return ""
+}
+
+// SharedAck: the member finished the grant (every message of it
+// acknowledged); the group forgets it.
+type SharedAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Filter        string                 `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	Grant         uint64                 `protobuf:"varint,2,opt,name=grant,proto3" json:"grant,omitempty"`
+	Session       *SessionRef            `protobuf:"bytes,3,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedAck) Reset() {
+	*x = SharedAck{}
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedAck) ProtoMessage() {}
+
+func (x *SharedAck) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedAck.ProtoReflect.Descriptor instead.
+func (*SharedAck) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SharedAck) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+func (x *SharedAck) GetGrant() uint64 {
+	if x != nil {
+		return x.Grant
+	}
+	return 0
+}
+
+func (x *SharedAck) GetSession() *SessionRef {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
 // BatchAck releases the window held by one pushed batch of a Read entry.
 type BatchAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -923,7 +1082,7 @@ type BatchAck struct {
 
 func (x *BatchAck) Reset() {
 	*x = BatchAck{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1094,7 @@ func (x *BatchAck) String() string {
 func (*BatchAck) ProtoMessage() {}
 
 func (x *BatchAck) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[11]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1107,7 @@ func (x *BatchAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchAck.ProtoReflect.Descriptor instead.
 func (*BatchAck) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{11}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BatchAck) GetEntryId() uint64 {
@@ -975,7 +1134,7 @@ type RemoveEntry struct {
 
 func (x *RemoveEntry) Reset() {
 	*x = RemoveEntry{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1146,7 @@ func (x *RemoveEntry) String() string {
 func (*RemoveEntry) ProtoMessage() {}
 
 func (x *RemoveEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[12]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1159,7 @@ func (x *RemoveEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveEntry.ProtoReflect.Descriptor instead.
 func (*RemoveEntry) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{12}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RemoveEntry) GetEntryId() uint64 {
@@ -1022,7 +1181,7 @@ type AnnouncedStream struct {
 
 func (x *AnnouncedStream) Reset() {
 	*x = AnnouncedStream{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1193,7 @@ func (x *AnnouncedStream) String() string {
 func (*AnnouncedStream) ProtoMessage() {}
 
 func (x *AnnouncedStream) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[13]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1206,7 @@ func (x *AnnouncedStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncedStream.ProtoReflect.Descriptor instead.
 func (*AnnouncedStream) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{13}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AnnouncedStream) GetStream() *Stream {
@@ -1078,7 +1237,7 @@ type StreamsAnnouncement struct {
 
 func (x *StreamsAnnouncement) Reset() {
 	*x = StreamsAnnouncement{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1249,7 @@ func (x *StreamsAnnouncement) String() string {
 func (*StreamsAnnouncement) ProtoMessage() {}
 
 func (x *StreamsAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1262,7 @@ func (x *StreamsAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamsAnnouncement.ProtoReflect.Descriptor instead.
 func (*StreamsAnnouncement) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{14}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StreamsAnnouncement) GetEntryId() uint64 {
@@ -1144,14 +1303,17 @@ type ReadBatch struct {
 	// the same filter from the same position): dsd reads and sends them once
 	// per gateway. Each has its own batch_seq, to ack as usual, and iterator.
 	// end_of_stream is never shared.
-	Shared        []*SharedBatch `protobuf:"bytes,6,rep,name=shared,proto3" json:"shared,omitempty"`
+	Shared []*SharedBatch `protobuf:"bytes,6,rep,name=shared,proto3" json:"shared,omitempty"`
+	// Grant is set on a batch of a shared Read entry: the grant it delivers,
+	// with the iterator it starts at (the member records both).
+	Grant         *SharedGrantInfo `protobuf:"bytes,7,opt,name=grant,proto3" json:"grant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReadBatch) Reset() {
 	*x = ReadBatch{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1325,7 @@ func (x *ReadBatch) String() string {
 func (*ReadBatch) ProtoMessage() {}
 
 func (x *ReadBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1338,7 @@ func (x *ReadBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBatch.ProtoReflect.Descriptor instead.
 func (*ReadBatch) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{15}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadBatch) GetEntryId() uint64 {
@@ -1221,6 +1383,75 @@ func (x *ReadBatch) GetShared() []*SharedBatch {
 	return nil
 }
 
+func (x *ReadBatch) GetGrant() *SharedGrantInfo {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// SharedGrantInfo describes a shared group's grant pushed to a member.
+type SharedGrantInfo struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	ItBegin []byte                 `protobuf:"bytes,2,opt,name=it_begin,json=itBegin,proto3" json:"it_begin,omitempty"`
+	// Redelivery: another member had the grant first (QoS 1 with DUP).
+	Redelivery    bool `protobuf:"varint,3,opt,name=redelivery,proto3" json:"redelivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedGrantInfo) Reset() {
+	*x = SharedGrantInfo{}
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedGrantInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedGrantInfo) ProtoMessage() {}
+
+func (x *SharedGrantInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedGrantInfo.ProtoReflect.Descriptor instead.
+func (*SharedGrantInfo) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SharedGrantInfo) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SharedGrantInfo) GetItBegin() []byte {
+	if x != nil {
+		return x.ItBegin
+	}
+	return nil
+}
+
+func (x *SharedGrantInfo) GetRedelivery() bool {
+	if x != nil {
+		return x.Redelivery
+	}
+	return false
+}
+
 // SharedBatch is one more entry's share of a ReadBatch.
 type SharedBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1233,7 +1464,7 @@ type SharedBatch struct {
 
 func (x *SharedBatch) Reset() {
 	*x = SharedBatch{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1476,7 @@ func (x *SharedBatch) String() string {
 func (*SharedBatch) ProtoMessage() {}
 
 func (x *SharedBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1489,7 @@ func (x *SharedBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedBatch.ProtoReflect.Descriptor instead.
 func (*SharedBatch) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{16}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SharedBatch) GetEntryId() uint64 {
@@ -1301,7 +1532,7 @@ type EntryError struct {
 
 func (x *EntryError) Reset() {
 	*x = EntryError{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[17]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1544,7 @@ func (x *EntryError) String() string {
 func (*EntryError) ProtoMessage() {}
 
 func (x *EntryError) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[17]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1557,7 @@ func (x *EntryError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryError.ProtoReflect.Descriptor instead.
 func (*EntryError) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{17}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EntryError) GetEntryId() uint64 {
@@ -1361,14 +1592,16 @@ var File_strata_dsd_v1_gateway_link_proto protoreflect.FileDescriptor
 
 const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\n" +
-	" strata/dsd/v1/gateway_link.proto\x12\rstrata.dsd.v1\x1a#strata/dsd/v1/storage_service.proto\"\xd1\x02\n" +
+	" strata/dsd/v1/gateway_link.proto\x12\rstrata.dsd.v1\x1a#strata/dsd/v1/storage_service.proto\"\x8c\x03\n" +
 	"\x12GatewayLinkRequest\x123\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1b.strata.dsd.v1.GatewayHelloH\x00R\x05hello\x121\n" +
 	"\x05watch\x18\x02 \x01(\v2\x19.strata.dsd.v1.WatchEntryH\x00R\x05watch\x12.\n" +
 	"\x04read\x18\x03 \x01(\v2\x18.strata.dsd.v1.ReadEntryH\x00R\x04read\x12+\n" +
 	"\x03ack\x18\x04 \x01(\v2\x17.strata.dsd.v1.BatchAckH\x00R\x03ack\x124\n" +
 	"\x06remove\x18\x05 \x01(\v2\x1a.strata.dsd.v1.RemoveEntryH\x00R\x06remove\x128\n" +
-	"\theartbeat\x18\x06 \x01(\v2\x18.strata.dsd.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
+	"\theartbeat\x18\x06 \x01(\v2\x18.strata.dsd.v1.HeartbeatH\x00R\theartbeat\x129\n" +
+	"\n" +
+	"shared_ack\x18\x10 \x01(\v2\x18.strata.dsd.v1.SharedAckH\x00R\tsharedAckB\x06\n" +
 	"\x04kind\"\xfd\x02\n" +
 	"\x13GatewayLinkResponse\x129\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1d.strata.dsd.v1.GatewayWelcomeH\x00R\awelcome\x12H\n" +
@@ -1412,13 +1645,23 @@ const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\vSessionKick\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05guard\x18\x02 \x01(\x04R\x05guard\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xbd\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xf0\x01\n" +
 	"\tReadEntry\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12\x1a\n" +
 	"\biterator\x18\x02 \x01(\fR\biterator\x12\x16\n" +
 	"\x06window\x18\x03 \x01(\rR\x06window\x12,\n" +
 	"\x12max_batch_messages\x18\x04 \x01(\rR\x10maxBatchMessages\x123\n" +
-	"\asession\x18\x05 \x01(\v2\x19.strata.dsd.v1.SessionRefR\asession\"B\n" +
+	"\asession\x18\x05 \x01(\v2\x19.strata.dsd.v1.SessionRefR\asession\x121\n" +
+	"\x06shared\x18\x06 \x01(\v2\x19.strata.dsd.v1.SharedReadR\x06shared\"R\n" +
+	"\n" +
+	"SharedRead\x12\x16\n" +
+	"\x06filter\x18\x01 \x01(\tR\x06filter\x12\x10\n" +
+	"\x03qos\x18\x02 \x01(\rR\x03qos\x12\x1a\n" +
+	"\bstrategy\x18\x03 \x01(\tR\bstrategy\"n\n" +
+	"\tSharedAck\x12\x16\n" +
+	"\x06filter\x18\x01 \x01(\tR\x06filter\x12\x14\n" +
+	"\x05grant\x18\x02 \x01(\x04R\x05grant\x123\n" +
+	"\asession\x18\x03 \x01(\v2\x19.strata.dsd.v1.SessionRefR\asession\"B\n" +
 	"\bBatchAck\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12\x1b\n" +
 	"\tbatch_seq\x18\x02 \x01(\x04R\bbatchSeq\"(\n" +
@@ -1430,14 +1673,21 @@ const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\x13StreamsAnnouncement\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x128\n" +
 	"\astreams\x18\x02 \x03(\v2\x1e.strata.dsd.v1.AnnouncedStreamR\astreams\x12\x18\n" +
-	"\ainitial\x18\x03 \x01(\bR\ainitial\"\xf1\x01\n" +
+	"\ainitial\x18\x03 \x01(\bR\ainitial\"\xa7\x02\n" +
 	"\tReadBatch\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12\x1b\n" +
 	"\tbatch_seq\x18\x02 \x01(\x04R\bbatchSeq\x128\n" +
 	"\bmessages\x18\x03 \x03(\v2\x1c.strata.dsd.v1.StoredMessageR\bmessages\x12\x1a\n" +
 	"\biterator\x18\x04 \x01(\fR\biterator\x12\"\n" +
 	"\rend_of_stream\x18\x05 \x01(\bR\vendOfStream\x122\n" +
-	"\x06shared\x18\x06 \x03(\v2\x1a.strata.dsd.v1.SharedBatchR\x06shared\"a\n" +
+	"\x06shared\x18\x06 \x03(\v2\x1a.strata.dsd.v1.SharedBatchR\x06shared\x124\n" +
+	"\x05grant\x18\a \x01(\v2\x1e.strata.dsd.v1.SharedGrantInfoR\x05grant\"\\\n" +
+	"\x0fSharedGrantInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x19\n" +
+	"\bit_begin\x18\x02 \x01(\fR\aitBegin\x12\x1e\n" +
+	"\n" +
+	"redelivery\x18\x03 \x01(\bR\n" +
+	"redelivery\"a\n" +
 	"\vSharedBatch\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12\x1b\n" +
 	"\tbatch_seq\x18\x02 \x01(\x04R\bbatchSeq\x12\x1a\n" +
@@ -1464,7 +1714,7 @@ func file_strata_dsd_v1_gateway_link_proto_rawDescGZIP() []byte {
 	return file_strata_dsd_v1_gateway_link_proto_rawDescData
 }
 
-var file_strata_dsd_v1_gateway_link_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_strata_dsd_v1_gateway_link_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_strata_dsd_v1_gateway_link_proto_goTypes = []any{
 	(*GatewayLinkRequest)(nil),  // 0: strata.dsd.v1.GatewayLinkRequest
 	(*GatewayLinkResponse)(nil), // 1: strata.dsd.v1.GatewayLinkResponse
@@ -1477,43 +1727,50 @@ var file_strata_dsd_v1_gateway_link_proto_goTypes = []any{
 	(*SessionRef)(nil),          // 8: strata.dsd.v1.SessionRef
 	(*SessionKick)(nil),         // 9: strata.dsd.v1.SessionKick
 	(*ReadEntry)(nil),           // 10: strata.dsd.v1.ReadEntry
-	(*BatchAck)(nil),            // 11: strata.dsd.v1.BatchAck
-	(*RemoveEntry)(nil),         // 12: strata.dsd.v1.RemoveEntry
-	(*AnnouncedStream)(nil),     // 13: strata.dsd.v1.AnnouncedStream
-	(*StreamsAnnouncement)(nil), // 14: strata.dsd.v1.StreamsAnnouncement
-	(*ReadBatch)(nil),           // 15: strata.dsd.v1.ReadBatch
-	(*SharedBatch)(nil),         // 16: strata.dsd.v1.SharedBatch
-	(*EntryError)(nil),          // 17: strata.dsd.v1.EntryError
-	(*Stream)(nil),              // 18: strata.dsd.v1.Stream
-	(*StoredMessage)(nil),       // 19: strata.dsd.v1.StoredMessage
+	(*SharedRead)(nil),          // 11: strata.dsd.v1.SharedRead
+	(*SharedAck)(nil),           // 12: strata.dsd.v1.SharedAck
+	(*BatchAck)(nil),            // 13: strata.dsd.v1.BatchAck
+	(*RemoveEntry)(nil),         // 14: strata.dsd.v1.RemoveEntry
+	(*AnnouncedStream)(nil),     // 15: strata.dsd.v1.AnnouncedStream
+	(*StreamsAnnouncement)(nil), // 16: strata.dsd.v1.StreamsAnnouncement
+	(*ReadBatch)(nil),           // 17: strata.dsd.v1.ReadBatch
+	(*SharedGrantInfo)(nil),     // 18: strata.dsd.v1.SharedGrantInfo
+	(*SharedBatch)(nil),         // 19: strata.dsd.v1.SharedBatch
+	(*EntryError)(nil),          // 20: strata.dsd.v1.EntryError
+	(*Stream)(nil),              // 21: strata.dsd.v1.Stream
+	(*StoredMessage)(nil),       // 22: strata.dsd.v1.StoredMessage
 }
 var file_strata_dsd_v1_gateway_link_proto_depIdxs = []int32{
 	2,  // 0: strata.dsd.v1.GatewayLinkRequest.hello:type_name -> strata.dsd.v1.GatewayHello
 	6,  // 1: strata.dsd.v1.GatewayLinkRequest.watch:type_name -> strata.dsd.v1.WatchEntry
 	10, // 2: strata.dsd.v1.GatewayLinkRequest.read:type_name -> strata.dsd.v1.ReadEntry
-	11, // 3: strata.dsd.v1.GatewayLinkRequest.ack:type_name -> strata.dsd.v1.BatchAck
-	12, // 4: strata.dsd.v1.GatewayLinkRequest.remove:type_name -> strata.dsd.v1.RemoveEntry
+	13, // 3: strata.dsd.v1.GatewayLinkRequest.ack:type_name -> strata.dsd.v1.BatchAck
+	14, // 4: strata.dsd.v1.GatewayLinkRequest.remove:type_name -> strata.dsd.v1.RemoveEntry
 	4,  // 5: strata.dsd.v1.GatewayLinkRequest.heartbeat:type_name -> strata.dsd.v1.Heartbeat
-	3,  // 6: strata.dsd.v1.GatewayLinkResponse.welcome:type_name -> strata.dsd.v1.GatewayWelcome
-	14, // 7: strata.dsd.v1.GatewayLinkResponse.announcement:type_name -> strata.dsd.v1.StreamsAnnouncement
-	15, // 8: strata.dsd.v1.GatewayLinkResponse.batch:type_name -> strata.dsd.v1.ReadBatch
-	17, // 9: strata.dsd.v1.GatewayLinkResponse.error:type_name -> strata.dsd.v1.EntryError
-	9,  // 10: strata.dsd.v1.GatewayLinkResponse.kick:type_name -> strata.dsd.v1.SessionKick
-	5,  // 11: strata.dsd.v1.GatewayLinkResponse.heartbeat_ack:type_name -> strata.dsd.v1.HeartbeatAck
-	8,  // 12: strata.dsd.v1.WatchEntry.session:type_name -> strata.dsd.v1.SessionRef
-	7,  // 13: strata.dsd.v1.WatchEntry.shards:type_name -> strata.dsd.v1.WatchShard
-	8,  // 14: strata.dsd.v1.ReadEntry.session:type_name -> strata.dsd.v1.SessionRef
-	18, // 15: strata.dsd.v1.AnnouncedStream.stream:type_name -> strata.dsd.v1.Stream
-	13, // 16: strata.dsd.v1.StreamsAnnouncement.streams:type_name -> strata.dsd.v1.AnnouncedStream
-	19, // 17: strata.dsd.v1.ReadBatch.messages:type_name -> strata.dsd.v1.StoredMessage
-	16, // 18: strata.dsd.v1.ReadBatch.shared:type_name -> strata.dsd.v1.SharedBatch
-	0,  // 19: strata.dsd.v1.GatewayLinkService.GatewayLink:input_type -> strata.dsd.v1.GatewayLinkRequest
-	1,  // 20: strata.dsd.v1.GatewayLinkService.GatewayLink:output_type -> strata.dsd.v1.GatewayLinkResponse
-	20, // [20:21] is the sub-list for method output_type
-	19, // [19:20] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	12, // 6: strata.dsd.v1.GatewayLinkRequest.shared_ack:type_name -> strata.dsd.v1.SharedAck
+	3,  // 7: strata.dsd.v1.GatewayLinkResponse.welcome:type_name -> strata.dsd.v1.GatewayWelcome
+	16, // 8: strata.dsd.v1.GatewayLinkResponse.announcement:type_name -> strata.dsd.v1.StreamsAnnouncement
+	17, // 9: strata.dsd.v1.GatewayLinkResponse.batch:type_name -> strata.dsd.v1.ReadBatch
+	20, // 10: strata.dsd.v1.GatewayLinkResponse.error:type_name -> strata.dsd.v1.EntryError
+	9,  // 11: strata.dsd.v1.GatewayLinkResponse.kick:type_name -> strata.dsd.v1.SessionKick
+	5,  // 12: strata.dsd.v1.GatewayLinkResponse.heartbeat_ack:type_name -> strata.dsd.v1.HeartbeatAck
+	8,  // 13: strata.dsd.v1.WatchEntry.session:type_name -> strata.dsd.v1.SessionRef
+	7,  // 14: strata.dsd.v1.WatchEntry.shards:type_name -> strata.dsd.v1.WatchShard
+	8,  // 15: strata.dsd.v1.ReadEntry.session:type_name -> strata.dsd.v1.SessionRef
+	11, // 16: strata.dsd.v1.ReadEntry.shared:type_name -> strata.dsd.v1.SharedRead
+	8,  // 17: strata.dsd.v1.SharedAck.session:type_name -> strata.dsd.v1.SessionRef
+	21, // 18: strata.dsd.v1.AnnouncedStream.stream:type_name -> strata.dsd.v1.Stream
+	15, // 19: strata.dsd.v1.StreamsAnnouncement.streams:type_name -> strata.dsd.v1.AnnouncedStream
+	22, // 20: strata.dsd.v1.ReadBatch.messages:type_name -> strata.dsd.v1.StoredMessage
+	19, // 21: strata.dsd.v1.ReadBatch.shared:type_name -> strata.dsd.v1.SharedBatch
+	18, // 22: strata.dsd.v1.ReadBatch.grant:type_name -> strata.dsd.v1.SharedGrantInfo
+	0,  // 23: strata.dsd.v1.GatewayLinkService.GatewayLink:input_type -> strata.dsd.v1.GatewayLinkRequest
+	1,  // 24: strata.dsd.v1.GatewayLinkService.GatewayLink:output_type -> strata.dsd.v1.GatewayLinkResponse
+	24, // [24:25] is the sub-list for method output_type
+	23, // [23:24] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_gateway_link_proto_init() }
@@ -1529,6 +1786,7 @@ func file_strata_dsd_v1_gateway_link_proto_init() {
 		(*GatewayLinkRequest_Ack)(nil),
 		(*GatewayLinkRequest_Remove)(nil),
 		(*GatewayLinkRequest_Heartbeat)(nil),
+		(*GatewayLinkRequest_SharedAck)(nil),
 	}
 	file_strata_dsd_v1_gateway_link_proto_msgTypes[1].OneofWrappers = []any{
 		(*GatewayLinkResponse_Welcome)(nil),
@@ -1545,7 +1803,7 @@ func file_strata_dsd_v1_gateway_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_gateway_link_proto_rawDesc), len(file_strata_dsd_v1_gateway_link_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

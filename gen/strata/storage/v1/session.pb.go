@@ -631,7 +631,11 @@ type BatchRecord struct {
 	LastSeqnoQos1  uint64                 `protobuf:"varint,6,opt,name=last_seqno_qos1,json=lastSeqnoQos1,proto3" json:"last_seqno_qos1,omitempty"`
 	LastSeqnoQos2  uint64                 `protobuf:"varint,7,opt,name=last_seqno_qos2,json=lastSeqnoQos2,proto3" json:"last_seqno_qos2,omitempty"`
 	// SubState is the SubscriptionState id the batch was numbered with.
-	SubState      uint64 `protobuf:"varint,8,opt,name=sub_state,json=subState,proto3" json:"sub_state,omitempty"`
+	SubState uint64 `protobuf:"varint,8,opt,name=sub_state,json=subState,proto3" json:"sub_state,omitempty"`
+	// SharedGrant is the shared group grant (SharedGrant.id) the batch
+	// delivers, 0 for a batch of the session's own subscription. Such a
+	// batch's messages are not contiguous with the stream's other batches.
+	SharedGrant   uint64 `protobuf:"varint,9,opt,name=shared_grant,json=sharedGrant,proto3" json:"shared_grant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -718,6 +722,13 @@ func (x *BatchRecord) GetLastSeqnoQos2() uint64 {
 func (x *BatchRecord) GetSubState() uint64 {
 	if x != nil {
 		return x.SubState
+	}
+	return 0
+}
+
+func (x *BatchRecord) GetSharedGrant() uint64 {
+	if x != nil {
+		return x.SharedGrant
 	}
 	return 0
 }
@@ -1291,7 +1302,7 @@ const file_strata_storage_v1_session_proto_rawDesc = "" +
 	"\vgenerations\x18\x05 \x03(\v20.strata.storage.v1.Subscription.GenerationsEntryR\vgenerations\x1a>\n" +
 	"\x10GenerationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x96\x02\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb9\x02\n" +
 	"\vBatchRecord\x12\x19\n" +
 	"\bit_begin\x18\x01 \x01(\fR\aitBegin\x12\x15\n" +
 	"\x06it_end\x18\x02 \x01(\fR\x05itEnd\x12\x14\n" +
@@ -1300,7 +1311,8 @@ const file_strata_storage_v1_session_proto_rawDesc = "" +
 	"\x10first_seqno_qos2\x18\x05 \x01(\x04R\x0efirstSeqnoQos2\x12&\n" +
 	"\x0flast_seqno_qos1\x18\x06 \x01(\x04R\rlastSeqnoQos1\x12&\n" +
 	"\x0flast_seqno_qos2\x18\a \x01(\x04R\rlastSeqnoQos2\x12\x1b\n" +
-	"\tsub_state\x18\b \x01(\x04R\bsubState\"\x8d\x01\n" +
+	"\tsub_state\x18\b \x01(\x04R\bsubState\x12!\n" +
+	"\fshared_grant\x18\t \x01(\x04R\vsharedGrant\"\x8d\x01\n" +
 	"\tStreamKey\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\x04R\x0esubscriptionId\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x1e\n" +

@@ -1,0 +1,506 @@
+package storage
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
+
+// Shared subscription groups ($share/{group}/{filter}).
+//
+// A group's progress lives in the group's shard (ShardOf of its whole
+// filter), like a session's. For each stream the group has a cursor: where
+// its next new grant starts. A grant is one batch of a stream handed to one
+// member (a session), recorded durably before its messages are pushed, so
+// every message after the cursor is granted once. A grant ends when its
+// member acknowledges it (SharedAck). When the member's connection ends,
+// its grants go back to the group (member "") to be handed to the next
+// member that reads, with QoS 1 as a redelivery (DUP); only a grant holding
+// a QoS 2 delivery that the member recorded stays with it (MQTT 5 section
+// 4.8.2: the delivery completes when it reconnects), and is dropped if the
+// session ends first. Which member reads next is the link's business
+// (dsd/server): the storage only records what was decided.
+//
+// The member side of a connection's end is computed in the member's shard
+// (sharedDown, in applyResult) and carried to the groups' shards after the
+// commit: the two are different shards, so this is not atomic. A crash in
+// between leaves grants with a member whose connection ended; Open
+// reconciles them (reconcileShared).
+
+// sharedPrefix is the shared-filter prefix [MQTT-4.8.2].
+const sharedPrefix = "$share/"
+
+// Sub-keyspaces of a group (after S|0B|len(filter)|filter).
+const (
+	subSharedRecord byte = 0x00 // -> SharedGroupRecord
+	subSharedStream byte = 0x01 // | shard (2) | gen (8) | static -> SharedGroupStream
+	subSharedGrant  byte = 0x02 // | grant id (8) -> SharedGrant
+)
+
+func sharedGroupPrefix(shard int, filter string) []byte {
+	k := binary.BigEndian.AppendUint16(shardPrefix(shard, tagSharedGroup), uint16(len(filter)))
+	return append(k, filter...)
+}
+
+func sharedKey(shard int, filter string, sub byte, suffix []byte) []byte {
+	return append(append(sharedGroupPrefix(shard, filter), sub), suffix...)
+}
+
+// sharedStreamSuffix is shard (2) | gen (8) | static.
+func sharedStreamSuffix(s Stream) []byte {
+	b := binary.BigEndian.AppendUint16(nil, uint16(s.Shard))
+	b = binary.BigEndian.AppendUint64(b, s.Generation)
+	return append(b, s.StaticIndex...)
+}
+
+func sameStream(a, b Stream) bool {
+	return a.Shard == b.Shard && a.Generation == b.Generation && string(a.StaticIndex) == string(b.StaticIndex)
+}
+
+func grantStream(g *storagev1.SharedGrant) Stream {
+	return Stream{Shard: int(g.Shard), Generation: g.Generation, StaticIndex: g.StaticIndex}
+}
+
+// sharedGroup is one group in memory. Its protos are never modified once
+// placed (a change replaces the pointer), as for sessions.
+type sharedGroup struct {
+	rec *storagev1.SharedGroupRecord
+	// streams are keyed by sharedStreamSuffix.
+	streams map[string]*storagev1.SharedGroupStream
+	grants  map[uint64]*storagev1.SharedGrant
+}
+
+func newSharedGroup(filter string) *sharedGroup {
+	return &sharedGroup{rec: &storagev1.SharedGroupRecord{Filter: filter},
+		streams: make(map[string]*storagev1.SharedGroupStream), grants: make(map[uint64]*storagev1.SharedGrant)}
+}
+
+// Shared group commands of the shard's command sequence.
+type (
+	// cmdSharedGrant records a grant: a new one (grant.Id 0), which moves
+	// the stream's cursor to grant.ItEnd, or a waiting one (member "")
+	// handed to grant.Member.
+	cmdSharedGrant struct {
+		filter string
+		grant  *storagev1.SharedGrant
+	}
+	// cmdSharedAck forgets a grant its member finished.
+	cmdSharedAck struct {
+		filter, member string
+		id             uint64
+	}
+	// cmdSharedMemberDown applies a member's connection or session end to
+	// the shard's groups (sharedDown).
+	cmdSharedMemberDown struct{ down SharedDown }
+	// cmdSharedForget deletes a group no session subscribes to any more.
+	cmdSharedForget struct{ filter string }
+)
+
+func (cmdSharedGrant) isCommand()      {}
+func (cmdSharedAck) isCommand()        {}
+func (cmdSharedMemberDown) isCommand() {}
+func (cmdSharedForget) isCommand()     {}
+
+// SharedDown is the end of a member's connection, or of its membership
+// (Final: its session ended, or it unsubscribed). It concerns the grants
+// the member got under Guard or before.
+type SharedDown struct {
+	Member string
+	Guard  uint64
+	Final  bool
+	// Resumed: the session resumed on a new connection, which delivers the
+	// recorded grants itself: only the others go back.
+	Resumed bool
+	// Filters limits the end to these groups; nil: every group.
+	Filters []string
+	// Recorded are the grants the member's session has batch records of.
+	Recorded []uint64
+}
+
+// sharedDownOf returns the SharedDown of a session's end, or false when it
+// has no shared subscription.
+func sharedDownOf(cid string, s *sessionState, final, resumed bool) (SharedDown, bool) {
+	shared := false
+	for _, sub := range s.subs {
+		shared = shared || strings.HasPrefix(sub.GetTopicFilter(), sharedPrefix)
+	}
+	if !shared {
+		return SharedDown{}, false
+	}
+	return SharedDown{Member: cid, Guard: s.rec.GetGuard(), Final: final, Resumed: resumed, Recorded: recordedGrants(s)}, true
+}
+
+// recordedGrants lists the grants a session's rings record.
+func recordedGrants(s *sessionState) []uint64 {
+	var ids []uint64
+	for _, r := range s.streams {
+		for _, b := range r.GetBatches() {
+			if b.GetSharedGrant() != 0 {
+				ids = append(ids, b.GetSharedGrant())
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func applyShared(st *shardState, cmd command) applyResult {
+	switch c := cmd.(type) {
+	case cmdSharedGrant:
+		return applySharedGrant(st, c)
+	case cmdSharedAck:
+		g := st.groups[c.filter]
+		if g == nil || g.grants[c.id] == nil || g.grants[c.id].Member != c.member {
+			return applyResult{} // gone already, or handed on: nothing to forget
+		}
+		delete(g.grants, c.id)
+		return applyResult{writes: []write{{key: sharedKey(st.shard, c.filter, subSharedGrant, idSuffix(c.id))}}}
+	case cmdSharedMemberDown:
+		return applySharedMemberDown(st, c.down)
+	case cmdSharedForget:
+		g := st.groups[c.filter]
+		if g == nil {
+			return applyResult{}
+		}
+		delete(st.groups, c.filter)
+		p := sharedGroupPrefix(st.shard, c.filter)
+		return applyResult{writes: []write{{key: p, end: prefixEnd(p)}}}
+	}
+	// Invariant: apply sends here only the commands this switch covers.
+	panic(fmt.Sprintf("storage: unknown shared group command %T", cmd))
+}
+
+func applySharedGrant(st *shardState, c cmdSharedGrant) applyResult {
+	g := st.groups[c.filter]
+	in := c.grant
+	if in.Id != 0 {
+		old := g.grantOf(in.Id)
+		if old == nil || old.Member != "" {
+			return applyResult{err: fmt.Errorf("%w: shared group %q: grant %d is not waiting", ErrInvalidArgument, c.filter, in.Id)}
+		}
+		ng := proto.CloneOf(old)
+		ng.Member, ng.Guard, ng.Qos2, ng.Redelivery = in.Member, in.Guard, in.Qos2, true
+		g.grants[ng.Id] = ng
+		res := applyResult{writes: []write{{key: sharedKey(st.shard, c.filter, subSharedGrant, idSuffix(ng.Id)), value: encodeValue(ng)}}}
+		res.sess.grant = ng.Id
+		return res
+	}
+	if g == nil {
+		g = newSharedGroup(c.filter)
+		if st.groups == nil {
+			st.groups = make(map[string]*sharedGroup)
+		}
+		st.groups[c.filter] = g
+	}
+	rec := proto.CloneOf(g.rec)
+	rec.LastGrant++
+	g.rec = rec
+	ng := proto.CloneOf(in)
+	ng.Id = rec.LastGrant
+	g.grants[ng.Id] = ng
+	sk := sharedStreamSuffix(grantStream(ng))
+	cur := &storagev1.SharedGroupStream{Shard: ng.Shard, Generation: ng.Generation, StaticIndex: ng.StaticIndex, Cursor: ng.ItEnd}
+	g.streams[string(sk)] = cur
+	res := applyResult{writes: []write{
+		{key: sharedKey(st.shard, c.filter, subSharedRecord, nil), value: encodeValue(rec)},
+		{key: sharedKey(st.shard, c.filter, subSharedStream, sk), value: encodeValue(cur)},
+		{key: sharedKey(st.shard, c.filter, subSharedGrant, idSuffix(ng.Id)), value: encodeValue(ng)},
+	}}
+	res.sess.grant = ng.Id
+	return res
+}
+
+func (g *sharedGroup) grantOf(id uint64) *storagev1.SharedGrant {
+	if g == nil {
+		return nil
+	}
+	return g.grants[id]
+}
+
+// applySharedMemberDown hands the member's grants back to their groups,
+// but for a recorded QoS 2 grant, which stays with the member while its
+// session lives and is dropped (counted) when it ends.
+func applySharedMemberDown(st *shardState, d SharedDown) applyResult {
+	var res applyResult
+	for _, filter := range sortedKeys(st.groups) {
+		if d.Filters != nil && !slices.Contains(d.Filters, filter) {
+			continue
+		}
+		g := st.groups[filter]
+		for _, id := range sortedKeys(g.grants) {
+			gr := g.grants[id]
+			if gr.Member != d.Member || gr.Guard > d.Guard {
+				continue
+			}
+			key := sharedKey(st.shard, filter, subSharedGrant, idSuffix(id))
+			recorded := slices.Contains(d.Recorded, id)
+			if recorded && d.Resumed {
+				continue // the new connection resends it
+			}
+			if gr.Qos2 && recorded {
+				if d.Final {
+					delete(g.grants, id)
+					res.writes = append(res.writes, write{key: key})
+					res.sess.sharedDropped += int(gr.Count)
+				}
+				continue
+			}
+			ng := proto.CloneOf(gr)
+			ng.Member, ng.Redelivery = "", true
+			g.grants[id] = ng
+			res.writes = append(res.writes, write{key: key, value: encodeValue(ng)})
+			res.sess.sharedReturned++
+		}
+	}
+	return res
+}
+
+// loadShared reads the shard's shared groups.
+func loadShared(db *DB, st *shardState) error {
+	return db.scan(shardPrefix(st.shard, tagSharedGroup), func(k, v []byte) error {
+		rest := k[3:]
+		if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest))+1 {
+			return fmt.Errorf("%w: bad shared group key %s", ErrCorruption, prettyKey(k))
+		}
+		n := int(binary.BigEndian.Uint16(rest))
+		filter, sub, suffix := string(rest[2:2+n]), rest[2+n], rest[2+n+1:]
+		if st.groups == nil {
+			st.groups = make(map[string]*sharedGroup)
+		}
+		g := st.groups[filter]
+		if g == nil {
+			g = newSharedGroup(filter)
+			st.groups[filter] = g
+		}
+		switch sub {
+		case subSharedRecord:
+			g.rec = &storagev1.SharedGroupRecord{}
+			return decodeValue(k, v, g.rec)
+		case subSharedStream:
+			m := &storagev1.SharedGroupStream{}
+			g.streams[string(suffix)] = m
+			return decodeValue(k, v, m)
+		case subSharedGrant:
+			m := &storagev1.SharedGrant{}
+			if len(suffix) != 8 {
+				return fmt.Errorf("%w: bad shared group key %s", ErrCorruption, prettyKey(k))
+			}
+			g.grants[binary.BigEndian.Uint64(suffix)] = m
+			return decodeValue(k, v, m)
+		}
+		return fmt.Errorf("%w: unknown shared group key %s", ErrCorruption, prettyKey(k))
+	})
+}
+
+// SharedStreamState is what a group's reader needs of one stream: where a
+// new grant starts (nil: the group never read the stream), and the waiting
+// grant to hand out first (nil: none).
+type SharedStreamState struct {
+	Cursor  []byte
+	Waiting *storagev1.SharedGrant
+}
+
+// SharedStream returns a group's state in one stream. Grants of a stream
+// are handed out by one reader at a time (dsd/server), so the state stays
+// current until that reader records its next grant.
+func (db *DB) SharedStream(filter string, stream Stream) SharedStreamState {
+	s := db.shards[db.ShardOf(filter)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	g := s.mu.st.groups[filter]
+	if g == nil {
+		return SharedStreamState{}
+	}
+	var out SharedStreamState
+	if cur := g.streams[string(sharedStreamSuffix(stream))]; cur != nil {
+		out.Cursor = cur.Cursor
+	}
+	for _, gr := range g.grants {
+		if gr.Member == "" && sameStream(grantStream(gr), stream) && (out.Waiting == nil || gr.Id < out.Waiting.Id) {
+			out.Waiting = gr
+		}
+	}
+	if out.Waiting != nil {
+		out.Waiting = proto.CloneOf(out.Waiting)
+	}
+	return out
+}
+
+// GrantShared records a grant of a shared group and returns its id once it
+// is durable: a new grant (g.Id 0: the stream's cursor moves to g.ItEnd),
+// or a waiting grant (g.Id set) handed to g.Member.
+func (db *DB) GrantShared(ctx context.Context, filter string, g *storagev1.SharedGrant) (uint64, error) {
+	if !strings.HasPrefix(filter, sharedPrefix) || g.GetMember() == "" {
+		return 0, fmt.Errorf("%w: grant of %q to %q", ErrInvalidArgument, filter, g.GetMember())
+	}
+	if err := db.writeRefusal(); err != nil {
+		return 0, err
+	}
+	g = proto.CloneOf(g)
+	rep, err := db.sharedDo(ctx, filter, cmdSharedGrant{filter: filter, grant: g})
+	return rep.sess.grant, err
+}
+
+// AckShared forgets a grant its member finished. A grant that is gone or
+// belongs to another member by now is left alone.
+func (db *DB) AckShared(ctx context.Context, filter, member string, id uint64) error {
+	if !strings.HasPrefix(filter, sharedPrefix) {
+		return fmt.Errorf("%w: shared ack of %q", ErrInvalidArgument, filter)
+	}
+	_, err := db.sharedDo(ctx, filter, cmdSharedAck{filter: filter, member: member, id: id})
+	return err
+}
+
+func (db *DB) sharedDo(ctx context.Context, filter string, cmd command) (reply, error) {
+	if err := db.failErr(); err != nil {
+		return reply{}, err
+	}
+	rep, err := db.shards[db.ShardOf(filter)].do(ctx, &request{kind: reqSession, mkCmd: func(int64) command { return cmd }})
+	if err != nil {
+		return reply{}, err
+	}
+	return rep, rep.err
+}
+
+// SharedMembersDown applies members' connection or membership ends to
+// every group holding their grants, and forgets the groups of a final end
+// that no session subscribes to any more. It runs after the commit that
+// ended them (and at Open for ends a crash lost).
+func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
+	for _, d := range downs {
+		for _, s := range db.shards {
+			if !s.holdsGrantsOf(d.Member) {
+				continue
+			}
+			if _, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(int64) command { return cmdSharedMemberDown{down: d} }}); err != nil {
+				return err
+			}
+		}
+		if !d.Final {
+			continue
+		}
+		for _, filter := range db.sharedFilters(d) {
+			if db.sharedSubscribed(filter) {
+				continue
+			}
+			if _, err := db.sharedDo(ctx, filter, cmdSharedForget{filter: filter}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *shard) holdsGrantsOf(member string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, g := range s.mu.st.groups {
+		for _, gr := range g.grants {
+			if gr.Member == member {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sharedFilters are the groups a final end may have left without members.
+func (db *DB) sharedFilters(d SharedDown) []string {
+	if d.Filters != nil {
+		return d.Filters
+	}
+	var out []string
+	for _, s := range db.shards {
+		s.mu.RLock()
+		for f := range s.mu.st.groups {
+			out = append(out, f)
+		}
+		s.mu.RUnlock()
+	}
+	return out
+}
+
+// sharedSubscribed reports whether a live session subscribes to filter.
+func (db *DB) sharedSubscribed(filter string) bool {
+	now := db.opts.Now().UnixMicro()
+	for _, s := range db.shards {
+		s.mu.RLock()
+		found := false
+		for _, ss := range s.mu.st.sessions {
+			if sessionExpired(ss.rec, now) {
+				continue
+			}
+			for _, sub := range ss.subs {
+				found = found || sub.GetTopicFilter() == filter
+			}
+		}
+		s.mu.RUnlock()
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+// reconcileShared finds grants whose member's connection ended without
+// the groups hearing of it (a crash between the two commits): the member's
+// session is gone (final) or disconnected.
+func (db *DB) reconcileShared() []SharedDown {
+	members := map[string]bool{}
+	for _, s := range db.shards {
+		for _, g := range s.mu.st.groups {
+			for _, gr := range g.grants {
+				if gr.Member != "" {
+					members[gr.Member] = true
+				}
+			}
+		}
+	}
+	var downs []SharedDown
+	now := db.opts.Now().UnixMicro()
+	for _, m := range sortedKeys(members) {
+		ss := db.shards[db.ShardOf(m)].mu.st.sessions[m]
+		switch {
+		case ss == nil || sessionExpired(ss.rec, now):
+			downs = append(downs, SharedDown{Member: m, Guard: math.MaxUint64, Final: true})
+		case !ss.rec.Connected:
+			downs = append(downs, SharedDown{Member: m, Guard: ss.rec.Guard, Recorded: recordedGrants(ss)})
+		}
+	}
+	return downs
+}
+
+// SharedGrants lists a group's grants, by id (tests and dstool).
+func (db *DB) SharedGrants(filter string) []*storagev1.SharedGrant {
+	s := db.shards[db.ShardOf(filter)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	g := s.mu.st.groups[filter]
+	if g == nil {
+		return nil
+	}
+	out := make([]*storagev1.SharedGrant, 0, len(g.grants))
+	for _, gr := range g.grants {
+		out = append(out, proto.CloneOf(gr))
+	}
+	slices.SortFunc(out, func(a, b *storagev1.SharedGrant) int { return cmp.Compare(a.Id, b.Id) })
+	return out
+}
+
+// sharedMembersDownAfterCommit runs SharedMembersDown for ends a commit
+// (or Open's reconciliation) found, on a goroutine of db.wg. A failure
+// (the DB closing) leaves the grants to the next Open's reconciliation.
+func (db *DB) sharedMembersDownAfterCommit(downs []SharedDown) {
+	defer db.wg.Done()
+	if err := db.SharedMembersDown(db.ctx, downs); err != nil && db.ctx.Err() == nil {
+		db.log.Warn("shared groups: member end not applied (reconciled at next open)", "err", err)
+	}
+}

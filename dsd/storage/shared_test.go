@@ -1,0 +1,127 @@
+package storage
+
+import (
+	"context"
+	"testing"
+
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
+
+const testGroup = "$share/g/t/#"
+
+// grantTo records a new grant of stream (0, 1, "s") for member.
+func (e *sessEnv) grantTo(member string, guard uint64, begin, end string, qos2 bool) uint64 {
+	e.t.Helper()
+	id, err := e.db.GrantShared(context.Background(), testGroup, &storagev1.SharedGrant{Member: member, Guard: guard,
+		Shard: 0, Generation: 1, StaticIndex: []byte("s"), ItBegin: []byte(begin), ItEnd: []byte(end), Count: 3, Qos2: qos2})
+	if err != nil {
+		e.t.Fatalf("grant to %s: %v", member, err)
+	}
+	return id
+}
+
+func (e *sessEnv) grants() map[uint64]*storagev1.SharedGrant {
+	out := map[uint64]*storagev1.SharedGrant{}
+	for _, g := range e.db.SharedGrants(testGroup) {
+		out[g.Id] = g
+	}
+	return out
+}
+
+var testStream = Stream{Shard: 0, Generation: 1, StaticIndex: []byte("s")}
+
+// TestSharedGrantsFollowMembers: a grant belongs to its member until acked;
+// the member's disconnect hands its grants back (as redeliveries) but for a
+// recorded QoS 2 one, which its session's end drops; the state survives a
+// reopen, and a group no session subscribes to is forgotten.
+func TestSharedGrantsFollowMembers(t *testing.T) {
+	e := newSessEnv(t, 4)
+	ctx := context.Background()
+	a := e.openSess("a", "u", true, 100, "gw")
+	b := e.openSess("b", "u", true, 100, "gw")
+	for _, s := range []struct {
+		cid   string
+		guard uint64
+	}{{"a", a.Guard}, {"b", b.Guard}} {
+		if err := e.db.CommitSession(ctx, subCommit(s.cid, s.guard, 1, 1, testGroup)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g1 := e.grantTo("a", a.Guard, "i0", "i1", false)
+	g2 := e.grantTo("a", a.Guard, "i1", "i2", true)
+	g3 := e.grantTo("a", a.Guard, "i2", "i3", true) // QoS 2, never recorded: not sent
+	if g1 != 1 || g2 != 2 || g3 != 3 {
+		t.Fatalf("grant ids %d %d %d, want 1 2 3", g1, g2, g3)
+	}
+	if st := e.db.SharedStream(testGroup, testStream); string(st.Cursor) != "i3" || st.Waiting != nil {
+		t.Fatalf("stream state %+v", st)
+	}
+	ring := &storagev1.SessionCommit{ClientId: "a", Guard: a.Guard, PutStreams: []*storagev1.StreamRing{{
+		Key:     &storagev1.StreamKey{SubscriptionId: 1, Shard: 0, Generation: 1, StaticIndex: []byte("s")},
+		Batches: []*storagev1.BatchRecord{{ItBegin: []byte("i0"), ItEnd: []byte("i1"), Count: 3, SubState: 1, SharedGrant: g1}, {ItBegin: []byte("i1"), ItEnd: []byte("i2"), Count: 3, SubState: 1, SharedGrant: g2}},
+	}}}
+	if err := e.db.CommitSession(ctx, ring); err != nil {
+		t.Fatal(err)
+	}
+	e.disconnect("a", a.Guard, true)
+	waitFor(t, "a's grants handed back", func() bool {
+		gs := e.grants()
+		return gs[g1].GetMember() == "" && gs[g3].GetMember() == ""
+	})
+	gs := e.grants()
+	if gs[g2].GetMember() != "a" || !gs[g1].Redelivery {
+		t.Fatalf("after a's disconnect: %v", gs)
+	}
+	if st := e.db.SharedStream(testGroup, testStream); st.Waiting.GetId() != g1 || string(st.Cursor) != "i3" {
+		t.Fatalf("stream state %+v", st)
+	}
+	// The waiting grant goes to b, which finishes it.
+	if id, err := e.db.GrantShared(ctx, testGroup, &storagev1.SharedGrant{Id: g1, Member: "b", Guard: b.Guard}); err != nil || id != g1 {
+		t.Fatalf("re-grant: %d, %v", id, err)
+	}
+	if _, err := e.db.GrantShared(ctx, testGroup, &storagev1.SharedGrant{Id: g1, Member: "b", Guard: b.Guard}); err == nil {
+		t.Fatal("a grant handed out twice")
+	}
+	if err := e.db.AckShared(ctx, testGroup, "a", g1); err != nil {
+		t.Fatal(err)
+	}
+	if e.grants()[g1] == nil {
+		t.Fatal("an ack by a member that no longer holds the grant removed it")
+	}
+	if err := e.db.AckShared(ctx, testGroup, "b", g1); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen()
+	gs = e.grants()
+	if len(gs) != 2 || gs[g1] != nil || gs[g2].GetMember() != "a" || gs[g3].GetMember() != "" {
+		t.Fatalf("after reopen: %v", gs)
+	}
+	// a's session ends: its recorded QoS 2 grant is dropped.
+	if _, err := e.db.DeleteSession(ctx, "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a's QoS 2 grant dropped", func() bool { return e.grants()[g2] == nil })
+	if len(e.db.SharedGrants(testGroup)) == 0 {
+		t.Fatal("group forgotten while b subscribes")
+	}
+	// b unsubscribes: no member is left, the group is forgotten.
+	b2 := e.openSess("b", "u", false, 100, "gw")
+	if err := e.db.CommitSession(ctx, &storagev1.SessionCommit{ClientId: "b", Guard: b2.Guard, DeleteSubscriptions: []uint64{1}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "group forgotten", func() bool { return e.db.SharedStream(testGroup, testStream).Cursor == nil })
+}
+
+// TestSharedReconcileAtOpen: a grant whose member's session is gone (the
+// end's hand-back lost in a crash) goes back to the group at Open.
+func TestSharedReconcileAtOpen(t *testing.T) {
+	e := newSessEnv(t, 4)
+	ctx := context.Background()
+	b := e.openSess("b", "u", true, 100, "gw")
+	if err := e.db.CommitSession(ctx, subCommit("b", b.Guard, 1, 1, testGroup)); err != nil {
+		t.Fatal(err)
+	}
+	g := e.grantTo("ghost", 7, "i0", "i1", false) // no such session
+	e.reopen()
+	waitFor(t, "the ghost's grant handed back", func() bool { return e.grants()[g].GetMember() == "" })
+}
