@@ -138,6 +138,10 @@ type MQTT struct {
 	// MaxInflight caps the outbound QoS 1/2 PUBLISHes unacknowledged per
 	// client, below its Receive Maximum. Default 256.
 	MaxInflight int `toml:"max_inflight"`
+	// SharedSubscriptionStrategy is how a shared group ($share/...) picks
+	// the member of each batch: round_robin, random, sticky, hash_clientid
+	// or hash_topic (EMQX's names). Default round_robin.
+	SharedSubscriptionStrategy string `toml:"shared_subscription_strategy"`
 	// MaxConnRate is the CONNECT admission rate per second. Default 1000/s.
 	MaxConnRate Rate `toml:"max_conn_rate"`
 	// AllowCrossIdentityTakeover lets another username take over a client id. Default false.
@@ -182,6 +186,8 @@ type ZoneMQTT struct {
 	ReceiveMaximum        *int      `toml:"receive_maximum"`
 	MaxInflight           *int      `toml:"max_inflight"`
 	MaxConnRate           *Rate     `toml:"max_conn_rate"`
+	// SharedSubscriptionStrategy: as MQTT's.
+	SharedSubscriptionStrategy *string `toml:"shared_subscription_strategy"`
 }
 
 // Listener is one gateway listener (listeners.<type>.<name>.*).
@@ -322,14 +328,15 @@ func Default() Config {
 			},
 		}},
 		MQTT: MQTT{
-			SessionExpiryInterval: Duration(2 * 3600e9),
-			MaxPacketSize:         1 << 20,
-			ReceiveMaximum:        32,
-			MaxInflight:           256,
-			MaxConnRate:           1000,
-			ConnectTimeout:        Duration(10e9),
-			MaxConnectPacketSize:  64 << 10,
-			MaxInboundBytes:       8 << 20,
+			SessionExpiryInterval:      Duration(2 * 3600e9),
+			MaxPacketSize:              1 << 20,
+			ReceiveMaximum:             32,
+			MaxInflight:                256,
+			MaxConnRate:                1000,
+			SharedSubscriptionStrategy: "round_robin",
+			ConnectTimeout:             Duration(10e9),
+			MaxConnectPacketSize:       64 << 10,
+			MaxInboundBytes:            8 << 20,
 		},
 		Zone:      map[string]Zone{"default": {}},
 		Listeners: map[string]map[string]Listener{"tcp": {"default": {Bind: "127.0.0.1:1883", Zone: "default"}}},

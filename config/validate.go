@@ -85,6 +85,9 @@ func (c Config) Validate() error {
 	if mq.MaxInflight < 1 || mq.MaxInflight > 32766 {
 		bad("mqtt.max_inflight", "must be 1..32766, got %d", mq.MaxInflight)
 	}
+	if !validSharedStrategy(mq.SharedSubscriptionStrategy) {
+		bad("mqtt.shared_subscription_strategy", "must be round_robin, random, sticky, hash_clientid or hash_topic, got %q", mq.SharedSubscriptionStrategy)
+	}
 	if mq.MaxConnRate < 1 {
 		bad("mqtt.max_conn_rate", "must be at least 1/s, got %d", mq.MaxConnRate)
 	}
@@ -112,6 +115,9 @@ func (c Config) Validate() error {
 		}
 		if zm := z.MQTT; zm != nil && zm.MaxInflight != nil && (*zm.MaxInflight < 1 || *zm.MaxInflight > 32766) {
 			bad("zone."+name+".mqtt.max_inflight", "must be 1..32766, got %d", *zm.MaxInflight)
+		}
+		if zm := z.MQTT; zm != nil && zm.SharedSubscriptionStrategy != nil && !validSharedStrategy(*zm.SharedSubscriptionStrategy) {
+			bad("zone."+name+".mqtt.shared_subscription_strategy", "must be round_robin, random, sticky, hash_clientid or hash_topic, got %q", *zm.SharedSubscriptionStrategy)
 		}
 	}
 	for typ, ls := range c.Listeners {
@@ -217,4 +223,13 @@ func (r *Rate) UnmarshalTOML(v any) error {
 // MarshalText implements encoding.TextMarshaler.
 func (r Rate) MarshalText() ([]byte, error) {
 	return []byte(strconv.FormatInt(int64(r), 10) + "/s"), nil
+}
+
+// validSharedStrategy: the strategies of dsd's shared group readers.
+func validSharedStrategy(s string) bool {
+	switch s {
+	case "round_robin", "random", "sticky", "hash_clientid", "hash_topic":
+		return true
+	}
+	return false
 }

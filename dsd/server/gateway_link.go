@@ -166,6 +166,9 @@ type gatewayLinkService struct {
 	leases   *leases
 	metrics  *metrics
 
+	// groups coordinates the readers of shared groups (all links).
+	groups sharedGroups
+
 	recvLoops sync.WaitGroup
 	// links and entries count the live streams and entries (all links).
 	links, entries atomic.Int64
@@ -174,8 +177,10 @@ type gatewayLinkService struct {
 func newGatewayLinkService(db *storage.DB, opts GatewayLinkOptions, log *slog.Logger, stopping <-chan struct{}, m *metrics) *gatewayLinkService {
 	opts.EnsureDefaults()
 	log = log.With("component", "gateway_link")
-	return &gatewayLinkService{db: db, opts: opts, log: log, stopping: stopping, metrics: m,
-		leases: newLeases(db, opts.HeartbeatInterval, opts.Now, log)}
+	s := &gatewayLinkService{db: db, opts: opts, log: log, stopping: stopping, metrics: m,
+		leases: newLeases(db, opts.HeartbeatInterval, opts.Now, log), groups: sharedGroups{db: db}}
+	db.SetSharedLive(s.groups.live)
+	return s
 }
 
 // runLeases runs the lease checker until ctx ends (Server.Serve).
@@ -312,6 +317,8 @@ func (l *link) handle(req *dsdv1.GatewayLinkRequest) error {
 		l.ack(k.Ack)
 	case *dsdv1.GatewayLinkRequest_Remove:
 		l.remove(k.Remove.GetEntryId())
+	case *dsdv1.GatewayLinkRequest_SharedAck:
+		l.sharedAck(k.SharedAck)
 	case *dsdv1.GatewayLinkRequest_Heartbeat:
 		// The lease was renewed by recvLoop; the ack goes with the control
 		// responses (never blocks the receive loop).

@@ -189,6 +189,9 @@ func (l *link) usedLocked(id uint64) bool { return l.mu.anyID && id <= l.mu.maxI
 func (e *linkEntry) cancel() {
 	if e.l.sched.end(e) {
 		e.l.s.entries.Add(-1)
+		if e.read != nil && e.read.shared != nil {
+			e.l.s.groups.leave(e)
+		}
 	}
 }
 

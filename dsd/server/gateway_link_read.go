@@ -25,6 +25,11 @@ type readEntry struct {
 
 	unacked  []unackedBatch // pushed, not acked; nil when none
 	inflight int            // the messages of unacked
+
+	// shared is set for a member's reader of a shared group's stream
+	// (shared_read.go); it then reads from the group's position, and it
+	// is its (unchanged) start, never shared by pos.
+	shared *sharedReader
 }
 
 // unackedBatch is one pushed batch of a Read entry waiting for its ack.
@@ -50,6 +55,27 @@ func (l *link) addRead(r *dsdv1.ReadEntry) {
 		batch = min(batch, n)
 	}
 	re := &readEntry{stream: streamKey{st.Shard, st.Generation, string(st.StaticIndex)}, window: int(r.GetWindow()), batch: batch}
+	if r.GetShared() != nil {
+		sr, err := l.sharedReaderOf(r, st)
+		if err != nil {
+			l.refuse(r.GetEntryId(), err)
+			return
+		}
+		re.shared, re.it = sr, r.GetIterator()
+		e := &linkEntry{id: r.GetEntryId(), session: r.GetSession(), read: re}
+		sr.ss = l.s.groups.hold(sr.filter, re.stream)
+		ended, err := l.startOrRefuse(e)
+		switch {
+		case err != nil:
+			l.s.groups.leave(e)
+			l.sendError(e.id, err, ended)
+		case e.l == nil: // the link is closing: never started
+			l.s.groups.leave(e)
+		default:
+			sr.ss.join(e)
+		}
+		return
+	}
 	re.moveTo(r.GetIterator())
 	l.start(&linkEntry{id: r.GetEntryId(), session: r.GetSession(), read: re})
 }
@@ -70,6 +96,9 @@ func (r *readEntry) moveTo(it []byte) {
 // error ends the entry (reported as an error event), and so does the end of
 // the stream, after its batch.
 func (l *link) stepRead(e *linkEntry) bool {
+	if e.read.shared != nil {
+		return l.stepShared(e)
+	}
 	r, db, opts := e.read, l.s.db, l.s.opts
 	room, wakes := l.roomAndWakes(e)
 	if room <= 0 {

@@ -120,6 +120,15 @@ func (s *scheduler) end(e *linkEntry) bool {
 	return true
 }
 
+// wake makes e runnable unless it ended.
+func (s *scheduler) wake(e *linkEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.state != entryEnded {
+		s.wakeLocked(e)
+	}
+}
+
 // wakeLocked makes e runnable.
 func (s *scheduler) wakeLocked(e *linkEntry) {
 	switch e.state {

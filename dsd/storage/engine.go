@@ -41,6 +41,8 @@ type DB struct {
 
 	// closing is set at the start of Close; Stores arriving later fail.
 	closing atomic.Bool
+	// sharedLive is SetSharedLive's function (shared.go).
+	sharedLive atomic.Pointer[func(string) bool]
 	// failed is the first commit error; set once, never cleared.
 	failed atomic.Pointer[error]
 	// space is the free-space watermark (diskspace.go).

@@ -121,21 +121,26 @@ type SharedDown struct {
 	Resumed bool
 	// Filters limits the end to these groups; nil: every group.
 	Filters []string
-	// Recorded are the grants the member's session has batch records of.
+	// Recorded are the grants the member's session has batch records of
+	// (none for a session that is not durable: it commits no records).
 	Recorded []uint64
+	// Groups are the member's shared subscriptions (a durable session's),
+	// which a final end may leave without members.
+	Groups []string
 }
 
-// sharedDownOf returns the SharedDown of a session's end, or false when it
-// has no shared subscription.
+// sharedDownOf returns the SharedDown of a session's end. Every end has
+// one, as a session that is not durable holds grants without dsd knowing
+// its subscriptions; SharedMembersDown finds quickly when it holds none.
 func sharedDownOf(cid string, s *sessionState, final, resumed bool) (SharedDown, bool) {
-	shared := false
+	d := SharedDown{Member: cid, Guard: s.rec.GetGuard(), Final: final, Resumed: resumed, Recorded: recordedGrants(s)}
 	for _, sub := range s.subs {
-		shared = shared || strings.HasPrefix(sub.GetTopicFilter(), sharedPrefix)
+		if f := sub.GetTopicFilter(); strings.HasPrefix(f, sharedPrefix) {
+			d.Groups = append(d.Groups, f)
+		}
 	}
-	if !shared {
-		return SharedDown{}, false
-	}
-	return SharedDown{Member: cid, Guard: s.rec.GetGuard(), Final: final, Resumed: resumed, Recorded: recordedGrants(s)}, true
+	slices.Sort(d.Groups)
+	return d, true
 }
 
 // recordedGrants lists the grants a session's rings record.
@@ -371,15 +376,18 @@ func (db *DB) sharedDo(ctx context.Context, filter string, cmd command) (reply, 
 }
 
 // SharedMembersDown applies members' connection or membership ends to
-// every group holding their grants, and forgets the groups of a final end
-// that no session subscribes to any more. It runs after the commit that
-// ended them (and at Open for ends a crash lost).
+// every group holding their grants, and forgets the groups a final end
+// left without members. It runs after the commit that ended them (and at
+// Open for ends a crash lost).
 func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
 	for _, d := range downs {
+		var held []string
 		for _, s := range db.shards {
-			if !s.holdsGrantsOf(d.Member) {
+			groups := s.groupsWithGrantsOf(d.Member, d.Filters)
+			if len(groups) == 0 {
 				continue
 			}
+			held = append(held, groups...)
 			if _, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(int64) command { return cmdSharedMemberDown{down: d} }}); err != nil {
 				return err
 			}
@@ -387,11 +395,12 @@ func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
 		if !d.Final {
 			continue
 		}
-		for _, filter := range db.sharedFilters(d) {
-			if db.sharedSubscribed(filter) {
-				continue
-			}
-			if _, err := db.sharedDo(ctx, filter, cmdSharedForget{filter: filter}); err != nil {
+		groups := d.Filters
+		if groups == nil {
+			groups = append(d.Groups, held...)
+		}
+		for _, filter := range groups {
+			if err := db.ForgetSharedIfUnused(ctx, filter); err != nil {
 				return err
 			}
 		}
@@ -399,33 +408,59 @@ func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
 	return nil
 }
 
-func (s *shard) holdsGrantsOf(member string) bool {
+// groupsWithGrantsOf lists the shard's groups (among filters, nil: all)
+// where member holds a grant.
+func (s *shard) groupsWithGrantsOf(member string, filters []string) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, g := range s.mu.st.groups {
+	var out []string
+	for f, g := range s.mu.st.groups {
+		if filters != nil && !slices.Contains(filters, f) {
+			continue
+		}
 		for _, gr := range g.grants {
 			if gr.Member == member {
-				return true
+				out = append(out, f)
+				break
 			}
 		}
 	}
-	return false
+	return out
 }
 
-// sharedFilters are the groups a final end may have left without members.
-func (db *DB) sharedFilters(d SharedDown) []string {
-	if d.Filters != nil {
-		return d.Filters
+// SetSharedLive tells the DB how to learn whether a group has a member
+// connected now (dsd/server: a reader of the group on some gateway link).
+// A group is forgotten only when it has none and no session subscribes.
+func (db *DB) SetSharedLive(live func(filter string) bool) { db.sharedLive.Store(&live) }
+
+// ForgetSharedIfUnused forgets a group that no session subscribes to and
+// no connected member reads: its cursor and grants go, and a member that
+// subscribes later starts a new group at its own start ("a group queues
+// while one of its members' sessions lives", docs/shared-subscriptions.md).
+func (db *DB) ForgetSharedIfUnused(ctx context.Context, filter string) error {
+	if db.sharedSubscribed(filter) {
+		return nil
 	}
-	var out []string
-	for _, s := range db.shards {
-		s.mu.RLock()
-		for f := range s.mu.st.groups {
-			out = append(out, f)
+	if live := db.sharedLive.Load(); live != nil && (*live)(filter) {
+		return nil
+	}
+	_, err := db.sharedDo(ctx, filter, cmdSharedForget{filter: filter})
+	return err
+}
+
+// ForgetSharedLater runs ForgetSharedIfUnused on a goroutine of the DB
+// (dsd/server: the last reader of a group left).
+func (db *DB) ForgetSharedLater(filter string) {
+	if db.closing.Load() {
+		return
+	}
+	db.wg.Add(1)
+	go func() {
+		defer db.wg.Done()
+		if err := db.ForgetSharedIfUnused(db.ctx, filter); err != nil && db.ctx.Err() == nil {
+			db.log.Warn("shared group not forgotten", "filter", filter, "err", err)
 		}
-		s.mu.RUnlock()
-	}
-	return out
+	}()
 }
 
 // sharedSubscribed reports whether a live session subscribes to filter.

@@ -17,6 +17,8 @@ import (
 type EntryOwner interface {
 	Announced(token uint64, streams []session.AnnouncedStream)
 	Batch(token, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool)
+	// GrantBatch is a batch of a shared Read entry, with its grant.
+	GrantBatch(token, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool, grant session.Grant)
 	EntryFailed(token uint64, failure session.EntryFailure, err error)
 	// EntriesLost: the link was opened again; every entry is gone.
 	EntriesLost()
@@ -87,6 +89,25 @@ func (r *Router) AddRead(owner EntryOwner, token uint64, ref *dsdv1.SessionRef, 
 			EntryId: id, Iterator: iterator, Window: max(window, 1), MaxBatchMessages: batchSize, Session: ref,
 		}}}
 	})
+}
+
+// AddSharedRead adds a member's Read entry of a shared group's stream
+// (dsd/server shared_read.go): batches come as grants (GrantBatch).
+func (r *Router) AddSharedRead(owner EntryOwner, token uint64, ref *dsdv1.SessionRef, iterator []byte, window, batchSize uint32, shared *dsdv1.SharedRead) uint64 {
+	return r.add(owner, token, func(id uint64) *dsdv1.GatewayLinkRequest {
+		return &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Read{Read: &dsdv1.ReadEntry{
+			EntryId: id, Iterator: iterator, Window: max(window, 1), MaxBatchMessages: batchSize, Session: ref, Shared: shared,
+		}}}
+	})
+}
+
+// AckShared tells a shared group that the session finished a grant. It is
+// not tied to an entry: the grant outlives the entry that pushed it.
+func (r *Router) AckShared(ref *dsdv1.SessionRef, filter string, grant uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.enqueueLocked(&dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_SharedAck{SharedAck: &dsdv1.SharedAck{
+		Filter: filter, Grant: grant, Session: ref}}})
 }
 
 func (r *Router) add(owner EntryOwner, token uint64, build func(id uint64) *dsdv1.GatewayLinkRequest) uint64 {
@@ -226,7 +247,12 @@ func (r *Router) dispatch(resp *dsdv1.GatewayLinkResponse) bool {
 			msgs = append(msgs, m.GetMessage())
 		}
 		if rt, ok := r.lookup(b.GetEntryId(), b.GetEndOfStream()); ok {
-			rt.owner.Batch(rt.token, b.GetBatchSeq(), msgs, b.GetIterator(), b.GetEndOfStream())
+			if g := b.GetGrant(); g != nil {
+				rt.owner.GrantBatch(rt.token, b.GetBatchSeq(), msgs, b.GetIterator(), b.GetEndOfStream(),
+					session.Grant{ID: g.GetId(), ItBegin: g.GetItBegin(), Redelivery: g.GetRedelivery()})
+			} else {
+				rt.owner.Batch(rt.token, b.GetBatchSeq(), msgs, b.GetIterator(), b.GetEndOfStream())
+			}
 		}
 		for _, s := range b.GetShared() {
 			if rt, ok := r.lookup(s.GetEntryId(), false); ok {

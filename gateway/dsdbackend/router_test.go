@@ -27,6 +27,9 @@ func (o *recordingOwner) Announced(token uint64, streams []session.AnnouncedStre
 func (o *recordingOwner) Batch(token, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool) {
 	o.add("batch")
 }
+func (o *recordingOwner) GrantBatch(token, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool, g session.Grant) {
+	o.add("grant")
+}
 func (o *recordingOwner) EntryFailed(token uint64, f session.EntryFailure, err error) {
 	if f == session.EntryGone {
 		o.add("gone")

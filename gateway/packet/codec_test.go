@@ -300,10 +300,10 @@ func TestValidateTopics(t *testing.T) {
 		{"+/+/#", false, true, true},
 		{"$SYS/x", true, true, true},
 		{"$share/g/a/+", false, true, true},
-		{"$share/g/", true, false, true},
-		{"$share//a", true, false, true},
+		{"$share/g/", true, false, false},
+		{"$share//a", true, false, false},
 		{"$share/g+/a", false, false, false},
-		{"$share/g", true, false, true},
+		{"$share/g", true, false, false},
 		{"a\x00b", false, false, false},
 		{"caf\xc3", false, false, false},
 	} {

@@ -29,19 +29,20 @@ func ValidateTopicName(name string) error {
 // Topic Filter for version v: at least one character [MQTT-4.7.3-1], '#'
 // only as the whole last level [MQTT-4.7.1-2], '+' only as a whole level
 // [MQTT-4.7.1-3], well-formed UTF-8 without U+0000 and at most 65,535
-// bytes. In MQTT 5.0 a filter starting "$share/" is a shared subscription
-// and needs a Share Name of at least one character with no '/', '+' or '#'
-// followed by '/' and a valid filter [MQTT-4.8.2-1] [MQTT-4.8.2-2].
+// bytes. A filter starting "$share/" is a shared subscription and needs a
+// Share Name of at least one character with no '/', '+' or '#' followed by
+// '/' and a valid filter [MQTT-4.8.2-1] [MQTT-4.8.2-2]: in MQTT 5.0, and in
+// 3.1.1 too, as EMQX and HiveMQ accept it there (v is kept for the rules
+// that differ).
 func ValidateTopicFilter(filter string, v Version) error {
-	if v == V5 {
-		if share, rest, ok := SplitShared(filter); ok {
-			if share == "" || strings.ContainsAny(share, "+#") {
-				return TopicFilterInvalid
-			}
-			filter = rest
-		} else if strings.HasPrefix(filter, sharePrefix) {
+	_ = v
+	if share, rest, ok := SplitShared(filter); ok {
+		if share == "" || strings.ContainsAny(share, "+#") {
 			return TopicFilterInvalid
 		}
+		filter = rest
+	} else if strings.HasPrefix(filter, sharePrefix) {
+		return TopicFilterInvalid
 	}
 	if lts.ValidateTopicFilter(filter, 0) != nil {
 		return TopicFilterInvalid

@@ -48,7 +48,19 @@ func (c *conn) Batch(token, batchSeq uint64, msgs []*storagev1.Message, iterator
 	})
 }
 
+// GrantBatch implements dsdbackend.EntryOwner.
+func (c *conn) GrantBatch(token, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool, grant session.Grant) {
+	defer c.recoverPanic("batch")
+	c.withMachineDo(func(m *session.Machine) {
+		if eos {
+			delete(c.mu.entries, token)
+		}
+		c.applyLocked(m.GrantBatch(time.Now(), token, batchSeq, msgs, iterator, eos, grant))
+	})
+}
+
 // EntryFailed implements dsdbackend.EntryOwner.
+
 func (c *conn) EntryFailed(token uint64, failure session.EntryFailure, err error) {
 	defer c.recoverPanic("entry failed")
 	c.log.Debug("entry ended", "client_id", c.clientID(), "err", err)
@@ -109,8 +121,17 @@ func (c *conn) applyDeliveryLocked(a session.Action) bool {
 			c.mu.entries[a.Entry] = d.Router().AddWatch(c, a.Entry, c.sessionRef(), a.Filter, a.StartUs)
 		}
 	case session.AddRead:
-		if d != nil {
+		switch {
+		case d == nil:
+		case a.Shared != nil:
+			sh := &dsdv1.SharedRead{Filter: a.Shared.Filter, Qos: a.Shared.QoS, Strategy: a.Shared.Strategy}
+			c.mu.entries[a.Entry] = d.Router().AddSharedRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize, sh)
+		default:
 			c.mu.entries[a.Entry] = d.Router().AddRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize)
+		}
+	case session.AckShared:
+		if d != nil {
+			d.Router().AckShared(c.sessionRef(), a.Filter, a.Grant)
 		}
 	case session.AckRead:
 		if id, ok := c.mu.entries[a.Entry]; ok {

@@ -15,11 +15,11 @@ const (
 	// retainAvailable: PUBLISH with RETAIN is stored in dsd, which
 	// applies the retained update.
 	retainAvailable = true
-	// Wildcard filters are accepted (dsd's streams match them) and
-	// Subscription Identifiers travel with deliveries; shared
-	// subscriptions are not implemented.
+	// Wildcard filters are accepted (dsd's streams match them),
+	// Subscription Identifiers travel with deliveries, and shared
+	// subscriptions are groups in dsd (durable sessions only).
 	wildcardAvailable       = true
-	sharedAvailable         = false
+	sharedAvailable         = true
 	subscriptionIDAvailable = true
 	// topicAliasMaximum is the highest inbound Topic Alias; each alias holds
 	// at most one topic name per connection.
@@ -78,6 +78,9 @@ func zoneConfig(c config.Config, zone string, connectTimeout time.Duration) sess
 			if zm.MaxInflight != nil {
 				mq.MaxInflight = *zm.MaxInflight
 			}
+			if zm.SharedSubscriptionStrategy != nil {
+				mq.SharedSubscriptionStrategy = *zm.SharedSubscriptionStrategy
+			}
 		}
 	}
 	apply(c.Zone["default"])
@@ -90,6 +93,7 @@ func zoneConfig(c config.Config, zone string, connectTimeout time.Duration) sess
 	cfg.MaxConnectPacketSize = uint32(min(int64(c.MQTT.MaxConnectPacketSize), math.MaxUint32))
 	cfg.ReceiveMaximum = uint16(min(max(mq.ReceiveMaximum, 1), math.MaxUint16))
 	cfg.InflightLimit = max(mq.MaxInflight, 1)
+	cfg.SharedStrategy = mq.SharedSubscriptionStrategy
 	cfg.SessionExpiry = seconds32(mq.SessionExpiryInterval)
 	cfg.MaxSessionExpiry = seconds32(mq.MaxSessionExpiry)
 	return cfg

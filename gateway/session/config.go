@@ -55,9 +55,12 @@ type Config struct {
 	// SubscriptionIDAvailable say whether retained messages, wildcard
 	// filters, shared subscriptions and Subscription Identifiers are
 	// supported; they are announced to MQTT 5 clients in CONNACK.
-	RetainAvailable         bool
-	WildcardAvailable       bool
-	SharedAvailable         bool
+	RetainAvailable   bool
+	WildcardAvailable bool
+	SharedAvailable   bool
+	// SharedStrategy is how a shared group picks the member of each
+	// batch (mqtt.shared_subscription_strategy; "" is round_robin).
+	SharedStrategy          string
 	SubscriptionIDAvailable bool
 
 	// SessionExpiry is the expiry, in seconds, of MQTT 3.1/3.1.1 sessions

@@ -183,6 +183,8 @@ type heldBatch struct {
 	msgs       []*storagev1.Message
 	iterator   []byte
 	eos        bool
+	// grant is set on a shared group's batch: it is a record of its own.
+	grant *Grant
 }
 
 // batch is one batch record of a stream's ring.

@@ -40,6 +40,35 @@ type AddRead struct {
 	Window   uint32
 	// BatchSize bounds one pushed batch (the zone's batch_size).
 	BatchSize uint32
+	// Shared, when set, makes the entry the session's reader of a shared
+	// group's stream: Iterator only names the stream (and starts a group
+	// new to it), and batches come with their grant (Machine.GrantBatch).
+	Shared *SharedRead
+}
+
+// SharedRead names the shared group of a Read entry.
+type SharedRead struct {
+	// Filter is the whole shared filter, "$share/{group}/{filter}".
+	Filter string
+	// QoS is the subscription's maximum QoS.
+	QoS uint32
+	// Strategy is the zone's mqtt.shared_subscription_strategy.
+	Strategy string
+}
+
+// AckShared tells the group of Filter that the session finished Grant.
+type AckShared struct {
+	Filter string
+	Grant  uint64
+}
+
+// Grant is a shared group's grant a batch delivers.
+type Grant struct {
+	ID uint64
+	// ItBegin is where the grant starts in its stream.
+	ItBegin []byte
+	// Redelivery: another member had it first; QoS 1 goes with DUP.
+	Redelivery bool
 }
 
 // AckRead releases the window held by batch BatchSeq of Read entry Entry.
@@ -83,6 +112,7 @@ func (Commit) action()        {}
 func (Watermarks) action()    {}
 func (AddWatch) action()      {}
 func (AddRead) action()       {}
+func (AckShared) action()     {}
 func (AckRead) action()       {}
 func (RemoveEntry) action()   {}
 func (Replay) action()        {}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/stratamq/strata/gateway/packet"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
 
@@ -58,6 +59,25 @@ func (m *Machine) Batch(now time.Time, entry, batchSeq uint64, msgs []*storagev1
 		st.entry = 0
 	}
 	st.held = append(st.held, heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos})
+	m.takeHeld(st)
+	m.pump()
+	m.maybeCommit()
+	return m.flush()
+}
+
+// GrantBatch takes one batch a shared Read entry pushed: a grant of the
+// group to this session, which becomes a batch record of its own.
+func (m *Machine) GrantBatch(now time.Time, entry, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool, g Grant) []Action {
+	m.now = now
+	st, ok := m.d.io.reads[entry]
+	if !ok || m.state != stateConnected {
+		return m.flush()
+	}
+	if eos {
+		delete(m.d.io.reads, entry)
+		st.entry = 0
+	}
+	st.held = append(st.held, heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos, grant: &g})
 	m.takeHeld(st)
 	m.pump()
 	m.maybeCommit()
@@ -151,7 +171,7 @@ func (m *Machine) growable(st *stream) *batch {
 	}
 	b := st.ring[len(st.ring)-1]
 	r := b.rec
-	if b.sealed || b.durable || r.SubState != st.sub.state.Id || int(r.Count) >= m.cfg.BatchSize ||
+	if r.SharedGrant != 0 || b.sealed || b.durable || r.SubState != st.sub.state.Id || int(r.Count) >= m.cfg.BatchSize ||
 		r.LastSeqnoQos1 != m.d.t1.next || r.LastSeqnoQos2 != m.d.t2.next {
 		return nil
 	}
@@ -182,7 +202,10 @@ func (m *Machine) takeHeld(st *stream) bool {
 			grow, room = nil, m.cfg.BatchSize
 		}
 		n, count := 1, len(st.held[0].msgs)
-		for n < len(st.held) && count+len(st.held[n].msgs) <= room {
+		if st.held[0].grant != nil {
+			grow = nil // a grant is a record of its own
+		}
+		for st.held[0].grant == nil && n < len(st.held) && st.held[n].grant == nil && count+len(st.held[n].msgs) <= room {
 			count += len(st.held[n].msgs)
 			n++
 		}
@@ -239,14 +262,18 @@ func (m *Machine) take(st *stream, hbs []heldBatch, grow *batch) {
 	} else {
 		rec := &storagev1.BatchRecord{ItBegin: st.position, ItEnd: last.iterator, Count: uint32(len(msgs)), SubState: s.state.Id,
 			FirstSeqnoQos1: m.d.t1.next + 1, FirstSeqnoQos2: m.d.t2.next + 1}
+		if g := last.grant; g != nil {
+			rec.ItBegin, rec.SharedGrant = g.ItBegin, g.ID
+		}
 		b = &batch{rec: rec, pushed: pushed}
 		st.ring = append(st.ring, b)
 	}
 	b.rec.LastSeqnoQos1, b.rec.LastSeqnoQos2 = last1, last2
 	m.d.t1.next, m.d.t2.next = last1, last2
+	redelivery := last.grant != nil && last.grant.Redelivery
 	for _, o := range outs {
 		o.b, o.st = b, st
-		if o.qos == 1 && m.maybeSentBefore(st, o.msg) {
+		if o.qos == 1 && (redelivery || m.maybeSentBefore(st, o.msg)) {
 			o.dup = true
 		}
 	}
@@ -340,6 +367,9 @@ func (m *Machine) settle(st *stream) bool {
 		for _, p := range b.pushed {
 			m.ackPushed(st, p)
 		}
+		if g := b.rec.SharedGrant; g != 0 {
+			m.out = append(m.out, AckShared{Filter: st.sub.rec.TopicFilter, Grant: g})
+		}
 		m.touchStream(st)
 		changed = true
 	}
@@ -415,6 +445,9 @@ func (m *Machine) activateStream(st *stream) {
 	}
 	st.entry = m.newEntry()
 	put(&m.d.io.reads, st.entry, st)
-	m.out = append(m.out, AddRead{Entry: st.entry, Iterator: st.position,
-		Window: uint32(m.readWindow()), BatchSize: uint32(m.cfg.BatchSize)})
+	a := AddRead{Entry: st.entry, Iterator: st.position, Window: uint32(m.readWindow()), BatchSize: uint32(m.cfg.BatchSize)}
+	if _, _, shared := packet.SplitShared(st.sub.rec.TopicFilter); shared {
+		a.Shared = &SharedRead{Filter: st.sub.rec.TopicFilter, QoS: st.sub.state.Qos, Strategy: m.cfg.SharedStrategy}
+	}
+	m.out = append(m.out, a)
 }

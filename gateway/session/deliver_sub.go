@@ -139,13 +139,11 @@ func (m *Machine) checkSubscription(s packet.Subscription) packet.ReasonCode {
 		return fail(packet.TopicFilterInvalid)
 	}
 	filter := s.Filter
-	if v5 {
-		if _, rest, shared := packet.SplitShared(s.Filter); shared {
-			if !m.cfg.SharedAvailable {
-				return fail(packet.SharedSubscriptionsNotSupported)
-			}
-			filter = rest
+	if _, rest, shared := packet.SplitShared(s.Filter); shared {
+		if !m.cfg.SharedAvailable {
+			return fail(packet.SharedSubscriptionsNotSupported)
 		}
+		filter = rest
 	}
 	if !m.cfg.WildcardAvailable && strings.ContainsAny(filter, "+#") {
 		return fail(packet.WildcardSubscriptionsNotSupported)

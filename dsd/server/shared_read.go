@@ -1,0 +1,400 @@
+package server
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/stratamq/strata/dsd/storage"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
+
+// Shared group reads.
+//
+// A shared Read entry (ReadEntry.shared) is one member's reader of one
+// stream of a shared group ($share/{group}/{filter}). Every member has one
+// per stream, possibly on different gateways (links). A step of such an
+// entry hands the member the group's next batch of the stream as a grant:
+// a waiting grant first (one a departed member left), else the messages
+// after the group's cursor; the grant is durable (storage.GrantShared)
+// before the batch is pushed, so every message goes to one member. The
+// readers of one group stream take turns under sharedStream.mu, and the
+// strategy decides whose turn it is:
+//
+//   - round_robin: a member that had the last grant yields while another
+//     member's reader waits for one;
+//   - random: a uniformly random member among those waiting;
+//   - sticky: the member of the last grant, while it has a reader;
+//   - hash_clientid, hash_topic: each message goes to the member that the
+//     hash of its publisher's client id or of its topic picks among the
+//     members with a reader; a grant ends before the first message of
+//     another member.
+//
+// A reader without window is not stepped, so a slow member only takes what
+// its window allows and the others go on (but under the hash strategies,
+// whose messages wait for their member, and sticky, which waits for its
+// member while it is connected).
+
+// Shared subscription strategies (mqtt.shared_subscription_strategy).
+const (
+	StrategyRoundRobin   = "round_robin"
+	StrategyRandom       = "random"
+	StrategySticky       = "sticky"
+	StrategyHashClientID = "hash_clientid"
+	StrategyHashTopic    = "hash_topic"
+)
+
+// ValidStrategy reports whether s names a strategy ("" is round_robin).
+func ValidStrategy(s string) bool {
+	switch s {
+	case "", StrategyRoundRobin, StrategyRandom, StrategySticky, StrategyHashClientID, StrategyHashTopic:
+		return true
+	}
+	return false
+}
+
+// sharedReader is the shared part of a Read entry.
+type sharedReader struct {
+	filter   string
+	member   string
+	guard    uint64
+	qos      uint32
+	strategy string
+	ss       *sharedStream
+	stream   storage.Stream
+}
+
+type sharedStreamKey struct {
+	filter string
+	stream streamKey
+}
+
+// sharedGroups indexes the group streams that have readers.
+type sharedGroups struct {
+	db      *storage.DB
+	mu      sync.Mutex
+	streams map[sharedStreamKey]*sharedStream
+	// held counts the entries of each group (all its streams): when the
+	// last one leaves, the group may have no member left.
+	held map[string]int
+}
+
+// live reports whether a group has a reader (storage.SetSharedLive).
+func (g *sharedGroups) live(filter string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.held[filter] > 0
+}
+
+// sharedStream is one stream of one group with its readers. mu is held
+// for a whole turn (read, grant, commit), so turns of one group stream are
+// serial; it is taken before any link's scheduler lock, never after.
+type sharedStream struct {
+	key sharedStreamKey
+	mu  sync.Mutex
+	// readers are the live shared entries of the stream (all links).
+	readers []*linkEntry
+	// waiting are readers that found nothing, or yielded their turn.
+	waiting map[*linkEntry]bool
+	// last is the member of the last grant.
+	last string
+	// refs counts the entries that hold the stream (g.mu): one sharedStream
+	// per group stream, so its turns stay serial.
+	refs int
+}
+
+// hold returns the group stream of a new shared entry, made if needed.
+func (g *sharedGroups) hold(filter string, stream streamKey) *sharedStream {
+	k := sharedStreamKey{filter, stream}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.streams == nil {
+		g.streams = make(map[sharedStreamKey]*sharedStream)
+		g.held = make(map[string]int)
+	}
+	g.held[filter]++
+	ss := g.streams[k]
+	if ss == nil {
+		ss = &sharedStream{key: k, waiting: make(map[*linkEntry]bool)}
+		g.streams[k] = ss
+	}
+	ss.refs++
+	return ss
+}
+
+// join makes a started entry one of its group stream's readers.
+func (ss *sharedStream) join(e *linkEntry) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	e.l.sched.mu.Lock()
+	ended := e.state == entryEnded // cancelled already: leave ran
+	e.l.sched.mu.Unlock()
+	if !ended {
+		ss.readers = append(ss.readers, e)
+	}
+}
+
+// leave takes an ended (or refused) entry out of its group stream. Its
+// turn, if it waited for one, goes to the others.
+func (g *sharedGroups) leave(e *linkEntry) {
+	ss := e.read.shared.ss
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if ss.refs--; ss.refs == 0 {
+		delete(g.streams, ss.key)
+	}
+	if g.held[ss.key.filter]--; g.held[ss.key.filter] == 0 {
+		delete(g.held, ss.key.filter)
+		g.db.ForgetSharedLater(ss.key.filter)
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.readers = slices.DeleteFunc(ss.readers, func(o *linkEntry) bool { return o == e })
+	delete(ss.waiting, e)
+	ss.wakeWaitingLocked()
+}
+
+// wakeWaitingLocked queues every waiting reader again: a grant or a
+// departure may have made it their turn.
+func (ss *sharedStream) wakeWaitingLocked() {
+	for o := range ss.waiting {
+		o.l.sched.wake(o)
+	}
+}
+
+// members are the distinct members with a reader (e's included), sorted.
+func (ss *sharedStream) membersLocked(e *linkEntry) []string {
+	out := []string{e.read.shared.member}
+	for _, o := range ss.readers {
+		out = append(out, o.read.shared.member)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// turnLocked decides whether e may take the next grant. When it may not,
+// e waits and the reader whose turn it is is woken.
+func (ss *sharedStream) turnLocked(e *linkEntry) bool {
+	sr := e.read.shared
+	var chosen *linkEntry
+	switch sr.strategy {
+	case StrategyRandom:
+		cands := []*linkEntry{e}
+		for o := range ss.waiting {
+			if o.read.shared.member != sr.member {
+				cands = append(cands, o)
+			}
+		}
+		chosen = cands[rand.IntN(len(cands))]
+	case StrategySticky:
+		if ss.last != "" && ss.last != sr.member {
+			for _, o := range ss.readers {
+				if o.read.shared.member == ss.last {
+					chosen = o
+					break
+				}
+			}
+		}
+	case StrategyHashClientID, StrategyHashTopic:
+		return true // per message: grantable cuts the batch
+	default: // round_robin
+		if ss.last == sr.member {
+			for o := range ss.waiting {
+				if o.read.shared.member != sr.member {
+					chosen = o
+					break
+				}
+			}
+		}
+	}
+	if chosen == nil || chosen == e {
+		return true
+	}
+	ss.waiting[e] = true
+	chosen.l.sched.wake(chosen)
+	return false
+}
+
+// ownerOf is the member a hash strategy gives msg to.
+func ownerOf(strategy string, members []string, msg *storagev1.Message) string {
+	h := fnv.New32a()
+	if strategy == StrategyHashTopic {
+		h.Write([]byte(msg.GetTopic()))
+	} else {
+		h.Write([]byte(msg.GetPublisherClientId()))
+	}
+	return members[h.Sum32()%uint32(len(members))]
+}
+
+// stepShared is one step of a shared Read entry: at its turn, one grant
+// (read, recorded, pushed). It reports whether the entry may have more at
+// once.
+func (l *link) stepShared(e *linkEntry) bool {
+	sr := e.read.shared
+	room, _ := l.roomAndWakes(e)
+	if room <= 0 {
+		return false // an ack wakes the entry
+	}
+	ss := sr.ss
+	ss.mu.Lock()
+	resp, eos, err := l.grantLocked(e, room)
+	ss.mu.Unlock()
+	if err != nil {
+		l.s.metrics.linkReads[linkReadError].Inc()
+		if l.ctx.Err() == nil {
+			l.endEntry(e, err)
+		}
+		return false
+	}
+	if resp == nil {
+		return false
+	}
+	if !l.send(l.ctx, resp) {
+		return false
+	}
+	if eos {
+		l.forget(e)
+		return false
+	}
+	return true
+}
+
+// grantLocked takes e's turn: the batch to push (nil: nothing now), whether
+// it ends the stream.
+func (l *link) grantLocked(e *linkEntry, room int) (*dsdv1.GatewayLinkResponse, bool, error) {
+	r, sr, db, ss := e.read, e.read.shared, l.s.db, e.read.shared.ss
+	if !ss.turnLocked(e) {
+		return nil, false, nil
+	}
+	state := db.SharedStream(sr.filter, sr.stream)
+	var (
+		msgs  []storage.Entry
+		grant *storagev1.SharedGrant
+		eos   bool
+	)
+	if w := state.Waiting; w != nil {
+		m, _, _, err := readOpen(l.ctx, db, w.ItBegin, storage.Limit{Count: int(w.Count)})
+		if err != nil {
+			return nil, false, err
+		}
+		msgs = m
+		grant = &storagev1.SharedGrant{Id: w.Id, ItBegin: w.ItBegin, ItEnd: w.ItEnd, Redelivery: true}
+	} else {
+		cur := state.Cursor
+		if cur == nil {
+			cur = r.it // a group new to the stream starts at the first member's start
+		}
+		m, next, end, err := readOpen(l.ctx, db, cur, storage.Limit{Max: min(r.batch, room), MaxBytes: l.s.opts.MaxBatchBytes})
+		if err != nil {
+			return nil, false, err
+		}
+		if n := ss.cutLocked(e, m); n < len(m) {
+			if n == 0 {
+				return nil, false, nil
+			}
+			m, end = m[:n], false
+			if _, next, _, err = readOpen(l.ctx, db, cur, storage.Limit{Count: n}); err != nil {
+				return nil, false, err
+			}
+		}
+		if len(m) == 0 {
+			if !end {
+				l.s.metrics.linkReads[linkReadEmpty].Inc()
+				ss.waiting[e] = true
+				return nil, false, nil
+			}
+			// The group read the whole stream: this reader ends too.
+			r.seq++
+			l.pushed(e, r.seq, 0)
+			return readBatch(e.id, r.seq, nil, next, true), true, nil
+		}
+		msgs, eos = m, end
+		grant = &storagev1.SharedGrant{Shard: uint32(sr.stream.Shard), Generation: sr.stream.Generation,
+			StaticIndex: sr.stream.StaticIndex, ItBegin: cur, ItEnd: next, Count: uint32(len(m))}
+	}
+	grant.Member, grant.Guard = sr.member, sr.guard
+	for _, m := range msgs {
+		grant.Qos2 = grant.Qos2 || m.Message.GetQos() == 2 && sr.qos == 2
+	}
+	id, err := db.GrantShared(l.ctx, sr.filter, grant)
+	if err != nil {
+		return nil, false, fmt.Errorf("shared group %q: %w", sr.filter, err)
+	}
+	l.s.metrics.linkReads[linkReadData].Inc()
+	ss.last = sr.member
+	delete(ss.waiting, e)
+	ss.wakeWaitingLocked()
+	r.seq++
+	l.pushed(e, r.seq, len(msgs))
+	resp := readBatch(e.id, r.seq, msgs, grant.ItEnd, eos)
+	resp.GetBatch().Grant = &dsdv1.SharedGrantInfo{Id: id, ItBegin: grant.ItBegin, Redelivery: grant.Redelivery}
+	return resp, eos, nil
+}
+
+// cutLocked is how many of msgs (read from the group's cursor) e may take:
+// all of them, but under a hash strategy only those before the first
+// message of another member. When the first is another's, that member's
+// reader is woken and e waits.
+func (ss *sharedStream) cutLocked(e *linkEntry, msgs []storage.Entry) int {
+	sr := e.read.shared
+	if sr.strategy != StrategyHashClientID && sr.strategy != StrategyHashTopic || len(msgs) == 0 {
+		return len(msgs)
+	}
+	members := ss.membersLocked(e)
+	for i, m := range msgs {
+		owner := ownerOf(sr.strategy, members, m.Message)
+		if owner == sr.member {
+			continue
+		}
+		if i == 0 {
+			ss.waiting[e] = true
+			for _, o := range ss.readers {
+				if o.read.shared.member == owner {
+					o.l.sched.wake(o)
+				}
+			}
+		}
+		return i
+	}
+	return len(msgs)
+}
+
+// sharedReaderOf checks a shared Read entry: the member is its session,
+// which is required.
+func (l *link) sharedReaderOf(r *dsdv1.ReadEntry, st storage.Stream) (*sharedReader, error) {
+	sh := r.GetShared()
+	if !strings.HasPrefix(sh.GetFilter(), "$share/") {
+		return nil, fmt.Errorf("%w: read entry %d: shared filter %q does not start with $share/", errInvalidRequest, r.GetEntryId(), sh.GetFilter())
+	}
+	if r.GetSession().GetClientId() == "" {
+		return nil, fmt.Errorf("%w: read entry %d: a shared read needs its member's session", errInvalidRequest, r.GetEntryId())
+	}
+	if !ValidStrategy(sh.GetStrategy()) {
+		return nil, fmt.Errorf("%w: read entry %d: unknown shared strategy %q", errInvalidRequest, r.GetEntryId(), sh.GetStrategy())
+	}
+	if sh.GetQos() > 2 {
+		return nil, fmt.Errorf("%w: read entry %d: QoS %d", errInvalidRequest, r.GetEntryId(), sh.GetQos())
+	}
+	return &sharedReader{filter: sh.GetFilter(), member: r.GetSession().GetClientId(), guard: r.GetSession().GetGuard(),
+		qos: sh.GetQos(), strategy: sh.GetStrategy(), stream: st}, nil
+}
+
+// sharedAck applies a member's SharedAck, off the receive loop.
+func (l *link) sharedAck(a *dsdv1.SharedAck) {
+	filter, member, id := a.GetFilter(), a.GetSession().GetClientId(), a.GetGrant()
+	if !strings.HasPrefix(filter, "$share/") || member == "" || id == 0 {
+		l.s.log.Warn("bad shared ack", "gateway", l.gatewayID, "filter", filter, "member", member, "grant", id)
+		return
+	}
+	l.g.Go(func() error {
+		if err := l.s.db.AckShared(l.ctx, filter, member, id); err != nil && l.ctx.Err() == nil {
+			l.s.log.Warn("shared ack not applied (the grant goes back to the group when its member leaves)",
+				"filter", filter, "member", member, "grant", id, "err", err)
+		}
+		return nil
+	})
+}
