@@ -106,6 +106,9 @@ type pahoOpts struct {
 	cleanStart bool
 	expiry     uint32
 	recvMax    uint16
+	// slow makes the client take this long over each message before it
+	// acknowledges it (a slow consumer, whose messages stay in flight).
+	slow time.Duration
 }
 
 func dialSub(t *testing.T, ctx context.Context, addr string, o pahoOpts) *pahoSub {
@@ -126,6 +129,7 @@ func dialSub(t *testing.T, ctx context.Context, addr string, o pahoOpts) *pahoSu
 			s.mu.Lock()
 			s.got = append(s.got, d)
 			s.mu.Unlock()
+			time.Sleep(o.slow) // a slow consumer, not synchronisation
 			return true, nil
 		}},
 	})

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/status"
 
+	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
@@ -134,10 +135,22 @@ func (l *link) endAll() {
 	l.mu.entries = map[uint64]*linkEntry{}
 	clear(l.mu.bySession)
 	l.mu.Unlock()
+	var downs []storage.SharedDown
 	for _, e := range entries {
+		if e.read != nil && e.read.shared != nil {
+			sr := e.read.shared
+			downs = append(downs, storage.SharedDown{Member: sr.member, Guard: sr.guard, KeepQoS2: true})
+		}
 		e.cancel()
 	}
 	l.sched.close()
+	// The members' grants go back now, unless dsd is the one stopping (the
+	// gateway then opens its link again and carries on).
+	select {
+	case <-l.s.stopping:
+	default:
+		l.s.db.SharedMembersDownLater(downs)
+	}
 }
 
 // start registers a new entry and queues it. A refused id is reported as

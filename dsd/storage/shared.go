@@ -119,6 +119,10 @@ type SharedDown struct {
 	// Resumed: the session resumed on a new connection, which delivers the
 	// recorded grants itself: only the others go back.
 	Resumed bool
+	// KeepQoS2: every QoS 2 grant stays, recorded or not: the gateway
+	// link of the member broke, and a gateway that lives on may still
+	// record it (its session's end decides later).
+	KeepQoS2 bool
 	// Filters limits the end to these groups; nil: every group.
 	Filters []string
 	// Recorded are the grants the member's session has batch records of
@@ -250,7 +254,7 @@ func applySharedMemberDown(st *shardState, d SharedDown) applyResult {
 			if recorded && d.Resumed {
 				continue // the new connection resends it
 			}
-			if gr.Qos2 && recorded {
+			if gr.Qos2 && (recorded || d.KeepQoS2) {
 				if d.Final {
 					delete(g.grants, id)
 					res.writes = append(res.writes, write{key: key})
@@ -446,6 +450,17 @@ func (db *DB) ForgetSharedIfUnused(ctx context.Context, filter string) error {
 	}
 	_, err := db.sharedDo(ctx, filter, cmdSharedForget{filter: filter})
 	return err
+}
+
+// SharedMembersDownLater runs SharedMembersDown on a goroutine of the DB
+// (dsd/server: a gateway link broke, so its members' QoS 1 grants go to
+// other members at once, not when the gateway's lease ends).
+func (db *DB) SharedMembersDownLater(downs []SharedDown) {
+	if db.closing.Load() || len(downs) == 0 {
+		return
+	}
+	db.wg.Add(1)
+	go db.sharedMembersDownAfterCommit(downs)
 }
 
 // ForgetSharedLater runs ForgetSharedIfUnused on a goroutine of the DB
