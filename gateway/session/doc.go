@@ -75,5 +75,7 @@
 // batch record before the batch's first PUBLISH, numbers seqnos and packet
 // ids, and replays exactly the recorded batch after a reconnect
 // (docs/delivery.md). A durable session commits this state to dsd; any other
-// lives and dies with the connection.
+// lives and dies with the connection. An MQTT 5 client that announces a
+// Topic Alias Maximum gets outbound Topic Aliases from a per-connection LRU
+// (alias_out.go); a new connection starts with none.
 package session

@@ -84,6 +84,9 @@ func (m *Machine) connect(c *packet.Connect) {
 		if c.Properties.Present.Has(packet.PropMaximumPacketSize) {
 			m.clientMaxPacket = c.Properties.MaximumPacketSize
 		}
+		if c.Properties.Present.Has(packet.PropTopicAliasMaximum) {
+			m.clientAliasMax = c.Properties.TopicAliasMaximum
+		}
 	}
 
 	m.req = ConnectRequest{
@@ -144,7 +147,7 @@ func (m *Machine) ConnectDone(now time.Time, r ConnectResult) []Action {
 		m.deadline = now.Add(m.timeout)
 	}
 	m.now = now
-	m.initDelivery(m.cfg.Durable && m.expiry > 0, m.clientReceiveMax, m.clientMaxPacket)
+	m.initDelivery(m.cfg.Durable && m.expiry > 0, m.clientReceiveMax, m.clientMaxPacket, m.clientAliasMax)
 	if m.d.durable && m.cfg.CheckpointInterval > 0 {
 		m.d.c.nextCheckpoint = now.Add(m.cfg.CheckpointInterval)
 	}

@@ -20,10 +20,10 @@ import (
 //	    [max_qos=N] [retain] [shared] [subid] [no_wildcard] [receive_max=N] [stores=N]
 //	    [batch=N] [ring=N] [window=N] [record_delay=D] [not_durable] [keep_store]
 //	    [deny_disconnect]
-//	    [max_releases=N]
+//	    [max_releases=N] [alias_out=N]
 //	connect [v=5|4|3] [id=X] [clean] [keepalive=N] [expiry=N] [user=U]
 //	    [will=TOPIC] [will_qos=N] [will_retain] [auth_method=M]
-//	    [receive_max=N] [max_packet=N]
+//	    [receive_max=N] [max_packet=N] [alias_max=N]
 //	connected [code=0xNN] [no_connack] [present] [guard=N] [deny=PREFIX]
 //	    [auth_expires=N]  (the credentials expire N seconds after the start)
 //	    (deny: topics and filters starting with PREFIX are denied; a
@@ -76,6 +76,7 @@ func TestMachine(t *testing.T) {
 					cfg.ReceiveMaximum = uint16(intArg(t, d, "receive_max", 0))
 				}
 				cfg.StoresInFlight = int(intArg(t, d, "stores", 0))
+				cfg.MaxTopicAliasOutbound = uint16(intArg(t, d, "alias_out", 64))
 				cfg.RetainAvailable = d.HasArg("retain")
 				cfg.SharedAvailable = d.HasArg("shared")
 				cfg.SubscriptionIDAvailable = d.HasArg("subid")
@@ -286,6 +287,10 @@ func connectPacket(t *testing.T, d *datadriven.TestData) *packet.Connect {
 	if d.HasArg("max_packet") {
 		c.Properties.MaximumPacketSize = uint32(intArg(t, d, "max_packet", 0))
 		c.Properties.Present.Add(packet.PropMaximumPacketSize)
+	}
+	if d.HasArg("alias_max") {
+		c.Properties.TopicAliasMaximum = uint16(intArg(t, d, "alias_max", 0))
+		c.Properties.Present.Add(packet.PropTopicAliasMaximum)
 	}
 	if d.HasArg("auth_method") {
 		c.Properties.AuthenticationMethod = strArg(d, "auth_method", "")
