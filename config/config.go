@@ -148,6 +148,10 @@ type MQTT struct {
 	// MaxConnectPacketSize is the largest first packet (the CONNECT) a
 	// connection may send; larger closes it. Default 64KiB.
 	MaxConnectPacketSize Size `toml:"max_connect_packet_size"`
+	// MaxTopicAliasOutbound is the most Topic Aliases the gateway gives the
+	// topics it sends to one MQTT 5 client (fewer when the client's Topic
+	// Alias Maximum is lower); 0 sends none. Default 64.
+	MaxTopicAliasOutbound int `toml:"max_topic_alias_outbound"`
 	// MaxInboundBytes is the most PUBLISH bytes one connection may have
 	// accepted and not yet stored in dsd; past it the gateway stops reading
 	// the connection until Stores free room. Default 8MiB.
@@ -182,6 +186,7 @@ type ZoneMQTT struct {
 	ReceiveMaximum        *int      `toml:"receive_maximum"`
 	MaxInflight           *int      `toml:"max_inflight"`
 	MaxConnRate           *Rate     `toml:"max_conn_rate"`
+	MaxTopicAliasOutbound *int      `toml:"max_topic_alias_outbound"`
 }
 
 // Listener is one gateway listener (listeners.<type>.<name>.*).
@@ -330,6 +335,7 @@ func Default() Config {
 			ConnectTimeout:        Duration(10e9),
 			MaxConnectPacketSize:  64 << 10,
 			MaxInboundBytes:       8 << 20,
+			MaxTopicAliasOutbound: 64,
 		},
 		Zone:      map[string]Zone{"default": {}},
 		Listeners: map[string]map[string]Listener{"tcp": {"default": {Bind: "127.0.0.1:1883", Zone: "default"}}},

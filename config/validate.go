@@ -85,6 +85,9 @@ func (c Config) Validate() error {
 	if mq.MaxInflight < 1 || mq.MaxInflight > 32766 {
 		bad("mqtt.max_inflight", "must be 1..32766, got %d", mq.MaxInflight)
 	}
+	if mq.MaxTopicAliasOutbound < 0 || mq.MaxTopicAliasOutbound > 65535 {
+		bad("mqtt.max_topic_alias_outbound", "must be 0..65535, got %d", mq.MaxTopicAliasOutbound)
+	}
 	if mq.MaxConnRate < 1 {
 		bad("mqtt.max_conn_rate", "must be at least 1/s, got %d", mq.MaxConnRate)
 	}
@@ -112,6 +115,9 @@ func (c Config) Validate() error {
 		}
 		if zm := z.MQTT; zm != nil && zm.MaxInflight != nil && (*zm.MaxInflight < 1 || *zm.MaxInflight > 32766) {
 			bad("zone."+name+".mqtt.max_inflight", "must be 1..32766, got %d", *zm.MaxInflight)
+		}
+		if zm := z.MQTT; zm != nil && zm.MaxTopicAliasOutbound != nil && (*zm.MaxTopicAliasOutbound < 0 || *zm.MaxTopicAliasOutbound > 65535) {
+			bad("zone."+name+".mqtt.max_topic_alias_outbound", "must be 0..65535, got %d", *zm.MaxTopicAliasOutbound)
 		}
 	}
 	for typ, ls := range c.Listeners {

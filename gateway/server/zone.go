@@ -78,6 +78,9 @@ func zoneConfig(c config.Config, zone string, connectTimeout time.Duration) sess
 			if zm.MaxInflight != nil {
 				mq.MaxInflight = *zm.MaxInflight
 			}
+			if zm.MaxTopicAliasOutbound != nil {
+				mq.MaxTopicAliasOutbound = *zm.MaxTopicAliasOutbound
+			}
 		}
 	}
 	apply(c.Zone["default"])
@@ -90,6 +93,7 @@ func zoneConfig(c config.Config, zone string, connectTimeout time.Duration) sess
 	cfg.MaxConnectPacketSize = uint32(min(int64(c.MQTT.MaxConnectPacketSize), math.MaxUint32))
 	cfg.ReceiveMaximum = uint16(min(max(mq.ReceiveMaximum, 1), math.MaxUint16))
 	cfg.InflightLimit = max(mq.MaxInflight, 1)
+	cfg.MaxTopicAliasOutbound = uint16(min(max(mq.MaxTopicAliasOutbound, 0), math.MaxUint16))
 	cfg.SessionExpiry = seconds32(mq.SessionExpiryInterval)
 	cfg.MaxSessionExpiry = seconds32(mq.MaxSessionExpiry)
 	return cfg
