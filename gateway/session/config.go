@@ -112,6 +112,12 @@ type Config struct {
 	// Default 50ms.
 	RecordCommitDelay time.Duration
 
+	// LocalRetained returns the latest message of each local topic (the
+	// gateway's $SYS topics, LocalMessage) that filter matches; a new
+	// subscription to a $SYS filter gets them as retained messages. It
+	// must not block. Nil: none.
+	LocalRetained func(filter string) []LocalMessage
+
 	// NewClientID returns a fresh, unique client identifier for a client
 	// that connects with an empty one [MQTT-3.1.3-6]. The driver supplies
 	// random ones; tests supply a counter. Required.

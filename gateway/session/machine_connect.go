@@ -22,6 +22,10 @@ func (m *Machine) connect(c *packet.Connect) {
 		m.refuse(packet.BadAuthenticationMethod, false) // no enhanced authentication
 		return
 	}
+	if c.WillFlag && sysTopic(c.WillTopic) {
+		m.refuse(packet.NotAuthorized, false) // the $SYS topics are the gateway's, wills included
+		return
+	}
 	if v5 && c.WillFlag && c.WillQoS > m.cfg.MaxQoS {
 		m.refuse(packet.QoSNotSupported, false) // [MQTT-3.2.2-12]
 		return

@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 
 	"github.com/stratamq/strata/gateway/packet"
+	"github.com/stratamq/strata/lts"
 )
 
 // TestMachine runs the scripts in testdata/. Each command feeds one event at
@@ -20,7 +21,9 @@ import (
 //	    [max_qos=N] [retain] [shared] [subid] [no_wildcard] [receive_max=N] [stores=N]
 //	    [batch=N] [ring=N] [window=N] [record_delay=D] [not_durable] [keep_store]
 //	    [deny_disconnect]
-//	    [max_releases=N] [alias_out=N]
+//	    [max_releases=N] [alias_out=N] [sys_retained]
+//	    (sys_retained: the gateway's latest $SYS messages are
+//	    $SYS/broker/uptime "10" and $SYS/broker/version "strata")
 //	connect [v=5|4|3] [id=X] [clean] [keepalive=N] [expiry=N] [user=U]
 //	    [will=TOPIC] [will_qos=N] [will_retain] [auth_method=M]
 //	    [receive_max=N] [max_packet=N] [alias_max=N]
@@ -35,6 +38,7 @@ import (
 //	publish topic=T [qos=N] [id=N] [retain] [alias=N]
 //	subscribe id=N [subid=N]   (body: "filter qos [nolocal] [rap] [rh=N]" per line)
 //	unsubscribe id=N           (body: a filter per line)
+//	local                      (body: "topic payload" per line: Machine.Local)
 //	pubrec id=N | pubrel id=N
 //	store-done [err=stale|quota|unavailable]
 //	release-done id=N [not_held] [err=stale|quota|unavailable]
@@ -77,6 +81,17 @@ func TestMachine(t *testing.T) {
 				}
 				cfg.StoresInFlight = int(intArg(t, d, "stores", 0))
 				cfg.MaxTopicAliasOutbound = uint16(intArg(t, d, "alias_out", 64))
+				if d.HasArg("sys_retained") {
+					cfg.LocalRetained = func(filter string) []LocalMessage {
+						var out []LocalMessage
+						for _, msg := range []LocalMessage{{"$SYS/broker/uptime", []byte("10")}, {"$SYS/broker/version", []byte("strata")}} {
+							if lts.MatchTopic(filter, msg.Topic) {
+								out = append(out, msg)
+							}
+						}
+						return out
+					}
+				}
 				cfg.RetainAvailable = d.HasArg("retain")
 				cfg.SharedAvailable = d.HasArg("shared")
 				cfg.SubscriptionIDAvailable = d.HasArg("subid")
@@ -180,6 +195,13 @@ func TestMachine(t *testing.T) {
 				p := &packet.Unsubscribe{PacketID: uint16(intArg(t, d, "id", 0))}
 				p.Filters = strings.Fields(d.Input)
 				acts = m.Packet(now, p)
+			case "local":
+				var msgs []LocalMessage
+				for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
+					topic, payload, _ := strings.Cut(line, " ")
+					msgs = append(msgs, LocalMessage{Topic: topic, Payload: []byte(payload)})
+				}
+				acts = m.Local(now, msgs)
 			case "pubrec":
 				acts = m.Packet(now, &packet.Pubrec{PacketID: uint16(intArg(t, d, "id", 0))})
 			case "pubrel":
