@@ -269,6 +269,9 @@ type Gateway struct {
 	// enough for devices behind one NAT or a load balancer that sends no PROXY
 	// header, low enough that one host cannot hold the gateway's sockets.
 	MaxConnectionsPerAddress int `toml:"max_connections_per_address"`
+	// SysInterval is how often the gateway publishes its $SYS topics to
+	// its own clients (never stored); 0 turns them off. Default 1m.
+	SysInterval Duration `toml:"sys_interval"`
 	// DSDTLS is how the gateway reaches dsd over TLS (gateway.dsd_tls.*).
 	DSDTLS GatewayDSDTLS `toml:"dsd_tls"`
 }
@@ -340,7 +343,7 @@ func Default() Config {
 		Zone:      map[string]Zone{"default": {}},
 		Listeners: map[string]map[string]Listener{"tcp": {"default": {Bind: "127.0.0.1:1883", Zone: "default"}}},
 		DSD:       DSD{GRPCListen: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7071", TLS: DSDTLS{DefaultRole: "service"}, MaxConcurrentStreams: 1024},
-		Gateway:   Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072", MaxConnections: 1000000, MaxConnectionsPerAddress: 10000},
+		Gateway:   Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072", MaxConnections: 1000000, MaxConnectionsPerAddress: 10000, SysInterval: Duration(60e9)},
 		Auth: Auth{
 			AllowAnonymous:   AnonymousLoopback,
 			Hash:             "bcrypt",

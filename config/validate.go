@@ -100,6 +100,9 @@ func (c Config) Validate() error {
 	if mq.MaxInboundBytes < 1024 {
 		bad("mqtt.max_inbound_bytes", "must be at least 1KiB, got %s", mq.MaxInboundBytes)
 	}
+	if c.Gateway.SysInterval < 0 {
+		bad("gateway.sys_interval", "must not be negative (0: off), got %s", c.Gateway.SysInterval)
+	}
 	if c.Gateway.MaxConnections < 0 {
 		bad("gateway.max_connections", "must not be negative (0: no limit), got %d", c.Gateway.MaxConnections)
 	}

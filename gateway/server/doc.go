@@ -38,6 +38,13 @@
 // abnormally, MQTT 5 clients get DISCONNECT 0x89). Without a Backend the
 // server keeps sessions in memory (session.MemBackend), for tests.
 //
+// # $SYS topics
+//
+// Every gateway.sys_interval the server reads its counters and hands them as
+// session.LocalMessages to every connection's machine (sys.go), which sends
+// them to matching subscriptions; they never reach dsd. The latest values
+// are kept for new subscriptions (session.Config.LocalRetained).
+//
 // # Stopping
 //
 // Shutdown stops accepting, asks every connection to close (MQTT 5 clients

@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -36,9 +37,11 @@ type metrics struct {
 	messagesIn  [3]prometheus.Counter
 	messagesOut [3]prometheus.Counter
 	dropped     *prometheus.CounterVec
-	replayed    prometheus.Counter
-	missed      prometheus.Counter
-	dsdLatency  *prometheus.HistogramVec
+	// droppedTotal is the sum of dropped over its reasons, for $SYS.
+	droppedTotal atomic.Int64
+	replayed     prometheus.Counter
+	missed       prometheus.Counter
+	dsdLatency   *prometheus.HistogramVec
 	// aliasPublishes counts PUBLISHes sent with a Topic Alias, by form;
 	// aliasOmitted the topic bytes the alias-only ones left out.
 	aliasAssigned, aliasUsed prometheus.Counter
@@ -195,7 +198,7 @@ func (m *metrics) counted(a session.Counted) {
 		// Not delivered: a subscription a deny rule overlaps got a
 		// message on a denied topic.
 		m.aclDenied.WithLabelValues("deliver").Add(float64(a.N))
-		m.dropped.WithLabelValues(a.Event).Add(float64(a.N))
+		m.drop(a)
 	case "topic_alias_assigned":
 		m.aliasAssigned.Add(float64(a.N))
 	case "topic_alias_used":
@@ -204,8 +207,14 @@ func (m *metrics) counted(a session.Counted) {
 		m.aliasOmitted.Add(float64(a.N))
 	case "dropped_generation":
 		m.missed.Add(float64(a.N))
-		m.dropped.WithLabelValues(a.Event).Add(float64(a.N))
+		m.drop(a)
 	default:
-		m.dropped.WithLabelValues(a.Event).Add(float64(a.N))
+		m.drop(a)
 	}
+}
+
+// drop counts messages dropped for reason a.Event.
+func (m *metrics) drop(a session.Counted) {
+	m.dropped.WithLabelValues(a.Event).Add(float64(a.N))
+	m.droppedTotal.Add(int64(a.N))
 }
