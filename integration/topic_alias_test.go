@@ -118,7 +118,9 @@ func TestOutboundTopicAliases(t *testing.T) {
 	}
 	c := startClusterConfig(t, ctx, 1, cfgFile)
 	const devices, rounds = 500, 4
-	topic := func(d int) string { return fmt.Sprintf("fleet/region-eu-west-1/site-%04d/device-%06d/telemetry/temperature", d/50, d) }
+	topic := func(d int) string {
+		return fmt.Sprintf("fleet/region-eu-west-1/site-%04d/device-%06d/telemetry/temperature", d/50, d)
+	}
 	subs := map[uint16]*aliasSub{}
 	start := map[uint16]int64{}
 	for _, max := range []uint16{0, 64, 1024} {
