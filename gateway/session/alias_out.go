@@ -32,8 +32,11 @@ type aliasSlot struct {
 	prev, next uint16
 }
 
+// newOutAliases returns an empty table; its map is made with the first
+// alias, so a client that announces a maximum and receives nothing (an idle
+// device) costs little.
 func newOutAliases(max uint16) *outAliases {
-	return &outAliases{max: max, byTopic: make(map[string]uint16)}
+	return &outAliases{max: max}
 }
 
 // next returns the alias a new topic would take: an unused one while there
@@ -54,7 +57,7 @@ func (a *outAliases) assign(topic string, alias uint16) {
 		delete(a.byTopic, a.slots[alias-1].topic)
 	}
 	a.slots[alias-1].topic = topic
-	a.byTopic[topic] = alias
+	put(&a.byTopic, topic, alias)
 	a.pushFront(alias)
 }
 

@@ -1,6 +1,8 @@
 package session
 
 import (
+	"cmp"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,7 +50,7 @@ func (m *Machine) Local(now time.Time, msgs []LocalMessage) []Action {
 		return m.flush()
 	}
 	var subs []*sub
-	for _, s := range m.subsInOrder() {
+	for _, s := range m.d.subs {
 		if f := s.rec.TopicFilter; strings.HasPrefix(f, "$") && !strings.HasPrefix(f, "$share/") {
 			subs = append(subs, s)
 		}
@@ -56,6 +58,7 @@ func (m *Machine) Local(now time.Time, msgs []LocalMessage) []Action {
 	if len(subs) == 0 {
 		return m.flush() // the common case: no filter can match a $ topic
 	}
+	slices.SortFunc(subs, func(a, b *sub) int { return cmp.Compare(a.rec.Id, b.rec.Id) })
 	for _, msg := range msgs {
 		m.sendLocal(msg, subs, false)
 	}
@@ -76,8 +79,8 @@ func (m *Machine) sendLocal(msg LocalMessage, subs []*sub, retain bool) {
 			continue
 		}
 		matched = true
-		if id := s.state.SubscriptionIdentifier; id != nil && m.version == packet.V5 {
-			ids = append(ids, *id)
+		if st := s.state; st != nil && st.SubscriptionIdentifier != nil && m.version == packet.V5 {
+			ids = append(ids, *st.SubscriptionIdentifier)
 		}
 	}
 	if !matched {
