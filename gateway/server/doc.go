@@ -27,7 +27,9 @@
 // Server.mu guards the set of connections and the kick registry; conn.mu
 // guards one machine. Neither is held while taking the other, nor across
 // network or backend I/O: a kick looks the connection up under Server.mu,
-// releases it, then takes conn.mu.
+// releases it, then takes conn.mu. sysTopics.mu (the latest $SYS values) is
+// taken under conn.mu, when a machine asks for them, and never held while
+// taking another lock.
 //
 // # Sessions
 //
