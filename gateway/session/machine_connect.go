@@ -23,6 +23,7 @@ func (m *Machine) connect(c *packet.Connect) {
 		return
 	}
 	if c.WillFlag && sysTopic(c.WillTopic) {
+		m.out = append(m.out, Denied{Access: AccessPublish, Topic: c.WillTopic})
 		m.refuse(packet.NotAuthorized, false) // the $SYS topics are the gateway's, wills included
 		return
 	}
