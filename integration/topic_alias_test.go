@@ -13,6 +13,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/stratamq/strata/internal/testutil/topicalias"
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
@@ -29,19 +30,17 @@ func (c *countingConn) Read(p []byte) (int, error) {
 }
 
 // aliasSub is a paho.golang subscriber that announces a Topic Alias
-// Maximum and resolves the gateway's aliases itself (paho hands an
-// alias-only PUBLISH to its handler with an empty topic), checking each
-// against the alias it was given on this connection.
+// Maximum and resolves the gateway's aliases.
 type aliasSub struct {
 	c    *paho.Client
 	conn *countingConn
 	mu   sync.Mutex
 	// got maps payload to the resolved topic; aliased counts PUBLISHes
-	// that came with an alias alone; bad records the first inconsistency.
+	// that came with an alias alone; bad records the first error.
 	got     map[string]string
-	aliases map[uint16]string
+	aliases *topicalias.Table
 	aliased int
-	bad     string
+	bad     error
 }
 
 func dialAliasSub(t *testing.T, ctx context.Context, addr, id string, aliasMax uint16) *aliasSub {
@@ -50,28 +49,23 @@ func dialAliasSub(t *testing.T, ctx context.Context, addr, id string, aliasMax u
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &aliasSub{conn: &countingConn{Conn: nc}, got: map[string]string{}, aliases: map[uint16]string{}}
+	s := &aliasSub{conn: &countingConn{Conn: nc}, got: map[string]string{}, aliases: topicalias.New(aliasMax)}
 	s.c = paho.NewClient(paho.ClientConfig{
 		Conn: s.conn,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			p := pr.Packet
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			topic := p.Topic
-			if p.Properties != nil && p.Properties.TopicAlias != nil {
-				a := *p.Properties.TopicAlias
-				switch {
-				case aliasMax == 0 || a == 0 || a > aliasMax:
-					s.bad = fmt.Sprintf("alias %d outside 1..%d", a, aliasMax)
-				case topic != "":
-					s.aliases[a] = topic
-				default:
-					topic = s.aliases[a]
-					s.aliased++
-					if topic == "" {
-						s.bad = fmt.Sprintf("alias %d never set", a)
-					}
-				}
+			var alias *uint16
+			if p.Properties != nil {
+				alias = p.Properties.TopicAlias
+			}
+			topic, aliasOnly, err := s.aliases.Resolve(p.Topic, alias)
+			if err != nil && s.bad == nil {
+				s.bad = err
+			}
+			if aliasOnly {
+				s.aliased++
 			}
 			s.got[string(p.Payload)] = topic
 			return true, nil
@@ -156,8 +150,8 @@ func TestOutboundTopicAliases(t *testing.T) {
 	for _, max := range []uint16{0, 64, 1024} {
 		s := subs[max]
 		s.mu.Lock()
-		if s.bad != "" {
-			t.Errorf("alias maximum %d: %s", max, s.bad)
+		if s.bad != nil {
+			t.Errorf("alias maximum %d: %v", max, s.bad)
 		}
 		for d := range devices {
 			for r := range rounds {
