@@ -152,6 +152,10 @@ type MQTT struct {
 	// MaxConnectPacketSize is the largest first packet (the CONNECT) a
 	// connection may send; larger closes it. Default 64KiB.
 	MaxConnectPacketSize Size `toml:"max_connect_packet_size"`
+	// MaxTopicAliasOutbound is the most Topic Aliases the gateway gives the
+	// topics it sends to one MQTT 5 client (fewer when the client's Topic
+	// Alias Maximum is lower); 0 sends none. Default 64.
+	MaxTopicAliasOutbound int `toml:"max_topic_alias_outbound"`
 	// MaxInboundBytes is the most PUBLISH bytes one connection may have
 	// accepted and not yet stored in dsd; past it the gateway stops reading
 	// the connection until Stores free room. Default 8MiB.
@@ -186,6 +190,7 @@ type ZoneMQTT struct {
 	ReceiveMaximum        *int      `toml:"receive_maximum"`
 	MaxInflight           *int      `toml:"max_inflight"`
 	MaxConnRate           *Rate     `toml:"max_conn_rate"`
+	MaxTopicAliasOutbound *int      `toml:"max_topic_alias_outbound"`
 	// SharedSubscriptionStrategy: as MQTT's.
 	SharedSubscriptionStrategy *string `toml:"shared_subscription_strategy"`
 }
@@ -270,6 +275,9 @@ type Gateway struct {
 	// enough for devices behind one NAT or a load balancer that sends no PROXY
 	// header, low enough that one host cannot hold the gateway's sockets.
 	MaxConnectionsPerAddress int `toml:"max_connections_per_address"`
+	// SysInterval is how often the gateway publishes its $SYS topics to
+	// its own clients (never stored); 0 turns them off. Default 1m.
+	SysInterval Duration `toml:"sys_interval"`
 	// DSDTLS is how the gateway reaches dsd over TLS (gateway.dsd_tls.*).
 	DSDTLS GatewayDSDTLS `toml:"dsd_tls"`
 }
@@ -337,11 +345,12 @@ func Default() Config {
 			ConnectTimeout:             Duration(10e9),
 			MaxConnectPacketSize:       64 << 10,
 			MaxInboundBytes:            8 << 20,
+			MaxTopicAliasOutbound:      64,
 		},
 		Zone:      map[string]Zone{"default": {}},
 		Listeners: map[string]map[string]Listener{"tcp": {"default": {Bind: "127.0.0.1:1883", Zone: "default"}}},
 		DSD:       DSD{GRPCListen: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7071", TLS: DSDTLS{DefaultRole: "service"}, MaxConcurrentStreams: 1024},
-		Gateway:   Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072", MaxConnections: 1000000, MaxConnectionsPerAddress: 10000},
+		Gateway:   Gateway{DSD: "127.0.0.1:7070", HTTPListen: "127.0.0.1:7072", MaxConnections: 1000000, MaxConnectionsPerAddress: 10000, SysInterval: Duration(60e9)},
 		Auth: Auth{
 			AllowAnonymous:   AnonymousLoopback,
 			Hash:             "bcrypt",

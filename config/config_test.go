@@ -116,6 +116,12 @@ func TestValidateNamesTheKey(t *testing.T) {
 		"dsd.max_concurrent_streams":                            func(c *Config) { c.DSD.MaxConcurrentStreams = 0 },
 		"gateway.dsd_tls.enable":                                func(c *Config) { c.Gateway.DSDTLS.CertFile, c.Gateway.DSDTLS.KeyFile = "gw.pem", "gw-key.pem" },
 		"gateway.dsd_tls":                                       func(c *Config) { c.Gateway.DSDTLS = GatewayDSDTLS{Enable: true, CertFile: "gw.pem"} },
+		"gateway.sys_interval":                                  func(c *Config) { c.Gateway.SysInterval = -1 },
+		"mqtt.max_topic_alias_outbound":                         func(c *Config) { c.MQTT.MaxTopicAliasOutbound = 65536 },
+		"zone.z.mqtt.max_topic_alias_outbound": func(c *Config) {
+			n := -1
+			c.Zone["z"] = Zone{MQTT: &ZoneMQTT{MaxTopicAliasOutbound: &n}}
+		},
 	}
 	for key, mutate := range cases {
 		c := Default()

@@ -88,6 +88,9 @@ func (c Config) Validate() error {
 	if !validSharedStrategy(mq.SharedSubscriptionStrategy) {
 		bad("mqtt.shared_subscription_strategy", "must be round_robin, random, sticky, hash_clientid or hash_topic, got %q", mq.SharedSubscriptionStrategy)
 	}
+	if mq.MaxTopicAliasOutbound < 0 || mq.MaxTopicAliasOutbound > 65535 {
+		bad("mqtt.max_topic_alias_outbound", "must be 0..65535, got %d", mq.MaxTopicAliasOutbound)
+	}
 	if mq.MaxConnRate < 1 {
 		bad("mqtt.max_conn_rate", "must be at least 1/s, got %d", mq.MaxConnRate)
 	}
@@ -99,6 +102,9 @@ func (c Config) Validate() error {
 	}
 	if mq.MaxInboundBytes < 1024 {
 		bad("mqtt.max_inbound_bytes", "must be at least 1KiB, got %s", mq.MaxInboundBytes)
+	}
+	if c.Gateway.SysInterval < 0 {
+		bad("gateway.sys_interval", "must not be negative (0: off), got %s", c.Gateway.SysInterval)
 	}
 	if c.Gateway.MaxConnections < 0 {
 		bad("gateway.max_connections", "must not be negative (0: no limit), got %d", c.Gateway.MaxConnections)
@@ -118,6 +124,9 @@ func (c Config) Validate() error {
 		}
 		if zm := z.MQTT; zm != nil && zm.SharedSubscriptionStrategy != nil && !validSharedStrategy(*zm.SharedSubscriptionStrategy) {
 			bad("zone."+name+".mqtt.shared_subscription_strategy", "must be round_robin, random, sticky, hash_clientid or hash_topic, got %q", *zm.SharedSubscriptionStrategy)
+		}
+		if zm := z.MQTT; zm != nil && zm.MaxTopicAliasOutbound != nil && (*zm.MaxTopicAliasOutbound < 0 || *zm.MaxTopicAliasOutbound > 65535) {
+			bad("zone."+name+".mqtt.max_topic_alias_outbound", "must be 0..65535, got %d", *zm.MaxTopicAliasOutbound)
 		}
 	}
 	for typ, ls := range c.Listeners {

@@ -129,7 +129,7 @@ func dialSub(t *testing.T, ctx context.Context, addr string, o pahoOpts) *pahoSu
 			s.mu.Lock()
 			s.got = append(s.got, d)
 			s.mu.Unlock()
-			time.Sleep(o.slow) // a slow consumer, not synchronisation
+			time.Sleep(o.slow) // models: a slow consumer (its messages stay in flight)
 			return true, nil
 		}},
 	})

@@ -27,7 +27,9 @@
 // Server.mu guards the set of connections and the kick registry; conn.mu
 // guards one machine. Neither is held while taking the other, nor across
 // network or backend I/O: a kick looks the connection up under Server.mu,
-// releases it, then takes conn.mu.
+// releases it, then takes conn.mu. sysTopics.mu (the latest $SYS values) is
+// taken under conn.mu, when a machine asks for them, and never held while
+// taking another lock.
 //
 // # Sessions
 //
@@ -37,6 +39,13 @@
 // 0x8E) and whose lease loss calls Server.LeaseLost (every connection closes
 // abnormally, MQTT 5 clients get DISCONNECT 0x89). Without a Backend the
 // server keeps sessions in memory (session.MemBackend), for tests.
+//
+// # $SYS topics
+//
+// Every gateway.sys_interval the server reads its counters and hands them as
+// session.LocalMessages to every connection's machine (sys.go), which sends
+// them to matching subscriptions; they never reach dsd. The latest values
+// are kept for new subscriptions (session.Config.LocalRetained).
 //
 // # Stopping
 //

@@ -61,6 +61,9 @@ func (s *Server) newListener(typ, name string, lc config.Listener) (*listener, e
 		path:         lc.Path,
 		certIdentity: lc.UseIdentityAsUsername,
 	}
+	if s.sys != nil {
+		l.cfg.LocalRetained = s.sys.retained
+	}
 	if l.anonymous == nil && (typ == "ws" || typ == "wss") {
 		// A browser page of any site can open a WebSocket to a listener its
 		// user reaches: anonymous access there is opted into, never

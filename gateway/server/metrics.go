@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -36,9 +37,15 @@ type metrics struct {
 	messagesIn  [3]prometheus.Counter
 	messagesOut [3]prometheus.Counter
 	dropped     *prometheus.CounterVec
-	replayed    prometheus.Counter
-	missed      prometheus.Counter
-	dsdLatency  *prometheus.HistogramVec
+	// droppedTotal is the sum of dropped over its reasons, for $SYS.
+	droppedTotal atomic.Int64
+	replayed     prometheus.Counter
+	missed       prometheus.Counter
+	dsdLatency   *prometheus.HistogramVec
+	// aliasPublishes counts PUBLISHes sent with a Topic Alias, by form;
+	// aliasOmitted the topic bytes the alias-only ones left out.
+	aliasAssigned, aliasUsed prometheus.Counter
+	aliasOmitted             prometheus.Counter
 	// storeLatency is dsdLatency{call="store"}, looked up once.
 	storeLatency prometheus.Observer
 }
@@ -109,6 +116,16 @@ func newMetrics() *metrics {
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 	}, []string{"call"})
 	m.storeLatency = m.dsdLatency.WithLabelValues("store")
+	aliasPublishes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "strata_gateway_topic_alias_publishes_total",
+		Help: "PUBLISHes sent to MQTT 5 clients with an outbound Topic Alias, by form: assign (topic name and the alias it takes), alias (the alias alone).",
+	}, []string{"form"})
+	m.aliasAssigned = aliasPublishes.WithLabelValues("assign")
+	m.aliasUsed = aliasPublishes.WithLabelValues("alias")
+	m.aliasOmitted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "strata_gateway_topic_alias_omitted_bytes_total",
+		Help: "Topic name bytes left out of PUBLISHes sent with a Topic Alias alone; each aliased PUBLISH carries a 3-byte Topic Alias property, so the bytes saved are this minus 3 × strata_gateway_topic_alias_publishes_total.",
+	})
 	messagesIn := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "strata_gateway_messages_received_total", Help: "Application messages received (PUBLISH from clients), by QoS.",
 	}, []string{"qos"})
@@ -145,6 +162,7 @@ func newMetrics() *metrics {
 		m.authFailures, m.connectRefused, m.aclDenied, m.stored, m.storeFailures,
 		packetsIn, packetsOut, bytesIn, bytesOut,
 		messagesIn, messagesOut, m.dropped, m.replayed, m.missed, m.dsdLatency,
+		aliasPublishes, m.aliasOmitted,
 	)
 	m.registry.MustRegister(buildmetric.Collector())
 	return m
@@ -180,11 +198,23 @@ func (m *metrics) counted(a session.Counted) {
 		// Not delivered: a subscription a deny rule overlaps got a
 		// message on a denied topic.
 		m.aclDenied.WithLabelValues("deliver").Add(float64(a.N))
-		m.dropped.WithLabelValues(a.Event).Add(float64(a.N))
+		m.drop(a)
+	case "topic_alias_assigned":
+		m.aliasAssigned.Add(float64(a.N))
+	case "topic_alias_used":
+		m.aliasUsed.Add(float64(a.N))
+	case "topic_alias_omitted_bytes":
+		m.aliasOmitted.Add(float64(a.N))
 	case "dropped_generation":
 		m.missed.Add(float64(a.N))
-		m.dropped.WithLabelValues(a.Event).Add(float64(a.N))
+		m.drop(a)
 	default:
-		m.dropped.WithLabelValues(a.Event).Add(float64(a.N))
+		m.drop(a)
 	}
+}
+
+// drop counts messages dropped for reason a.Event.
+func (m *metrics) drop(a session.Counted) {
+	m.dropped.WithLabelValues(a.Event).Add(float64(a.N))
+	m.droppedTotal.Add(int64(a.N))
 }

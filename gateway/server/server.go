@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,9 @@ type Options struct {
 	Ready func() error
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Name names the gateway in its $SYS topics ($SYS/brokers/{Name}/...;
+	// the gateway program passes its --gateway-id). Default: the host name.
+	Name string
 
 	// ConnectTimeout closes a connection that sends no CONNECT in time
 	// from its accept (PROXY header and TLS handshake included). Default
@@ -137,6 +141,12 @@ func (o *Options) EnsureDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Name == "" {
+		o.Name, _ = os.Hostname()
+	}
+	if o.Name == "" {
+		o.Name = "gateway"
+	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = o.Config.MQTT.ConnectTimeout.Std()
 	}
@@ -194,6 +204,8 @@ type Server struct {
 	gate *gate
 	// inboundLimit is mqtt.max_inbound_bytes (conn_budget.go); 0: none.
 	inboundLimit int
+	// sys publishes the $SYS topics; nil when gateway.sys_interval is 0.
+	sys *sysTopics
 
 	// ctx is cancelled by Close (not by a graceful Shutdown) and bounds
 	// backend calls and WebSocket connections.
@@ -270,6 +282,11 @@ func Listen(opts Options) (*Server, error) {
 		}
 	}
 	cfg := opts.Config
+	if cfg.Gateway.SysInterval > 0 {
+		s.sys = newSysTopics(s, opts.Name, time.Now())
+		// The values at start, for subscriptions before the first interval.
+		s.sys.publish(time.Now())
+	}
 	for _, typ := range listenerTypes {
 		names := make([]string, 0, len(cfg.Listeners[typ]))
 		for name := range cfg.Listeners[typ] {
@@ -320,6 +337,13 @@ func Listen(opts Options) (*Server, error) {
 		defer s.bg.Done()
 		s.checkpointLoop()
 	}()
+	if s.sys != nil {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.sys.loop(cfg.Gateway.SysInterval.Std(), s.stopBg)
+		}()
+	}
 	s.ready.Store(true)
 	return s, nil
 }

@@ -81,6 +81,9 @@ func zoneConfig(c config.Config, zone string, connectTimeout time.Duration) sess
 			if zm.SharedSubscriptionStrategy != nil {
 				mq.SharedSubscriptionStrategy = *zm.SharedSubscriptionStrategy
 			}
+			if zm.MaxTopicAliasOutbound != nil {
+				mq.MaxTopicAliasOutbound = *zm.MaxTopicAliasOutbound
+			}
 		}
 	}
 	apply(c.Zone["default"])
@@ -94,6 +97,7 @@ func zoneConfig(c config.Config, zone string, connectTimeout time.Duration) sess
 	cfg.ReceiveMaximum = uint16(min(max(mq.ReceiveMaximum, 1), math.MaxUint16))
 	cfg.InflightLimit = max(mq.MaxInflight, 1)
 	cfg.SharedStrategy = mq.SharedSubscriptionStrategy
+	cfg.MaxTopicAliasOutbound = uint16(min(max(mq.MaxTopicAliasOutbound, 0), math.MaxUint16))
 	cfg.SessionExpiry = seconds32(mq.SessionExpiryInterval)
 	cfg.MaxSessionExpiry = seconds32(mq.MaxSessionExpiry)
 	return cfg

@@ -49,6 +49,10 @@ type Config struct {
 	// TopicAliasMaximum is the highest inbound Topic Alias accepted; 0
 	// accepts none. Default 64.
 	TopicAliasMaximum uint16
+	// MaxTopicAliasOutbound is the most Topic Aliases the gateway gives the
+	// topics it sends to one MQTT 5 client, below the client's Topic Alias
+	// Maximum (mqtt.max_topic_alias_outbound); 0 sends none. Default 64.
+	MaxTopicAliasOutbound uint16
 	// MaxQoS is the highest QoS the gateway accepts and grants. Default 2.
 	MaxQoS byte
 	// RetainAvailable, WildcardAvailable, SharedAvailable and
@@ -111,6 +115,12 @@ type Config struct {
 	// Default 50ms.
 	RecordCommitDelay time.Duration
 
+	// LocalRetained returns the latest message of each local topic (the
+	// gateway's $SYS topics, LocalMessage) that filter matches; a new
+	// subscription to a $SYS filter gets them as retained messages. It
+	// must not block. Nil: none.
+	LocalRetained func(filter string) []LocalMessage
+
 	// NewClientID returns a fresh, unique client identifier for a client
 	// that connects with an empty one [MQTT-3.1.3-6]. The driver supplies
 	// random ones; tests supply a counter. Required.
@@ -121,23 +131,24 @@ type Config struct {
 // caller.
 func DefaultConfig() Config {
 	return Config{
-		ConnectTimeout:       10 * time.Second,
-		KeepAliveBackoff:     0.75,
-		ReceiveMaximum:       32,
-		MaxPacketSize:        1 << 20,
-		MaxConnectPacketSize: 64 << 10,
-		MaxInflightReleases:  8,
-		TopicAliasMaximum:    64,
-		MaxQoS:               2,
-		WildcardAvailable:    true,
-		SessionExpiry:        7200,
-		Durable:              true,
-		CheckpointInterval:   5 * time.Second,
-		BatchSize:            100,
-		BatchesPerStream:     16,
-		InflightLimit:        256,
-		OutboundWindow:       256,
-		RecordCommitDelay:    50 * time.Millisecond,
+		ConnectTimeout:        10 * time.Second,
+		KeepAliveBackoff:      0.75,
+		ReceiveMaximum:        32,
+		MaxPacketSize:         1 << 20,
+		MaxConnectPacketSize:  64 << 10,
+		MaxInflightReleases:   8,
+		TopicAliasMaximum:     64,
+		MaxTopicAliasOutbound: 64,
+		MaxQoS:                2,
+		WildcardAvailable:     true,
+		SessionExpiry:         7200,
+		Durable:               true,
+		CheckpointInterval:    5 * time.Second,
+		BatchSize:             100,
+		BatchesPerStream:      16,
+		InflightLimit:         256,
+		OutboundWindow:        256,
+		RecordCommitDelay:     50 * time.Millisecond,
 	}
 }
 

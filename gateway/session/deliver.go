@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/stratamq/strata/gateway/packet"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
 
@@ -61,6 +62,9 @@ type outbox struct {
 	inflightCap int
 	// maxPacket is the client's Maximum Packet Size (0: none).
 	maxPacket uint32
+	// aliases are the connection's outbound Topic Aliases, nil when the
+	// client takes none (alias_out.go).
+	aliases *outAliases
 	// queue holds the messages to send, in order.
 	queue []*outMsg
 	// unwritten counts PUBLISHes handed to the driver and not yet written.
@@ -258,11 +262,15 @@ func (st *stream) ringRecord() *storagev1.StreamRing {
 	return r
 }
 
-func (m *Machine) initDelivery(durable bool, clientReceiveMax uint16, maxPacket uint32) {
+func (m *Machine) initDelivery(durable bool, clientReceiveMax uint16, maxPacket uint32, clientAliasMax uint16) {
 	d := &m.d
 	d.durable = durable
 	d.out.inflightCap = min(int(clientReceiveMax), max(m.cfg.InflightLimit, 1), MaxInflight)
 	d.out.maxPacket = maxPacket
+	d.out.aliases = nil
+	if n := min(clientAliasMax, m.cfg.MaxTopicAliasOutbound); n > 0 && m.version == packet.V5 {
+		d.out.aliases = newOutAliases(n)
+	}
 	d.t1, d.t2 = newTrack(1), newTrack(2)
 	d.subs, d.states, d.storedStates = nil, nil, nil
 	d.io = dsdIO{}

@@ -79,9 +79,10 @@ const propSteps = 400
 // propTopics are the topic names published to; each has one publisher,
 // whose client id decides the shard. The subscriber publishes too (for
 // no local), into shard 0.
-var propTopics = []string{"a/x", "a/y", "b/x"}
+// They are 4 bytes long, the shortest that get outbound Topic Aliases.
+var propTopics = []string{"a/xx", "a/yy", "b/xx"}
 
-var propPublisherShard = map[string]uint32{"pub-a/x": 0, "pub-a/y": 1, "pub-b/x": 1, "c1": 0}
+var propPublisherShard = map[string]uint32{"pub-a/xx": 0, "pub-a/yy": 1, "pub-b/xx": 1, "c1": 0}
 
 // propFilters are what the client subscribes to; each has fixed options
 // (so a message's QoS is known from its subscription) and its own
@@ -91,7 +92,7 @@ var propFilters = []struct {
 	filter  string
 	qos     byte
 	noLocal bool
-}{{"a/+", 2, false}, {"a/x", 1, true}, {"#", 2, true}, {"+/x", 0, false}, {"b/#", 1, false}}
+}{{"a/+", 2, false}, {"a/xx", 1, true}, {"#", 2, true}, {"+/xx", 0, false}, {"b/#", 1, false}}
 
 type propWorld struct {
 	t       *testing.T
@@ -102,6 +103,8 @@ type propWorld struct {
 	now     time.Time
 	cfg     Config
 	recvMax uint16
+	// aliasMax is the client's Topic Alias Maximum (0: none).
+	aliasMax uint16
 
 	// dsd
 	shards   [2]*propShard
@@ -190,6 +193,9 @@ type propClient struct {
 	// lastNew is, per (subscription, publisher, topic), the publish index of
 	// the last message delivered to the application for the first time.
 	lastNew map[string]int
+	// aliases are the outbound Topic Aliases the gateway set on this
+	// connection.
+	aliases map[uint16]string
 }
 
 func newPropWorld(t *testing.T, seed int64) *propWorld {
@@ -216,7 +222,10 @@ func newPropWorld(t *testing.T, seed int64) *propWorld {
 	for i := range w.shards {
 		w.shards[i] = &propShard{gen: 1}
 	}
-	w.logf("seed %d: batch=%d ring=%d window=%d receive_max=%d", seed, cfg.BatchSize, cfg.BatchesPerStream, cfg.OutboundWindow, w.recvMax)
+	// From the seed, not from rng, so that every seed keeps the scenario
+	// it had before aliases were drawn.
+	w.aliasMax = []uint16{0, 1, 2, 64}[seed%4]
+	w.logf("seed %d: batch=%d ring=%d window=%d receive_max=%d topic_alias_max=%d", seed, cfg.BatchSize, cfg.BatchesPerStream, cfg.OutboundWindow, w.recvMax, w.aliasMax)
 	return w
 }
 
@@ -349,6 +358,11 @@ func (w *propWorld) connect() {
 		c.Properties.ReceiveMaximum = w.recvMax
 		c.Properties.Present.Add(packet.PropReceiveMaximum)
 	}
+	if w.aliasMax > 0 {
+		c.Properties.TopicAliasMaximum = w.aliasMax
+		c.Properties.Present.Add(packet.PropTopicAliasMaximum)
+	}
+	w.cl.aliases = nil // the client's table is per connection too
 	w.handle(w.m.Packet(w.now, c))
 	w.guard++
 	r := ConnectResult{Guard: w.guard, SessionPresent: w.opened}
@@ -789,6 +803,7 @@ func (w *propWorld) clientRead(n int) {
 
 func (w *propWorld) receive(p *packet.Publish) {
 	cl := w.cl
+	topic := w.resolveAlias(p)
 	if len(p.Properties.SubscriptionIdentifiers) != 1 {
 		w.failf("PUBLISH %s without one subscription identifier", p.Payload)
 	}
@@ -842,7 +857,11 @@ func (w *propWorld) receive(p *packet.Publish) {
 	}
 	if cl.app[id] == 1 && p.Payload[0] == 'm' {
 		n, _ := strconv.Atoi(string(p.Payload[1:]))
-		key := fmt.Sprintf("%d|%s|%s", subID, w.publisher(n), p.Topic)
+		msg := w.published(n)
+		if topic != msg.Topic {
+			w.failf("m%d came on %q, published to %q", n, topic, msg.Topic)
+		}
+		key := fmt.Sprintf("%d|%s|%s", subID, msg.PublisherClientId, topic)
 		if n < cl.lastNew[key] {
 			w.failf("%s delivered after m%d (order of %s)", id, cl.lastNew[key], key)
 		}
@@ -850,20 +869,45 @@ func (w *propWorld) receive(p *packet.Publish) {
 	}
 }
 
-// publisher finds the publisher of message mN.
-func (w *propWorld) publisher(n int) string {
+// resolveAlias returns the topic of p, resolving its outbound Topic Alias
+// as the client does, and checks the alias against the client's maximum
+// [MQTT-3.3.2-9] and its table [MQTT-3.3.2-7].
+func (w *propWorld) resolveAlias(p *packet.Publish) string {
+	if !p.Properties.Present.Has(packet.PropTopicAlias) {
+		if p.Topic == "" {
+			w.failf("PUBLISH %s without topic or alias", p.Payload)
+		}
+		return p.Topic
+	}
+	a := p.Properties.TopicAlias
+	if a == 0 || a > w.aliasMax {
+		w.failf("PUBLISH %s with alias %d, the client's maximum is %d", p.Payload, a, w.aliasMax)
+	}
+	if p.Topic != "" {
+		put(&w.cl.aliases, a, p.Topic)
+		return p.Topic
+	}
+	topic, ok := w.cl.aliases[a]
+	if !ok {
+		w.failf("PUBLISH %s with alias %d, never set on this connection", p.Payload, a)
+	}
+	return topic
+}
+
+// published finds message mN.
+func (w *propWorld) published(n int) *storagev1.Message {
 	payload := "m" + strconv.Itoa(n)
 	for _, sh := range w.shards {
 		for _, st := range sh.streams {
 			for _, msg := range st.msgs {
 				if string(msg.Payload) == payload {
-					return msg.PublisherClientId
+					return msg
 				}
 			}
 		}
 	}
 	w.failf("no message %s", payload)
-	return ""
+	return nil
 }
 
 func (w *propWorld) receivePubrel(p *packet.Pubrel) {

@@ -237,6 +237,9 @@ func formatPublish(p *packet.Publish) string {
 	if p.Properties.Present.Has(packet.PropMessageExpiryInterval) {
 		s += fmt.Sprintf(" expiry=%d", p.Properties.MessageExpiryInterval)
 	}
+	if p.Properties.Present.Has(packet.PropTopicAlias) {
+		s += fmt.Sprintf(" alias=%d", p.Properties.TopicAlias)
+	}
 	return s + " " + string(p.Payload)
 }
 

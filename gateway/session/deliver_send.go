@@ -235,7 +235,8 @@ func (m *Machine) settleAll() bool {
 // not sent: denied by the ACL (a subscription a deny rule overlaps: each
 // topic is checked, replays after an ACL change included), expired (MQTT 5
 // section 3.3.2.3.3; a resend goes out even if expired since) or larger than
-// the client's Maximum Packet Size [MQTT-3.1.2-25].
+// the client's Maximum Packet Size [MQTT-3.1.2-25]. It takes the topic's
+// outbound Topic Alias (fit).
 func (m *Machine) publishPacket(o *outMsg, t *track) (*packet.Publish, string) {
 	if s := o.subscription(); s != nil && s.aclCheck && !m.authorize(AccessDeliver, o.msg.Topic) {
 		return nil, "acl_denied"
@@ -265,10 +266,8 @@ func (m *Machine) publishPacket(o *outMsg, t *track) (*packet.Publish, string) {
 		!m.now.Before(time.UnixMicro(o.msg.TimestampUs).Add(time.Duration(*mp.MessageExpiryInterval)*time.Second)) {
 		return nil, "expired"
 	}
-	if m.d.out.maxPacket > 0 {
-		if n, err := p.Size(m.version); err != nil || n > int(m.d.out.maxPacket) {
-			return nil, "too_large"
-		}
+	if !m.fit(p) {
+		return nil, "too_large"
 	}
 	return p, ""
 }

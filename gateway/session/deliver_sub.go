@@ -110,7 +110,7 @@ func (m *Machine) runOp() {
 		return
 	}
 	for _, g := range op.granted {
-		if g != nil && m.d.subs[g.Filter] == nil {
+		if g != nil && m.d.subs[g.Filter] == nil && !localOnly(g.Filter) {
 			seq := m.awaitCall(call{kind: callWatermarks, op: op})
 			m.out = append(m.out, Watermarks{Seq: seq})
 			return
@@ -183,7 +183,7 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 		s := m.d.subs[g.Filter]
 		isNew := s == nil
 		if isNew {
-			if a.err != nil || len(a.starts) == 0 {
+			if !localOnly(g.Filter) && (a.err != nil || len(a.starts) == 0) {
 				op.codes[i] = packet.UnspecifiedError // dsd unreachable: 0x80 in both versions
 				continue
 			}
@@ -215,6 +215,10 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 				wantRetained = false // MQTT 5 section 4.8.2: retained messages are not sent to shared subscriptions
 			}
 			switch {
+			case localOnly(t.s.rec.TopicFilter):
+				if wantRetained {
+					m.sendLocalRetained(t.s)
+				}
 			case wantRetained:
 				m.fetchRetained(t.s, t.isNew)
 			case t.isNew:
@@ -228,6 +232,9 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 // addWatches adds the subscription's Watch entry: one over every shard,
 // each from the subscription's start there.
 func (m *Machine) addWatches(s *sub) {
+	if localOnly(s.rec.TopicFilter) {
+		return // dsd holds none of its messages (local.go)
+	}
 	e := m.newEntry()
 	put(&m.d.io.watches, e, s)
 	s.watch = e

@@ -75,5 +75,17 @@
 // batch record before the batch's first PUBLISH, numbers seqnos and packet
 // ids, and replays exactly the recorded batch after a reconnect
 // (docs/delivery.md). A durable session commits this state to dsd; any other
-// lives and dies with the connection.
+// lives and dies with the connection. An MQTT 5 client that announces a
+// Topic Alias Maximum gets outbound Topic Aliases from a per-connection LRU
+// (alias_out.go); a new connection starts with none.
+//
+// # Local messages
+//
+// Local delivers messages the gateway publishes itself (its $SYS topics):
+// matched against the subscriptions, sent at QoS 0 with no seqno, record or
+// commit, and never stored. A filter that can match only $SYS topics needs
+// nothing from dsd (no watermarks, Watch entry or retained fetch); a new one
+// gets Config.LocalRetained's latest messages with RETAIN after SUBACK.
+// Clients may not publish to $SYS, nor arm a will there: refused as the ACL
+// refuses.
 package session

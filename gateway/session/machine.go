@@ -65,10 +65,11 @@ type Machine struct {
 	d delivery
 	// now is the time of the event being handled.
 	now time.Time
-	// clientReceiveMax and clientMaxPacket are the client's limits from
-	// CONNECT (MQTT 5).
+	// clientReceiveMax, clientMaxPacket and clientAliasMax are the
+	// client's limits from CONNECT (MQTT 5).
 	clientReceiveMax uint16
 	clientMaxPacket  uint32
+	clientAliasMax   uint16
 
 	out []Action
 }
@@ -331,6 +332,7 @@ func (m *Machine) send(p packet.Packet) {
 }
 
 func (m *Machine) flush() []Action {
+	m.countAliases()
 	out := m.out
 	m.out = nil
 	return out

@@ -22,6 +22,11 @@ func (m *Machine) connect(c *packet.Connect) {
 		m.refuse(packet.BadAuthenticationMethod, false) // no enhanced authentication
 		return
 	}
+	if c.WillFlag && sysTopic(c.WillTopic) {
+		m.out = append(m.out, Denied{Access: AccessPublish, Topic: c.WillTopic})
+		m.refuse(packet.NotAuthorized, false) // the $SYS topics are the gateway's, wills included
+		return
+	}
 	if v5 && c.WillFlag && c.WillQoS > m.cfg.MaxQoS {
 		m.refuse(packet.QoSNotSupported, false) // [MQTT-3.2.2-12]
 		return
@@ -84,6 +89,9 @@ func (m *Machine) connect(c *packet.Connect) {
 		if c.Properties.Present.Has(packet.PropMaximumPacketSize) {
 			m.clientMaxPacket = c.Properties.MaximumPacketSize
 		}
+		if c.Properties.Present.Has(packet.PropTopicAliasMaximum) {
+			m.clientAliasMax = c.Properties.TopicAliasMaximum
+		}
 	}
 
 	m.req = ConnectRequest{
@@ -144,7 +152,7 @@ func (m *Machine) ConnectDone(now time.Time, r ConnectResult) []Action {
 		m.deadline = now.Add(m.timeout)
 	}
 	m.now = now
-	m.initDelivery(m.cfg.Durable && m.expiry > 0, m.clientReceiveMax, m.clientMaxPacket)
+	m.initDelivery(m.cfg.Durable && m.expiry > 0, m.clientReceiveMax, m.clientMaxPacket, m.clientAliasMax)
 	if m.d.durable && m.cfg.CheckpointInterval > 0 {
 		m.d.c.nextCheckpoint = now.Add(m.cfg.CheckpointInterval)
 	}

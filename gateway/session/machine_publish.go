@@ -107,7 +107,9 @@ func (m *Machine) publish(p *packet.Publish) {
 			resend = true
 		}
 	}
-	if m.authorize != nil && !m.authorize(AccessPublish, p.Topic) {
+	// The $SYS topics are the gateway's (local.go): refused as the ACL
+	// refuses, whatever its rules.
+	if sysTopic(p.Topic) || m.authorize != nil && !m.authorize(AccessPublish, p.Topic) {
 		m.out = append(m.out, Denied{Access: AccessPublish, Topic: p.Topic})
 		switch {
 		case m.cfg.DisconnectOnDeny:

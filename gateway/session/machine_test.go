@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 
 	"github.com/stratamq/strata/gateway/packet"
+	"github.com/stratamq/strata/lts"
 )
 
 // TestMachine runs the scripts in testdata/. Each command feeds one event at
@@ -20,10 +21,12 @@ import (
 //	    [max_qos=N] [retain] [shared] [subid] [no_wildcard] [receive_max=N] [stores=N]
 //	    [batch=N] [ring=N] [window=N] [record_delay=D] [not_durable] [keep_store]
 //	    [deny_disconnect]
-//	    [max_releases=N]
+//	    [max_releases=N] [alias_out=N] [sys_retained]
+//	    (sys_retained: the gateway's latest $SYS messages are
+//	    $SYS/broker/uptime "10" and $SYS/broker/version "strata")
 //	connect [v=5|4|3] [id=X] [clean] [keepalive=N] [expiry=N] [user=U]
 //	    [will=TOPIC] [will_qos=N] [will_retain] [auth_method=M]
-//	    [receive_max=N] [max_packet=N]
+//	    [receive_max=N] [max_packet=N] [alias_max=N]
 //	connected [code=0xNN] [no_connack] [present] [guard=N] [deny=PREFIX]
 //	    [auth_expires=N]  (the credentials expire N seconds after the start)
 //	    (deny: topics and filters starting with PREFIX are denied; a
@@ -35,6 +38,7 @@ import (
 //	publish topic=T [qos=N] [id=N] [retain] [alias=N]
 //	subscribe id=N [subid=N]   (body: "filter qos [nolocal] [rap] [rh=N]" per line)
 //	unsubscribe id=N           (body: a filter per line)
+//	local                      (body: "topic payload" per line: Machine.Local)
 //	pubrec id=N | pubrel id=N
 //	store-done [err=stale|quota|unavailable]
 //	release-done id=N [not_held] [err=stale|quota|unavailable]
@@ -76,6 +80,18 @@ func TestMachine(t *testing.T) {
 					cfg.ReceiveMaximum = uint16(intArg(t, d, "receive_max", 0))
 				}
 				cfg.StoresInFlight = int(intArg(t, d, "stores", 0))
+				cfg.MaxTopicAliasOutbound = uint16(intArg(t, d, "alias_out", 64))
+				if d.HasArg("sys_retained") {
+					cfg.LocalRetained = func(filter string) []LocalMessage {
+						var out []LocalMessage
+						for _, msg := range []LocalMessage{{"$SYS/broker/uptime", []byte("10")}, {"$SYS/broker/version", []byte("strata")}} {
+							if lts.MatchTopic(filter, msg.Topic) {
+								out = append(out, msg)
+							}
+						}
+						return out
+					}
+				}
 				cfg.RetainAvailable = d.HasArg("retain")
 				cfg.SharedAvailable = d.HasArg("shared")
 				cfg.SubscriptionIDAvailable = d.HasArg("subid")
@@ -179,6 +195,13 @@ func TestMachine(t *testing.T) {
 				p := &packet.Unsubscribe{PacketID: uint16(intArg(t, d, "id", 0))}
 				p.Filters = strings.Fields(d.Input)
 				acts = m.Packet(now, p)
+			case "local":
+				var msgs []LocalMessage
+				for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
+					topic, payload, _ := strings.Cut(line, " ")
+					msgs = append(msgs, LocalMessage{Topic: topic, Payload: []byte(payload)})
+				}
+				acts = m.Local(now, msgs)
 			case "pubrec":
 				acts = m.Packet(now, &packet.Pubrec{PacketID: uint16(intArg(t, d, "id", 0))})
 			case "pubrel":
@@ -286,6 +309,10 @@ func connectPacket(t *testing.T, d *datadriven.TestData) *packet.Connect {
 	if d.HasArg("max_packet") {
 		c.Properties.MaximumPacketSize = uint32(intArg(t, d, "max_packet", 0))
 		c.Properties.Present.Add(packet.PropMaximumPacketSize)
+	}
+	if d.HasArg("alias_max") {
+		c.Properties.TopicAliasMaximum = uint16(intArg(t, d, "alias_max", 0))
+		c.Properties.Present.Add(packet.PropTopicAliasMaximum)
 	}
 	if d.HasArg("auth_method") {
 		c.Properties.AuthenticationMethod = strArg(d, "auth_method", "")

@@ -200,6 +200,7 @@ func run(args []string) error {
 		Admission:     auth.NewAdmission(cfg),
 		Ready:         lease.Ready,
 		Logger:        log,
+		Name:          *gatewayID,
 		Pprof:         *pprofHTTP,
 	})
 	if err != nil {
