@@ -79,3 +79,13 @@ func (l *Link) AddSessionRead(session *dsdv1.SessionRef, iterator []byte, window
 		}}}
 	})
 }
+
+// AddSharedRead adds a member's Read entry of a shared group's stream
+// (ReadEntry.shared): its batches are the group's grants to the session.
+func (l *Link) AddSharedRead(session *dsdv1.SessionRef, iterator []byte, window, maxBatchMessages uint32, shared *dsdv1.SharedRead) (uint64, error) {
+	return l.addEntry(func(id uint64) *dsdv1.GatewayLinkRequest {
+		return &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Read{Read: &dsdv1.ReadEntry{
+			EntryId: id, Iterator: iterator, Window: window, MaxBatchMessages: maxBatchMessages, Session: session, Shared: shared,
+		}}}
+	})
+}

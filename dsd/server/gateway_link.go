@@ -180,6 +180,7 @@ func newGatewayLinkService(db *storage.DB, opts GatewayLinkOptions, log *slog.Lo
 	s := &gatewayLinkService{db: db, opts: opts, log: log, stopping: stopping, metrics: m,
 		leases: newLeases(db, opts.HeartbeatInterval, opts.Now, log), groups: sharedGroups{db: db}}
 	db.SetSharedLive(s.groups.live)
+	db.SetSharedWake(s.groups.wake)
 	return s
 }
 

@@ -25,9 +25,10 @@ import (
 // readers of one group stream take turns under sharedStream.mu, and the
 // strategy decides whose turn it is:
 //
-//   - round_robin: a member that had the last grant yields while another
-//     member's reader waits for one;
-//   - random: a uniformly random member among those waiting;
+//   - round_robin: the members take turns in the order of their client
+//     ids: the turn is the first member after the last grant's that is
+//     ready (e's, or one whose reader waits for a grant);
+//   - random: a uniformly random member among those ready;
 //   - sticky: the member of the last grant, while it has a reader;
 //   - hash_clientid, hash_topic: each message goes to the member that the
 //     hash of its publisher's client id or of its topic picks among the
@@ -81,6 +82,23 @@ type sharedGroups struct {
 	// held counts the entries of each group (all its streams): when the
 	// last one leaves, the group may have no member left.
 	held map[string]int
+}
+
+// wake makes every reader of a group runnable (storage.SetSharedWake:
+// grants went back to it).
+func (g *sharedGroups) wake(filter string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for k, ss := range g.streams {
+		if k.filter != filter {
+			continue
+		}
+		ss.mu.Lock()
+		for _, o := range ss.readers {
+			o.l.sched.wake(o)
+		}
+		ss.mu.Unlock()
+	}
 }
 
 // live reports whether a group has a reader (storage.SetSharedLive).
@@ -176,6 +194,20 @@ func (ss *sharedStream) membersLocked(e *linkEntry) []string {
 	return slices.Compact(out)
 }
 
+// readyLocked is e and the waiting readers of other members, one per
+// member, sorted by member.
+func (ss *sharedStream) readyLocked(e *linkEntry) []*linkEntry {
+	ready := []*linkEntry{e}
+	for o := range ss.waiting {
+		m := o.read.shared.member
+		if !slices.ContainsFunc(ready, func(r *linkEntry) bool { return r.read.shared.member == m }) {
+			ready = append(ready, o)
+		}
+	}
+	slices.SortFunc(ready, func(a, b *linkEntry) int { return strings.Compare(a.read.shared.member, b.read.shared.member) })
+	return ready
+}
+
 // turnLocked decides whether e may take the next grant. When it may not,
 // e waits and the reader whose turn it is is woken.
 func (ss *sharedStream) turnLocked(e *linkEntry) bool {
@@ -183,13 +215,8 @@ func (ss *sharedStream) turnLocked(e *linkEntry) bool {
 	var chosen *linkEntry
 	switch sr.strategy {
 	case StrategyRandom:
-		cands := []*linkEntry{e}
-		for o := range ss.waiting {
-			if o.read.shared.member != sr.member {
-				cands = append(cands, o)
-			}
-		}
-		chosen = cands[rand.IntN(len(cands))]
+		ready := ss.readyLocked(e)
+		chosen = ready[rand.IntN(len(ready))]
 	case StrategySticky:
 		if ss.last != "" && ss.last != sr.member {
 			for _, o := range ss.readers {
@@ -202,12 +229,12 @@ func (ss *sharedStream) turnLocked(e *linkEntry) bool {
 	case StrategyHashClientID, StrategyHashTopic:
 		return true // per message: grantable cuts the batch
 	default: // round_robin
-		if ss.last == sr.member {
-			for o := range ss.waiting {
-				if o.read.shared.member != sr.member {
-					chosen = o
-					break
-				}
+		ready := ss.readyLocked(e)
+		chosen = ready[0]
+		for _, o := range ready {
+			if o.read.shared.member > ss.last {
+				chosen = o
+				break
 			}
 		}
 	}

@@ -43,6 +43,8 @@ type DB struct {
 	closing atomic.Bool
 	// sharedLive is SetSharedLive's function (shared.go).
 	sharedLive atomic.Pointer[func(string) bool]
+	// sharedWake is SetSharedWake's function.
+	sharedWake atomic.Pointer[func(string)]
 	// failed is the first commit error; set once, never cleared.
 	failed atomic.Pointer[error]
 	// space is the free-space watermark (diskspace.go).

@@ -392,8 +392,14 @@ func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
 				continue
 			}
 			held = append(held, groups...)
-			if _, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(int64) command { return cmdSharedMemberDown{down: d} }}); err != nil {
+			rep, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(int64) command { return cmdSharedMemberDown{down: d} }})
+			if err != nil {
 				return err
+			}
+			if wake := db.sharedWake.Load(); wake != nil && rep.sess.sharedReturned > 0 {
+				for _, g := range groups {
+					(*wake)(g)
+				}
 			}
 		}
 		if !d.Final {
@@ -431,6 +437,10 @@ func (s *shard) groupsWithGrantsOf(member string, filters []string) []string {
 	}
 	return out
 }
+
+// SetSharedWake tells the DB how to wake a group's readers when grants
+// went back to it (dsd/server), so they are handed on at once.
+func (db *DB) SetSharedWake(wake func(filter string)) { db.sharedWake.Store(&wake) }
 
 // SetSharedLive tells the DB how to learn whether a group has a member
 // connected now (dsd/server: a reader of the group on some gateway link).
