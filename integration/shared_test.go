@@ -3,8 +3,11 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
@@ -160,4 +163,86 @@ func TestSharedGroupGatewayKilled(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSharedSubscriptionRules: the MQTT 5 shared-subscription cases of the
+// paho interoperability suite, on Strata: two groups and an ordinary
+// subscription on one topic (the ordinary one gets every message, each
+// group every message once), no retained message on a shared subscription,
+// and No Local on a shared subscription is a Protocol Error.
+func TestSharedSubscriptionRules(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := startCluster(t, ctx, 1)
+	addr := c.addr(0)
+
+	// A retained message before anyone subscribes.
+	publishOne(t, ctx, addr, "rules/r", "retained", true)
+
+	plain := dialSub(t, ctx, addr, pahoOpts{clientID: "plain", cleanStart: true})
+	defer plain.disconnect()
+	plain.subscribe(t, ctx, "rules/#", 1)
+	groups := map[string][]*pahoSub{}
+	for _, g := range []string{"g1", "g2"} {
+		for i := range 2 {
+			m := dialSub(t, ctx, addr, pahoOpts{clientID: fmt.Sprintf("%s-%d", g, i), cleanStart: true})
+			defer m.disconnect()
+			m.subscribe(t, ctx, "$share/"+g+"/rules/#", 1)
+			groups[g] = append(groups[g], m)
+		}
+	}
+	plain.waitCount(t, 1, 10*time.Second) // the retained message: to the ordinary subscription only
+	const n = 20
+	for i := range n {
+		publishOne(t, ctx, addr, "rules/t", fmt.Sprint(i), false)
+	}
+	plain.waitCount(t, n+1, 10*time.Second)
+	for g, ms := range groups {
+		wait.For(t, 10*time.Second, g+" gets every message", func() bool { return ms[0].count()+ms[1].count() >= n })
+		seen := map[string]int{}
+		for i, m := range ms {
+			if m.count() == 0 {
+				t.Errorf("%s member %d got nothing", g, i)
+			}
+			for _, d := range m.messages() {
+				if d.payload == "retained" {
+					t.Fatalf("%s member %d got the retained message", g, i)
+				}
+				seen[d.payload]++
+			}
+		}
+		for i := range n {
+			if seen[fmt.Sprint(i)] != 1 {
+				t.Fatalf("%s: message %d delivered %d times", g, i, seen[fmt.Sprint(i)])
+			}
+		}
+	}
+
+	// No Local on a shared subscription: a Protocol Error, the connection closes.
+	nl := dialSub(t, ctx, addr, pahoOpts{clientID: "nolocal", cleanStart: true})
+	go func() { // no SUBACK comes: paho's call returns when its wait ends
+		_, _ = nl.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "$share/g1/rules/#", QoS: 1, NoLocal: true}}})
+	}()
+	select {
+	case <-nl.c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("No Local on a shared subscription: the connection is still open")
+	}
+}
+
+// publishOne publishes one QoS 1 message from a short-lived client.
+func publishOne(t *testing.T, ctx context.Context, addr, topic, payload string, retain bool) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: nc})
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "one-" + topic, CleanStart: true, KeepAlive: 30}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: retain, Payload: []byte(payload)}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Disconnect(&paho.Disconnect{})
 }

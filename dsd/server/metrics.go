@@ -43,6 +43,8 @@ type metrics struct {
 	linkRunnable prometheus.Gauge
 	// linkSharedReads counts batches given by shareRead.
 	linkSharedReads prometheus.Counter
+	// sharedGrants counts shared group grants by kind (new, redelivery).
+	sharedGrants *prometheus.CounterVec
 }
 
 // Results of a Read entry's Next (strata_ds_link_reads_total's result).
@@ -109,7 +111,11 @@ func newMetrics(db *storage.DB) *metrics {
 		Name: "strata_ds_link_shared_reads_total",
 		Help: "Batches given to a gateway link Read entry from another entry's read of the same stream and position (one scan and one send per gateway).",
 	})
-	m.registry.MustRegister(reads, m.linkListings, m.linkRunnable, m.linkSharedReads)
+	m.sharedGrants = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "strata_ds_shared_grants_total",
+		Help: "Batches of shared subscription groups handed to a member: new (read after the group's cursor) or redelivery (a departed member's).",
+	}, []string{"kind"})
+	m.registry.MustRegister(reads, m.linkListings, m.linkRunnable, m.linkSharedReads, m.sharedGrants)
 	for shard := range db.NShards() {
 		m.storeByShard = append(m.storeByShard, m.storeBatch.WithLabelValues(strconv.Itoa(shard)))
 	}
@@ -233,12 +239,18 @@ var (
 		"Reads of v2 streams' live end: served from the tail cache (hit) or sent to Pebble because the cache does not cover the reader's position (miss).", []string{"result"}, nil)
 	tailEvictedDesc = prometheus.NewDesc("strata_ds_tail_cache_evicted_total",
 		"Messages evicted from the tail cache to stay within its budget.", nil, nil)
+	sharedReturnedDesc = prometheus.NewDesc("strata_ds_shared_returned_total",
+		"Shared group grants handed back by a member whose connection or membership ended, for another member.", nil, nil)
+	sharedDroppedDesc = prometheus.NewDesc("strata_ds_shared_dropped_messages_total",
+		"Messages of QoS 2 grants dropped because their member's session ended before it finished them (MQTT 5 section 4.8.2: never to another member).", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- tailBytesDesc
 	ch <- tailReadsDesc
 	ch <- tailEvictedDesc
+	ch <- sharedReturnedDesc
+	ch <- sharedDroppedDesc
 	ch <- walFsyncsDesc
 	ch <- walBytesDesc
 	ch <- commitRoundsDesc
@@ -263,4 +275,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(tailReadsDesc, prometheus.CounterValue, float64(ts.Hits), "hit")
 	ch <- prometheus.MustNewConstMetric(tailReadsDesc, prometheus.CounterValue, float64(ts.Misses), "miss")
 	ch <- prometheus.MustNewConstMetric(tailEvictedDesc, prometheus.CounterValue, float64(ts.Evicted))
+	ss := c.db.SharedStats()
+	ch <- prometheus.MustNewConstMetric(sharedReturnedDesc, prometheus.CounterValue, float64(ss.Returned))
+	ch <- prometheus.MustNewConstMetric(sharedDroppedDesc, prometheus.CounterValue, float64(ss.Dropped))
 }

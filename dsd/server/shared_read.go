@@ -352,6 +352,11 @@ func (l *link) grantLocked(e *linkEntry, room int) (*dsdv1.GatewayLinkResponse, 
 		return nil, false, fmt.Errorf("shared group %q: %w", sr.filter, err)
 	}
 	l.s.metrics.linkReads[linkReadData].Inc()
+	if grant.Redelivery {
+		l.s.metrics.sharedGrants.WithLabelValues("redelivery").Inc()
+	} else {
+		l.s.metrics.sharedGrants.WithLabelValues("new").Inc()
+	}
 	ss.last = sr.member
 	delete(ss.waiting, e)
 	ss.wakeWaitingLocked()

@@ -44,7 +44,8 @@ type DB struct {
 	// sharedLive is SetSharedLive's function (shared.go).
 	sharedLive atomic.Pointer[func(string) bool]
 	// sharedWake is SetSharedWake's function.
-	sharedWake atomic.Pointer[func(string)]
+	sharedWake  atomic.Pointer[func(string)]
+	sharedStats sharedCounters
 	// failed is the first commit error; set once, never cleared.
 	failed atomic.Pointer[error]
 	// space is the free-space watermark (diskspace.go).

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
@@ -396,6 +397,8 @@ func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
 			if err != nil {
 				return err
 			}
+			db.sharedStats.returned.Add(int64(rep.sess.sharedReturned))
+			db.sharedStats.dropped.Add(int64(rep.sess.sharedDropped))
 			if wake := db.sharedWake.Load(); wake != nil && rep.sess.sharedReturned > 0 {
 				for _, g := range groups {
 					(*wake)(g)
@@ -563,4 +566,19 @@ func (db *DB) sharedMembersDownAfterCommit(downs []SharedDown) {
 	if err := db.SharedMembersDown(db.ctx, downs); err != nil && db.ctx.Err() == nil {
 		db.log.Warn("shared groups: member end not applied (reconciled at next open)", "err", err)
 	}
+}
+
+// SharedStats counts what members' ends did to shared groups.
+type SharedStats struct {
+	// Returned counts grants handed back to their group (to go to another
+	// member); Dropped counts the messages of recorded QoS 2 grants dropped
+	// because their member's session ended (MQTT 5 section 4.8.2).
+	Returned, Dropped int64
+}
+
+type sharedCounters struct{ returned, dropped atomic.Int64 }
+
+// SharedStats returns the shared group counters since Open.
+func (db *DB) SharedStats() SharedStats {
+	return SharedStats{Returned: db.sharedStats.returned.Load(), Dropped: db.sharedStats.dropped.Load()}
 }
