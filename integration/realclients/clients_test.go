@@ -2,6 +2,8 @@ package realclients
 
 import (
 	"context"
+	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -31,4 +33,47 @@ func TestMosquittoClients(t *testing.T) {
 	})
 	t.Run("resume/v5", func(t *testing.T) { resumeRound(t, b, d, 5, "mosq-v5") })
 	t.Run("resume/v3.1.1", func(t *testing.T) { resumeRound(t, b, d, 4, "mosq-v311") })
+}
+
+// TestPythonPaho: Eclipse paho-mqtt in Python (Debian's python3-paho-mqtt,
+// the 1.x API), MQTT 5 and 3.1.1.
+func TestPythonPaho(t *testing.T) {
+	t.Parallel()
+	python, missing := pythonWithPaho()
+	requireTool(t, missing)
+	b := startBroker(t, context.Background())
+	a := startAgentT(t, b, false, python, filepath.Join("testdata", "python", "agent.py"))
+	t.Run("resume/v5", func(t *testing.T) { resumeRound(t, b, a, 5, "py-v5") })
+	t.Run("resume/v3.1.1", func(t *testing.T) { resumeRound(t, b, a, 4, "py-v311") })
+}
+
+// startAgentT starts an agent for the test and closes it at the end (a
+// second close is harmless); on failure the test logs its transcript.
+func startAgentT(t *testing.T, b *broker, ws bool, name string, args ...string) *agent {
+	t.Helper()
+	a, err := startAgent(b, ws, name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := a.close(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("agent %s:\n%s", filepath.Base(args[0]), a.log())
+		}
+	})
+	return a
+}
+
+// pythonWithPaho finds a Python that imports paho.mqtt with MQTT 5
+// support: Debian's /usr/bin/python3 (python3-paho-mqtt) first, since
+// python3 on PATH may be another installation without Debian's packages.
+func pythonWithPaho() (string, string) {
+	for _, py := range []string{"/usr/bin/python3", "python3"} {
+		if exec.Command(py, "-c", "import paho.mqtt.client as m; m.MQTTv5").Run() == nil {
+			return py, ""
+		}
+	}
+	return "", "no python3 with paho-mqtt (MQTT 5 capable): apt-get install python3-paho-mqtt"
 }
