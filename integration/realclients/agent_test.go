@@ -109,6 +109,18 @@ func (a *agent) read(r io.Reader) {
 	}
 }
 
+// waitReady waits for the script's "ready" event.
+func (a *agent) waitReady(within time.Duration) error {
+	select {
+	case <-a.ready:
+		return nil
+	case <-a.done:
+		return fmt.Errorf("the agent ended before it was ready:\n%s", a.log())
+	case <-time.After(within):
+		return fmt.Errorf("the agent was not ready within %v:\n%s", within, a.log())
+	}
+}
+
 // request sends one command and waits for its answer.
 func (a *agent) request(ctx context.Context, cmd map[string]any) (event, error) {
 	a.mu.Lock()

@@ -2,9 +2,14 @@ package realclients
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/stratamq/strata/internal/testutil"
 )
 
 // TestPahoGolang: paho.golang, the project's own Go client (MQTT 5).
@@ -47,6 +52,45 @@ func TestPythonPaho(t *testing.T) {
 	t.Run("resume/v3.1.1", func(t *testing.T) { resumeRound(t, b, a, 4, "py-v311") })
 }
 
+// TestMQTTJSNode: MQTT.js (npm mqtt, testdata/node/package.json) in Node,
+// over TCP, MQTT 5 and 3.1.1.
+func TestMQTTJSNode(t *testing.T) {
+	t.Parallel()
+	requireTool(t, nodeMissing("mqtt"))
+	b := startBroker(t, context.Background())
+	a := startAgentT(t, b, false, "node", filepath.Join("testdata", "node", "agent.mjs"))
+	t.Run("resume/v5", func(t *testing.T) { resumeRound(t, b, a, 5, "js-v5") })
+	t.Run("resume/v3.1.1", func(t *testing.T) { resumeRound(t, b, a, 4, "js-v311") })
+}
+
+// TestMQTTJSBrowser: MQTT.js's browser bundle in a page of headless
+// Chromium (Debian's, driven by playwright-core), over the gateway's
+// WebSocket listener; the page's screenshot is kept (the test logs where).
+func TestMQTTJSBrowser(t *testing.T) {
+	t.Parallel()
+	requireTool(t, nodeMissing("mqtt", "playwright-core"))
+	requireTool(t, chromiumMissing())
+	dir := filepath.Join(testutil.RepoRoot(t), "bin", "test-artifacts", "realclients")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(dir, "mqttjs-browser.png")
+	_ = os.Remove(shot)
+	b := startBroker(t, context.Background())
+	a := startAgentT(t, b, true, "node", filepath.Join("testdata", "node", "browser.mjs"), shot)
+	if err := a.waitReady(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("resume/v5", func(t *testing.T) { resumeRound(t, b, a, 5, "browser-v5") })
+	if err := a.close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
+		t.Fatalf("no screenshot at %s: %v", shot, err)
+	}
+	t.Logf("screenshot of the page: %s", shot)
+}
+
 // startAgentT starts an agent for the test and closes it at the end (a
 // second close is harmless); on failure the test logs its transcript.
 func startAgentT(t *testing.T, b *broker, ws bool, name string, args ...string) *agent {
@@ -76,4 +120,30 @@ func pythonWithPaho() (string, string) {
 		}
 	}
 	return "", "no python3 with paho-mqtt (MQTT 5 capable): apt-get install python3-paho-mqtt"
+}
+
+// nodeMissing says what is missing for the Node agents: node, or one of
+// the npm packages that `make clients` installs into testdata/node.
+func nodeMissing(pkgs ...string) string {
+	if _, err := exec.LookPath("node"); err != nil {
+		return "node not found: apt-get install nodejs npm, then make clients"
+	}
+	for _, p := range pkgs {
+		if _, err := os.Stat(filepath.Join("testdata", "node", "node_modules", p, "package.json")); err != nil {
+			return "npm package " + p + " is not installed in integration/realclients/testdata/node: run make clients (npm ci there)"
+		}
+	}
+	return ""
+}
+
+// chromiumMissing says whether the browser browser.mjs starts is there.
+func chromiumMissing() string {
+	path := os.Getenv("CHROMIUM")
+	if path == "" {
+		path = "/usr/bin/chromium"
+	}
+	if _, err := exec.LookPath(path); err != nil {
+		return strings.TrimSpace(path + " not found: apt-get install chromium (or set CHROMIUM to a Chromium binary)")
+	}
+	return ""
 }
