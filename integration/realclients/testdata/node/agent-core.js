@@ -60,8 +60,8 @@ globalThis.makeAgent = function makeAgent(mqtt, emit) {
     return new Promise((resolve, reject) => {
       client.subscribe(cmd.filter, { qos: cmd.qos }, (err, granted) => {
         if (err) {
-          // A refusal is an answer (its reason code), not a failure.
-          if (typeof err.code === 'number') resolve({ ev: 'suback', codes: [err.code] });
+          // A refusal is an answer (its SUBACK's codes), not a failure.
+          if (err.packet && Array.isArray(err.packet.granted)) resolve({ ev: 'suback', codes: err.packet.granted });
           else reject(err);
           return;
         }
