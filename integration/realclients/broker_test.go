@@ -135,7 +135,9 @@ func startMosquitto(t *testing.T, ctx context.Context) *broker {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "mosquitto.conf")
-	body := childproc.MosquittoConf(tcpPort, dir, fmt.Sprintf("listener %d 127.0.0.1", wsPort), "protocol websockets")
+	// socket_domain ipv4: without it, libwebsockets' listener on
+	// 127.0.0.1 fails to start about one time in three here.
+	body := childproc.MosquittoConf(tcpPort, dir, fmt.Sprintf("listener %d 127.0.0.1", wsPort), "protocol websockets", "socket_domain ipv4")
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
