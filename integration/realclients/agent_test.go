@@ -158,7 +158,7 @@ func (a *agent) connect(ctx context.Context, slot string, o connOpts) (connack, 
 		url = a.b.ws
 	}
 	ev, err := a.request(ctx, map[string]any{"cmd": "connect", "c": slot, "url": url, "host": host, "port": port,
-		"client_id": o.clientID, "version": o.version, "clean": o.clean, "expiry": o.expiry})
+		"client_id": o.clientID, "version": o.version, "clean": o.clean, "expiry": o.expiry, "topic_alias_max": o.topicAliasMax})
 	if err != nil {
 		return connack{}, err
 	}

@@ -61,6 +61,7 @@ func TestMQTTJSNode(t *testing.T) {
 	a := startAgentT(t, b, false, "node", filepath.Join("testdata", "node", "agent.mjs"))
 	t.Run("resume/v5", func(t *testing.T) { resumeRound(t, b, a, 5, "js-v5") })
 	t.Run("resume/v3.1.1", func(t *testing.T) { resumeRound(t, b, a, 4, "js-v311") })
+	t.Run("alias/v5", func(t *testing.T) { aliasRound(t, b, a, "js-alias") })
 }
 
 // TestMQTTJSBrowser: MQTT.js's browser bundle in a page of headless
@@ -82,6 +83,7 @@ func TestMQTTJSBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("resume/v5", func(t *testing.T) { resumeRound(t, b, a, 5, "browser-v5") })
+	t.Run("alias/v5", func(t *testing.T) { aliasRound(t, b, a, "browser-alias") })
 	if err := a.close(); err != nil {
 		t.Fatal(err)
 	}

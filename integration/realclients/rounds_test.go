@@ -18,6 +18,9 @@ type connOpts struct {
 	version  int // 4 (MQTT 3.1.1) or 5
 	clean    bool
 	expiry   uint32 // Session Expiry Interval in seconds (MQTT 5)
+	// topicAliasMax is the Topic Alias Maximum announced (MQTT 5; only
+	// the MQTT.js agents take it).
+	topicAliasMax int
 }
 
 // connack is a CONNACK as a client reports it.
@@ -35,6 +38,8 @@ type message struct {
 	QoS     int    `json:"qos"`
 	Dup     bool   `json:"dup"`
 	Retain  bool   `json:"retain"`
+	// Alias is the Topic Alias the PUBLISH carried (MQTT.js agents).
+	Alias int `json:"alias"`
 }
 
 // driver is one client implementation holding MQTT clients in named slots.

@@ -2,10 +2,11 @@
 // Node (agent.mjs) and the browser page (page.html): one JSON command in,
 // JSON events out. A command names a client slot ("c"), so one agent holds
 // several MQTT clients; its reply carries the command's "id". Messages
-// arrive as events {"c", "ev": "message", ...} whenever they come.
+// arrive as events {"c", "ev": "message", ...} whenever they come, with
+// the Topic Alias they carried ("alias", 0 for none).
 //
 // Commands:
-//   {"id", "c", "cmd": "connect", "url", "client_id", "version": 4|5, "clean", "expiry"}
+//   {"id", "c", "cmd": "connect", "url", "client_id", "version": 4|5, "clean", "expiry", "topic_alias_max"}
 //       -> {"ev": "connack", "session_present", "reason"}
 //   {"id", "c", "cmd": "subscribe", "filter", "qos"} -> {"ev": "suback", "codes": [...]}
 //   {"id", "c", "cmd": "publish", "topic", "payloads": [...], "qos"}
@@ -28,15 +29,19 @@ globalThis.makeAgent = function makeAgent(mqtt, emit) {
       connectTimeout: 10000,
       resubscribe: false,
     };
-    if (cmd.version === 5 && cmd.expiry) {
-      opts.properties = { sessionExpiryInterval: cmd.expiry };
+    if (cmd.version === 5) {
+      opts.properties = {};
+      if (cmd.expiry) opts.properties.sessionExpiryInterval = cmd.expiry;
+      // MQTT.js resolves the server's Topic Aliases itself.
+      if (cmd.topic_alias_max) opts.properties.topicAliasMaximum = cmd.topic_alias_max;
     }
     return new Promise((resolve, reject) => {
       const client = mqtt.connect(cmd.url, opts);
       clients[cmd.c] = client;
       let connected = false;
       client.on('message', (topic, payload, packet) => {
-        emit({ c: cmd.c, ev: 'message', topic, payload: payload.toString(), qos: packet.qos, dup: !!packet.dup, retain: !!packet.retain });
+        const alias = (packet.properties && packet.properties.topicAlias) || 0;
+        emit({ c: cmd.c, ev: 'message', topic, payload: payload.toString(), qos: packet.qos, dup: !!packet.dup, retain: !!packet.retain, alias });
       });
       client.on('connect', (connack) => {
         connected = true;
