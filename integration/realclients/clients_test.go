@@ -19,6 +19,7 @@ func TestPahoGolang(t *testing.T) {
 	d := newPahoDriver(b)
 	defer d.close()
 	t.Run("resume/v5", func(t *testing.T) { resumeRound(t, b, d, 5, "paho-go-v5") })
+	sharedRounds(t, d, "paho-go", 5)
 }
 
 // TestMosquittoClients: Debian's mosquitto_sub and mosquitto_pub, MQTT 5
@@ -38,6 +39,7 @@ func TestMosquittoClients(t *testing.T) {
 	})
 	t.Run("resume/v5", func(t *testing.T) { resumeRound(t, b, d, 5, "mosq-v5") })
 	t.Run("resume/v3.1.1", func(t *testing.T) { resumeRound(t, b, d, 4, "mosq-v311") })
+	sharedRounds(t, d, "mosq", 5, 4)
 }
 
 // TestPythonPaho: Eclipse paho-mqtt in Python (Debian's python3-paho-mqtt,
@@ -50,6 +52,7 @@ func TestPythonPaho(t *testing.T) {
 	a := startAgentT(t, b, false, python, filepath.Join("testdata", "python", "agent.py"))
 	t.Run("resume/v5", func(t *testing.T) { resumeRound(t, b, a, 5, "py-v5") })
 	t.Run("resume/v3.1.1", func(t *testing.T) { resumeRound(t, b, a, 4, "py-v311") })
+	sharedRounds(t, a, "py", 5, 4)
 }
 
 // TestMQTTJSNode: MQTT.js (npm mqtt, testdata/node/package.json) in Node,
@@ -62,6 +65,7 @@ func TestMQTTJSNode(t *testing.T) {
 	t.Run("resume/v5", func(t *testing.T) { resumeRound(t, b, a, 5, "js-v5") })
 	t.Run("resume/v3.1.1", func(t *testing.T) { resumeRound(t, b, a, 4, "js-v311") })
 	t.Run("alias/v5", func(t *testing.T) { aliasRound(t, b, a, "js-alias") })
+	sharedRounds(t, a, "js", 5, 4)
 }
 
 // TestMQTTJSBrowser: MQTT.js's browser bundle in a page of headless
@@ -84,6 +88,7 @@ func TestMQTTJSBrowser(t *testing.T) {
 	}
 	t.Run("resume/v5", func(t *testing.T) { resumeRound(t, b, a, 5, "browser-v5") })
 	t.Run("alias/v5", func(t *testing.T) { aliasRound(t, b, a, "browser-alias") })
+	sharedRounds(t, a, "browser", 5)
 	if err := a.close(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,9 @@
 //
 // Every client runs the same rounds, and every verdict is reached here, in
 // Go: a durable session resumed across a gateway restart (every message
-// published while the client was away arrives, in order, once).
+// published while the client was away arrives, in order, once), and a
+// shared subscription between two members (each receives a part, each
+// message reaches one member).
 //
 // The scripts in testdata/ are agents: they read one JSON command a line
 // (connect, subscribe, publish, disconnect, each for a named client slot)
