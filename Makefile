@@ -19,7 +19,7 @@ BUF_AGAINST_REF = $(or $(shell git describe --tags --match 'v[0-9]*' --abbrev=0 
 # Packages whose tests run under the race detector in `make test`.
 RACE_PKGS := ./lts/... ./gateway/... ./dsd/... ./tools/... ./internal/...
 
-.PHONY: all build run test test-unit test-race proto proto-check proto-breaking lint bench bench-go fuzz torture release image clean
+.PHONY: all build run clients test test-unit test-race proto proto-check proto-breaking lint bench bench-go fuzz torture release image clean
 
 all: build
 
@@ -30,6 +30,15 @@ run: build ## start dsd and a gateway with a local data directory
 	./scripts/run.sh "$(BIN)" "$(CONFIG)" "$(DATA_DIR)"
 
 test: proto-check lint test-unit test-race ## everything CI runs
+
+# The real clients' npm packages (MQTT.js, playwright-core), pinned by
+# package-lock.json, into integration/realclients/testdata/node/node_modules
+# (not committed). Their tests skip, saying what is missing, without them;
+# .ci/run installs them and the Debian packages (docs/interop.md).
+CLIENTS_NODE := integration/realclients/testdata/node
+
+clients: ## npm packages of the real-client tests (MQTT.js, playwright-core; needs Node.js and npm)
+	cd $(CLIENTS_NODE) && npm ci --no-audit --no-fund
 
 test-unit:
 	$(GO) test -count=1 -timeout 12m ./...
