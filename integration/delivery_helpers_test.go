@@ -25,14 +25,14 @@ type cluster struct {
 
 // startCluster starts dsd and n gateways; everything is stopped (and
 // logged, if the test failed) at the end of the test.
-func startCluster(t *testing.T, ctx context.Context, n int, gwEnv ...[]string) *cluster {
+func startCluster(t testing.TB, ctx context.Context, n int, gwEnv ...[]string) *cluster {
 	t.Helper()
 	return startClusterConfig(t, ctx, n, "", gwEnv...)
 }
 
 // startClusterConfig is startCluster with a configuration file both
 // programs read ("" for none).
-func startClusterConfig(t *testing.T, ctx context.Context, n int, configFile string, gwEnv ...[]string) *cluster {
+func startClusterConfig(t testing.TB, ctx context.Context, n int, configFile string, gwEnv ...[]string) *cluster {
 	t.Helper()
 	d, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(t.TempDir(), "data"), ConfigFile: configFile})
 	if err != nil {
@@ -61,7 +61,7 @@ func startClusterConfig(t *testing.T, ctx context.Context, n int, configFile str
 	return c
 }
 
-func (c *cluster) addGateway(t *testing.T, ctx context.Context, env []string) *Gateway {
+func (c *cluster) addGateway(t testing.TB, ctx context.Context, env []string) *Gateway {
 	t.Helper()
 	g, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: c.dsd.GRPCAddr, Env: env, ConfigFile: c.configFile})
 	if err != nil {
@@ -111,7 +111,7 @@ type pahoOpts struct {
 	slow time.Duration
 }
 
-func dialSub(t *testing.T, ctx context.Context, addr string, o pahoOpts) *pahoSub {
+func dialSub(t testing.TB, ctx context.Context, addr string, o pahoOpts) *pahoSub {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -153,7 +153,7 @@ func dialSub(t *testing.T, ctx context.Context, addr string, o pahoOpts) *pahoSu
 	return s
 }
 
-func (s *pahoSub) subscribe(t *testing.T, ctx context.Context, filter string, qos byte) {
+func (s *pahoSub) subscribe(t testing.TB, ctx context.Context, filter string, qos byte) {
 	t.Helper()
 	sa, err := s.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}})
 	if err != nil || len(sa.Reasons) != 1 || sa.Reasons[0] != qos {
@@ -174,7 +174,7 @@ func (s *pahoSub) count() int {
 }
 
 // waitCount waits until the subscriber holds at least n messages.
-func (s *pahoSub) waitCount(t *testing.T, n int, within time.Duration) {
+func (s *pahoSub) waitCount(t testing.TB, n int, within time.Duration) {
 	t.Helper()
 	wait.For(t, within, fmt.Sprintf("%d messages", n), func() bool { return s.count() >= n })
 }
@@ -188,7 +188,7 @@ func (s *pahoSub) disconnect() {
 // fmt.Sprintf(topic, k) for k in [0, topics), at qos, through the given
 // gateway addresses in turn; within a publisher, each topic's messages go
 // in order (a goroutine per topic class). Payloads are "publisher/k/seq".
-func publishAll(t *testing.T, ctx context.Context, addrs []string, publishers, count, topics int, topic string, qos byte) {
+func publishAll(t testing.TB, ctx context.Context, addrs []string, publishers, count, topics int, topic string, qos byte) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, publishers*4)

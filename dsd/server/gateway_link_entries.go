@@ -270,6 +270,9 @@ func (l *link) pushed(e *linkEntry, seq uint64, n int) {
 	l.sched.mu.Lock()
 	e.read.unacked = append(e.read.unacked, unackedBatch{seq: seq, n: n})
 	e.read.inflight += n
+	if b := e.read.budget; b != nil {
+		b.inflight += n
+	}
 	l.sched.mu.Unlock()
 }
 
@@ -287,6 +290,12 @@ func (l *link) release(e *linkEntry, seq uint64) bool {
 			}
 			r.inflight -= b.n
 			l.sched.wakeLocked(e)
+			if mb := r.budget; mb != nil {
+				mb.inflight -= b.n
+				for _, o := range mb.entries {
+					l.sched.wakeLocked(o) // the member's window has room again
+				}
+			}
 			return true
 		}
 	}
@@ -298,7 +307,11 @@ func (l *link) release(e *linkEntry, seq uint64) bool {
 func (l *link) roomAndWakes(e *linkEntry) (int, uint64) {
 	l.sched.mu.Lock()
 	defer l.sched.mu.Unlock()
-	return e.read.window - e.read.inflight, l.sched.wakes
+	room := e.read.window - e.read.inflight
+	if b := e.read.budget; b != nil {
+		room = min(room, e.read.window-b.inflight)
+	}
+	return room, l.sched.wakes
 }
 
 // send queues a response for the send loop; false when ctx ended first.

@@ -28,8 +28,10 @@ type readEntry struct {
 
 	// shared is set for a member's reader of a shared group's stream
 	// (shared_read.go); it then reads from the group's position, and it
-	// is its (unchanged) start, never shared by pos.
+	// is its (unchanged) start, never shared by pos. budget is the
+	// member's window over all its readers of the group (link.sched.mu).
 	shared *sharedReader
+	budget *memberBudget
 }
 
 // unackedBatch is one pushed batch of a Read entry waiting for its ack.
@@ -73,6 +75,7 @@ func (l *link) addRead(r *dsdv1.ReadEntry) {
 			l.s.groups.leave(e)
 		default:
 			sr.ss.join(e)
+			l.sched.joinBudget(e)
 		}
 		return
 	}

@@ -66,6 +66,8 @@ type scheduler struct {
 	// wakes counts the wake-ups of entries; linkEntry.wokeAt is its value
 	// when the entry was last queued (shareRead).
 	wakes uint64
+	// budgets are the shared group members' windows (shared_read.go).
+	budgets map[budgetKey]*memberBudget
 }
 
 func newScheduler(m *metrics) *scheduler {
@@ -101,6 +103,9 @@ func (s *scheduler) end(e *linkEntry) bool {
 		return false
 	}
 	e.state = entryEnded // a queued copy is skipped by next
+	if e.read != nil && e.read.shared != nil {
+		s.leaveBudgetLocked(e)
+	}
 	switch {
 	case e.prev != nil:
 		e.prev.next = e.next

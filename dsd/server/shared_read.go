@@ -69,6 +69,55 @@ type sharedReader struct {
 	stream   storage.Stream
 }
 
+// memberBudget is a member's window over all its readers of one group on
+// one link (a session's entries are on its gateway's link): without it a
+// member with many streams would take as many windows, and the first member
+// to connect would take a whole backlog. Guarded by the link's sched.mu.
+type memberBudget struct {
+	key      budgetKey
+	inflight int
+	entries  []*linkEntry
+}
+
+type budgetKey struct{ filter, member string }
+
+// joinBudget adds a started shared entry to its member's budget.
+func (s *scheduler) joinBudget(e *linkEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.state == entryEnded {
+		return
+	}
+	sr := e.read.shared
+	k := budgetKey{sr.filter, sr.member}
+	if s.budgets == nil {
+		s.budgets = make(map[budgetKey]*memberBudget)
+	}
+	b := s.budgets[k]
+	if b == nil {
+		b = &memberBudget{key: k}
+		s.budgets[k] = b
+	}
+	b.entries = append(b.entries, e)
+	b.inflight += e.read.inflight
+	e.read.budget = b
+}
+
+// leaveBudgetLocked takes an ended entry's unacked messages out of its
+// member's budget.
+func (s *scheduler) leaveBudgetLocked(e *linkEntry) {
+	b := e.read.budget
+	if b == nil {
+		return
+	}
+	e.read.budget = nil
+	b.inflight -= e.read.inflight
+	b.entries = slices.DeleteFunc(b.entries, func(o *linkEntry) bool { return o == e })
+	if len(b.entries) == 0 {
+		delete(s.budgets, b.key)
+	}
+}
+
 type sharedStreamKey struct {
 	filter string
 	stream streamKey
@@ -320,6 +369,7 @@ func (l *link) grantLocked(e *linkEntry, room int) (*dsdv1.GatewayLinkResponse, 
 			return nil, false, err
 		}
 		if n := ss.cutLocked(e, m); n < len(m) {
+			// A share of the messages, or those before another member's.
 			if n == 0 {
 				return nil, false, nil
 			}
@@ -368,13 +418,22 @@ func (l *link) grantLocked(e *linkEntry, room int) (*dsdv1.GatewayLinkResponse, 
 }
 
 // cutLocked is how many of msgs (read from the group's cursor) e may take:
-// all of them, but under a hash strategy only those before the first
-// message of another member. When the first is another's, that member's
-// reader is woken and e waits.
+// under round_robin and random its share when other members wait for
+// messages (a burst goes to all of them, not to whoever ran first); under
+// a hash strategy those before the first message of another member. When
+// the first is another's, that member's reader is woken and e waits.
 func (ss *sharedStream) cutLocked(e *linkEntry, msgs []storage.Entry) int {
 	sr := e.read.shared
-	if sr.strategy != StrategyHashClientID && sr.strategy != StrategyHashTopic || len(msgs) == 0 {
+	switch sr.strategy {
+	case StrategyHashClientID, StrategyHashTopic:
+	case StrategySticky:
 		return len(msgs)
+	default:
+		ready := len(ss.readyLocked(e))
+		return (len(msgs) + ready - 1) / ready
+	}
+	if len(msgs) == 0 {
+		return 0
 	}
 	members := ss.membersLocked(e)
 	for i, m := range msgs {
