@@ -107,8 +107,22 @@ func TestSharedGroupGatewayKilled(t *testing.T) {
 				members[id] = append(members[id], m)
 			}
 			const count = 400
-			publishAll(t, ctx, []string{c.addr(0)}, 1, count, 8, "k/t%d", qos)
+			// The gateway dies mid-stream: publishing goes on (through the
+			// other gateway) while the group has messages in flight.
+			published := make(chan struct{})
+			go func() {
+				defer close(published)
+				publishAll(t, ctx, []string{c.addr(0)}, 1, count, 8, "k/t%d", qos)
+			}()
+			wait.For(t, 30*time.Second, "a quarter delivered", func() bool {
+				n := 0
+				for _, conns := range members {
+					n += conns[0].count()
+				}
+				return n >= count/4
+			})
 			c.gateways[1].Kill()
+			<-published
 			killed := time.Now()
 			if qos == 2 {
 				for _, id := range []string{"b0", "b1"} {
@@ -132,12 +146,12 @@ func TestSharedGroupGatewayKilled(t *testing.T) {
 				return by, all
 			}
 			// The bound: within 2 gateway heartbeat intervals (2 s
-			// each by default) of the kill.
+			// each by default) of the end of publishing, itself after the kill.
 			wait.For(t, 4*time.Second, "every message delivered after the kill", func() bool {
 				by, _ := received()
 				return len(by) >= count
 			})
-			t.Logf("QoS %d: every message delivered %v after the gateway was killed", qos, time.Since(killed).Round(time.Millisecond))
+			t.Logf("QoS %d: every message delivered %v after the last was published (the gateway was killed before)", qos, time.Since(killed).Round(time.Millisecond))
 			by, all := received()
 			checkEachOnce(t, all, 1, count, true)
 			handed := 0
