@@ -39,7 +39,15 @@ func (s *sessionService) OpenSession(ctx context.Context, req *dsdv1.OpenSession
 	}
 	out := &dsdv1.OpenSessionResponse{SessionPresent: res.SessionPresent, Guard: res.Guard, Session: res.Session, TakenOver: res.TakenOver}
 	if res.SessionPresent {
-		out.WatermarksUs = s.db.Watermarks() // a new session has read nothing before
+		// A new session has read nothing before. A message stored at or
+		// above the watermark of the previous connection's end cannot have
+		// been sent by it: it goes without DUP.
+		out.WatermarksUs = s.db.Watermarks()
+		if w := res.EndedWatermarkUs; w > 0 {
+			for i := range out.WatermarksUs {
+				out.WatermarksUs[i] = min(out.WatermarksUs[i], w)
+			}
+		}
 	}
 	return out, nil
 }

@@ -61,6 +61,10 @@ type OpenSessionResult struct {
 	// TakenOver: the session was connected to another owner, whose guard is
 	// now revoked (a GuardRevoked event names it).
 	TakenOver bool
+	// EndedWatermarkUs is, when a disconnected session resumed, the highest
+	// shard watermark when its last connection ended (0: unknown): no
+	// message stored at or above it was sent by that connection.
+	EndedWatermarkUs int64
 }
 
 // DisconnectRequest records the end of a connection.
@@ -73,6 +77,9 @@ type DisconnectRequest struct {
 	Abnormal bool
 	// ExpiryIntervalS, when set, is MQTT 5 DISCONNECT's Session Expiry.
 	ExpiryIntervalS *uint32
+	// watermarkUs is the highest shard watermark when the request was
+	// made (Disconnect sets it): SessionRecord.ended_watermark_us.
+	watermarkUs int64
 }
 
 // RevokeReason says why a guard was revoked.
@@ -232,6 +239,7 @@ func (db *DB) Disconnect(ctx context.Context, req DisconnectRequest) (ended bool
 		v := *req.ExpiryIntervalS
 		req.ExpiryIntervalS = &v
 	}
+	req.watermarkUs = slices.Max(db.Watermarks())
 	rep, err := db.sessionDo(ctx, req.ClientID, func(now int64) command { return cmdDisconnect{nowUs: now, req: req} })
 	return rep.sess.ended, err
 }
@@ -424,9 +432,10 @@ func (db *DB) EndGatewayEpoch(ctx context.Context, gatewayID string, epoch uint6
 		return 0, err
 	}
 	n := 0
+	watermark := slices.Max(db.Watermarks())
 	for _, s := range db.shards {
 		rep, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(now int64) command {
-			return cmdEndGatewayEpoch{nowUs: now, gatewayID: gatewayID, epoch: epoch}
+			return cmdEndGatewayEpoch{nowUs: now, gatewayID: gatewayID, epoch: epoch, watermarkUs: watermark}
 		}})
 		if err == nil {
 			err = rep.err

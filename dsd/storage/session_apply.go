@@ -66,6 +66,8 @@ type (
 		nowUs     int64
 		gatewayID string
 		epoch     uint64
+		// watermarkUs: as DisconnectRequest's.
+		watermarkUs int64
 	}
 )
 
@@ -200,6 +202,10 @@ func applyOpenSession(st *shardState, c cmdOpenSession) applyResult {
 	if resume {
 		s = old
 		rec = proto.CloneOf(old.rec)
+		if !old.rec.Connected {
+			res.sess.open.EndedWatermarkUs = old.rec.EndedWatermarkUs
+		}
+		rec.EndedWatermarkUs = 0 // connected: a takeover knows no bound
 	} else {
 		if old != nil {
 			// A clean start is a new session: the old state and its held
@@ -452,7 +458,7 @@ func applyDisconnect(st *shardState, c cmdDisconnect) applyResult {
 	if !s.rec.Connected {
 		return applyResult{} // a retried Disconnect: already recorded
 	}
-	return endConnection(st, r.ClientID, s, c.nowUs, r.Abnormal, r.ExpiryIntervalS)
+	return endConnection(st, r.ClientID, s, c.nowUs, r.Abnormal, r.ExpiryIntervalS, r.watermarkUs)
 }
 
 // endConnection records the end of a session's connection at nowUs. A
@@ -460,10 +466,11 @@ func applyDisconnect(st *shardState, c cmdDisconnect) applyResult {
 // abnormal one arms the will timer (willDue), and fires the will in this
 // batch when it is due now (will delay 0) or the session ends now (expiry
 // 0): the will and the session's end are one batch.
-func endConnection(st *shardState, cid string, s *sessionState, nowUs int64, abnormal bool, expiry *uint32) applyResult {
+func endConnection(st *shardState, cid string, s *sessionState, nowUs int64, abnormal bool, expiry *uint32, watermarkUs int64) applyResult {
 	rec := proto.CloneOf(s.rec)
 	rec.Connected = false
 	rec.DisconnectedAtUs = nowUs
+	rec.EndedWatermarkUs = watermarkUs
 	rec.AbnormalDisconnect = abnormal
 	if expiry != nil {
 		rec.ExpiryIntervalS = *expiry
@@ -507,7 +514,7 @@ func applyEndGatewayEpoch(st *shardState, c cmdEndGatewayEpoch) applyResult {
 		if !s.rec.Connected || s.rec.OwnerGatewayId != c.gatewayID || s.rec.OwnerEpoch != c.epoch {
 			continue
 		}
-		r := endConnection(st, cid, s, c.nowUs, true, nil)
+		r := endConnection(st, cid, s, c.nowUs, true, nil, c.watermarkUs)
 		res.writes = append(res.writes, r.writes...)
 		res.revoked = append(res.revoked, r.revoked...)
 		res.shared = append(res.shared, r.shared...)

@@ -144,10 +144,11 @@ type OpenSessionResponse struct {
 	// TakenOver is set when the session was connected to another owner, now kicked.
 	TakenOver bool `protobuf:"varint,4,opt,name=taken_over,json=takenOver,proto3" json:"taken_over,omitempty"`
 	// WatermarksUs are the shards' watermarks (last assigned timestamp + 1,
-	// by shard) read after the session was opened: a resumed session that
-	// reads a QoS 1 message stored below its shard's watermark may have been
-	// sent it before (without a record, docs/delivery.md), so it sends it
-	// with DUP.
+	// by shard) read after the session was opened, each lowered to the
+	// highest watermark when the previous connection ended (when dsd knows
+	// it): a resumed session that reads a QoS 1 message stored below its
+	// shard's watermark may have been sent it before (without a record,
+	// docs/delivery.md), so it sends it with DUP.
 	WatermarksUs  []int64 `protobuf:"varint,5,rep,packed,name=watermarks_us,json=watermarksUs,proto3" json:"watermarks_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

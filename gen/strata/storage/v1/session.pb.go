@@ -267,8 +267,13 @@ type SessionRecord struct {
 	// will fired (0: it did not fire since the last open). Written in the
 	// batch that stores the will, so a will fires exactly once.
 	WillFiredAtUs int64 `protobuf:"varint,19,opt,name=will_fired_at_us,json=willFiredAtUs,proto3" json:"will_fired_at_us,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// EndedWatermarkUs is, for a disconnected session, the highest shard
+	// watermark when its connection ended (0: unknown): that connection can
+	// have sent no message stored at or above it, so a resume sends those
+	// without DUP.
+	EndedWatermarkUs int64 `protobuf:"varint,20,opt,name=ended_watermark_us,json=endedWatermarkUs,proto3" json:"ended_watermark_us,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SessionRecord) Reset() {
@@ -430,6 +435,13 @@ func (x *SessionRecord) GetLastId() uint64 {
 func (x *SessionRecord) GetWillFiredAtUs() int64 {
 	if x != nil {
 		return x.WillFiredAtUs
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetEndedWatermarkUs() int64 {
+	if x != nil {
+		return x.EndedWatermarkUs
 	}
 	return 0
 }
@@ -1260,7 +1272,7 @@ const file_strata_storage_v1_session_proto_rawDesc = "" +
 	"\x0ecommitted_qos2\x18\x04 \x01(\x04R\rcommittedQos2\x12\x19\n" +
 	"\bdup_qos2\x18\x05 \x01(\x04R\adupQos2\x12\x19\n" +
 	"\brec_qos2\x18\x06 \x01(\x04R\arecQos2\x12\x1b\n" +
-	"\tnext_qos2\x18\a \x01(\x04R\bnextQos2\"\xf2\x05\n" +
+	"\tnext_qos2\x18\a \x01(\x04R\bnextQos2\"\xa0\x06\n" +
 	"\rSessionRecord\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12)\n" +
@@ -1283,7 +1295,8 @@ const file_strata_storage_v1_session_proto_rawDesc = "" +
 	"\x06seqnos\x18\x10 \x01(\v2\x1e.strata.storage.v1.SeqnoTracksR\x06seqnos\x12'\n" +
 	"\x0fmissed_messages\x18\x11 \x01(\x04R\x0emissedMessages\x12\x17\n" +
 	"\alast_id\x18\x12 \x01(\x04R\x06lastId\x12'\n" +
-	"\x10will_fired_at_us\x18\x13 \x01(\x03R\rwillFiredAtUs\"\xcf\x02\n" +
+	"\x10will_fired_at_us\x18\x13 \x01(\x03R\rwillFiredAtUs\x12,\n" +
+	"\x12ended_watermark_us\x18\x14 \x01(\x03R\x10endedWatermarkUs\"\xcf\x02\n" +
 	"\x11SubscriptionState\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12'\n" +
 	"\x0fsubscription_id\x18\x02 \x01(\x04R\x0esubscriptionId\x12!\n" +
