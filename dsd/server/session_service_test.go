@@ -262,3 +262,67 @@ func TestSessionTakeoverKick(t *testing.T) {
 		t.Fatalf("B's entry: %v", ee)
 	}
 }
+
+// TestResumeWatermarksStopAtTheEnd: OpenSession's watermarks for a resumed
+// session stop at the highest watermark of its previous connection's end
+// (messages stored later were never sent to it: no DUP); after a takeover
+// (the previous connection still open) they are today's.
+func TestResumeWatermarksStopAtTheEnd(t *testing.T) {
+	c, _ := startServer(t)
+	ctx := context.Background()
+	ss := c.Sessions()
+	store := func() {
+		for i := range 8 { // every shard moves on
+			if _, err := c.Storage.Store(ctx, &dsdv1.StoreRequest{ClientId: fmt.Sprint("p", i), Messages: []*storagev1.Message{{Topic: "t", Qos: 1}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	maxOf := func(ws []int64) int64 {
+		m := int64(0)
+		for _, w := range ws {
+			m = max(m, w)
+		}
+		return m
+	}
+	o, err := ss.OpenSession(ctx, openReq("c", "", "gw", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store()
+	end := highest(t, c)
+	if _, err := ss.Disconnect(ctx, &dsdv1.DisconnectRequest{ClientId: "c", Guard: o.GetGuard()}); err != nil {
+		t.Fatal(err)
+	}
+	store()
+	r, err := ss.OpenSession(ctx, openReq("c", "", "gw", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := maxOf(r.GetWatermarksUs()); got != end {
+		t.Fatalf("resume after a disconnect: highest watermark %d, want the end's %d", got, end)
+	}
+	store()
+	now := highest(t, c)
+	taken, err := ss.OpenSession(ctx, openReq("c", "", "gw", 1)) // a takeover: r's connection is open
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := maxOf(taken.GetWatermarksUs()); got < now {
+		t.Fatalf("takeover: highest watermark %d, want today's (at least %d)", got, now)
+	}
+}
+
+// highest is the highest of dsd's watermarks now.
+func highest(t *testing.T, c *client.Client) int64 {
+	t.Helper()
+	wm, err := c.Storage.Watermarks(context.Background(), &dsdv1.WatermarksRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := int64(0)
+	for _, w := range wm.GetWatermarks() {
+		h = max(h, w.GetStartTimeUs())
+	}
+	return h
+}
