@@ -9,6 +9,8 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/stratamq/strata/internal/checker"
+	"github.com/stratamq/strata/internal/testutil"
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
@@ -259,4 +261,92 @@ func publishOne(t *testing.T, ctx context.Context, addr, topic, payload string, 
 		t.Fatal(err)
 	}
 	_ = c.Disconnect(&paho.Disconnect{})
+}
+
+// TestCrashDSDShared kills dsd with SIGKILL while two shared groups (QoS 1
+// and QoS 2, two members each, durable) take a publishing load: every
+// acknowledged message reaches its group (lost = 0), a QoS 1 repeat carries
+// DUP, and no QoS 2 message reaches two members.
+func TestCrashDSDShared(t *testing.T) {
+	kills := 3
+	if testutil.Torture() {
+		kills = 15
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c := startCluster(t, ctx, 1)
+	addr := func() string { return c.addr(0) }
+	r := newLoadRun()
+	subCtx, stopSubs := context.WithCancel(ctx)
+	pubCtx, stopPubs := context.WithCancel(ctx)
+	for _, qos := range []byte{1, 2} {
+		for i := range 2 {
+			r.subscriberAt(subCtx, fmt.Sprintf("q%d-m%d", qos, i), addr, fmt.Sprintf("$share/g/crash%d/#", qos), qos)
+		}
+		for p := range 2 {
+			r.publisher(pubCtx, fmt.Sprintf("q%d-pub%d", qos, p), addr, qos, fmt.Sprintf("crash%d/t%%d", qos), 4)
+		}
+	}
+	for i := range kills {
+		before := r.acked.Load()
+		wait.For(t, 30*time.Second, fmt.Sprintf("load before kill %d", i+1), func() bool { return r.acked.Load() >= before+200 })
+		d, err := c.dsd.KillAndRestart(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.dsd = d
+	}
+	before := r.acked.Load()
+	wait.For(t, 30*time.Second, "load after the last kill", func() bool { return r.acked.Load() >= before+200 })
+	stopPubs()
+	r.pubs.Wait()
+	defer func() {
+		stopSubs()
+		r.subs.Wait()
+	}()
+	type key struct {
+		pub string
+		seq uint64
+	}
+	check := func() (lost []key, problems []string) {
+		acked := map[key]int{} // QoS
+		readers := map[key]map[string]int{}
+		undup := map[key]int{}
+		for _, e := range r.h.Events() {
+			k := key{e.Publisher, e.Seq}
+			switch e.Kind {
+			case checker.Ack:
+				acked[k] = e.QoS
+			case checker.Deliver:
+				if readers[k] == nil {
+					readers[k] = map[string]int{}
+				}
+				readers[k][e.Reader]++
+				if !e.Dup {
+					undup[k]++
+				}
+			}
+		}
+		for k, qos := range acked {
+			switch {
+			case len(readers[k]) == 0:
+				lost = append(lost, k)
+			case qos == 2 && len(readers[k]) > 1:
+				problems = append(problems, fmt.Sprintf("QoS 2 %v reached %d members: %v", k, len(readers[k]), readers[k]))
+			case undup[k] > 1:
+				problems = append(problems, fmt.Sprintf("%v delivered %d times without DUP: %v", k, undup[k], readers[k]))
+			}
+		}
+		return lost, problems
+	}
+	var lost []key
+	var problems []string
+	wait.Every(30*time.Second, 50*time.Millisecond, func() bool {
+		lost, problems = check()
+		return len(lost) == 0
+	})
+	if len(lost) > 0 || len(problems) > 0 {
+		t.Fatalf("%d of %d acked messages lost (e.g. %v); %v", len(lost), r.acked.Load(), lost[:min(len(lost), 5)], problems[:min(len(problems), 5)])
+	}
+	t.Logf("%d dsd kills, %d acked messages to two shared groups: lost 0; member reconnects %d", kills, r.acked.Load(), r.disconnects.Load())
 }

@@ -64,6 +64,12 @@ func (l *link) addRead(r *dsdv1.ReadEntry) {
 			return
 		}
 		re.shared, re.it = sr, r.GetIterator()
+		// Before its first turn: grants of this stream the member does not
+		// hold never reached it, and go back to the group.
+		if err := l.s.db.ReturnUnheld(l.ctx, sr.filter, sr.member, sr.guard, st, r.GetShared().GetHeld()); err != nil {
+			l.refuse(r.GetEntryId(), err)
+			return
+		}
 		e := &linkEntry{id: r.GetEntryId(), session: r.GetSession(), read: re}
 		sr.ss = l.s.groups.hold(sr.filter, re.stream)
 		ended, err := l.startOrRefuse(e)

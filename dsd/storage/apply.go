@@ -82,6 +82,8 @@ type applyResult struct {
 	// shared are the shared group members whose connection or membership
 	// ended, for their groups after the commit (shared.go).
 	shared []SharedDown
+	// sharedAcks are the finished grants a session commit carries.
+	sharedAcks []sharedAck
 	// willRetained are the retained wills this batch stored, for the
 	// retained writer after the commit; willsDropped describes wills whose
 	// topic the layout refused (logged).

@@ -174,9 +174,9 @@ func (db *DB) open() error {
 	}()
 	db.wg.Add(1)
 	go db.runCompactor()
-	if downs := db.reconcileShared(); len(downs) > 0 {
+	if acks, downs := db.reconcileShared(); len(acks)+len(downs) > 0 {
 		db.wg.Add(1)
-		go db.sharedMembersDownAfterCommit(downs)
+		go db.sharedAfterCommit(acks, downs)
 	}
 	return nil
 }

@@ -388,6 +388,7 @@ func applyCommitSession(st *shardState, c cmdCommitSession) applyResult {
 		touched[key(subSessionRecord, nil)] = true
 	}
 	var res applyResult
+	res.sharedAcks = sharedAcksOf(cid, n.subs, cm.PutStreams)
 	// An unsubscribed shared filter ends the membership in its group
 	// (a re-subscription in the same commit keeps it).
 	var left []string

@@ -77,8 +77,10 @@ type inflightBatch struct {
 	touched            touchSet
 	// revoked are applyResult.revoked, announced after the commit.
 	revoked []GuardRevoked
-	// shared are applyResult.shared, for the groups after the commit.
-	shared []SharedDown
+	// shared and sharedAcks are applyResult's, for the groups after the
+	// commit.
+	shared     []SharedDown
+	sharedAcks []sharedAck
 	// willRetained are applyResult.willRetained, handed to the retained
 	// writer after the commit.
 	willRetained []*storagev1.Message
@@ -284,7 +286,7 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 	}
 	f := &inflightBatch{shard: s, writes: res.writes, reqs: reqs, replies: make([]reply, len(reqs)), lastTs: lastTs, compact: res.compact,
 		started: start, nmsgs: res.messages, nbytes: res.bytes, streamsChanged: res.streamsChanged, revoked: res.revoked,
-		willRetained: res.willRetained, touched: res.touched, shared: res.shared}
+		willRetained: res.willRetained, touched: res.touched, shared: res.shared, sharedAcks: res.sharedAcks}
 	for _, d := range res.willsDropped {
 		s.db.log.Warn("will dropped: the layout refused its topic", "shard", s.id, "will", d)
 	}
@@ -320,9 +322,9 @@ func (s *shard) finish(f *inflightBatch, err error) {
 			s.db.wg.Add(1)
 			go s.applyWillRetained(f.willRetained)
 		}
-		if len(f.shared) > 0 {
+		if len(f.shared)+len(f.sharedAcks) > 0 {
 			s.db.wg.Add(1)
-			go s.db.sharedMembersDownAfterCommit(f.shared)
+			go s.db.sharedAfterCommit(f.sharedAcks, f.shared)
 		}
 		s.stats.batches.Add(1)
 		s.stats.messages.Add(int64(f.nmsgs))

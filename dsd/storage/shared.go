@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -124,6 +125,11 @@ type SharedDown struct {
 	// link of the member broke, and a gateway that lives on may still
 	// record it (its session's end decides later).
 	KeepQoS2 bool
+	// Stream, when set, limits the end to the grants of one stream that
+	// are not in Held: grants the member's gateway says it does not hold
+	// (a new reader of the stream), which go back whatever their QoS.
+	Stream *Stream
+	Held   []uint64
 	// Filters limits the end to these groups; nil: every group.
 	Filters []string
 	// Recorded are the grants the member's session has batch records of
@@ -132,13 +138,16 @@ type SharedDown struct {
 	// Groups are the member's shared subscriptions (a durable session's),
 	// which a final end may leave without members.
 	Groups []string
+	// Done are grants the member finished (its rings' done_grants): they
+	// are forgotten, whatever else the end does.
+	Done []uint64
 }
 
 // sharedDownOf returns the SharedDown of a session's end. Every end has
 // one, as a session that is not durable holds grants without dsd knowing
 // its subscriptions; SharedMembersDown finds quickly when it holds none.
 func sharedDownOf(cid string, s *sessionState, final, resumed bool) (SharedDown, bool) {
-	d := SharedDown{Member: cid, Guard: s.rec.GetGuard(), Final: final, Resumed: resumed, Recorded: recordedGrants(s)}
+	d := SharedDown{Member: cid, Guard: s.rec.GetGuard(), Final: final, Resumed: resumed, Recorded: recordedGrants(s), Done: doneGrants(s)}
 	for _, sub := range s.subs {
 		if f := sub.GetTopicFilter(); strings.HasPrefix(f, sharedPrefix) {
 			d.Groups = append(d.Groups, f)
@@ -146,6 +155,16 @@ func sharedDownOf(cid string, s *sessionState, final, resumed bool) (SharedDown,
 	}
 	slices.Sort(d.Groups)
 	return d, true
+}
+
+// doneGrants lists the grants a session's rings say it finished.
+func doneGrants(s *sessionState) []uint64 {
+	var ids []uint64
+	for _, r := range s.streams {
+		ids = append(ids, r.GetDoneGrants()...)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // recordedGrants lists the grants a session's rings record.
@@ -251,6 +270,22 @@ func applySharedMemberDown(st *shardState, d SharedDown) applyResult {
 				continue
 			}
 			key := sharedKey(st.shard, filter, subSharedGrant, idSuffix(id))
+			if slices.Contains(d.Done, id) {
+				delete(g.grants, id) // finished: its acknowledgement was lost
+				res.writes = append(res.writes, write{key: key})
+				continue
+			}
+			if d.Stream != nil {
+				if !sameStream(grantStream(gr), *d.Stream) || slices.Contains(d.Held, id) {
+					continue
+				}
+				ng := proto.CloneOf(gr)
+				ng.Member, ng.Redelivery = "", true
+				g.grants[id] = ng
+				res.writes = append(res.writes, write{key: key, value: encodeValue(ng)})
+				res.sess.sharedReturned++
+				continue
+			}
 			recorded := slices.Contains(d.Recorded, id)
 			if recorded && d.Resumed {
 				continue // the new connection resends it
@@ -473,7 +508,7 @@ func (db *DB) SharedMembersDownLater(downs []SharedDown) {
 		return
 	}
 	db.wg.Add(1)
-	go db.sharedMembersDownAfterCommit(downs)
+	go db.sharedAfterCommit(nil, downs)
 }
 
 // ForgetSharedLater runs ForgetSharedIfUnused on a goroutine of the DB
@@ -516,7 +551,14 @@ func (db *DB) sharedSubscribed(filter string) bool {
 // reconcileShared finds grants whose member's connection ended without
 // the groups hearing of it (a crash between the two commits): the member's
 // session is gone (final) or disconnected.
-func (db *DB) reconcileShared() []SharedDown {
+func (db *DB) reconcileShared() ([]sharedAck, []SharedDown) {
+	var acks []sharedAck
+	for _, s := range db.shards {
+		for _, cid := range sortedKeys(s.mu.st.sessions) {
+			ss := s.mu.st.sessions[cid]
+			acks = append(acks, sharedAcksOf(cid, ss.subs, slices.Collect(maps.Values(ss.streams)))...)
+		}
+	}
 	members := map[string]bool{}
 	for _, s := range db.shards {
 		for _, g := range s.mu.st.groups {
@@ -535,10 +577,10 @@ func (db *DB) reconcileShared() []SharedDown {
 		case ss == nil || sessionExpired(ss.rec, now):
 			downs = append(downs, SharedDown{Member: m, Guard: math.MaxUint64, Final: true})
 		case !ss.rec.Connected:
-			downs = append(downs, SharedDown{Member: m, Guard: ss.rec.Guard, Recorded: recordedGrants(ss)})
+			downs = append(downs, SharedDown{Member: m, Guard: ss.rec.Guard, Recorded: recordedGrants(ss), Done: doneGrants(ss)})
 		}
 	}
-	return downs
+	return acks, downs
 }
 
 // SharedGrants lists a group's grants, by id (tests and dstool).
@@ -558,13 +600,64 @@ func (db *DB) SharedGrants(filter string) []*storagev1.SharedGrant {
 	return out
 }
 
-// sharedMembersDownAfterCommit runs SharedMembersDown for ends a commit
-// (or Open's reconciliation) found, on a goroutine of db.wg. A failure
-// (the DB closing) leaves the grants to the next Open's reconciliation.
-func (db *DB) sharedMembersDownAfterCommit(downs []SharedDown) {
+// sharedAck is a member's finished grant of a group, for the group's shard.
+type sharedAck struct {
+	filter, member string
+	id             uint64
+}
+
+// sharedAcksOf lists the finished grants a commit's rings carry.
+func sharedAcksOf(cid string, subs map[uint64]*storagev1.Subscription, rings []*storagev1.StreamRing) []sharedAck {
+	var out []sharedAck
+	for _, r := range rings {
+		if len(r.GetDoneGrants()) == 0 {
+			continue
+		}
+		f := subs[r.GetKey().GetSubscriptionId()].GetTopicFilter()
+		if !strings.HasPrefix(f, sharedPrefix) {
+			continue
+		}
+		for _, id := range r.GetDoneGrants() {
+			out = append(out, sharedAck{filter: f, member: cid, id: id})
+		}
+	}
+	return out
+}
+
+// applySharedAcks forgets finished grants (idempotent: a grant gone, or
+// another member's by now, is left alone), for the groups' shards.
+func (db *DB) applySharedAcks(ctx context.Context, acks []sharedAck) error {
+	for _, a := range acks {
+		if !db.holdsGrant(a) {
+			continue
+		}
+		if _, err := db.sharedDo(ctx, a.filter, cmdSharedAck{filter: a.filter, member: a.member, id: a.id}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) holdsGrant(a sharedAck) bool {
+	s := db.shards[db.ShardOf(a.filter)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	g := s.mu.st.groups[a.filter]
+	return g != nil && g.grants[a.id].GetMember() == a.member
+}
+
+// sharedAfterCommit applies, on a goroutine of the DB, what a commit (or
+// Open's reconciliation) found: finished grants first, then members' ends
+// (which must not hand a finished grant on). A failure (the DB closing)
+// leaves them to the next Open's reconciliation.
+func (db *DB) sharedAfterCommit(acks []sharedAck, downs []SharedDown) {
 	defer db.wg.Done()
-	if err := db.SharedMembersDown(db.ctx, downs); err != nil && db.ctx.Err() == nil {
-		db.log.Warn("shared groups: member end not applied (reconciled at next open)", "err", err)
+	err := db.applySharedAcks(db.ctx, acks)
+	if err == nil {
+		err = db.SharedMembersDown(db.ctx, downs)
+	}
+	if err != nil && db.ctx.Err() == nil {
+		db.log.Warn("shared groups: update not applied (reconciled at next open)", "err", err)
 	}
 }
 
@@ -581,4 +674,24 @@ type sharedCounters struct{ returned, dropped atomic.Int64 }
 // SharedStats returns the shared group counters since Open.
 func (db *DB) SharedStats() SharedStats {
 	return SharedStats{Returned: db.sharedStats.returned.Load(), Dropped: db.sharedStats.dropped.Load()}
+}
+
+// ReturnUnheld hands back the member's grants of one stream, under guard,
+// that its gateway does not hold (a new reader of the stream lists those it
+// holds): dsd restarted after recording them, or the gateway dropped their
+// batch. It writes only when there are such grants.
+func (db *DB) ReturnUnheld(ctx context.Context, filter, member string, guard uint64, stream Stream, held []uint64) error {
+	s := db.shards[db.ShardOf(filter)]
+	s.mu.RLock()
+	stale := false
+	if g := s.mu.st.groups[filter]; g != nil {
+		for id, gr := range g.grants {
+			stale = stale || gr.Member == member && gr.Guard <= guard && sameStream(grantStream(gr), stream) && !slices.Contains(held, id)
+		}
+	}
+	s.mu.RUnlock()
+	if !stale {
+		return nil
+	}
+	return db.SharedMembersDown(ctx, []SharedDown{{Member: member, Guard: guard, Filters: []string{filter}, Stream: &stream, Held: held}})
 }

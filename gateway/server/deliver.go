@@ -124,7 +124,7 @@ func (c *conn) applyDeliveryLocked(a session.Action) bool {
 		switch {
 		case d == nil:
 		case a.Shared != nil:
-			sh := &dsdv1.SharedRead{Filter: a.Shared.Filter, Qos: a.Shared.QoS, Strategy: a.Shared.Strategy}
+			sh := &dsdv1.SharedRead{Filter: a.Shared.Filter, Qos: a.Shared.QoS, Strategy: a.Shared.Strategy, Held: a.Shared.Held}
 			c.mu.entries[a.Entry] = d.Router().AddSharedRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize, sh)
 		default:
 			c.mu.entries[a.Entry] = d.Router().AddRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize)

@@ -177,7 +177,13 @@ type stream struct {
 	// in order; the stream reads nothing new until they are queued.
 	replays []*batch
 	gone    bool
+	// done are the last shared grants finished (StreamRing.done_grants).
+	done []uint64
 }
+
+// maxDoneGrants bounds stream.done: enough to cover the acknowledgements
+// of one commit round.
+const maxDoneGrants = 16
 
 // pushedBatch names one batch a Read entry pushed.
 type pushedBatch struct{ entry, seq uint64 }
@@ -255,7 +261,7 @@ func (st *stream) key() *storagev1.StreamKey {
 }
 
 func (st *stream) ringRecord() *storagev1.StreamRing {
-	r := &storagev1.StreamRing{Key: st.key(), EndOfStream: st.eos, Position: st.position}
+	r := &storagev1.StreamRing{Key: st.key(), EndOfStream: st.eos, Position: st.position, DoneGrants: st.done}
 	for _, b := range st.ring {
 		r.Batches = append(r.Batches, b.rec)
 	}

@@ -54,6 +54,9 @@ type SharedRead struct {
 	QoS uint32
 	// Strategy is the zone's mqtt.shared_subscription_strategy.
 	Strategy string
+	// Held are the grants of the stream the session holds (recorded or
+	// waiting to be): dsd hands back any other it granted the session.
+	Held []uint64
 }
 
 // AckShared tells the group of Filter that the session finished Grant.

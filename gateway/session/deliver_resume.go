@@ -58,7 +58,7 @@ func (m *Machine) resume(sess *storagev1.Session, watermarks []int64) {
 			continue
 		}
 		id := StreamID{Shard: k.Shard, Generation: k.Generation, StaticIndex: string(k.StaticIndex)}
-		st := &stream{sub: s, id: id, position: r.Position, eos: r.EndOfStream}
+		st := &stream{sub: s, id: id, position: r.Position, eos: r.EndOfStream, done: r.DoneGrants}
 		for _, br := range r.Batches {
 			b := &batch{rec: br, durable: true}
 			st.ring = append(st.ring, b)

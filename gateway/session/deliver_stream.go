@@ -368,7 +368,13 @@ func (m *Machine) settle(st *stream) bool {
 			m.ackPushed(st, p)
 		}
 		if g := b.rec.SharedGrant; g != 0 {
+			// The link's acknowledgement is quick; the ring's done list,
+			// committed with the ring, makes it survive a crash of dsd.
 			m.out = append(m.out, AckShared{Filter: st.sub.rec.TopicFilter, Grant: g})
+			st.done = append(st.done, g)
+			if len(st.done) > maxDoneGrants {
+				st.done = slices.Delete(st.done, 0, len(st.done)-maxDoneGrants)
+			}
 		}
 		m.touchStream(st)
 		changed = true
@@ -448,6 +454,19 @@ func (m *Machine) activateStream(st *stream) {
 	a := AddRead{Entry: st.entry, Iterator: st.position, Window: uint32(m.readWindow()), BatchSize: uint32(m.cfg.BatchSize)}
 	if _, _, shared := packet.SplitShared(st.sub.rec.TopicFilter); shared {
 		a.Shared = &SharedRead{Filter: st.sub.rec.TopicFilter, QoS: st.sub.state.Qos, Strategy: m.cfg.SharedStrategy}
+		for _, b := range st.ring {
+			if g := b.rec.SharedGrant; g != 0 {
+				a.Shared.Held = append(a.Shared.Held, g)
+			}
+		}
+		for _, hb := range st.held {
+			if hb.grant != nil {
+				a.Shared.Held = append(a.Shared.Held, hb.grant.ID)
+			}
+		}
+		// Finished ones too: their acknowledgement may not have reached
+		// the group yet, and they must not go to another member.
+		a.Shared.Held = append(a.Shared.Held, st.done...)
 	}
 	m.out = append(m.out, a)
 }

@@ -953,7 +953,13 @@ type SharedRead struct {
 	Qos uint32 `protobuf:"varint,2,opt,name=qos,proto3" json:"qos,omitempty"`
 	// Strategy picks the member of each batch: "round_robin" (default),
 	// "random", "sticky", "hash_clientid" or "hash_topic".
-	Strategy      string `protobuf:"bytes,3,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	Strategy string `protobuf:"bytes,3,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	// Held are the grants of this stream the member holds (recorded, or
+	// pushed and not yet recorded). Any other grant of the member on the
+	// stream under its guard never reached it (dsd restarted after recording
+	// it, or the gateway dropped a batch of an entry it had removed): it goes
+	// back to the group.
+	Held          []uint64 `protobuf:"varint,4,rep,packed,name=held,proto3" json:"held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1007,6 +1013,13 @@ func (x *SharedRead) GetStrategy() string {
 		return x.Strategy
 	}
 	return ""
+}
+
+func (x *SharedRead) GetHeld() []uint64 {
+	if x != nil {
+		return x.Held
+	}
+	return nil
 }
 
 // SharedAck: the member finished the grant (every message of it
@@ -1652,12 +1665,13 @@ const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\x06window\x18\x03 \x01(\rR\x06window\x12,\n" +
 	"\x12max_batch_messages\x18\x04 \x01(\rR\x10maxBatchMessages\x123\n" +
 	"\asession\x18\x05 \x01(\v2\x19.strata.dsd.v1.SessionRefR\asession\x121\n" +
-	"\x06shared\x18\x06 \x01(\v2\x19.strata.dsd.v1.SharedReadR\x06shared\"R\n" +
+	"\x06shared\x18\x06 \x01(\v2\x19.strata.dsd.v1.SharedReadR\x06shared\"f\n" +
 	"\n" +
 	"SharedRead\x12\x16\n" +
 	"\x06filter\x18\x01 \x01(\tR\x06filter\x12\x10\n" +
 	"\x03qos\x18\x02 \x01(\rR\x03qos\x12\x1a\n" +
-	"\bstrategy\x18\x03 \x01(\tR\bstrategy\"n\n" +
+	"\bstrategy\x18\x03 \x01(\tR\bstrategy\x12\x12\n" +
+	"\x04held\x18\x04 \x03(\x04R\x04held\"n\n" +
 	"\tSharedAck\x12\x16\n" +
 	"\x06filter\x18\x01 \x01(\tR\x06filter\x12\x14\n" +
 	"\x05grant\x18\x02 \x01(\x04R\x05grant\x123\n" +

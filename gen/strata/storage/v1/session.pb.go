@@ -825,7 +825,13 @@ type StreamRing struct {
 	// Position is the iterator after the last batch read from the stream:
 	// where the next batch starts, also once every batch of the ring was
 	// acknowledged and removed.
-	Position      []byte `protobuf:"bytes,4,opt,name=position,proto3" json:"position,omitempty"`
+	Position []byte `protobuf:"bytes,4,opt,name=position,proto3" json:"position,omitempty"`
+	// DoneGrants are the last shared group grants (at most 16) whose
+	// batches the session finished and removed from the ring: dsd
+	// acknowledges them to their group after the commit, and again when it
+	// opens (an acknowledgement a crash lost), so a finished grant never
+	// goes to another member.
+	DoneGrants    []uint64 `protobuf:"varint,5,rep,packed,name=done_grants,json=doneGrants,proto3" json:"done_grants,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -884,6 +890,13 @@ func (x *StreamRing) GetEndOfStream() bool {
 func (x *StreamRing) GetPosition() []byte {
 	if x != nil {
 		return x.Position
+	}
+	return nil
+}
+
+func (x *StreamRing) GetDoneGrants() []uint64 {
+	if x != nil {
+		return x.DoneGrants
 	}
 	return nil
 }
@@ -1332,13 +1345,15 @@ const file_strata_storage_v1_session_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x03 \x01(\x04R\n" +
 	"generation\x12!\n" +
-	"\fstatic_index\x18\x04 \x01(\fR\vstaticIndex\"\xb6\x01\n" +
+	"\fstatic_index\x18\x04 \x01(\fR\vstaticIndex\"\xd7\x01\n" +
 	"\n" +
 	"StreamRing\x12.\n" +
 	"\x03key\x18\x01 \x01(\v2\x1c.strata.storage.v1.StreamKeyR\x03key\x128\n" +
 	"\abatches\x18\x02 \x03(\v2\x1e.strata.storage.v1.BatchRecordR\abatches\x12\"\n" +
 	"\rend_of_stream\x18\x03 \x01(\bR\vendOfStream\x12\x1a\n" +
-	"\bposition\x18\x04 \x01(\fR\bposition\"K\n" +
+	"\bposition\x18\x04 \x01(\fR\bposition\x12\x1f\n" +
+	"\vdone_grants\x18\x05 \x03(\x04R\n" +
+	"doneGrants\"K\n" +
 	"\x10RetainedBatchKey\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\x04R\x0esubscriptionId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\"\xe7\x01\n" +
