@@ -18,8 +18,9 @@ type sharedModel struct {
 	cursor int
 	grants map[uint64]*modelGrant // outstanding
 	acked  map[int]bool           // ranges finished
-	// recorded are the grants each member's session has records of.
-	recorded map[string]map[uint64]bool
+	// recorded are the grants each member's session has records of; done
+	// those it finished without the group hearing of it yet.
+	recorded, done map[string]map[uint64]bool
 	nextID   uint64
 }
 
@@ -57,10 +58,34 @@ func runSharedModel(t *testing.T, seed uint64) {
 	for _, mb := range members {
 		e.openSess(mb, "u", true, 100, "gw") // connected: Open's reconciliation leaves their grants alone
 	}
-	m := &sharedModel{grants: map[uint64]*modelGrant{}, acked: map[int]bool{}, recorded: map[string]map[uint64]bool{}}
+	m := &sharedModel{grants: map[uint64]*modelGrant{}, acked: map[int]bool{}, recorded: map[string]map[uint64]bool{}, done: map[string]map[uint64]bool{}}
+	set := func(mm map[string]map[uint64]bool, member string, id uint64) {
+		if mm[member] == nil {
+			mm[member] = map[uint64]bool{}
+		}
+		mm[member][id] = true
+	}
+	ids := func(mm map[string]map[uint64]bool, member string) []uint64 {
+		var out []uint64
+		for id := range mm[member] {
+			out = append(out, id)
+		}
+		slices.Sort(out)
+		return out
+	}
 	for step := range 200 {
 		member := members[rng.IntN(len(members))]
-		switch op := rng.IntN(10); {
+		switch op := rng.IntN(12); {
+		case op >= 10: // a new reader of the stream: what the member does not hold goes back
+			held := append(ids(m.recorded, member), ids(m.done, member)...)
+			if err := e.db.ReturnUnheld(ctx, testGroup, member, guards[member], testStream, held); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range sortedKeys(m.grants) {
+				if g := m.grants[id]; g.member == member && g.guard <= guards[member] && !slices.Contains(held, id) {
+					g.member, g.redelivery = "", true
+				}
+			}
 		case op < 3: // a new grant
 			qos2 := rng.IntN(3) == 0
 			id, err := e.db.GrantShared(ctx, testGroup, &storagev1.SharedGrant{Member: member, Guard: guards[member], Shard: 0, Generation: 1,
@@ -95,15 +120,18 @@ func runSharedModel(t *testing.T, seed uint64) {
 			}
 			g := m.grants[w.Id]
 			g.member, g.guard, g.qos2, g.redelivery = member, guards[member], qos2, true
-		case op < 5: // member records one of its grants (its session commit)
+		case op < 5: // member records one of its grants (its session commit), or finishes a recorded one quietly
 			for _, id := range sortedKeys(m.grants) {
-				if m.grants[id].member == member {
-					if m.recorded[member] == nil {
-						m.recorded[member] = map[uint64]bool{}
-					}
-					m.recorded[member][id] = true
-					break
+				if m.grants[id].member != member {
+					continue
 				}
+				if m.recorded[member][id] && rng.IntN(2) == 0 {
+					delete(m.recorded[member], id)
+					set(m.done, member, id) // in its ring's done_grants; the link's ack lost
+				} else {
+					set(m.recorded, member, id)
+				}
+				break
 			}
 		case op < 7: // member finishes its oldest grant, or someone acks another's
 			for _, id := range sortedKeys(m.grants) {
@@ -126,11 +154,7 @@ func runSharedModel(t *testing.T, seed uint64) {
 				break
 			}
 		case op < 9: // member's connection or membership ends
-			d := SharedDown{Member: member, Guard: guards[member]}
-			for id := range m.recorded[member] {
-				d.Recorded = append(d.Recorded, id)
-			}
-			slices.Sort(d.Recorded)
+			d := SharedDown{Member: member, Guard: guards[member], Recorded: ids(m.recorded, member), Done: ids(m.done, member)}
 			switch rng.IntN(4) {
 			case 0:
 				d.Final = true
@@ -149,6 +173,9 @@ func runSharedModel(t *testing.T, seed uint64) {
 				}
 				recorded := m.recorded[member][id]
 				switch {
+				case m.done[member][id]:
+					delete(m.grants, id)
+					m.acked[g.rng] = true
 				case recorded && d.Resumed:
 				case g.qos2 && (recorded || d.KeepQoS2):
 					if d.Final {
@@ -162,6 +189,7 @@ func runSharedModel(t *testing.T, seed uint64) {
 			if d.Final {
 				delete(m.recorded, member)
 			}
+			delete(m.done, member)
 			guards[member]++ // its next connection
 		default:
 			e.reopen()
