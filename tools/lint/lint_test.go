@@ -94,6 +94,8 @@ var forbiddenDeps = []struct {
 		"the metadata state machine is pure: commands in, state out; dsd/cluster drives it"},
 	{"./dsd/raftlog/...", []string{"net", "google.golang.org/grpc", "github.com/stratamq/strata/dsd/storage"},
 		"the raft log store knows Pebble and raft, not the network or the shards"},
+	{"./dsd/cluster/...", []string{"github.com/stratamq/strata/dsd/storage", "github.com/stratamq/strata/dsd/server", "github.com/stratamq/strata/gateway"},
+		"the metadata group runs beside the storage (sharing its engine), not on top of it"},
 	{"./dsd/client/...", []string{"github.com/stratamq/strata/dsd/storage", "github.com/stratamq/strata/dsd/server", "github.com/cockroachdb/pebble"},
 		"the client speaks only the generated API"},
 }

@@ -1,0 +1,216 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	clusterv1 "github.com/stratamq/strata/gen/strata/cluster/v1"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	"github.com/stratamq/strata/internal/testutil/wait"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+// testSite is one site: an engine that outlives restarts, and while
+// running a Cluster behind a gRPC server on a loopback port.
+type testSite struct {
+	id     string
+	fs     vfs.FS
+	engine *pebble.DB
+	c      *Cluster
+	srv    *grpc.Server
+	addr   string
+	served chan struct{}
+}
+
+type siteService struct {
+	dsdv1.UnimplementedSiteServiceServer
+	c *Cluster
+}
+
+func (s siteService) Link(stream grpc.BidiStreamingServer[dsdv1.LinkRequest, dsdv1.LinkResponse]) error {
+	return s.c.Transport().Serve(stream)
+}
+
+func (s siteService) Join(ctx context.Context, req *dsdv1.JoinRequest) (*dsdv1.JoinResponse, error) {
+	return s.c.Join(ctx, req)
+}
+
+func fastOptions(id, join string, nSites int) Options {
+	return Options{
+		Site: id, Node: "node-" + id[14:], Join: join, NShards: 4, NSites: nSites, ReplicationFactor: 3,
+		DialOptions:  []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+		TickInterval: 10 * time.Millisecond, DownAfter: 300 * time.Millisecond, LivenessInterval: 20 * time.Millisecond,
+		SnapshotEntries: 5, KeepEntries: 2,
+	}
+}
+
+// start runs the site's Cluster on addr ("127.0.0.1:0" for a new port).
+func (s *testSite) start(t *testing.T, opts Options, addr string) {
+	t.Helper()
+	if s.engine == nil {
+		db, err := pebble.Open("db", &pebble.Options{FS: s.fs, FormatMajorVersion: pebble.FormatNewest, Logger: quietPebble{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.engine = db
+	}
+	c, err := New(s.engine, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.c, s.addr, s.srv, s.served = c, lis.Addr().String(), grpc.NewServer(), make(chan struct{})
+	dsdv1.RegisterSiteServiceServer(s.srv, siteService{c: c})
+	c.Start(s.addr)
+	go func() {
+		defer close(s.served)
+		_ = s.srv.Serve(lis)
+	}()
+}
+
+// stop stops the Cluster and its server; the engine stays (kill: the
+// state on disk is what a crash leaves, since raftlog syncs every Save).
+func (s *testSite) stop() {
+	if s.c == nil {
+		return
+	}
+	s.srv.Stop()
+	<-s.served
+	s.c.Close()
+	s.c = nil
+}
+
+func (s *testSite) close(t *testing.T) {
+	s.stop()
+	if err := s.engine.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+func sitesOf(st *clusterv1.MetaState) string {
+	out := ""
+	for _, s := range st.GetSites() {
+		state := "up"
+		if !s.GetUp() {
+			state = "down"
+		}
+		out += fmt.Sprintf("%s@%s:%s ", s.GetId(), s.GetAddress(), state)
+	}
+	return out
+}
+
+// TestThreeSites forms a cluster of three by joining, allocates the shards
+// once n_sites = 3 are members, marks a stopped site down and the same
+// site up again after its restart (same id and raft state), and keeps all
+// three views equal; with a snapshot every 5 entries the log is compacted
+// on the way, so the restarted site also recovers from a snapshot.
+func TestThreeSites(t *testing.T) {
+	ids := []string{"00000000000000a1", "00000000000000b2", "00000000000000c3"}
+	sites := make([]*testSite, 3)
+	for i, id := range ids {
+		sites[i] = &testSite{id: id, fs: vfs.NewMem()}
+		defer sites[i].close(t)
+	}
+	sites[0].start(t, fastOptions(ids[0], "", 3), "127.0.0.1:0")
+	wait.For(t, 10*time.Second, "a first leader", func() bool { return sites[0].c.Status().IsLeader })
+	for _, s := range sites[1:] {
+		s.start(t, fastOptions(s.id, sites[0].addr, 3), "127.0.0.1:0")
+	}
+	same := func(want func(st *clusterv1.MetaState) bool) func() bool {
+		return func() bool {
+			var first string
+			for i, s := range sites {
+				if s.c == nil {
+					continue
+				}
+				st := s.c.State()
+				if !want(st) {
+					return false
+				}
+				if i == 0 || first == "" {
+					first = sitesOf(st)
+				} else if sitesOf(st) != first {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	allUp := func(st *clusterv1.MetaState) bool {
+		if len(st.GetSites()) != 3 || len(st.GetMessages().GetShards()) != 4 {
+			return false
+		}
+		for _, s := range st.GetSites() {
+			if !s.GetUp() {
+				return false
+			}
+		}
+		return true
+	}
+	wait.For(t, 10*time.Second, "three sites up and the shards allocated, seen alike by all", same(allUp))
+	for _, sp := range sites[1].c.State().GetMessages().GetShards() {
+		if !slices.Equal(sp.GetReplicas(), ids) {
+			t.Fatalf("shard %d replicas %v, want all three (rf 3)", sp.GetShard(), sp.GetReplicas())
+		}
+	}
+
+	// Stop the third site: the other two keep a leader and see it down.
+	victim := sites[2]
+	addr := victim.addr
+	victim.stop()
+	downC := func(st *clusterv1.MetaState) bool {
+		for _, s := range st.GetSites() {
+			if (s.GetId() == ids[2]) == s.GetUp() {
+				return false
+			}
+		}
+		return len(st.GetSites()) == 3
+	}
+	wait.For(t, 10*time.Second, "the stopped site down on both others", same(downC))
+	wait.For(t, 10*time.Second, "a leader among the two", func() bool {
+		return sites[0].c.Status().Leader != "" && sites[0].c.Status().Leader != ids[2] && sites[0].c.Status().Leader == sites[1].c.Status().Leader
+	})
+
+	// Restart it from its own state, on the same address: up again, same id.
+	victim.start(t, fastOptions(ids[2], "", 3), addr)
+	wait.For(t, 10*time.Second, "the restarted site up again, seen alike by all three", same(allUp))
+	if st := sites[0].c.Status(); st.SnapshotIndex == 0 {
+		t.Fatalf("no snapshot was taken: %+v", st)
+	}
+}
+
+// TestJoinRefusesOtherNShards: a site with another n_shards cannot join.
+func TestJoinRefusesOtherNShards(t *testing.T) {
+	a := &testSite{id: "00000000000000a1", fs: vfs.NewMem()}
+	defer a.close(t)
+	a.start(t, fastOptions(a.id, "", 1), "127.0.0.1:0")
+	wait.For(t, 10*time.Second, "a leader", func() bool { return a.c.Status().IsLeader })
+	_, err := a.c.Join(context.Background(), &dsdv1.JoinRequest{Site: &clusterv1.Site{Id: "00000000000000b2", Address: "127.0.0.1:1"}, NShards: 5})
+	if err == nil {
+		t.Fatal("a site with n_shards 5 joined a cluster of 4")
+	}
+	// A single site allocates every shard to itself at once (n_sites 1).
+	wait.For(t, 10*time.Second, "single-site allocation", func() bool { return len(a.c.State().GetMessages().GetShards()) == 4 })
+}
