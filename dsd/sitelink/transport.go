@@ -20,7 +20,7 @@ var (
 	ErrClosed     = errors.New("sitelink: closed")
 	ErrBadHello   = errors.New("sitelink: bad hello")
 	ErrWrongDial  = errors.New("sitelink: the site with the smaller id dials")
-	errSuperseded = errors.New("sitelink: link superseded by a newer one")
+	ErrSuperseded = errors.New("sitelink: link superseded by a newer one")
 )
 
 // Options configure a Transport.
@@ -223,7 +223,7 @@ func (t *Transport) Serve(stream grpc.BidiStreamingServer[dsdv1.LinkRequest, dsd
 	select {
 	case err = <-recvErr:
 	case <-l.dead:
-		err = errSuperseded
+		err = ErrSuperseded
 	case <-t.ctx.Done():
 		err = ErrClosed
 	}
