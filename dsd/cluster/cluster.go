@@ -111,6 +111,11 @@ type Cluster struct {
 		waiters   map[uint64]chan error
 	}
 
+	// joining serializes the conf changes of Joins handled here: raft
+	// refuses a conf change while another is pending, and a refused one
+	// would leave its Join waiting out the proposal timeout.
+	joining sync.Mutex
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -230,6 +235,7 @@ func (c *Cluster) readyLoop(node raft.Node) {
 	ticker := time.NewTicker(c.opts.TickInterval)
 	defer ticker.Stop()
 	var lead uint64
+	campaigned := false
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -251,8 +257,23 @@ func (c *Cluster) readyLoop(node raft.Node) {
 				return
 			}
 			node.Advance()
+			if !campaigned && lead == raft.None && c.alone() {
+				// The only voter need not wait out an election timeout
+				// (once its configuration is applied: raft refuses to
+				// campaign before).
+				campaigned = true
+				_ = node.Campaign(c.ctx)
+			}
 		}
 	}
+}
+
+// alone reports whether this site is the group's only voter.
+func (c *Cluster) alone() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.mu.cs.GetVoters()
+	return len(v) == 1 && v[0] == c.self && c.mu.applied >= c.mu.snapIndex
 }
 
 // handleReady carries out one Ready in raft's order: persist, send, apply.

@@ -40,6 +40,8 @@ func (c *Cluster) Join(ctx context.Context, req *dsdv1.JoinRequest) (*dsdv1.Join
 			}
 		}
 	} else {
+		c.joining.Lock()
+		defer c.joining.Unlock()
 		reqID, ch := c.waiter()
 		defer c.unwait(reqID)
 		sctx, err := proto.Marshal(site)

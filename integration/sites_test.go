@@ -1,0 +1,234 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratamq/strata/internal/testutil"
+	"github.com/stratamq/strata/internal/testutil/wait"
+)
+
+// siteInfo is what the sites test reads from `dstool info --json`.
+type siteInfo struct {
+	Site   string `json:"site"`
+	NSites int    `json:"n_sites"`
+	Sites  []struct {
+		Site    string `json:"site"`
+		Node    string `json:"node"`
+		Address string `json:"address"`
+		Up      bool   `json:"up"`
+	} `json:"sites"`
+	Shards []struct {
+		Shard    int      `json:"shard"`
+		Replicas []string `json:"replicas"`
+	} `json:"shards"`
+	MetaGroup struct {
+		Leader string `json:"leader"`
+		Term   uint64 `json:"term"`
+	} `json:"meta_group"`
+}
+
+// info asks one dsd for its view; ok is false while it cannot answer (a
+// killed site).
+func clusterView(t *testing.T, d *DSD) (siteInfo, bool) {
+	t.Helper()
+	out, err := dstoolOutput(d.GRPCAddr, "info", "--json", "--timeout", "2s")
+	if err != nil {
+		return siteInfo{}, false
+	}
+	var info siteInfo
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("dstool info --json: %v\n%s", err, out)
+	}
+	return info, true
+}
+
+func dstoolOutput(addr string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bins.Path("dstool"), append(args, "--addr", addr)...)
+	out, err := cmd.Output()
+	return string(out), err
+}
+
+// sitesLine renders a view's SITES for comparison between sites.
+func sitesLine(info siteInfo) string {
+	var parts []string
+	for _, s := range info.Sites {
+		parts = append(parts, fmt.Sprintf("%s/%s/%v", s.Site, s.Address, s.Up))
+	}
+	return strings.Join(parts, " ")
+}
+
+// TestThreeSites starts three dsd processes that form a cluster with
+// --join (n_sites = 3, replication_factor = 3): every site sees the same
+// three sites up and the same allocation (every shard on all three); after
+// a SIGKILL of one, the other two keep a metadata leader and show it down;
+// restarted on its data dir it comes back up with the same site id.
+func TestThreeSites(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "strata.toml")
+	if err := os.WriteFile(conf, []byte("durable_storage.messages.n_shards = 4\ndurable_storage.messages.n_sites = 3\ndurable_storage.messages.replication_factor = 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var sites []*DSD
+	defer func() {
+		for _, d := range sites {
+			_ = d.Stop(10 * time.Second)
+		}
+	}()
+	for i := range 3 {
+		cfg := DSDConfig{DataDir: filepath.Join(dir, fmt.Sprintf("site%d", i)), ConfigFile: conf}
+		if i > 0 {
+			cfg.Join = sites[0].GRPCAddr
+		}
+		d, err := StartDSD(ctx, bins, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sites = append(sites, d)
+	}
+
+	// agree waits until every running site's view passes ok and all views
+	// show the same SITES.
+	agree := func(what string, running []*DSD, ok func(siteInfo) bool) []siteInfo {
+		t.Helper()
+		var views []siteInfo
+		if !wait.Until(30*time.Second, func() bool {
+			views = views[:0]
+			for _, d := range running {
+				v, answered := clusterView(t, d)
+				if !answered || !ok(v) {
+					return false
+				}
+				views = append(views, v)
+			}
+			for _, v := range views[1:] {
+				if sitesLine(v) != sitesLine(views[0]) {
+					return false
+				}
+			}
+			return true
+		}) {
+			for i, d := range running {
+				v, _ := clusterView(t, d)
+				t.Logf("site %d view: %+v\nlog:\n%s", i, v, d.Log())
+			}
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		return views
+	}
+	allUp := func(v siteInfo) bool {
+		if len(v.Sites) != 3 || v.MetaGroup.Leader == "" || len(v.Shards) != 4 {
+			return false
+		}
+		for _, s := range v.Sites {
+			if !s.Up {
+				return false
+			}
+		}
+		for _, sh := range v.Shards {
+			if len(sh.Replicas) != 3 {
+				return false
+			}
+		}
+		return true
+	}
+	views := agree("three sites up, shards allocated, alike on all three", sites, allUp)
+	ids := []string{views[0].Site, views[1].Site, views[2].Site}
+	var listed []string
+	for _, s := range views[0].Sites {
+		listed = append(listed, s.Site)
+	}
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	if !slices.Equal(listed, sorted) {
+		t.Fatalf("SITES %v, want the three site ids %v", listed, sorted)
+	}
+
+	// The text form has seed 002's sections.
+	text, err := dstoolOutput(sites[1].GRPCAddr, "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"THIS SITE:\n" + ids[1] + "\n", "SITES:\n", "SHARDS:\n", "messages/3 ", fmt.Sprintf("%s '", ids[2])} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("dstool info lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Count(text, "' up\n") != 3 {
+		t.Fatalf("dstool info does not show three sites up:\n%s", text)
+	}
+	// REST on another site's HTTP port lists the same sites.
+	var restSites []string
+	if err := json.Unmarshal([]byte(httpBody(t, "http://"+sites[2].HTTPAddr+"/ds/sites")), &restSites); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(restSites, sorted) {
+		t.Fatalf("GET /ds/sites %v, want %v", restSites, sorted)
+	}
+	if body := testutil.Metrics(t, sites[0].HTTPAddr); !strings.Contains(body, "strata_ds_meta_has_leader 1") || !strings.Contains(body, `strata_ds_sites{state="up"} 3`) {
+		t.Fatalf("metrics lack the metadata group's leader or the three sites up")
+	}
+
+	// SIGKILL the third site: the other two keep a leader and show it down.
+	victim := sites[2]
+	victim.Kill()
+	killedDown := func(v siteInfo) bool {
+		if len(v.Sites) != 3 || v.MetaGroup.Leader == "" || v.MetaGroup.Leader == ids[2] {
+			return false
+		}
+		for _, s := range v.Sites {
+			if s.Up == (s.Site == ids[2]) {
+				return false
+			}
+		}
+		return true
+	}
+	views = agree("the killed site down on the other two, which keep a leader", sites[:2], killedDown)
+	if views[0].MetaGroup.Leader != views[1].MetaGroup.Leader {
+		t.Fatalf("the two sites name different leaders: %s and %s", views[0].MetaGroup.Leader, views[1].MetaGroup.Leader)
+	}
+	var rest struct {
+		Up bool `json:"up"`
+	}
+	if err := json.Unmarshal([]byte(httpBody(t, "http://"+sites[0].HTTPAddr+"/ds/sites/"+ids[2])), &rest); err != nil || rest.Up {
+		t.Fatalf("GET /ds/sites/%s: up %v (%v), want down", ids[2], rest.Up, err)
+	}
+
+	// Restart it on its data dir: the same site, up again everywhere.
+	restarted, err := victim.KillAndRestart(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sites[2] = restarted
+	views = agree("the restarted site up again on all three", sites, allUp)
+	if views[2].Site != ids[2] {
+		t.Fatalf("the restarted site is %s, was %s", views[2].Site, ids[2])
+	}
+	// raft's own info lines (elections, votes) stay out of dsd's log.
+	for i, d := range sites {
+		if strings.Contains(d.Log(), "became follower") || strings.Contains(d.Log(), "became leader") {
+			t.Fatalf("site %d's log has raft's info lines:\n%s", i, d.Log())
+		}
+	}
+}
+
+func httpBody(t *testing.T, url string) string {
+	t.Helper()
+	status, body := testutil.Get(t, url)
+	if status != 200 {
+		t.Fatalf("GET %s: %d %s", url, status, body)
+	}
+	return body
+}
