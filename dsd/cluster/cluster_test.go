@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/stratamq/strata/dsd/meta"
 	clusterv1 "github.com/stratamq/strata/gen/strata/cluster/v1"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	"github.com/stratamq/strata/internal/testutil/wait"
@@ -60,6 +64,7 @@ func fastOptions(id, join string, nSites int) Options {
 		DialOptions:  []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
 		TickInterval: 10 * time.Millisecond, DownAfter: 300 * time.Millisecond, LivenessInterval: 20 * time.Millisecond,
 		SnapshotEntries: 5, KeepEntries: 2,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
 
@@ -213,4 +218,72 @@ func TestJoinRefusesOtherNShards(t *testing.T) {
 	}
 	// A single site allocates every shard to itself at once (n_sites 1).
 	wait.For(t, 10*time.Second, "single-site allocation", func() bool { return len(a.c.State().GetMessages().GetShards()) == 4 })
+}
+
+// TestTransitionsRecorded: set-replicas from one site to three records
+// each shard's transitions (+b +c); a claim is exclusive to its site,
+// survives that site's restart (Claimed), and completing it changes the
+// replica set and leaves the next transition pending.
+func TestTransitionsRecorded(t *testing.T) {
+	ids := []string{"00000000000000a1", "00000000000000b2", "00000000000000c3"}
+	sites := make([]*testSite, 3)
+	for i, id := range ids {
+		sites[i] = &testSite{id: id, fs: vfs.NewMem()}
+		defer sites[i].close(t)
+	}
+	sites[0].start(t, fastOptions(ids[0], "", 1), "127.0.0.1:0")
+	wait.For(t, 10*time.Second, "the first site allocates alone", func() bool { return len(sites[0].c.State().GetMessages().GetShards()) == 4 })
+	for _, s := range sites[1:] {
+		s.start(t, fastOptions(s.id, sites[0].addr, 1), "127.0.0.1:0")
+	}
+	wait.For(t, 10*time.Second, "three members and the allocation on every site", func() bool {
+		for _, s := range sites {
+			if st := s.c.State(); len(st.GetSites()) != 3 || len(st.GetMessages().GetShards()) != 4 {
+				return false
+			}
+		}
+		return true
+	})
+	if got := sites[1].c.ReplicaSites(); !slices.Equal(got, ids[:1]) {
+		t.Fatalf("replica sites %v before set-replicas, want only the first", got)
+	}
+	ctx := context.Background()
+	if err := sites[1].c.SetReplicas(ctx, ids); err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range sites[1].c.State().GetMessages().GetShards() {
+		var plan []string
+		for _, tr := range sp.GetTransitions() {
+			plan = append(plan, meta.TransitionString(tr))
+		}
+		if want := []string{"+" + ids[1], "+" + ids[2]}; !slices.Equal(plan, want) {
+			t.Fatalf("shard %d transitions %v, want %v", sp.GetShard(), plan, want)
+		}
+	}
+	next := &clusterv1.Transition{Op: clusterv1.TransitionOp_TRANSITION_OP_ADD, Site: ids[1]}
+	if err := sites[1].c.Claim(ctx, 0, next); err != nil {
+		t.Fatal(err)
+	}
+	if err := sites[2].c.Claim(ctx, 0, next); !errors.Is(err, meta.ErrClaimed) {
+		t.Fatalf("a second site's claim: %v, want ErrClaimed", err)
+	}
+	// The claimant restarts: it finds its claim again.
+	addr := sites[1].addr
+	sites[1].stop()
+	sites[1].start(t, fastOptions(ids[1], "", 1), addr)
+	wait.For(t, 10*time.Second, "the claim found again after the restart", func() bool {
+		cl := sites[1].c.Claimed()
+		return len(cl) == 1 && cl[0].Shard == 0 && cl[0].Transition.GetSite() == ids[1]
+	})
+	wait.For(t, 10*time.Second, "a leader after the restart", func() bool { return sites[1].c.Status().Leader != "" })
+	if err := sites[1].c.Complete(ctx, 0, next); err != nil {
+		t.Fatal(err)
+	}
+	sp := sites[1].c.State().GetMessages().GetShards()[0]
+	if !slices.Equal(sp.GetReplicas(), ids[:2]) || len(sp.GetTransitions()) != 1 || sp.GetTransitions()[0].GetSite() != ids[2] {
+		t.Fatalf("shard 0 after completing +%s: replicas %v, transitions %v", ids[1], sp.GetReplicas(), sp.GetTransitions())
+	}
+	if len(sites[1].c.Claimed()) != 0 {
+		t.Fatalf("claims left after completion: %v", sites[1].c.Claimed())
+	}
 }
