@@ -71,8 +71,8 @@ func sitesLine(info siteInfo) string {
 // TestThreeSites starts three dsd processes that form a cluster with
 // --join (n_sites = 3, replication_factor = 3): every site sees the same
 // three sites up and the same allocation (every shard on all three); after
-// a SIGKILL of one, the other two keep a metadata leader and show it down;
-// restarted on its data dir it comes back up with the same site id.
+// a SIGKILL of the metadata leader, the other two elect another and show
+// it down; restarted on its data dir it comes back up with the same site id.
 func TestThreeSites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -82,6 +82,7 @@ func TestThreeSites(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sites []*DSD
+	began := time.Now()
 	defer func() {
 		for _, d := range sites {
 			_ = d.Stop(10 * time.Second)
@@ -145,6 +146,7 @@ func TestThreeSites(t *testing.T) {
 		return true
 	}
 	views := agree("three sites up, shards allocated, alike on all three", sites, allUp)
+	t.Logf("cluster formed: %v from the first start to three sites up and the shards allocated on all three", time.Since(began).Round(time.Millisecond))
 	ids := []string{views[0].Site, views[1].Site, views[2].Site}
 	var listed []string
 	for _, s := range views[0].Sites {
@@ -181,40 +183,55 @@ func TestThreeSites(t *testing.T) {
 		t.Fatalf("metrics lack the metadata group's leader or the three sites up")
 	}
 
-	// SIGKILL the third site: the other two keep a leader and show it down.
-	victim := sites[2]
+	// SIGKILL the metadata leader: the other two elect another and show
+	// the killed site down.
+	vi := slices.Index(ids, views[0].MetaGroup.Leader)
+	if vi < 0 {
+		t.Fatalf("leader %q is not one of the sites %v", views[0].MetaGroup.Leader, ids)
+	}
+	victim := sites[vi]
+	var others []*DSD
+	for i, d := range sites {
+		if i != vi {
+			others = append(others, d)
+		}
+	}
+	killedAt := time.Now()
 	victim.Kill()
 	killedDown := func(v siteInfo) bool {
-		if len(v.Sites) != 3 || v.MetaGroup.Leader == "" || v.MetaGroup.Leader == ids[2] {
+		if len(v.Sites) != 3 || v.MetaGroup.Leader == "" || v.MetaGroup.Leader == ids[vi] {
 			return false
 		}
 		for _, s := range v.Sites {
-			if s.Up == (s.Site == ids[2]) {
+			if s.Up == (s.Site == ids[vi]) {
 				return false
 			}
 		}
 		return true
 	}
-	views = agree("the killed site down on the other two, which keep a leader", sites[:2], killedDown)
+	views = agree("the killed leader down on the other two, which elect another leader", others, killedDown)
+	t.Logf("SIGKILL of the metadata leader to the site shown down on both others, under a new leader: %v (election, then down_after 3s)", time.Since(killedAt).Round(time.Millisecond))
 	if views[0].MetaGroup.Leader != views[1].MetaGroup.Leader {
 		t.Fatalf("the two sites name different leaders: %s and %s", views[0].MetaGroup.Leader, views[1].MetaGroup.Leader)
 	}
 	var rest struct {
 		Up bool `json:"up"`
 	}
-	if err := json.Unmarshal([]byte(httpBody(t, "http://"+sites[0].HTTPAddr+"/ds/sites/"+ids[2])), &rest); err != nil || rest.Up {
-		t.Fatalf("GET /ds/sites/%s: up %v (%v), want down", ids[2], rest.Up, err)
+	if err := json.Unmarshal([]byte(httpBody(t, "http://"+others[0].HTTPAddr+"/ds/sites/"+ids[vi])), &rest); err != nil || rest.Up {
+		t.Fatalf("GET /ds/sites/%s: up %v (%v), want down", ids[vi], rest.Up, err)
 	}
 
 	// Restart it on its data dir: the same site, up again everywhere.
+	restartAt := time.Now()
 	restarted, err := victim.KillAndRestart(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sites[2] = restarted
+	sites[vi] = restarted
 	views = agree("the restarted site up again on all three", sites, allUp)
-	if views[2].Site != ids[2] {
-		t.Fatalf("the restarted site is %s, was %s", views[2].Site, ids[2])
+	t.Logf("restart to the site shown up on all three: %v", time.Since(restartAt).Round(time.Millisecond))
+	if views[vi].Site != ids[vi] {
+		t.Fatalf("the restarted site is %s, was %s", views[vi].Site, ids[vi])
 	}
 	// raft's own info lines (elections, votes) stay out of dsd's log.
 	for i, d := range sites {
