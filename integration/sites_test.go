@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/internal/testutil"
+	"github.com/stratamq/strata/internal/testutil/testpki"
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
@@ -248,4 +249,82 @@ func httpBody(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %d %s", url, status, body)
 	}
 	return body
+}
+
+// TestSitesMutualTLS: with dsd's TLS keys, sites link and join over mutual
+// TLS, each mapping the other's certificate name to the site role; a dsd
+// whose certificate the CA signed but whose name maps to no site role is
+// refused at Join and never becomes a member.
+func TestSitesMutualTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pki := testpki.New(t)
+	dir := t.TempDir()
+	opsCert, opsKey := pki.Issue(t, "ops", false)
+	config := func(name string) string {
+		cert, key := pki.IssueWith(t, name, testpki.IssueOptions{Server: true, ClientToo: true})
+		path := filepath.Join(dir, name+".toml")
+		cfg := fmt.Sprintf(`
+durable_storage.messages.n_shards = 4
+durable_storage.messages.n_sites = 2
+[dsd.tls]
+certfile = %q
+keyfile = %q
+cacertfile = %q
+[dsd.tls.roles]
+"site-a" = "site"
+"site-b" = "site"
+"ops" = "admin"
+`, cert, key, pki.CAFile)
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	tlsArgs := []string{"--tls-ca", pki.CAFile, "--tls-cert", opsCert, "--tls-key", opsKey}
+	view := func(d *DSD) (siteInfo, bool) {
+		out, err := dstoolOutput(d.GRPCAddr, append([]string{"info", "--json", "--timeout", "2s"}, tlsArgs...)...)
+		if err != nil {
+			return siteInfo{}, false
+		}
+		var info siteInfo
+		if err := json.Unmarshal([]byte(out), &info); err != nil {
+			t.Fatalf("dstool info --json: %v\n%s", err, out)
+		}
+		return info, true
+	}
+	a, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(dir, "a"), ConfigFile: config("site-a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop(10 * time.Second)
+	b, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(dir, "b"), ConfigFile: config("site-b"), Join: a.GRPCAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(10 * time.Second)
+	x, err := StartDSD(ctx, bins, DSDConfig{DataDir: filepath.Join(dir, "x"), ConfigFile: config("intruder"), Join: a.GRPCAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Stop(10 * time.Second)
+
+	if !wait.Until(30*time.Second, func() bool {
+		for _, d := range []*DSD{a, b} {
+			v, ok := view(d)
+			if !ok || len(v.Sites) != 2 || !v.Sites[0].Up || !v.Sites[1].Up || v.MetaGroup.Leader == "" || len(v.Shards) != 4 || len(v.Shards[0].Replicas) != 2 {
+				return false
+			}
+		}
+		return true
+	}) {
+		va, _ := view(a)
+		t.Fatalf("two sites over mTLS did not form a cluster: %+v\na:\n%s\nb:\n%s", va, tail(a.Log(), 30), tail(b.Log(), 30))
+	}
+	wait.For(t, 30*time.Second, "the intruder's Join refused", func() bool {
+		return strings.Contains(x.Log(), "cannot join the cluster yet") && strings.Contains(x.Log(), "PermissionDenied")
+	})
+	if v, _ := view(a); len(v.Sites) != 2 {
+		t.Fatalf("a site without the site role became a member: %+v", v.Sites)
+	}
 }
