@@ -7,9 +7,10 @@
 // never races to two streams. Each side's first message is a hello
 // naming its site and address. Then both directions carry batches: every
 // peer has one bounded queue and one sender goroutine, which takes what
-// is queued (up to MaxBatch messages) and sends it as one gRPC message.
-// A full queue, or no stream, drops the message and Send reports it:
-// raft retransmits, and its caller reports the peer unreachable.
+// is queued (up to MaxBatch messages or MaxBatchBytes) and sends it as one
+// gRPC message. A full queue, or a peer without a link for longer than
+// DownGrace, drops the message and Send reports it: raft retransmits, and
+// its caller reports the peer unreachable.
 //
 // LastHeard tells when anything last arrived from a peer: the metadata
 // leader's liveness check reads it (raft heartbeats keep it fresh).

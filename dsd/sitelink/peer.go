@@ -24,6 +24,9 @@ type peer struct {
 
 	lastHeard atomic.Int64 // unix ns
 	connected atomic.Bool
+	// downSince is when the peer last had no link (unix ns; 0 while it
+	// has one): since its creation, or since its link failed.
+	downSince atomic.Int64
 
 	// addrChanged wakes the dialer when the address changes; attached
 	// hands the accepting side's links to the sender.
@@ -39,6 +42,7 @@ func newPeer(t *Transport, site string) *peer {
 	p := &peer{t: t, site: site, dials: t.opts.Site < site, queue: make(chan *dsdv1.RaftMessage, t.opts.QueueLen),
 		addrChanged: make(chan struct{}, 1), attached: make(chan *link)}
 	p.ctx, p.cancel = context.WithCancel(t.ctx)
+	p.downSince.Store(time.Now().UnixNano())
 	return p
 }
 
@@ -116,9 +120,11 @@ func (p *peer) run() {
 		}
 		backoff = p.t.opts.RedialInterval
 		p.connected.Store(true)
+		p.downSince.Store(0)
 		p.t.log.Debug("link up", "peer", p.site)
 		next = p.sendLoop(l)
 		p.connected.Store(false)
+		p.downSince.Store(time.Now().UnixNano())
 		l.kill()
 		l.release()
 		closeLink()
@@ -156,11 +162,13 @@ func (p *peer) sendLoop(l *link) (next *link) {
 			return nl
 		case m := <-p.queue:
 			batch := []*dsdv1.RaftMessage{m}
+			size := len(m.GetMessage())
 		drain:
-			for len(batch) < p.t.opts.MaxBatch {
+			for len(batch) < p.t.opts.MaxBatch && size < p.t.opts.MaxBatchBytes {
 				select {
 				case m := <-p.queue:
 					batch = append(batch, m)
+					size += len(m.GetMessage())
 				default:
 					break drain
 				}

@@ -35,8 +35,14 @@ type Options struct {
 	Deliver func(from string, group uint64, m *pb.Message)
 	// QueueLen bounds each peer's queue of unsent messages. Default 4096.
 	QueueLen int
-	// MaxBatch bounds the messages of one sent batch. Default 256.
-	MaxBatch int
+	// MaxBatch and MaxBatchBytes bound one sent batch (a message larger
+	// than MaxBatchBytes goes alone). Defaults 256 and 512 KiB, well under
+	// dsd's gRPC receive limit.
+	MaxBatch, MaxBatchBytes int
+	// DownGrace is how long messages for a peer without a link are still
+	// queued (a link being set up); after that they are dropped at once,
+	// so a dead peer's queue does not fill with stale messages. Default 1s.
+	DownGrace time.Duration
 	// RedialInterval is the first pause before a dial is retried; it
 	// doubles up to 10 times that. Default 100ms.
 	RedialInterval time.Duration
@@ -49,6 +55,12 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 256
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = 512 << 10
+	}
+	if o.DownGrace <= 0 {
+		o.DownGrace = time.Second
 	}
 	if o.RedialInterval <= 0 {
 		o.RedialInterval = 100 * time.Millisecond
@@ -131,10 +143,14 @@ func (t *Transport) peer(site string, create bool) *peer {
 }
 
 // Send queues m of group for site. It reports false when the message was
-// dropped: an unknown peer, or a full queue.
+// dropped: an unknown peer, a peer without a link for longer than
+// DownGrace, or a full queue.
 func (t *Transport) Send(site string, group uint64, m *pb.Message) bool {
 	p := t.peer(site, false)
 	if p == nil {
+		return false
+	}
+	if down := p.downSince.Load(); down != 0 && time.Since(time.Unix(0, down)) > t.opts.DownGrace {
 		return false
 	}
 	b, err := proto.Marshal(m)

@@ -193,3 +193,23 @@ func TestMutualTLS(t *testing.T) {
 	}
 	p.cancel()
 }
+
+// TestDropsForADeadPeer: messages for a peer that has had no link for
+// longer than DownGrace are refused at once (the caller reports the peer
+// unreachable to raft) instead of filling its queue with stale messages.
+func TestDropsForADeadPeer(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close() // nothing listens there any more
+	tr := New(Options{Site: "00000000000000aa", Address: "127.0.0.1:1", DownGrace: 50 * time.Millisecond, RedialInterval: 10 * time.Millisecond,
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}})
+	defer tr.Close()
+	tr.SetAddress("00000000000000bb", dead)
+	if !tr.Send("00000000000000bb", 0, msg(1)) {
+		t.Fatal("a message within the grace of a new peer was dropped")
+	}
+	wait.For(t, 5*time.Second, "messages for the dead peer refused", func() bool { return !tr.Send("00000000000000bb", 0, msg(2)) })
+}
