@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,27 +67,19 @@ type Options struct {
 }
 
 func (o *Options) ensureDefaults() {
-	o.TickInterval = cmpOr(o.TickInterval, 100*time.Millisecond)
-	o.ElectionTicks = cmpOr(o.ElectionTicks, 10)
-	o.HeartbeatTicks = cmpOr(o.HeartbeatTicks, 1)
-	o.DownAfter = cmpOr(o.DownAfter, 3*time.Second)
-	o.LivenessInterval = cmpOr(o.LivenessInterval, 250*time.Millisecond)
-	o.SnapshotEntries = cmpOr(o.SnapshotEntries, 1000)
-	o.KeepEntries = cmpOr(o.KeepEntries, 100)
-	o.ProposalTimeout = cmpOr(o.ProposalTimeout, 5*time.Second)
-	o.NSites = cmpOr(o.NSites, 1)
-	o.ReplicationFactor = cmpOr(o.ReplicationFactor, 1)
+	o.TickInterval = cmp.Or(o.TickInterval, 100*time.Millisecond)
+	o.ElectionTicks = cmp.Or(o.ElectionTicks, 10)
+	o.HeartbeatTicks = cmp.Or(o.HeartbeatTicks, 1)
+	o.DownAfter = cmp.Or(o.DownAfter, 3*time.Second)
+	o.LivenessInterval = cmp.Or(o.LivenessInterval, 250*time.Millisecond)
+	o.SnapshotEntries = cmp.Or(o.SnapshotEntries, 1000)
+	o.KeepEntries = cmp.Or(o.KeepEntries, 100)
+	o.ProposalTimeout = cmp.Or(o.ProposalTimeout, 5*time.Second)
+	o.NSites = cmp.Or(o.NSites, 1)
+	o.ReplicationFactor = cmp.Or(o.ReplicationFactor, 1)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Cluster is this site's member of the metadata group.

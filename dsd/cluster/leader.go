@@ -41,8 +41,10 @@ func (c *Cluster) leaderDuties() {
 				continue // a new leader first gives every site a chance to be heard
 			}
 			if up != s.GetUp() {
-				c.proposeQuietly(&clusterv1.Command{Command: &clusterv1.Command_SetSiteStatus{SetSiteStatus: &clusterv1.SetSiteStatus{Site: s.GetId(), Up: up, AtUs: now.UnixMicro()}}})
-				c.log.Info("site liveness", "site", s.GetId(), "up", up)
+				cmd := &clusterv1.Command{Command: &clusterv1.Command_SetSiteStatus{SetSiteStatus: &clusterv1.SetSiteStatus{Site: s.GetId(), Up: up, AtUs: now.UnixMicro()}}}
+				if c.proposeQuietly(cmd) {
+					c.log.Info("site liveness changed", "site", s.GetId(), "up", up, "last_heard", c.transport().LastHeard(s.GetId()))
+				}
 			}
 		}
 		if len(st.GetMessages().GetShards()) == 0 && len(st.GetSites()) >= c.opts.NSites {
@@ -51,18 +53,21 @@ func (c *Cluster) leaderDuties() {
 				ids = append(ids, s.GetId())
 			}
 			alloc := meta.PlanAllocation(c.opts.NShards, ids, c.opts.ReplicationFactor)
-			c.proposeQuietly(&clusterv1.Command{Command: &clusterv1.Command_Allocate{Allocate: alloc}})
-			c.log.Info("shards allocated", "n_shards", c.opts.NShards, "sites", len(ids), "replicas_per_shard", min(len(ids), c.opts.ReplicationFactor))
+			if c.proposeQuietly(&clusterv1.Command{Command: &clusterv1.Command_Allocate{Allocate: alloc}}) {
+				c.log.Info("shards allocated", "n_shards", c.opts.NShards, "sites", len(ids), "replicas_per_shard", min(len(ids), c.opts.ReplicationFactor))
+			}
 		}
 	}
 }
 
-// proposeQuietly proposes a leader's observation; a failure is retried by
-// the next round.
-func (c *Cluster) proposeQuietly(cmd *clusterv1.Command) {
+// proposeQuietly proposes a leader's observation and reports whether it
+// was applied; a failure is retried by the next round.
+func (c *Cluster) proposeQuietly(cmd *clusterv1.Command) bool {
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.ProposalTimeout)
 	defer cancel()
 	if err := c.propose(ctx, cmd); err != nil {
 		c.log.Debug("leader proposal failed", "err", err)
+		return false
 	}
+	return true
 }
