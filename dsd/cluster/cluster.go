@@ -453,9 +453,9 @@ func (c *Cluster) Close() {
 // propose proposes cmd and waits until this site has applied it: the
 // state machine's verdict, or ctx's error.
 func (c *Cluster) propose(ctx context.Context, cmd *clusterv1.Command) error {
-	n := c.node.Load()
-	if n == nil {
-		return ErrNotRunning
+	n, err := c.running()
+	if err != nil {
+		return err
 	}
 	id, ch := c.waiter()
 	defer c.unwait(id)
@@ -468,6 +468,18 @@ func (c *Cluster) propose(ctx context.Context, cmd *clusterv1.Command) error {
 		return err
 	}
 	return c.await(ctx, ch)
+}
+
+// running returns the raft node, or why there is none.
+func (c *Cluster) running() (raft.Node, error) {
+	if c.failed.Load() {
+		return nil, ErrStopped
+	}
+	n := c.node.Load()
+	if n == nil {
+		return nil, ErrNotRunning
+	}
+	return n.Node, nil
 }
 
 func (c *Cluster) waiter() (uint64, chan error) {

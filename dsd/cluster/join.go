@@ -25,9 +25,9 @@ func (c *Cluster) Join(ctx context.Context, req *dsdv1.JoinRequest) (*dsdv1.Join
 	if int(req.GetNShards()) != c.opts.NShards {
 		return nil, fmt.Errorf("%w: site %s has n_shards = %d, this cluster %d", ErrNShardsMismatch, site.GetId(), req.GetNShards(), c.opts.NShards)
 	}
-	n := c.node.Load()
-	if n == nil {
-		return nil, ErrNotRunning
+	n, err := c.running()
+	if err != nil {
+		return nil, err
 	}
 	// Dial the site now: the conf change's messages go to it at once.
 	c.transport().SetAddress(site.GetId(), site.GetAddress())
