@@ -287,3 +287,32 @@ func TestTransitionsRecorded(t *testing.T) {
 		t.Fatalf("claims left after completion: %v", sites[1].c.Claimed())
 	}
 }
+
+// TestRestartOnNewAddress: the site with the larger id (which the other
+// dials) restarts on another port; it tells the members (a Join of a
+// member), the other site dials it there, and both record the new address
+// with the site up.
+func TestRestartOnNewAddress(t *testing.T) {
+	a := &testSite{id: "00000000000000a1", fs: vfs.NewMem()}
+	b := &testSite{id: "00000000000000b2", fs: vfs.NewMem()}
+	defer a.close(t)
+	defer b.close(t)
+	a.start(t, fastOptions(a.id, "", 2), "127.0.0.1:0")
+	b.start(t, fastOptions(b.id, a.addr, 2), "127.0.0.1:0")
+	wait.For(t, 10*time.Second, "two sites allocated", func() bool { return len(a.c.State().GetMessages().GetShards()) == 4 })
+	old := b.addr
+	b.stop()
+	b.start(t, fastOptions(b.id, "", 2), "127.0.0.1:0")
+	if b.addr == old {
+		t.Skip("the new listener got the old port back")
+	}
+	wait.For(t, 10*time.Second, "the new address recorded on both sites, up", func() bool {
+		for _, s := range []*testSite{a, b} {
+			rec := s.c.Site(b.id)
+			if rec == nil || rec.GetAddress() != b.addr || !rec.GetUp() {
+				return false
+			}
+		}
+		return a.c.transport().Connected(b.id)
+	})
+}

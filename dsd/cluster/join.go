@@ -96,11 +96,14 @@ func (c *Cluster) joinUntilDone(self *clusterv1.Site) bool {
 
 // announce tells the members this site's current address after a restart
 // (a Join of a member updates its record), so a site that came back on
-// another address is dialed there. It stops after one member answered, or
-// when, once the local log is applied, there is no other member to tell.
+// another address is dialed there. Once the local log is applied it stops
+// when the members already have this address (the usual restart: no call
+// at all) or there is no other member; while it is not, it waits a few
+// rounds for the log before calling, since a site that moved and is not
+// dialed cannot catch up. It stops after one member answered.
 func (c *Cluster) announce(self *clusterv1.Site, commitAtStart uint64) {
 	pause := 200 * time.Millisecond
-	for {
+	for round := 0; ; round++ {
 		c.mu.Lock()
 		caughtUp := c.mu.applied >= commitAtStart
 		st := c.mu.machine.State()
@@ -114,21 +117,22 @@ func (c *Cluster) announce(self *clusterv1.Site, commitAtStart uint64) {
 		if c.opts.Join != "" {
 			others = append(others, c.opts.Join)
 		}
-		if caughtUp && len(others) == 0 {
+		me := c.Site(c.opts.Site)
+		known := me != nil && me.GetAddress() == self.GetAddress() && me.GetNode() == self.GetNode()
+		if caughtUp && (known || len(others) == 0) {
 			return
 		}
-		if me := findSite(st, c.opts.Site); caughtUp && me != nil && me.GetAddress() == self.GetAddress() && me.GetNode() == self.GetNode() {
-			return // the members have it already
-		}
-		for _, addr := range others {
-			err := c.dialMember(addr, func(cl dsdv1.SiteServiceClient) error {
-				ctx, cancel := context.WithTimeout(c.ctx, c.opts.ProposalTimeout+time.Second)
-				defer cancel()
-				_, err := cl.Join(ctx, &dsdv1.JoinRequest{Site: self, NShards: uint32(c.opts.NShards)})
-				return err
-			})
-			if err == nil {
-				return
+		if caughtUp || round >= 3 {
+			for _, addr := range others {
+				err := c.dialMember(addr, func(cl dsdv1.SiteServiceClient) error {
+					ctx, cancel := context.WithTimeout(c.ctx, c.opts.ProposalTimeout+time.Second)
+					defer cancel()
+					_, err := cl.Join(ctx, &dsdv1.JoinRequest{Site: self, NShards: uint32(c.opts.NShards)})
+					return err
+				})
+				if err == nil {
+					return
+				}
 			}
 		}
 		if !c.sleep(pause) {
@@ -136,15 +140,6 @@ func (c *Cluster) announce(self *clusterv1.Site, commitAtStart uint64) {
 		}
 		pause = min(2*pause, 2*time.Second)
 	}
-}
-
-func findSite(st *clusterv1.MetaState, id string) *clusterv1.Site {
-	for _, s := range st.GetSites() {
-		if s.GetId() == id {
-			return s
-		}
-	}
-	return nil
 }
 
 // sleep waits d; false when Close came first.

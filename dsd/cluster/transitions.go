@@ -23,16 +23,15 @@ var ErrNoSites = errors.New("cluster: the replica sites must be members, and at 
 // this version: they stay pending (dstool info, REST) until a later
 // version's shard groups carry them out.
 func (c *Cluster) SetReplicas(ctx context.Context, sites []string) error {
-	st := c.State()
 	if len(sites) == 0 {
 		return ErrNoSites
 	}
 	for _, s := range sites {
-		if findSite(st, s) == nil {
+		if c.Site(s) == nil {
 			return fmt.Errorf("%w: %s", ErrNoSites, s)
 		}
 	}
-	ms := st.GetMessages()
+	ms := c.State().GetMessages()
 	if len(ms.GetShards()) == 0 {
 		return meta.ErrNotAllocated
 	}
