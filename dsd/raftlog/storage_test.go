@@ -234,3 +234,92 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Fatalf("destroyed group: last index %d, want 0", last)
 	}
 }
+
+// TestReadsDuringWrites: while one writer appends, overwrites a tail,
+// snapshots, compacts and applies snapshots, readers that ask within the
+// bounds they just read get the entries they asked for (index and term as
+// written) or ErrCompacted, never ErrUnavailable or another entry: raft
+// panics on an unavailable entry it was told is stable.
+func TestReadsDuringWrites(t *testing.T) {
+	db := openMem(t, vfs.NewMem())
+	defer db.Close()
+	s, err := Open(db, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 3 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				first, _ := s.FirstIndex()
+				last, _ := s.LastIndex()
+				if first > last {
+					continue
+				}
+				es, err := s.Entries(first, last+1, 1<<20)
+				if errors.Is(err, raft.ErrCompacted) {
+					continue
+				}
+				if err != nil {
+					errs <- fmt.Errorf("Entries(%d, %d): %w", first, last+1, err)
+					return
+				}
+				for i, e := range es {
+					if e.GetIndex() != first+uint64(i) || e.GetTerm() != e.GetIndex()/10+1 {
+						errs <- fmt.Errorf("Entries(%d, %d)[%d] = index %d term %d", first, last+1, i, e.GetIndex(), e.GetTerm())
+						return
+					}
+				}
+				if _, err := s.Term(last); err != nil && !errors.Is(err, raft.ErrCompacted) {
+					errs <- fmt.Errorf("Term(%d): %w", last, err)
+					return
+				}
+			}
+		}()
+	}
+	var index uint64
+	for round := range 200 {
+		batch := make([]*pb.Entry, 0, 10)
+		for range 10 {
+			index++
+			batch = append(batch, &pb.Entry{Index: new(index), Term: new(index/10 + 1)})
+		}
+		if err := s.Save(nil, batch, nil); err != nil {
+			t.Fatal(err)
+		}
+		switch round % 4 {
+		case 1: // overwrite the last two entries with the same terms (a retried append)
+			if err := s.Save(nil, batch[8:], nil); err != nil {
+				t.Fatal(err)
+			}
+		case 2:
+			if _, err := s.CreateSnapshot(index-5, &pb.ConfState{Voters: []uint64{1}}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Compact(index - 8); err != nil {
+				t.Fatal(err)
+			}
+		case 3:
+			if round%20 == 3 { // a snapshot from the leader replaces the log
+				index += 10
+				snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(index/10 + 1), ConfState: &pb.ConfState{Voters: []uint64{1}}}}
+				if err := s.Save(nil, nil, snap); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	close(done)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
