@@ -93,6 +93,12 @@ type Cluster struct {
 	node atomic.Pointer[nodeRef]
 	// failed is set when the group stopped on a storage error.
 	failed atomic.Bool
+	// dropFrom, when set (tests only), drops the raft messages that
+	// arrive from the sites it names: a network partition.
+	dropFrom atomic.Pointer[func(from string) bool]
+	// heard maps a site id to when its last raft message was delivered
+	// here (*atomic.Int64, unix ns): the leader's liveness check.
+	heard sync.Map
 
 	mu struct {
 		sync.Mutex
@@ -433,11 +439,33 @@ func (c *Cluster) deliver(from string, group uint64, m *pb.Message) {
 	if group != MetaGroup {
 		return // no shard groups yet
 	}
+	if drop := c.dropFrom.Load(); drop != nil && (*drop)(from) {
+		return
+	}
+	c.markHeard(from)
 	n := c.node.Load()
 	if n == nil {
 		return
 	}
 	_ = n.Step(c.ctx, m)
+}
+
+func (c *Cluster) markHeard(site string) {
+	v, ok := c.heard.Load(site)
+	if !ok {
+		v, _ = c.heard.LoadOrStore(site, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Store(time.Now().UnixNano())
+}
+
+// lastHeard is when a raft message of site was last delivered here (zero:
+// never since the start).
+func (c *Cluster) lastHeard(site string) time.Time {
+	v, ok := c.heard.Load(site)
+	if !ok {
+		return time.Time{}
+	}
+	return time.Unix(0, v.(*atomic.Int64).Load())
 }
 
 // Close stops the group and the transport and waits for their goroutines.

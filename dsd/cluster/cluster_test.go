@@ -316,3 +316,96 @@ func TestRestartOnNewAddress(t *testing.T) {
 		return a.c.transport().Connected(b.id)
 	})
 }
+
+// partition makes the sites in side hear nothing from the others and the
+// others nothing from them; nil heals.
+func partition(sites []*testSite, side map[string]bool) {
+	for _, s := range sites {
+		if side == nil {
+			s.c.dropFrom.Store(nil)
+			continue
+		}
+		inside := side[s.id]
+		drop := func(from string) bool { return side[from] != inside }
+		s.c.dropFrom.Store(&drop)
+	}
+}
+
+// TestLeaderPartitioned: the metadata leader is cut off both ways. The
+// majority elects another leader and records the cut-off site down; the
+// old leader steps down (check quorum), so there is never a leader on
+// each side that could both commit; after healing it follows the new
+// leader and is recorded up, with the same state everywhere.
+func TestLeaderPartitioned(t *testing.T) {
+	ids := []string{"00000000000000a1", "00000000000000b2", "00000000000000c3"}
+	sites := make([]*testSite, 3)
+	for i, id := range ids {
+		sites[i] = &testSite{id: id, fs: vfs.NewMem()}
+		defer sites[i].close(t)
+	}
+	sites[0].start(t, fastOptions(ids[0], "", 3), "127.0.0.1:0")
+	for _, s := range sites[1:] {
+		s.start(t, fastOptions(s.id, sites[0].addr, 3), "127.0.0.1:0")
+	}
+	wait.For(t, 10*time.Second, "three sites up and allocated on all", func() bool {
+		for _, s := range sites {
+			st := s.c.State()
+			if len(st.GetSites()) != 3 || len(st.GetMessages().GetShards()) != 4 {
+				return false
+			}
+		}
+		return true
+	})
+	old := sites[0].c.Status().Leader
+	oi := slices.Index(ids, old)
+	var majority []*testSite
+	for i, s := range sites {
+		if i != oi {
+			majority = append(majority, s)
+		}
+	}
+	partition(sites, map[string]bool{old: true})
+	// The cut-off leader commits nothing more: a proposal there is never
+	// applied (it may still believe it leads until check quorum).
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	err := sites[oi].c.propose(ctx, &clusterv1.Command{Command: &clusterv1.Command_SetSiteStatus{SetSiteStatus: &clusterv1.SetSiteStatus{Site: old, Up: true}}})
+	cancel()
+	if err == nil {
+		t.Fatal("the cut-off leader applied a proposal without a majority")
+	}
+	wait.For(t, 10*time.Second, "a new leader on the majority side, the old one down there", func() bool {
+		l0, l1 := majority[0].c.Status(), majority[1].c.Status()
+		if l0.Leader == "" || l0.Leader == old || l0.Leader != l1.Leader {
+			return false
+		}
+		for _, s := range majority {
+			if rec := s.c.Site(old); rec == nil || rec.GetUp() {
+				return false
+			}
+		}
+		return true
+	})
+	wait.For(t, 10*time.Second, "the cut-off leader steps down", func() bool { return !sites[oi].c.Status().IsLeader })
+
+	partition(sites, nil)
+	wait.For(t, 10*time.Second, "healed: one leader, the old one up again, the same state on all three", func() bool {
+		lead := sites[0].c.Status().Leader
+		var first *clusterv1.MetaState
+		for _, s := range sites {
+			st := s.c.Status()
+			if st.Leader == "" || st.Leader != lead {
+				return false
+			}
+			ms := s.c.State()
+			if rec := s.c.Site(old); rec == nil || !rec.GetUp() {
+				return false
+			}
+			if first == nil {
+				first = ms
+			} else if sitesOf(ms) != sitesOf(first) {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -30,8 +30,9 @@
 // # Leader duties
 //
 // Only the leader proposes what it observes: every LivenessInterval it
-// compares each site's up/down with the transport's last-heard time (down
-// after DownAfter of silence, up again on the first message) and proposes
-// SetSiteStatus on a change; and once n_sites sites are members and no
+// compares each site's up/down with when a raft message of that site was
+// last delivered here (down after DownAfter of silence, up again on the
+// first message; raft heartbeats keep a live follower's fresh) and
+// proposes SetSiteStatus on a change; and once n_sites sites are members and no
 // shard is allocated, it proposes the first allocation (dsd/placement).
 package cluster

@@ -36,14 +36,14 @@ func (c *Cluster) leaderDuties() {
 		}
 		st := c.State()
 		for _, s := range st.GetSites() {
-			up := s.GetId() == c.opts.Site || now.Sub(c.transport().LastHeard(s.GetId())) < c.opts.DownAfter
+			up := s.GetId() == c.opts.Site || now.Sub(c.lastHeard(s.GetId())) < c.opts.DownAfter
 			if !up && now.Sub(leaderSince) < c.opts.DownAfter {
 				continue // a new leader first gives every site a chance to be heard
 			}
 			if up != s.GetUp() {
 				cmd := &clusterv1.Command{Command: &clusterv1.Command_SetSiteStatus{SetSiteStatus: &clusterv1.SetSiteStatus{Site: s.GetId(), Up: up, AtUs: now.UnixMicro()}}}
 				if c.proposeQuietly(cmd) {
-					c.log.Info("site liveness changed", "site", s.GetId(), "up", up, "last_heard", c.transport().LastHeard(s.GetId()))
+					c.log.Info("site liveness changed", "site", s.GetId(), "up", up, "last_heard", c.lastHeard(s.GetId()))
 				}
 			}
 		}

@@ -12,8 +12,9 @@
 // DownGrace, drops the message and Send reports it: raft retransmits, and
 // its caller reports the peer unreachable.
 //
-// LastHeard tells when anything last arrived from a peer: the metadata
-// leader's liveness check reads it (raft heartbeats keep it fresh).
+// LastHeard tells when anything last arrived from a peer, and Connected
+// whether a stream to it is up (the metadata group's liveness counts the
+// raft messages it is delivered itself).
 //
 // Goroutines: one sender per known peer (and, on the dialing side, one
 // receiver per stream); the accepting side receives in the gRPC handler.
