@@ -239,6 +239,8 @@ func (t *Transport) Serve(stream grpc.BidiStreamingServer[dsdv1.LinkRequest, dsd
 	select {
 	case err = <-recvErr:
 	case <-l.dead:
+		// The sender let the link go: a newer link of the same site
+		// replaced it, or a send on it failed.
 		err = ErrSuperseded
 	case <-t.ctx.Done():
 		err = ErrClosed
