@@ -8,6 +8,7 @@ import (
 
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
@@ -180,6 +181,13 @@ func (p *peer) sendLoop(l *link) (next *link) {
 	}
 }
 
+// linkKeepalive ends a link whose peer went silent without closing it (a
+// crashed machine, a partition) in about 15 s, so the dialer redials
+// instead of writing into a dead connection. A live link is never idle
+// (raft heartbeats), so it sends no pings; 10 s is the least dsd's server
+// accepts (server.DefaultKeepaliveMinTime).
+var linkKeepalive = keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}
+
 // dial opens the stream to the peer and exchanges hellos; the returned
 // link's receiver goroutine runs until the stream ends.
 func (p *peer) dial() (*link, func(), error) {
@@ -187,7 +195,7 @@ func (p *peer) dial() (*link, func(), error) {
 	if addr == "" {
 		return nil, nil, errNoAddress
 	}
-	conn, err := grpc.NewClient(addr, p.t.opts.DialOptions...)
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithKeepaliveParams(linkKeepalive)}, p.t.opts.DialOptions...)...)
 	if err != nil {
 		return nil, nil, err
 	}
