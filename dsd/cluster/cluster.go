@@ -378,6 +378,12 @@ func (c *Cluster) apply(node raft.Node, e *pb.Entry) error {
 		delete(c.mu.waiters, reqID)
 	}
 	c.mu.Unlock()
+	if e.GetType() != pb.EntryNormal {
+		// A site that joins after the log was compacted is sent the latest
+		// snapshot, and refuses one whose conf state lacks it: snapshot
+		// at every membership change, so the latest one always has it.
+		return c.snapshot()
+	}
 	return nil
 }
 
@@ -409,8 +415,20 @@ func (c *Cluster) applyConfChange(cc *pb.ConfChange) error {
 // entries and compacts the log, keeping KeepEntries.
 func (c *Cluster) maybeSnapshot() error {
 	c.mu.Lock()
+	due := c.mu.applied >= c.mu.snapIndex+c.opts.SnapshotEntries
+	c.mu.Unlock()
+	if !due {
+		return nil
+	}
+	return c.snapshot()
+}
+
+// snapshot snapshots the state machine at the applied index and compacts
+// the log, keeping KeepEntries.
+func (c *Cluster) snapshot() error {
+	c.mu.Lock()
 	applied, snapIndex := c.mu.applied, c.mu.snapIndex
-	if applied < snapIndex+c.opts.SnapshotEntries {
+	if applied <= snapIndex {
 		c.mu.Unlock()
 		return nil
 	}

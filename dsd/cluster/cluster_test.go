@@ -409,3 +409,35 @@ func TestLeaderPartitioned(t *testing.T) {
 		return true
 	})
 }
+
+// TestJoinAfterCompaction: a site that joins after the leader compacted
+// its log cannot be sent the first entries; it catches up from the
+// leader's snapshot and then holds the same state.
+func TestJoinAfterCompaction(t *testing.T) {
+	a := &testSite{id: "00000000000000a1", fs: vfs.NewMem()}
+	b := &testSite{id: "00000000000000b2", fs: vfs.NewMem()}
+	defer a.close(t)
+	defer b.close(t)
+	a.start(t, fastOptions(a.id, "", 1), "127.0.0.1:0")
+	wait.For(t, 10*time.Second, "allocated", func() bool { return len(a.c.State().GetMessages().GetShards()) == 4 })
+	ctx := context.Background()
+	for i := range 12 {
+		site := &clusterv1.Site{Id: a.id, Address: a.addr, Node: fmt.Sprintf("node-%d", i)}
+		if err := a.c.propose(ctx, &clusterv1.Command{Command: &clusterv1.Command_SetSite{SetSite: &clusterv1.SetSite{Site: site}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if first, _ := a.c.store.FirstIndex(); first <= 2 {
+		t.Fatalf("the leader's log was not compacted: first index %d", first)
+	}
+	b.start(t, fastOptions(b.id, a.addr, 1), "127.0.0.1:0")
+	if !wait.Until(10*time.Second, func() bool {
+		return sitesOf(b.c.State()) == sitesOf(a.c.State()) && len(b.c.State().GetSites()) == 2 &&
+			b.c.Site(a.id).GetNode() == "node-11" && len(b.c.State().GetMessages().GetShards()) == 4
+	}) {
+		t.Fatalf("the joined site does not hold the leader's state:\nleader %+v %s\njoined %+v %s", a.c.Status(), sitesOf(a.c.State()), b.c.Status(), sitesOf(b.c.State()))
+	}
+	if st := b.c.Status(); st.SnapshotIndex == 0 {
+		t.Fatalf("the joined site caught up without a snapshot: %+v", st)
+	}
+}

@@ -24,8 +24,11 @@
 // messages sent, then committed entries applied, then Advance. Applying a
 // conf change records the new conf state (raftlog.SetConfState), so a
 // restart starts with the membership it had. Every SnapshotEntries applied
-// entries the state machine is snapshotted and the log compacted, keeping
-// KeepEntries entries for slow followers.
+// entries, and at every membership change, the state machine is
+// snapshotted and the log compacted, keeping KeepEntries entries for slow
+// followers; the snapshot at a membership change is what a site joining a
+// compacted log is sent (raft refuses a snapshot whose conf state lacks
+// the receiving site).
 //
 // # Leader duties
 //
