@@ -272,7 +272,7 @@ func (c *Cluster) alone() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := c.mu.cs.GetVoters()
-	return len(v) == 1 && v[0] == c.self && c.mu.applied >= c.mu.snapIndex
+	return len(v) == 1 && v[0] == c.self
 }
 
 // handleReady carries out one Ready in raft's order: persist, send, apply.
