@@ -126,7 +126,8 @@ func sitesOf(st *clusterv1.MetaState) string {
 	return out
 }
 
-// TestThreeSites forms a cluster of three by joining, allocates the shards
+// TestThreeSites forms a cluster of three by joining (once through a
+// follower), allocates the shards
 // once n_sites = 3 are members, marks a stopped site down and the same
 // site up again after its restart (same id and raft state), and keeps all
 // three views equal; with a snapshot every 5 entries the log is compacted
@@ -140,9 +141,11 @@ func TestThreeSites(t *testing.T) {
 	}
 	sites[0].start(t, fastOptions(ids[0], "", 3), "127.0.0.1:0")
 	wait.For(t, 10*time.Second, "a first leader", func() bool { return sites[0].c.Status().IsLeader })
-	for _, s := range sites[1:] {
-		s.start(t, fastOptions(s.id, sites[0].addr, 3), "127.0.0.1:0")
-	}
+	// The second site joins through the leader, the third through the
+	// second, a follower (its conf change is forwarded to the leader).
+	sites[1].start(t, fastOptions(ids[1], sites[0].addr, 3), "127.0.0.1:0")
+	wait.For(t, 10*time.Second, "the second site follows", func() bool { return sites[1].c.Status().Leader == ids[0] })
+	sites[2].start(t, fastOptions(ids[2], sites[1].addr, 3), "127.0.0.1:0")
 	same := func(want func(st *clusterv1.MetaState) bool) func() bool {
 		return func() bool {
 			var first string
