@@ -127,11 +127,11 @@ func sitesOf(st *clusterv1.MetaState) string {
 }
 
 // TestThreeSites forms a cluster of three by joining (once through a
-// follower), allocates the shards
-// once n_sites = 3 are members, marks a stopped site down and the same
-// site up again after its restart (same id and raft state), and keeps all
-// three views equal; with a snapshot every 5 entries the log is compacted
-// on the way, so the restarted site also recovers from a snapshot.
+// follower), allocates the shards once n_sites = 3 are members, marks a
+// stopped site down and the same site up again after its restart (same id
+// and raft state), and keeps all three views equal; with a snapshot every
+// 5 entries the log is compacted on the way, so the restarted site also
+// recovers from a snapshot.
 func TestThreeSites(t *testing.T) {
 	ids := []string{"00000000000000a1", "00000000000000b2", "00000000000000c3"}
 	sites := make([]*testSite, 3)
