@@ -180,6 +180,10 @@ func TestThreeSites(t *testing.T) {
 	if !slices.Equal(restSites, sorted) {
 		t.Fatalf("GET /ds/sites %v, want %v", restSites, sorted)
 	}
+	var replicaSites []string
+	if err := json.Unmarshal([]byte(httpBody(t, "http://"+sites[1].HTTPAddr+"/api/v5/ds/storages/messages/replicas")), &replicaSites); err != nil || !slices.Equal(replicaSites, sorted) {
+		t.Fatalf("GET /api/v5/ds/storages/messages/replicas %v (%v), want %v", replicaSites, err, sorted)
+	}
 	if body := testutil.Metrics(t, sites[0].HTTPAddr); !strings.Contains(body, "strata_ds_meta_has_leader 1") || !strings.Contains(body, `strata_ds_sites{state="up"} 3`) {
 		t.Fatalf("metrics lack the metadata group's leader or the three sites up")
 	}

@@ -41,6 +41,7 @@ func (a *restAPI) register(mux *http.ServeMux) {
 		mux.HandleFunc("GET "+prefix+"/sites/{site}", a.site)
 		mux.HandleFunc("GET "+prefix+"/storages", a.storages)
 		mux.HandleFunc("GET "+prefix+"/storages/{ds}", a.storage)
+		mux.HandleFunc("GET "+prefix+"/storages/{ds}/replicas", a.replicaSites)
 	}
 }
 
@@ -204,6 +205,21 @@ func (a *restAPI) storage(w http.ResponseWriter, r *http.Request) {
 		out.Shards = append(out.Shards, s)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// replicaSites is the storage's replica site list: every site that holds
+// or is to hold a replica of a shard (the list set-replicas sets and join
+// and leave change).
+func (a *restAPI) replicaSites(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("ds") != dsName {
+		writeError(w, http.StatusNotFound, "NOT_FOUND", "durable storage not found")
+		return
+	}
+	if a.cluster == nil {
+		writeJSON(w, http.StatusOK, []string{a.db.SiteID()})
+		return
+	}
+	writeJSON(w, http.StatusOK, append([]string{}, a.cluster.ReplicaSites()...))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
