@@ -74,9 +74,13 @@ type Messages struct {
 	DataDir string `toml:"data_dir"`
 	// NShards is fixed at first start. Default 16.
 	NShards int `toml:"n_shards"`
-	// NSites is the number of sites known before the first allocation (1 until replication). Default 1.
+	// NSites is how many sites must be members of the cluster before the
+	// shards are first allocated to sites. Default 1 (a site alone
+	// allocates at its first start).
 	NSites int `toml:"n_sites"`
-	// ReplicationFactor is clamped to the number of sites. Default 3.
+	// ReplicationFactor is the replicas per shard of an allocation, clamped
+	// to the number of sites: min(sites, replication_factor). Data is not
+	// replicated yet; the metadata records the placement. Default 3.
 	ReplicationFactor int `toml:"replication_factor"`
 	// MinFreeBytes is the free-space watermark of the data dir's filesystem:
 	// under it dsd refuses writes (RESOURCE_EXHAUSTED, "dsd: disk full")
@@ -242,6 +246,14 @@ type DSD struct {
 	// MaxConcurrentStreams bounds the concurrent gRPC calls of one client
 	// connection; more wait in the client. Default 1024.
 	MaxConcurrentStreams int `toml:"max_concurrent_streams"`
+	// Join is the gRPC address of any site of a cluster, which a site joins
+	// at its first start (the flag --join overrides it); ignored once the
+	// site is a member. Default "" (a new cluster).
+	Join string `toml:"join"`
+	// AdvertiseAddress is the gRPC address other sites dial to reach this
+	// one. Default "" (the bound gRPC address, which must then not be an
+	// unspecified address such as 0.0.0.0).
+	AdvertiseAddress string `toml:"advertise_address"`
 }
 
 // DSDTLS are dsd's TLS keys (dsd.tls.*). With CACertFile set, clients must

@@ -45,8 +45,8 @@ func (c Config) Validate() error {
 	if m.NShards < 1 || m.NShards > 1<<16 {
 		bad("durable_storage.messages.n_shards", "must be 1..65536, got %d", m.NShards)
 	}
-	if m.NSites != 1 {
-		bad("durable_storage.messages.n_sites", "must be 1 until replication exists, got %d", m.NSites)
+	if m.NSites < 1 {
+		bad("durable_storage.messages.n_sites", "must be at least 1, got %d", m.NSites)
 	}
 	if m.ReplicationFactor < 1 {
 		bad("durable_storage.messages.replication_factor", "must be at least 1, got %d", m.ReplicationFactor)
@@ -182,11 +182,11 @@ func (c Config) Validate() error {
 	}
 	for name, role := range t.Roles {
 		if !validRole(role) {
-			bad("dsd.tls.roles."+name, "role must be gateway, service or admin, got %q", role)
+			bad("dsd.tls.roles."+name, "role must be gateway, service, admin or site, got %q", role)
 		}
 	}
 	if !validRole(t.DefaultRole) {
-		bad("dsd.tls.default_role", "role must be gateway, service or admin, got %q", t.DefaultRole)
+		bad("dsd.tls.default_role", "role must be gateway, service, admin or site, got %q", t.DefaultRole)
 	}
 	if n := c.DSD.MaxConcurrentStreams; n < 1 || n > 1<<20 {
 		bad("dsd.max_concurrent_streams", "must be 1..1048576, got %d", n)
@@ -205,7 +205,9 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func validRole(r string) bool { return r == "gateway" || r == "service" || r == "admin" }
+func validRole(r string) bool {
+	return r == "gateway" || r == "service" || r == "admin" || r == "site"
+}
 
 // Rate is a count per second; it reads "1000/s" or an integer.
 type Rate int64

@@ -77,6 +77,8 @@ type DSDConfig struct {
 	// GRPCListen and HTTPListen default to 127.0.0.1:0 (a free port).
 	GRPCListen string
 	HTTPListen string
+	// Join, when set, is passed as --join (a site of the cluster to join).
+	Join string
 }
 
 var readyLine = regexp.MustCompile(`msg="dsd ready".* grpc=(\S+) http=(\S+)`)
@@ -92,6 +94,9 @@ func StartDSD(ctx context.Context, bin Binaries, cfg DSDConfig) (*DSD, error) {
 	args := []string{"--data-dir", cfg.DataDir, "--grpc-listen", cfg.GRPCListen, "--http-listen", cfg.HTTPListen}
 	if cfg.ConfigFile != "" {
 		args = append(args, "--config", cfg.ConfigFile)
+	}
+	if cfg.Join != "" {
+		args = append(args, "--join", cfg.Join)
 	}
 	d := &DSD{DataDir: cfg.DataDir, bin: bin, cfg: cfg, done: make(chan struct{})}
 	d.cmd = exec.Command(bin.Path("dsd"), args...)

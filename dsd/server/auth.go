@@ -24,6 +24,9 @@ const (
 	RoleGateway Role = "gateway"
 	RoleService Role = "service"
 	RoleAdmin   Role = "admin"
+	// RoleSite is another dsd of the cluster: it may call SiteService (the
+	// raft transport and joining) and nothing else.
+	RoleSite Role = "site"
 )
 
 // TLSFiles name the PEM files of dsd's TLS set-up.

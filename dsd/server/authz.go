@@ -26,6 +26,7 @@ var (
 	gatewayAdmin = []Role{RoleGateway, RoleAdmin}
 	serviceAdmin = []Role{RoleService, RoleAdmin}
 	adminOnly    = []Role{RoleAdmin}
+	siteAdmin    = []Role{RoleSite, RoleAdmin}
 )
 
 // methodRules is dsd's authorization table, deny by default: a method
@@ -69,6 +70,10 @@ var methodRules = map[string]methodRule{
 	// session, reads them.
 	dsdv1.SessionService_GetSession_FullMethodName:   {roles: anyRole, filter: redactSessionGuard},
 	dsdv1.SessionService_ListSessions_FullMethodName: {roles: anyRole, filter: redactListedGuards},
+
+	// Only other sites (and an admin) speak raft and join the cluster.
+	dsdv1.SiteService_Link_FullMethodName: {roles: siteAdmin},
+	dsdv1.SiteService_Join_FullMethodName: {roles: siteAdmin},
 }
 
 func checkHello(_ *authorizer, c caller, req any) error {

@@ -9,6 +9,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/stratamq/strata/dsd/cluster"
+	"github.com/stratamq/strata/dsd/meta"
+	"github.com/stratamq/strata/dsd/sitelink"
 	"github.com/stratamq/strata/dsd/storage"
 )
 
@@ -30,6 +33,15 @@ var statusTable = []struct {
 	{errGatewayEpochDead, codes.FailedPrecondition},
 	{errLinkLeaseExpired, codes.Unavailable},
 	{errInvalidRequest, codes.InvalidArgument},
+	{errNoCluster, codes.Unimplemented},
+	{cluster.ErrNotRunning, codes.Unavailable},
+	{cluster.ErrStopped, codes.Unavailable},
+	{cluster.ErrNShardsMismatch, codes.FailedPrecondition},
+	{meta.ErrBadSiteID, codes.InvalidArgument},
+	{sitelink.ErrBadHello, codes.InvalidArgument},
+	{sitelink.ErrWrongDial, codes.FailedPrecondition},
+	{sitelink.ErrSuperseded, codes.Aborted},
+	{sitelink.ErrClosed, codes.Unavailable},
 	{storage.ErrUnknownGeneration, codes.NotFound},
 	{storage.ErrCurrentGeneration, codes.FailedPrecondition},
 	{storage.ErrInvalidArgument, codes.InvalidArgument},

@@ -4,27 +4,34 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 
+	"github.com/stratamq/strata/dsd/cluster"
 	"github.com/stratamq/strata/dsd/storage"
+	clusterv1 "github.com/stratamq/strata/gen/strata/cluster/v1"
 )
 
-// The REST API describes the (single, until replication) site and its one
-// durable storage, "messages", in the shapes EMQX's /api/v5/ds endpoints use,
-// so dashboards and scripts written for those work here.
+// The REST API describes the sites of the cluster and the one durable
+// storage, "messages", in the shapes EMQX's /api/v5/ds endpoints use, so
+// dashboards and scripts written for those work here. Sites, replicas and
+// transitions come from the metadata group as this site applied it (the
+// data itself is not replicated yet: docs/durability.md); generations and
+// clocks are this site's.
 const dsName = "messages"
 
 type restAPI struct {
-	db   *storage.DB
-	node string
+	db      *storage.DB
+	cluster *cluster.Cluster
+	node    string
 }
 
-func newRESTAPI(db *storage.DB) *restAPI {
+func newRESTAPI(db *storage.DB, c *cluster.Cluster) *restAPI {
 	node, err := os.Hostname()
 	if err != nil {
 		node = "unknown"
 	}
-	return &restAPI{db: db, node: node}
+	return &restAPI{db: db, cluster: c, node: node}
 }
 
 // register mounts the endpoints under /ds and /api/v5/ds.
@@ -34,6 +41,7 @@ func (a *restAPI) register(mux *http.ServeMux) {
 		mux.HandleFunc("GET "+prefix+"/sites/{site}", a.site)
 		mux.HandleFunc("GET "+prefix+"/storages", a.storages)
 		mux.HandleFunc("GET "+prefix+"/storages/{ds}", a.storage)
+		mux.HandleFunc("GET "+prefix+"/storages/{ds}/replicas", a.replicaSites)
 	}
 }
 
@@ -44,10 +52,11 @@ type siteShardJSON struct {
 }
 
 type siteJSON struct {
-	Site   string          `json:"site"`
-	Node   string          `json:"node"`
-	Up     bool            `json:"up"`
-	Shards []siteShardJSON `json:"shards"`
+	Site    string          `json:"site"`
+	Node    string          `json:"node"`
+	Address string          `json:"address,omitempty"`
+	Up      bool            `json:"up"`
+	Shards  []siteShardJSON `json:"shards"`
 }
 
 type replicaJSON struct {
@@ -55,13 +64,19 @@ type replicaJSON struct {
 	Status string `json:"status"`
 }
 
+type transitionJSON struct {
+	Site       string `json:"site"`
+	Transition string `json:"transition"` // "add" or "del"
+	ClaimedBy  string `json:"claimed_by,omitempty"`
+}
+
 type storageShardJSON struct {
-	ID                string        `json:"id"`
-	Replicas          []replicaJSON `json:"replicas"`
-	Transitions       []any         `json:"transitions"`
-	CurrentGeneration uint64        `json:"current_generation"`
-	Generations       int           `json:"generations"`
-	ReadableClockUs   int64         `json:"readable_clock_us"`
+	ID                string           `json:"id"`
+	Replicas          []replicaJSON    `json:"replicas"`
+	Transitions       []transitionJSON `json:"transitions"`
+	CurrentGeneration uint64           `json:"current_generation"`
+	Generations       int              `json:"generations"`
+	ReadableClockUs   int64            `json:"readable_clock_us"`
 }
 
 type storageJSON struct {
@@ -70,19 +85,98 @@ type storageJSON struct {
 }
 
 func (a *restAPI) sites(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, []string{a.db.SiteID()})
+	if a.cluster == nil {
+		writeJSON(w, http.StatusOK, []string{a.db.SiteID()})
+		return
+	}
+	ids := []string{}
+	for _, s := range a.cluster.State().GetSites() {
+		ids = append(ids, s.GetId())
+	}
+	writeJSON(w, http.StatusOK, ids)
 }
 
 func (a *restAPI) site(w http.ResponseWriter, r *http.Request) {
-	if r.PathValue("site") != a.db.SiteID() {
+	id := r.PathValue("site")
+	if a.cluster == nil {
+		if id != a.db.SiteID() {
+			writeError(w, http.StatusNotFound, "NOT_FOUND", "site not found")
+			return
+		}
+		out := siteJSON{Site: a.db.SiteID(), Node: a.node, Up: true, Shards: []siteShardJSON{}}
+		for shard := range a.db.NShards() {
+			out.Shards = append(out.Shards, siteShardJSON{Storage: dsName, ID: strconv.Itoa(shard), Status: "up"})
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	st := a.cluster.State()
+	var out *siteJSON
+	for _, s := range st.GetSites() {
+		if s.GetId() == id {
+			out = &siteJSON{Site: id, Node: s.GetNode(), Address: s.GetAddress(), Up: s.GetUp(), Shards: []siteShardJSON{}}
+		}
+	}
+	if out == nil {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "site not found")
 		return
 	}
-	out := siteJSON{Site: a.db.SiteID(), Node: a.node, Up: true, Shards: []siteShardJSON{}}
-	for shard := range a.db.NShards() {
-		out.Shards = append(out.Shards, siteShardJSON{Storage: dsName, ID: strconv.Itoa(shard), Status: "up"})
+	// A shard is this site's when it holds a replica ("up") or one is
+	// being added to it ("joining"); a replica being removed is "leaving".
+	for _, sp := range st.GetMessages().GetShards() {
+		status := ""
+		if slices.Contains(sp.GetReplicas(), id) {
+			status = "up"
+		}
+		for _, t := range sp.GetTransitions() {
+			if t.GetSite() != id {
+				continue
+			}
+			if t.GetOp() == clusterv1.TransitionOp_TRANSITION_OP_ADD {
+				status = "joining"
+			} else {
+				status = "leaving"
+			}
+			break
+		}
+		if status != "" {
+			out.Shards = append(out.Shards, siteShardJSON{Storage: dsName, ID: strconv.Itoa(int(sp.GetShard())), Status: status})
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// replicas is a shard's replica list and transitions for the storage
+// endpoint: from the metadata group, or this site alone without one.
+func (a *restAPI) replicas(shard int) ([]replicaJSON, []transitionJSON) {
+	if a.cluster == nil {
+		return []replicaJSON{{Site: a.db.SiteID(), Status: "up"}}, []transitionJSON{}
+	}
+	st := a.cluster.State()
+	up := map[string]bool{}
+	for _, s := range st.GetSites() {
+		up[s.GetId()] = s.GetUp()
+	}
+	reps, trs := []replicaJSON{}, []transitionJSON{}
+	shards := st.GetMessages().GetShards()
+	if shard >= len(shards) {
+		return reps, trs // not allocated yet
+	}
+	for _, site := range shards[shard].GetReplicas() {
+		status := "up"
+		if !up[site] {
+			status = "down"
+		}
+		reps = append(reps, replicaJSON{Site: site, Status: status})
+	}
+	for _, t := range shards[shard].GetTransitions() {
+		op := "add"
+		if t.GetOp() == clusterv1.TransitionOp_TRANSITION_OP_DEL {
+			op = "del"
+		}
+		trs = append(trs, transitionJSON{Site: t.GetSite(), Transition: op, ClaimedBy: t.GetClaimedBy()})
+	}
+	return reps, trs
 }
 
 func (a *restAPI) storages(w http.ResponseWriter, r *http.Request) {
@@ -97,10 +191,11 @@ func (a *restAPI) storage(w http.ResponseWriter, r *http.Request) {
 	out := storageJSON{Name: dsName, Shards: []storageShardJSON{}}
 	for shard := range a.db.NShards() {
 		gens := a.db.Generations(shard)
+		reps, trs := a.replicas(shard)
 		s := storageShardJSON{
 			ID:              strconv.Itoa(shard),
-			Replicas:        []replicaJSON{{Site: a.db.SiteID(), Status: "up"}},
-			Transitions:     []any{},
+			Replicas:        reps,
+			Transitions:     trs,
 			Generations:     len(gens),
 			ReadableClockUs: a.db.ReadableClock(shard),
 		}
@@ -110,6 +205,21 @@ func (a *restAPI) storage(w http.ResponseWriter, r *http.Request) {
 		out.Shards = append(out.Shards, s)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// replicaSites is the storage's replica site list: every site that holds
+// or is to hold a replica of a shard (the list set-replicas sets and join
+// and leave change).
+func (a *restAPI) replicaSites(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("ds") != dsName {
+		writeError(w, http.StatusNotFound, "NOT_FOUND", "durable storage not found")
+		return
+	}
+	if a.cluster == nil {
+		writeJSON(w, http.StatusOK, []string{a.db.SiteID()})
+		return
+	}
+	writeJSON(w, http.StatusOK, append([]string{}, a.cluster.ReplicaSites()...))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

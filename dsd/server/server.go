@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/stratamq/strata/dsd/cluster"
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	"github.com/stratamq/strata/internal/opshttp"
@@ -60,6 +61,10 @@ type Options struct {
 	Logger                     *slog.Logger
 	// GatewayLink configures the GatewayLink service (durable_sessions.*).
 	GatewayLink GatewayLinkOptions
+	// Cluster is the site's metadata group member: SiteService, the
+	// cluster part of Info, the REST sites and its metrics come from it.
+	// Nil serves a site alone (SiteService then answers UNIMPLEMENTED).
+	Cluster *cluster.Cluster
 }
 
 // Defaults of Options.
@@ -174,6 +179,9 @@ func Listen(db *storage.DB, opts Options) (*Server, error) {
 	s := &Server{opts: opts, shutdown: make(chan struct{}), stopped: make(chan struct{})}
 	s.leases, s.cancelLeases = context.WithCancel(context.Background())
 	m := newMetrics(db)
+	if opts.Cluster != nil {
+		registerClusterMetrics(m.registry, opts.Cluster)
+	}
 	b := &boundary{log: opts.Logger, metrics: m}
 	auth := newAuthorizer(mutual, opts.Roles, opts.DefaultRole, db)
 	gopts := []grpc.ServerOption{
@@ -190,7 +198,8 @@ func Listen(db *storage.DB, opts Options) (*Server, error) {
 	s.link = newGatewayLinkService(db, opts.GatewayLink, opts.Logger, s.shutdown, m)
 	gopts = append(gopts, grpc.MaxSendMsgSize(s.link.opts.maxSendMsgSize(db)))
 	s.grpc = grpc.NewServer(gopts...)
-	dsdv1.RegisterStorageServiceServer(s.grpc, &storageService{db: db, metrics: m})
+	dsdv1.RegisterStorageServiceServer(s.grpc, &storageService{db: db, metrics: m, cluster: opts.Cluster})
+	dsdv1.RegisterSiteServiceServer(s.grpc, &siteService{cluster: opts.Cluster})
 	dsdv1.RegisterAdminServiceServer(s.grpc, &adminService{db: db})
 	dsdv1.RegisterRetainedServiceServer(s.grpc, &retainedService{db: db})
 	dsdv1.RegisterGatewayLinkServiceServer(s.grpc, s.link)
@@ -198,7 +207,7 @@ func Listen(db *storage.DB, opts Options) (*Server, error) {
 
 	mux := http.NewServeMux()
 	opshttp.Register(mux, m.registry, db.Ready)
-	newRESTAPI(db).register(mux)
+	newRESTAPI(db, opts.Cluster).register(mux)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: httpReadTimeout, IdleTimeout: httpIdleTimeout,
 		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stratamq/strata/dsd/cluster"
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	"github.com/stratamq/strata/internal/buildinfo"
@@ -21,6 +22,8 @@ type storageService struct {
 	dsdv1.UnimplementedStorageServiceServer
 	db      *storage.DB
 	metrics *metrics
+	// cluster, when set, adds the metadata group's view to Info.
+	cluster *cluster.Cluster
 }
 
 func (s *storageService) Store(ctx context.Context, req *dsdv1.StoreRequest) (*dsdv1.StoreResponse, error) {
@@ -124,7 +127,8 @@ func (s *storageService) Watermarks(ctx context.Context, req *dsdv1.WatermarksRe
 }
 
 func (s *storageService) Info(ctx context.Context, req *dsdv1.InfoRequest) (*dsdv1.InfoResponse, error) {
-	out := &dsdv1.InfoResponse{Site: s.db.SiteID(), NShards: uint32(s.db.NShards()), DataDirFormat: storage.DataDirFormatVersion, Version: buildinfo.Get().Version}
+	out := &dsdv1.InfoResponse{Site: s.db.SiteID(), NShards: uint32(s.db.NShards()), DataDirFormat: storage.DataDirFormatVersion, Version: buildinfo.Get().Version,
+		Cluster: clusterInfo(s.cluster)}
 	for shard := range s.db.NShards() {
 		gens := s.db.Generations(shard)
 		info := &dsdv1.ShardInfo{

@@ -195,4 +195,11 @@
 // leave tombstones; expired messages are never returned and are swept. The
 // full rules, including the re-application by a duplicate Store, are in
 // retained.go and docs/retained.md.
+//
+// # Raft state
+//
+// The site-wide keyspace FF FF 30 holds the raft logs, hard states and
+// snapshots of the site's raft groups (the metadata group now, shard
+// groups later), keyed by group id; package dsd/raftlog owns its layout
+// and writes it through Engine. This package never reads or writes it.
 package storage

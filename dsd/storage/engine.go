@@ -263,6 +263,11 @@ func (db *DB) Close() error {
 // SiteID is the site's persistent random id: 16 hex characters.
 func (db *DB) SiteID() string { return db.siteID }
 
+// Engine is the site's Pebble instance, for the raft state keyspace
+// (FF FF 30, dsd/raftlog) only: raft groups share the engine, and so its
+// fsyncs, with the shards. Nothing else may write through it.
+func (db *DB) Engine() *pebble.DB { return db.pdb }
+
 // NShards is the number of shards, fixed at first start.
 func (db *DB) NShards() int { return len(db.shards) }
 

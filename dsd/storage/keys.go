@@ -28,6 +28,10 @@ const (
 	subIndex  byte = 0x05 // wildcard_optimized_v2 index keys (empty values)
 )
 
+// tagRaft (after FF FF) is the raft state keyspace of dsd/raftlog
+// (raftlog.Prefix); this package only reserves it.
+const tagRaft byte = 0x30
+
 // siteShard is the shard id of site-wide keys.
 const siteShard = 0xFFFF
 
@@ -135,6 +139,9 @@ func prettyKey(k []byte) string {
 	}
 	if shard == siteShard && k[2] == tagSiteMeta {
 		return "site/meta"
+	}
+	if shard == siteShard && k[2] == tagRaft {
+		return fmt.Sprintf("raft/%x", rest)
 	}
 	return fmt.Sprintf("%x", k)
 }

@@ -631,7 +631,7 @@ func (db *DB) applySharedAcks(ctx context.Context, acks []sharedAck) error {
 		if !db.holdsGrant(a) {
 			continue
 		}
-		if _, err := db.sharedDo(ctx, a.filter, cmdSharedAck{filter: a.filter, member: a.member, id: a.id}); err != nil {
+		if _, err := db.sharedDo(ctx, a.filter, cmdSharedAck(a)); err != nil {
 			return err
 		}
 	}

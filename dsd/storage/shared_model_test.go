@@ -21,7 +21,7 @@ type sharedModel struct {
 	// recorded are the grants each member's session has records of; done
 	// those it finished without the group hearing of it yet.
 	recorded, done map[string]map[uint64]bool
-	nextID   uint64
+	nextID         uint64
 }
 
 type modelGrant struct {

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/config"
+	"github.com/stratamq/strata/dsd/cluster"
 	"github.com/stratamq/strata/dsd/server"
 	"github.com/stratamq/strata/dsd/storage"
 	"github.com/stratamq/strata/internal/buildinfo"
@@ -41,6 +43,7 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", "", "data directory (overrides durable_storage.messages.data_dir)")
 	grpcListen := fs.String("grpc-listen", "", "gRPC listen address (overrides dsd.grpc_listen)")
 	httpListen := fs.String("http-listen", "", "HTTP listen address (overrides dsd.http_listen)")
+	join := fs.String("join", "", "gRPC address of a site of the cluster to join at the first start (overrides dsd.join)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	showVersion := buildinfo.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
@@ -71,6 +74,9 @@ func run(args []string) error {
 	if *httpListen != "" {
 		cfg.DSD.HTTPListen = *httpListen
 	}
+	if *join != "" {
+		cfg.DSD.Join = *join
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -96,7 +102,16 @@ func run(args []string) error {
 	for name, role := range t.Roles {
 		roles[name] = server.Role(role)
 	}
+	copts, err := clusterOptions(cfg, db.SiteID(), log)
+	if err != nil {
+		return errors.Join(err, db.Close())
+	}
+	member, err := cluster.New(db.Engine(), copts)
+	if err != nil {
+		return errors.Join(err, db.Close())
+	}
 	srv, err := server.Listen(db, server.Options{
+		Cluster:                    member,
 		GRPCListen:                 cfg.DSD.GRPCListen,
 		HTTPListen:                 cfg.DSD.HTTPListen,
 		MaxRecvMsgSize:             int(cfg.MQTT.MaxPacketSize) + 64<<10,
@@ -118,6 +133,8 @@ func run(args []string) error {
 	if err != nil {
 		return errors.Join(err, db.Close())
 	}
+	advertise := cmp.Or(cfg.DSD.AdvertiseAddress, srv.GRPCAddr())
+	member.Start(advertise)
 	log.Info("dsd ready", "site", db.SiteID(), "shards", db.NShards(), "grpc", srv.GRPCAddr(), "http", srv.HTTPAddr(), "data_dir", cfg.DurableStorage.Messages.DataDir)
 	if err := sdnotify.Ready(); err != nil {
 		log.Warn("cannot tell systemd that dsd is ready", "err", err)
@@ -132,6 +149,10 @@ func run(args []string) error {
 	case <-ctx.Done():
 		log.Info("dsd stopping")
 		_ = sdnotify.Stopping()
+		// The site links are streams that never end on their own: the
+		// member stops first, which ends them, so the graceful stop does
+		// not wait them out.
+		member.Close()
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		if err := srv.Shutdown(sctx); err != nil {
 			log.Warn("calls still in flight were cut", "after", shutdownTimeout, "err", err)
@@ -139,7 +160,33 @@ func run(args []string) error {
 		cancel()
 		serveErr = <-served
 	}
+	// The metadata group shares the engine: stop it before the engine.
+	member.Close()
 	return errors.Join(serveErr, db.Close())
+}
+
+// clusterOptions are the metadata group's options: this site, the join
+// address, the allocation keys, and TLS between sites when dsd has TLS.
+func clusterOptions(cfg config.Config, site string, log *slog.Logger) (cluster.Options, error) {
+	m := cfg.DurableStorage.Messages
+	node, err := os.Hostname()
+	if err != nil {
+		node = "unknown"
+	}
+	if m.ReplicationFactor > m.NSites && (m.NSites > 1 || cfg.DSD.Join != "") {
+		log.Warn("replication_factor is more than n_sites: each shard gets min(sites, replication_factor) replicas of the sites known at its allocation",
+			"replication_factor", m.ReplicationFactor, "n_sites", m.NSites)
+	}
+	dial, err := siteDialOptions(cfg.DSD.TLS)
+	if err != nil {
+		return cluster.Options{}, err
+	}
+	return cluster.Options{
+		Site: site, Node: node, Join: cfg.DSD.Join,
+		NShards: m.NShards, NSites: m.NSites, ReplicationFactor: m.ReplicationFactor,
+		DialOptions: dial,
+		Logger:      log,
+	}, nil
 }
 
 // shutdownTimeout is how long a stopping dsd lets in-flight calls finish.

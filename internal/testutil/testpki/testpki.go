@@ -83,6 +83,9 @@ func (p *PKI) IssueExpired(t testing.TB, name string) (certFile, keyFile string)
 type IssueOptions struct {
 	// Server makes a server certificate for 127.0.0.1.
 	Server bool
+	// ClientToo, with Server, makes it good for client authentication too:
+	// a dsd site's certificate, which it also dials other sites with.
+	ClientToo bool
 	// NotBefore and NotAfter default to an hour around now.
 	NotBefore, NotAfter time.Time
 	// DNSNames are added as DNS subject alternative names.
@@ -117,6 +120,9 @@ func (p *PKI) IssueWith(t testing.TB, name string, o IssueOptions) (certFile, ke
 	}
 	if o.Server {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		if o.ClientToo {
+			tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+		}
 		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.CA, &key.PublicKey, p.key)

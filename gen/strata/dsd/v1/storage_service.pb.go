@@ -10,6 +10,7 @@
 package dsdv1
 
 import (
+	v11 "github.com/stratamq/strata/gen/strata/cluster/v1"
 	v1 "github.com/stratamq/strata/gen/strata/storage/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1243,7 +1244,10 @@ type InfoResponse struct {
 	DataDirFormat uint32 `protobuf:"varint,4,opt,name=data_dir_format,json=dataDirFormat,proto3" json:"data_dir_format,omitempty"`
 	// Version is dsd's build version, as `dsd --version` prints it (1.2.3, or
 	// 0.0.0-dev+<commit> for a build between releases).
-	Version       string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	// Cluster is the metadata group's view of the sites and the shards'
+	// replicas, as this site has applied it.
+	Cluster       *ClusterInfo `protobuf:"bytes,6,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1313,11 +1317,106 @@ func (x *InfoResponse) GetVersion() string {
 	return ""
 }
 
+func (x *InfoResponse) GetCluster() *ClusterInfo {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+// ClusterInfo is the metadata group's state and this site's view of it.
+type ClusterInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State *v11.MetaState         `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// NSites is this site's durable_storage.messages.n_sites.
+	NSites uint32 `protobuf:"varint,2,opt,name=n_sites,json=nSites,proto3" json:"n_sites,omitempty"`
+	// Leader is the metadata group's leader site as this site knows it; empty
+	// when there is none.
+	Leader        string `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term          uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	CommitIndex   uint64 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex  uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterInfo) Reset() {
+	*x = ClusterInfo{}
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterInfo) ProtoMessage() {}
+
+func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
+func (*ClusterInfo) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ClusterInfo) GetState() *v11.MetaState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *ClusterInfo) GetNSites() uint32 {
+	if x != nil {
+		return x.NSites
+	}
+	return 0
+}
+
+func (x *ClusterInfo) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *ClusterInfo) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *ClusterInfo) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *ClusterInfo) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 var File_strata_dsd_v1_storage_service_proto protoreflect.FileDescriptor
 
 const file_strata_dsd_v1_storage_service_proto_rawDesc = "" +
 	"\n" +
-	"#strata/dsd/v1/storage_service.proto\x12\rstrata.dsd.v1\x1a\x1fstrata/storage/v1/storage.proto\"\x82\x01\n" +
+	"#strata/dsd/v1/storage_service.proto\x12\rstrata.dsd.v1\x1a strata/cluster/v1/metadata.proto\x1a\x1fstrata/storage/v1/storage.proto\"\x82\x01\n" +
 	"\bProducer\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1b\n" +
@@ -1395,13 +1494,21 @@ const file_strata_dsd_v1_storage_service_proto_rawDesc = "" +
 	"\bmessages\x18\x05 \x03(\v2&.strata.dsd.v1.ShardInfo.MessagesEntryR\bmessages\x1a;\n" +
 	"\rMessagesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb1\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xe7\x01\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x19\n" +
 	"\bn_shards\x18\x02 \x01(\rR\anShards\x120\n" +
 	"\x06shards\x18\x03 \x03(\v2\x18.strata.dsd.v1.ShardInfoR\x06shards\x12&\n" +
 	"\x0fdata_dir_format\x18\x04 \x01(\rR\rdataDirFormat\x12\x18\n" +
-	"\aversion\x18\x05 \x01(\tR\aversion*`\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\x124\n" +
+	"\acluster\x18\x06 \x01(\v2\x1a.strata.dsd.v1.ClusterInfoR\acluster\"\xce\x01\n" +
+	"\vClusterInfo\x122\n" +
+	"\x05state\x18\x01 \x01(\v2\x1c.strata.cluster.v1.MetaStateR\x05state\x12\x17\n" +
+	"\an_sites\x18\x02 \x01(\rR\x06nSites\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12!\n" +
+	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12#\n" +
+	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex*`\n" +
 	"\vStoreResult\x12\x1c\n" +
 	"\x18STORE_RESULT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13STORE_RESULT_STORED\x10\x01\x12\x1a\n" +
@@ -1430,7 +1537,7 @@ func file_strata_dsd_v1_storage_service_proto_rawDescGZIP() []byte {
 }
 
 var file_strata_dsd_v1_storage_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_strata_dsd_v1_storage_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_strata_dsd_v1_storage_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_strata_dsd_v1_storage_service_proto_goTypes = []any{
 	(StoreResult)(0),             // 0: strata.dsd.v1.StoreResult
 	(*Producer)(nil),             // 1: strata.dsd.v1.Producer
@@ -1454,12 +1561,14 @@ var file_strata_dsd_v1_storage_service_proto_goTypes = []any{
 	(*InfoRequest)(nil),          // 19: strata.dsd.v1.InfoRequest
 	(*ShardInfo)(nil),            // 20: strata.dsd.v1.ShardInfo
 	(*InfoResponse)(nil),         // 21: strata.dsd.v1.InfoResponse
-	nil,                          // 22: strata.dsd.v1.ShardInfo.MessagesEntry
-	(*v1.Message)(nil),           // 23: strata.storage.v1.Message
-	(*v1.Generation)(nil),        // 24: strata.storage.v1.Generation
+	(*ClusterInfo)(nil),          // 22: strata.dsd.v1.ClusterInfo
+	nil,                          // 23: strata.dsd.v1.ShardInfo.MessagesEntry
+	(*v1.Message)(nil),           // 24: strata.storage.v1.Message
+	(*v1.Generation)(nil),        // 25: strata.storage.v1.Generation
+	(*v11.MetaState)(nil),        // 26: strata.cluster.v1.MetaState
 }
 var file_strata_dsd_v1_storage_service_proto_depIdxs = []int32{
-	23, // 0: strata.dsd.v1.StoreRequest.messages:type_name -> strata.storage.v1.Message
+	24, // 0: strata.dsd.v1.StoreRequest.messages:type_name -> strata.storage.v1.Message
 	1,  // 1: strata.dsd.v1.StoreRequest.producer:type_name -> strata.dsd.v1.Producer
 	4,  // 2: strata.dsd.v1.IngestRequest.stores:type_name -> strata.dsd.v1.IngestStore
 	1,  // 3: strata.dsd.v1.IngestStore.producer:type_name -> strata.dsd.v1.Producer
@@ -1467,31 +1576,33 @@ var file_strata_dsd_v1_storage_service_proto_depIdxs = []int32{
 	0,  // 5: strata.dsd.v1.StoreResponse.result:type_name -> strata.dsd.v1.StoreResult
 	8,  // 6: strata.dsd.v1.GetStreamsResponse.streams:type_name -> strata.dsd.v1.Stream
 	8,  // 7: strata.dsd.v1.MakeIteratorRequest.stream:type_name -> strata.dsd.v1.Stream
-	23, // 8: strata.dsd.v1.StoredMessage.message:type_name -> strata.storage.v1.Message
+	24, // 8: strata.dsd.v1.StoredMessage.message:type_name -> strata.storage.v1.Message
 	14, // 9: strata.dsd.v1.NextResponse.messages:type_name -> strata.dsd.v1.StoredMessage
 	17, // 10: strata.dsd.v1.WatermarksResponse.watermarks:type_name -> strata.dsd.v1.ShardWatermark
-	24, // 11: strata.dsd.v1.ShardInfo.generations:type_name -> strata.storage.v1.Generation
-	22, // 12: strata.dsd.v1.ShardInfo.messages:type_name -> strata.dsd.v1.ShardInfo.MessagesEntry
+	25, // 11: strata.dsd.v1.ShardInfo.generations:type_name -> strata.storage.v1.Generation
+	23, // 12: strata.dsd.v1.ShardInfo.messages:type_name -> strata.dsd.v1.ShardInfo.MessagesEntry
 	20, // 13: strata.dsd.v1.InfoResponse.shards:type_name -> strata.dsd.v1.ShardInfo
-	2,  // 14: strata.dsd.v1.StorageService.Store:input_type -> strata.dsd.v1.StoreRequest
-	3,  // 15: strata.dsd.v1.StorageService.Ingest:input_type -> strata.dsd.v1.IngestRequest
-	9,  // 16: strata.dsd.v1.StorageService.GetStreams:input_type -> strata.dsd.v1.GetStreamsRequest
-	11, // 17: strata.dsd.v1.StorageService.MakeIterator:input_type -> strata.dsd.v1.MakeIteratorRequest
-	13, // 18: strata.dsd.v1.StorageService.Next:input_type -> strata.dsd.v1.NextRequest
-	16, // 19: strata.dsd.v1.StorageService.Watermarks:input_type -> strata.dsd.v1.WatermarksRequest
-	19, // 20: strata.dsd.v1.StorageService.Info:input_type -> strata.dsd.v1.InfoRequest
-	7,  // 21: strata.dsd.v1.StorageService.Store:output_type -> strata.dsd.v1.StoreResponse
-	5,  // 22: strata.dsd.v1.StorageService.Ingest:output_type -> strata.dsd.v1.IngestResponse
-	10, // 23: strata.dsd.v1.StorageService.GetStreams:output_type -> strata.dsd.v1.GetStreamsResponse
-	12, // 24: strata.dsd.v1.StorageService.MakeIterator:output_type -> strata.dsd.v1.MakeIteratorResponse
-	15, // 25: strata.dsd.v1.StorageService.Next:output_type -> strata.dsd.v1.NextResponse
-	18, // 26: strata.dsd.v1.StorageService.Watermarks:output_type -> strata.dsd.v1.WatermarksResponse
-	21, // 27: strata.dsd.v1.StorageService.Info:output_type -> strata.dsd.v1.InfoResponse
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	22, // 14: strata.dsd.v1.InfoResponse.cluster:type_name -> strata.dsd.v1.ClusterInfo
+	26, // 15: strata.dsd.v1.ClusterInfo.state:type_name -> strata.cluster.v1.MetaState
+	2,  // 16: strata.dsd.v1.StorageService.Store:input_type -> strata.dsd.v1.StoreRequest
+	3,  // 17: strata.dsd.v1.StorageService.Ingest:input_type -> strata.dsd.v1.IngestRequest
+	9,  // 18: strata.dsd.v1.StorageService.GetStreams:input_type -> strata.dsd.v1.GetStreamsRequest
+	11, // 19: strata.dsd.v1.StorageService.MakeIterator:input_type -> strata.dsd.v1.MakeIteratorRequest
+	13, // 20: strata.dsd.v1.StorageService.Next:input_type -> strata.dsd.v1.NextRequest
+	16, // 21: strata.dsd.v1.StorageService.Watermarks:input_type -> strata.dsd.v1.WatermarksRequest
+	19, // 22: strata.dsd.v1.StorageService.Info:input_type -> strata.dsd.v1.InfoRequest
+	7,  // 23: strata.dsd.v1.StorageService.Store:output_type -> strata.dsd.v1.StoreResponse
+	5,  // 24: strata.dsd.v1.StorageService.Ingest:output_type -> strata.dsd.v1.IngestResponse
+	10, // 25: strata.dsd.v1.StorageService.GetStreams:output_type -> strata.dsd.v1.GetStreamsResponse
+	12, // 26: strata.dsd.v1.StorageService.MakeIterator:output_type -> strata.dsd.v1.MakeIteratorResponse
+	15, // 27: strata.dsd.v1.StorageService.Next:output_type -> strata.dsd.v1.NextResponse
+	18, // 28: strata.dsd.v1.StorageService.Watermarks:output_type -> strata.dsd.v1.WatermarksResponse
+	21, // 29: strata.dsd.v1.StorageService.Info:output_type -> strata.dsd.v1.InfoResponse
+	23, // [23:30] is the sub-list for method output_type
+	16, // [16:23] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_storage_service_proto_init() }
@@ -1507,7 +1618,7 @@ func file_strata_dsd_v1_storage_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_storage_service_proto_rawDesc), len(file_strata_dsd_v1_storage_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,53 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc"
+
+	"github.com/stratamq/strata/dsd/cluster"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+)
+
+// errNoCluster: a site call reached a dsd that runs no metadata group
+// (a server built without Options.Cluster, as in unit tests).
+var errNoCluster = errors.New("dsd: this dsd runs no cluster membership")
+
+// siteService is SiteService: the raft transport between sites and
+// joining the cluster, both handled by the metadata group's package.
+type siteService struct {
+	dsdv1.UnimplementedSiteServiceServer
+	cluster *cluster.Cluster
+}
+
+func (s *siteService) Link(stream grpc.BidiStreamingServer[dsdv1.LinkRequest, dsdv1.LinkResponse]) error {
+	if s.cluster == nil {
+		return statusFor(errNoCluster)
+	}
+	tr := s.cluster.Transport()
+	if tr == nil {
+		return statusFor(cluster.ErrNotRunning)
+	}
+	return statusFor(tr.Serve(stream))
+}
+
+func (s *siteService) Join(ctx context.Context, req *dsdv1.JoinRequest) (*dsdv1.JoinResponse, error) {
+	if s.cluster == nil {
+		return nil, statusFor(errNoCluster)
+	}
+	resp, err := s.cluster.Join(ctx, req)
+	return resp, statusFor(err)
+}
+
+// clusterInfo is the ClusterInfo of Info, nil without a cluster.
+func clusterInfo(c *cluster.Cluster) *dsdv1.ClusterInfo {
+	if c == nil {
+		return nil
+	}
+	st := c.Status()
+	return &dsdv1.ClusterInfo{
+		State: c.State(), NSites: uint32(c.NSites()), Leader: st.Leader,
+		Term: st.Term, CommitIndex: st.Commit, AppliedIndex: st.Applied,
+	}
+}
