@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,6 +233,16 @@ func TestSharedSubscriptionRules(t *testing.T) {
 				t.Fatalf("%s: message %d delivered %d times", g, i, seen[fmt.Sprint(i)])
 			}
 		}
+	}
+
+	// dstool shows both groups; members finished their grants (the
+	// acknowledgements are asynchronous, so wait for none to be held).
+	wait.For(t, 10*time.Second, "dstool shows the groups with no grant held", func() bool {
+		out := dstool(t, c.dsd.GRPCAddr, "shared")
+		return strings.Contains(out, "$share/g1/rules/#") && strings.Contains(out, "$share/g2/rules/#") && !strings.Contains(out, "g1-0")
+	})
+	if out := dstool(t, c.dsd.GRPCAddr, "shared", "$share/g1/rules/#", "--json"); !strings.Contains(out, `"filter":"$share/g1/rules/#"`) || strings.Contains(out, "g2") {
+		t.Fatalf("dstool shared $share/g1/rules/# --json:\n%s", out)
 	}
 
 	// No Local on a shared subscription: a Protocol Error, the connection closes.

@@ -86,3 +86,11 @@ func (s *adminService) LearnedStructure(ctx context.Context, req *dsdv1.LearnedS
 	}
 	return out, nil
 }
+
+func (s *adminService) ListSharedGroups(ctx context.Context, req *dsdv1.ListSharedGroupsRequest) (*dsdv1.ListSharedGroupsResponse, error) {
+	out := &dsdv1.ListSharedGroupsResponse{}
+	for _, g := range s.db.SharedGroups(req.GetFilter()) {
+		out.Groups = append(out.Groups, &dsdv1.SharedGroup{Filter: g.Filter, Shard: uint32(g.Shard), Streams: g.Streams, Grants: g.Grants})
+	}
+	return out, nil
+}

@@ -49,6 +49,7 @@ var methodRules = map[string]methodRule{
 
 	dsdv1.AdminService_ListGenerations_FullMethodName:  {roles: serviceAdmin},
 	dsdv1.AdminService_LearnedStructure_FullMethodName: {roles: serviceAdmin},
+	dsdv1.AdminService_ListSharedGroups_FullMethodName: {roles: serviceAdmin},
 	dsdv1.AdminService_AddGeneration_FullMethodName:    {roles: adminOnly},
 	dsdv1.AdminService_DropGeneration_FullMethodName:   {roles: adminOnly},
 

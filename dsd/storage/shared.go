@@ -695,3 +695,36 @@ func (db *DB) ReturnUnheld(ctx context.Context, filter, member string, guard uin
 	}
 	return db.SharedMembersDown(ctx, []SharedDown{{Member: member, Guard: guard, Filters: []string{filter}, Stream: &stream, Held: held}})
 }
+
+// SharedGroupInfo is one group as ListSharedGroups shows it.
+type SharedGroupInfo struct {
+	Filter  string
+	Shard   int
+	Streams []*storagev1.SharedGroupStream
+	Grants  []*storagev1.SharedGrant
+}
+
+// SharedGroups lists the groups (filter "" : all), by filter, with their
+// streams and grants.
+func (db *DB) SharedGroups(filter string) []SharedGroupInfo {
+	var out []SharedGroupInfo
+	for _, s := range db.shards {
+		s.mu.RLock()
+		for f, g := range s.mu.st.groups {
+			if filter != "" && f != filter {
+				continue
+			}
+			gi := SharedGroupInfo{Filter: f, Shard: s.id}
+			for _, k := range sortedKeys(g.streams) {
+				gi.Streams = append(gi.Streams, proto.CloneOf(g.streams[k]))
+			}
+			for _, id := range sortedKeys(g.grants) {
+				gi.Grants = append(gi.Grants, proto.CloneOf(g.grants[id]))
+			}
+			out = append(out, gi)
+		}
+		s.mu.RUnlock()
+	}
+	slices.SortFunc(out, func(a, b SharedGroupInfo) int { return strings.Compare(a.Filter, b.Filter) })
+	return out
+}

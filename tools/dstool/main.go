@@ -5,6 +5,7 @@
 //	dstool sessions list|show <client id>|delete <client id> [--guard G] [--json]
 //	dstool retained list ['<topic filter>'] [--limit N] [--json]
 //	dstool retained delete <topic>
+//	dstool shared ['$share/<group>/<filter>'] [--json]
 //
 // Flags may follow positional arguments.
 package main
@@ -56,7 +57,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.tls.CertFile, "tls-cert", "", "client certificate for mTLS (PEM)")
 	root.PersistentFlags().StringVar(&g.tls.KeyFile, "tls-key", "", "client key for mTLS (PEM)")
 	root.PersistentFlags().StringVar(&g.tls.ServerName, "tls-server-name", "", "name to verify in dsd's certificate (default: the --addr host)")
-	root.AddCommand(newInfoCmd(g), newReadCmd(g), newGenerationsCmd(g), newStreamsCmd(g), newLTSCmd(g), newSessionsCmd(g), newRetainedCmd(g))
+	root.AddCommand(newInfoCmd(g), newReadCmd(g), newGenerationsCmd(g), newStreamsCmd(g), newLTSCmd(g), newSessionsCmd(g), newRetainedCmd(g), newSharedCmd(g))
 	return root
 }
 

@@ -542,11 +542,171 @@ func (x *LearnedStructureResponse) GetAtCapacity() bool {
 	return false
 }
 
+type ListSharedGroupsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Filter, when set, names one group by its whole filter
+	// ("$share/{group}/{filter}").
+	Filter        string `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSharedGroupsRequest) Reset() {
+	*x = ListSharedGroupsRequest{}
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSharedGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSharedGroupsRequest) ProtoMessage() {}
+
+func (x *ListSharedGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSharedGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListSharedGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListSharedGroupsRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+// SharedGroup is one shared subscription group.
+type SharedGroup struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Filter string                 `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Shard is the shard that keeps the group's state.
+	Shard         uint32                  `protobuf:"varint,2,opt,name=shard,proto3" json:"shard,omitempty"`
+	Streams       []*v1.SharedGroupStream `protobuf:"bytes,3,rep,name=streams,proto3" json:"streams,omitempty"`
+	Grants        []*v1.SharedGrant       `protobuf:"bytes,4,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedGroup) Reset() {
+	*x = SharedGroup{}
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedGroup) ProtoMessage() {}
+
+func (x *SharedGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedGroup.ProtoReflect.Descriptor instead.
+func (*SharedGroup) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SharedGroup) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+func (x *SharedGroup) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *SharedGroup) GetStreams() []*v1.SharedGroupStream {
+	if x != nil {
+		return x.Streams
+	}
+	return nil
+}
+
+func (x *SharedGroup) GetGrants() []*v1.SharedGrant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+type ListSharedGroupsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Groups        []*SharedGroup         `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSharedGroupsResponse) Reset() {
+	*x = ListSharedGroupsResponse{}
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSharedGroupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSharedGroupsResponse) ProtoMessage() {}
+
+func (x *ListSharedGroupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSharedGroupsResponse.ProtoReflect.Descriptor instead.
+func (*ListSharedGroupsResponse) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListSharedGroupsResponse) GetGroups() []*SharedGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 var File_strata_dsd_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_strata_dsd_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
-	"!strata/dsd/v1/admin_service.proto\x12\rstrata.dsd.v1\x1a\x1fstrata/storage/v1/storage.proto\"=\n" +
+	"!strata/dsd/v1/admin_service.proto\x12\rstrata.dsd.v1\x1a\x1estrata/storage/v1/shared.proto\x1a\x1fstrata/storage/v1/storage.proto\"=\n" +
 	"\x16ListGenerationsRequest\x12\x19\n" +
 	"\x05shard\x18\x01 \x01(\rH\x00R\x05shard\x88\x01\x01B\b\n" +
 	"\x06_shard\"\x82\x01\n" +
@@ -588,12 +748,22 @@ const file_strata_dsd_v1_admin_service_proto_rawDesc = "" +
 	"\vtrie_states\x18\x04 \x01(\x04R\n" +
 	"trieStates\x12\x1f\n" +
 	"\vat_capacity\x18\x05 \x01(\bR\n" +
-	"atCapacity2\x90\x03\n" +
+	"atCapacity\"1\n" +
+	"\x17ListSharedGroupsRequest\x12\x16\n" +
+	"\x06filter\x18\x01 \x01(\tR\x06filter\"\xb3\x01\n" +
+	"\vSharedGroup\x12\x16\n" +
+	"\x06filter\x18\x01 \x01(\tR\x06filter\x12\x14\n" +
+	"\x05shard\x18\x02 \x01(\rR\x05shard\x12>\n" +
+	"\astreams\x18\x03 \x03(\v2$.strata.storage.v1.SharedGroupStreamR\astreams\x126\n" +
+	"\x06grants\x18\x04 \x03(\v2\x1e.strata.storage.v1.SharedGrantR\x06grants\"N\n" +
+	"\x18ListSharedGroupsResponse\x122\n" +
+	"\x06groups\x18\x01 \x03(\v2\x1a.strata.dsd.v1.SharedGroupR\x06groups2\xf5\x03\n" +
 	"\fAdminService\x12`\n" +
 	"\x0fListGenerations\x12%.strata.dsd.v1.ListGenerationsRequest\x1a&.strata.dsd.v1.ListGenerationsResponse\x12Z\n" +
 	"\rAddGeneration\x12#.strata.dsd.v1.AddGenerationRequest\x1a$.strata.dsd.v1.AddGenerationResponse\x12]\n" +
 	"\x0eDropGeneration\x12$.strata.dsd.v1.DropGenerationRequest\x1a%.strata.dsd.v1.DropGenerationResponse\x12c\n" +
-	"\x10LearnedStructure\x12&.strata.dsd.v1.LearnedStructureRequest\x1a'.strata.dsd.v1.LearnedStructureResponseB4Z2github.com/stratamq/strata/gen/strata/dsd/v1;dsdv1b\x06proto3"
+	"\x10LearnedStructure\x12&.strata.dsd.v1.LearnedStructureRequest\x1a'.strata.dsd.v1.LearnedStructureResponse\x12c\n" +
+	"\x10ListSharedGroups\x12&.strata.dsd.v1.ListSharedGroupsRequest\x1a'.strata.dsd.v1.ListSharedGroupsResponseB4Z2github.com/stratamq/strata/gen/strata/dsd/v1;dsdv1b\x06proto3"
 
 var (
 	file_strata_dsd_v1_admin_service_proto_rawDescOnce sync.Once
@@ -607,7 +777,7 @@ func file_strata_dsd_v1_admin_service_proto_rawDescGZIP() []byte {
 	return file_strata_dsd_v1_admin_service_proto_rawDescData
 }
 
-var file_strata_dsd_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_strata_dsd_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_strata_dsd_v1_admin_service_proto_goTypes = []any{
 	(*ListGenerationsRequest)(nil),   // 0: strata.dsd.v1.ListGenerationsRequest
 	(*ShardGeneration)(nil),          // 1: strata.dsd.v1.ShardGeneration
@@ -619,26 +789,36 @@ var file_strata_dsd_v1_admin_service_proto_goTypes = []any{
 	(*LearnedStructureRequest)(nil),  // 7: strata.dsd.v1.LearnedStructureRequest
 	(*LearnedStream)(nil),            // 8: strata.dsd.v1.LearnedStream
 	(*LearnedStructureResponse)(nil), // 9: strata.dsd.v1.LearnedStructureResponse
-	(*v1.Generation)(nil),            // 10: strata.storage.v1.Generation
+	(*ListSharedGroupsRequest)(nil),  // 10: strata.dsd.v1.ListSharedGroupsRequest
+	(*SharedGroup)(nil),              // 11: strata.dsd.v1.SharedGroup
+	(*ListSharedGroupsResponse)(nil), // 12: strata.dsd.v1.ListSharedGroupsResponse
+	(*v1.Generation)(nil),            // 13: strata.storage.v1.Generation
+	(*v1.SharedGroupStream)(nil),     // 14: strata.storage.v1.SharedGroupStream
+	(*v1.SharedGrant)(nil),           // 15: strata.storage.v1.SharedGrant
 }
 var file_strata_dsd_v1_admin_service_proto_depIdxs = []int32{
-	10, // 0: strata.dsd.v1.ShardGeneration.generation:type_name -> strata.storage.v1.Generation
+	13, // 0: strata.dsd.v1.ShardGeneration.generation:type_name -> strata.storage.v1.Generation
 	1,  // 1: strata.dsd.v1.ListGenerationsResponse.generations:type_name -> strata.dsd.v1.ShardGeneration
 	1,  // 2: strata.dsd.v1.AddGenerationResponse.generations:type_name -> strata.dsd.v1.ShardGeneration
 	8,  // 3: strata.dsd.v1.LearnedStructureResponse.streams:type_name -> strata.dsd.v1.LearnedStream
-	0,  // 4: strata.dsd.v1.AdminService.ListGenerations:input_type -> strata.dsd.v1.ListGenerationsRequest
-	3,  // 5: strata.dsd.v1.AdminService.AddGeneration:input_type -> strata.dsd.v1.AddGenerationRequest
-	5,  // 6: strata.dsd.v1.AdminService.DropGeneration:input_type -> strata.dsd.v1.DropGenerationRequest
-	7,  // 7: strata.dsd.v1.AdminService.LearnedStructure:input_type -> strata.dsd.v1.LearnedStructureRequest
-	2,  // 8: strata.dsd.v1.AdminService.ListGenerations:output_type -> strata.dsd.v1.ListGenerationsResponse
-	4,  // 9: strata.dsd.v1.AdminService.AddGeneration:output_type -> strata.dsd.v1.AddGenerationResponse
-	6,  // 10: strata.dsd.v1.AdminService.DropGeneration:output_type -> strata.dsd.v1.DropGenerationResponse
-	9,  // 11: strata.dsd.v1.AdminService.LearnedStructure:output_type -> strata.dsd.v1.LearnedStructureResponse
-	8,  // [8:12] is the sub-list for method output_type
-	4,  // [4:8] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	14, // 4: strata.dsd.v1.SharedGroup.streams:type_name -> strata.storage.v1.SharedGroupStream
+	15, // 5: strata.dsd.v1.SharedGroup.grants:type_name -> strata.storage.v1.SharedGrant
+	11, // 6: strata.dsd.v1.ListSharedGroupsResponse.groups:type_name -> strata.dsd.v1.SharedGroup
+	0,  // 7: strata.dsd.v1.AdminService.ListGenerations:input_type -> strata.dsd.v1.ListGenerationsRequest
+	3,  // 8: strata.dsd.v1.AdminService.AddGeneration:input_type -> strata.dsd.v1.AddGenerationRequest
+	5,  // 9: strata.dsd.v1.AdminService.DropGeneration:input_type -> strata.dsd.v1.DropGenerationRequest
+	7,  // 10: strata.dsd.v1.AdminService.LearnedStructure:input_type -> strata.dsd.v1.LearnedStructureRequest
+	10, // 11: strata.dsd.v1.AdminService.ListSharedGroups:input_type -> strata.dsd.v1.ListSharedGroupsRequest
+	2,  // 12: strata.dsd.v1.AdminService.ListGenerations:output_type -> strata.dsd.v1.ListGenerationsResponse
+	4,  // 13: strata.dsd.v1.AdminService.AddGeneration:output_type -> strata.dsd.v1.AddGenerationResponse
+	6,  // 14: strata.dsd.v1.AdminService.DropGeneration:output_type -> strata.dsd.v1.DropGenerationResponse
+	9,  // 15: strata.dsd.v1.AdminService.LearnedStructure:output_type -> strata.dsd.v1.LearnedStructureResponse
+	12, // 16: strata.dsd.v1.AdminService.ListSharedGroups:output_type -> strata.dsd.v1.ListSharedGroupsResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_admin_service_proto_init() }
@@ -655,7 +835,7 @@ func file_strata_dsd_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_admin_service_proto_rawDesc), len(file_strata_dsd_v1_admin_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	AdminService_AddGeneration_FullMethodName    = "/strata.dsd.v1.AdminService/AddGeneration"
 	AdminService_DropGeneration_FullMethodName   = "/strata.dsd.v1.AdminService/DropGeneration"
 	AdminService_LearnedStructure_FullMethodName = "/strata.dsd.v1.AdminService/LearnedStructure"
+	AdminService_ListSharedGroups_FullMethodName = "/strata.dsd.v1.AdminService/ListSharedGroups"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -40,6 +41,9 @@ type AdminServiceClient interface {
 	DropGeneration(ctx context.Context, in *DropGenerationRequest, opts ...grpc.CallOption) (*DropGenerationResponse, error)
 	// LearnedStructure lists the learned topic structure of a shard's generation.
 	LearnedStructure(ctx context.Context, in *LearnedStructureRequest, opts ...grpc.CallOption) (*LearnedStructureResponse, error)
+	// ListSharedGroups lists the shared subscription groups ($share/...):
+	// their position in each stream and the grants their members hold.
+	ListSharedGroups(ctx context.Context, in *ListSharedGroupsRequest, opts ...grpc.CallOption) (*ListSharedGroupsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -90,6 +94,16 @@ func (c *adminServiceClient) LearnedStructure(ctx context.Context, in *LearnedSt
 	return out, nil
 }
 
+func (c *adminServiceClient) ListSharedGroups(ctx context.Context, in *ListSharedGroupsRequest, opts ...grpc.CallOption) (*ListSharedGroupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSharedGroupsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListSharedGroups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -105,6 +119,9 @@ type AdminServiceServer interface {
 	DropGeneration(context.Context, *DropGenerationRequest) (*DropGenerationResponse, error)
 	// LearnedStructure lists the learned topic structure of a shard's generation.
 	LearnedStructure(context.Context, *LearnedStructureRequest) (*LearnedStructureResponse, error)
+	// ListSharedGroups lists the shared subscription groups ($share/...):
+	// their position in each stream and the grants their members hold.
+	ListSharedGroups(context.Context, *ListSharedGroupsRequest) (*ListSharedGroupsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -126,6 +143,9 @@ func (UnimplementedAdminServiceServer) DropGeneration(context.Context, *DropGene
 }
 func (UnimplementedAdminServiceServer) LearnedStructure(context.Context, *LearnedStructureRequest) (*LearnedStructureResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LearnedStructure not implemented")
+}
+func (UnimplementedAdminServiceServer) ListSharedGroups(context.Context, *ListSharedGroupsRequest) (*ListSharedGroupsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSharedGroups not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -220,6 +240,24 @@ func _AdminService_LearnedStructure_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListSharedGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSharedGroupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListSharedGroups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListSharedGroups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListSharedGroups(ctx, req.(*ListSharedGroupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -242,6 +280,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LearnedStructure",
 			Handler:    _AdminService_LearnedStructure_Handler,
+		},
+		{
+			MethodName: "ListSharedGroups",
+			Handler:    _AdminService_ListSharedGroups_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
