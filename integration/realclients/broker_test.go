@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratamq/strata/dsd/client"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	"github.com/stratamq/strata/integration"
 	"github.com/stratamq/strata/internal/childproc"
+	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // bins are the dsd and gateway binaries, built once (nil against mosquitto).
@@ -51,6 +54,11 @@ type broker struct {
 	tcp     string // host:port
 	ws      string // ws://host:port/mqtt
 	restart func(t *testing.T)
+	// away waits until the broker has recorded the end of a client's
+	// connection (a client's DISCONNECT has no answer; Strata's gateway
+	// tells dsd a moment later). Messages stored before that may have been
+	// sent to the old connection and go with DUP on resume.
+	away func(t *testing.T, clientID string)
 }
 
 // startBroker starts Strata (dsd and one gateway with a TCP and a WebSocket
@@ -98,6 +106,18 @@ func startStrata(t *testing.T, ctx context.Context) *broker {
 		}
 	})
 	b := &broker{name: "strata", tcp: g.Addrs["tcp.default"], ws: "ws://" + g.Addrs["ws.default"] + "/mqtt"}
+	b.away = func(t *testing.T, clientID string) {
+		t.Helper()
+		c, err := client.Dial(d.GRPCAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wait.For(t, 10*time.Second, clientID+" disconnected in dsd", func() bool {
+			s, err := c.Sessions().GetSession(context.Background(), &dsdv1.GetSessionRequest{ClientId: clientID})
+			return err == nil && !s.GetSession().GetRecord().GetConnected()
+		})
+	}
 	b.restart = func(t *testing.T) {
 		t.Helper()
 		tcp, ws := g.Addrs["tcp.default"], g.Addrs["ws.default"]

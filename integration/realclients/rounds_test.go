@@ -101,6 +101,9 @@ func resumeRound(t *testing.T, b *broker, d driver, version int, tag string) {
 		t.Fatalf("SUBACK %v for %s at QoS 1, want [1]", codes, topic)
 	}
 	mustDo(t, "subscriber disconnect", d.disconnect(ctx, sub))
+	if b.away != nil {
+		b.away(t, durable.clientID)
+	}
 
 	q1, q2 := payloads("q1-", 10), payloads("q2-", 10)
 	_, err = d.connect(ctx, pub, connOpts{clientID: tag + "-pub", version: version, clean: true})
