@@ -243,13 +243,18 @@ func (ss *sharedStream) membersLocked(e *linkEntry) []string {
 	return slices.Compact(out)
 }
 
-// readyLocked is e and the waiting readers of other members, one per
-// member, sorted by member.
+// readyLocked is e and the waiting readers of other members with window,
+// one per member, sorted by member. A waiting reader may have lost its
+// window since (its member took grants on other streams): it is not ready,
+// or a slow member would hold the others' turns.
 func (ss *sharedStream) readyLocked(e *linkEntry) []*linkEntry {
 	ready := []*linkEntry{e}
 	for o := range ss.waiting {
 		m := o.read.shared.member
-		if !slices.ContainsFunc(ready, func(r *linkEntry) bool { return r.read.shared.member == m }) {
+		if slices.ContainsFunc(ready, func(r *linkEntry) bool { return r.read.shared.member == m }) {
+			continue
+		}
+		if room, _ := o.l.roomAndWakes(o); room > 0 {
 			ready = append(ready, o)
 		}
 	}
