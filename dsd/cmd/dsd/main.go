@@ -42,6 +42,7 @@ func run(args []string) error {
 	grpcListen := fs.String("grpc-listen", "", "gRPC listen address (overrides dsd.grpc_listen)")
 	httpListen := fs.String("http-listen", "", "HTTP listen address (overrides dsd.http_listen)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	pprofHTTP := fs.Bool("pprof", false, "serve /debug/pprof/ (heap, goroutine and CPU profiles) on the HTTP listener; off by default")
 	showVersion := buildinfo.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -107,6 +108,7 @@ func run(args []string) error {
 		DefaultRole:                server.Role(t.DefaultRole),
 		AllowCrossIdentityTakeover: cfg.MQTT.AllowCrossIdentityTakeover,
 		Logger:                     log,
+		Pprof:                      *pprofHTTP,
 		GatewayLink: server.GatewayLinkOptions{
 			BatchSize:            cfg.DurableSessions.BatchSize,
 			IdlePollInterval:     cfg.DurableSessions.IdlePollInterval.Std(),
