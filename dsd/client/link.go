@@ -6,8 +6,10 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
 
 // DefaultLinkMaxRecvBytes bounds one message received on a Link. dsd's
@@ -50,7 +52,8 @@ func (c *Client) OpenLink(ctx context.Context, gatewayID string, epoch uint64, o
 		return nil, err
 	}
 	l := &Link{stream: stream, cancel: cancel}
-	hello := &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Hello{Hello: &dsdv1.GatewayHello{GatewayId: gatewayID, Epoch: epoch}}}
+	// Recv decodes stored values, so the link takes them (StoredValues).
+	hello := &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Hello{Hello: &dsdv1.GatewayHello{GatewayId: gatewayID, Epoch: epoch, StoredValues: true}}}
 	if err := stream.Send(hello); err != nil {
 		cancel()
 		return nil, l.recvErr(err)
@@ -137,8 +140,36 @@ func (l *Link) send(req *dsdv1.GatewayLinkRequest) error {
 
 // Recv returns the next event: an announcement, a batch or an entry error
 // (switch on GetKind). An error ends the link: all its entries are gone.
+// A batch's messages are decoded: each StoredMessage has its Message
+// (dsd may send them in their stored encoding, StoredMessage.value).
 func (l *Link) Recv() (*dsdv1.GatewayLinkResponse, error) {
-	return l.stream.Recv()
+	resp, err := l.stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	if b := resp.GetBatch(); b != nil {
+		if err := decodeStored(b.GetMessages()); err != nil {
+			l.cancel()
+			return nil, fmt.Errorf("dsd client: gateway link: batch of entry %d: %w", b.GetEntryId(), err)
+		}
+	}
+	return resp, nil
+}
+
+// decodeStored decodes the messages dsd sent in their stored encoding, in
+// place; Value is dropped once decoded.
+func decodeStored(msgs []*dsdv1.StoredMessage) error {
+	for _, sm := range msgs {
+		if sm.Message != nil || sm.Value == nil {
+			continue
+		}
+		m := &storagev1.Message{}
+		if err := proto.Unmarshal(sm.Value, m); err != nil {
+			return fmt.Errorf("message %x: %w", sm.Key, err)
+		}
+		sm.Message, sm.Value = m, nil
+	}
+	return nil
 }
 
 // Close ends the stream; dsd removes all of its entries.

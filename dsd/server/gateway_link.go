@@ -226,7 +226,7 @@ func (s *gatewayLinkService) GatewayLink(stream dsdv1.GatewayLinkService_Gateway
 
 	g, gctx := errgroup.WithContext(stream.Context())
 	l := newLink(s, gctx, g)
-	l.gatewayID, l.epoch = hello.GetGatewayId(), hello.GetEpoch()
+	l.gatewayID, l.epoch, l.storedValues = hello.GetGatewayId(), hello.GetEpoch(), hello.GetStoredValues()
 	defer s.db.OnGuardRevoked(l.guardRevoked)()
 	unsubscribe := s.db.SubscribeCommits(l.sched.commit)
 	defer unsubscribe()

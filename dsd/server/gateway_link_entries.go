@@ -33,6 +33,9 @@ type link struct {
 	// gatewayID and epoch are the hello's: kicks for that owner come here.
 	gatewayID string
 	epoch     uint64
+	// storedValues is the hello's: the gateway takes messages in their
+	// stored encoding (StoredMessage.value), so batches carry them as read.
+	storedValues bool
 	// ctl feeds the send loop with kicks (session_link.go).
 	ctl linkControl
 	// sched runs the entries (gateway_link_sched.go).

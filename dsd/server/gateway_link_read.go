@@ -114,7 +114,7 @@ func (l *link) stepRead(e *linkEntry) bool {
 		return false // an ack wakes the entry
 	}
 	pos := r.pos
-	msgs, next, eos, err := readOpen(l.ctx, db, r.it, storage.Limit{Max: min(r.batch, room), MaxBytes: opts.MaxBatchBytes})
+	msgs, next, eos, err := readOpen(l.ctx, db, r.it, storage.Limit{Max: min(r.batch, room), MaxBytes: opts.MaxBatchBytes, StoredValues: l.storedValues})
 	if err != nil {
 		l.s.metrics.linkReads[linkReadError].Inc()
 		if l.ctx.Err() == nil {
@@ -185,7 +185,9 @@ func (l *link) shareRead(e *linkEntry, b *dsdv1.ReadBatch, pos string, n int, wa
 func readBatch(id, seq uint64, msgs []storage.Entry, it []byte, eos bool) *dsdv1.GatewayLinkResponse {
 	b := &dsdv1.ReadBatch{EntryId: id, BatchSeq: seq, Iterator: it, EndOfStream: eos, Messages: make([]*dsdv1.StoredMessage, len(msgs))}
 	for i, m := range msgs {
-		b.Messages[i] = &dsdv1.StoredMessage{Key: m.Key, Message: m.Message}
+		// Value when the read asked for stored values (a gateway that
+		// takes them), else Message.
+		b.Messages[i] = &dsdv1.StoredMessage{Key: m.Key, Message: m.Message, Value: m.Value}
 	}
 	return &dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Batch{Batch: b}}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -59,6 +60,10 @@ type Options struct {
 	// session opened by another username. Default false.
 	AllowCrossIdentityTakeover bool
 	Logger                     *slog.Logger
+	// Pprof serves net/http/pprof's /debug/pprof/ on the HTTP listener
+	// (dsd --pprof): CPU profiles of a chosen phase of a benchmark, such as
+	// a replay. Off by default.
+	Pprof bool
 	// GatewayLink configures the GatewayLink service (durable_sessions.*).
 	GatewayLink GatewayLinkOptions
 	// Cluster is the site's metadata group member: SiteService, the
@@ -208,6 +213,11 @@ func Listen(db *storage.DB, opts Options) (*Server, error) {
 	mux := http.NewServeMux()
 	opshttp.Register(mux, m.registry, db.Ready)
 	newRESTAPI(db, opts.Cluster).register(mux)
+	if opts.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: httpReadTimeout, IdleTimeout: httpIdleTimeout,
 		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
 

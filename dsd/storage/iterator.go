@@ -30,14 +30,24 @@ type Limit struct {
 	// than MaxBytes is returned alone). Ignored with Count (replay must
 	// return the same messages).
 	MaxBytes int
+	// StoredValues returns each message as it is stored (Entry.Value)
+	// instead of decoded (Entry.Message): for a reader that sends the
+	// messages on (the gateway link), so that dsd neither decodes nor
+	// encodes them again. Only the topic is read, for the filter.
+	StoredValues bool
 }
 
-// Entry is one message returned by Next.
+// Entry is one message returned by Next: Message, or with
+// Limit.StoredValues Value.
 type Entry struct {
 	// Key is the message's layout key: unique within the shard, and in
 	// stream order.
 	Key     []byte
 	Message *storagev1.Message
+	// Value is the protobuf encoding of the storagev1.Message as stored
+	// (without the value's version byte). It may be shared with the tail
+	// cache and other readers: read-only.
+	Value []byte
 }
 
 // resolved is an iterator checked against the shard state.
@@ -177,7 +187,7 @@ func (db *DB) Next(ctx context.Context, itBytes []byte, lim Limit) (entries []En
 		// The live end of the stream, from the tail cache when it covers
 		// the iterator's position.
 		tr := tailRead{after: int64(from) - 1, to: int64(to), endTs: -1, filter: r.filter,
-			unconstrained: unconstrained(r.cs), max: max, maxBytes: maxBytes}
+			unconstrained: unconstrained(r.cs), max: max, maxBytes: maxBytes, stored: lim.StoredValues}
 		if len(it.LastSeenKey) > 0 {
 			tr.after = max64(tr.after, int64(lts.KeyTS(it.LastSeenKey)))
 		}
@@ -205,6 +215,7 @@ func (db *DB) Next(ctx context.Context, itBytes []byte, lim Limit) (entries []En
 			db: db, stats: &r.s.stats, keys: r.layout.tkeys, shard: int(it.Shard), gen: it.Generation,
 			static: r.static, staticBytes: it.StaticIndex, cs: r.cs, filter: r.filter,
 			from: from, to: to, last: it.LastSeenKey, endKey: endKey, max: max, maxBytes: maxBytes,
+			stored: lim.StoredValues,
 		}
 		exhausted, err = lf.run(ctx)
 		out, last = lf.out, lf.last
@@ -213,7 +224,8 @@ func (db *DB) Next(ctx context.Context, itBytes []byte, lim Limit) (entries []En
 		if ferr != nil {
 			return nil, nil, false, fmt.Errorf("storage: next: %w", ferr)
 		}
-		sc := scan{db: db, r: r, f: f, prefix: genSubPrefix(int(it.Shard), it.Generation, subData), last: it.LastSeenKey, endKey: endKey, max: max, maxBytes: maxBytes}
+		sc := scan{db: db, r: r, f: f, prefix: genSubPrefix(int(it.Shard), it.Generation, subData), last: it.LastSeenKey, endKey: endKey, max: max, maxBytes: maxBytes,
+			stored: lim.StoredValues}
 		exhausted, err = sc.run(ctx)
 		out, last = sc.out, sc.last
 	}
@@ -239,6 +251,8 @@ type scan struct {
 	out    []Entry
 	// maxBytes bounds the bytes of out (Limit.MaxBytes); bytes is the sum.
 	maxBytes, bytes int
+	// stored: out holds stored values, not messages (Limit.StoredValues).
+	stored bool
 }
 
 // run fills out; exhausted reports that no accepted key is left.
@@ -297,13 +311,14 @@ func (sc *scan) run(ctx context.Context) (exhausted bool, err error) {
 				// starts at this key.
 				return false, nil
 			}
-			m := &storagev1.Message{}
-			if err := decodeValue(iter.Key(), v, m); err != nil {
+			e, topic, err := readValue(iter.Key(), v, sc.stored)
+			if err != nil {
 				return false, err
 			}
 			sc.last = append(sc.last[:0:0], key...)
-			if lts.MatchTopic(sc.r.filter, m.Topic) {
-				sc.out = append(sc.out, Entry{Key: sc.last, Message: m})
+			if lts.MatchTopic(sc.r.filter, topic) {
+				e.Key = sc.last
+				sc.out = append(sc.out, e)
 				sc.bytes += len(key) + len(v)
 				if len(sc.out) >= sc.max {
 					// Exhausted only if nothing accepted follows.

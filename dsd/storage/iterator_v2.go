@@ -6,7 +6,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
-	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 	"github.com/stratamq/strata/lts"
 )
 
@@ -44,6 +43,8 @@ type leapfrog struct {
 	// maxBytes bounds the bytes of out (Limit.MaxBytes); bytes is the sum.
 	maxBytes, bytes int
 	out             []Entry
+	// stored: out holds stored values, not messages (Limit.StoredValues).
+	stored bool
 }
 
 // tsList is one time-sorted list of the join: a Pebble iterator bounded to
@@ -173,17 +174,18 @@ func (lf *leapfrog) run(ctx context.Context) (exhausted bool, err error) {
 			// at this message.
 			return false, nil
 		}
-		m := &storagev1.Message{}
-		if err := decodeValue(data.iter.Key(), v, m); err != nil {
+		e, topic, err := readValue(data.iter.Key(), v, lf.stored)
+		if err != nil {
 			return false, err
 		}
 		lf.last = append(lf.last[:0:0], key...)
 		t++
-		if !lts.MatchTopic(lf.filter, m.Topic) {
+		if !lts.MatchTopic(lf.filter, topic) {
 			lf.stats.collisions.Add(1)
 			continue
 		}
-		lf.out = append(lf.out, Entry{Key: lf.last, Message: m})
+		e.Key = lf.last
+		lf.out = append(lf.out, e)
 		lf.bytes += len(key) + len(v)
 		if len(lf.out) >= lf.max {
 			return t >= lf.to, nil

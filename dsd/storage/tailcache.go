@@ -177,8 +177,11 @@ type tailRead struct {
 	// instead, past maxTailScan).
 	unconstrained bool
 	max, maxBytes int
-	out           []Entry
-	last          []byte
+	// stored: out holds stored values (Limit.StoredValues); a message
+	// is then not decoded, only its topic read.
+	stored bool
+	out    []Entry
+	last   []byte
 }
 
 // maxTailScan bounds how many cached messages a read with a narrow filter
@@ -224,6 +227,25 @@ func (c *tailCache) read(k tailStreamKey, r *tailRead) (ok bool, err error) {
 			break
 		}
 		m := e.msg.Load()
+		if r.stored {
+			// The cached value is never written: it is shared as it is.
+			var match bool
+			if m != nil {
+				match = lts.MatchTopic(r.filter, m.Topic)
+			} else {
+				topic, err := storedTopic(e.key, e.val)
+				if err != nil {
+					return false, err
+				}
+				match = matchStoredTopic(r.filter, topic)
+			}
+			r.last = e.key
+			if match {
+				r.out = append(r.out, Entry{Key: e.key, Value: e.val[1:]})
+				bytesOut += len(e.key) + len(e.val)
+			}
+			continue
+		}
 		if m == nil {
 			m = &storagev1.Message{}
 			if err := decodeValue(e.key, e.val, m); err != nil {

@@ -188,7 +188,7 @@ func (c *conn) readLoop() {
 		p, size, err := packet.ReadPacketSize(c.reader(), version, maxSize)
 		now := time.Now()
 		var req *session.ConnectRequest
-		closed := false
+		closed, awaiting := false, false
 		c.withMachineDo(func(m *session.Machine) {
 			// The keep-alive is suspended while the gateway did not read.
 			c.rd.extra += waited
@@ -216,6 +216,7 @@ func (c *conn) readLoop() {
 			closed = m.Closed() || m.Draining()
 			version, maxSize = m.Version(), m.MaxPacketSize()
 			wait = c.overBudgetLocked()
+			awaiting = m.Inflight() > 0
 			c.armIdleLocked(m)
 		})
 		if req != nil {
@@ -228,7 +229,12 @@ func (c *conn) readLoop() {
 		if closed {
 			return
 		}
-		c.releaseReader()
+		if !awaiting {
+			// A subscriber with PUBLISHes unacknowledged is not idle: its
+			// acks come next, so the connection keeps its read buffer and
+			// reads them without a wait of its own (waitReadable) first.
+			c.releaseReader()
+		}
 	}
 }
 

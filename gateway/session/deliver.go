@@ -49,6 +49,9 @@ type delivery struct {
 	resume resumeState
 
 	c committer
+	// settle lets settleAll skip its walk on acknowledgements that cannot
+	// finish a batch.
+	settle settleHint
 }
 
 // outbox is what is numbered and waits to be sent, with the limits on

@@ -2,6 +2,7 @@ package session
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -199,15 +200,22 @@ func (m *Machine) unblockWindow(st *stream) {
 // settleAll settles every stream and retained batch; it reports whether
 // anything changed.
 func (m *Machine) settleAll() bool {
+	if m.d.settle.skip(m.d.t1, m.d.t2) {
+		return false
+	}
 	// Find the few streams that can move (a finished head batch, or room
 	// for a held one) without allocating, then settle them in a fixed
-	// order: this runs on every PUBACK.
+	// order.
 	var ready []*stream
+	h := settleHint{need1: math.MaxUint64, need2: math.MaxUint64}
 	for _, s := range m.d.subs {
 		for _, st := range s.streams {
-			if len(st.ring) > 0 && m.batchDone(st.ring[0]) ||
-				m.canTake(st) {
+			switch {
+			case len(st.ring) > 0 && m.batchDone(st.ring[0]) || m.canTake(st):
 				ready = append(ready, st)
+			case len(st.ring) > 0:
+				h.add(st.ring[0].durable, st.ring[0].queued, m.d.t1, m.d.t2,
+					st.ring[0].rec.FirstSeqnoQos1, st.ring[0].rec.LastSeqnoQos1, st.ring[0].rec.FirstSeqnoQos2, st.ring[0].rec.LastSeqnoQos2)
 			}
 			m.unblockWindow(st)
 		}
@@ -225,10 +233,64 @@ func (m *Machine) settleAll() bool {
 		for _, rb := range m.retainedInOrder() {
 			if rb.durable && rb.queued == 0 && m.d.t1.covers(rb.last[0]) && m.d.t2.covers(rb.last[1]) {
 				m.dropRetained(rb)
+				changed = true
+				continue
 			}
+			h.add(rb.durable, rb.queued, m.d.t1, m.d.t2, 1, rb.last[0], 1, rb.last[1])
 		}
 	}
+	if len(ready) == 0 && !changed {
+		h.valid = true
+		h.ackOnly = m.d.settle.ackOnly
+		m.d.settle = h
+	}
 	return changed
+}
+
+// settleHint lets the walk of settleAll be skipped on the PUBACKs (and
+// PUBCOMPs and write reports) that cannot finish a head batch, so that an
+// acknowledgement costs O(1) however many streams the session reads, not a
+// walk of them all. After a walk that found nothing to settle, a head
+// batch can only become finished by an acknowledgement that moves a
+// track's committed seqno up to the batch's last one (need1, need2, the
+// lowest over the heads), or by an event that is not an acknowledgement (a
+// commit done, a batch pushed, an answer): every such event ends the hint
+// (Machine.flush), and the next settleAll walks.
+type settleHint struct {
+	// valid: the last walk found nothing to settle, and only
+	// acknowledgements came since.
+	valid bool
+	// ackOnly is set while the machine handles an acknowledgement or a
+	// write report; only then is the hint used.
+	ackOnly      bool
+	need1, need2 uint64
+}
+
+// add takes one unfinished head batch (or retained batch) into the hint: a
+// durable one waits for its last seqnos to be committed, or, with messages
+// queued and every seqno committed, for a send (need 0: the next
+// settleAll walks). One that is not durable waits for a commit, which
+// ends the hint.
+func (h *settleHint) add(durable bool, queued int, t1, t2 *track, first1, last1, first2, last2 uint64) {
+	if !durable {
+		return
+	}
+	covered := true
+	if last1 >= first1 && !t1.covers(last1) {
+		h.need1, covered = min(h.need1, last1), false
+	}
+	if last2 >= first2 && !t2.covers(last2) {
+		h.need2, covered = min(h.need2, last2), false
+	}
+	if covered && queued > 0 {
+		h.need1 = 0
+	}
+}
+
+// skip reports whether settleAll may skip its walk: an acknowledgement
+// that committed no head batch's last seqno.
+func (h *settleHint) skip(t1, t2 *track) bool {
+	return h.valid && h.ackOnly && t1.committed < h.need1 && t2.committed < h.need2
 }
 
 // publishPacket builds the PUBLISH for o, or returns nil and why it is
@@ -310,6 +372,7 @@ func messageProperties(mp *storagev1.MessageProperties) packet.Properties {
 func (m *Machine) Written(now time.Time, n int) []Action {
 	m.now = now
 	m.d.out.unwritten = max(0, m.d.out.unwritten-n)
+	m.d.settle.ackOnly = true
 	m.pump()
 	m.maybeCommit()
 	return m.flush()
@@ -319,6 +382,7 @@ func (m *Machine) Written(now time.Time, n int) []Action {
 func (m *Machine) puback(p *packet.Puback) {
 	if s, ok := m.d.t1.seqnoOf(p.PacketID); ok {
 		m.d.t1.finish(s, true)
+		m.d.settle.ackOnly = true
 		m.pump()
 	}
 }
@@ -350,6 +414,7 @@ func (m *Machine) pubrec(p *packet.Pubrec) {
 func (m *Machine) pubcomp(p *packet.Pubcomp) {
 	if s, ok := m.d.t2.seqnoOf(p.PacketID); ok {
 		m.d.t2.finish(s, true)
+		m.d.settle.ackOnly = true
 		m.pump()
 	}
 }

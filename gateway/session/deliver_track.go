@@ -106,7 +106,13 @@ func (t *track) finish(s uint64, wasSent bool) bool {
 		t.inflight--
 	}
 	delete(t.uncounted, s)
-	put(&t.done, s, true)
+	if s == t.committed+1 {
+		// In order (the common case): committed moves without a map entry,
+		// which would be made and dropped again on every acknowledgement.
+		t.committed = s
+	} else {
+		put(&t.done, s, true)
+	}
 	t.advanceCommitted()
 	t.advanceRec()
 	return true

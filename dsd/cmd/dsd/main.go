@@ -45,6 +45,7 @@ func run(args []string) error {
 	httpListen := fs.String("http-listen", "", "HTTP listen address (overrides dsd.http_listen)")
 	join := fs.String("join", "", "gRPC address of a site of the cluster to join at the first start (overrides dsd.join)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	pprofHTTP := fs.Bool("pprof", false, "serve /debug/pprof/ (heap, goroutine and CPU profiles) on the HTTP listener; off by default")
 	showVersion := buildinfo.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -122,6 +123,7 @@ func run(args []string) error {
 		DefaultRole:                server.Role(t.DefaultRole),
 		AllowCrossIdentityTakeover: cfg.MQTT.AllowCrossIdentityTakeover,
 		Logger:                     log,
+		Pprof:                      *pprofHTTP,
 		GatewayLink: server.GatewayLinkOptions{
 			BatchSize:            cfg.DurableSessions.BatchSize,
 			IdlePollInterval:     cfg.DurableSessions.IdlePollInterval.Std(),

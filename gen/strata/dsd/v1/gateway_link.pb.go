@@ -345,9 +345,14 @@ func (*GatewayLinkResponse_HeartbeatAck) isGatewayLinkResponse_Kind() {}
 // at or below one it declared dead for the gateway id: the gateway must pick
 // a new, higher one.
 type GatewayHello struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GatewayId     string                 `protobuf:"bytes,1,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	GatewayId string                 `protobuf:"bytes,1,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	Epoch     uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// StoredValues: the gateway takes StoredMessage.value, so dsd may send the
+	// messages of a ReadBatch as it stores them (one copy of their bytes)
+	// instead of decoding and encoding each again. Unset: every message comes
+	// in StoredMessage.message.
+	StoredValues  bool `protobuf:"varint,3,opt,name=stored_values,json=storedValues,proto3" json:"stored_values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -394,6 +399,13 @@ func (x *GatewayHello) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *GatewayHello) GetStoredValues() bool {
+	if x != nil {
+		return x.StoredValues
+	}
+	return false
 }
 
 // GatewayWelcome tells the gateway what this dsd is and the link's limits.
@@ -1623,11 +1635,12 @@ const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\v2\x19.strata.dsd.v1.EntryErrorH\x00R\x05error\x120\n" +
 	"\x04kick\x18\x05 \x01(\v2\x1a.strata.dsd.v1.SessionKickH\x00R\x04kick\x12B\n" +
 	"\rheartbeat_ack\x18\x06 \x01(\v2\x1b.strata.dsd.v1.HeartbeatAckH\x00R\fheartbeatAckB\x06\n" +
-	"\x04kind\"C\n" +
+	"\x04kind\"h\n" +
 	"\fGatewayHello\x12\x1d\n" +
 	"\n" +
 	"gateway_id\x18\x01 \x01(\tR\tgatewayId\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xc9\x01\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12#\n" +
+	"\rstored_values\x18\x03 \x01(\bR\fstoredValues\"\xc9\x01\n" +
 	"\x0eGatewayWelcome\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x19\n" +
 	"\bn_shards\x18\x02 \x01(\rR\anShards\x12,\n" +

@@ -876,10 +876,15 @@ func (x *NextRequest) GetEndIterator() []byte {
 }
 
 // StoredMessage is a message with its storage key (for ordering and replay).
+// Exactly one of message and value is set: value only in the ReadBatches of
+// a gateway link whose hello set stored_values.
 type StoredMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Message       *v1.Message            `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Key     []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Message *v1.Message            `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// Value is the protobuf encoding of the strata.storage.v1.Message, as dsd
+	// stored it: the reader decodes it (dsd/client does, on the gateway).
+	Value         []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -924,6 +929,13 @@ func (x *StoredMessage) GetKey() []byte {
 func (x *StoredMessage) GetMessage() *v1.Message {
 	if x != nil {
 		return x.Message
+	}
+	return nil
+}
+
+func (x *StoredMessage) GetValue() []byte {
+	if x != nil {
+		return x.Value
 	}
 	return nil
 }
@@ -1469,10 +1481,11 @@ const file_strata_dsd_v1_storage_service_proto_rawDesc = "" +
 	"\fmax_messages\x18\x02 \x01(\rR\vmaxMessages\x12\x19\n" +
 	"\x05count\x18\x03 \x01(\rH\x00R\x05count\x88\x01\x01\x12!\n" +
 	"\fend_iterator\x18\x04 \x01(\fR\vendIteratorB\b\n" +
-	"\x06_count\"W\n" +
+	"\x06_count\"m\n" +
 	"\rStoredMessage\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x124\n" +
-	"\amessage\x18\x02 \x01(\v2\x1a.strata.storage.v1.MessageR\amessage\"\x88\x01\n" +
+	"\amessage\x18\x02 \x01(\v2\x1a.strata.storage.v1.MessageR\amessage\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"\x88\x01\n" +
 	"\fNextResponse\x128\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1c.strata.dsd.v1.StoredMessageR\bmessages\x12\x1a\n" +
 	"\biterator\x18\x02 \x01(\fR\biterator\x12\"\n" +
