@@ -31,10 +31,20 @@ func (f *fakeRelease) Release(ctx context.Context, in *dsdv1.ReleaseRequest, _ .
 	return &dsdv1.ReleaseResponse{Released: true}, nil
 }
 
+// noIngest is a StorageService without an ingest stream: opening one waits
+// for the Ingest to close. (A nil client panicked when the Ingest's
+// goroutine got to open its stream before the test closed it.)
+type noIngest struct{ dsdv1.StorageServiceClient }
+
+func (noIngest) Ingest(ctx context.Context, _ ...grpc.CallOption) (grpc.BidiStreamingClient[dsdv1.IngestRequest, dsdv1.IngestResponse], error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
 // Release carries the guard; a stale epoch is ErrStaleGuard.
 func TestStorageRelease(t *testing.T) {
 	ss := &fakeRelease{}
-	s := NewStorage(nil, ss, fixedRegistrar{reg: Registration{GatewayID: "gw", Epoch: 1, Ended: context.Background()}}, Options{}, IngestOptions{})
+	s := NewStorage(noIngest{}, ss, fixedRegistrar{reg: Registration{GatewayID: "gw", Epoch: 1, Ended: context.Background()}}, Options{}, IngestOptions{})
 	defer s.Close()
 	released, err := s.Release(context.Background(), session.ReleaseRequest{ClientID: "c1", Guard: 9, PacketID: 17})
 	if err != nil || !released {
