@@ -57,6 +57,7 @@ func (m *Machine) releaseQueued(drop func(o *outMsg) bool) int {
 func (m *Machine) dequeued(o *outMsg) {
 	if o.b != nil {
 		o.b.queued--
+		m.markSettle(o.st)
 	}
 	if o.rb != nil {
 		o.rb.queued--
@@ -200,17 +201,18 @@ func (m *Machine) unblockWindow(st *stream) {
 // anything changed.
 func (m *Machine) settleAll() bool {
 	// Find the few streams that can move (a finished head batch, or room
-	// for a held one) without allocating, then settle them in a fixed
-	// order: this runs on every PUBACK.
+	// for a held one), among those the event can have moved (settling),
+	// then settle them in a fixed order: this runs on every PUBACK.
+	cands, _ := m.settleCandidates()
 	var ready []*stream
-	for _, s := range m.d.subs {
-		for _, st := range s.streams {
-			if len(st.ring) > 0 && m.batchDone(st.ring[0]) ||
-				m.canTake(st) {
-				ready = append(ready, st)
-			}
-			m.unblockWindow(st)
+	for _, st := range cands {
+		if st.gone {
+			continue
 		}
+		if m.ready(st) {
+			ready = append(ready, st)
+		}
+		m.unblockWindow(st)
 	}
 	slices.SortFunc(ready, func(a, b *stream) int {
 		return cmp.Or(cmp.Compare(a.sub.rec.Id, b.sub.rec.Id), compareStreams(a, b))
@@ -310,7 +312,7 @@ func messageProperties(mp *storagev1.MessageProperties) packet.Properties {
 func (m *Machine) Written(now time.Time, n int) []Action {
 	m.now = now
 	m.d.out.unwritten = max(0, m.d.out.unwritten-n)
-	m.pump()
+	m.pumpTargeted()
 	m.maybeCommit()
 	return m.flush()
 }
@@ -319,7 +321,7 @@ func (m *Machine) Written(now time.Time, n int) []Action {
 func (m *Machine) puback(p *packet.Puback) {
 	if s, ok := m.d.t1.seqnoOf(p.PacketID); ok {
 		m.d.t1.finish(s, true)
-		m.pump()
+		m.pumpTargeted()
 	}
 }
 
@@ -350,7 +352,7 @@ func (m *Machine) pubrec(p *packet.Pubrec) {
 func (m *Machine) pubcomp(p *packet.Pubcomp) {
 	if s, ok := m.d.t2.seqnoOf(p.PacketID); ok {
 		m.d.t2.finish(s, true)
-		m.pump()
+		m.pumpTargeted()
 	}
 }
 
