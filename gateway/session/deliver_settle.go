@@ -183,6 +183,7 @@ func (m *Machine) settleCandidates() (cands []*stream, all bool) {
 		for _, s := range m.d.subs {
 			for _, st := range s.streams {
 				if !st.gone && m.wouldSettle(st) && !slices.Contains(cands, st) {
+					// Invariant: a targeted pass visits every stream that settle would move.
 					panic(fmt.Sprintf("session: targeted settle missed stream %v of subscription %d (ring %d, held %d, replays %d, t1 %d/%d, t2 %d/%d)",
 						st.id, st.sub.rec.Id, len(st.ring), len(st.held), len(st.replays), m.d.t1.committed, m.d.t1.next, m.d.t2.committed, m.d.t2.next))
 				}
