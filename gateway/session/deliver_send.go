@@ -175,14 +175,23 @@ func (m *Machine) mayPrecedeRecord(o *outMsg) bool {
 // whole batch more until records of it become durable: a lazy commit would
 // stall the stream (a catch-up or replay fills the window in a few ms).
 func (m *Machine) unblockWindow(st *stream) {
+	if m.windowBlocked(st) {
+		m.d.c.urgent = true
+		m.maybeCommit()
+	}
+}
+
+// windowBlocked reports whether dsd cannot push st a whole batch more
+// until records of it become durable, and no commit is wanted yet that
+// would make them so.
+func (m *Machine) windowBlocked(st *stream) bool {
 	if !m.d.durable || m.d.c.urgent || len(st.ring) == 0 || st.ring[0].durable || st.ring[len(st.ring)-1].sealed && st.ring[0].sealed {
-		return
+		return false
 	}
 	if len(st.ring) < 2 && len(st.held) == 0 {
 		// One record of at most BatchSize: the window (at least
-		// 2 × BatchSize) always has a batch's room left. This runs for
-		// every stream on every PUBACK.
-		return
+		// 2 × BatchSize) always has a batch's room left.
+		return false
 	}
 	pushed := 0
 	for _, b := range st.ring {
@@ -191,10 +200,7 @@ func (m *Machine) unblockWindow(st *stream) {
 	for _, hb := range st.held {
 		pushed += len(hb.msgs)
 	}
-	if pushed+m.cfg.BatchSize > m.readWindow() {
-		m.d.c.urgent = true
-		m.maybeCommit()
-	}
+	return pushed+m.cfg.BatchSize > m.readWindow()
 }
 
 // settleAll settles every stream and retained batch; it reports whether
@@ -203,7 +209,7 @@ func (m *Machine) settleAll() bool {
 	// Find the few streams that can move (a finished head batch, or room
 	// for a held one), among those the event can have moved (settling),
 	// then settle them in a fixed order: this runs on every PUBACK.
-	cands, _ := m.settleCandidates()
+	cands, pushed, all := m.settleCandidates()
 	var ready []*stream
 	for _, st := range cands {
 		if st.gone {
@@ -212,15 +218,27 @@ func (m *Machine) settleAll() bool {
 		if m.ready(st) {
 			ready = append(ready, st)
 		}
-		m.unblockWindow(st)
+		if all {
+			m.unblockWindow(st)
+		}
+	}
+	for _, st := range pushed {
+		if !st.gone {
+			m.unblockWindow(st)
+		}
 	}
 	slices.SortFunc(ready, func(a, b *stream) int {
 		return cmp.Or(cmp.Compare(a.sub.rec.Id, b.sub.rec.Id), compareStreams(a, b))
 	})
 	changed := false
 	for _, st := range ready {
-		if !st.gone {
-			changed = m.settle(st) || changed
+		if !st.gone && m.settle(st) {
+			changed = true
+			if !all {
+				// Its ring changed (a durable head gone): check its window
+				// in the next pass, which follows as something changed.
+				m.markPushed(st)
+			}
 		}
 	}
 	if len(m.d.retained) > 0 {

@@ -26,6 +26,12 @@ import (
 //     the track covers it, so a record's stream is visited when each of
 //     its tracks is done with it.
 //
+// The same holds for a stream's window (unblockWindow): what dsd pushed
+// and the gateway holds grows only with a pushed batch, and its head
+// record stops being durable only when the durable ones before it settle,
+// so a targeted pass checks the windows of the streams pushed to or
+// settled since the last pass only.
+//
 // Whatever else can make a stream ready (a commit making records durable,
 // a resume, a subscription or an entry coming or going) happens on other
 // events, and those walk every stream as before. Readiness does not
@@ -36,8 +42,11 @@ type settling struct {
 	// so settleAll visits marked and covered streams only.
 	targeted bool
 	// marked are the streams to visit at the next settleAll; spare is
-	// the slice of the previous pass's candidates.
-	marked, spare []*stream
+	// the slice of the previous pass's candidates. pushed are the marked
+	// streams a batch was pushed to (or that settled), whose windows the
+	// pass checks; spare2
+	// is pushed's previous slice.
+	marked, spare, pushed, spare2 []*stream
 	// covering are, per track (QoS 1, QoS 2), the records with seqnos on
 	// it not yet covered by it, in numbering order: the records' last
 	// seqnos rise along it, so the covered ones are a prefix.
@@ -47,6 +56,9 @@ type settling struct {
 type coverEntry struct {
 	b  *batch
 	st *stream
+	// last is the record's last seqno of the track, kept here so that a
+	// pass reads the slice only (b.rec is a pointer away).
+	last uint64
 }
 
 // checkSettling makes every targeted settleAll compare what it visits
@@ -69,11 +81,29 @@ func (m *Machine) numbered(st *stream, b *batch) {
 	// as soon as it is durable and sent: visit the stream once more.
 	m.markSettle(st)
 	r := b.rec
+	lasts := [2]uint64{r.LastSeqnoQos1, r.LastSeqnoQos2}
 	for k, has := range [2]bool{r.LastSeqnoQos1 >= r.FirstSeqnoQos1, r.LastSeqnoQos2 >= r.FirstSeqnoQos2} {
-		if has && !b.covering[k] {
+		cov := m.d.settling.covering[k]
+		switch {
+		case !has:
+		case !b.covering[k]:
 			b.covering[k] = true
-			m.d.settling.covering[k] = append(m.d.settling.covering[k], coverEntry{b: b, st: st})
+			m.d.settling.covering[k] = append(cov, coverEntry{b: b, st: st, last: lasts[k]})
+		case cov[len(cov)-1].b == b:
+			cov[len(cov)-1].last = lasts[k] // it grew
+		default:
+			// Invariant: only the newest record numbered grows (growable).
+			panic(fmt.Sprintf("session: record of stream %v grew behind another", st.id))
 		}
+	}
+}
+
+// markPushed has st visited and its window checked at the next
+// settleAll: dsd pushed it a batch, or its ring settled.
+func (m *Machine) markPushed(st *stream) {
+	m.markSettle(st)
+	if !slices.Contains(m.d.settling.pushed, st) {
+		m.d.settling.pushed = append(m.d.settling.pushed, st)
 	}
 }
 
@@ -137,7 +167,7 @@ func (m *Machine) wouldSettle(st *stream) bool {
 // settleCandidates returns the streams settleAll visits: every stream, or
 // in a targeted pass the marked ones and those of newly covered records.
 // It empties marked and drops covered records from covering.
-func (m *Machine) settleCandidates() (cands []*stream, all bool) {
+func (m *Machine) settleCandidates() (cands, pushed []*stream, all bool) {
 	sg := &m.d.settling
 	// Two slices take turns, so a pass allocates nothing: marked fills
 	// again while cands is in use.
@@ -145,15 +175,15 @@ func (m *Machine) settleCandidates() (cands []*stream, all bool) {
 	sg.spare = cands
 	clear(sg.marked)
 	sg.marked = sg.marked[:0]
+	pushed = append(sg.spare2[:0], sg.pushed...)
+	sg.spare2 = pushed
+	clear(sg.pushed)
+	sg.pushed = sg.pushed[:0]
 	for k, t := range [2]*track{m.d.t1, m.d.t2} {
 		cov := sg.covering[k]
 		n := 0
 		for _, e := range cov {
-			last := e.b.rec.LastSeqnoQos1
-			if k == 1 {
-				last = e.b.rec.LastSeqnoQos2
-			}
-			if !t.covers(last) {
+			if !t.covers(e.last) {
 				break
 			}
 			if !slices.Contains(cands, e.st) {
@@ -177,7 +207,7 @@ func (m *Machine) settleCandidates() (cands []*stream, all bool) {
 				cands = append(cands, st)
 			}
 		}
-		return cands, true
+		return cands, nil, true
 	}
 	if checkSettling {
 		for _, s := range m.d.subs {
@@ -187,8 +217,12 @@ func (m *Machine) settleCandidates() (cands []*stream, all bool) {
 					panic(fmt.Sprintf("session: targeted settle missed stream %v of subscription %d (ring %d, held %d, replays %d, t1 %d/%d, t2 %d/%d)",
 						st.id, st.sub.rec.Id, len(st.ring), len(st.held), len(st.replays), m.d.t1.committed, m.d.t1.next, m.d.t2.committed, m.d.t2.next))
 				}
+				if !st.gone && m.windowBlocked(st) && !slices.Contains(pushed, st) {
+					// Invariant: only a pushed batch blocks a stream's window.
+					panic(fmt.Sprintf("session: targeted settle missed the blocked window of stream %v of subscription %d", st.id, st.sub.rec.Id))
+				}
 			}
 		}
 	}
-	return cands, false
+	return cands, pushed, false
 }

@@ -59,7 +59,7 @@ func (m *Machine) Batch(now time.Time, entry, batchSeq uint64, msgs []*storagev1
 		st.entry = 0
 	}
 	st.held = append(st.held, heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos})
-	m.markSettle(st)
+	m.markPushed(st)
 	m.takeHeld(st)
 	m.pumpTargeted()
 	m.maybeCommit()
@@ -79,7 +79,7 @@ func (m *Machine) GrantBatch(now time.Time, entry, batchSeq uint64, msgs []*stor
 		st.entry = 0
 	}
 	st.held = append(st.held, heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos, grant: &g})
-	m.markSettle(st)
+	m.markPushed(st)
 	m.takeHeld(st)
 	m.pumpTargeted()
 	m.maybeCommit()
