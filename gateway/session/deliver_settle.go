@@ -218,7 +218,7 @@ func (m *Machine) settleCandidates() (cands, pushed []*stream, all bool) {
 						st.id, st.sub.rec.Id, len(st.ring), len(st.held), len(st.replays), m.d.t1.committed, m.d.t1.next, m.d.t2.committed, m.d.t2.next))
 				}
 				if !st.gone && m.windowBlocked(st) && !slices.Contains(pushed, st) {
-					// Invariant: only a pushed batch blocks a stream's window.
+					// Invariant: only a pushed batch or a settle blocks a stream's window.
 					panic(fmt.Sprintf("session: targeted settle missed the blocked window of stream %v of subscription %d", st.id, st.sub.rec.Id))
 				}
 			}
