@@ -167,7 +167,7 @@ func (l *link) shareRead(e *linkEntry, b *dsdv1.ReadBatch, pos string, n int, wa
 	for i, o := range others {
 		its[i] = o.read.it
 	}
-	moved, err := storage.IteratorsAt(its, b.GetIterator())
+	moved, at, err := storage.IteratorsAt(its, b.GetIterator())
 	if err != nil {
 		// Invariant: claimAt took only entries of e's stream and filter.
 		panic(fmt.Sprintf("dsd: shared read of entry %d: %v", e.id, err))
@@ -176,7 +176,7 @@ func (l *link) shareRead(e *linkEntry, b *dsdv1.ReadBatch, pos string, n int, wa
 		r := o.read
 		r.seq++
 		b.Shared = append(b.Shared, &dsdv1.SharedBatch{EntryId: o.id, BatchSeq: r.seq, Iterator: moved[i]})
-		r.moveTo(moved[i])
+		r.it, r.pos = moved[i], at // moveTo without decoding it again
 	}
 	l.s.metrics.linkSharedReads.Add(float64(len(others)))
 	return others

@@ -56,7 +56,7 @@ func (s *sessionService) CommitSession(ctx context.Context, req *dsdv1.CommitSes
 	if req.GetCommit() == nil {
 		return nil, statusFor(fmt.Errorf("%w: commit session: no commit", errInvalidRequest))
 	}
-	if err := s.db.CommitSession(ctx, req.GetCommit()); err != nil {
+	if err := s.db.CommitSessionNoCopy(ctx, req.GetCommit()); err != nil {
 		return nil, statusFor(err)
 	}
 	return &dsdv1.CommitSessionResponse{}, nil

@@ -3,7 +3,6 @@ package storage
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math"
 
@@ -340,48 +339,4 @@ func max64(a, b int64) int64 {
 		return a
 	}
 	return b
-}
-
-// IteratorPosition returns a key that is equal for two iterators exactly
-// when they are of the same stream and filter and positioned after the same
-// message, so that Next returns the same messages for both (a shared read).
-// ok is false for an iterator that has read nothing yet (its start time
-// decides what comes first) and for bad iterator bytes.
-func IteratorPosition(itBytes []byte) (key string, ok bool) {
-	it, err := decodeIterator(itBytes)
-	if err != nil || len(it.LastSeenKey) == 0 {
-		return "", false
-	}
-	b := make([]byte, 0, 32+len(it.StaticIndex)+len(it.TopicFilter)+len(it.LastSeenKey))
-	b = binary.BigEndian.AppendUint32(b, it.Shard)
-	b = binary.BigEndian.AppendUint64(b, it.Generation)
-	b = binary.AppendUvarint(b, uint64(len(it.StaticIndex)))
-	b = append(b, it.StaticIndex...)
-	b = binary.AppendUvarint(b, uint64(len(it.TopicFilter)))
-	b = append(b, it.TopicFilter...)
-	b = append(b, it.LastSeenKey...)
-	return string(b), true
-}
-
-// IteratorsAt returns each of its positioned where at is: at's last seen
-// message, each its own start time. All must be of at's stream and filter
-// (IteratorPosition); it is how readers that shared another's read move on.
-func IteratorsAt(its [][]byte, atBytes []byte) ([][]byte, error) {
-	at, err := decodeIterator(atBytes)
-	if err != nil {
-		return nil, err
-	}
-	out := make([][]byte, len(its))
-	for i, b := range its {
-		it, err := decodeIterator(b)
-		if err != nil {
-			return nil, err
-		}
-		if at.Shard != it.Shard || at.Generation != it.Generation || !bytes.Equal(at.StaticIndex, it.StaticIndex) || at.TopicFilter != it.TopicFilter {
-			return nil, fmt.Errorf("%w: iterator of another stream or filter", ErrInvalidIterator)
-		}
-		it.LastSeenKey = at.LastSeenKey
-		out[i] = encodeIterator(it)
-	}
-	return out, nil
 }

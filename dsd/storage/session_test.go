@@ -16,7 +16,7 @@ import (
 
 // sessEnv is a DB on a memory FS with a fake clock, reopenable.
 type sessEnv struct {
-	t     *testing.T
+	t     testing.TB
 	clock *fakeClock
 	opts  Options
 	db    *DB
@@ -25,7 +25,7 @@ type sessEnv struct {
 	revoked []GuardRevoked
 }
 
-func newSessEnv(t *testing.T, nShards int) *sessEnv {
+func newSessEnv(t testing.TB, nShards int) *sessEnv {
 	e := &sessEnv{t: t, clock: newFakeClock(t0)}
 	e.opts = Options{DataDir: "data", FS: vfs.NewMem(), NShards: nShards, IdleTickInterval: time.Hour, Now: e.clock.Now}
 	e.open()

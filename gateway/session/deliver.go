@@ -49,9 +49,8 @@ type delivery struct {
 	resume resumeState
 
 	c committer
-	// settle lets settleAll skip its walk on acknowledgements that cannot
-	// finish a batch.
-	settle settleHint
+	// settling is what the next settleAll visits.
+	settling settling
 }
 
 // outbox is what is numbered and waits to be sent, with the limits on
@@ -215,6 +214,10 @@ type batch struct {
 	sealed bool
 	// queued counts its messages in the send queue.
 	queued int
+	// covering: the record is in settling.covering of the track (QoS 1,
+	// QoS 2). A record the track covered leaves it, and comes back when
+	// it grows (growable) by seqnos of that track.
+	covering [2]bool
 }
 
 // retainedBatch is the record of retained messages sent on SUBSCRIBE.

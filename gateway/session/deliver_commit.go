@@ -25,7 +25,7 @@ type committer struct {
 	// already sent, mayPrecedeRecord): committed once
 	// Config.RecordCommitDelay passed since the last commit started, at the
 	// next event (or the checkpoint), so a busy subscriber commits about
-	// every 50 ms instead of once per fsync.
+	// every 200 ms instead of once per fsync.
 	lazy      bool
 	lastStart time.Time
 	// after runs once the changes made so far are durable; inflightAfter

@@ -66,6 +66,7 @@ func (m *Machine) resume(sess *storagev1.Session, watermarks []int64) {
 		}
 		put(&s.streams, id, st)
 	}
+	m.resumedRecords()
 	for _, r := range sess.Retained {
 		m.resumeRetained(byID[r.GetKey().GetSubscriptionId()], r)
 	}

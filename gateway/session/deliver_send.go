@@ -2,7 +2,6 @@ package session
 
 import (
 	"cmp"
-	"math"
 	"slices"
 	"time"
 
@@ -58,6 +57,7 @@ func (m *Machine) releaseQueued(drop func(o *outMsg) bool) int {
 func (m *Machine) dequeued(o *outMsg) {
 	if o.b != nil {
 		o.b.queued--
+		m.markSettle(o.st)
 	}
 	if o.rb != nil {
 		o.rb.queued--
@@ -175,14 +175,23 @@ func (m *Machine) mayPrecedeRecord(o *outMsg) bool {
 // whole batch more until records of it become durable: a lazy commit would
 // stall the stream (a catch-up or replay fills the window in a few ms).
 func (m *Machine) unblockWindow(st *stream) {
+	if m.windowBlocked(st) {
+		m.d.c.urgent = true
+		m.maybeCommit()
+	}
+}
+
+// windowBlocked reports whether dsd cannot push st a whole batch more
+// until records of it become durable, and no commit is wanted yet that
+// would make them so.
+func (m *Machine) windowBlocked(st *stream) bool {
 	if !m.d.durable || m.d.c.urgent || len(st.ring) == 0 || st.ring[0].durable || st.ring[len(st.ring)-1].sealed && st.ring[0].sealed {
-		return
+		return false
 	}
 	if len(st.ring) < 2 && len(st.held) == 0 {
 		// One record of at most BatchSize: the window (at least
-		// 2 × BatchSize) always has a batch's room left. This runs for
-		// every stream on every PUBACK.
-		return
+		// 2 × BatchSize) always has a batch's room left.
+		return false
 	}
 	pushed := 0
 	for _, b := range st.ring {
@@ -191,32 +200,30 @@ func (m *Machine) unblockWindow(st *stream) {
 	for _, hb := range st.held {
 		pushed += len(hb.msgs)
 	}
-	if pushed+m.cfg.BatchSize > m.readWindow() {
-		m.d.c.urgent = true
-		m.maybeCommit()
-	}
+	return pushed+m.cfg.BatchSize > m.readWindow()
 }
 
 // settleAll settles every stream and retained batch; it reports whether
 // anything changed.
 func (m *Machine) settleAll() bool {
-	if m.d.settle.skip(m.d.t1, m.d.t2) {
-		return false
-	}
 	// Find the few streams that can move (a finished head batch, or room
-	// for a held one) without allocating, then settle them in a fixed
-	// order.
+	// for a held one), among those the event can have moved (settling),
+	// then settle them in a fixed order: this runs on every PUBACK.
+	cands, pushed, all := m.settleCandidates()
 	var ready []*stream
-	h := settleHint{need1: math.MaxUint64, need2: math.MaxUint64}
-	for _, s := range m.d.subs {
-		for _, st := range s.streams {
-			switch {
-			case len(st.ring) > 0 && m.batchDone(st.ring[0]) || m.canTake(st):
-				ready = append(ready, st)
-			case len(st.ring) > 0:
-				h.add(st.ring[0].durable, st.ring[0].queued, m.d.t1, m.d.t2,
-					st.ring[0].rec.FirstSeqnoQos1, st.ring[0].rec.LastSeqnoQos1, st.ring[0].rec.FirstSeqnoQos2, st.ring[0].rec.LastSeqnoQos2)
-			}
+	for _, st := range cands {
+		if st.gone {
+			continue
+		}
+		if m.ready(st) {
+			ready = append(ready, st)
+		}
+		if all {
+			m.unblockWindow(st)
+		}
+	}
+	for _, st := range pushed {
+		if !st.gone {
 			m.unblockWindow(st)
 		}
 	}
@@ -225,72 +232,23 @@ func (m *Machine) settleAll() bool {
 	})
 	changed := false
 	for _, st := range ready {
-		if !st.gone {
-			changed = m.settle(st) || changed
+		if !st.gone && m.settle(st) {
+			changed = true
+			if !all {
+				// Its ring changed (a durable head gone): check its window
+				// in the next pass, which follows as something changed.
+				m.markPushed(st)
+			}
 		}
 	}
 	if len(m.d.retained) > 0 {
 		for _, rb := range m.retainedInOrder() {
 			if rb.durable && rb.queued == 0 && m.d.t1.covers(rb.last[0]) && m.d.t2.covers(rb.last[1]) {
 				m.dropRetained(rb)
-				changed = true
-				continue
 			}
-			h.add(rb.durable, rb.queued, m.d.t1, m.d.t2, 1, rb.last[0], 1, rb.last[1])
 		}
 	}
-	if len(ready) == 0 && !changed {
-		h.valid = true
-		h.ackOnly = m.d.settle.ackOnly
-		m.d.settle = h
-	}
 	return changed
-}
-
-// settleHint lets the walk of settleAll be skipped on the PUBACKs (and
-// PUBCOMPs and write reports) that cannot finish a head batch, so that an
-// acknowledgement costs O(1) however many streams the session reads, not a
-// walk of them all. After a walk that found nothing to settle, a head
-// batch can only become finished by an acknowledgement that moves a
-// track's committed seqno up to the batch's last one (need1, need2, the
-// lowest over the heads), or by an event that is not an acknowledgement (a
-// commit done, a batch pushed, an answer): every such event ends the hint
-// (Machine.flush), and the next settleAll walks.
-type settleHint struct {
-	// valid: the last walk found nothing to settle, and only
-	// acknowledgements came since.
-	valid bool
-	// ackOnly is set while the machine handles an acknowledgement or a
-	// write report; only then is the hint used.
-	ackOnly      bool
-	need1, need2 uint64
-}
-
-// add takes one unfinished head batch (or retained batch) into the hint: a
-// durable one waits for its last seqnos to be committed, or, with messages
-// queued and every seqno committed, for a send (need 0: the next
-// settleAll walks). One that is not durable waits for a commit, which
-// ends the hint.
-func (h *settleHint) add(durable bool, queued int, t1, t2 *track, first1, last1, first2, last2 uint64) {
-	if !durable {
-		return
-	}
-	covered := true
-	if last1 >= first1 && !t1.covers(last1) {
-		h.need1, covered = min(h.need1, last1), false
-	}
-	if last2 >= first2 && !t2.covers(last2) {
-		h.need2, covered = min(h.need2, last2), false
-	}
-	if covered && queued > 0 {
-		h.need1 = 0
-	}
-}
-
-// skip reports whether settleAll may skip its walk: an acknowledgement
-// that committed no head batch's last seqno.
-func (h *settleHint) skip(t1, t2 *track) bool {
-	return h.valid && h.ackOnly && t1.committed < h.need1 && t2.committed < h.need2
 }
 
 // publishPacket builds the PUBLISH for o, or returns nil and why it is
@@ -372,8 +330,7 @@ func messageProperties(mp *storagev1.MessageProperties) packet.Properties {
 func (m *Machine) Written(now time.Time, n int) []Action {
 	m.now = now
 	m.d.out.unwritten = max(0, m.d.out.unwritten-n)
-	m.d.settle.ackOnly = true
-	m.pump()
+	m.pumpTargeted()
 	m.maybeCommit()
 	return m.flush()
 }
@@ -382,8 +339,7 @@ func (m *Machine) Written(now time.Time, n int) []Action {
 func (m *Machine) puback(p *packet.Puback) {
 	if s, ok := m.d.t1.seqnoOf(p.PacketID); ok {
 		m.d.t1.finish(s, true)
-		m.d.settle.ackOnly = true
-		m.pump()
+		m.pumpTargeted()
 	}
 }
 
@@ -414,8 +370,7 @@ func (m *Machine) pubrec(p *packet.Pubrec) {
 func (m *Machine) pubcomp(p *packet.Pubcomp) {
 	if s, ok := m.d.t2.seqnoOf(p.PacketID); ok {
 		m.d.t2.finish(s, true)
-		m.d.settle.ackOnly = true
-		m.pump()
+		m.pumpTargeted()
 	}
 }
 

@@ -59,8 +59,9 @@ func (m *Machine) Batch(now time.Time, entry, batchSeq uint64, msgs []*storagev1
 		st.entry = 0
 	}
 	st.held = append(st.held, heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos})
+	m.markPushed(st)
 	m.takeHeld(st)
-	m.pump()
+	m.pumpTargeted()
 	m.maybeCommit()
 	return m.flush()
 }
@@ -78,8 +79,9 @@ func (m *Machine) GrantBatch(now time.Time, entry, batchSeq uint64, msgs []*stor
 		st.entry = 0
 	}
 	st.held = append(st.held, heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos, grant: &g})
+	m.markPushed(st)
 	m.takeHeld(st)
-	m.pump()
+	m.pumpTargeted()
 	m.maybeCommit()
 	return m.flush()
 }
@@ -269,6 +271,7 @@ func (m *Machine) take(st *stream, hbs []heldBatch, grow *batch) {
 		st.ring = append(st.ring, b)
 	}
 	b.rec.LastSeqnoQos1, b.rec.LastSeqnoQos2 = last1, last2
+	m.numbered(st, b)
 	m.d.t1.next, m.d.t2.next = last1, last2
 	redelivery := last.grant != nil && last.grant.Redelivery
 	for _, o := range outs {

@@ -11,6 +11,10 @@ import (
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
 
+// Every test of the package checks that a targeted settleAll visits every
+// stream that is ready to settle (deliver_settle.go).
+func init() { checkSettling = true }
+
 // TestPacketIDSpan: a client withholds one PUBACK while it acknowledges
 // everything else. A track never has more than 32,766 seqnos between its
 // durable committed seqno and the highest sent, so the id it holds is not

@@ -333,12 +333,6 @@ func (m *Machine) send(p packet.Packet) {
 
 func (m *Machine) flush() []Action {
 	m.countAliases()
-	// An event other than an acknowledgement may have changed what
-	// settleAll would find.
-	if !m.d.settle.ackOnly {
-		m.d.settle.valid = false
-	}
-	m.d.settle.ackOnly = false
 	out := m.out
 	m.out = nil
 	return out
