@@ -203,11 +203,18 @@ func (c *conn) readLoop() {
 			// The keep-alive is suspended while the gateway did not read.
 			c.rd.extra += waited
 			var acts []session.Action
+			// hold: another whole packet is buffered, so the next read
+			// does not wait and PUBLISHes read together make one Store
+			// (released below after the last of them).
+			hold := err == nil && c.packetBuffered()
 			switch {
 			case err == nil:
 				c.countIn(p, size)
 				if _, ok := p.(*packet.Pubrec); ok {
 					failpoint.Hit("gateway-after-pubrec")
+				}
+				if hold && !m.HoldingStores() {
+					c.applyLocked(m.HoldStores(now, true))
 				}
 				acts = m.Packet(now, p)
 			case version == packet.VersionUnknown && isCode(err, packet.UnsupportedProtocolVersion):
@@ -226,6 +233,10 @@ func (c *conn) readLoop() {
 			closed = m.Closed() || m.Draining()
 			version, maxSize = m.Version(), m.MaxPacketSize()
 			wait = c.overBudgetLocked()
+			if m.HoldingStores() && (!hold || wait || closed) {
+				// Nothing held while the loop waits or ends.
+				c.applyLocked(m.HoldStores(now, false))
+			}
 			c.armIdleLocked(m)
 		})
 		if req != nil {

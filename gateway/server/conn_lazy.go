@@ -78,3 +78,26 @@ func (r lazyReader) buffer() error {
 	c.holdsReadBuf.Store(true)
 	return nil
 }
+
+// packetBuffered reports whether the read buffer holds a whole MQTT packet
+// (fixed header, Remaining Length and body), which the next read takes
+// without waiting. Only the read goroutine calls it.
+func (c *conn) packetBuffered() bool {
+	if c.br == nil {
+		return false
+	}
+	n := c.br.Buffered()
+	if n < 2 {
+		return false
+	}
+	h, _ := c.br.Peek(min(n, 5))
+	rl, shift := 0, 0
+	for i := 1; i < len(h); i++ {
+		rl |= int(h[i]&0x7f) << shift
+		shift += 7
+		if h[i]&0x80 == 0 {
+			return i+1+rl <= n
+		}
+	}
+	return false
+}
