@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -223,13 +222,6 @@ func (g *Ingest) serve(r Registration, tick <-chan time.Time) (served bool, err 
 		}
 		select {
 		case <-g.wake:
-			// Let the connection goroutines that are ready to run queue
-			// their Stores first, so that one request carries them all:
-			// without this a busy gateway sent about one Store per request
-			// (1.08 with 100 publishers), each its own gRPC message, write
-			// and wake-up on both sides. A yield, not a timer: it waits only
-			// for goroutines that can run now.
-			runtime.Gosched()
 		case now := <-tick:
 			g.expire(now)
 		case <-received:
