@@ -68,8 +68,10 @@ func benchIngest(b *testing.B, producers, inflight int) {
 	if err := stream.Send(req); err != nil {
 		b.Fatal(err)
 	}
+	responses := 0
 	for done := 0; done < total; {
 		resp, err := stream.Recv()
+		responses++
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -90,5 +92,6 @@ func benchIngest(b *testing.B, producers, inflight int) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(total)/time.Since(start).Seconds(), "msgs/s")
+	b.ReportMetric(float64(total)/float64(responses), "stores/response")
 	_ = stream.CloseSend()
 }

@@ -59,7 +59,7 @@ func (f *fakeIngest) Ingest(stream dsdv1.StorageService_IngestServer) error {
 
 // serveFakeDSD serves a fake dsd (the services register adds) on a free
 // loopback port and returns a client of it; srv.Stop stops it.
-func serveFakeDSD(t *testing.T, register func(*grpc.Server)) (c *client.Client, srv *grpc.Server) {
+func serveFakeDSD(t testing.TB, register func(*grpc.Server)) (c *client.Client, srv *grpc.Server) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

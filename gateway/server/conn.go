@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/stratamq/strata/gateway/packet"
@@ -39,6 +40,13 @@ type conn struct {
 	// read goroutine uses it.
 	br       *bufio.Reader
 	parkable bool
+	// sock is the socket of a plain TCP connection, nil for others: only
+	// those are parkable (their reads can wait for a byte without a
+	// buffer; TLS, WebSocket and PROXY connections buffer in their own
+	// layers). src is the source of a read buffer filled from sock
+	// (conn_lazy.go).
+	sock syscall.RawConn
+	src  socketSource
 	// holdsReadBuf mirrors br != nil for other goroutines (tests).
 	holdsReadBuf atomic.Bool
 	// head holds the first bytes of the connection, to read the Protocol
@@ -128,8 +136,10 @@ func newConn(s *Server, l *listener, nc net.Conn, peer netip.Addr, accepted time
 		head:     &headRecorder{r: nc},
 		log:      s.log.With("listener", l.id, "remote", nc.RemoteAddr().String()),
 		aborted:  make(chan struct{}),
-		parkable: parkable(nc),
 	}
+	c.sock = socketOf(nc)
+	c.parkable = c.sock != nil
+	c.src.head = c.head
 	c.mu.entries = map[uint64]uint64{}
 	// The machine exists before the connection is tracked: the checkpoint
 	// loop, kicks and shutdown may reach it from then on.
@@ -193,11 +203,18 @@ func (c *conn) readLoop() {
 			// The keep-alive is suspended while the gateway did not read.
 			c.rd.extra += waited
 			var acts []session.Action
+			// hold: another whole packet is buffered, so the next read
+			// does not wait and PUBLISHes read together make one Store
+			// (released below after the last of them).
+			hold := err == nil && c.packetBuffered()
 			switch {
 			case err == nil:
 				c.countIn(p, size)
 				if _, ok := p.(*packet.Pubrec); ok {
 					failpoint.Hit("gateway-after-pubrec")
+				}
+				if hold && !m.HoldingStores() {
+					c.applyLocked(m.HoldStores(now, true))
 				}
 				acts = m.Packet(now, p)
 			case version == packet.VersionUnknown && isCode(err, packet.UnsupportedProtocolVersion):
@@ -217,6 +234,10 @@ func (c *conn) readLoop() {
 			version, maxSize = m.Version(), m.MaxPacketSize()
 			wait = c.overBudgetLocked()
 			awaiting = m.Inflight() > 0
+			if m.HoldingStores() && (!hold || wait || closed) {
+				// Nothing held while the loop waits or ends.
+				c.applyLocked(m.HoldStores(now, false))
+			}
 			c.armIdleLocked(m)
 		})
 		if req != nil {
@@ -604,10 +625,15 @@ type headRecorder struct {
 
 func (h *headRecorder) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
-	if h.n < len(h.head) {
-		h.n += copy(h.head[h.n:], p[:n])
-	}
+	h.record(p[:n])
 	return n, err
+}
+
+// record keeps what of b still fits the head.
+func (h *headRecorder) record(b []byte) {
+	if h.n < len(h.head) {
+		h.n += copy(h.head[h.n:], b)
+	}
 }
 
 // protocolLevel returns the Protocol Level byte of the CONNECT at the start

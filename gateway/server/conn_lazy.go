@@ -3,14 +3,13 @@ package server
 import (
 	"bufio"
 	"io"
-	"net"
 	"sync"
 )
 
 // A connection holds no buffers while it is idle: its read buffer comes
 // from a pool when a byte arrives and goes back once the read loop has
 // consumed everything buffered (plain TCP, where the wait for the next byte
-// needs no buffer: waitReadable), and its writer goroutine and outbound
+// needs no buffer: fillFromSocket), and its writer goroutine and outbound
 // queue exist only while it has packets to send (conn_write.go). An idle
 // connection, before or after CONNECT, costs its conn, its machine and its
 // read goroutine (docs/security.md, docs/benchmarks.md give the measured
@@ -20,18 +19,6 @@ import (
 const readBufferSize = 4096
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
-
-// parkable reports whether a connection's reads can wait for a byte
-// without a buffer: plain TCP (waitReadable peeks at the socket). TLS,
-// WebSocket and PROXY connections buffer inside their own layers, and keep
-// their read buffer.
-func parkable(nc net.Conn) bool {
-	if gc, ok := nc.(*gatedConn); ok {
-		nc = gc.Conn
-	}
-	_, ok := nc.(*net.TCPConn)
-	return ok
-}
 
 // releaseReader gives the read buffer back to the pool when it holds
 // nothing unread and the next read can wait without it. Only the read
@@ -74,15 +61,43 @@ func (r lazyReader) Read(p []byte) (int, error) {
 }
 
 func (r lazyReader) buffer() error {
-	if r.c.br != nil {
+	c := r.c
+	if c.br != nil {
 		return nil
 	}
-	if err := waitReadable(r.c.nc); err != nil {
-		return err
+	if c.sock != nil {
+		br, err := fillFromSocket(c.sock, &c.src)
+		if err != nil {
+			return err
+		}
+		c.br = br
+	} else {
+		c.br = readerPool.Get().(*bufio.Reader)
+		c.br.Reset(c.head)
 	}
-	br := readerPool.Get().(*bufio.Reader)
-	br.Reset(r.c.head)
-	r.c.br = br
-	r.c.holdsReadBuf.Store(true)
+	c.holdsReadBuf.Store(true)
 	return nil
+}
+
+// packetBuffered reports whether the read buffer holds a whole MQTT packet
+// (fixed header, Remaining Length and body), which the next read takes
+// without waiting. Only the read goroutine calls it.
+func (c *conn) packetBuffered() bool {
+	if c.br == nil {
+		return false
+	}
+	n := c.br.Buffered()
+	if n < 2 {
+		return false
+	}
+	h, _ := c.br.Peek(min(n, 5))
+	rl, shift := 0, 0
+	for i := 1; i < len(h); i++ {
+		rl |= int(h[i]&0x7f) << shift
+		shift += 7
+		if h[i]&0x80 == 0 {
+			return i+1+rl <= n
+		}
+	}
+	return false
 }

@@ -25,7 +25,7 @@ var transports = []string{"tcp", "ws", "tls", "wss"}
 
 // testServer starts a gateway with one listener of each type on free
 // loopback ports; opts may adjust the options before Listen.
-func testServer(t *testing.T, opts ...func(*Options)) *Server {
+func testServer(t testing.TB, opts ...func(*Options)) *Server {
 	t.Helper()
 	certFile, keyFile := testpki.New(t).Issue(t, "strata-test", true)
 	cfg := config.Default()

@@ -2,8 +2,22 @@
 
 package server
 
-import "net"
+import (
+	"bufio"
+	"errors"
+	"net"
+	"syscall"
+)
 
-// waitReadable returns at once where MSG_PEEK is not available: the read
-// buffer is made before the first byte arrives.
-func waitReadable(net.Conn) error { return nil }
+// socketOf returns nil where the socket cannot be read without waiting:
+// the read buffer is taken before the first byte arrives.
+func socketOf(net.Conn) syscall.RawConn { return nil }
+
+// socketSource is unused where socketOf returns nil.
+type socketSource struct{ head *headRecorder }
+
+func (s *socketSource) Read(p []byte) (int, error) { return s.head.Read(p) }
+
+func fillFromSocket(syscall.RawConn, *socketSource) (*bufio.Reader, error) {
+	return nil, errors.New("server: no socket to read from")
+}

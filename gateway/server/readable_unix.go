@@ -3,29 +3,99 @@
 package server
 
 import (
+	"bufio"
 	"errors"
+	"io"
 	"net"
 	"syscall"
 )
 
-// waitReadable blocks until a plain TCP connection has a byte to read, an
-// error, or its read deadline passes, without reading (MSG_PEEK). Other
-// connections (TLS, WebSocket: they buffer anyway) return at once.
-func waitReadable(nc net.Conn) error {
+// socketOf returns the raw socket of a plain TCP connection, nil for any
+// other (TLS, WebSocket and PROXY connections buffer in their own layers).
+func socketOf(nc net.Conn) syscall.RawConn {
 	if gc, ok := nc.(*gatedConn); ok {
 		nc = gc.Conn
 	}
-	sc, ok := nc.(syscall.Conn)
+	tc, ok := nc.(*net.TCPConn)
 	if !ok {
 		return nil
 	}
-	rc, err := sc.SyscallConn()
+	rc, err := tc.SyscallConn()
 	if err != nil {
 		return nil
 	}
-	var b [1]byte
-	return rc.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return !errors.Is(err, syscall.EAGAIN)
-	})
+	return rc
+}
+
+// fillFromSocket waits until the socket has bytes (or an error) and reads
+// them into a pooled buffer, which it returns. The read happens inside the
+// poller's readiness callback, so that a packet that arrives after the
+// buffer went back costs the two system calls of any blocking read (one
+// that finds nothing, one that reads), not a peek, a second peek and a
+// read; the buffer is taken only once bytes are there.
+func fillFromSocket(rc syscall.RawConn, src *socketSource) (*bufio.Reader, error) {
+	if src.fill == nil {
+		src.fill = src.tryFill // one closure for the connection's life
+	}
+	src.br, src.err = nil, nil
+	err := rc.Read(src.fill)
+	br := src.br
+	if err == nil {
+		err = src.err
+	}
+	src.br, src.err = nil, nil
+	return br, err
+}
+
+// tryFill is fillFromSocket's readiness callback: false (wait for the
+// poller) when the socket has nothing yet.
+func (s *socketSource) tryFill(fd uintptr) bool {
+	b := readerPool.Get().(*bufio.Reader)
+	s.fd, s.direct = int(fd), true
+	b.Reset(s)
+	_, err := b.Peek(1)
+	s.direct = false
+	if err == nil {
+		s.br = b
+		return true
+	}
+	b.Reset(nil)
+	readerPool.Put(b)
+	if errors.Is(err, syscall.EAGAIN) {
+		return false
+	}
+	s.err = err
+	return true
+}
+
+// socketSource is what a parkable connection's read buffer reads from:
+// the socket itself, without waiting, while direct (inside
+// fillFromSocket's callback), else the connection.
+type socketSource struct {
+	head   *headRecorder
+	fd     int
+	direct bool
+	// fill is tryFill, and br and err its result (fillFromSocket).
+	fill func(uintptr) bool
+	br   *bufio.Reader
+	err  error
+}
+
+func (s *socketSource) Read(p []byte) (int, error) {
+	if !s.direct {
+		return s.head.Read(p)
+	}
+	for {
+		n, err := syscall.Read(s.fd, p)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0:
+			return 0, io.EOF
+		}
+		s.head.record(p[:n])
+		return n, nil
+	}
 }

@@ -187,6 +187,12 @@ func (m *Machine) Packet(now time.Time, p packet.Packet) []Action {
 		m.abort(reasonFor(code), code)
 		return m.flush()
 	}
+	if _, ok := p.(*packet.Publish); !ok && m.in.hold {
+		// Held messages go before anything else is handled (a DISCONNECT
+		// drains the Stores in flight).
+		m.in.hold = false
+		m.storeNext()
+	}
 	switch p := p.(type) {
 	case *packet.Publish:
 		m.publish(p)

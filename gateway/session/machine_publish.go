@@ -59,6 +59,30 @@ type inbound struct {
 	// (InboundBytes); releases holds the PUBREL flow (machine_limits.go).
 	bytes    int
 	releases releases
+	// hold: the driver has more PUBLISHes at hand (HoldStores); queued
+	// messages wait for them to make one Store.
+	hold bool
+}
+
+// HoldStores tells the machine whether the driver has another packet at
+// hand, read and ready to be handled at once (a whole packet in its read
+// buffer). While it has, PUBLISHes queue instead of each starting a Store,
+// so that a client that pipelines many gets one Store for what arrived
+// together (one producer range, one answer) instead of one per message;
+// HoldStores(false) starts what queued. The driver must call
+// HoldStores(false) before it waits for anything (the network, the inbound
+// budget): held messages are not on their way to dsd. Any packet other than
+// a PUBLISH releases the hold before it is handled.
+func (m *Machine) HoldStores(now time.Time, hold bool) []Action {
+	if m.state != stateConnected {
+		hold = false
+	}
+	m.now = now
+	m.in.hold = hold
+	if !hold {
+		m.storeNext()
+	}
+	return m.flush()
 }
 
 // publish handles a PUBLISH that passed packet.Validate (which checked the
@@ -160,6 +184,9 @@ func (m *Machine) publish(p *packet.Publish) {
 	m.storeNext()
 }
 
+// HoldingStores reports whether HoldStores(true) is in force.
+func (m *Machine) HoldingStores() bool { return m.in.hold }
+
 // storesInFlight is how many Stores a connection may have in flight
 // (Config.StoresInFlight).
 func (m *Machine) storesInFlight() int {
@@ -172,7 +199,7 @@ func (m *Machine) storesInFlight() int {
 // storeNext starts Stores of the queued messages while the pipeline has
 // room.
 func (m *Machine) storeNext() {
-	for len(m.in.queue) > 0 && len(m.in.storing) < m.storesInFlight() && m.state == stateConnected {
+	for len(m.in.queue) > 0 && !m.in.hold && len(m.in.storing) < m.storesInFlight() && m.state == stateConnected {
 		m.storeBatch()
 	}
 }

@@ -180,6 +180,10 @@ func TestMachine(t *testing.T) {
 				acts = m.Packet(now, p)
 			case "store-done":
 				acts = m.StoreDone(now, storeErr(strArg(d, "err", "")))
+			case "hold":
+				acts = m.HoldStores(now, true)
+			case "unhold":
+				acts = m.HoldStores(now, false)
 			case "release-done":
 				acts = m.ReleaseDone(now, uint16(intArg(t, d, "id", 0)), !d.HasArg("not_held"), storeErr(strArg(d, "err", "")))
 			case "subscribe":
