@@ -181,9 +181,7 @@ func applyOpenSession(st *shardState, c cmdOpenSession) applyResult {
 			reason = RevokedResumed
 		}
 		res.revoked = append(res.revoked, revokedGuard(old.rec, reason))
-		if d, ok := sharedDownOf(cid, old, !resume, resume); ok {
-			res.shared = append(res.shared, d)
-		}
+		res.shared = append(res.shared, sharedDownOf(cid, old, !resume, resume))
 		res.sess.open.TakenOver = old.rec.Connected && !expired
 		// The old session's will (docs/sessions.md, "Wills"). Resuming the
 		// same session cancels it, whether the old connection is still
@@ -393,14 +391,14 @@ func applyCommitSession(st *shardState, c cmdCommitSession) applyResult {
 	// (a re-subscription in the same commit keeps it).
 	var left []string
 	for _, id := range cm.DeleteSubscriptions {
-		f := s.subs[id].GetTopicFilter()
-		if strings.HasPrefix(f, sharedPrefix) && !slices.ContainsFunc(slices.Collect(maps.Values(n.subs)),
-			func(v *storagev1.Subscription) bool { return v.GetTopicFilter() == f }) {
+		if f := s.subs[id].GetTopicFilter(); strings.HasPrefix(f, sharedPrefix) && !subscribes(n.subs, f) {
 			left = append(left, f)
 		}
 	}
 	if len(left) > 0 {
-		d := SharedDown{Member: cid, Guard: s.rec.GetGuard(), Final: true, Filters: left, Recorded: recordedGrants(s)}
+		// Its finished grants are forgotten too (Done), not handed on.
+		d := sharedDownOf(cid, s, true, false)
+		d.Filters = left
 		res.shared = append(res.shared, d)
 	}
 	prefix := len(sessionPrefix(st.shard, cid))
@@ -435,6 +433,16 @@ func applyCommitSession(st *shardState, c cmdCommitSession) applyResult {
 	}
 	st.sessions[cid] = n
 	return res
+}
+
+// subscribes reports whether one of subs has filter.
+func subscribes(subs map[uint64]*storagev1.Subscription, filter string) bool {
+	for _, v := range subs {
+		if v.GetTopicFilter() == filter {
+			return true
+		}
+	}
+	return false
 }
 
 func beUint64(s string) uint64 {
@@ -484,9 +492,7 @@ func endConnection(st *shardState, cid string, s *sessionState, nowUs int64, abn
 	}
 	var res applyResult
 	ended := rec.ExpiryIntervalS == 0
-	if d, ok := sharedDownOf(cid, s, ended, false); ok {
-		res.shared = append(res.shared, d)
-	}
+	res.shared = append(res.shared, sharedDownOf(cid, s, ended, false))
 	if rec.WillAtUs != 0 && (ended || rec.WillAtUs <= nowUs) {
 		fireWill(st, &res, rec, nowUs)
 	}
@@ -543,9 +549,7 @@ func applyDeleteSession(st *shardState, c cmdDeleteSession) applyResult {
 		reason = RevokedExpired
 	}
 	res := applyResult{revoked: []GuardRevoked{revokedGuard(s.rec, reason)}}
-	if d, ok := sharedDownOf(c.clientID, s, true, false); ok {
-		res.shared = append(res.shared, d)
-	}
+	res.shared = append(res.shared, sharedDownOf(c.clientID, s, true, false))
 	// The session ends: a pending will is published [MQTT 5 §3.1.3.2.2];
 	// so is the will of a connection an operator's delete closes (a
 	// server-side close is abnormal).
@@ -585,9 +589,7 @@ func applySessionGC(st *shardState, c cmdSessionGC) applyResult {
 			continue
 		}
 		res.revoked = append(res.revoked, revokedGuard(s.rec, RevokedExpired))
-		if d, ok := sharedDownOf(cid, s, true, false); ok {
-			res.shared = append(res.shared, d)
-		}
+		res.shared = append(res.shared, sharedDownOf(cid, s, true, false))
 		if s.rec.WillAtUs != 0 {
 			// Due at the session's end at the latest: late only if dsd
 			// was down then.

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -146,7 +145,7 @@ type SharedDown struct {
 // sharedDownOf returns the SharedDown of a session's end. Every end has
 // one, as a session that is not durable holds grants without dsd knowing
 // its subscriptions; SharedMembersDown finds quickly when it holds none.
-func sharedDownOf(cid string, s *sessionState, final, resumed bool) (SharedDown, bool) {
+func sharedDownOf(cid string, s *sessionState, final, resumed bool) SharedDown {
 	d := SharedDown{Member: cid, Guard: s.rec.GetGuard(), Final: final, Resumed: resumed, Recorded: recordedGrants(s), Done: doneGrants(s)}
 	for _, sub := range s.subs {
 		if f := sub.GetTopicFilter(); strings.HasPrefix(f, sharedPrefix) {
@@ -154,7 +153,7 @@ func sharedDownOf(cid string, s *sessionState, final, resumed bool) (SharedDown,
 		}
 	}
 	slices.Sort(d.Groups)
-	return d, true
+	return d
 }
 
 // doneGrants lists the grants a session's rings say it finished.
@@ -390,7 +389,7 @@ func (db *DB) GrantShared(ctx context.Context, filter string, g *storagev1.Share
 		return 0, err
 	}
 	g = proto.CloneOf(g)
-	rep, err := db.sharedDo(ctx, filter, cmdSharedGrant{filter: filter, grant: g})
+	rep, err := db.sessionDo(ctx, filter, func(int64) command { return cmdSharedGrant{filter: filter, grant: g} })
 	return rep.sess.grant, err
 }
 
@@ -400,19 +399,8 @@ func (db *DB) AckShared(ctx context.Context, filter, member string, id uint64) e
 	if !strings.HasPrefix(filter, sharedPrefix) {
 		return fmt.Errorf("%w: shared ack of %q", ErrInvalidArgument, filter)
 	}
-	_, err := db.sharedDo(ctx, filter, cmdSharedAck{filter: filter, member: member, id: id})
+	_, err := db.sessionDo(ctx, filter, func(int64) command { return cmdSharedAck{filter: filter, member: member, id: id} })
 	return err
-}
-
-func (db *DB) sharedDo(ctx context.Context, filter string, cmd command) (reply, error) {
-	if err := db.failErr(); err != nil {
-		return reply{}, err
-	}
-	rep, err := db.shards[db.ShardOf(filter)].do(ctx, &request{kind: reqSession, mkCmd: func(int64) command { return cmd }})
-	if err != nil {
-		return reply{}, err
-	}
-	return rep, rep.err
 }
 
 // SharedMembersDown applies members' connection or membership ends to
@@ -496,7 +484,7 @@ func (db *DB) ForgetSharedIfUnused(ctx context.Context, filter string) error {
 	if live := db.sharedLive.Load(); live != nil && (*live)(filter) {
 		return nil
 	}
-	_, err := db.sharedDo(ctx, filter, cmdSharedForget{filter: filter})
+	_, err := db.sessionDo(ctx, filter, func(int64) command { return cmdSharedForget{filter: filter} })
 	return err
 }
 
@@ -533,11 +521,8 @@ func (db *DB) sharedSubscribed(filter string) bool {
 		s.mu.RLock()
 		found := false
 		for _, ss := range s.mu.st.sessions {
-			if sessionExpired(ss.rec, now) {
-				continue
-			}
-			for _, sub := range ss.subs {
-				found = found || sub.GetTopicFilter() == filter
+			if found = !sessionExpired(ss.rec, now) && subscribes(ss.subs, filter); found {
+				break
 			}
 		}
 		s.mu.RUnlock()
@@ -583,21 +568,12 @@ func (db *DB) reconcileShared() ([]sharedAck, []SharedDown) {
 	return acks, downs
 }
 
-// SharedGrants lists a group's grants, by id (tests and dstool).
+// SharedGrants lists a group's grants, by id (tests).
 func (db *DB) SharedGrants(filter string) []*storagev1.SharedGrant {
-	s := db.shards[db.ShardOf(filter)]
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	g := s.mu.st.groups[filter]
-	if g == nil {
-		return nil
+	if gs := db.SharedGroups(filter); len(gs) > 0 {
+		return gs[0].Grants
 	}
-	out := make([]*storagev1.SharedGrant, 0, len(g.grants))
-	for _, gr := range g.grants {
-		out = append(out, proto.CloneOf(gr))
-	}
-	slices.SortFunc(out, func(a, b *storagev1.SharedGrant) int { return cmp.Compare(a.Id, b.Id) })
-	return out
+	return nil
 }
 
 // sharedAck is a member's finished grant of a group, for the group's shard.
@@ -631,7 +607,7 @@ func (db *DB) applySharedAcks(ctx context.Context, acks []sharedAck) error {
 		if !db.holdsGrant(a) {
 			continue
 		}
-		if _, err := db.sharedDo(ctx, a.filter, cmdSharedAck(a)); err != nil {
+		if _, err := db.sessionDo(ctx, a.filter, func(int64) command { return cmdSharedAck(a) }); err != nil {
 			return err
 		}
 	}
