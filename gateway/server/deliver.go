@@ -39,28 +39,31 @@ func (c *conn) Announced(token uint64, streams []session.AnnouncedStream) {
 
 // Batch implements dsdbackend.EntryOwner.
 func (c *conn) Batch(token, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool) {
-	defer c.recoverPanic("batch")
-	c.withMachineDo(func(m *session.Machine) {
-		if eos {
-			delete(c.mu.entries, token)
-		}
-		c.applyLocked(m.Batch(time.Now(), token, batchSeq, msgs, iterator, eos))
-	})
+	c.pushed(token, batchSeq, msgs, iterator, eos, nil)
 }
 
 // GrantBatch implements dsdbackend.EntryOwner.
 func (c *conn) GrantBatch(token, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool, grant session.Grant) {
+	c.pushed(token, batchSeq, msgs, iterator, eos, &grant)
+}
+
+// pushed hands the machine a pushed batch (with its grant for a shared
+// group's); the entry is gone after its end-of-stream batch.
+func (c *conn) pushed(token, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool, grant *session.Grant) {
 	defer c.recoverPanic("batch")
 	c.withMachineDo(func(m *session.Machine) {
 		if eos {
 			delete(c.mu.entries, token)
 		}
-		c.applyLocked(m.GrantBatch(time.Now(), token, batchSeq, msgs, iterator, eos, grant))
+		if grant != nil {
+			c.applyLocked(m.GrantBatch(time.Now(), token, batchSeq, msgs, iterator, eos, *grant))
+		} else {
+			c.applyLocked(m.Batch(time.Now(), token, batchSeq, msgs, iterator, eos))
+		}
 	})
 }
 
 // EntryFailed implements dsdbackend.EntryOwner.
-
 func (c *conn) EntryFailed(token uint64, failure session.EntryFailure, err error) {
 	defer c.recoverPanic("entry failed")
 	c.log.Debug("entry ended", "client_id", c.clientID(), "err", err)

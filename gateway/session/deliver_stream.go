@@ -49,36 +49,26 @@ func (m *Machine) Announced(now time.Time, entry uint64, streams []AnnouncedStre
 // Batch takes one batch a Read entry pushed. eos says the stream ended: it
 // is the entry's last batch.
 func (m *Machine) Batch(now time.Time, entry, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool) []Action {
-	m.now = now
-	st, ok := m.d.io.reads[entry]
-	if !ok || m.state != stateConnected {
-		return m.flush()
-	}
-	if eos {
-		delete(m.d.io.reads, entry)
-		st.entry = 0
-	}
-	st.held = append(st.held, heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos})
-	m.markPushed(st)
-	m.takeHeld(st)
-	m.pumpTargeted()
-	m.maybeCommit()
-	return m.flush()
+	return m.pushedBatch(now, heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos})
 }
 
 // GrantBatch takes one batch a shared Read entry pushed: a grant of the
 // group to this session, which becomes a batch record of its own.
 func (m *Machine) GrantBatch(now time.Time, entry, batchSeq uint64, msgs []*storagev1.Message, iterator []byte, eos bool, g Grant) []Action {
+	return m.pushedBatch(now, heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos, grant: &g})
+}
+
+func (m *Machine) pushedBatch(now time.Time, hb heldBatch) []Action {
 	m.now = now
-	st, ok := m.d.io.reads[entry]
+	st, ok := m.d.io.reads[hb.entry]
 	if !ok || m.state != stateConnected {
 		return m.flush()
 	}
-	if eos {
-		delete(m.d.io.reads, entry)
+	if hb.eos {
+		delete(m.d.io.reads, hb.entry)
 		st.entry = 0
 	}
-	st.held = append(st.held, heldBatch{entry: entry, seq: batchSeq, msgs: msgs, iterator: iterator, eos: eos, grant: &g})
+	st.held = append(st.held, hb)
 	m.markPushed(st)
 	m.takeHeld(st)
 	m.pumpTargeted()
