@@ -121,3 +121,35 @@ func MatchTopic(filter, topic string) bool {
 		filter, topic = frest, trest
 	}
 }
+
+// FiltersOverlap reports whether some topic name matches both topic
+// filters (MatchTopic's rules), so that a subscriber holding both may be
+// sent one message for two subscriptions. Both filters are assumed valid.
+// It does not allocate.
+func FiltersOverlap(a, b string) bool {
+	// A name starting with '$' is matched only by filters whose first
+	// level starts with '$' (never by a wildcard), and such a filter
+	// matches no other name.
+	if strings.HasPrefix(a, "$") != strings.HasPrefix(b, "$") {
+		return false
+	}
+	for {
+		x, arest, amore := strings.Cut(a, "/")
+		y, brest, bmore := strings.Cut(b, "/")
+		if x == "#" || y == "#" {
+			return true
+		}
+		if x != "+" && y != "+" && x != y {
+			return false
+		}
+		switch {
+		case !amore && !bmore:
+			return true
+		case !amore:
+			return brest == "#" // "a" and "a/#"
+		case !bmore:
+			return arest == "#"
+		}
+		a, b = arest, brest
+	}
+}

@@ -2,6 +2,7 @@ package lts
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -180,4 +181,83 @@ func FuzzValidateFilter(f *testing.F) {
 			t.Fatalf("MatchTopic(%q, %q) = %v, naive %v", filter, topic, got, want)
 		}
 	})
+}
+
+func TestFiltersOverlap(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"a/b", "a/b", true},
+		{"a/b", "a/c", false},
+		{"a/+", "a/b", true},
+		{"a/+", "+/b", true},
+		{"a/#", "a", true},
+		{"a/#", "a/b/c", true},
+		{"a/+", "a", false},
+		{"a/+/c", "a/b/+", true},
+		{"a/+/c", "a/b/d", false},
+		{"#", "a/b", true},
+		{"#", "$SYS/a", false},
+		{"+/a", "$SYS/a", false},
+		{"$SYS/#", "$SYS/a", true},
+		{"a/b/c", "a/b", false},
+		{"a/b", "a/b/#", true},
+		{"a/b", "a/b/+", false},
+	} {
+		if got := FiltersOverlap(tc.a, tc.b); got != tc.want {
+			t.Errorf("FiltersOverlap(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+		if got := FiltersOverlap(tc.b, tc.a); got != tc.want {
+			t.Errorf("FiltersOverlap(%q, %q) = %v, want %v", tc.b, tc.a, got, tc.want)
+		}
+	}
+}
+
+// TestFiltersOverlapByWitness checks FiltersOverlap on every pair of small
+// filters against a search for a topic both match: with filters of at most
+// three levels, a witness, if any, has at most three levels of these words.
+func TestFiltersOverlapByWitness(t *testing.T) {
+	words := []string{"x", "y", "$s", ""}
+	var topics []string
+	var grow func(prefix string, depth int)
+	grow = func(prefix string, depth int) {
+		for _, w := range words {
+			tp := w
+			if depth > 0 {
+				tp = prefix + "/" + w
+			}
+			topics = append(topics, tp)
+			if depth < 2 {
+				grow(tp, depth+1)
+			}
+		}
+	}
+	grow("", 0)
+	var filters []string
+	var growF func(prefix string, depth int)
+	growF = func(prefix string, depth int) {
+		for _, w := range []string{"x", "$s", "+", "#"} {
+			f := w
+			if depth > 0 {
+				f = prefix + "/" + w
+			}
+			if ValidateTopicFilter(f, 0) != nil {
+				continue
+			}
+			filters = append(filters, f)
+			if depth < 2 && w != "#" {
+				growF(f, depth+1)
+			}
+		}
+	}
+	growF("", 0)
+	for _, a := range filters {
+		for _, b := range filters {
+			want := slices.ContainsFunc(topics, func(tp string) bool { return MatchTopic(a, tp) && MatchTopic(b, tp) })
+			if got := FiltersOverlap(a, b); got != want {
+				t.Errorf("FiltersOverlap(%q, %q) = %v, a topic matching both exists: %v", a, b, got, want)
+			}
+		}
+	}
 }

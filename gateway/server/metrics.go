@@ -40,6 +40,7 @@ type metrics struct {
 	// droppedTotal is the sum of dropped over its reasons, for $SYS.
 	droppedTotal atomic.Int64
 	replayed     prometheus.Counter
+	merged       prometheus.Counter
 	missed       prometheus.Counter
 	dsdLatency   *prometheus.HistogramVec
 	// aliasPublishes counts PUBLISHes sent with a Topic Alias, by form;
@@ -106,6 +107,10 @@ func newMetrics() *metrics {
 		Name: "strata_gateway_messages_replayed_total",
 		Help: "Messages sent again (DUP) or answered with PUBREL when a durable session resumed.",
 	})
+	m.merged = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "strata_gateway_messages_merged_total",
+		Help: "Messages a subscription left to an older overlapping subscription of the same session, which sent them once for both (MQTT 5 section 3.3.4).",
+	})
 	m.missed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "strata_gateway_messages_missed_total",
 		Help: "Messages durable sessions lost because their generation was dropped while they were away.",
@@ -161,7 +166,7 @@ func newMetrics() *metrics {
 		m.connections, m.accepted, m.refused, m.closed, m.keepAliveTimeouts, m.panics,
 		m.authFailures, m.connectRefused, m.aclDenied, m.stored, m.storeFailures,
 		packetsIn, packetsOut, bytesIn, bytesOut,
-		messagesIn, messagesOut, m.dropped, m.replayed, m.missed, m.dsdLatency,
+		messagesIn, messagesOut, m.dropped, m.replayed, m.merged, m.missed, m.dsdLatency,
 		aliasPublishes, m.aliasOmitted,
 	)
 	m.registry.MustRegister(buildmetric.Collector())
@@ -194,6 +199,8 @@ func (m *metrics) counted(a session.Counted) {
 	switch a.Event {
 	case "replayed":
 		m.replayed.Add(float64(a.N))
+	case "overlap_merged":
+		m.merged.Add(float64(a.N))
 	case "acl_denied":
 		// Not delivered: a subscription a deny rule overlaps got a
 		// message on a denied topic.

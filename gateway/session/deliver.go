@@ -159,6 +159,9 @@ type sub struct {
 	// aclCheck: a deny rule overlaps the filter, so each message's topic
 	// is checked (AccessDeliver) before it is sent.
 	aclCheck bool
+	// overlaps are the session's other subscriptions whose filters overlap
+	// this one's, by subscription id; nil when none (deliver_overlap.go).
+	overlaps []overlap
 }
 
 // stream is one (subscription, stream): its batch ring and read position.
@@ -181,6 +184,9 @@ type stream struct {
 	gone    bool
 	// done are the last shared grants finished (StreamRing.done_grants).
 	done []uint64
+	// numberedUs is the timestamp of the last message numbered (sent or
+	// skipped; StreamRing.numbered_us).
+	numberedUs int64
 }
 
 // maxDoneGrants bounds stream.done: enough to cover the acknowledgements
@@ -218,6 +224,10 @@ type batch struct {
 	// QoS 2). A record the track covered leaves it, and comes back when
 	// it grows (growable) by seqnos of that track.
 	covering [2]bool
+	// overlaps are the subscription's overlaps the record was numbered
+	// with (rec.Overlaps holds them for its shard); it grows only while
+	// they are the subscription's.
+	overlaps []overlap
 }
 
 // retainedBatch is the record of retained messages sent on SUBSCRIBE.
@@ -239,9 +249,12 @@ type outMsg struct {
 	retain bool
 	subID  uint32
 	hasSub bool
-	b      *batch
-	rb     *retainedBatch
-	st     *stream
+	// moreSubIDs are the Subscription Identifiers of the overlapping
+	// subscriptions the message is delivered for as well.
+	moreSubIDs []uint32
+	b          *batch
+	rb         *retainedBatch
+	st         *stream
 }
 
 // subscription returns the subscription o is delivered for.
@@ -267,7 +280,7 @@ func (st *stream) key() *storagev1.StreamKey {
 }
 
 func (st *stream) ringRecord() *storagev1.StreamRing {
-	r := &storagev1.StreamRing{Key: st.key(), EndOfStream: st.eos, Position: st.position, DoneGrants: st.done}
+	r := &storagev1.StreamRing{Key: st.key(), EndOfStream: st.eos, Position: st.position, DoneGrants: st.done, NumberedUs: st.numberedUs}
 	for _, b := range st.ring {
 		r.Batches = append(r.Batches, b.rec)
 	}

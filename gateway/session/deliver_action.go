@@ -102,7 +102,8 @@ type FetchRetained struct {
 }
 
 // Counted reports N messages to count, for metrics: "replayed" (sent again
-// after a resume), a reason a message was not delivered (expired,
+// after a resume), "overlap_merged" (left to an older overlapping
+// subscription, which sends them once for both), a reason a message was not delivered (expired,
 // too_large, no_local, dropped_generation, unsubscribed,
 // retained_unavailable), or qos0_overflow (an inbound QoS 0 PUBLISH
 // dropped while dsd is behind).

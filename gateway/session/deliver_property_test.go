@@ -122,7 +122,12 @@ type propWorld struct {
 	cl   *propClient
 	// opened: the session was opened once, so it is present from then on.
 	opened bool
-	subPID uint16
+	// subFilters are the machine's subscriptions by id when last looked at;
+	// handedOver the messages a removed one may have taken with it
+	// (noteRemovedSubs).
+	subFilters map[uint64]string
+	handedOver map[string]bool
+	subPID     uint16
 }
 
 type propShard struct {
@@ -184,13 +189,15 @@ type propClient struct {
 	// held are the QoS 2 ids held (method B), across connections.
 	held map[uint16]string
 	acks []packet.Packet
-	// app counts deliveries to the application per identity.
-	app map[string]int
+	// app counts deliveries to the application per identity; q2Delivered
+	// are those delivered at QoS 2 (exactly once from then on).
+	app         map[string]int
+	q2Delivered map[string]bool
 	// first is the QoS and id an identity was first sent with; sentOn the
 	// connection it was last sent on.
 	first  map[string][2]int
 	sentOn map[string]int
-	// lastNew is, per (subscription, publisher, topic), the publish index of
+	// lastNew is, per (publisher, topic), the publish index of
 	// the last message delivered to the application for the first time.
 	lastNew map[string]int
 	// aliases are the outbound Topic Aliases the gateway set on this
@@ -430,18 +437,47 @@ func (w *propWorld) applyCommit(c *storagev1.SessionCommit) {
 		v := w.store.states[r.SubState]
 		for _, msg := range msgs {
 			if q := min(byte(msg.Qos), byte(v.Qos)); q > 0 {
-				due[identity(*v.SubscriptionIdentifier, msg)] = q
+				due[identity(msg)] = q
 			}
 		}
 	}
 }
 
-func identity(subID uint32, msg *storagev1.Message) string {
-	return fmt.Sprintf("%d|%s", subID, msg.Payload)
+// identity names a message the client receives: a session gets one copy of
+// a message, whichever of its subscriptions match it; a retained delivery's
+// payload names its fetch.
+func identity(msg *storagev1.Message) string { return string(msg.Payload) }
+
+// noteRemovedSubs records the subscriptions the machine removed since the
+// last call: a message published before such a removal, which the removed
+// subscription was to deliver for an overlapping one as well, may be lost
+// if it was not sent yet (deliver_overlap.go), so it is not owed.
+func (w *propWorld) noteRemovedSubs() {
+	if w.m == nil {
+		return
+	}
+	for id, filter := range w.subFilters {
+		if s := w.m.d.subs[filter]; s == nil || s.rec.Id != id {
+			for _, sh := range w.shards {
+				for _, st := range sh.streams {
+					if topicMatches(filter, st.topic) {
+						for _, msg := range st.msgs {
+							put(&w.handedOver, identity(msg), true)
+						}
+					}
+				}
+			}
+		}
+	}
+	w.subFilters = nil
+	for f, s := range w.m.d.subs {
+		put(&w.subFilters, s.rec.Id, f)
+	}
 }
 
 // handle carries out the machine's actions.
 func (w *propWorld) handle(acts []Action) {
+	w.noteRemovedSubs()
 	for _, a := range acts {
 		switch a := a.(type) {
 		case Send:
@@ -804,19 +840,24 @@ func (w *propWorld) clientRead(n int) {
 func (w *propWorld) receive(p *packet.Publish) {
 	cl := w.cl
 	topic := w.resolveAlias(p)
-	if len(p.Properties.SubscriptionIdentifiers) != 1 {
-		w.failf("PUBLISH %s without one subscription identifier", p.Payload)
+	subIDs := p.Properties.SubscriptionIdentifiers
+	if len(subIDs) == 0 || p.Payload[0] != 'm' && len(subIDs) != 1 {
+		w.failf("PUBLISH %s with subscription identifiers %v", p.Payload, subIDs)
 	}
-	subID := p.Properties.SubscriptionIdentifiers[0]
-	id := fmt.Sprintf("%d|%s", subID, p.Payload)
+	id := string(p.Payload)
+	if p.Payload[0] == 'm' {
+		w.checkMerged(p, topic)
+	}
 	if f, ok := cl.first[id]; ok {
 		switch {
 		case f == [2]int{int(p.QoS), int(p.PacketID)}:
-		case f[0] == 1 && p.QoS == 1 && p.Dup && cl.sentOn[id] != cl.conn:
+		case f[0] == 1 && p.Dup && cl.sentOn[id] != cl.conn:
 			// A QoS 1 message sent before its record was durable, read
 			// again after a crash: a new packet id, with DUP
-			// (mayPrecedeRecord). Its resends from now on keep the new id.
-			cl.first[id] = [2]int{1, int(p.PacketID)}
+			// (mayPrecedeRecord), numbered anew (with the overlapping
+			// subscriptions of now: maybe another QoS). Its resends from
+			// now on keep the new id.
+			cl.first[id] = [2]int{int(p.QoS), int(p.PacketID)}
 		default:
 			w.failf("%s sent as q%d id %d, first as q%d id %d", id, p.QoS, p.PacketID, f[0], f[1])
 		}
@@ -852,8 +893,11 @@ func (w *propWorld) receive(p *packet.Publish) {
 		return
 	}
 	cl.app[id]++
-	if cl.app[id] > 1 && p.QoS != 1 {
+	if cl.app[id] > 1 && p.QoS != 1 && !(p.QoS == 2 && !cl.q2Delivered[id]) {
 		w.failf("%s (q%d) delivered to the application %d times", id, p.QoS, cl.app[id])
+	}
+	if p.QoS == 2 {
+		put(&cl.q2Delivered, id, true)
 	}
 	if cl.app[id] == 1 && p.Payload[0] == 'm' {
 		n, _ := strconv.Atoi(string(p.Payload[1:]))
@@ -861,11 +905,37 @@ func (w *propWorld) receive(p *packet.Publish) {
 		if topic != msg.Topic {
 			w.failf("m%d came on %q, published to %q", n, topic, msg.Topic)
 		}
-		key := fmt.Sprintf("%d|%s|%s", subID, msg.PublisherClientId, topic)
+		key := msg.PublisherClientId + "|" + topic
 		if n < cl.lastNew[key] {
 			w.failf("%s delivered after m%d (order of %s)", id, cl.lastNew[key], key)
 		}
 		cl.lastNew[key] = n
+	}
+}
+
+// checkMerged checks a message's one copy for the session's overlapping
+// subscriptions: each subscription identifier is of a filter that matches
+// the topic (and does not exclude the subscriber's own message), each only
+// once, and the QoS is the highest they grant.
+func (w *propWorld) checkMerged(p *packet.Publish, topic string) {
+	n, _ := strconv.Atoi(string(p.Payload[1:]))
+	msg := w.published(n)
+	var qos byte
+	seen := map[uint32]bool{}
+	for _, sid := range p.Properties.SubscriptionIdentifiers {
+		if sid == 0 || int(sid) > len(propFilters) || seen[sid] {
+			w.failf("PUBLISH %s with subscription identifiers %v", p.Payload, p.Properties.SubscriptionIdentifiers)
+			return
+		}
+		seen[sid] = true
+		f := propFilters[sid-1]
+		if !topicMatches(f.filter, topic) || f.noLocal && msg.PublisherClientId == "c1" {
+			w.failf("PUBLISH %s on %s for subscription %d (%s, no local %v)", p.Payload, topic, sid, f.filter, f.noLocal)
+		}
+		qos = max(qos, min(byte(msg.Qos), f.qos))
+	}
+	if p.QoS != qos && !p.Dup {
+		w.failf("PUBLISH %s at q%d for subscriptions %v, want q%d", p.Payload, p.QoS, p.Properties.SubscriptionIdentifiers, qos)
 	}
 }
 
@@ -966,8 +1036,8 @@ func (w *propWorld) checkEnd() {
 					if msg.TimestampUs < s.rec.StartUs[shard] || f.noLocal && msg.PublisherClientId == "c1" {
 						continue
 					}
-					if q := min(byte(msg.Qos), f.qos); q > 0 && w.cl.app[identity(subID, msg)] == 0 {
-						w.failf("%s (q%d, %s shard %d gen %d) never reached the application", identity(subID, msg), q, st.topic, shard, st.gen)
+					if q := min(byte(msg.Qos), f.qos); q > 0 && w.cl.app[identity(msg)] == 0 && !w.handedOver[identity(msg)] {
+						w.failf("%s (q%d, %s shard %d gen %d, subscription %d) never reached the application", identity(msg), q, st.topic, shard, st.gen, subID)
 					}
 				}
 			}

@@ -58,7 +58,7 @@ func (m *Machine) resume(sess *storagev1.Session, watermarks []int64) {
 			continue
 		}
 		id := StreamID{Shard: k.Shard, Generation: k.Generation, StaticIndex: string(k.StaticIndex)}
-		st := &stream{sub: s, id: id, position: r.Position, eos: r.EndOfStream, done: r.DoneGrants}
+		st := &stream{sub: s, id: id, position: r.Position, eos: r.EndOfStream, done: r.DoneGrants, numberedUs: r.NumberedUs}
 		for _, br := range r.Batches {
 			b := &batch{rec: br, durable: true}
 			st.ring = append(st.ring, b)
@@ -66,6 +66,7 @@ func (m *Machine) resume(sess *storagev1.Session, watermarks []int64) {
 		}
 		put(&s.streams, id, st)
 	}
+	m.allOverlaps()
 	m.resumedRecords()
 	for _, r := range sess.Retained {
 		m.resumeRetained(byID[r.GetKey().GetSubscriptionId()], r)
@@ -117,7 +118,7 @@ func (m *Machine) replayed(st *stream, b *batch, a answer) {
 			m.backendFailed(fmt.Errorf("session: batch refers to unknown state version %d", r.SubState))
 			return
 		}
-		outs, _, _ := m.number(a.msgs, v, r.FirstSeqnoQos1, r.FirstSeqnoQos2, false)
+		outs, _, _ := m.number(a.msgs, v, r.Overlaps, r.FirstSeqnoQos1, r.FirstSeqnoQos2, false)
 		m.d.resume.replayedRanges = append(m.d.resume.replayedRanges, [4]uint64{r.FirstSeqnoQos1, r.LastSeqnoQos1, r.FirstSeqnoQos2, r.LastSeqnoQos2})
 		m.enqueue(m.replayOuts(outs, st, b, nil))
 		m.sendPubrels() // QoS 2 up to rec: nothing else would send them until a commit
@@ -295,7 +296,7 @@ func (m *Machine) retainedBatches(s *sub, msgs []*storagev1.Message) {
 		chunk := msgs[:n]
 		msgs = msgs[n:]
 		first1, first2 := m.d.t1.next+1, m.d.t2.next+1
-		outs, last1, last2 := m.number(chunk, s.state, first1, first2, true)
+		outs, last1, last2 := m.number(chunk, s.state, nil, first1, first2, true)
 		m.d.t1.next, m.d.t2.next = last1, last2
 		rb := &retainedBatch{
 			rec: &storagev1.RetainedBatch{
@@ -325,7 +326,7 @@ func (m *Machine) resumeRetained(s *sub, r *storagev1.RetainedBatch) {
 		m.d.c.delRet = append(m.d.c.delRet, r.Key)
 		return
 	}
-	outs, last1, last2 := m.number(msgs, v, r.FirstSeqnoQos1, r.FirstSeqnoQos2, true)
+	outs, last1, last2 := m.number(msgs, v, nil, r.FirstSeqnoQos1, r.FirstSeqnoQos2, true)
 	rb := &retainedBatch{sub: s, rec: r, last: [2]uint64{last1, last2}, durable: true}
 	put(&m.d.retained, rb, true)
 	m.d.resume.replayedRanges = append(m.d.resume.replayedRanges, [4]uint64{r.FirstSeqnoQos1, last1, r.FirstSeqnoQos2, last2})

@@ -260,6 +260,13 @@ func formatCommit(c *storagev1.SessionCommit) string {
 	slices.SortFunc(subs, func(a, b *storagev1.Subscription) int { return int(a.Id) - int(b.Id) })
 	for _, s := range subs {
 		fmt.Fprintf(&b, "\n  sub %d %s state=%d gens=%v", s.Id, s.TopicFilter, s.CurrentState, formatGens(s.Generations))
+		for _, e := range s.Ended {
+			fmt.Fprintf(&b, " ended(sub %d", e.State.GetSubscriptionId())
+			for _, se := range e.Ends {
+				fmt.Fprintf(&b, " %d/%d/%s<=%d", se.Shard, se.Generation, se.StaticIndex, se.EndUs)
+			}
+			b.WriteString(")")
+		}
 	}
 	states := slices.Clone(c.PutStates)
 	slices.SortFunc(states, func(a, b *storagev1.SubscriptionState) int { return int(a.Id) - int(b.Id) })
@@ -271,8 +278,15 @@ func formatCommit(c *storagev1.SessionCommit) string {
 	for _, r := range rings {
 		fmt.Fprintf(&b, "\n  ring %s pos=%s eos=%t", ringName(r.Key), r.Position, r.EndOfStream)
 		for _, br := range r.Batches {
-			fmt.Fprintf(&b, " [%s..%s n=%d q1=%d-%d q2=%d-%d st=%d]", br.ItBegin, br.ItEnd, br.Count,
+			fmt.Fprintf(&b, " [%s..%s n=%d q1=%d-%d q2=%d-%d st=%d", br.ItBegin, br.ItEnd, br.Count,
 				br.FirstSeqnoQos1, br.LastSeqnoQos1, br.FirstSeqnoQos2, br.LastSeqnoQos2, br.SubState)
+			for _, o := range br.Overlaps {
+				fmt.Fprintf(&b, " overlap=st%d", o.State.GetId())
+				if o.Ended {
+					fmt.Fprintf(&b, "(ended<=%d)", o.EndUs)
+				}
+			}
+			b.WriteString("]")
 		}
 	}
 	for _, k := range c.DeleteStreams {
@@ -392,9 +406,7 @@ func (s *memStore) apply(c *storagev1.SessionCommit) error {
 }
 
 func cloneSub(v *storagev1.Subscription) *storagev1.Subscription {
-	c := &storagev1.Subscription{Id: v.Id, TopicFilter: v.TopicFilter, CurrentState: v.CurrentState,
-		StartUs: slices.Clone(v.StartUs), Generations: maps.Clone(v.Generations)}
-	return c
+	return proto.CloneOf(v)
 }
 
 func (s *memStore) session() *storagev1.Session {

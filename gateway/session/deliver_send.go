@@ -282,6 +282,7 @@ func (m *Machine) publishPacket(o *outMsg, t *track) (*packet.Publish, string) {
 		if o.hasSub {
 			p.Properties.SubscriptionIdentifiers = []uint32{o.subID}
 		}
+		p.Properties.SubscriptionIdentifiers = append(p.Properties.SubscriptionIdentifiers, o.moreSubIDs...)
 	} else if mp := o.msg.GetProperties(); mp != nil && mp.MessageExpiryInterval != nil && !o.dup &&
 		!m.now.Before(time.UnixMicro(o.msg.TimestampUs).Add(time.Duration(*mp.MessageExpiryInterval)*time.Second)) {
 		return nil, "expired"

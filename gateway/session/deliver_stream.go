@@ -163,7 +163,7 @@ func (m *Machine) growable(st *stream) *batch {
 	}
 	b := st.ring[len(st.ring)-1]
 	r := b.rec
-	if r.SharedGrant != 0 || b.sealed || b.durable || r.SubState != st.sub.state.Id || int(r.Count) >= m.cfg.BatchSize ||
+	if r.SharedGrant != 0 || b.sealed || b.durable || r.SubState != st.sub.state.Id || !sameOverlaps(b.overlaps, st.sub.overlaps) || int(r.Count) >= m.cfg.BatchSize ||
 		r.LastSeqnoQos1 != m.d.t1.next || r.LastSeqnoQos2 != m.d.t2.next {
 		return nil
 	}
@@ -243,7 +243,17 @@ func (m *Machine) take(st *stream, hbs []heldBatch, grow *batch) {
 		return
 	}
 	s := st.sub
-	outs, last1, last2 := m.number(msgs, s.state, m.d.t1.next+1, m.d.t2.next+1, false)
+	ovs := grow.recordedOverlaps()
+	if grow == nil {
+		m.pruneEnded(s)
+		ovs = recordOverlaps(s.overlaps, st.id)
+	}
+	outs, last1, last2 := m.number(msgs, s.state, ovs, m.d.t1.next+1, m.d.t2.next+1, false)
+	if last.grant == nil {
+		for _, msg := range msgs {
+			st.numberedUs = max(st.numberedUs, msg.TimestampUs)
+		}
+	}
 	b := grow
 	if b != nil {
 		// The newest record grows: numbering its messages and these
@@ -257,7 +267,8 @@ func (m *Machine) take(st *stream, hbs []heldBatch, grow *batch) {
 		if g := last.grant; g != nil {
 			rec.ItBegin, rec.SharedGrant = g.ItBegin, g.ID
 		}
-		b = &batch{rec: rec, pushed: pushed}
+		rec.Overlaps = ovs
+		b = &batch{rec: rec, pushed: pushed, overlaps: s.overlaps}
 		st.ring = append(st.ring, b)
 	}
 	b.rec.LastSeqnoQos1, b.rec.LastSeqnoQos2 = last1, last2
@@ -311,19 +322,26 @@ func (m *Machine) ackPushed(st *stream, p pushedBatch) {
 }
 
 // number gives a batch's messages their QoS and seqnos under a
-// subscription-state version: a pure function of (messages, version, first
-// seqnos), so a replay numbers exactly as the first delivery did.
-func (m *Machine) number(msgs []*storagev1.Message, v *storagev1.SubscriptionState, first1, first2 uint64, retained bool) (outs []*outMsg, last1, last2 uint64) {
+// subscription-state version and the overlapping subscriptions ovs (a
+// message an older one takes is skipped: deliver_overlap.go): a pure
+// function of (messages, version, overlaps, first seqnos), so a replay
+// numbers exactly as the first delivery did.
+func (m *Machine) number(msgs []*storagev1.Message, v *storagev1.SubscriptionState, ovs []*storagev1.Overlap, first1, first2 uint64, retained bool) (outs []*outMsg, last1, last2 uint64) {
 	last1, last2 = first1-1, first2-1
-	noLocal := 0
+	noLocal, merged := 0, 0
 	for _, msg := range msgs {
-		if !retained && v.NoLocal && msg.PublisherClientId == m.req.ClientID {
+		fromSelf := msg.PublisherClientId == m.req.ClientID
+		if !retained && v.NoLocal && fromSelf {
 			noLocal++ // [MQTT-3.8.3-3]
 			continue
 		}
 		o := &outMsg{msg: msg, qos: min(byte(msg.Qos), byte(v.Qos)), retain: retained || v.RetainAsPublished && msg.Retain}
 		if v.SubscriptionIdentifier != nil {
 			o.subID, o.hasSub = *v.SubscriptionIdentifier, true
+		}
+		if len(ovs) > 0 && !mergeOverlaps(o, v, ovs, fromSelf) {
+			merged++ // an older overlapping subscription sends it
+			continue
 		}
 		switch o.qos {
 		case 1:
@@ -337,6 +355,9 @@ func (m *Machine) number(msgs []*storagev1.Message, v *storagev1.SubscriptionSta
 	}
 	if noLocal > 0 {
 		m.out = append(m.out, Counted{Event: "no_local", N: noLocal})
+	}
+	if merged > 0 {
+		m.out = append(m.out, Counted{Event: "overlap_merged", N: merged})
 	}
 	return outs, last1, last2
 }

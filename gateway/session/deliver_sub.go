@@ -204,6 +204,7 @@ func (m *Machine) runSubscribe(op *subOp, a answer) {
 		put(&m.d.states, v.Id, v)
 		s.state = v
 		s.rec.CurrentState = v.Id
+		m.refreshOverlaps(s)
 		m.touchSub(s)
 		todo = append(todo, started{s, isNew, g.RetainHandling})
 	}
@@ -279,6 +280,7 @@ func (m *Machine) runUnsubscribe(p *packet.Unsubscribe) {
 func (m *Machine) removeSub(s *sub) {
 	s.gone = true
 	delete(m.d.subs, s.rec.TopicFilter)
+	m.refreshOverlaps(s)
 	if s.watch != 0 {
 		m.removeEntry(s.watch)
 		s.watch = 0

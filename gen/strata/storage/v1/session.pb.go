@@ -561,7 +561,11 @@ type Subscription struct {
 	// it was made); index = shard.
 	StartUs []int64 `protobuf:"varint,4,rep,packed,name=start_us,json=startUs,proto3" json:"start_us,omitempty"`
 	// Generations is, per shard, the generation the subscription reads now.
-	Generations   map[uint32]uint64 `protobuf:"bytes,5,rep,name=generations,proto3" json:"generations,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Generations map[uint32]uint64 `protobuf:"bytes,5,rep,name=generations,proto3" json:"generations,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Ended are the removed subscriptions whose filters overlapped this one's
+	// and whose messages this one still reads (Overlap.ended), until it
+	// numbered past their ends.
+	Ended         []*EndedSubscription `protobuf:"bytes,6,rep,name=ended,proto3" json:"ended,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -631,6 +635,156 @@ func (x *Subscription) GetGenerations() map[uint32]uint64 {
 	return nil
 }
 
+func (x *Subscription) GetEnded() []*EndedSubscription {
+	if x != nil {
+		return x.Ended
+	}
+	return nil
+}
+
+// EndedSubscription is a removed subscription as an overlapping one
+// remembers it: its options, its start per shard, and per stream of its
+// current generations the last message it numbered.
+type EndedSubscription struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	State   *SubscriptionState     `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	StartUs []int64                `protobuf:"varint,2,rep,packed,name=start_us,json=startUs,proto3" json:"start_us,omitempty"`
+	Ends    []*StreamEnd           `protobuf:"bytes,3,rep,name=ends,proto3" json:"ends,omitempty"`
+	// Generations is, per shard, the generation it read when removed: it
+	// numbered every stream of an earlier one to the end.
+	Generations   map[uint32]uint64 `protobuf:"bytes,4,rep,name=generations,proto3" json:"generations,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndedSubscription) Reset() {
+	*x = EndedSubscription{}
+	mi := &file_strata_storage_v1_session_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndedSubscription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndedSubscription) ProtoMessage() {}
+
+func (x *EndedSubscription) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_storage_v1_session_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndedSubscription.ProtoReflect.Descriptor instead.
+func (*EndedSubscription) Descriptor() ([]byte, []int) {
+	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *EndedSubscription) GetState() *SubscriptionState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *EndedSubscription) GetStartUs() []int64 {
+	if x != nil {
+		return x.StartUs
+	}
+	return nil
+}
+
+func (x *EndedSubscription) GetEnds() []*StreamEnd {
+	if x != nil {
+		return x.Ends
+	}
+	return nil
+}
+
+func (x *EndedSubscription) GetGenerations() map[uint32]uint64 {
+	if x != nil {
+		return x.Generations
+	}
+	return nil
+}
+
+// StreamEnd is the timestamp of the last message a subscription numbered
+// in one stream.
+type StreamEnd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	StaticIndex   []byte                 `protobuf:"bytes,3,opt,name=static_index,json=staticIndex,proto3" json:"static_index,omitempty"`
+	EndUs         int64                  `protobuf:"varint,4,opt,name=end_us,json=endUs,proto3" json:"end_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamEnd) Reset() {
+	*x = StreamEnd{}
+	mi := &file_strata_storage_v1_session_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamEnd) ProtoMessage() {}
+
+func (x *StreamEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_storage_v1_session_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamEnd.ProtoReflect.Descriptor instead.
+func (*StreamEnd) Descriptor() ([]byte, []int) {
+	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *StreamEnd) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *StreamEnd) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *StreamEnd) GetStaticIndex() []byte {
+	if x != nil {
+		return x.StaticIndex
+	}
+	return nil
+}
+
+func (x *StreamEnd) GetEndUs() int64 {
+	if x != nil {
+		return x.EndUs
+	}
+	return 0
+}
+
 // BatchRecord is one batch delivered (or about to be) from a stream:
 // enough to re-read exactly the same messages and give them the same seqnos.
 type BatchRecord struct {
@@ -647,14 +801,20 @@ type BatchRecord struct {
 	// SharedGrant is the shared group grant (SharedGrant.id) the batch
 	// delivers, 0 for a batch of the session's own subscription. Such a
 	// batch's messages are not contiguous with the stream's other batches.
-	SharedGrant   uint64 `protobuf:"varint,9,opt,name=shared_grant,json=sharedGrant,proto3" json:"shared_grant,omitempty"`
+	SharedGrant uint64 `protobuf:"varint,9,opt,name=shared_grant,json=sharedGrant,proto3" json:"shared_grant,omitempty"`
+	// Overlaps are the session's other subscriptions whose topic filters
+	// overlap this record's subscription's, as they were when the record was
+	// numbered: a message several of them match is delivered once, by the
+	// oldest (lowest subscription id), at the highest QoS and with every
+	// Subscription Identifier (docs/delivery.md). Empty when none overlaps.
+	Overlaps      []*Overlap `protobuf:"bytes,10,rep,name=overlaps,proto3" json:"overlaps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchRecord) Reset() {
 	*x = BatchRecord{}
-	mi := &file_strata_storage_v1_session_proto_msgTypes[6]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +826,7 @@ func (x *BatchRecord) String() string {
 func (*BatchRecord) ProtoMessage() {}
 
 func (x *BatchRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_storage_v1_session_proto_msgTypes[6]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +839,7 @@ func (x *BatchRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRecord.ProtoReflect.Descriptor instead.
 func (*BatchRecord) Descriptor() ([]byte, []int) {
-	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{6}
+	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BatchRecord) GetItBegin() []byte {
@@ -745,6 +905,87 @@ func (x *BatchRecord) GetSharedGrant() uint64 {
 	return 0
 }
 
+func (x *BatchRecord) GetOverlaps() []*Overlap {
+	if x != nil {
+		return x.Overlaps
+	}
+	return nil
+}
+
+// Overlap is one subscription overlapping a batch record's, as numbered.
+type Overlap struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State *SubscriptionState     `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// StartUs is that subscription's start in the record's shard: it reads
+	// only messages stored at or after it.
+	StartUs int64 `protobuf:"varint,2,opt,name=start_us,json=startUs,proto3" json:"start_us,omitempty"`
+	// Ended: the subscription was removed (UNSUBSCRIBE); it took only the
+	// messages of the record's stream up to end_us, the last it numbered
+	// there (0: none), and the record's subscription takes over after that.
+	Ended         bool  `protobuf:"varint,3,opt,name=ended,proto3" json:"ended,omitempty"`
+	EndUs         int64 `protobuf:"varint,4,opt,name=end_us,json=endUs,proto3" json:"end_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Overlap) Reset() {
+	*x = Overlap{}
+	mi := &file_strata_storage_v1_session_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Overlap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Overlap) ProtoMessage() {}
+
+func (x *Overlap) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_storage_v1_session_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Overlap.ProtoReflect.Descriptor instead.
+func (*Overlap) Descriptor() ([]byte, []int) {
+	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Overlap) GetState() *SubscriptionState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *Overlap) GetStartUs() int64 {
+	if x != nil {
+		return x.StartUs
+	}
+	return 0
+}
+
+func (x *Overlap) GetEnded() bool {
+	if x != nil {
+		return x.Ended
+	}
+	return false
+}
+
+func (x *Overlap) GetEndUs() int64 {
+	if x != nil {
+		return x.EndUs
+	}
+	return 0
+}
+
 // StreamKey names one stream of one subscription.
 type StreamKey struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -758,7 +999,7 @@ type StreamKey struct {
 
 func (x *StreamKey) Reset() {
 	*x = StreamKey{}
-	mi := &file_strata_storage_v1_session_proto_msgTypes[7]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +1011,7 @@ func (x *StreamKey) String() string {
 func (*StreamKey) ProtoMessage() {}
 
 func (x *StreamKey) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_storage_v1_session_proto_msgTypes[7]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +1024,7 @@ func (x *StreamKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamKey.ProtoReflect.Descriptor instead.
 func (*StreamKey) Descriptor() ([]byte, []int) {
-	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{7}
+	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StreamKey) GetSubscriptionId() uint64 {
@@ -831,14 +1072,19 @@ type StreamRing struct {
 	// acknowledges them to their group after the commit, and again when it
 	// opens (an acknowledgement a crash lost), so a finished grant never
 	// goes to another member.
-	DoneGrants    []uint64 `protobuf:"varint,5,rep,packed,name=done_grants,json=doneGrants,proto3" json:"done_grants,omitempty"`
+	DoneGrants []uint64 `protobuf:"varint,5,rep,packed,name=done_grants,json=doneGrants,proto3" json:"done_grants,omitempty"`
+	// NumberedUs is the timestamp of the last message of the stream the
+	// subscription numbered (delivered or skipped), 0 when none: where an
+	// UNSUBSCRIBE hands the stream's messages over to the overlapping
+	// subscriptions (Overlap.end_us).
+	NumberedUs    int64 `protobuf:"varint,6,opt,name=numbered_us,json=numberedUs,proto3" json:"numbered_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamRing) Reset() {
 	*x = StreamRing{}
-	mi := &file_strata_storage_v1_session_proto_msgTypes[8]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +1096,7 @@ func (x *StreamRing) String() string {
 func (*StreamRing) ProtoMessage() {}
 
 func (x *StreamRing) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_storage_v1_session_proto_msgTypes[8]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +1109,7 @@ func (x *StreamRing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRing.ProtoReflect.Descriptor instead.
 func (*StreamRing) Descriptor() ([]byte, []int) {
-	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{8}
+	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StreamRing) GetKey() *StreamKey {
@@ -901,6 +1147,13 @@ func (x *StreamRing) GetDoneGrants() []uint64 {
 	return nil
 }
 
+func (x *StreamRing) GetNumberedUs() int64 {
+	if x != nil {
+		return x.NumberedUs
+	}
+	return 0
+}
+
 // RetainedBatchKey names one retained batch record of a subscription.
 type RetainedBatchKey struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -912,7 +1165,7 @@ type RetainedBatchKey struct {
 
 func (x *RetainedBatchKey) Reset() {
 	*x = RetainedBatchKey{}
-	mi := &file_strata_storage_v1_session_proto_msgTypes[9]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1177,7 @@ func (x *RetainedBatchKey) String() string {
 func (*RetainedBatchKey) ProtoMessage() {}
 
 func (x *RetainedBatchKey) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_storage_v1_session_proto_msgTypes[9]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1190,7 @@ func (x *RetainedBatchKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedBatchKey.ProtoReflect.Descriptor instead.
 func (*RetainedBatchKey) Descriptor() ([]byte, []int) {
-	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{9}
+	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RetainedBatchKey) GetSubscriptionId() uint64 {
@@ -971,7 +1224,7 @@ type RetainedBatch struct {
 
 func (x *RetainedBatch) Reset() {
 	*x = RetainedBatch{}
-	mi := &file_strata_storage_v1_session_proto_msgTypes[10]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1236,7 @@ func (x *RetainedBatch) String() string {
 func (*RetainedBatch) ProtoMessage() {}
 
 func (x *RetainedBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_storage_v1_session_proto_msgTypes[10]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1249,7 @@ func (x *RetainedBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedBatch.ProtoReflect.Descriptor instead.
 func (*RetainedBatch) Descriptor() ([]byte, []int) {
-	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{10}
+	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RetainedBatch) GetKey() *RetainedBatchKey {
@@ -1058,7 +1311,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_strata_storage_v1_session_proto_msgTypes[11]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1323,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_storage_v1_session_proto_msgTypes[11]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1336,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{11}
+	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Session) GetRecord() *SessionRecord {
@@ -1156,7 +1409,7 @@ type SessionCommit struct {
 
 func (x *SessionCommit) Reset() {
 	*x = SessionCommit{}
-	mi := &file_strata_storage_v1_session_proto_msgTypes[12]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1421,7 @@ func (x *SessionCommit) String() string {
 func (*SessionCommit) ProtoMessage() {}
 
 func (x *SessionCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_storage_v1_session_proto_msgTypes[12]
+	mi := &file_strata_storage_v1_session_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1434,7 @@ func (x *SessionCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionCommit.ProtoReflect.Descriptor instead.
 func (*SessionCommit) Descriptor() ([]byte, []int) {
-	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{12}
+	return file_strata_storage_v1_session_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionCommit) GetClientId() string {
@@ -1319,16 +1572,32 @@ const file_strata_storage_v1_session_proto_rawDesc = "" +
 	"\x13retain_as_published\x18\x06 \x01(\bR\x11retainAsPublished\x12'\n" +
 	"\x0fretain_handling\x18\a \x01(\rR\x0eretainHandling\x12<\n" +
 	"\x17subscription_identifier\x18\b \x01(\rH\x00R\x16subscriptionIdentifier\x88\x01\x01B\x1a\n" +
-	"\x18_subscription_identifier\"\x95\x02\n" +
+	"\x18_subscription_identifier\"\xd1\x02\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
 	"\ftopic_filter\x18\x02 \x01(\tR\vtopicFilter\x12#\n" +
 	"\rcurrent_state\x18\x03 \x01(\x04R\fcurrentState\x12\x19\n" +
 	"\bstart_us\x18\x04 \x03(\x03R\astartUs\x12R\n" +
-	"\vgenerations\x18\x05 \x03(\v20.strata.storage.v1.Subscription.GenerationsEntryR\vgenerations\x1a>\n" +
+	"\vgenerations\x18\x05 \x03(\v20.strata.storage.v1.Subscription.GenerationsEntryR\vgenerations\x12:\n" +
+	"\x05ended\x18\x06 \x03(\v2$.strata.storage.v1.EndedSubscriptionR\x05ended\x1a>\n" +
 	"\x10GenerationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb9\x02\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb5\x02\n" +
+	"\x11EndedSubscription\x12:\n" +
+	"\x05state\x18\x01 \x01(\v2$.strata.storage.v1.SubscriptionStateR\x05state\x12\x19\n" +
+	"\bstart_us\x18\x02 \x03(\x03R\astartUs\x120\n" +
+	"\x04ends\x18\x03 \x03(\v2\x1c.strata.storage.v1.StreamEndR\x04ends\x12W\n" +
+	"\vgenerations\x18\x04 \x03(\v25.strata.storage.v1.EndedSubscription.GenerationsEntryR\vgenerations\x1a>\n" +
+	"\x10GenerationsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"{\n" +
+	"\tStreamEnd\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12!\n" +
+	"\fstatic_index\x18\x03 \x01(\fR\vstaticIndex\x12\x15\n" +
+	"\x06end_us\x18\x04 \x01(\x03R\x05endUs\"\xf1\x02\n" +
 	"\vBatchRecord\x12\x19\n" +
 	"\bit_begin\x18\x01 \x01(\fR\aitBegin\x12\x15\n" +
 	"\x06it_end\x18\x02 \x01(\fR\x05itEnd\x12\x14\n" +
@@ -1338,14 +1607,21 @@ const file_strata_storage_v1_session_proto_rawDesc = "" +
 	"\x0flast_seqno_qos1\x18\x06 \x01(\x04R\rlastSeqnoQos1\x12&\n" +
 	"\x0flast_seqno_qos2\x18\a \x01(\x04R\rlastSeqnoQos2\x12\x1b\n" +
 	"\tsub_state\x18\b \x01(\x04R\bsubState\x12!\n" +
-	"\fshared_grant\x18\t \x01(\x04R\vsharedGrant\"\x8d\x01\n" +
+	"\fshared_grant\x18\t \x01(\x04R\vsharedGrant\x126\n" +
+	"\boverlaps\x18\n" +
+	" \x03(\v2\x1a.strata.storage.v1.OverlapR\boverlaps\"\x8d\x01\n" +
+	"\aOverlap\x12:\n" +
+	"\x05state\x18\x01 \x01(\v2$.strata.storage.v1.SubscriptionStateR\x05state\x12\x19\n" +
+	"\bstart_us\x18\x02 \x01(\x03R\astartUs\x12\x14\n" +
+	"\x05ended\x18\x03 \x01(\bR\x05ended\x12\x15\n" +
+	"\x06end_us\x18\x04 \x01(\x03R\x05endUs\"\x8d\x01\n" +
 	"\tStreamKey\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\x04R\x0esubscriptionId\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x03 \x01(\x04R\n" +
 	"generation\x12!\n" +
-	"\fstatic_index\x18\x04 \x01(\fR\vstaticIndex\"\xd7\x01\n" +
+	"\fstatic_index\x18\x04 \x01(\fR\vstaticIndex\"\xf8\x01\n" +
 	"\n" +
 	"StreamRing\x12.\n" +
 	"\x03key\x18\x01 \x01(\v2\x1c.strata.storage.v1.StreamKeyR\x03key\x128\n" +
@@ -1353,7 +1629,9 @@ const file_strata_storage_v1_session_proto_rawDesc = "" +
 	"\rend_of_stream\x18\x03 \x01(\bR\vendOfStream\x12\x1a\n" +
 	"\bposition\x18\x04 \x01(\fR\bposition\x12\x1f\n" +
 	"\vdone_grants\x18\x05 \x03(\x04R\n" +
-	"doneGrants\"K\n" +
+	"doneGrants\x12\x1f\n" +
+	"\vnumbered_us\x18\x06 \x01(\x03R\n" +
+	"numberedUs\"K\n" +
 	"\x10RetainedBatchKey\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\x04R\x0esubscriptionId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\"\xe7\x01\n" +
@@ -1403,7 +1681,7 @@ func file_strata_storage_v1_session_proto_rawDescGZIP() []byte {
 	return file_strata_storage_v1_session_proto_rawDescData
 }
 
-var file_strata_storage_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_strata_storage_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_strata_storage_v1_session_proto_goTypes = []any{
 	(*SessionGuardCounter)(nil), // 0: strata.storage.v1.SessionGuardCounter
 	(*Will)(nil),                // 1: strata.storage.v1.Will
@@ -1411,41 +1689,51 @@ var file_strata_storage_v1_session_proto_goTypes = []any{
 	(*SessionRecord)(nil),       // 3: strata.storage.v1.SessionRecord
 	(*SubscriptionState)(nil),   // 4: strata.storage.v1.SubscriptionState
 	(*Subscription)(nil),        // 5: strata.storage.v1.Subscription
-	(*BatchRecord)(nil),         // 6: strata.storage.v1.BatchRecord
-	(*StreamKey)(nil),           // 7: strata.storage.v1.StreamKey
-	(*StreamRing)(nil),          // 8: strata.storage.v1.StreamRing
-	(*RetainedBatchKey)(nil),    // 9: strata.storage.v1.RetainedBatchKey
-	(*RetainedBatch)(nil),       // 10: strata.storage.v1.RetainedBatch
-	(*Session)(nil),             // 11: strata.storage.v1.Session
-	(*SessionCommit)(nil),       // 12: strata.storage.v1.SessionCommit
-	nil,                         // 13: strata.storage.v1.Subscription.GenerationsEntry
-	(*Message)(nil),             // 14: strata.storage.v1.Message
+	(*EndedSubscription)(nil),   // 6: strata.storage.v1.EndedSubscription
+	(*StreamEnd)(nil),           // 7: strata.storage.v1.StreamEnd
+	(*BatchRecord)(nil),         // 8: strata.storage.v1.BatchRecord
+	(*Overlap)(nil),             // 9: strata.storage.v1.Overlap
+	(*StreamKey)(nil),           // 10: strata.storage.v1.StreamKey
+	(*StreamRing)(nil),          // 11: strata.storage.v1.StreamRing
+	(*RetainedBatchKey)(nil),    // 12: strata.storage.v1.RetainedBatchKey
+	(*RetainedBatch)(nil),       // 13: strata.storage.v1.RetainedBatch
+	(*Session)(nil),             // 14: strata.storage.v1.Session
+	(*SessionCommit)(nil),       // 15: strata.storage.v1.SessionCommit
+	nil,                         // 16: strata.storage.v1.Subscription.GenerationsEntry
+	nil,                         // 17: strata.storage.v1.EndedSubscription.GenerationsEntry
+	(*Message)(nil),             // 18: strata.storage.v1.Message
 }
 var file_strata_storage_v1_session_proto_depIdxs = []int32{
-	14, // 0: strata.storage.v1.Will.message:type_name -> strata.storage.v1.Message
+	18, // 0: strata.storage.v1.Will.message:type_name -> strata.storage.v1.Message
 	1,  // 1: strata.storage.v1.SessionRecord.will:type_name -> strata.storage.v1.Will
 	2,  // 2: strata.storage.v1.SessionRecord.seqnos:type_name -> strata.storage.v1.SeqnoTracks
-	13, // 3: strata.storage.v1.Subscription.generations:type_name -> strata.storage.v1.Subscription.GenerationsEntry
-	7,  // 4: strata.storage.v1.StreamRing.key:type_name -> strata.storage.v1.StreamKey
-	6,  // 5: strata.storage.v1.StreamRing.batches:type_name -> strata.storage.v1.BatchRecord
-	9,  // 6: strata.storage.v1.RetainedBatch.key:type_name -> strata.storage.v1.RetainedBatchKey
-	3,  // 7: strata.storage.v1.Session.record:type_name -> strata.storage.v1.SessionRecord
-	5,  // 8: strata.storage.v1.Session.subscriptions:type_name -> strata.storage.v1.Subscription
-	4,  // 9: strata.storage.v1.Session.states:type_name -> strata.storage.v1.SubscriptionState
-	8,  // 10: strata.storage.v1.Session.streams:type_name -> strata.storage.v1.StreamRing
-	10, // 11: strata.storage.v1.Session.retained:type_name -> strata.storage.v1.RetainedBatch
-	5,  // 12: strata.storage.v1.SessionCommit.put_subscriptions:type_name -> strata.storage.v1.Subscription
-	4,  // 13: strata.storage.v1.SessionCommit.put_states:type_name -> strata.storage.v1.SubscriptionState
-	8,  // 14: strata.storage.v1.SessionCommit.put_streams:type_name -> strata.storage.v1.StreamRing
-	7,  // 15: strata.storage.v1.SessionCommit.delete_streams:type_name -> strata.storage.v1.StreamKey
-	2,  // 16: strata.storage.v1.SessionCommit.seqnos:type_name -> strata.storage.v1.SeqnoTracks
-	10, // 17: strata.storage.v1.SessionCommit.put_retained:type_name -> strata.storage.v1.RetainedBatch
-	9,  // 18: strata.storage.v1.SessionCommit.delete_retained:type_name -> strata.storage.v1.RetainedBatchKey
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	16, // 3: strata.storage.v1.Subscription.generations:type_name -> strata.storage.v1.Subscription.GenerationsEntry
+	6,  // 4: strata.storage.v1.Subscription.ended:type_name -> strata.storage.v1.EndedSubscription
+	4,  // 5: strata.storage.v1.EndedSubscription.state:type_name -> strata.storage.v1.SubscriptionState
+	7,  // 6: strata.storage.v1.EndedSubscription.ends:type_name -> strata.storage.v1.StreamEnd
+	17, // 7: strata.storage.v1.EndedSubscription.generations:type_name -> strata.storage.v1.EndedSubscription.GenerationsEntry
+	9,  // 8: strata.storage.v1.BatchRecord.overlaps:type_name -> strata.storage.v1.Overlap
+	4,  // 9: strata.storage.v1.Overlap.state:type_name -> strata.storage.v1.SubscriptionState
+	10, // 10: strata.storage.v1.StreamRing.key:type_name -> strata.storage.v1.StreamKey
+	8,  // 11: strata.storage.v1.StreamRing.batches:type_name -> strata.storage.v1.BatchRecord
+	12, // 12: strata.storage.v1.RetainedBatch.key:type_name -> strata.storage.v1.RetainedBatchKey
+	3,  // 13: strata.storage.v1.Session.record:type_name -> strata.storage.v1.SessionRecord
+	5,  // 14: strata.storage.v1.Session.subscriptions:type_name -> strata.storage.v1.Subscription
+	4,  // 15: strata.storage.v1.Session.states:type_name -> strata.storage.v1.SubscriptionState
+	11, // 16: strata.storage.v1.Session.streams:type_name -> strata.storage.v1.StreamRing
+	13, // 17: strata.storage.v1.Session.retained:type_name -> strata.storage.v1.RetainedBatch
+	5,  // 18: strata.storage.v1.SessionCommit.put_subscriptions:type_name -> strata.storage.v1.Subscription
+	4,  // 19: strata.storage.v1.SessionCommit.put_states:type_name -> strata.storage.v1.SubscriptionState
+	11, // 20: strata.storage.v1.SessionCommit.put_streams:type_name -> strata.storage.v1.StreamRing
+	10, // 21: strata.storage.v1.SessionCommit.delete_streams:type_name -> strata.storage.v1.StreamKey
+	2,  // 22: strata.storage.v1.SessionCommit.seqnos:type_name -> strata.storage.v1.SeqnoTracks
+	13, // 23: strata.storage.v1.SessionCommit.put_retained:type_name -> strata.storage.v1.RetainedBatch
+	12, // 24: strata.storage.v1.SessionCommit.delete_retained:type_name -> strata.storage.v1.RetainedBatchKey
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_strata_storage_v1_session_proto_init() }
@@ -1455,14 +1743,14 @@ func file_strata_storage_v1_session_proto_init() {
 	}
 	file_strata_storage_v1_storage_proto_init()
 	file_strata_storage_v1_session_proto_msgTypes[4].OneofWrappers = []any{}
-	file_strata_storage_v1_session_proto_msgTypes[12].OneofWrappers = []any{}
+	file_strata_storage_v1_session_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_storage_v1_session_proto_rawDesc), len(file_strata_storage_v1_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
