@@ -243,6 +243,8 @@ var (
 		"Shared group grants handed back by a member whose connection or membership ended, for another member.", nil, nil)
 	sharedDroppedDesc = prometheus.NewDesc("strata_ds_shared_dropped_messages_total",
 		"Messages of QoS 2 grants dropped because their member's session ended before it finished them (MQTT 5 section 4.8.2: never to another member).", nil, nil)
+	sharedMissedDesc = prometheus.NewDesc("strata_ds_shared_missed_messages_total",
+		"Messages of shared group grants that waited for a member when their generation was dropped (retention): nobody will get them.", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -251,6 +253,7 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- tailEvictedDesc
 	ch <- sharedReturnedDesc
 	ch <- sharedDroppedDesc
+	ch <- sharedMissedDesc
 	ch <- walFsyncsDesc
 	ch <- walBytesDesc
 	ch <- commitRoundsDesc
@@ -278,4 +281,5 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ss := c.db.SharedStats()
 	ch <- prometheus.MustNewConstMetric(sharedReturnedDesc, prometheus.CounterValue, float64(ss.Returned))
 	ch <- prometheus.MustNewConstMetric(sharedDroppedDesc, prometheus.CounterValue, float64(ss.Dropped))
+	ch <- prometheus.MustNewConstMetric(sharedMissedDesc, prometheus.CounterValue, float64(ss.Missed))
 }

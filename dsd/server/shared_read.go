@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -360,7 +361,7 @@ func (l *link) grantLocked(e *linkEntry, room int) (*dsdv1.GatewayLinkResponse, 
 	if w := state.Waiting; w != nil {
 		m, _, _, err := readOpen(l.ctx, db, w.ItBegin, storage.Limit{Count: int(w.Count)})
 		if err != nil {
-			return nil, false, err
+			return nil, false, l.sharedReadFailed(sr, err)
 		}
 		msgs = m
 		grant = &storagev1.SharedGrant{Id: w.Id, ItBegin: w.ItBegin, ItEnd: w.ItEnd, Redelivery: true}
@@ -371,7 +372,7 @@ func (l *link) grantLocked(e *linkEntry, room int) (*dsdv1.GatewayLinkResponse, 
 		}
 		m, next, end, err := readOpen(l.ctx, db, cur, storage.Limit{Max: min(r.batch, room), MaxBytes: l.s.opts.MaxBatchBytes})
 		if err != nil {
-			return nil, false, err
+			return nil, false, l.sharedReadFailed(sr, err)
 		}
 		if n := ss.cutLocked(e, m); n < len(m) {
 			// A share of the messages, or those before another member's.
@@ -420,6 +421,20 @@ func (l *link) grantLocked(e *linkEntry, room int) (*dsdv1.GatewayLinkResponse, 
 	resp := readBatch(e.id, r.seq, msgs, grant.ItEnd, eos)
 	resp.GetBatch().Grant = &dsdv1.SharedGrantInfo{Id: id, ItBegin: grant.ItBegin, Redelivery: grant.Redelivery}
 	return resp, eos, nil
+}
+
+// sharedReadFailed returns a group stream's read error, for the reader's
+// end. A stream whose generation was dropped is forgotten by its group
+// first: its cursor, and its grants that waited for a member (their
+// messages are counted missed), which would otherwise stay for the group's
+// life and end every new reader of it the same way.
+func (l *link) sharedReadFailed(sr *sharedReader, err error) error {
+	if errors.Is(err, storage.ErrGenerationDropped) {
+		if ferr := l.s.db.SharedStreamGone(l.ctx, sr.filter, sr.stream); ferr != nil && l.ctx.Err() == nil {
+			l.s.log.Warn("shared group: dropped stream not forgotten", "filter", sr.filter, "err", ferr)
+		}
+	}
+	return err
 }
 
 // cutLocked is how many of msgs (read from the group's cursor) e may take:

@@ -120,7 +120,7 @@ func apply(st *shardState, cmd command) applyResult {
 	case cmdOpenSession, cmdCommitSession, cmdDisconnect, cmdDeleteSession, cmdRelease, cmdSessionGC,
 		cmdEndGatewayEpoch, cmdFireWills, cmdWillRetainedDone:
 		return applySession(st, c)
-	case cmdSharedGrant, cmdSharedAck, cmdSharedMemberDown, cmdSharedForget:
+	case cmdSharedGrant, cmdSharedAck, cmdSharedMemberDown, cmdSharedForget, cmdSharedStreamGone:
 		return applyShared(st, c)
 	}
 	// Invariant: the switch covers every command type the shard writer

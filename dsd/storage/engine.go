@@ -178,6 +178,7 @@ func (db *DB) open() error {
 		db.wg.Add(1)
 		go db.sharedAfterCommit(acks, downs)
 	}
+	db.forgetGoneSharedLater()
 	return nil
 }
 

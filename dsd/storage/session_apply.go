@@ -95,6 +95,9 @@ type sessionOutcome struct {
 	// messages of recorded QoS 2 grants dropped).
 	grant                         uint64
 	sharedReturned, sharedDropped int
+	// sharedMissed counts the messages of the waiting grants
+	// cmdSharedStreamGone forgot.
+	sharedMissed int
 }
 
 // Limits of session state.

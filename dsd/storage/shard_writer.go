@@ -336,7 +336,10 @@ func (s *shard) finish(f *inflightBatch, err error) {
 			r.finish(f.replies[i])
 		}
 		if f.compact != nil {
+			// A generation was dropped: so were the shared groups'
+			// streams of it.
 			s.db.scheduleCompaction(*f.compact)
+			s.db.forgetGoneSharedLater()
 		}
 	}
 	s.doneCh <- struct{}{}

@@ -103,11 +103,19 @@ type (
 	cmdSharedMemberDown struct{ down SharedDown }
 	// cmdSharedForget deletes a group no session subscribes to any more.
 	cmdSharedForget struct{ filter string }
+	// cmdSharedStreamGone forgets a group's stream whose generation was
+	// dropped: its cursor and the grants of it that wait for a member
+	// (their messages are gone).
+	cmdSharedStreamGone struct {
+		filter string
+		stream Stream
+	}
 )
 
 func (cmdSharedGrant) isCommand()      {}
 func (cmdSharedAck) isCommand()        {}
 func (cmdSharedMemberDown) isCommand() {}
+func (cmdSharedStreamGone) isCommand() {}
 func (cmdSharedForget) isCommand()     {}
 
 // SharedDown is the end of a member's connection, or of its membership
@@ -193,6 +201,8 @@ func applyShared(st *shardState, cmd command) applyResult {
 		return applyResult{writes: []write{{key: sharedKey(st.shard, c.filter, subSharedGrant, idSuffix(c.id))}}}
 	case cmdSharedMemberDown:
 		return applySharedMemberDown(st, c.down)
+	case cmdSharedStreamGone:
+		return applySharedStreamGone(st, c)
 	case cmdSharedForget:
 		g := st.groups[c.filter]
 		if g == nil {
@@ -243,6 +253,29 @@ func applySharedGrant(st *shardState, c cmdSharedGrant) applyResult {
 		{key: sharedKey(st.shard, c.filter, subSharedGrant, idSuffix(ng.Id)), value: encodeValue(ng)},
 	}}
 	res.sess.grant = ng.Id
+	return res
+}
+
+func applySharedStreamGone(st *shardState, c cmdSharedStreamGone) applyResult {
+	g := st.groups[c.filter]
+	if g == nil {
+		return applyResult{}
+	}
+	var res applyResult
+	sk := sharedStreamSuffix(c.stream)
+	if _, ok := g.streams[string(sk)]; ok {
+		delete(g.streams, string(sk))
+		res.writes = append(res.writes, write{key: sharedKey(st.shard, c.filter, subSharedStream, sk)})
+	}
+	for _, id := range slices.Sorted(maps.Keys(g.grants)) {
+		gr := g.grants[id]
+		if gr.Member != "" || !sameStream(grantStream(gr), c.stream) {
+			continue // a member's grant ends with its ack or its member
+		}
+		delete(g.grants, id)
+		res.sess.sharedMissed += int(gr.Count)
+		res.writes = append(res.writes, write{key: sharedKey(st.shard, c.filter, subSharedGrant, idSuffix(id))})
+	}
 	return res
 }
 
@@ -637,19 +670,107 @@ func (db *DB) sharedAfterCommit(acks []sharedAck, downs []SharedDown) {
 	}
 }
 
-// SharedStats counts what members' ends did to shared groups.
+// SharedStats counts what members' ends and dropped generations did to
+// shared groups.
 type SharedStats struct {
 	// Returned counts grants handed back to their group (to go to another
 	// member); Dropped counts the messages of recorded QoS 2 grants dropped
-	// because their member's session ended (MQTT 5 section 4.8.2).
-	Returned, Dropped int64
+	// because their member's session ended (MQTT 5 section 4.8.2); Missed
+	// counts the messages of grants that waited for a member when their
+	// generation was dropped.
+	Returned, Dropped, Missed int64
 }
 
-type sharedCounters struct{ returned, dropped atomic.Int64 }
+type sharedCounters struct{ returned, dropped, missed atomic.Int64 }
 
 // SharedStats returns the shared group counters since Open.
 func (db *DB) SharedStats() SharedStats {
-	return SharedStats{Returned: db.sharedStats.returned.Load(), Dropped: db.sharedStats.dropped.Load()}
+	return SharedStats{Returned: db.sharedStats.returned.Load(), Dropped: db.sharedStats.dropped.Load(),
+		Missed: db.sharedStats.missed.Load()}
+}
+
+// goneShared is a group's stream of a generation that is not live.
+type goneShared struct {
+	filter string
+	stream Stream
+}
+
+// goneSharedStreams lists the groups' streams (cursors and waiting grants)
+// whose generation was dropped.
+func (db *DB) goneSharedStreams() []goneShared {
+	live := make([]map[uint64]bool, len(db.shards))
+	for i, s := range db.shards {
+		s.mu.RLock()
+		live[i] = make(map[uint64]bool, len(s.mu.st.gens))
+		for _, g := range s.mu.st.gens {
+			live[i][g.meta.Id] = true
+		}
+		s.mu.RUnlock()
+	}
+	gone := func(st Stream) bool { return st.Shard < len(live) && !live[st.Shard][st.Generation] }
+	var out []goneShared
+	add := func(filter string, st Stream) {
+		if gone(st) && !slices.ContainsFunc(out, func(o goneShared) bool { return o.filter == filter && sameStream(o.stream, st) }) {
+			out = append(out, goneShared{filter, st})
+		}
+	}
+	for _, s := range db.shards {
+		s.mu.RLock()
+		for _, filter := range sortedKeys(s.mu.st.groups) {
+			g := s.mu.st.groups[filter]
+			for _, k := range slices.Sorted(maps.Keys(g.streams)) {
+				cur := g.streams[k]
+				add(filter, Stream{Shard: int(cur.Shard), Generation: cur.Generation, StaticIndex: cur.StaticIndex})
+			}
+			for _, id := range slices.Sorted(maps.Keys(g.grants)) {
+				if gr := g.grants[id]; gr.Member == "" {
+					add(filter, grantStream(gr))
+				}
+			}
+		}
+		s.mu.RUnlock()
+	}
+	return out
+}
+
+// forgetGoneSharedLater forgets, on a goroutine of the DB, the groups'
+// streams whose generation was dropped (after a drop, and at Open for a
+// drop a crash interrupted): no reader would ever read them again, so
+// their waiting grants would stay for the group's life.
+func (db *DB) forgetGoneSharedLater() {
+	if db.closing.Load() {
+		return
+	}
+	gone := db.goneSharedStreams()
+	if len(gone) == 0 {
+		return
+	}
+	db.wg.Add(1)
+	go func() {
+		defer db.wg.Done()
+		for _, g := range gone {
+			if err := db.SharedStreamGone(db.ctx, g.filter, g.stream); err != nil && db.ctx.Err() == nil {
+				db.log.Warn("shared group: dropped stream not forgotten (again at the next drop or open)", "filter", g.filter, "err", err)
+				return
+			}
+		}
+	}()
+}
+
+// SharedStreamGone forgets a group's stream whose generation was dropped
+// (a read of it failed with ErrGenerationDropped): its cursor, and the
+// grants of it that waited for a member, counted as missed. A grant a
+// member holds ends as usual (its ack, or its member's end).
+func (db *DB) SharedStreamGone(ctx context.Context, filter string, stream Stream) error {
+	if !strings.HasPrefix(filter, sharedPrefix) {
+		return fmt.Errorf("%w: %q is not a shared filter", ErrInvalidArgument, filter)
+	}
+	rep, err := db.sessionDo(ctx, filter, func(int64) command { return cmdSharedStreamGone{filter: filter, stream: stream} })
+	if err != nil {
+		return err
+	}
+	db.sharedStats.missed.Add(int64(rep.sess.sharedMissed))
+	return nil
 }
 
 // ReturnUnheld hands back the member's grants of one stream, under guard,

@@ -125,3 +125,74 @@ func TestSharedReconcileAtOpen(t *testing.T) {
 	e.reopen()
 	waitFor(t, "the ghost's grant handed back", func() bool { return e.grants()[g].GetMember() == "" })
 }
+
+// TestSharedStreamGone: a group's stream whose generation was dropped is
+// forgotten: its cursor and the grants that waited for a member (counted
+// missed); a grant a member holds stays until its ack; other streams of
+// the group are untouched; the state survives a reopen. A drop by
+// retention (DropGeneration) does it by itself.
+func TestSharedStreamGone(t *testing.T) {
+	e := newSessEnv(t, 4)
+	ctx := context.Background()
+	a := e.openSess("a", "u", true, 100, "gw")
+	if err := e.db.CommitSession(ctx, subCommit("a", a.Guard, 1, 1, testGroup)); err != nil {
+		t.Fatal(err)
+	}
+	held := e.grantTo("a", a.Guard, "i0", "i1", false)
+	waiting := e.grantTo("a", a.Guard, "i1", "i2", false)
+	other := Stream{Shard: 1, Generation: 1, StaticIndex: []byte("s")}
+	if _, err := e.db.GrantShared(ctx, testGroup, &storagev1.SharedGrant{Member: "a", Guard: a.Guard, Shard: 1, Generation: 1,
+		StaticIndex: []byte("s"), ItBegin: []byte("o0"), ItEnd: []byte("o1"), Count: 5}); err != nil {
+		t.Fatal(err)
+	}
+	// a disconnects without acknowledging: its grants go back to the group;
+	// b takes held again, so one grant of the stream has a member.
+	e.disconnect("a", a.Guard, true)
+	waitFor(t, "a's grants handed back", func() bool { return e.grants()[waiting].GetMember() == "" })
+	b := e.openSess("b", "u", true, 100, "gw")
+	if _, err := e.db.GrantShared(ctx, testGroup, &storagev1.SharedGrant{Id: held, Member: "b", Guard: b.Guard}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.db.SharedStats().Missed
+	if err := e.db.SharedStreamGone(ctx, testGroup, testStream); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.db.SharedStats().Missed - before; got != 3 {
+		t.Fatalf("missed %d messages, want the waiting grant's 3", got)
+	}
+	check := func(when string) {
+		t.Helper()
+		gs := e.grants()
+		if gs[waiting] != nil || gs[held].GetMember() != "b" {
+			t.Fatalf("%s: grants %v: want the waiting one forgotten, b's kept", when, gs)
+		}
+		if st := e.db.SharedStream(testGroup, testStream); st.Cursor != nil || st.Waiting != nil {
+			t.Fatalf("%s: dropped stream state %+v, want none", when, st)
+		}
+		if st := e.db.SharedStream(testGroup, other); string(st.Cursor) != "o1" || st.Waiting == nil {
+			t.Fatalf("%s: other stream %+v, want its cursor and waiting grant", when, st)
+		}
+	}
+	check("after")
+	e.reopen()
+	check("after reopen")
+	if err := e.db.SharedStreamGone(ctx, "t/#", testStream); err == nil {
+		t.Fatal("a plain filter was taken as a group")
+	}
+	// Retention drops generation 1 of shard 1: the group forgets its stream
+	// there by itself (nobody would read it again).
+	before = e.db.SharedStats().Missed
+	if _, err := e.db.AddGeneration(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.DropGeneration(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the dropped generation's group stream forgotten", func() bool {
+		st := e.db.SharedStream(testGroup, other)
+		return st.Cursor == nil && st.Waiting == nil
+	})
+	if got := e.db.SharedStats().Missed - before; got != 5 {
+		t.Fatalf("missed %d messages with the drop, want the waiting grant's 5", got)
+	}
+}
