@@ -215,6 +215,7 @@ func (s *gatewayLinkService) GatewayLink(stream dsdv1.GatewayLinkService_Gateway
 		Site: s.db.SiteID(), NShards: uint32(s.db.NShards()),
 		MaxBatchMessages: uint32(s.opts.BatchSize), MaxBatchBytes: uint64(s.opts.MaxBatchBytes),
 		HeartbeatIntervalMs: uint32(s.opts.HeartbeatInterval.Milliseconds()),
+		BatchAcks:           true,
 	}
 	if err := stream.Send(&dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Welcome{Welcome: welcome}}); err != nil {
 		return statusFor(err)
@@ -316,6 +317,10 @@ func (l *link) handle(req *dsdv1.GatewayLinkRequest) error {
 		l.addRead(k.Read)
 	case *dsdv1.GatewayLinkRequest_Ack:
 		l.ack(k.Ack)
+	case *dsdv1.GatewayLinkRequest_Acks:
+		for _, a := range k.Acks.GetAcks() {
+			l.ack(a)
+		}
 	case *dsdv1.GatewayLinkRequest_Remove:
 		l.remove(k.Remove.GetEntryId())
 	case *dsdv1.GatewayLinkRequest_SharedAck:

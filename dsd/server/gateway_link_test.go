@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -683,4 +684,53 @@ func TestLinkDBClosedEndsEntries(t *testing.T) {
 		t.Fatalf("ended entries %v", ended)
 	}
 	eventually(t, "entries ended", func() bool { return e.srv.link.entries.Load() == 0 })
+}
+
+// TestLinkBatchAcks: dsd's welcome offers BatchAcks, and one request of
+// several acks releases each entry's window as the acks one by one would;
+// a bad ack among them is answered alone and the others still apply.
+func TestLinkBatchAcks(t *testing.T) {
+	e := startLinkServer(t, GatewayLinkOptions{})
+	l := e.open()
+	if !l.Welcome.GetBatchAcks() {
+		t.Fatal("welcome without batch_acks")
+	}
+	ev := recvAll(l)
+	for _, topic := range []string{"ba/1", "ba/2"} {
+		for i := range 4 {
+			e.store("p", topic, []byte(fmt.Sprint(i)))
+		}
+	}
+	ids := map[uint64]string{}
+	for _, topic := range []string{"ba/1", "ba/2"} {
+		id, err := l.AddReadBatch(e.iteratorFor(topic, 0), 2, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[id] = topic
+	}
+	acks := &dsdv1.BatchAcks{}
+	got := map[uint64][]string{}
+	for range 2 {
+		b := ev.batch(t)
+		got[b.GetEntryId()] = append(got[b.GetEntryId()], payloads(b)...)
+		acks.Acks = append(acks.Acks, &dsdv1.BatchAck{EntryId: b.GetEntryId(), BatchSeq: b.GetBatchSeq()})
+	}
+	bad := acks.Acks[0].GetEntryId()
+	acks.Acks = append(acks.Acks[:1], append([]*dsdv1.BatchAck{{EntryId: bad, BatchSeq: 99}}, acks.Acks[1:]...)...)
+	if err := l.Send(&dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Acks{Acks: acks}}); err != nil {
+		t.Fatal(err)
+	}
+	if er := ev.entryError(t); er.GetEntryId() != bad || codes.Code(er.GetCode()) != codes.InvalidArgument || er.GetEntryEnded() {
+		t.Fatalf("bad ack among the acks: %v", er)
+	}
+	for range 2 {
+		b := ev.batch(t)
+		got[b.GetEntryId()] = append(got[b.GetEntryId()], payloads(b)...)
+	}
+	for id, topic := range ids {
+		if !slices.Equal(got[id], []string{"0", "1", "2", "3"}) {
+			t.Fatalf("entry %d (%s) got %v, want its 4 messages in two windows", id, topic, got[id])
+		}
+	}
 }

@@ -200,13 +200,8 @@ func (r *Router) send(ctx context.Context, link *client.Link) error {
 		r.mu.queue = nil
 		wake := r.mu.wake
 		r.mu.Unlock()
-		for _, q := range batch {
-			if q.gen != gen {
-				continue
-			}
-			if err := link.Send(q.req); err != nil {
-				return fmt.Errorf("dsdbackend: link send: %w", err)
-			}
+		if err := sendBatch(link.Send, link.Welcome.GetBatchAcks(), batch, gen); err != nil {
+			return fmt.Errorf("dsdbackend: link send: %w", err)
 		}
 		if len(batch) > 0 {
 			continue
@@ -217,6 +212,49 @@ func (r *Router) send(ctx context.Context, link *client.Link) error {
 		case <-wake:
 		}
 	}
+}
+
+// maxAcksPerRequest bounds the BatchAcks of one request.
+const maxAcksPerRequest = 1024
+
+// sendBatch sends the requests of generation gen in order. Consecutive
+// BatchAcks go as one request (BatchAcks) when dsd takes them (together):
+// a gateway fanning a stream out acknowledges a batch per session, and a
+// request each cost dsd a receive each.
+func sendBatch(send func(*dsdv1.GatewayLinkRequest) error, together bool, batch []queued, gen uint64) error {
+	var acks []*dsdv1.BatchAck
+	flush := func() error {
+		var err error
+		switch len(acks) {
+		case 0:
+		case 1:
+			err = send(&dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Ack{Ack: acks[0]}})
+		default:
+			err = send(&dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Acks{Acks: &dsdv1.BatchAcks{Acks: acks}}})
+		}
+		acks = nil
+		return err
+	}
+	for _, q := range batch {
+		if q.gen != gen {
+			continue
+		}
+		if a := q.req.GetAck(); a != nil && together {
+			if acks = append(acks, a); len(acks) == maxAcksPerRequest {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		if err := send(q.req); err != nil {
+			return err
+		}
+	}
+	return flush()
 }
 
 // dispatch routes one response of the link; it reports whether it was an

@@ -1,6 +1,8 @@
 package dsdbackend
 
 import (
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -93,5 +95,51 @@ func TestRouterRoutesAndForgets(t *testing.T) {
 	r.mu.Unlock()
 	if queued != 0 {
 		t.Fatalf("%d requests of the old link still queued", queued)
+	}
+}
+
+// TestSendBatchCoalescesAcks: consecutive BatchAcks go as one request when
+// dsd takes them, in order with the other requests around them, bounded
+// per request; requests of an older link generation are dropped; without
+// dsd's consent each ack goes alone.
+func TestSendBatchCoalescesAcks(t *testing.T) {
+	ack := func(id uint64) queued {
+		return queued{gen: 2, req: &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Ack{Ack: &dsdv1.BatchAck{EntryId: id, BatchSeq: 1}}}}
+	}
+	remove := func(id uint64) queued {
+		return queued{gen: 2, req: &dsdv1.GatewayLinkRequest{Kind: &dsdv1.GatewayLinkRequest_Remove{Remove: &dsdv1.RemoveEntry{EntryId: id}}}}
+	}
+	stale := ack(99)
+	stale.gen = 1
+	batch := []queued{ack(1), ack(2), stale, ack(3), remove(4), ack(5), remove(6)}
+	for i := range maxAcksPerRequest + 1 {
+		batch = append(batch, ack(uint64(100+i)))
+	}
+	describe := func(together bool) []string {
+		var out []string
+		send := func(r *dsdv1.GatewayLinkRequest) error {
+			switch {
+			case r.GetAck() != nil:
+				out = append(out, fmt.Sprintf("ack %d", r.GetAck().GetEntryId()))
+			case r.GetAcks() != nil:
+				as := r.GetAcks().GetAcks()
+				out = append(out, fmt.Sprintf("acks %d..%d (%d)", as[0].GetEntryId(), as[len(as)-1].GetEntryId(), len(as)))
+			case r.GetRemove() != nil:
+				out = append(out, fmt.Sprintf("remove %d", r.GetRemove().GetEntryId()))
+			}
+			return nil
+		}
+		if err := sendBatch(send, together, batch, 2); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	got := describe(true)
+	want := []string{"acks 1..3 (3)", "remove 4", "ack 5", "remove 6", "acks 100..1123 (1024)", "ack 1124"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("together: %v, want %v", got, want)
+	}
+	if got := describe(false); len(got) != 6+maxAcksPerRequest+1 || got[0] != "ack 1" || got[2] != "ack 3" {
+		t.Fatalf("alone: %d requests starting %v, want one per request", len(got), got[:4])
 	}
 }

@@ -33,6 +33,7 @@ type GatewayLinkRequest struct {
 	//	*GatewayLinkRequest_Remove
 	//	*GatewayLinkRequest_Heartbeat
 	//	*GatewayLinkRequest_SharedAck
+	//	*GatewayLinkRequest_Acks
 	Kind          isGatewayLinkRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -138,6 +139,15 @@ func (x *GatewayLinkRequest) GetSharedAck() *SharedAck {
 	return nil
 }
 
+func (x *GatewayLinkRequest) GetAcks() *BatchAcks {
+	if x != nil {
+		if x, ok := x.Kind.(*GatewayLinkRequest_Acks); ok {
+			return x.Acks
+		}
+	}
+	return nil
+}
+
 type isGatewayLinkRequest_Kind interface {
 	isGatewayLinkRequest_Kind()
 }
@@ -175,6 +185,12 @@ type GatewayLinkRequest_SharedAck struct {
 	SharedAck *SharedAck `protobuf:"bytes,16,opt,name=shared_ack,json=sharedAck,proto3,oneof"`
 }
 
+type GatewayLinkRequest_Acks struct {
+	// Acks are several BatchAcks in one request, applied in order as if
+	// sent one by one (only to a dsd whose welcome has batch_acks).
+	Acks *BatchAcks `protobuf:"bytes,17,opt,name=acks,proto3,oneof"`
+}
+
 func (*GatewayLinkRequest_Hello) isGatewayLinkRequest_Kind() {}
 
 func (*GatewayLinkRequest_Watch) isGatewayLinkRequest_Kind() {}
@@ -188,6 +204,8 @@ func (*GatewayLinkRequest_Remove) isGatewayLinkRequest_Kind() {}
 func (*GatewayLinkRequest_Heartbeat) isGatewayLinkRequest_Kind() {}
 
 func (*GatewayLinkRequest_SharedAck) isGatewayLinkRequest_Kind() {}
+
+func (*GatewayLinkRequest_Acks) isGatewayLinkRequest_Kind() {}
 
 // GatewayLinkResponse is one message from dsd. Everything about an entry
 // carries its entry id.
@@ -420,8 +438,11 @@ type GatewayWelcome struct {
 	// HeartbeatIntervalMs is dsd's durable_sessions.gateway_heartbeat_interval:
 	// dsd declares the epoch dead after 3 intervals without a request.
 	HeartbeatIntervalMs uint32 `protobuf:"varint,5,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// BatchAcks: dsd takes GatewayLinkRequest.acks (a gateway sends it only
+	// then, so a new gateway works with an older dsd).
+	BatchAcks     bool `protobuf:"varint,6,opt,name=batch_acks,json=batchAcks,proto3" json:"batch_acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GatewayWelcome) Reset() {
@@ -487,6 +508,13 @@ func (x *GatewayWelcome) GetHeartbeatIntervalMs() uint32 {
 		return x.HeartbeatIntervalMs
 	}
 	return 0
+}
+
+func (x *GatewayWelcome) GetBatchAcks() bool {
+	if x != nil {
+		return x.BatchAcks
+	}
+	return false
 }
 
 // Heartbeat renews the lease of the link's gateway epoch. The gateway sends
@@ -1149,6 +1177,53 @@ func (x *BatchAck) GetBatchSeq() uint64 {
 	return 0
 }
 
+// BatchAcks carries several BatchAcks: a gateway that fans a stream out to
+// many sessions acknowledges many batches at once, and one request costs
+// dsd one receive instead of one each.
+type BatchAcks struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Acks          []*BatchAck            `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchAcks) Reset() {
+	*x = BatchAcks{}
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchAcks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchAcks) ProtoMessage() {}
+
+func (x *BatchAcks) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchAcks.ProtoReflect.Descriptor instead.
+func (*BatchAcks) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BatchAcks) GetAcks() []*BatchAck {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
 // RemoveEntry ends an entry. Removing an entry that already ended is a no-op.
 type RemoveEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1159,7 +1234,7 @@ type RemoveEntry struct {
 
 func (x *RemoveEntry) Reset() {
 	*x = RemoveEntry{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1246,7 @@ func (x *RemoveEntry) String() string {
 func (*RemoveEntry) ProtoMessage() {}
 
 func (x *RemoveEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[14]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1259,7 @@ func (x *RemoveEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveEntry.ProtoReflect.Descriptor instead.
 func (*RemoveEntry) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{14}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RemoveEntry) GetEntryId() uint64 {
@@ -1206,7 +1281,7 @@ type AnnouncedStream struct {
 
 func (x *AnnouncedStream) Reset() {
 	*x = AnnouncedStream{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1293,7 @@ func (x *AnnouncedStream) String() string {
 func (*AnnouncedStream) ProtoMessage() {}
 
 func (x *AnnouncedStream) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[15]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1306,7 @@ func (x *AnnouncedStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncedStream.ProtoReflect.Descriptor instead.
 func (*AnnouncedStream) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{15}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AnnouncedStream) GetStream() *Stream {
@@ -1262,7 +1337,7 @@ type StreamsAnnouncement struct {
 
 func (x *StreamsAnnouncement) Reset() {
 	*x = StreamsAnnouncement{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1349,7 @@ func (x *StreamsAnnouncement) String() string {
 func (*StreamsAnnouncement) ProtoMessage() {}
 
 func (x *StreamsAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[16]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1362,7 @@ func (x *StreamsAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamsAnnouncement.ProtoReflect.Descriptor instead.
 func (*StreamsAnnouncement) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{16}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StreamsAnnouncement) GetEntryId() uint64 {
@@ -1338,7 +1413,7 @@ type ReadBatch struct {
 
 func (x *ReadBatch) Reset() {
 	*x = ReadBatch{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[17]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1425,7 @@ func (x *ReadBatch) String() string {
 func (*ReadBatch) ProtoMessage() {}
 
 func (x *ReadBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[17]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1438,7 @@ func (x *ReadBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBatch.ProtoReflect.Descriptor instead.
 func (*ReadBatch) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{17}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadBatch) GetEntryId() uint64 {
@@ -1428,7 +1503,7 @@ type SharedGrantInfo struct {
 
 func (x *SharedGrantInfo) Reset() {
 	*x = SharedGrantInfo{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[18]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1515,7 @@ func (x *SharedGrantInfo) String() string {
 func (*SharedGrantInfo) ProtoMessage() {}
 
 func (x *SharedGrantInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[18]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1528,7 @@ func (x *SharedGrantInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedGrantInfo.ProtoReflect.Descriptor instead.
 func (*SharedGrantInfo) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{18}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SharedGrantInfo) GetId() uint64 {
@@ -1489,7 +1564,7 @@ type SharedBatch struct {
 
 func (x *SharedBatch) Reset() {
 	*x = SharedBatch{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[19]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1576,7 @@ func (x *SharedBatch) String() string {
 func (*SharedBatch) ProtoMessage() {}
 
 func (x *SharedBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[19]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1589,7 @@ func (x *SharedBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedBatch.ProtoReflect.Descriptor instead.
 func (*SharedBatch) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{19}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SharedBatch) GetEntryId() uint64 {
@@ -1557,7 +1632,7 @@ type EntryError struct {
 
 func (x *EntryError) Reset() {
 	*x = EntryError{}
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[20]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1644,7 @@ func (x *EntryError) String() string {
 func (*EntryError) ProtoMessage() {}
 
 func (x *EntryError) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[20]
+	mi := &file_strata_dsd_v1_gateway_link_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1657,7 @@ func (x *EntryError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryError.ProtoReflect.Descriptor instead.
 func (*EntryError) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{20}
+	return file_strata_dsd_v1_gateway_link_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EntryError) GetEntryId() uint64 {
@@ -1617,7 +1692,7 @@ var File_strata_dsd_v1_gateway_link_proto protoreflect.FileDescriptor
 
 const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\n" +
-	" strata/dsd/v1/gateway_link.proto\x12\rstrata.dsd.v1\x1a#strata/dsd/v1/storage_service.proto\"\x8c\x03\n" +
+	" strata/dsd/v1/gateway_link.proto\x12\rstrata.dsd.v1\x1a#strata/dsd/v1/storage_service.proto\"\xbc\x03\n" +
 	"\x12GatewayLinkRequest\x123\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1b.strata.dsd.v1.GatewayHelloH\x00R\x05hello\x121\n" +
 	"\x05watch\x18\x02 \x01(\v2\x19.strata.dsd.v1.WatchEntryH\x00R\x05watch\x12.\n" +
@@ -1626,7 +1701,8 @@ const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\x06remove\x18\x05 \x01(\v2\x1a.strata.dsd.v1.RemoveEntryH\x00R\x06remove\x128\n" +
 	"\theartbeat\x18\x06 \x01(\v2\x18.strata.dsd.v1.HeartbeatH\x00R\theartbeat\x129\n" +
 	"\n" +
-	"shared_ack\x18\x10 \x01(\v2\x18.strata.dsd.v1.SharedAckH\x00R\tsharedAckB\x06\n" +
+	"shared_ack\x18\x10 \x01(\v2\x18.strata.dsd.v1.SharedAckH\x00R\tsharedAck\x12.\n" +
+	"\x04acks\x18\x11 \x01(\v2\x18.strata.dsd.v1.BatchAcksH\x00R\x04acksB\x06\n" +
 	"\x04kind\"\xfd\x02\n" +
 	"\x13GatewayLinkResponse\x129\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1d.strata.dsd.v1.GatewayWelcomeH\x00R\awelcome\x12H\n" +
@@ -1640,13 +1716,15 @@ const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\n" +
 	"gateway_id\x18\x01 \x01(\tR\tgatewayId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12#\n" +
-	"\rstored_values\x18\x03 \x01(\bR\fstoredValues\"\xc9\x01\n" +
+	"\rstored_values\x18\x03 \x01(\bR\fstoredValues\"\xe8\x01\n" +
 	"\x0eGatewayWelcome\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x19\n" +
 	"\bn_shards\x18\x02 \x01(\rR\anShards\x12,\n" +
 	"\x12max_batch_messages\x18\x03 \x01(\rR\x10maxBatchMessages\x12&\n" +
 	"\x0fmax_batch_bytes\x18\x04 \x01(\x04R\rmaxBatchBytes\x122\n" +
-	"\x15heartbeat_interval_ms\x18\x05 \x01(\rR\x13heartbeatIntervalMs\"\x1d\n" +
+	"\x15heartbeat_interval_ms\x18\x05 \x01(\rR\x13heartbeatIntervalMs\x12\x1d\n" +
+	"\n" +
+	"batch_acks\x18\x06 \x01(\bR\tbatchAcks\"\x1d\n" +
 	"\tHeartbeat\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\" \n" +
 	"\fHeartbeatAck\x12\x10\n" +
@@ -1691,7 +1769,9 @@ const file_strata_dsd_v1_gateway_link_proto_rawDesc = "" +
 	"\asession\x18\x03 \x01(\v2\x19.strata.dsd.v1.SessionRefR\asession\"B\n" +
 	"\bBatchAck\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\x12\x1b\n" +
-	"\tbatch_seq\x18\x02 \x01(\x04R\bbatchSeq\"(\n" +
+	"\tbatch_seq\x18\x02 \x01(\x04R\bbatchSeq\"8\n" +
+	"\tBatchAcks\x12+\n" +
+	"\x04acks\x18\x01 \x03(\v2\x17.strata.dsd.v1.BatchAckR\x04acks\"(\n" +
 	"\vRemoveEntry\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\x04R\aentryId\"\\\n" +
 	"\x0fAnnouncedStream\x12-\n" +
@@ -1741,7 +1821,7 @@ func file_strata_dsd_v1_gateway_link_proto_rawDescGZIP() []byte {
 	return file_strata_dsd_v1_gateway_link_proto_rawDescData
 }
 
-var file_strata_dsd_v1_gateway_link_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_strata_dsd_v1_gateway_link_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_strata_dsd_v1_gateway_link_proto_goTypes = []any{
 	(*GatewayLinkRequest)(nil),  // 0: strata.dsd.v1.GatewayLinkRequest
 	(*GatewayLinkResponse)(nil), // 1: strata.dsd.v1.GatewayLinkResponse
@@ -1757,47 +1837,50 @@ var file_strata_dsd_v1_gateway_link_proto_goTypes = []any{
 	(*SharedRead)(nil),          // 11: strata.dsd.v1.SharedRead
 	(*SharedAck)(nil),           // 12: strata.dsd.v1.SharedAck
 	(*BatchAck)(nil),            // 13: strata.dsd.v1.BatchAck
-	(*RemoveEntry)(nil),         // 14: strata.dsd.v1.RemoveEntry
-	(*AnnouncedStream)(nil),     // 15: strata.dsd.v1.AnnouncedStream
-	(*StreamsAnnouncement)(nil), // 16: strata.dsd.v1.StreamsAnnouncement
-	(*ReadBatch)(nil),           // 17: strata.dsd.v1.ReadBatch
-	(*SharedGrantInfo)(nil),     // 18: strata.dsd.v1.SharedGrantInfo
-	(*SharedBatch)(nil),         // 19: strata.dsd.v1.SharedBatch
-	(*EntryError)(nil),          // 20: strata.dsd.v1.EntryError
-	(*Stream)(nil),              // 21: strata.dsd.v1.Stream
-	(*StoredMessage)(nil),       // 22: strata.dsd.v1.StoredMessage
+	(*BatchAcks)(nil),           // 14: strata.dsd.v1.BatchAcks
+	(*RemoveEntry)(nil),         // 15: strata.dsd.v1.RemoveEntry
+	(*AnnouncedStream)(nil),     // 16: strata.dsd.v1.AnnouncedStream
+	(*StreamsAnnouncement)(nil), // 17: strata.dsd.v1.StreamsAnnouncement
+	(*ReadBatch)(nil),           // 18: strata.dsd.v1.ReadBatch
+	(*SharedGrantInfo)(nil),     // 19: strata.dsd.v1.SharedGrantInfo
+	(*SharedBatch)(nil),         // 20: strata.dsd.v1.SharedBatch
+	(*EntryError)(nil),          // 21: strata.dsd.v1.EntryError
+	(*Stream)(nil),              // 22: strata.dsd.v1.Stream
+	(*StoredMessage)(nil),       // 23: strata.dsd.v1.StoredMessage
 }
 var file_strata_dsd_v1_gateway_link_proto_depIdxs = []int32{
 	2,  // 0: strata.dsd.v1.GatewayLinkRequest.hello:type_name -> strata.dsd.v1.GatewayHello
 	6,  // 1: strata.dsd.v1.GatewayLinkRequest.watch:type_name -> strata.dsd.v1.WatchEntry
 	10, // 2: strata.dsd.v1.GatewayLinkRequest.read:type_name -> strata.dsd.v1.ReadEntry
 	13, // 3: strata.dsd.v1.GatewayLinkRequest.ack:type_name -> strata.dsd.v1.BatchAck
-	14, // 4: strata.dsd.v1.GatewayLinkRequest.remove:type_name -> strata.dsd.v1.RemoveEntry
+	15, // 4: strata.dsd.v1.GatewayLinkRequest.remove:type_name -> strata.dsd.v1.RemoveEntry
 	4,  // 5: strata.dsd.v1.GatewayLinkRequest.heartbeat:type_name -> strata.dsd.v1.Heartbeat
 	12, // 6: strata.dsd.v1.GatewayLinkRequest.shared_ack:type_name -> strata.dsd.v1.SharedAck
-	3,  // 7: strata.dsd.v1.GatewayLinkResponse.welcome:type_name -> strata.dsd.v1.GatewayWelcome
-	16, // 8: strata.dsd.v1.GatewayLinkResponse.announcement:type_name -> strata.dsd.v1.StreamsAnnouncement
-	17, // 9: strata.dsd.v1.GatewayLinkResponse.batch:type_name -> strata.dsd.v1.ReadBatch
-	20, // 10: strata.dsd.v1.GatewayLinkResponse.error:type_name -> strata.dsd.v1.EntryError
-	9,  // 11: strata.dsd.v1.GatewayLinkResponse.kick:type_name -> strata.dsd.v1.SessionKick
-	5,  // 12: strata.dsd.v1.GatewayLinkResponse.heartbeat_ack:type_name -> strata.dsd.v1.HeartbeatAck
-	8,  // 13: strata.dsd.v1.WatchEntry.session:type_name -> strata.dsd.v1.SessionRef
-	7,  // 14: strata.dsd.v1.WatchEntry.shards:type_name -> strata.dsd.v1.WatchShard
-	8,  // 15: strata.dsd.v1.ReadEntry.session:type_name -> strata.dsd.v1.SessionRef
-	11, // 16: strata.dsd.v1.ReadEntry.shared:type_name -> strata.dsd.v1.SharedRead
-	8,  // 17: strata.dsd.v1.SharedAck.session:type_name -> strata.dsd.v1.SessionRef
-	21, // 18: strata.dsd.v1.AnnouncedStream.stream:type_name -> strata.dsd.v1.Stream
-	15, // 19: strata.dsd.v1.StreamsAnnouncement.streams:type_name -> strata.dsd.v1.AnnouncedStream
-	22, // 20: strata.dsd.v1.ReadBatch.messages:type_name -> strata.dsd.v1.StoredMessage
-	19, // 21: strata.dsd.v1.ReadBatch.shared:type_name -> strata.dsd.v1.SharedBatch
-	18, // 22: strata.dsd.v1.ReadBatch.grant:type_name -> strata.dsd.v1.SharedGrantInfo
-	0,  // 23: strata.dsd.v1.GatewayLinkService.GatewayLink:input_type -> strata.dsd.v1.GatewayLinkRequest
-	1,  // 24: strata.dsd.v1.GatewayLinkService.GatewayLink:output_type -> strata.dsd.v1.GatewayLinkResponse
-	24, // [24:25] is the sub-list for method output_type
-	23, // [23:24] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	14, // 7: strata.dsd.v1.GatewayLinkRequest.acks:type_name -> strata.dsd.v1.BatchAcks
+	3,  // 8: strata.dsd.v1.GatewayLinkResponse.welcome:type_name -> strata.dsd.v1.GatewayWelcome
+	17, // 9: strata.dsd.v1.GatewayLinkResponse.announcement:type_name -> strata.dsd.v1.StreamsAnnouncement
+	18, // 10: strata.dsd.v1.GatewayLinkResponse.batch:type_name -> strata.dsd.v1.ReadBatch
+	21, // 11: strata.dsd.v1.GatewayLinkResponse.error:type_name -> strata.dsd.v1.EntryError
+	9,  // 12: strata.dsd.v1.GatewayLinkResponse.kick:type_name -> strata.dsd.v1.SessionKick
+	5,  // 13: strata.dsd.v1.GatewayLinkResponse.heartbeat_ack:type_name -> strata.dsd.v1.HeartbeatAck
+	8,  // 14: strata.dsd.v1.WatchEntry.session:type_name -> strata.dsd.v1.SessionRef
+	7,  // 15: strata.dsd.v1.WatchEntry.shards:type_name -> strata.dsd.v1.WatchShard
+	8,  // 16: strata.dsd.v1.ReadEntry.session:type_name -> strata.dsd.v1.SessionRef
+	11, // 17: strata.dsd.v1.ReadEntry.shared:type_name -> strata.dsd.v1.SharedRead
+	8,  // 18: strata.dsd.v1.SharedAck.session:type_name -> strata.dsd.v1.SessionRef
+	13, // 19: strata.dsd.v1.BatchAcks.acks:type_name -> strata.dsd.v1.BatchAck
+	22, // 20: strata.dsd.v1.AnnouncedStream.stream:type_name -> strata.dsd.v1.Stream
+	16, // 21: strata.dsd.v1.StreamsAnnouncement.streams:type_name -> strata.dsd.v1.AnnouncedStream
+	23, // 22: strata.dsd.v1.ReadBatch.messages:type_name -> strata.dsd.v1.StoredMessage
+	20, // 23: strata.dsd.v1.ReadBatch.shared:type_name -> strata.dsd.v1.SharedBatch
+	19, // 24: strata.dsd.v1.ReadBatch.grant:type_name -> strata.dsd.v1.SharedGrantInfo
+	0,  // 25: strata.dsd.v1.GatewayLinkService.GatewayLink:input_type -> strata.dsd.v1.GatewayLinkRequest
+	1,  // 26: strata.dsd.v1.GatewayLinkService.GatewayLink:output_type -> strata.dsd.v1.GatewayLinkResponse
+	26, // [26:27] is the sub-list for method output_type
+	25, // [25:26] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_gateway_link_proto_init() }
@@ -1814,6 +1897,7 @@ func file_strata_dsd_v1_gateway_link_proto_init() {
 		(*GatewayLinkRequest_Remove)(nil),
 		(*GatewayLinkRequest_Heartbeat)(nil),
 		(*GatewayLinkRequest_SharedAck)(nil),
+		(*GatewayLinkRequest_Acks)(nil),
 	}
 	file_strata_dsd_v1_gateway_link_proto_msgTypes[1].OneofWrappers = []any{
 		(*GatewayLinkResponse_Welcome)(nil),
@@ -1830,7 +1914,7 @@ func file_strata_dsd_v1_gateway_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_gateway_link_proto_rawDesc), len(file_strata_dsd_v1_gateway_link_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
