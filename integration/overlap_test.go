@@ -18,7 +18,8 @@ import (
 // one copy of a message they all match, at the highest QoS they grant,
 // carrying every matching Subscription Identifier (MQTT 5 section 3.3.4),
 // live and after a reconnect to another gateway for what was published
-// while it was away; an MQTT 3.1.1 session gets one copy too.
+// while it was away; after an UNSUBSCRIBE of the older one, the other
+// delivers alone; an MQTT 3.1.1 session gets one copy too.
 func TestOverlappingSubscriptions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -72,6 +73,28 @@ func TestOverlappingSubscriptions(t *testing.T) {
 	publish("ov/c", 1, "marker2")
 	if next := sub.receiveAcking(t, 1); next[0].payload != "marker2" {
 		t.Fatalf("after the replayed message: %v, want the marker", next)
+	}
+
+	// The older subscription goes: ov/b's own subscription delivers from
+	// then on, with its identifier alone.
+	sub.send(t, &packet.Unsubscribe{PacketID: 200, Filters: []string{"ov/+"}})
+	for {
+		p := sub.recv(t)
+		if ack, ok := p.(*packet.Unsuback); ok {
+			if ack.PacketID != 200 || len(ack.ReasonCodes) != 1 || ack.ReasonCodes[0] != 0 {
+				t.Fatalf("UNSUBACK %+v", ack)
+			}
+			break
+		}
+		if pr, ok := p.(*packet.Pubrel); ok {
+			sub.send(t, &packet.Pubcomp{PacketID: pr.PacketID})
+			continue
+		}
+		t.Fatalf("waiting for UNSUBACK: %T %+v", p, p)
+	}
+	publish("ov/b", 2, "after")
+	if got := sub.receiveAcking(t, 1); !got[0].equal(overlapDelivery{"ov/b", 2, "after", []uint32{2}}) {
+		t.Fatalf("after UNSUBSCRIBE ov/+: %v, want ov/b's own delivery", got)
 	}
 
 	// MQTT 3.1.1: one copy at the highest granted QoS.

@@ -51,6 +51,9 @@ type delivery struct {
 	c committer
 	// settling is what the next settleAll visits.
 	settling settling
+	// overlapWaits are streams whose held batches wait for an older
+	// overlapping subscription to send a message first (waitsForOwner).
+	overlapWaits []*stream
 }
 
 // outbox is what is numbered and waits to be sent, with the limits on
@@ -162,6 +165,9 @@ type sub struct {
 	// overlaps are the session's other subscriptions whose filters overlap
 	// this one's, by subscription id; nil when none (deliver_overlap.go).
 	overlaps []overlap
+	// retiring: an UNSUBSCRIBE waits for it to finish what it numbered,
+	// so it numbers nothing more.
+	retiring bool
 }
 
 // stream is one (subscription, stream): its batch ring and read position.

@@ -28,14 +28,20 @@ import (
 // and a replay numbers exactly as the first delivery did, whatever changed
 // since.
 //
-// An UNSUBSCRIBE hands over: the removed subscription stays in the others'
-// overlaps as ended, taking per stream only what it numbered there (all of
-// a stream of a generation it finished, else up to StreamRing.numbered_us;
-// streams are in time order), so a younger
-// subscription skips exactly those and delivers the rest itself: nothing is
-// delivered twice. What the removed one numbered and had not sent yet goes
-// with it, as for any UNSUBSCRIBE. An ended entry is forgotten once the
-// subscription numbered past it in every stream it names.
+// A younger subscription numbers a message that an older one delivers only
+// once the older one has sent it (notWaiting: the held batch waits), so it
+// never skips what nobody sent. An UNSUBSCRIBE of a subscription others
+// overlap waits until it has finished every message it numbered
+// (subsDrained; meanwhile it numbers nothing more, retiring). Then it stays
+// in the others' overlaps as ended, taking per stream exactly what it
+// numbered (all of a stream of a generation it finished, else up to
+// StreamRing.numbered_us: streams are in time order), so a younger
+// subscription skips exactly those and delivers the rest itself, once the
+// UNSUBSCRIBE is durable (pending until then: a crash would bring the
+// removed one back). The ended entries are written with the removal
+// (Subscription.ended) and forgotten once the subscription numbered past
+// them in every stream they name. Nothing is lost and nothing is delivered
+// twice, also around crashes (TestDeliveryProperties).
 //
 // Shared subscriptions and $SYS subscriptions take no part: a shared group
 // delivers its own copies (section 4.8.2).
@@ -52,6 +58,10 @@ type overlap struct {
 	// gens are its generations per shard when it ended: it took all of
 	// every stream of an earlier generation.
 	gens map[uint32]uint64
+	// pending: the UNSUBSCRIBE that ended it is not durable yet; a crash
+	// would bring it back, so what it would take after its ends waits
+	// (notWaiting) until the commit completes (handedOver).
+	pending bool
 }
 
 // merges reports whether s takes part in merging: a session subscription
@@ -75,8 +85,9 @@ func (m *Machine) refreshOverlaps(changed *sub) {
 	}
 	var entry *overlap
 	if changed.gone {
-		entry = &overlap{state: changed.state, starts: changed.rec.StartUs, ended: true, gens: maps.Clone(changed.rec.Generations)}
+		entry = &overlap{state: changed.state, starts: changed.rec.StartUs, ended: true, gens: maps.Clone(changed.rec.Generations), pending: true}
 		for id, st := range changed.streams {
+			// It finished all it numbered (drained).
 			if st.numberedUs > 0 {
 				put(&entry.ends, id, st.numberedUs)
 			}
@@ -95,6 +106,9 @@ func (m *Machine) refreshOverlaps(changed *sub) {
 		t.overlaps = withOverlap(t.overlaps, changed.rec.Id, entry)
 		if changed.gone {
 			m.keepEnded(t)
+			for _, st := range t.streams {
+				m.waitOverlap(st) // it may have waited for changed
+			}
 		}
 	}
 	if !changed.gone {
@@ -273,4 +287,111 @@ func (b *batch) recordedOverlaps() []*storagev1.Overlap {
 		return nil
 	}
 	return b.rec.Overlaps
+}
+
+// notWaiting returns how many of st's first n held batches it may number
+// now: those before the first with a message that st's subscription takes
+// and that an older overlapping subscription (the oldest that takes it, its
+// owner) delivers and has not sent yet, or that an older one whose
+// UNSUBSCRIBE is not durable yet would take.
+func (m *Machine) notWaiting(st *stream, n int) int {
+	s := st.sub
+	for i, hb := range st.held[:n] {
+		if hb.grant != nil {
+			return n
+		}
+		for _, msg := range hb.msgs {
+			fromSelf := msg.PublisherClientId == m.req.ClientID
+			if s.state.NoLocal && fromSelf {
+				continue
+			}
+			if owner := m.ownerOf(s, msg, st.id.Shard, fromSelf); owner != nil && !m.sentBy(owner, st.id, msg.TimestampUs) ||
+				m.pendingTakes(s, msg, st.id, fromSelf) {
+				return i
+			}
+		}
+	}
+	return n
+}
+
+// pendingTakes reports whether an older subscription whose UNSUBSCRIBE is
+// not durable yet would take msg of stream id beyond what it finished.
+func (m *Machine) pendingTakes(s *sub, msg *storagev1.Message, id StreamID, fromSelf bool) bool {
+	for _, o := range s.overlaps {
+		w := o.state
+		if !o.pending || w.SubscriptionId >= s.rec.Id || w.NoLocal && fromSelf ||
+			int(id.Shard) < len(o.starts) && msg.TimestampUs < o.starts[id.Shard] || !lts.MatchTopic(w.TopicFilter, msg.Topic) {
+			continue
+		}
+		if id.Generation >= o.gens[id.Shard] && msg.TimestampUs > o.ends[id] {
+			return true
+		}
+	}
+	return false
+}
+
+// handedOver completes the UNSUBSCRIBE of gone, now durable: the others'
+// ended entries of it are no longer pending.
+func (m *Machine) handedOver(gone []*sub) {
+	for _, g := range gone {
+		for _, t := range m.d.subs {
+			i := slices.IndexFunc(t.overlaps, func(o overlap) bool { return o.pending && o.state.SubscriptionId == g.rec.Id })
+			if i < 0 {
+				continue
+			}
+			e := t.overlaps[i]
+			e.pending = false
+			t.overlaps = withOverlap(t.overlaps, g.rec.Id, &e)
+			for _, st := range t.streams {
+				m.waitOverlap(st)
+			}
+		}
+	}
+}
+
+// ownerOf is the oldest subscription in force, older than s, that takes
+// msg: the one that delivers it (nil: s does).
+func (m *Machine) ownerOf(s *sub, msg *storagev1.Message, shard uint32, fromSelf bool) *sub {
+	for _, o := range s.overlaps { // by subscription id
+		w := o.state
+		if o.ended || w.SubscriptionId >= s.rec.Id {
+			continue
+		}
+		if w.NoLocal && fromSelf || int(shard) < len(o.starts) && msg.TimestampUs < o.starts[shard] || !lts.MatchTopic(w.TopicFilter, msg.Topic) {
+			continue
+		}
+		if owner := m.d.subs[w.TopicFilter]; owner != nil && owner.rec.Id == w.SubscriptionId {
+			return owner
+		}
+	}
+	return nil
+}
+
+// sentBy reports whether owner has sent (or dropped) every message it
+// numbered in stream id up to ts.
+func (m *Machine) sentBy(owner *sub, id StreamID, ts int64) bool {
+	if owner.rec.Generations[id.Shard] > id.Generation {
+		return true // it read that stream to its end, and finished it
+	}
+	st := owner.streams[id]
+	return st != nil && len(st.replays) == 0 && m.sentUs(st) >= ts
+}
+
+// sentUs is the time up to which st's messages are sent: before its first
+// message still queued, else all it numbered.
+func (m *Machine) sentUs(st *stream) int64 {
+	for _, o := range m.d.out.queue {
+		if o.st == st {
+			return o.msg.TimestampUs - 1
+		}
+	}
+	return st.numberedUs
+}
+
+// waitOverlap notes st, whose held batches wait for an older subscription's
+// sends: the next settleAll visits it again.
+func (m *Machine) waitOverlap(st *stream) {
+	if len(st.held) > 0 && !slices.Contains(m.d.overlapWaits, st) {
+		m.d.overlapWaits = append(m.d.overlapWaits, st)
+	}
 }

@@ -42,9 +42,13 @@ import (
 //   - a message is always sent with the QoS and packet id it first had (a
 //     replayed batch delivers the same messages with the same ids), again
 //     only after a reconnect and then with DUP;
-//   - QoS 2 and QoS 0 messages reach the application at most once;
-//   - new messages reach the application in order per (subscription,
-//     publisher, topic);
+//   - a message reaches the session once, whichever of its overlapping
+//     subscriptions match it, carrying their Subscription Identifiers at
+//     the highest QoS they grant (MQTT 5 section 3.3.4); QoS 2 messages
+//     reach the application exactly once, QoS 0 at most once (a QoS 1
+//     message sent before its record was durable may come again after a
+//     crash at another QoS: at least once);
+//   - new messages reach the application in order per (publisher, topic);
 //   - dsd accepts every commit (state versions it refers to exist);
 //   - at the end, every QoS 1 and 2 message each remaining subscription
 //     matched from its start (but those of dropped generations), and every
@@ -122,12 +126,7 @@ type propWorld struct {
 	cl   *propClient
 	// opened: the session was opened once, so it is present from then on.
 	opened bool
-	// subFilters are the machine's subscriptions by id when last looked at;
-	// handedOver the messages a removed one may have taken with it
-	// (noteRemovedSubs).
-	subFilters map[uint64]string
-	handedOver map[string]bool
-	subPID     uint16
+	subPID uint16
 }
 
 type propShard struct {
@@ -189,10 +188,11 @@ type propClient struct {
 	// held are the QoS 2 ids held (method B), across connections.
 	held map[uint16]string
 	acks []packet.Packet
-	// app counts deliveries to the application per identity; q2Delivered
-	// are those delivered at QoS 2 (exactly once from then on).
-	app         map[string]int
-	q2Delivered map[string]bool
+	// app counts deliveries to the application per identity; q1Delivered
+	// and q2Delivered are those delivered at QoS 1 and at QoS 2 (exactly
+	// once from then on).
+	app                      map[string]int
+	q1Delivered, q2Delivered map[string]bool
 	// first is the QoS and id an identity was first sent with; sentOn the
 	// connection it was last sent on.
 	first  map[string][2]int
@@ -448,36 +448,8 @@ func (w *propWorld) applyCommit(c *storagev1.SessionCommit) {
 // payload names its fetch.
 func identity(msg *storagev1.Message) string { return string(msg.Payload) }
 
-// noteRemovedSubs records the subscriptions the machine removed since the
-// last call: a message published before such a removal, which the removed
-// subscription was to deliver for an overlapping one as well, may be lost
-// if it was not sent yet (deliver_overlap.go), so it is not owed.
-func (w *propWorld) noteRemovedSubs() {
-	if w.m == nil {
-		return
-	}
-	for id, filter := range w.subFilters {
-		if s := w.m.d.subs[filter]; s == nil || s.rec.Id != id {
-			for _, sh := range w.shards {
-				for _, st := range sh.streams {
-					if topicMatches(filter, st.topic) {
-						for _, msg := range st.msgs {
-							put(&w.handedOver, identity(msg), true)
-						}
-					}
-				}
-			}
-		}
-	}
-	w.subFilters = nil
-	for f, s := range w.m.d.subs {
-		put(&w.subFilters, s.rec.Id, f)
-	}
-}
-
 // handle carries out the machine's actions.
 func (w *propWorld) handle(acts []Action) {
-	w.noteRemovedSubs()
 	for _, a := range acts {
 		switch a := a.(type) {
 		case Send:
@@ -851,12 +823,14 @@ func (w *propWorld) receive(p *packet.Publish) {
 	if f, ok := cl.first[id]; ok {
 		switch {
 		case f == [2]int{int(p.QoS), int(p.PacketID)}:
-		case f[0] == 1 && p.Dup && cl.sentOn[id] != cl.conn:
+		case f[0] == 1 && (p.Dup || p.QoS == 0) && cl.sentOn[id] != cl.conn:
 			// A QoS 1 message sent before its record was durable, read
 			// again after a crash: a new packet id, with DUP
-			// (mayPrecedeRecord), numbered anew (with the overlapping
-			// subscriptions of now: maybe another QoS). Its resends from
-			// now on keep the new id.
+			// (mayPrecedeRecord), numbered anew with the overlapping
+			// subscriptions of now (one whose SUBSCRIBE was lost in the
+			// crash raised its QoS before: now maybe QoS 0, which has no
+			// DUP). At least once allows the repeat. Its resends from now
+			// on keep the new id.
 			cl.first[id] = [2]int{int(p.QoS), int(p.PacketID)}
 		default:
 			w.failf("%s sent as q%d id %d, first as q%d id %d", id, p.QoS, p.PacketID, f[0], f[1])
@@ -893,10 +867,15 @@ func (w *propWorld) receive(p *packet.Publish) {
 		return
 	}
 	cl.app[id]++
-	if cl.app[id] > 1 && p.QoS != 1 && !(p.QoS == 2 && !cl.q2Delivered[id]) {
+	// QoS 2 is exactly once; QoS 0 at most once, unless a delivery at
+	// QoS 1 came first (at least once: see the repeat above).
+	if cl.app[id] > 1 && (p.QoS == 2 && cl.q2Delivered[id] || p.QoS == 0 && !cl.q1Delivered[id]) {
 		w.failf("%s (q%d) delivered to the application %d times", id, p.QoS, cl.app[id])
 	}
-	if p.QoS == 2 {
+	switch p.QoS {
+	case 1:
+		put(&cl.q1Delivered, id, true)
+	case 2:
 		put(&cl.q2Delivered, id, true)
 	}
 	if cl.app[id] == 1 && p.Payload[0] == 'm' {
@@ -1036,7 +1015,7 @@ func (w *propWorld) checkEnd() {
 					if msg.TimestampUs < s.rec.StartUs[shard] || f.noLocal && msg.PublisherClientId == "c1" {
 						continue
 					}
-					if q := min(byte(msg.Qos), f.qos); q > 0 && w.cl.app[identity(msg)] == 0 && !w.handedOver[identity(msg)] {
+					if q := min(byte(msg.Qos), f.qos); q > 0 && w.cl.app[identity(msg)] == 0 {
 						w.failf("%s (q%d, %s shard %d gen %d, subscription %d) never reached the application", identity(msg), q, st.topic, shard, st.gen, subID)
 					}
 				}

@@ -245,6 +245,7 @@ func (m *Machine) releaseUncovered() {
 		return cmp.Or(cmp.Compare(a1, b1), cmp.Compare(a2, b2))
 	})
 	m.sendPubrels()
+	m.resumeOps()
 	m.pump()
 	m.maybeCommit()
 }

@@ -70,6 +70,9 @@ func (m *Machine) pump() {
 	for m.state == stateConnected && m.d.t1 != nil {
 		sent := m.sendQueued()
 		settled := m.settleAll()
+		if sent || settled {
+			m.resumeOps() // an UNSUBSCRIBE may wait for these
+		}
 		if !sent && !settled {
 			return
 		}
@@ -209,6 +212,10 @@ func (m *Machine) settleAll() bool {
 	// Find the few streams that can move (a finished head batch, or room
 	// for a held one), among those the event can have moved (settling),
 	// then settle them in a fixed order: this runs on every PUBACK.
+	for _, st := range m.d.overlapWaits {
+		m.markSettle(st) // an older subscription may have sent since
+	}
+	m.d.overlapWaits = nil
 	cands, pushed, all := m.settleCandidates()
 	var ready []*stream
 	for _, st := range cands {

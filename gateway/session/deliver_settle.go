@@ -151,7 +151,7 @@ func (m *Machine) wouldSettle(st *stream) bool {
 	if len(st.ring) > 0 && m.batchDone(st.ring[0]) {
 		return true
 	}
-	if len(st.held) == 0 || len(st.replays) > 0 {
+	if len(st.held) == 0 || len(st.replays) > 0 || st.sub.retiring || len(st.sub.overlaps) > 0 && m.notWaiting(st, 1) == 0 {
 		return false
 	}
 	room, grow := m.cfg.BatchSize, m.growable(st)

@@ -151,7 +151,7 @@ func (m *Machine) readWindow() int {
 // canTake reports whether held batches may be numbered now: the ring has
 // room (or its newest record can grow) and no replay is pending.
 func (m *Machine) canTake(st *stream) bool {
-	return len(st.held) > 0 && (len(st.ring) < m.ringSize() || m.growable(st) != nil) && len(st.replays) == 0
+	return len(st.held) > 0 && (len(st.ring) < m.ringSize() || m.growable(st) != nil) && len(st.replays) == 0 && !st.sub.retiring
 }
 
 // growable returns the stream's newest record if what dsd pushes next may
@@ -176,7 +176,7 @@ func (m *Machine) growable(st *stream) *batch {
 // took any.
 func (m *Machine) takeHeld(st *stream) bool {
 	took := false
-	for len(st.held) > 0 && len(st.replays) == 0 {
+	for len(st.held) > 0 && len(st.replays) == 0 && !st.sub.retiring {
 		room, grow := m.cfg.BatchSize, m.growable(st)
 		if grow != nil {
 			room -= int(grow.rec.Count)
@@ -200,6 +200,14 @@ func (m *Machine) takeHeld(st *stream) bool {
 		for st.held[0].grant == nil && n < len(st.held) && st.held[n].grant == nil && count+len(st.held[n].msgs) <= room {
 			count += len(st.held[n].msgs)
 			n++
+		}
+		if len(st.sub.overlaps) > 0 {
+			// Only the batches before one that waits for an older
+			// subscription's send (deliver_overlap.go).
+			if n = m.notWaiting(st, n); n == 0 {
+				m.waitOverlap(st)
+				break
+			}
 		}
 		hbs := st.held[:n]
 		st.held = st.held[n:]
@@ -454,7 +462,7 @@ func (m *Machine) activate(s *sub, shard uint32) {
 // canRead reports whether a stream of the current generation has room for
 // a batch and no Read entry.
 func (m *Machine) canRead(st *stream) bool {
-	return st.id.Generation == st.sub.rec.Generations[st.id.Shard] && !st.eos && st.entry == 0 &&
+	return st.id.Generation == st.sub.rec.Generations[st.id.Shard] && !st.eos && st.entry == 0 && !st.sub.retiring &&
 		len(st.replays) == 0 && len(st.held) == 0 && len(st.ring) < m.ringSize() && st.position != nil
 }
 

@@ -27,6 +27,8 @@ type subOp struct {
 	// codes are the SUBACK codes; granted[i] is set where codes[i] grants.
 	codes   []packet.ReasonCode
 	granted []*packet.Subscription
+	// started: runOp began carrying it out.
+	started bool
 }
 
 // subscribe answers a SUBSCRIBE that passed packet.Validate: one code per
@@ -105,6 +107,14 @@ func (m *Machine) opDone() {
 
 func (m *Machine) runOp() {
 	op := m.d.ops.queue[0]
+	if op.unsubscribe != nil && m.handsOver(op.unsubscribe) && !m.subsDrained(op.unsubscribe) {
+		// An UNSUBSCRIBE hands the removed subscription's messages over to
+		// the overlapping ones (deliver_overlap.go) once it has finished
+		// every message it numbered; meanwhile it numbers no more
+		// (retiring). It waits (resumeOps).
+		return
+	}
+	op.started = true
 	if op.unsubscribe != nil {
 		m.runUnsubscribe(op.unsubscribe)
 		return
@@ -117,6 +127,49 @@ func (m *Machine) runOp() {
 		}
 	}
 	m.runSubscribe(op, answer{})
+}
+
+// handsOver reports whether p removes a subscription that others overlap.
+func (m *Machine) handsOver(p *packet.Unsubscribe) bool {
+	for _, f := range p.Filters {
+		if s := m.d.subs[f]; s != nil && len(s.overlaps) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// subsDrained reports whether the subscriptions p removes have finished every
+// message they numbered (no replay pending, every record settled); those
+// that have not stop numbering (retiring) until they have.
+func (m *Machine) subsDrained(p *packet.Unsubscribe) bool {
+	done := m.d.resume.resuming == 0
+	for _, f := range p.Filters {
+		s := m.d.subs[f]
+		if s == nil {
+			continue
+		}
+		for _, st := range s.streams {
+			if len(st.ring) > 0 || len(st.replays) > 0 {
+				s.retiring = true
+				done = false
+			}
+		}
+	}
+	if !done {
+		// Its records settle once committed: no lazy wait.
+		m.d.c.urgent = true
+		m.maybeCommit()
+	}
+	return done
+}
+
+// resumeOps starts the UNSUBSCRIBE that waited for its subscriptions to
+// drain (runOp).
+func (m *Machine) resumeOps() {
+	if len(m.d.ops.queue) > 0 && !m.d.ops.queue[0].started && m.state == stateConnected {
+		m.runOp()
+	}
 }
 
 // WatermarksDone takes the driver's answer to a Watermarks action: the
@@ -255,6 +308,7 @@ func matchFilter(f string) string {
 // UNSUBACK; MQTT 5 gets a code per filter.
 func (m *Machine) runUnsubscribe(p *packet.Unsubscribe) {
 	ack := &packet.Unsuback{PacketID: p.PacketID}
+	var gone []*sub
 	for _, f := range p.Filters {
 		code := packet.Success
 		switch s := m.d.subs[f]; {
@@ -262,6 +316,7 @@ func (m *Machine) runUnsubscribe(p *packet.Unsubscribe) {
 			code = packet.TopicFilterInvalid
 		case s != nil:
 			m.removeSub(s)
+			gone = append(gone, s)
 		default:
 			code = packet.NoSubscriptionExisted
 		}
@@ -270,6 +325,7 @@ func (m *Machine) runUnsubscribe(p *packet.Unsubscribe) {
 		}
 	}
 	m.durably(func() {
+		m.handedOver(gone)
 		m.send(ack)
 		m.opDone()
 	}, false)
@@ -293,7 +349,9 @@ func (m *Machine) removeSub(s *sub) {
 			m.dropRetained(rb)
 		}
 	}
-	released := m.releaseQueued(func(o *outMsg) bool { return o.st != nil && o.st.sub == s || o.rb != nil && o.rb.gone })
+	released := m.releaseQueued(func(o *outMsg) bool {
+		return o.st != nil && o.st.sub == s || o.rb != nil && o.rb.gone
+	})
 	if released > 0 {
 		m.out = append(m.out, Counted{Event: "unsubscribed", N: released})
 	}
