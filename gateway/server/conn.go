@@ -49,6 +49,12 @@ type conn struct {
 	src  socketSource
 	// holdsReadBuf mirrors br != nil for other goroutines (tests).
 	holdsReadBuf atomic.Bool
+	// parked: the connection has no goroutine; it waits in the server's
+	// poller under pollID (pollAdded: its socket is in the epoll set).
+	// conn_park.go.
+	parked    atomic.Bool
+	pollAdded bool
+	pollID    uint64
 	// head holds the first bytes of the connection, to read the Protocol
 	// Level of a CONNECT the codec refused.
 	head *headRecorder
@@ -147,13 +153,27 @@ func newConn(s *Server, l *listener, nc net.Conn, peer netip.Addr, accepted time
 	return c
 }
 
-// serve runs the connection to its end: it starts the writer, reads until
-// the machine closes, waits for the writer and ends the session.
+// serve runs the connection: its read loop, in this goroutine until the
+// connection parks (conn_park.go) or ends. The caller has entered s.wg;
+// the goroutine that ends the connection leaves it.
 func (c *conn) serve() {
 	c.s.metrics.connections.WithLabelValues(c.l.id).Inc()
-	defer c.s.metrics.connections.WithLabelValues(c.l.id).Dec()
-	c.readLoop()
+	c.run()
+}
+
+// run reads until the connection parks or ends, and ends it: it waits for
+// the writer, ends the session and leaves the server.
+func (c *conn) run() {
+	if c.readLoop() {
+		return // parked: unpark runs the next goroutine
+	}
 	c.finish()
+	if c.s.poller != nil {
+		c.s.poller.forget(c)
+	}
+	c.s.untrack(c)
+	c.s.metrics.connections.WithLabelValues(c.l.id).Dec()
+	c.s.wg.Done()
 }
 
 // recoverPanic is the connection's panic boundary (STYLE.md rule 9): log
@@ -174,10 +194,15 @@ func (c *conn) recoverPanic(where string) {
 // readLoop reads packets and feeds each to the machine under one lock
 // acquisition, which also reads what the next read needs (the version and
 // the maximum packet size) and arms the idle timer: no deadline syscall and
-// no second lock per packet.
-func (c *conn) readLoop() {
+// no second lock per packet. It returns when the machine closes, or true
+// when the connection parked (conn_park.go): another goroutine may then
+// run it already, so nothing of c is touched on the way out.
+func (c *conn) readLoop() (parked bool) {
 	defer c.recoverPanic("read")
 	defer func() {
+		if parked {
+			return
+		}
 		c.parkable = true // the loop is over: no read uses the buffer any more
 		c.releaseReader()
 	}()
@@ -194,6 +219,9 @@ func (c *conn) readLoop() {
 		var waited time.Duration
 		if wait {
 			waited = c.waitInbound()
+		}
+		if waited == 0 && c.br == nil && c.canPark() && c.waitOrPark() {
+			return true
 		}
 		p, size, err := packet.ReadPacketSize(c.reader(), version, maxSize)
 		now := time.Now()
@@ -492,6 +520,7 @@ func (c *conn) abort() {
 		close(c.aborted)
 		_ = c.nc.Close()
 	})
+	c.unpark() // a parked connection's read now fails, and it ends
 }
 
 func (c *conn) writeFailed(err error) {
