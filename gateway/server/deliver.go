@@ -66,7 +66,7 @@ func (c *conn) pushed(token, batchSeq uint64, msgs []*storagev1.Message, iterato
 // EntryFailed implements dsdbackend.EntryOwner.
 func (c *conn) EntryFailed(token uint64, failure session.EntryFailure, err error) {
 	defer c.recoverPanic("entry failed")
-	c.log.Debug("entry ended", "client_id", c.clientID(), "err", err)
+	c.debug("entry ended", "client_id", c.clientID(), "err", err)
 	c.withMachineDo(func(m *session.Machine) {
 		delete(c.mu.entries, token)
 		c.applyLocked(m.EntryFailed(time.Now(), token, failure, err))
@@ -121,16 +121,16 @@ func (c *conn) applyDeliveryLocked(a session.Action) bool {
 		})
 	case session.AddWatch:
 		if d != nil {
-			c.mu.entries[a.Entry] = d.Router().AddWatch(c, a.Entry, c.sessionRef(), a.Filter, a.StartUs)
+			c.setEntryLocked(a.Entry, d.Router().AddWatch(c, a.Entry, c.sessionRef(), a.Filter, a.StartUs))
 		}
 	case session.AddRead:
 		switch {
 		case d == nil:
 		case a.Shared != nil:
 			sh := &dsdv1.SharedRead{Filter: a.Shared.Filter, Qos: a.Shared.QoS, Strategy: a.Shared.Strategy, Held: a.Shared.Held}
-			c.mu.entries[a.Entry] = d.Router().AddSharedRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize, sh)
+			c.setEntryLocked(a.Entry, d.Router().AddSharedRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize, sh))
 		default:
-			c.mu.entries[a.Entry] = d.Router().AddRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize)
+			c.setEntryLocked(a.Entry, d.Router().AddRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize))
 		}
 	case session.AckShared:
 		if d != nil {
@@ -151,6 +151,14 @@ func (c *conn) applyDeliveryLocked(a session.Action) bool {
 		return false
 	}
 	return true
+}
+
+// setEntryLocked records that the machine's entry is the router's id.
+func (c *conn) setEntryLocked(entry, id uint64) {
+	if c.mu.entries == nil {
+		c.mu.entries = make(map[uint64]uint64, 1)
+	}
+	c.mu.entries[entry] = id
 }
 
 func (c *conn) sessionRef() *dsdv1.SessionRef {
@@ -219,7 +227,7 @@ func (c *conn) finalCommit() {
 	defer cancel()
 	start := time.Now()
 	if err := d.Commit(ctx, cm); err != nil && !errors.Is(err, session.ErrStaleGuard) {
-		c.log.Debug("final commit failed", "client_id", cm.ClientId, "err", err)
+		c.debug("final commit failed", "client_id", cm.ClientId, "err", err)
 	}
 	c.s.metrics.dsdLatency.WithLabelValues("commit").Observe(time.Since(start).Seconds())
 }
