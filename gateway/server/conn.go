@@ -91,9 +91,9 @@ type conn struct {
 		panicked bool
 		// ioClosed: finish is waiting for io; no Store or Release starts.
 		ioClosed bool
-		// entries maps the machine's entry ids to the router's; nil until
-		// the first entry (setEntryLocked).
-		entries map[uint64]uint64
+		// entries maps the machine's entry ids to the router's
+		// (conn_entries.go).
+		entries entryMap
 		// idleAt is when the idle timer is set to fire; zero when it is
 		// not set.
 		idleAt time.Time
