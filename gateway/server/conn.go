@@ -50,8 +50,8 @@ type conn struct {
 	// holdsReadBuf mirrors br != nil for other goroutines (tests).
 	holdsReadBuf atomic.Bool
 	// parked: the connection has no goroutine; it waits in the server's
-	// poller under pollID (pollAdded: its socket is in the epoll set).
-	// conn_park.go.
+	// poller under pollID (pollAdded: its socket was put in the epoll set
+	// once, so the next park re-arms it). conn_park.go.
 	parked    atomic.Bool
 	pollAdded bool
 	pollID    uint64

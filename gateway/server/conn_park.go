@@ -57,12 +57,22 @@ func (c *conn) waitOrPark() bool {
 		// (a reset socket reads as its end).
 		return false
 	}
+	p := c.s.poller
+	if !p.register(c) {
+		return false // the poller stopped: wait here
+	}
+	// Everything this goroutine writes of c is written before parked is
+	// set: from then on another goroutine may run c.
+	id, add := c.pollID, !c.pollAdded
+	c.pollAdded = true
 	c.parked.Store(true)
-	if c.s.poller.park(c) {
+	if p.arm(c.sock, id, add) && !p.stopped() {
 		return true
 	}
 	// Not parked (the socket was closed meanwhile, or the poller stopped):
-	// unless an abort has resumed the connection already, wait here.
+	// unless an abort (or the stopping poller) has resumed the connection
+	// already, wait here.
+	p.take(id)
 	return !c.parked.CompareAndSwap(true, false)
 }
 

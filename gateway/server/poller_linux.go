@@ -123,14 +123,13 @@ func (p *poller) take(id uint64) *conn {
 	return c
 }
 
-// park registers c's socket, one-shot, for readability; the caller has
-// marked c parked. It reports false when the socket cannot be registered
-// (it was closed meanwhile, or the poller stopped): c must then wait in
-// its own goroutine. Only c's goroutine calls park.
-func (p *poller) park(c *conn) bool {
+// register enters c in the parked set under its id (made at its first
+// park); false once the poller has stopped. Only c's goroutine calls it,
+// before it marks c parked.
+func (p *poller) register(c *conn) bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.mu.stopped {
-		p.mu.Unlock()
 		return false
 	}
 	if c.pollID == 0 {
@@ -138,33 +137,43 @@ func (p *poller) park(c *conn) bool {
 		c.pollID = p.mu.nextID
 	}
 	p.mu.parked[c.pollID] = c
-	p.mu.Unlock()
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
-	setEventID(&ev, c.pollID)
-	var ctlErr error
-	// Control holds the socket open while it runs: the fd is c's.
-	err := c.sock.Control(func(fd uintptr) {
-		if c.pollAdded {
-			ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
-			return
-		}
-		ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
-		if ctlErr == nil {
-			c.pollAdded = true
-		}
-	})
-	if err == nil {
-		err = ctlErr
-	}
-	if err != nil {
-		p.take(c.pollID)
-		return false
-	}
 	return true
 }
 
-// forget drops c's registration id: c has ended. Its socket, closed,
-// has left the epoll set by itself.
+// arm puts the socket in the epoll set, one-shot, for readability under id
+// (add: for the first time; else it is re-armed, and either way the other
+// operation is tried when the kernel says so). It reads nothing of the
+// connection, which may run in another goroutine once it is marked parked.
+// False when the socket could not be armed (it was closed meanwhile).
+func (p *poller) arm(sock syscall.RawConn, id uint64, add bool) bool {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	setEventID(&ev, id)
+	var ctlErr error
+	// Control holds the socket open while it runs: the fd is the
+	// connection's.
+	err := sock.Control(func(fd uintptr) {
+		op, other := unix.EPOLL_CTL_MOD, unix.EPOLL_CTL_ADD
+		if add {
+			op, other = other, op
+		}
+		ctlErr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
+		if errors.Is(ctlErr, unix.EEXIST) || errors.Is(ctlErr, unix.ENOENT) {
+			ctlErr = unix.EpollCtl(p.epfd, other, int(fd), &ev)
+		}
+	})
+	return err == nil && ctlErr == nil
+}
+
+// stopped reports whether the poller has stopped: a connection armed after
+// it stopped would never be resumed by readiness.
+func (p *poller) stopped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.stopped
+}
+
+// forget drops c's registration: c has ended. Its socket, closed, has
+// left the epoll set by itself.
 func (p *poller) forget(c *conn) {
 	if c.pollID != 0 {
 		p.take(c.pollID)
