@@ -137,3 +137,27 @@ func TestOnlyPlainTCPParks(t *testing.T) {
 		}
 	}
 }
+
+// When the poller stops, its parked connections resume and wait in their
+// own goroutines from then on; they keep working and end as usual.
+func TestParkedConnectionsOutliveThePoller(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("connections park only on Linux")
+	}
+	s := testServer(t)
+	c := newClient(t, dial(t, s, "tcp"), packet.V5)
+	c.connect("outlive", 0)
+	sc := waitParked(t, s)
+	s.stopPoller()
+	wait.For(t, 5*time.Second, "the connection to resume", func() bool { return !sc.parked.Load() })
+	for range 2 {
+		c.send(&packet.Pingreq{})
+		if p, ok := c.mustRecv().(*packet.Pingresp); !ok {
+			t.Fatalf("%T, want PINGRESP", p)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.expectClosed()
+}
