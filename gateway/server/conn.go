@@ -55,6 +55,10 @@ type conn struct {
 	parked    atomic.Bool
 	pollAdded bool
 	pollID    uint64
+	// waitSince is when the read loop's wait for a byte began (Unix ns),
+	// 0 when it is not waiting, waitKicked once the park loop ended the
+	// wait so that it parks (conn_park.go).
+	waitSince atomic.Int64
 	// head holds the first bytes of the connection, to read the Protocol
 	// Level of a CONNECT the codec refused.
 	head *headRecorder
@@ -223,6 +227,8 @@ func (c *conn) readLoop() (parked bool) {
 	// wait: the machine holds the inbound budget (conn_budget.go); the next
 	// read waits for a Store to free room.
 	var wait bool
+	// quiet is when the last packet was read: an idle wait began then.
+	quiet := time.Now()
 	c.withMachineDo(func(m *session.Machine) {
 		version, maxSize = m.Version(), m.MaxPacketSize()
 		c.armIdleLocked(m)
@@ -232,11 +238,12 @@ func (c *conn) readLoop() (parked bool) {
 		if wait {
 			waited = c.waitInbound()
 		}
-		if waited == 0 && c.br == nil && c.canPark() && c.waitOrPark() {
+		if waited == 0 && c.br == nil && c.canPark() && c.waitOrPark(quiet) {
 			return true
 		}
 		p, size, err := packet.ReadPacketSize(c.reader(), version, maxSize)
 		now := time.Now()
+		quiet = now
 		var req *session.ConnectRequest
 		closed, awaiting := false, false
 		c.withMachineDo(func(m *session.Machine) {

@@ -43,6 +43,7 @@ func TestIdleConnectionMemory(t *testing.T) {
 	const n = 10000
 	raiseNoFile(t, uint64(n+1000))
 	s := testServer(t, func(o *Options) {
+		o.hooks = &testHooks{parkAfter: time.Nanosecond}
 		o.ConnectTimeout = 5 * time.Minute
 		o.Config.Gateway.MaxConnections = 0
 		o.Config.Gateway.MaxConnectionsPerAddress = 0

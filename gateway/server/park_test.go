@@ -10,6 +10,12 @@ import (
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
+// parkingServer is a test server whose idle connections park at the next
+// checkpoint (within a second) instead of after parkAfter.
+func parkingServer(t *testing.T) *Server {
+	return testServer(t, func(o *Options) { o.hooks = &testHooks{parkAfter: time.Nanosecond} })
+}
+
 // waitParked waits until the server's one connection has parked (no
 // goroutine: conn_park.go).
 func waitParked(t *testing.T, s *Server) *conn {
@@ -27,7 +33,7 @@ func TestParkedConnectionResumes(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("connections park only on Linux")
 	}
-	s := testServer(t)
+	s := parkingServer(t)
 	c := newClient(t, dial(t, s, "tcp"), packet.V5)
 	c.connect("parked", 0)
 	for round := range 3 {
@@ -62,7 +68,7 @@ func TestParkedConnectionEnds(t *testing.T) {
 		t.Skip("connections park only on Linux")
 	}
 	t.Run("client gone", func(t *testing.T) {
-		s := testServer(t)
+		s := parkingServer(t)
 		c := newClient(t, dial(t, s, "tcp"), packet.V5)
 		c.connect("gone", 0)
 		waitParked(t, s)
@@ -70,9 +76,9 @@ func TestParkedConnectionEnds(t *testing.T) {
 		wait.For(t, 5*time.Second, "the connection to end", func() bool { return len(s.connections()) == 0 })
 	})
 	t.Run("keep alive", func(t *testing.T) {
-		s := testServer(t)
+		s := parkingServer(t)
 		c := newClient(t, dial(t, s, "tcp"), packet.V5)
-		c.connect("keepalive", 1)
+		c.connect("keepalive", 3)
 		waitParked(t, s)
 		d, ok := c.mustRecv().(*packet.Disconnect)
 		if !ok || d.ReasonCode != packet.KeepAliveTimeout {
@@ -82,7 +88,7 @@ func TestParkedConnectionEnds(t *testing.T) {
 		wait.For(t, 5*time.Second, "the connection to end", func() bool { return len(s.connections()) == 0 })
 	})
 	t.Run("takeover", func(t *testing.T) {
-		s := testServer(t)
+		s := parkingServer(t)
 		old := newClient(t, dial(t, s, "tcp"), packet.V5)
 		old.connect("same", 0)
 		waitParked(t, s)
@@ -95,7 +101,7 @@ func TestParkedConnectionEnds(t *testing.T) {
 		old.expectClosed()
 	})
 	t.Run("shutdown", func(t *testing.T) {
-		s := testServer(t)
+		s := parkingServer(t)
 		c := newClient(t, dial(t, s, "tcp"), packet.V5)
 		c.connect("shutdown", 0)
 		waitParked(t, s)
@@ -111,7 +117,7 @@ func TestParkedConnectionEnds(t *testing.T) {
 		c.expectClosed()
 	})
 	t.Run("close", func(t *testing.T) {
-		s := testServer(t)
+		s := parkingServer(t)
 		c := newClient(t, dial(t, s, "tcp"), packet.V5)
 		c.connect("close", 0)
 		waitParked(t, s)
@@ -144,7 +150,7 @@ func TestParkedConnectionsOutliveThePoller(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("connections park only on Linux")
 	}
-	s := testServer(t)
+	s := parkingServer(t)
 	c := newClient(t, dial(t, s, "tcp"), packet.V5)
 	c.connect("outlive", 0)
 	sc := waitParked(t, s)

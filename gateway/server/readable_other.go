@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"syscall"
-	"time"
 )
 
 // socketOf returns nil where the socket cannot be read without waiting:
@@ -20,9 +19,5 @@ type socketSource struct{ head *headRecorder }
 func (s *socketSource) Read(p []byte) (int, error) { return s.head.Read(p) }
 
 func fillFromSocket(syscall.RawConn, *socketSource) (*bufio.Reader, error) {
-	return nil, errors.New("server: no socket to read from")
-}
-
-func fillWithin(net.Conn, syscall.RawConn, *socketSource, time.Duration) (*bufio.Reader, error) {
 	return nil, errors.New("server: no socket to read from")
 }

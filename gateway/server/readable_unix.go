@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"syscall"
-	"time"
 )
 
 // socketOf returns the raw socket of a plain TCP connection, nil for any
@@ -48,29 +47,6 @@ func fillFromSocket(rc syscall.RawConn, src *socketSource) (*bufio.Reader, error
 	return br, err
 }
 
-// errWouldBlock is fillFromSocket's answer, with src.nowait, for a socket
-// that has nothing to read.
-var errWouldBlock = errors.New("server: nothing to read yet")
-
-// fillWithin is fillFromSocket bounded by within: it reads what the socket
-// has, else waits in the runtime's poller at most within for a byte, and
-// answers os.ErrDeadlineExceeded (wrapped) if none came. The read deadline
-// is set only for the wait and cleared after it.
-func fillWithin(nc net.Conn, rc syscall.RawConn, src *socketSource, within time.Duration) (*bufio.Reader, error) {
-	src.nowait = true
-	br, err := fillFromSocket(rc, src)
-	src.nowait = false
-	if !errors.Is(err, errWouldBlock) {
-		return br, err
-	}
-	if err := nc.SetReadDeadline(time.Now().Add(within)); err != nil {
-		return nil, err
-	}
-	br, err = fillFromSocket(rc, src)
-	_ = nc.SetReadDeadline(time.Time{}) // a failure is the connection's end, which the next read meets
-	return br, err
-}
-
 // tryFill is fillFromSocket's readiness callback: false (wait for the
 // poller) when the socket has nothing yet.
 func (s *socketSource) tryFill(fd uintptr) bool {
@@ -86,10 +62,6 @@ func (s *socketSource) tryFill(fd uintptr) bool {
 	b.Reset(nil)
 	readerPool.Put(b)
 	if errors.Is(err, syscall.EAGAIN) {
-		if s.nowait {
-			s.err = errWouldBlock
-			return true
-		}
 		return false
 	}
 	s.err = err
@@ -103,8 +75,6 @@ type socketSource struct {
 	head   *headRecorder
 	fd     int
 	direct bool
-	// nowait: tryFill does not wait for the poller (fillWithin).
-	nowait bool
 	// fill is tryFill, and br and err its result (fillFromSocket).
 	fill func(uintptr) bool
 	br   *bufio.Reader

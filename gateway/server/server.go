@@ -131,6 +131,9 @@ func (h HTTPTimeouts) Validate() error {
 type testHooks struct {
 	// teardown runs in finish before the final commit.
 	teardown func()
+	// parkAfter, when set, replaces the idle time after which a
+	// connection parks.
+	parkAfter time.Duration
 }
 
 // DefaultBackendTimeout is Options.BackendTimeout's default.
@@ -219,7 +222,11 @@ type Server struct {
 	// connections do not park.
 	poller     *poller
 	pollerOnce sync.Once
-	// bg is the checkpoint loop, stopped by closing stopBg.
+	// parkAfter is how long a connection waits for a byte before it parks
+	// (conn_park.go; tests shorten it).
+	parkAfter time.Duration
+	// bg is the checkpoint loop, the park loop and the $SYS loop, stopped
+	// by closing stopBg.
 	bg         sync.WaitGroup
 	stopBg     chan struct{}
 	stopBgOnce sync.Once
@@ -331,6 +338,10 @@ func Listen(opts Options) (*Server, error) {
 	} else {
 		close(s.httpDone)
 	}
+	s.parkAfter = parkAfter
+	if h := opts.hooks; h != nil && h.parkAfter > 0 {
+		s.parkAfter = h.parkAfter
+	}
 	if p, err := newPoller(); err != nil {
 		s.log.Warn("idle connections keep their goroutines: no epoll set", "err", err)
 	} else {
@@ -348,6 +359,13 @@ func Listen(opts Options) (*Server, error) {
 		defer s.bg.Done()
 		s.checkpointLoop()
 	}()
+	if s.poller != nil {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.parkLoop(s.stopBg)
+		}()
+	}
 	if s.sys != nil {
 		s.bg.Add(1)
 		go func() {
