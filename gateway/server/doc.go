@@ -18,9 +18,10 @@
 // packets before it, so a refusing CONNACK or a DISCONNECT reaches the client
 // before the socket closes.
 //
-// An idle plain TCP connection has no goroutine at all (conn_park.go): after
-// 100 ms without a byte its socket parks in the server's epoll set (Linux,
-// poller_linux.go), and readiness or an abort resumes it in a new goroutine.
+// An idle plain TCP connection has no goroutine at all (conn_park.go): 100
+// to 200 ms after its last packet the park loop makes its socket park in the
+// server's epoll set (Linux, poller_linux.go), and readiness or an abort
+// resumes it in a new goroutine.
 // TLS, WebSocket and PROXY connections keep their read goroutine.
 //
 // Each goroutine that touches a connection recovers panics at its boundary
