@@ -12,9 +12,13 @@ import (
 // its step.
 type watchEntry struct {
 	filter string
-	// shards are the watched shards, each from its own start; one item
-	// with shard -1 watches every shard from one start.
-	shards []watchShard
+	// starts are the start times of the watched shards: starts[i] is shard
+	// ids[i]'s, or shard i's when ids is nil (every shard listed in order,
+	// as the gateway's Watch lists them: an idle session holds its entry
+	// for its life, and the starts alone are half the bytes of (shard,
+	// start) pairs). ids {-1} watches every shard from starts[0].
+	starts []int64
+	ids    []int32
 	// announced holds the streams of the last listing that were announced
 	// (nil while there are none). Streams leave a listing only when their
 	// generation is dropped, and generation ids are never reused, so the
@@ -34,12 +38,52 @@ type watchShard struct {
 }
 
 // covers reports whether the entry watches shard.
-func (w *watchEntry) covers(shard int) bool { return lists(w.shards, shard) }
+func (w *watchEntry) covers(shard int) bool {
+	if w.ids == nil {
+		return shard >= 0 && shard < len(w.starts)
+	}
+	for _, id := range w.ids {
+		if id == -1 || int(id) == shard {
+			return true
+		}
+	}
+	return false
+}
+
+// shards lists the watched shards with their starts.
+func (w *watchEntry) shards() []watchShard {
+	out := make([]watchShard, len(w.starts))
+	for i, start := range w.starts {
+		id := int32(i)
+		if w.ids != nil {
+			id = w.ids[i]
+		}
+		out[i] = watchShard{id, start}
+	}
+	return out
+}
+
+// setShards keeps shards as starts, with ids only where the shards are not
+// 0, 1, … in order.
+func (w *watchEntry) setShards(shards []watchShard) {
+	w.starts = make([]int64, len(shards))
+	dense := true
+	for i, s := range shards {
+		w.starts[i] = s.start
+		dense = dense && s.shard == int32(i)
+	}
+	if !dense {
+		w.ids = make([]int32, len(shards))
+		for i, s := range shards {
+			w.ids[i] = s.shard
+		}
+	}
+}
 
 // markLocked notes that shard's streams changed (-1: every shard, or
 // unknown); the caller holds link.sched.mu.
 func (w *watchEntry) markLocked(shard int) {
-	if w.dirtyAll || len(w.shards) == 1 {
+	if w.dirtyAll || len(w.starts) == 1 {
 		w.dirtyAll = true // one listing covers it
 		return
 	}
@@ -62,10 +106,10 @@ func (l *link) takeDirty(w *watchEntry) []watchShard {
 	all, dirty := w.dirtyAll, w.dirty
 	w.dirtyAll, w.dirty = false, nil
 	if all {
-		return w.shards
+		return w.shards()
 	}
 	out := make([]watchShard, 0, len(dirty))
-	for _, s := range w.shards {
+	for _, s := range w.shards() {
 		for _, d := range dirty {
 			if s.shard == d {
 				out = append(out, s)
@@ -112,9 +156,9 @@ func (l *link) addWatch(w *dsdv1.WatchEntry) {
 	default:
 		shards = []watchShard{{-1, w.GetStartTimeUs()}}
 	}
-	l.start(&linkEntry{id: w.GetEntryId(), session: w.GetSession(), watch: &watchEntry{
-		filter: w.GetTopicFilter(), shards: shards, initial: true, dirtyAll: true,
-	}})
+	we := &watchEntry{filter: w.GetTopicFilter(), initial: true, dirtyAll: true}
+	we.setShards(shards)
+	l.start(&linkEntry{id: w.GetEntryId(), session: w.GetSession(), watch: we})
 }
 
 // streamKey identifies a stream among those announced.

@@ -24,13 +24,26 @@ type sessionState struct {
 	retained map[string]*storagev1.RetainedBatch
 }
 
-func newSessionState() *sessionState {
-	return &sessionState{
-		subs:     make(map[uint64]*storagev1.Subscription),
-		states:   make(map[uint64]*storagev1.SubscriptionState),
-		streams:  make(map[string]*storagev1.StreamRing),
-		retained: make(map[string]*storagev1.RetainedBatch),
+// newSessionState returns the state of a new session. Its maps are nil
+// until something is put in them (putIn): the cache holds every session
+// for its life, and most hold no streams or retained batches (an empty
+// map costs its header).
+func newSessionState() *sessionState { return &sessionState{} }
+
+// putIn sets (*m)[k], making the map first if it is nil.
+func putIn[K comparable, V any](m *map[K]V, k K, v V) {
+	if *m == nil {
+		*m = make(map[K]V, 1)
 	}
+	(*m)[k] = v
+}
+
+// cloneOrNil is maps.Clone with nil for an empty map.
+func cloneOrNil[M ~map[K]V, K comparable, V any](m M) M {
+	if len(m) == 0 {
+		return nil
+	}
+	return maps.Clone(m)
 }
 
 // Session commands of the shard's command sequence.
@@ -286,8 +299,8 @@ func applyCommitSession(st *shardState, c cmdCommitSession) applyResult {
 		return applyResult{err: err}
 	}
 	// Work on shallow copies, so a refused commit leaves st unchanged.
-	n := &sessionState{rec: s.rec, subs: maps.Clone(s.subs), states: maps.Clone(s.states),
-		streams: maps.Clone(s.streams), retained: maps.Clone(s.retained)}
+	n := &sessionState{rec: s.rec, subs: cloneOrNil(s.subs), states: cloneOrNil(s.states),
+		streams: cloneOrNil(s.streams), retained: cloneOrNil(s.retained)}
 	bad := func(format string, args ...any) applyResult {
 		return applyResult{err: fmt.Errorf("%w: commit of session %q: "+format, append([]any{ErrInvalidArgument, cid}, args...)...)}
 	}
@@ -318,14 +331,14 @@ func applyCommitSession(st *shardState, c cmdCommitSession) applyResult {
 			}
 			continue
 		}
-		n.states[v.Id] = v
+		putIn(&n.states, v.Id, v)
 		touched[key(subSessionState, idSuffix(v.Id))] = true
 	}
 	for _, v := range cm.PutSubscriptions {
 		if v.Id == 0 {
 			return bad("subscription id 0")
 		}
-		n.subs[v.Id] = v
+		putIn(&n.subs, v.Id, v)
 		touched[key(subSessionSub, idSuffix(v.Id))] = true
 	}
 	for _, v := range cm.PutStreams {
@@ -335,14 +348,14 @@ func applyCommitSession(st *shardState, c cmdCommitSession) applyResult {
 		if len(v.Batches) > MaxBatchesPerStream {
 			return bad("stream ring of %d batches (at most %d)", len(v.Batches), MaxBatchesPerStream)
 		}
-		n.streams[string(streamSuffix(v.Key))] = v
+		putIn(&n.streams, string(streamSuffix(v.Key)), v)
 		touched[key(subSessionStream, streamSuffix(v.Key))] = true
 	}
 	for _, v := range cm.PutRetained {
 		if v.Key == nil || v.Key.SubscriptionId == 0 {
 			return bad("retained batch without a key")
 		}
-		n.retained[string(retainedSuffix(v.Key))] = v
+		putIn(&n.retained, string(retainedSuffix(v.Key)), v)
 		touched[key(subSessionRetained, retainedSuffix(v.Key))] = true
 	}
 	// Every reference to a state version must resolve; versions nothing

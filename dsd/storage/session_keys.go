@@ -97,22 +97,22 @@ func loadSessions(db *DB, st *shardState) error {
 			if len(suffix) != 8 {
 				return fmt.Errorf("%w: bad session key %s", ErrCorruption, prettyKey(k))
 			}
-			s.subs[binary.BigEndian.Uint64(suffix)] = m
+			putIn(&s.subs, binary.BigEndian.Uint64(suffix), m)
 			return decodeValue(k, v, m)
 		case subSessionState:
 			m := &storagev1.SubscriptionState{}
 			if len(suffix) != 8 {
 				return fmt.Errorf("%w: bad session key %s", ErrCorruption, prettyKey(k))
 			}
-			s.states[binary.BigEndian.Uint64(suffix)] = m
+			putIn(&s.states, binary.BigEndian.Uint64(suffix), m)
 			return decodeValue(k, v, m)
 		case subSessionStream:
 			m := &storagev1.StreamRing{}
-			s.streams[string(suffix)] = m
+			putIn(&s.streams, string(suffix), m)
 			return decodeValue(k, v, m)
 		case subSessionRetained:
 			m := &storagev1.RetainedBatch{}
-			s.retained[string(suffix)] = m
+			putIn(&s.retained, string(suffix), m)
 			return decodeValue(k, v, m)
 		}
 		return fmt.Errorf("%w: unknown session key %s", ErrCorruption, prettyKey(k))

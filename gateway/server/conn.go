@@ -49,10 +49,19 @@ type conn struct {
 	src  socketSource
 	// holdsReadBuf mirrors br != nil for other goroutines (tests).
 	holdsReadBuf atomic.Bool
+	// parked: the connection has no goroutine; it waits in the server's
+	// poller under pollID (pollAdded: its socket was put in the epoll set
+	// once, so the next park re-arms it). conn_park.go.
+	parked    atomic.Bool
+	pollAdded bool
+	pollID    uint64
+	// waitSince is when the read loop's wait for a byte began (Unix ns),
+	// 0 when it is not waiting, waitKicked once the park loop ended the
+	// wait so that it parks (conn_park.go).
+	waitSince atomic.Int64
 	// head holds the first bytes of the connection, to read the Protocol
 	// Level of a CONNECT the codec refused.
 	head *headRecorder
-	log  *slog.Logger
 	// wsTLS is the TLS state of a wss connection (from its HTTP request);
 	// a tls connection's is read from the connection after its handshake.
 	wsTLS *tls.ConnectionState
@@ -86,8 +95,9 @@ type conn struct {
 		panicked bool
 		// ioClosed: finish is waiting for io; no Store or Release starts.
 		ioClosed bool
-		// entries maps the machine's entry ids to the router's.
-		entries map[uint64]uint64
+		// entries maps the machine's entry ids to the router's
+		// (conn_entries.go).
+		entries entryMap
 		// idleAt is when the idle timer is set to fire; zero when it is
 		// not set.
 		idleAt time.Time
@@ -134,26 +144,52 @@ func newConn(s *Server, l *listener, nc net.Conn, peer netip.Addr, accepted time
 		peer:     peer,
 		accepted: accepted,
 		head:     &headRecorder{r: nc},
-		log:      s.log.With("listener", l.id, "remote", nc.RemoteAddr().String()),
 		aborted:  make(chan struct{}),
 	}
 	c.sock = socketOf(nc)
 	c.parkable = c.sock != nil
 	c.src.head = c.head
-	c.mu.entries = map[uint64]uint64{}
 	// The machine exists before the connection is tracked: the checkpoint
 	// loop, kicks and shutdown may reach it from then on.
 	c.mu.m = session.New(c.l.cfg, c.accepted)
 	return c
 }
 
-// serve runs the connection to its end: it starts the writer, reads until
-// the machine closes, waits for the writer and ends the session.
+// log returns the connection's logger. It is made on each use, not held:
+// a connection logs rarely (debug messages, failures), and a fleet of idle
+// connections would hold one each.
+func (c *conn) log() *slog.Logger {
+	return c.s.log.With("listener", c.l.id, "remote", c.nc.RemoteAddr().String())
+}
+
+// debug logs at debug level, when the server's logger takes it.
+func (c *conn) debug(msg string, args ...any) {
+	if c.s.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.log().Debug(msg, args...)
+	}
+}
+
+// serve runs the connection: its read loop, in this goroutine until the
+// connection parks (conn_park.go) or ends. The caller has entered s.wg;
+// the goroutine that ends the connection leaves it.
 func (c *conn) serve() {
 	c.s.metrics.connections.WithLabelValues(c.l.id).Inc()
-	defer c.s.metrics.connections.WithLabelValues(c.l.id).Dec()
-	c.readLoop()
+	c.run()
+}
+
+// run reads until the connection parks or ends, and ends it: it waits for
+// the writer, ends the session and leaves the server.
+func (c *conn) run() {
+	if c.readLoop() {
+		return // parked: unpark runs the next goroutine
+	}
 	c.finish()
+	if c.s.poller != nil {
+		c.s.poller.forget(c)
+	}
+	c.s.untrack(c)
+	c.s.metrics.connections.WithLabelValues(c.l.id).Dec()
+	c.s.wg.Done()
 }
 
 // recoverPanic is the connection's panic boundary (STYLE.md rule 9): log
@@ -164,7 +200,7 @@ func (c *conn) recoverPanic(where string) {
 		return
 	}
 	c.s.metrics.panics.Inc()
-	c.log.Error("panic recovered; closing the connection", "where", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	c.log().Error("panic recovered; closing the connection", "where", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 	c.mu.Lock()
 	c.mu.panicked = true
 	c.mu.Unlock()
@@ -174,10 +210,15 @@ func (c *conn) recoverPanic(where string) {
 // readLoop reads packets and feeds each to the machine under one lock
 // acquisition, which also reads what the next read needs (the version and
 // the maximum packet size) and arms the idle timer: no deadline syscall and
-// no second lock per packet.
-func (c *conn) readLoop() {
+// no second lock per packet. It returns when the machine closes, or true
+// when the connection parked (conn_park.go): another goroutine may then
+// run it already, so nothing of c is touched on the way out.
+func (c *conn) readLoop() (parked bool) {
 	defer c.recoverPanic("read")
 	defer func() {
+		if parked {
+			return
+		}
 		c.parkable = true // the loop is over: no read uses the buffer any more
 		c.releaseReader()
 	}()
@@ -186,6 +227,8 @@ func (c *conn) readLoop() {
 	// wait: the machine holds the inbound budget (conn_budget.go); the next
 	// read waits for a Store to free room.
 	var wait bool
+	// quiet is when the last packet was read: an idle wait began then.
+	quiet := time.Now()
 	c.withMachineDo(func(m *session.Machine) {
 		version, maxSize = m.Version(), m.MaxPacketSize()
 		c.armIdleLocked(m)
@@ -195,8 +238,12 @@ func (c *conn) readLoop() {
 		if wait {
 			waited = c.waitInbound()
 		}
+		if waited == 0 && c.br == nil && c.canPark() && c.waitOrPark(quiet) {
+			return true
+		}
 		p, size, err := packet.ReadPacketSize(c.reader(), version, maxSize)
 		now := time.Now()
+		quiet = now
 		var req *session.ConnectRequest
 		closed, awaiting := false, false
 		c.withMachineDo(func(m *session.Machine) {
@@ -262,19 +309,40 @@ func (c *conn) readLoop() {
 // armIdleLocked makes the idle timer fire by the machine's deadline (keep
 // alive, CONNECT timeout). The deadline moves later with most packets; the
 // timer is reset only when it must fire earlier than it is set to, and
-// otherwise re-armed when it fires early (onIdle).
+// otherwise re-armed when it fires early (onIdle). A connection without a
+// deadline (Keep Alive 0, once connected) holds no timer.
 func (c *conn) armIdleLocked(m *session.Machine) {
 	d, ok := c.idleDeadlineLocked(m)
-	if !ok || m.Closed() || (!c.mu.idleAt.IsZero() && !d.Before(c.mu.idleAt)) {
+	if !ok || m.Closed() {
+		c.dropIdleLocked()
 		return
 	}
-	c.mu.idleAt = d
-	wait := time.Until(d)
+	if !c.mu.idleAt.IsZero() && !d.Before(c.mu.idleAt) {
+		return
+	}
+	c.setIdleLocked(d)
+}
+
+// setIdleLocked makes the idle timer fire at at.
+func (c *conn) setIdleLocked(at time.Time) {
+	c.mu.idleAt = at
+	wait := time.Until(at)
 	if c.idle == nil {
 		c.idle = time.AfterFunc(wait, c.onIdle)
 		return
 	}
 	c.idle.Reset(wait)
+}
+
+// dropIdleLocked stops the idle timer and lets it go. A run of onIdle
+// already under way finds no deadline, or arms a new timer.
+func (c *conn) dropIdleLocked() {
+	if c.idle == nil {
+		return
+	}
+	c.idle.Stop()
+	c.idle = nil
+	c.mu.idleAt = time.Time{}
 }
 
 // onIdle runs when the idle timer fires: at or after the machine's
@@ -291,8 +359,7 @@ func (c *conn) onIdle() {
 		if c.mu.inboundWait {
 			// Not reading: the client's silence is not its own. Look again
 			// in a second (the wait's length moves the deadline when it ends).
-			c.mu.idleAt = now.Add(time.Second)
-			c.idle.Reset(time.Second)
+			c.setIdleLocked(now.Add(time.Second))
 			return
 		}
 		if d, ok := c.idleDeadlineLocked(m); ok && !now.Before(d) {
@@ -339,7 +406,7 @@ func (c *conn) storeLocked(req session.StoreRequest) {
 		c.s.metrics.storeLatency.Observe(time.Since(start).Seconds())
 		if err != nil {
 			c.s.metrics.storeFailures.Inc()
-			c.log.Debug("store failed", "client_id", req.ClientID, "messages", n, "err", err)
+			c.debug("store failed", "client_id", req.ClientID, "messages", n, "err", err)
 		} else {
 			failpoint.Hit("gateway-after-store")
 			c.s.metrics.stored.Add(float64(n))
@@ -360,7 +427,7 @@ func (c *conn) release(req session.ReleaseRequest) {
 	c.s.metrics.dsdLatency.WithLabelValues("release").Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.s.metrics.storeFailures.Inc()
-		c.log.Debug("release failed", "client_id", req.ClientID, "packet_id", req.PacketID, "err", err)
+		c.debug("release failed", "client_id", req.ClientID, "packet_id", req.PacketID, "err", err)
 	}
 	c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.ReleaseDone(time.Now(), req.PacketID, released, err)) })
 }
@@ -421,12 +488,12 @@ func (c *conn) applyLocked(acts []session.Action) *session.ConnectRequest {
 			}
 		case session.Denied:
 			c.s.metrics.aclDenied.WithLabelValues(a.Access.String()).Inc()
-			c.log.Debug("ACL denied", "client_id", c.mu.m.ClientID(), "action", a.Access.String(), "topic", a.Topic)
+			c.debug("ACL denied", "client_id", c.mu.m.ClientID(), "action", a.Access.String(), "topic", a.Topic)
 		case session.EndSession:
 			c.mu.end = &a
 		case session.Close:
 			c.s.metrics.closedFor(a.Reason)
-			c.log.Debug("closing", "client_id", c.mu.m.ClientID(), "reason", string(a.Reason))
+			c.debug("closing", "client_id", c.mu.m.ClientID(), "reason", string(a.Reason))
 			c.closeLocked()
 		default:
 			c.applyDeliveryLocked(a)
@@ -492,10 +559,11 @@ func (c *conn) abort() {
 		close(c.aborted)
 		_ = c.nc.Close()
 	})
+	c.unpark() // a parked connection's read now fails, and it ends
 }
 
 func (c *conn) writeFailed(err error) {
-	c.log.Debug("write failed", "err", err)
+	c.debug("write failed", "err", err)
 	c.mu.Lock()
 	if c.mu.lostReason == "" {
 		c.mu.lostReason = session.ReasonNetworkError
@@ -510,9 +578,7 @@ func (c *conn) writeFailed(err error) {
 // session still ends.
 func (c *conn) finish() {
 	c.mu.Lock()
-	if c.idle != nil {
-		c.idle.Stop()
-	}
+	c.dropIdleLocked()
 	c.mu.Unlock()
 	c.teardown()
 	c.endSession()
@@ -590,9 +656,9 @@ func (c *conn) endSession() {
 	case errors.Is(err, session.ErrUnavailable):
 		// dsd is unreachable or this gateway lost its lease: dsd
 		// ends the session when the epoch dies, will included.
-		c.log.Debug("ending the session failed", "client_id", end.ClientID, "err", err)
+		c.debug("ending the session failed", "client_id", end.ClientID, "err", err)
 	default:
-		c.log.Warn("ending the session failed", "client_id", end.ClientID, "err", err)
+		c.log().Warn("ending the session failed", "client_id", end.ClientID, "err", err)
 	}
 }
 

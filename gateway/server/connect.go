@@ -20,7 +20,7 @@ func (s *Server) openSession(c *conn, req session.ConnectRequest) session.Connec
 	refuse := func(err error) session.ConnectResult {
 		code, noConnack := connectRefusal(err, req.Version)
 		s.metrics.connectRefused.WithLabelValues(fmt.Sprintf("0x%02X", byte(code))).Inc()
-		c.log.Debug("CONNECT refused", "client_id", req.ClientID, "username", req.Username, "code", fmt.Sprintf("0x%02X", byte(code)), "err", err)
+		c.debug("CONNECT refused", "client_id", req.ClientID, "username", req.Username, "code", fmt.Sprintf("0x%02X", byte(code)), "err", err)
 		return session.ConnectResult{Code: code, NoConnack: noConnack}
 	}
 	// Admission (mqtt.max_conn_rate) took its token at accept (admit.go).

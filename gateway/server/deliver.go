@@ -53,7 +53,7 @@ func (c *conn) pushed(token, batchSeq uint64, msgs []*storagev1.Message, iterato
 	defer c.recoverPanic("batch")
 	c.withMachineDo(func(m *session.Machine) {
 		if eos {
-			delete(c.mu.entries, token)
+			c.mu.entries.remove(token)
 		}
 		if grant != nil {
 			c.applyLocked(m.GrantBatch(time.Now(), token, batchSeq, msgs, iterator, eos, *grant))
@@ -66,9 +66,9 @@ func (c *conn) pushed(token, batchSeq uint64, msgs []*storagev1.Message, iterato
 // EntryFailed implements dsdbackend.EntryOwner.
 func (c *conn) EntryFailed(token uint64, failure session.EntryFailure, err error) {
 	defer c.recoverPanic("entry failed")
-	c.log.Debug("entry ended", "client_id", c.clientID(), "err", err)
+	c.debug("entry ended", "client_id", c.clientID(), "err", err)
 	c.withMachineDo(func(m *session.Machine) {
-		delete(c.mu.entries, token)
+		c.mu.entries.remove(token)
 		c.applyLocked(m.EntryFailed(time.Now(), token, failure, err))
 	})
 }
@@ -77,7 +77,7 @@ func (c *conn) EntryFailed(token uint64, failure session.EntryFailure, err error
 func (c *conn) EntriesLost() {
 	defer c.recoverPanic("entries lost")
 	c.withMachineDo(func(m *session.Machine) {
-		clear(c.mu.entries)
+		c.mu.entries = nil
 		c.applyLocked(m.EntriesLost(time.Now()))
 	})
 }
@@ -121,28 +121,27 @@ func (c *conn) applyDeliveryLocked(a session.Action) bool {
 		})
 	case session.AddWatch:
 		if d != nil {
-			c.mu.entries[a.Entry] = d.Router().AddWatch(c, a.Entry, c.sessionRef(), a.Filter, a.StartUs)
+			c.setEntryLocked(a.Entry, d.Router().AddWatch(c, a.Entry, c.sessionRef(), a.Filter, a.StartUs))
 		}
 	case session.AddRead:
 		switch {
 		case d == nil:
 		case a.Shared != nil:
 			sh := &dsdv1.SharedRead{Filter: a.Shared.Filter, Qos: a.Shared.QoS, Strategy: a.Shared.Strategy, Held: a.Shared.Held}
-			c.mu.entries[a.Entry] = d.Router().AddSharedRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize, sh)
+			c.setEntryLocked(a.Entry, d.Router().AddSharedRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize, sh))
 		default:
-			c.mu.entries[a.Entry] = d.Router().AddRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize)
+			c.setEntryLocked(a.Entry, d.Router().AddRead(c, a.Entry, c.sessionRef(), a.Iterator, a.Window, a.BatchSize))
 		}
 	case session.AckShared:
 		if d != nil {
 			d.Router().AckShared(c.sessionRef(), a.Filter, a.Grant)
 		}
 	case session.AckRead:
-		if id, ok := c.mu.entries[a.Entry]; ok {
+		if id, ok := c.mu.entries.get(a.Entry); ok {
 			d.Router().Ack(id, a.BatchSeq)
 		}
 	case session.RemoveEntry:
-		if id, ok := c.mu.entries[a.Entry]; ok {
-			delete(c.mu.entries, a.Entry)
+		if id, ok := c.mu.entries.remove(a.Entry); ok {
 			d.Router().Remove(id)
 		}
 	case session.Counted:
@@ -152,6 +151,9 @@ func (c *conn) applyDeliveryLocked(a session.Action) bool {
 	}
 	return true
 }
+
+// setEntryLocked records that the machine's entry is the router's id.
+func (c *conn) setEntryLocked(entry, id uint64) { c.mu.entries.set(entry, id) }
 
 func (c *conn) sessionRef() *dsdv1.SessionRef {
 	return &dsdv1.SessionRef{ClientId: c.mu.m.ClientID(), Guard: c.mu.m.Guard()}
@@ -193,10 +195,10 @@ func (c *conn) removeEntries() {
 	d := c.s.opts.Delivery
 	c.mu.Lock()
 	ids := make([]uint64, 0, len(c.mu.entries))
-	for _, id := range c.mu.entries {
-		ids = append(ids, id)
+	for _, p := range c.mu.entries {
+		ids = append(ids, p.id)
 	}
-	clear(c.mu.entries)
+	c.mu.entries = nil
 	c.mu.Unlock()
 	if d == nil {
 		return
@@ -219,7 +221,7 @@ func (c *conn) finalCommit() {
 	defer cancel()
 	start := time.Now()
 	if err := d.Commit(ctx, cm); err != nil && !errors.Is(err, session.ErrStaleGuard) {
-		c.log.Debug("final commit failed", "client_id", cm.ClientId, "err", err)
+		c.debug("final commit failed", "client_id", cm.ClientId, "err", err)
 	}
 	c.s.metrics.dsdLatency.WithLabelValues("commit").Observe(time.Since(start).Seconds())
 }

@@ -5,18 +5,24 @@
 //
 // # Connections
 //
-// Each connection has a read goroutine and a write goroutine. The reader
-// reads one packet at a time (packet.ReadPacket, bounded by the zone's
-// mqtt.max_packet_size before anything is allocated), with the socket's read
-// deadline set to the machine's deadline, so the connect timeout and the
-// keep-alive need no timers: a read that times out is a Tick. It carries out
+// A connection's read loop reads one packet at a time (bounded by the
+// zone's mqtt.max_packet_size before anything is allocated) and feeds it to
+// the machine; an idle timer, armed only while the machine has a deadline,
+// carries the connect timeout and the keep-alive. The read loop carries out
 // the machine's Connect action itself (admission, authentication, session
 // open), so the packets a client pipelines after CONNECT wait in the socket
-// until CONNACK. The writer drains a bounded queue of encoded packets,
-// flushing when the queue is empty; a client that lets the queue fill is
-// disconnected (slow consumer) instead of growing it. A Close action is
-// queued behind the packets before it, so a refusing CONNACK or a DISCONNECT
-// reaches the client before the socket closes.
+// until CONNACK. A writer goroutine runs only while packets wait to be sent
+// (conn_write.go): it drains a bounded queue of encoded packets, flushing
+// when the queue is empty; a client that lets the queue fill is disconnected
+// (slow consumer) instead of growing it. A Close action is queued behind the
+// packets before it, so a refusing CONNACK or a DISCONNECT reaches the client
+// before the socket closes.
+//
+// An idle plain TCP connection has no goroutine at all (conn_park.go): 100
+// to 200 ms after its last packet the park loop makes its socket park in the
+// server's epoll set (Linux, poller_linux.go), and readiness or an abort
+// resumes it in a new goroutine.
+// TLS, WebSocket and PROXY connections keep their read goroutine.
 //
 // Each goroutine that touches a connection recovers panics at its boundary
 // (STYLE.md rule 9): the stack is logged, strata_gateway_panics_recovered_total
@@ -29,7 +35,9 @@
 // network or backend I/O: a kick looks the connection up under Server.mu,
 // releases it, then takes conn.mu. sysTopics.mu (the latest $SYS values) is
 // taken under conn.mu, when a machine asks for them, and never held while
-// taking another lock.
+// taking another lock. poller.mu (the parked connections) is a leaf: it is
+// held only around its own map, and a connection is resumed (conn.parked)
+// after it is released.
 //
 // # Sessions
 //

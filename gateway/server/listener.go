@@ -169,14 +169,14 @@ func (s *Server) serveListener(l *listener) {
 			return
 		}
 		go func() {
-			defer s.wg.Done()
 			// The PROXY header and the TLS handshake run here, in the
 			// connection's goroutine, by its connect deadline.
 			nc, peer, ok := s.prepare(l, gc, s.connectDeadline(accepted))
 			if !ok {
+				s.wg.Done()
 				return
 			}
-			s.serveConn(l, nc, peer, accepted, nil)
+			s.serveConn(l, nc, peer, accepted, nil) // leaves wg when the connection ends
 		}()
 	}
 }
@@ -188,7 +188,14 @@ func (s *Server) serveWS(l *listener, w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer s.wg.Done()
+	// served: serveConn has taken the place in wg (it leaves it when the
+	// connection ends, before it returns: a WebSocket does not park).
+	served := false
+	defer func() {
+		if !served {
+			s.wg.Done()
+		}
+	}()
 	accepted := time.Now()
 	peer := peerAddr(addrString(r.RemoteAddr))
 	if gc, ok := r.Context().Value(wsConnKey{}).(*gatedConn); ok && l.proxy {
@@ -221,6 +228,7 @@ func (s *Server) serveWS(l *listener, w http.ResponseWriter, r *http.Request) {
 		// packet of the maximum size (clients send a packet per message).
 		wc.SetReadLimit(int64(l.cfg.MaxPacketSize) + 1024)
 	}
+	served = true
 	s.serveConn(l, nc, peer, accepted, r.TLS)
 }
 

@@ -131,6 +131,9 @@ func (h HTTPTimeouts) Validate() error {
 type testHooks struct {
 	// teardown runs in finish before the final commit.
 	teardown func()
+	// parkAfter, when set, replaces the idle time after which a
+	// connection parks.
+	parkAfter time.Duration
 }
 
 // DefaultBackendTimeout is Options.BackendTimeout's default.
@@ -211,9 +214,19 @@ type Server struct {
 	// backend calls and WebSocket connections.
 	ctx    context.Context
 	cancel context.CancelFunc
-	// wg counts accept loops, WebSocket handlers and connections.
+	// wg counts accept loops, WebSocket handlers and connections (a
+	// connection from its accept to its end, whether it runs or is
+	// parked).
 	wg sync.WaitGroup
-	// bg is the checkpoint loop, stopped by closing stopBg.
+	// poller holds the parked connections (conn_park.go); nil where
+	// connections do not park.
+	poller     *poller
+	pollerOnce sync.Once
+	// parkAfter is how long a connection waits for a byte before it parks
+	// (conn_park.go; tests shorten it).
+	parkAfter time.Duration
+	// bg is the checkpoint loop, the park loop and the $SYS loop, stopped
+	// by closing stopBg.
 	bg         sync.WaitGroup
 	stopBg     chan struct{}
 	stopBgOnce sync.Once
@@ -325,6 +338,15 @@ func Listen(opts Options) (*Server, error) {
 	} else {
 		close(s.httpDone)
 	}
+	s.parkAfter = parkAfter
+	if h := opts.hooks; h != nil && h.parkAfter > 0 {
+		s.parkAfter = h.parkAfter
+	}
+	if p, err := newPoller(); err != nil {
+		s.log.Warn("idle connections keep their goroutines: no epoll set", "err", err)
+	} else {
+		s.poller = p
+	}
 	for _, l := range s.listeners {
 		s.wg.Add(1)
 		go func() {
@@ -337,6 +359,13 @@ func Listen(opts Options) (*Server, error) {
 		defer s.bg.Done()
 		s.checkpointLoop()
 	}()
+	if s.poller != nil {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.parkLoop(s.stopBg)
+		}()
+	}
 	if s.sys != nil {
 		s.bg.Add(1)
 		go func() {
@@ -477,18 +506,20 @@ func (s *Server) untrack(c *conn) {
 	delete(s.mu.conns, c)
 }
 
-// serveConn runs one accepted connection to its end; the caller has
-// entered wg. peer is the client's address (from a PROXY header where the
-// listener takes one); accepted starts the connect timeout; wsTLS is a wss
-// connection's TLS state.
+// serveConn serves one accepted connection; the caller has entered wg,
+// which the connection leaves when it ends. It returns when the connection
+// ends or parks (only plain TCP connections park: conn_park.go). peer is
+// the client's address (from a PROXY header where the listener takes one);
+// accepted starts the connect timeout; wsTLS is a wss connection's TLS
+// state.
 func (s *Server) serveConn(l *listener, nc net.Conn, peer netip.Addr, accepted time.Time, wsTLS *tls.ConnectionState) {
 	c := newConn(s, l, nc, peer, accepted)
 	c.wsTLS = wsTLS
 	if !s.track(c) {
 		_ = nc.Close()
+		s.wg.Done()
 		return
 	}
-	defer s.untrack(c)
 	s.metrics.accepted.WithLabelValues(l.id).Inc()
 	c.serve()
 }
@@ -530,6 +561,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	s.cancel()
+	s.stopPoller()
 	s.stopHTTP()
 	return err
 }
@@ -545,8 +577,18 @@ func (s *Server) Close() error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.stopPoller()
 	s.stopHTTP()
 	return nil
+}
+
+// stopPoller stops the poller once every connection has ended.
+func (s *Server) stopPoller() {
+	s.pollerOnce.Do(func() {
+		if s.poller != nil {
+			s.poller.close()
+		}
+	})
 }
 
 func (s *Server) stopHTTP() {

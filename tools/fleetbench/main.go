@@ -64,6 +64,9 @@ type Config struct {
 	// Pprof starts the gateway with --pprof and writes its heap profile to
 	// this file once the fleet is idle.
 	Pprof string
+	// DSDPprof starts dsd with --pprof and writes its heap profile to this
+	// file once the fleet is idle.
+	DSDPprof string
 	// TempDir holds the data directories and logs; empty: os.TempDir().
 	TempDir string
 	// Keep keeps the temporary directory.
@@ -92,6 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&cfg.Kill, "kill", false, "SIGKILL the gateway, publish to every device, reconnect them and count deliveries")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "bound on each phase")
 	fs.StringVar(&cfg.Pprof, "heapprofile", "", "start the gateway with --pprof and write its heap profile here once the fleet is idle")
+	fs.StringVar(&cfg.DSDPprof, "dsdheapprofile", "", "start dsd with --pprof and write its heap profile here once the fleet is idle")
 	fs.StringVar(&cfg.TempDir, "tmp", "", "directory for data and logs (default: the system's)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the data and logs")
 	fs.BoolVar(&cfg.JSON, "json", false, "print JSON instead of Markdown")

@@ -51,21 +51,30 @@ type strata struct {
 	grpcAddr string
 	mqttAddr string
 	httpAddr string // the gateway's
+	dsdHTTP  string
 	pprof    bool
 }
 
-func startStrata(ctx context.Context, bin, dir string, sessions int, pprof bool) (*strata, error) {
+// startStrata starts dsd and a gateway; pprof and dsdPprof start them
+// with --pprof.
+func startStrata(ctx context.Context, bin, dir string, sessions int, pprof, dsdPprof bool) (*strata, error) {
 	s := &strata{dir: dir, bin: bin, conf: filepath.Join(dir, "strata.toml"), pprof: pprof}
 	if err := os.WriteFile(s.conf, []byte(strataConf(sessions)), 0o644); err != nil {
 		return nil, err
 	}
-	d, line, err := childproc.Start(ctx, "dsd", filepath.Join(dir, "dsd.log"), childproc.DSDReady, startTimeout, filepath.Join(bin, "dsd"),
-		"--config", s.conf, "--data-dir", filepath.Join(dir, "dsd-data"), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+	args := []string{"--config", s.conf, "--data-dir", filepath.Join(dir, "dsd-data"), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}
+	if dsdPprof {
+		args = append(args, "--pprof")
+	}
+	d, line, err := childproc.Start(ctx, "dsd", filepath.Join(dir, "dsd.log"), childproc.DSDReady, startTimeout, filepath.Join(bin, "dsd"), args...)
 	s.dsd = d
 	if err != nil {
 		return s, err
 	}
 	if s.grpcAddr, err = childproc.Attr(childproc.GRPCAttr, line); err != nil {
+		return s, fmt.Errorf("dsd: %w", err)
+	}
+	if s.dsdHTTP, err = childproc.Attr(childproc.HTTPAttr, line); err != nil {
 		return s, fmt.Errorf("dsd: %w", err)
 	}
 	return s, s.startGateway(ctx, "127.0.0.1:0", 1)

@@ -171,7 +171,7 @@ func runStrata(ctx context.Context, cfg Config, dir string, log io.Writer, res *
 	var s *strata
 	if addr == "" {
 		var err error
-		s, err = startStrata(ctx, cfg.Bin, dir, cfg.Sessions, cfg.Pprof != "")
+		s, err = startStrata(ctx, cfg.Bin, dir, cfg.Sessions, cfg.Pprof != "", cfg.DSDPprof != "")
 		if s != nil {
 			defer s.stop()
 		}
@@ -204,15 +204,18 @@ func runStrata(ctx context.Context, cfg Config, dir string, log io.Writer, res *
 		if err := errorsOf(s.gateway.Alive(), s.dsd.Alive()); err != nil {
 			return err
 		}
-		if cfg.Pprof != "" {
-			b, err := get(ctx, "http://"+s.httpAddr+"/debug/pprof/heap?gc=1")
-			if err != nil {
-				return fmt.Errorf("heap profile: %w", err)
+		for _, hp := range []struct{ who, addr, file string }{{"gateway", s.httpAddr, cfg.Pprof}, {"dsd", s.dsdHTTP, cfg.DSDPprof}} {
+			if hp.file == "" {
+				continue
 			}
-			if err := os.WriteFile(cfg.Pprof, b, 0o644); err != nil {
+			b, err := get(ctx, "http://"+hp.addr+"/debug/pprof/heap?gc=1")
+			if err != nil {
+				return fmt.Errorf("%s heap profile: %w", hp.who, err)
+			}
+			if err := os.WriteFile(hp.file, b, 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintf(log, "fleetbench: gateway heap profile in %s\n", cfg.Pprof)
+			fmt.Fprintf(log, "fleetbench: %s heap profile in %s\n", hp.who, hp.file)
 		}
 		var err error
 		metricsAfter, err = scrape(ctx, metricsURL, goMetrics...)
