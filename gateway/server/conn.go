@@ -506,6 +506,9 @@ func (c *conn) sendLocked(a session.Send) {
 	if c.mu.closing || c.mu.noWriter {
 		return
 	}
+	if c.sendInlineLocked(a) {
+		return
+	}
 	b, err := a.Packet.Append(nil, a.Version)
 	if err != nil {
 		// Invariant: the session machine builds only packets the codec

@@ -2,7 +2,9 @@ package server
 
 import (
 	"bufio"
+	"errors"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stratamq/strata/gateway/packet"
@@ -235,4 +237,61 @@ func (c *conn) writeBatch(bw *bufio.Writer, batch []outItem) bool {
 // reportWritten tells the machine that n PUBLISH packets are on the wire.
 func (c *conn) reportWritten(n int) {
 	c.withMachineDo(func(m *session.Machine) { c.applyLocked(m.Written(time.Now(), n)) })
+}
+
+// inlineMax bounds the acknowledgements written inline.
+const inlineMax = 32
+
+// sendInlineLocked writes a small acknowledgement (PUBACK, PUBREC, PUBCOMP,
+// PINGRESP) straight to a plain TCP socket when nothing is queued and no
+// writer is writing, on the caller's goroutine: a publisher waiting for each
+// PUBACK otherwise costs a writer wake-up per message (a third of the
+// gateway's CPU in the 100-publisher profile). The write never waits:
+// what the socket does not take at once (it is full, or failed) goes to
+// the writer, in order, which reports any error. It reports whether it
+// handled a (false: the caller queues it).
+func (c *conn) sendInlineLocked(a session.Send) bool {
+	switch a.Packet.Type() {
+	case packet.PUBACK, packet.PUBREC, packet.PUBCOMP, packet.PINGRESP:
+	default:
+		return false
+	}
+	// A writer that lingers with nothing to write (writerIdle) takes mu
+	// before it writes again, so the inline bytes go first.
+	if c.sock == nil || c.mu.writerDone != nil && !c.mu.writerIdle || len(c.mu.outq) > 0 || failpoint.Armed() {
+		return false
+	}
+	var buf [inlineMax]byte
+	b, err := a.Packet.Append(buf[:0], a.Version)
+	if err != nil || len(b) > inlineMax {
+		return false
+	}
+	n := 0
+	var werr error
+	_ = c.sock.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, err := syscall.Write(int(fd), b[n:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil || m <= 0 {
+				werr = err
+				break
+			}
+			n += m
+		}
+		return true // never wait for the poller: the writer does
+	})
+	if n == len(b) {
+		c.s.metrics.sent(a.Packet.Type(), n)
+		return true
+	}
+	if werr != nil && !errors.Is(werr, syscall.EAGAIN) {
+		c.log().Debug("inline write failed; the writer takes over", "err", werr)
+	}
+	rest := append([]byte(nil), b[n:]...)
+	if !c.enqueueLocked(outItem{b: rest, typ: a.Packet.Type()}) {
+		c.slowLocked()
+	}
+	return true
 }
