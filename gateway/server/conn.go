@@ -151,7 +151,7 @@ func newConn(s *Server, l *listener, nc net.Conn, peer netip.Addr, accepted time
 	c.src.head = c.head
 	// The machine exists before the connection is tracked: the checkpoint
 	// loop, kicks and shutdown may reach it from then on.
-	c.mu.m = session.New(c.l.cfg, c.accepted)
+	c.mu.m = session.NewShared(&c.l.cfg, c.accepted)
 	return c
 }
 

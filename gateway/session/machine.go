@@ -26,7 +26,8 @@ const (
 // documentation for the events and actions; a Machine is not safe for
 // concurrent use.
 type Machine struct {
-	cfg     Config
+	// cfg is shared by the machines of a listener (NewShared): read only.
+	cfg     *Config
 	state   state
 	version packet.Version
 	// deadline is when Tick acts next (connect timeout, keep-alive); zero
@@ -75,7 +76,12 @@ type Machine struct {
 }
 
 // New returns the machine of a connection accepted at now.
-func New(cfg Config, now time.Time) *Machine {
+func New(cfg Config, now time.Time) *Machine { return NewShared(&cfg, now) }
+
+// NewShared is New with a configuration that many machines share (a
+// listener's, which saves its copy in every idle connection); it must not
+// change while they live.
+func NewShared(cfg *Config, now time.Time) *Machine {
 	m := &Machine{cfg: cfg}
 	if cfg.ConnectTimeout > 0 {
 		m.deadline = now.Add(cfg.ConnectTimeout)
