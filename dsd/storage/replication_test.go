@@ -1,0 +1,250 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+)
+
+var errFakeFollower = errors.New("fake: not the leader")
+
+// fakeLog is a replicated shard's log without raft: Propose appends while
+// the replica leads; pump applies the entries in order to every replica.
+type fakeLog struct {
+	mu      sync.Mutex
+	entries [][]byte
+	// appended is poked by every Propose.
+	appended chan struct{}
+}
+
+func newFakeLog() *fakeLog { return &fakeLog{appended: make(chan struct{}, 1)} }
+
+// replica is one DB's view of a fakeLog.
+type replica struct {
+	log    *fakeLog
+	leader bool
+}
+
+func (r *replica) Propose(data []byte) error {
+	if !r.leader {
+		return errFakeFollower
+	}
+	r.log.mu.Lock()
+	r.log.entries = append(r.log.entries, append([]byte(nil), data...))
+	r.log.mu.Unlock()
+	select {
+	case r.log.appended <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (r *replica) CanServe() error {
+	if !r.leader {
+		return errFakeFollower
+	}
+	return nil
+}
+
+func (l *fakeLog) take() [][]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.entries
+	l.entries = nil
+	return out
+}
+
+// pump applies, until stop, the entries of l (shard's log) to every db in
+// log order, on each Propose; it returns the last index applied.
+func (l *fakeLog) pump(t *testing.T, shard int, dbs []*DB, stop <-chan struct{}) <-chan uint64 {
+	out := make(chan uint64, 1)
+	go func() {
+		var index uint64
+		defer func() { out <- index }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-l.appended:
+			}
+			for _, e := range l.take() {
+				index++
+				for _, db := range dbs {
+					if err := db.ApplyReplicated(shard, index, e); err != nil {
+						t.Errorf("apply: %v", err)
+					}
+				}
+			}
+		}
+	}()
+	return out
+}
+
+func openReplica(t *testing.T, nShards int, clock *fakeClock) *DB {
+	t.Helper()
+	db, err := Open(Options{NShards: nShards, DataDir: "data", FS: vfs.NewMem(), IdleTickInterval: time.Hour, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// shardKeys lists a shard's replicated keyspaces (clock, producers,
+// applied index, generation data) as key=value lines.
+func shardKeys(t *testing.T, db *DB, shard int) string {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, tag := range []byte{tagShardClock, tagProducer, tagApplied, tagGenData} {
+		err := db.scan(shardPrefix(shard, tag), func(k, v []byte) error {
+			fmt.Fprintf(&buf, "%x=%x\n", k, v)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.String()
+}
+
+// TestReplicatedShard: Stores on the leader are proposed as entries and
+// answered once applied; the follower applying the same entries writes the
+// same bytes; the follower refuses writes and reads; a leader change fails
+// the proposals not yet applied.
+func TestReplicatedShard(t *testing.T) {
+	const nShards = 2
+	leader := openReplica(t, nShards, newFakeClock(1_000_000))
+	// The follower's clock is far off: timestamps come from the entries.
+	follower := openReplica(t, nShards, newFakeClock(9_000_000_000))
+	logs := make([]*fakeLog, nShards)
+	stop := make(chan struct{})
+	pumped := make([]<-chan uint64, nShards)
+	for i := range logs {
+		logs[i] = newFakeLog()
+		if err := leader.SetReplicator(i, &replica{log: logs[i], leader: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := follower.SetReplicator(i, &replica{log: logs[i]}); err != nil {
+			t.Fatal(err)
+		}
+		pumped[i] = logs[i].pump(t, i, []*DB{leader, follower}, stop)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for c := 0; c < 5; c++ {
+		cid := fmt.Sprintf("c%d", c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := uint64(1); seq <= 4; seq++ {
+				p := &Producer{ClientID: cid, Epoch: 1, FirstSeq: seq}
+				res, err := leader.Store(ctx, cid, []*storagev1.Message{msg("t/"+cid, fmt.Sprint(seq))}, p)
+				if err != nil || len(res.TimestampsUs) != 1 {
+					t.Errorf("store %s/%d: %+v %v", cid, seq, res, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	// A duplicate (same producer sequence) is a duplicate on the leader.
+	res, err := leader.Store(ctx, "c0", []*storagev1.Message{msg("t/c0", "dup")}, &Producer{ClientID: "c0", Epoch: 1, FirstSeq: 1})
+	if err != nil || !res.Duplicate {
+		t.Fatalf("duplicate: %+v %v", res, err)
+	}
+	close(stop)
+	for i := range logs {
+		index := <-pumped[i]
+		if index == 0 {
+			continue
+		}
+		waitFor(t, "both replicas applied", func() bool {
+			a, _ := leader.ReplicatedApplied(i)
+			b, _ := follower.ReplicatedApplied(i)
+			return a == index && b == index
+		})
+		if a, b := shardKeys(t, leader, i), shardKeys(t, follower, i); a != b || !strings.Contains(a, fmt.Sprintf("%04x10", i)) {
+			t.Fatalf("shard %d differs:\nleader:\n%s\nfollower:\n%s", i, a, b)
+		}
+	}
+	if got := len(readAll(t, leader, "#", 0)); got != 20 {
+		t.Fatalf("leader reads %d messages, want 20", got)
+	}
+	if _, err := follower.Store(ctx, "c0", []*storagev1.Message{msg("t", "x")}, nil); !errors.Is(err, errFakeFollower) {
+		t.Fatalf("store on the follower: %v", err)
+	}
+	if _, err := follower.GetStreams("#", 0, -1); !errors.Is(err, errFakeFollower) {
+		t.Fatalf("read on the follower: %v", err)
+	}
+	// A Store whose entry is never applied fails when the leader is lost.
+	shard := leader.ShardOf("c1")
+	done := make(chan error, 1)
+	go func() {
+		_, err := leader.Store(ctx, "c1", []*storagev1.Message{msg("t", "lost")}, nil)
+		done <- err
+	}()
+	waitFor(t, "the proposal", func() bool { return leader.shards[shard].proposals() == 1 })
+	if err := leader.SetReplicator(shard, &replica{log: logs[shard]}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, errFakeFollower) {
+		t.Fatalf("store across a leader change: %v", err)
+	}
+}
+
+// TestReplicatedRestart: the applied index survives a reopen with the
+// writes of its entry.
+func TestReplicatedRestart(t *testing.T) {
+	fs := vfs.NewMem()
+	opts := Options{NShards: 1, DataDir: "data", FS: fs, IdleTickInterval: time.Hour}
+	db, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := appendEntry(nil, 7, 1, cmdBatch{nowUs: 5_000_000, stores: []*storeReq{{clientID: "c", msgs: []IngestMessage{ingest(t, msg("a/b", "x"))}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ApplyReplicated(0, 42, data); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "applied", func() bool { n, _ := db.ReplicatedApplied(0); return n == 42 })
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if n, err := db.ReplicatedApplied(0); n != 42 || err != nil {
+		t.Fatalf("applied after reopen: %d %v", n, err)
+	}
+	got := readAll(t, db, "#", 0)
+	if len(got) != 1 || got[0].TimestampUs != 5_000_000 || string(got[0].Payload) != "x" {
+		t.Fatalf("read after reopen: %v", got)
+	}
+	if err := db.ApplyReplicated(0, 43, []byte{1, 2, 3}); !errors.Is(err, ErrCorruption) {
+		t.Fatalf("malformed entry: %v", err)
+	}
+}
+
+func ingest(t *testing.T, m *storagev1.Message) IngestMessage {
+	t.Helper()
+	in, err := ingestMessagesOf([]*storagev1.Message{m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in[0]
+}
