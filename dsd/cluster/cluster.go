@@ -63,7 +63,10 @@ type Options struct {
 	SnapshotEntries, KeepEntries uint64
 	// ProposalTimeout bounds a proposal (Join included). Default 5s.
 	ProposalTimeout time.Duration
-	Logger          *slog.Logger
+	// Shards, when set, is the site's storage: every replicated shard
+	// this site holds runs a raft group (shards.go). Nil: no shard groups.
+	Shards ShardMachine
+	Logger *slog.Logger
 }
 
 func (o *Options) ensureDefaults() {
@@ -84,10 +87,17 @@ func (o *Options) ensureDefaults() {
 
 // Cluster is this site's member of the metadata group.
 type Cluster struct {
-	opts  Options
-	log   *slog.Logger
-	self  uint64
-	store *raftlog.Storage
+	opts   Options
+	log    *slog.Logger
+	self   uint64
+	engine *pebble.DB
+	store  *raftlog.Storage
+
+	// metaChanged wakes the shard manager after an applied entry.
+	metaChanged chan struct{}
+	// shardGroups are the shard groups started here, by group id.
+	shardsMu    sync.Mutex
+	shardGroups map[uint64]*shardGroup
 
 	tr   atomic.Pointer[sitelink.Transport]
 	node atomic.Pointer[nodeRef]
@@ -134,7 +144,8 @@ func New(engine *pebble.DB, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{opts: opts, log: opts.Logger.With("component", "cluster"), self: self, store: store}
+	c := &Cluster{opts: opts, log: opts.Logger.With("component", "cluster"), self: self, engine: engine, store: store,
+		metaChanged: make(chan struct{}, 1), shardGroups: map[uint64]*shardGroup{}}
 	c.mu.machine = meta.New()
 	c.mu.waiters = map[uint64]chan error{}
 	snap, _ := store.Snapshot()
@@ -164,6 +175,7 @@ func (c *Cluster) Start(address string) {
 	}
 	applied := c.mu.applied
 	c.mu.Unlock()
+	c.startShards()
 	hs, _, _ := c.store.InitialState()
 	last, _ := c.store.LastIndex()
 	fresh := raft.IsEmptyHardState(hs) && last == 0
@@ -320,6 +332,7 @@ func (c *Cluster) restore(snap *pb.Snapshot) error {
 	for _, s := range c.mu.machine.State().GetSites() {
 		c.transport().SetAddress(s.GetId(), s.GetAddress())
 	}
+	c.metaApplied()
 	return nil
 }
 
@@ -378,6 +391,7 @@ func (c *Cluster) apply(node raft.Node, e *pb.Entry) error {
 		delete(c.mu.waiters, reqID)
 	}
 	c.mu.Unlock()
+	c.metaApplied()
 	if e.GetType() != pb.EntryNormal {
 		// A site that joins after the log was compacted is sent the latest
 		// snapshot, and refuses one whose conf state lacks it: snapshot
@@ -454,13 +468,14 @@ func (c *Cluster) snapshot() error {
 
 // deliver hands a message from another site to raft.
 func (c *Cluster) deliver(from string, group uint64, m *pb.Message) {
-	if group != MetaGroup {
-		return // no shard groups yet
-	}
 	if drop := c.dropFrom.Load(); drop != nil && (*drop)(from) {
 		return
 	}
 	c.markHeard(from)
+	if group != MetaGroup {
+		c.deliverShard(group, m)
+		return
+	}
 	n := c.node.Load()
 	if n == nil {
 		return

@@ -107,6 +107,7 @@ func run(args []string) error {
 	if err != nil {
 		return errors.Join(err, db.Close())
 	}
+	copts.Shards = server.ShardMachine(db)
 	member, err := cluster.New(db.Engine(), copts)
 	if err != nil {
 		return errors.Join(err, db.Close())

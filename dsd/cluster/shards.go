@@ -1,0 +1,455 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/stratamq/strata/dsd/meta"
+	"github.com/stratamq/strata/dsd/raftlog"
+)
+
+// ShardGroup is the raft group id of a shard: 1 + shard.
+func ShardGroup(shard int) uint64 { return 1 + uint64(shard) }
+
+// ErrNotLeader: this site may not serve a replicated shard's writes or
+// reads (NotLeaderError says why, and where to go).
+var ErrNotLeader = errors.New("cluster: not the shard's leader")
+
+// NotLeaderError is why this site refuses a replicated shard's call: it
+// follows (Leader and Address name the leader when one is known), holds no
+// replica (Replicas lists them), or its shard group is not running yet.
+type NotLeaderError struct {
+	Shard int
+	// Leader is the leader's site id and Address its gRPC address ("":
+	// unknown).
+	Leader, Address string
+	// Replicas are the shard's replica addresses when this site holds
+	// none.
+	Replicas []string
+	// Starting: the shard's role here is not known yet (the allocation
+	// or the shard group is not up).
+	Starting bool
+}
+
+func (e *NotLeaderError) Error() string {
+	switch {
+	case e.Starting:
+		return fmt.Sprintf("cluster: shard %d is replicated and its raft group is not running here yet; retry", e.Shard)
+	case len(e.Replicas) > 0:
+		return fmt.Sprintf("cluster: this site holds no replica of shard %d; its replicas are at %s", e.Shard, strings.Join(e.Replicas, ","))
+	case e.Leader == "":
+		return fmt.Sprintf("cluster: this site does not lead shard %d, and no leader is known yet; retry", e.Shard)
+	}
+	return fmt.Sprintf("cluster: this site does not lead shard %d; its leader is site %s at %s", e.Shard, e.Leader, e.Address)
+}
+
+// Is makes a NotLeaderError ErrNotLeader.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// ShardReplica is a replicated shard as the storage sees it
+// (storage.Replicator).
+type ShardReplica interface {
+	Propose(data []byte) error
+	CanServe() error
+}
+
+// ShardMachine is the site's storage as the shard groups drive it
+// (dsd/server adapts storage.DB).
+type ShardMachine interface {
+	// NShards is the number of shards.
+	NShards() int
+	// Attach routes the shard's commands through r (nil: applied locally).
+	Attach(shard int, r ShardReplica) error
+	// ApplyReplicated applies a committed entry, in log order.
+	ApplyReplicated(shard int, index uint64, data []byte) error
+	// ReplicatedApplied is the last applied entry's index (durable).
+	ReplicatedApplied(shard int) (uint64, error)
+	// LeaderLost fails the shard's proposals not yet applied.
+	LeaderLost(shard int)
+}
+
+// shardMaxMsgBytes bounds the entries of one raft message of a shard
+// group, well under dsd's gRPC receive limit (one larger entry goes
+// alone).
+const shardMaxMsgBytes = 256 << 10
+
+// refusal is the Replicator of a shard this site does not serve.
+type refusal struct{ err error }
+
+func (r refusal) Propose([]byte) error { return r.err }
+func (r refusal) CanServe() error      { return r.err }
+
+// replicatedConfig reports whether this site's configuration asks for
+// replicated shards (n_sites and replication_factor both above 1).
+func (c *Cluster) replicatedConfig() bool {
+	return c.opts.NSites > 1 && c.opts.ReplicationFactor > 1
+}
+
+// startShards runs, with a ShardMachine, the shard manager: until the
+// allocation says which shards are replicated, a site configured for
+// replication refuses every shard.
+func (c *Cluster) startShards() {
+	sm := c.opts.Shards
+	if sm == nil {
+		return
+	}
+	if c.replicatedConfig() || c.anyReplicated() {
+		for i := range sm.NShards() {
+			_ = sm.Attach(i, refusal{err: &NotLeaderError{Shard: i, Starting: true}})
+		}
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.manageShards()
+	}()
+}
+
+func (c *Cluster) anyReplicated() bool {
+	for _, p := range c.State().GetMessages().GetShards() {
+		if len(p.GetReplicas()) > 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// metaApplied wakes the shard manager.
+func (c *Cluster) metaApplied() {
+	select {
+	case c.metaChanged <- struct{}{}:
+	default:
+	}
+}
+
+// manageShards starts a raft group for every replicated shard this site
+// holds, as soon as the allocation says so, and refuses the replicated
+// shards it does not hold. Running the transitions is a later slice: a
+// group, once started, runs until Close.
+func (c *Cluster) manageShards() {
+	sm := c.opts.Shards
+	attached := map[int]string{}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		st := c.State()
+		for _, p := range st.GetMessages().GetShards() {
+			shard := int(p.GetShard())
+			reps := p.GetReplicas()
+			switch {
+			case shard >= sm.NShards():
+			case len(reps) > 1 && slices.Contains(reps, c.opts.Site):
+				if attached[shard] != "group" {
+					g := c.startShardGroup(shard, reps)
+					_ = sm.Attach(shard, g)
+					attached[shard] = "group"
+				}
+			case len(reps) > 1:
+				if attached[shard] != "none" {
+					var addrs []string
+					for _, r := range reps {
+						addrs = append(addrs, c.Site(r).GetAddress())
+					}
+					_ = sm.Attach(shard, refusal{err: &NotLeaderError{Shard: shard, Replicas: addrs}})
+					attached[shard] = "none"
+				}
+			default:
+				if attached[shard] != "local" {
+					_ = sm.Attach(shard, nil)
+					attached[shard] = "local"
+				}
+			}
+		}
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.metaChanged:
+		case <-t.C:
+		}
+	}
+}
+
+// shardGroup is this site's member of one shard's raft group.
+type shardGroup struct {
+	c     *Cluster
+	shard int
+	group uint64
+	store *raftlog.Storage
+	// peers are the replica sites at the group's bootstrap.
+	peers []string
+	node  atomic.Pointer[nodeRef]
+
+	lead                  atomic.Uint64
+	leader                atomic.Bool
+	term, commit, applied atomic.Uint64
+	failed                atomic.Bool
+}
+
+// startShardGroup starts this site's member of shard's group. A first
+// start bootstraps the group with peers as its voters (every replica does
+// the same from the same allocation); a restart resumes from the log.
+func (c *Cluster) startShardGroup(shard int, peers []string) *shardGroup {
+	g := &shardGroup{c: c, shard: shard, group: ShardGroup(shard), peers: slices.Clone(peers)}
+	c.shardsMu.Lock()
+	c.shardGroups[g.group] = g
+	c.shardsMu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := g.run(); err != nil {
+			g.failed.Store(true)
+			c.log.Error("shard group stops: its raft state cannot be persisted or applied", "shard", shard, "err", err)
+		}
+	}()
+	return g
+}
+
+func (c *Cluster) shardGroup(group uint64) *shardGroup {
+	c.shardsMu.Lock()
+	defer c.shardsMu.Unlock()
+	return c.shardGroups[group]
+}
+
+func (g *shardGroup) run() error {
+	c, sm := g.c, g.c.opts.Shards
+	store, err := raftlog.Open(c.engine, g.group)
+	if err != nil {
+		return err
+	}
+	g.store = store
+	applied, err := sm.ReplicatedApplied(g.shard)
+	if err != nil {
+		return err
+	}
+	hs, _, err := store.InitialState()
+	if err != nil {
+		return err
+	}
+	last, err := store.LastIndex()
+	if err != nil {
+		return err
+	}
+	cfg := &raft.Config{
+		ID: c.self, ElectionTick: c.opts.ElectionTicks, HeartbeatTick: c.opts.HeartbeatTicks,
+		Storage: store, Applied: applied, MaxSizePerMsg: shardMaxMsgBytes, MaxInflightMsgs: 256,
+		CheckQuorum: true, PreVote: true, DisableProposalForwarding: true,
+		Logger: raftLogger{l: c.log.With("raft_group", g.group)},
+	}
+	var node raft.Node
+	first := false
+	if raft.IsEmptyHardState(hs) && last == 0 {
+		peers := make([]raft.Peer, len(g.peers))
+		for i, p := range g.peers {
+			id, err := meta.NodeID(p)
+			if err != nil {
+				return err
+			}
+			peers[i] = raft.Peer{ID: id}
+		}
+		node = raft.StartNode(cfg, peers)
+		// The allocation's first replica campaigns at once rather than
+		// after an election timeout.
+		first = g.peers[0] == c.opts.Site
+		c.log.Info("shard group bootstrapped", "shard", g.shard, "replicas", g.peers)
+	} else {
+		node = raft.RestartNode(cfg)
+		c.log.Info("shard group restarted", "shard", g.shard, "applied", applied, "last_index", last)
+	}
+	g.node.Store(&nodeRef{node})
+	defer func() {
+		g.node.Store(nil)
+		g.leader.Store(false)
+		node.Stop()
+		sm.LeaderLost(g.shard)
+	}()
+	return g.readyLoop(node, first)
+}
+
+func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
+	c := g.c
+	ticker := time.NewTicker(c.opts.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return nil
+		case <-ticker.C:
+			node.Tick()
+		case rd := <-node.Ready():
+			if ss := rd.SoftState; ss != nil {
+				g.softState(ss)
+			}
+			if err := g.handleReady(node, rd); err != nil {
+				return err
+			}
+			node.Advance()
+			if campaign {
+				campaign = false
+				_ = node.Campaign(c.ctx)
+			}
+		}
+	}
+}
+
+func (g *shardGroup) softState(ss *raft.SoftState) {
+	wasLeader := g.leader.Load()
+	isLeader := ss.RaftState == raft.StateLeader
+	if prev := g.lead.Swap(ss.Lead); prev != ss.Lead {
+		if ss.Lead == raft.None {
+			g.c.log.Info("shard group has no leader", "shard", g.shard)
+		} else {
+			g.c.log.Info("shard group leader", "shard", g.shard, "leader", meta.SiteID(ss.Lead), "this_site", isLeader)
+		}
+	}
+	g.leader.Store(isLeader)
+	if wasLeader && !isLeader {
+		g.c.opts.Shards.LeaderLost(g.shard)
+	}
+}
+
+// handleReady persists, sends and applies one Ready, in raft's order.
+func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
+	if !raft.IsEmptyHardState(rd.HardState) {
+		g.term.Store(rd.HardState.GetTerm())
+		g.commit.Store(rd.HardState.GetCommit())
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		// Shard snapshots are a later slice: no member creates one, so
+		// none can arrive.
+		return fmt.Errorf("cluster: shard %d: unexpected snapshot at %d", g.shard, rd.Snapshot.GetMetadata().GetIndex())
+	}
+	if err := g.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+		return err
+	}
+	tr := g.c.transport()
+	for _, m := range rd.Messages {
+		if !tr.Send(meta.SiteID(m.GetTo()), g.group, m) {
+			node.ReportUnreachable(m.GetTo())
+		}
+	}
+	sm := g.c.opts.Shards
+	for _, e := range rd.CommittedEntries {
+		switch e.GetType() {
+		case pb.EntryNormal:
+			if len(e.GetData()) > 0 {
+				if err := sm.ApplyReplicated(g.shard, e.GetIndex(), e.GetData()); err != nil {
+					return err
+				}
+			}
+		case pb.EntryConfChange:
+			cc := &pb.ConfChange{}
+			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+				return fmt.Errorf("cluster: shard %d conf change %d: %w", g.shard, e.GetIndex(), err)
+			}
+			if err := g.store.SetConfState(node.ApplyConfChange(cc)); err != nil {
+				return err
+			}
+		case pb.EntryConfChangeV2:
+			cc := &pb.ConfChangeV2{}
+			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+				return fmt.Errorf("cluster: shard %d conf change %d: %w", g.shard, e.GetIndex(), err)
+			}
+			if err := g.store.SetConfState(node.ApplyConfChange(cc)); err != nil {
+				return err
+			}
+		}
+		g.applied.Store(e.GetIndex())
+	}
+	return nil
+}
+
+// Propose proposes one entry of the shard's commands; only the leader
+// proposes (followers do not forward).
+func (g *shardGroup) Propose(data []byte) error {
+	if err := g.CanServe(); err != nil {
+		return err
+	}
+	n := g.node.Load()
+	if n == nil {
+		return g.notLeader()
+	}
+	ctx, cancel := context.WithTimeout(g.c.ctx, time.Duration(g.c.opts.ElectionTicks)*g.c.opts.TickInterval)
+	defer cancel()
+	if err := n.Propose(ctx, data); err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) || errors.Is(err, context.DeadlineExceeded) {
+			return g.notLeader()
+		}
+		if errors.Is(err, raft.ErrStopped) || g.c.ctx.Err() != nil {
+			return ErrNotRunning
+		}
+		return err
+	}
+	return nil
+}
+
+// CanServe is nil while this site leads the shard's group.
+func (g *shardGroup) CanServe() error {
+	if g.failed.Load() {
+		return ErrStopped
+	}
+	if !g.leader.Load() {
+		return g.notLeader()
+	}
+	return nil
+}
+
+func (g *shardGroup) notLeader() error {
+	e := &NotLeaderError{Shard: g.shard}
+	if lead := g.lead.Load(); lead != raft.None && lead != g.c.self {
+		e.Leader = meta.SiteID(lead)
+		e.Address = g.c.Site(e.Leader).GetAddress()
+	}
+	return e
+}
+
+// ShardStatus is one shard group's raft status on this site.
+type ShardStatus struct {
+	Shard int
+	// Leader is the leader's site id ("" unknown); IsLeader: this site.
+	Leader                string
+	IsLeader              bool
+	Term, Commit, Applied uint64
+	Running               bool
+}
+
+// ShardStatuses are the shard groups running on this site, by shard.
+func (c *Cluster) ShardStatuses() []ShardStatus {
+	c.shardsMu.Lock()
+	groups := make([]*shardGroup, 0, len(c.shardGroups))
+	for _, g := range c.shardGroups {
+		groups = append(groups, g)
+	}
+	c.shardsMu.Unlock()
+	slices.SortFunc(groups, func(a, b *shardGroup) int { return a.shard - b.shard })
+	out := make([]ShardStatus, len(groups))
+	for i, g := range groups {
+		s := ShardStatus{Shard: g.shard, IsLeader: g.leader.Load(), Term: g.term.Load(), Commit: g.commit.Load(),
+			Applied: g.applied.Load(), Running: g.node.Load() != nil && !g.failed.Load()}
+		if lead := g.lead.Load(); lead != raft.None {
+			s.Leader = meta.SiteID(lead)
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// deliverShard hands a shard group's message to its member here; one for
+// a group not running here (yet) is dropped: raft sends again.
+func (c *Cluster) deliverShard(group uint64, m *pb.Message) {
+	g := c.shardGroup(group)
+	if g == nil {
+		return
+	}
+	if n := g.node.Load(); n != nil {
+		_ = n.Step(c.ctx, m)
+	}
+}
