@@ -278,6 +278,8 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 	c := g.c
 	ticker := time.NewTicker(c.opts.TickInterval)
 	defer ticker.Stop()
+	// ledTerm is the term this site leads in (0: it does not lead).
+	var ledTerm uint64
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -288,8 +290,23 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 			if ss := rd.SoftState; ss != nil {
 				g.softState(ss)
 			}
+			if !raft.IsEmptyHardState(rd.HardState) {
+				g.term.Store(rd.HardState.GetTerm())
+			}
 			if err := g.handleReady(node, rd); err != nil {
 				return err
+			}
+			// Proposals of a leadership that ended (stepped down, or
+			// leads again in a later term: one Ready may hide the step
+			// down) may never be committed: their callers learn it now
+			// (after this Ready's committed entries went to the storage).
+			term, leads := g.term.Load(), g.leader.Load()
+			if ledTerm != 0 && (!leads || term != ledTerm) {
+				c.opts.Shards.LeaderLost(g.shard)
+			}
+			ledTerm = 0
+			if leads {
+				ledTerm = term
 			}
 			node.Advance()
 			if campaign {
@@ -301,7 +318,6 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 }
 
 func (g *shardGroup) softState(ss *raft.SoftState) {
-	wasLeader := g.leader.Load()
 	isLeader := ss.RaftState == raft.StateLeader
 	if prev := g.lead.Swap(ss.Lead); prev != ss.Lead {
 		if ss.Lead == raft.None {
@@ -311,15 +327,11 @@ func (g *shardGroup) softState(ss *raft.SoftState) {
 		}
 	}
 	g.leader.Store(isLeader)
-	if wasLeader && !isLeader {
-		g.c.opts.Shards.LeaderLost(g.shard)
-	}
 }
 
 // handleReady persists, sends and applies one Ready, in raft's order.
 func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 	if !raft.IsEmptyHardState(rd.HardState) {
-		g.term.Store(rd.HardState.GetTerm())
 		g.commit.Store(rd.HardState.GetCommit())
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {

@@ -1,0 +1,188 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/stratamq/strata/internal/testutil/wait"
+)
+
+// fakeMachine is a ShardMachine that records what the shard groups do:
+// the replica attached to each shard and the entries applied, in order.
+type fakeMachine struct {
+	n  int
+	mu sync.Mutex
+	// attached is the last Attach per shard; starting counts the Attaches
+	// that said the shard's role is not known yet.
+	attached map[int]ShardReplica
+	starting int
+	applied  map[int][]string // "index:data"
+	lastIdx  map[int]uint64
+	lost     int
+}
+
+func newFakeMachine(n int) *fakeMachine {
+	return &fakeMachine{n: n, attached: map[int]ShardReplica{}, applied: map[int][]string{}, lastIdx: map[int]uint64{}}
+}
+
+func (m *fakeMachine) NShards() int { return m.n }
+
+func (m *fakeMachine) Attach(shard int, r ShardReplica) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.attached[shard] = r
+	var nl *NotLeaderError
+	if r != nil && errors.As(r.CanServe(), &nl) && nl.Starting {
+		m.starting++
+	}
+	return nil
+}
+
+func (m *fakeMachine) ApplyReplicated(shard int, index uint64, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if index <= m.lastIdx[shard] {
+		return fmt.Errorf("entry %d applied again (last %d)", index, m.lastIdx[shard])
+	}
+	m.applied[shard] = append(m.applied[shard], fmt.Sprintf("%d:%s", index, data))
+	m.lastIdx[shard] = index
+	return nil
+}
+
+func (m *fakeMachine) ReplicatedApplied(shard int) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastIdx[shard], nil
+}
+
+func (m *fakeMachine) LeaderLost(int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lost++
+}
+
+func (m *fakeMachine) replica(shard int) ShardReplica {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.attached[shard]
+}
+
+func (m *fakeMachine) entries(shard int) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.applied[shard])
+}
+
+// TestShardGroups: three sites, three shards, replication factor 2. Until
+// the allocation, every shard is refused as starting; then each shard runs
+// a group on its two replicas, the third site refusing with their
+// addresses; only the leader proposes, a follower names it; both replicas
+// apply the same entries in the same order; a restarted replica resumes
+// after its applied index and gets what was committed while it was away.
+func TestShardGroups(t *testing.T) {
+	const nShards = 3
+	ids := []string{"00000000000000a1", "00000000000000b2", "00000000000000c3"}
+	sites := make([]*testSite, 3)
+	machines := make([]*fakeMachine, 3)
+	opts := func(i int, join string) Options {
+		o := fastOptions(ids[i], join, 3)
+		o.NShards, o.ReplicationFactor, o.Shards = nShards, 2, machines[i]
+		return o
+	}
+	for i, id := range ids {
+		sites[i] = &testSite{id: id, fs: vfs.NewMem()}
+		machines[i] = newFakeMachine(nShards)
+		defer sites[i].close(t)
+	}
+	sites[0].start(t, opts(0, ""), "127.0.0.1:0")
+	if machines[0].starting != nShards {
+		t.Fatalf("%d shards refused as starting before the allocation, want %d", machines[0].starting, nShards)
+	}
+	if err := machines[0].replica(0).Propose([]byte("x")); !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), "not running here yet") {
+		t.Fatalf("a write before the allocation: %v", err)
+	}
+	sites[1].start(t, opts(1, sites[0].addr), "127.0.0.1:0")
+	sites[2].start(t, opts(2, sites[0].addr), "127.0.0.1:0")
+	wait.For(t, 10*time.Second, "the shards allocated", func() bool { return len(sites[2].c.State().GetMessages().GetShards()) == nShards })
+
+	// leaderOf is the site whose group leads shard (-1: none yet).
+	leaderOf := func(shard int) int {
+		for i, s := range sites {
+			if s.c == nil {
+				continue
+			}
+			for _, st := range s.c.ShardStatuses() {
+				if st.Shard == shard && st.IsLeader {
+					return i
+				}
+			}
+		}
+		return -1
+	}
+	for shard := range nShards {
+		reps := sites[0].c.State().GetMessages().GetShards()[shard].GetReplicas()
+		if len(reps) != 2 {
+			t.Fatalf("shard %d replicas %v, want 2", shard, reps)
+		}
+		var lead int
+		wait.For(t, 10*time.Second, fmt.Sprintf("a leader of shard %d", shard), func() bool { lead = leaderOf(shard); return lead >= 0 })
+		if !slices.Contains(reps, ids[lead]) {
+			t.Fatalf("shard %d led by %s, not one of its replicas %v", shard, ids[lead], reps)
+		}
+		for i := range sites {
+			err := machines[i].replica(shard).Propose([]byte(fmt.Sprintf("s%d-from-%d", shard, i)))
+			switch {
+			case i == lead:
+				if err != nil {
+					t.Fatalf("the leader's proposal: %v", err)
+				}
+			case slices.Contains(reps, ids[i]):
+				if !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), sites[lead].addr) {
+					t.Fatalf("a follower's proposal: %v, want the leader's address %s", err, sites[lead].addr)
+				}
+			default:
+				if !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), "holds no replica") {
+					t.Fatalf("a proposal on a site without a replica: %v", err)
+				}
+			}
+		}
+		want := fmt.Sprintf(":s%d-from-%d", shard, lead)
+		for i := range sites {
+			if !slices.Contains(reps, ids[i]) {
+				continue
+			}
+			wait.For(t, 10*time.Second, "the entry applied on both replicas", func() bool {
+				e := machines[i].entries(shard)
+				return len(e) == 1 && strings.HasSuffix(e[0], want)
+			})
+		}
+	}
+
+	// Restart a follower of shard 0 on its engine: it resumes after its
+	// applied index (fakeMachine refuses an index applied again) and gets
+	// the entries committed after it.
+	lead := leaderOf(0)
+	reps := sites[0].c.State().GetMessages().GetShards()[0].GetReplicas()
+	f := slices.IndexFunc(ids, func(id string) bool { return id != ids[lead] && slices.Contains(reps, id) })
+	addr := sites[f].addr
+	sites[f].stop()
+	sites[f].start(t, opts(f, ""), addr)
+	wait.For(t, 10*time.Second, "a proposal after the restart accepted by the leader", func() bool {
+		l := leaderOf(0)
+		return l >= 0 && machines[l].replica(0).Propose([]byte("after-restart")) == nil
+	})
+	wait.For(t, 10*time.Second, "the restarted replica applies the new entry", func() bool {
+		e := machines[f].entries(0)
+		return len(e) >= 2 && strings.HasSuffix(e[len(e)-1], ":after-restart")
+	})
+	if a, b := machines[f].entries(0), machines[lead].entries(0); !slices.Equal(a, b) {
+		t.Fatalf("replicas applied different entries: %v and %v", a, b)
+	}
+}
