@@ -175,10 +175,10 @@ func (c *Cluster) Start(address string) {
 	}
 	applied := c.mu.applied
 	c.mu.Unlock()
-	c.startShards()
 	hs, _, _ := c.store.InitialState()
 	last, _ := c.store.LastIndex()
 	fresh := raft.IsEmptyHardState(hs) && last == 0
+	c.startShards(fresh && c.opts.Join != "")
 	cfg := &raft.Config{
 		ID: c.self, ElectionTick: c.opts.ElectionTicks, HeartbeatTick: c.opts.HeartbeatTicks,
 		Storage: c.store, Applied: applied, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 256,

@@ -96,13 +96,14 @@ func (c *Cluster) replicatedConfig() bool {
 
 // startShards runs, with a ShardMachine, the shard manager: until the
 // allocation says which shards are replicated, a site configured for
-// replication refuses every shard.
-func (c *Cluster) startShards() {
+// replication, or joining a cluster (whose allocation it does not know
+// yet), refuses every shard.
+func (c *Cluster) startShards(joining bool) {
 	sm := c.opts.Shards
 	if sm == nil {
 		return
 	}
-	if c.replicatedConfig() || c.anyReplicated() {
+	if c.replicatedConfig() || c.anyReplicated() || joining {
 		for i := range sm.NShards() {
 			_ = sm.Attach(i, refusal{err: &NotLeaderError{Shard: i, Starting: true}})
 		}
