@@ -136,6 +136,16 @@ func TestShardGroups(t *testing.T) {
 		if !slices.Contains(reps, ids[lead]) {
 			t.Fatalf("shard %d led by %s, not one of its replicas %v", shard, ids[lead], reps)
 		}
+		wait.For(t, 10*time.Second, "both replicas know the leader", func() bool {
+			for _, s := range sites {
+				for _, st := range s.c.ShardStatuses() {
+					if st.Shard == shard && st.Leader != ids[lead] {
+						return false
+					}
+				}
+			}
+			return true
+		})
 		for i := range sites {
 			err := machines[i].replica(shard).Propose([]byte(fmt.Sprintf("s%d-from-%d", shard, i)))
 			switch {
