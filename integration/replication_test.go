@@ -105,7 +105,9 @@ func readShard(ctx context.Context, c *client.Client, shard int) ([]*dsdv1.Store
 // SIGKILL while publishers keep storing (each Store retried, with its
 // producer sequence numbers, against the site the refusals name) and
 // another site takes over with every acked message (lost = 0); the killed
-// site restarts on its data dir and catches up from the log.
+// site restarts on its data dir and catches up from the log; then the
+// second leader is killed too, and the restarted site and the third elect
+// a leader that has every acked message.
 func TestReplicatedShardFailover(t *testing.T) {
 	const nShards, shard, publishers, perPublisher = 2, 1, 4, 60
 	began := time.Now()
@@ -154,8 +156,12 @@ func TestReplicatedShardFailover(t *testing.T) {
 	}
 	t.Logf("shard %d led by site %d, %v after the first start", shard, leader, time.Since(began).Round(time.Millisecond))
 
-	// A follower refuses, naming the leader's address.
+	// A follower refuses, naming the leader's address (once it knows it).
 	follower := (leader + 1) % 3
+	wait.For(t, 10*time.Second, "the follower knows the leader", func() bool {
+		v, ok := shardMetric(sites[follower], "has_leader", shard)
+		return ok && v == 1
+	})
 	_, err := clients[follower].Storage.Store(ctx, &dsdv1.StoreRequest{ClientId: clientsOfShard(shard, nShards, 1)[0],
 		Messages: []*storagev1.Message{{Topic: "t/x", Payload: []byte("x"), Qos: 1}}})
 	if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), sites[leader].GRPCAddr) {
@@ -303,6 +309,44 @@ func TestReplicatedShardFailover(t *testing.T) {
 	t.Logf("restart to the restarted site applying up to the leader's commit index %v: %v", commit, time.Since(restartAt).Round(time.Millisecond))
 	if v, ok := shardMetric(restarted, "is_leader", shard); !ok || v != 0 {
 		t.Fatalf("the restarted site leads the shard (%v %v): it should have followed", v, ok)
+	}
+
+	// Kill the second leader too: the restarted site and the third form
+	// the majority, elect a leader, and it has every acked message.
+	sites[newLeader].Kill()
+	third := 3 - leader - newLeader
+	var last int
+	if !wait.Until(15*time.Second, func() bool {
+		last = shardLeader([]*DSD{sites[leader], sites[third]}, shard)
+		return last >= 0
+	}) {
+		dumpLogs()
+		t.Fatal("no leader after the second SIGKILL")
+	}
+	last = []int{leader, third}[last]
+	c, err := client.Dial(sites[last].GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msgs, err = readShard(ctx, c, shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, m := range msgs {
+		got[string(m.GetMessage().GetPayload())] = true
+	}
+	lost = 0
+	for p := range acked {
+		if !got[p] {
+			lost++
+		}
+	}
+	t.Logf("after a SIGKILL of the second leader, site %d (the restarted site: %v) leads and reads %d messages, lost %d",
+		last, last == leader, len(msgs), lost)
+	if lost != 0 || len(msgs) != len(acked) {
+		t.Fatalf("after the second SIGKILL: lost %d, read %d of %d", lost, len(msgs), len(acked))
 	}
 	t.Logf("whole test: %v", time.Since(began).Round(time.Millisecond))
 }
