@@ -25,6 +25,7 @@ import (
 //	add_generation: layout type (bytes), bits_per_topic_level, epoch_bits, topic_index_bytes,
 //	          max_trie_states, n_thresholds, thresholds...
 //	drop_generation: generation id
+//	session, will and shared-subscription commands: entry_codec_session.go
 //
 // Varints and bytes are protobuf's (protowire). The format is on disk (the
 // raft log) and on the wire between sites: a change takes a new version.
@@ -90,7 +91,14 @@ func appendEntry(b []byte, origin, id uint64, cmd command) ([]byte, error) {
 		b = appendKindNow(b, entryDropGeneration, c.nowUs)
 		b = protowire.AppendVarint(b, c.id)
 	default:
-		return nil, fmt.Errorf("%w (%T)", ErrNotReplicated, cmd)
+		b, ok, err := appendSessionEntry(b, cmd)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w (%T)", ErrNotReplicated, cmd)
+		}
+		return b, nil
 	}
 	return b, nil
 }
@@ -192,7 +200,10 @@ func decodeEntry(data []byte) (origin, id uint64, cmd command, err error) {
 	case entryDropGeneration:
 		cmd = cmdDropGeneration{nowUs: nowUs, id: r.varint()}
 	default:
-		return 0, 0, nil, fmt.Errorf("unknown entry kind %d", kind)
+		var ok bool
+		if cmd, ok = decodeSessionEntry(r, kind, nowUs); !ok {
+			return 0, 0, nil, fmt.Errorf("unknown entry kind %d", kind)
+		}
 	}
 	if r.err == nil && len(r.b) > 0 {
 		r.err = fmt.Errorf("%d trailing bytes", len(r.b))

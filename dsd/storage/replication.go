@@ -22,9 +22,9 @@ import (
 // committed. A shard without a Replicator (a single site, or a replication
 // factor of 1) runs exactly as before.
 
-// ErrNotReplicated: a command this slice does not replicate (session,
-// shared subscription and will commands) was sent to a replicated shard.
-var ErrNotReplicated = errors.New("storage: this command is not replicated yet: session state of a replicated shard is not supported")
+// ErrNotReplicated: a command the entry codec does not know was sent to a
+// replicated shard (a bug: every command the writer builds has a kind).
+var ErrNotReplicated = errors.New("storage: this command cannot be replicated")
 
 // maxEntryBytes bounds the message bytes of one proposed batch of Stores
 // (a larger Store goes alone): an entry travels in a raft message between

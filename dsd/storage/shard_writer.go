@@ -350,7 +350,9 @@ func (s *shard) finish(f *inflightBatch, err error) {
 			s.db.wg.Add(1)
 			go s.applyWillRetained(f.willRetained)
 		}
-		if len(f.shared)+len(f.sharedAcks) > 0 {
+		// The shared groups' follow-ups are commands of other shards: on
+		// a replicated shard its leader sends them, not every replica.
+		if len(f.shared)+len(f.sharedAcks) > 0 && s.readRefusal() == nil {
 			s.db.wg.Add(1)
 			go s.db.sharedAfterCommit(f.sharedAcks, f.shared)
 		}
