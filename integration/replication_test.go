@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/stratamq/strata/dsd/client"
@@ -101,7 +103,8 @@ func readShard(ctx context.Context, c *client.Client, shard int) ([]*dsdv1.Store
 
 // TestReplicatedShardFailover: three dsd processes, replication factor 3.
 // Stores to a shard's leader are acked once a quorum has its entry; a
-// follower refuses with the leader's address; the leader is killed with
+// follower refuses with the leader's address; a session opened through the
+// leader survives its loss; the leader is killed with
 // SIGKILL while publishers keep storing (each Store retried, with its
 // producer sequence numbers, against the site the refusals name) and
 // another site takes over with every acked message (lost = 0); the killed
@@ -169,6 +172,31 @@ func TestReplicatedShardFailover(t *testing.T) {
 	}
 	if _, err := readShard(ctx, clients[follower], shard); status.Code(err) != codes.Unavailable {
 		t.Fatalf("read on a follower: %v, want Unavailable", err)
+	}
+	// A session of the shard, opened and subscribed through the leader; a
+	// follower refuses to open one.
+	sessionClient := clientsOfShard(shard, nShards, publishers+1)[publishers]
+	sessions := func(i int) dsdv1.SessionServiceClient {
+		conn, err := grpc.NewClient(sites[i].GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return dsdv1.NewSessionServiceClient(conn)
+	}
+	openReq := &dsdv1.OpenSessionRequest{ClientId: sessionClient, ProtocolVersion: 5, ExpiryIntervalS: 3600, GatewayId: "gw", GatewayEpoch: 1}
+	if _, err := sessions(follower).OpenSession(ctx, openReq); status.Code(err) != codes.Unavailable {
+		t.Fatalf("OpenSession on a follower: %v, want Unavailable", err)
+	}
+	opened, err := sessions(leader).OpenSession(ctx, openReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sessions(leader).CommitSession(ctx, &dsdv1.CommitSessionRequest{Commit: &storagev1.SessionCommit{ClientId: sessionClient, Guard: opened.GetGuard(),
+		PutStates:        []*storagev1.SubscriptionState{{Id: 2, SubscriptionId: 1, TopicFilter: "t/#", Qos: 1}},
+		PutSubscriptions: []*storagev1.Subscription{{Id: 1, TopicFilter: "t/#", CurrentState: 2}},
+	}}); err != nil {
+		t.Fatal(err)
 	}
 
 	// Publishers store in sequence; each Store is retried until it is
@@ -286,6 +314,16 @@ func TestReplicatedShardFailover(t *testing.T) {
 	t.Logf("read from the new leader: %d messages; lost %d, stored more than once %d", len(msgs), lost, dup)
 	if lost != 0 || dup != 0 || len(msgs) != len(acked) {
 		t.Fatalf("lost %d, duplicated %d, read %d of %d acked", lost, dup, len(msgs), len(acked))
+	}
+	// The session is on the new leader, which takes it over.
+	sess, err := sessions(newLeader).GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: sessionClient})
+	if err != nil || len(sess.GetSession().GetSubscriptions()) != 1 || sess.GetSession().GetRecord().GetGuard() != opened.GetGuard() {
+		t.Fatalf("the session on the new leader: %v %v", sess, err)
+	}
+	openReq.GatewayEpoch = 2
+	resumed, err := sessions(newLeader).OpenSession(ctx, openReq)
+	if err != nil || !resumed.GetSessionPresent() || !resumed.GetTakenOver() || resumed.GetGuard() <= opened.GetGuard() {
+		t.Fatalf("resuming the session on the new leader: %v %v", resumed, err)
 	}
 
 	// The killed site restarts on its data dir and catches up from the log.
