@@ -109,6 +109,9 @@ func TestShardGroups(t *testing.T) {
 		t.Fatalf("a write before the allocation: %v", err)
 	}
 	sites[1].start(t, opts(1, sites[0].addr), "127.0.0.1:0")
+	// One join at a time: a second conf change while the first is pending
+	// is refused and retried later.
+	wait.For(t, 10*time.Second, "the second site follows", func() bool { return sites[1].c.Status().Leader != "" })
 	sites[2].start(t, opts(2, sites[0].addr), "127.0.0.1:0")
 	wait.For(t, 10*time.Second, "the shards allocated", func() bool { return len(sites[2].c.State().GetMessages().GetShards()) == nShards })
 
@@ -194,5 +197,86 @@ func TestShardGroups(t *testing.T) {
 	})
 	if a, b := machines[f].entries(0), machines[lead].entries(0); !slices.Equal(a, b) {
 		t.Fatalf("replicas applied different entries: %v and %v", a, b)
+	}
+}
+
+// TestShardGroupPartitioned: a shard's leader cut off from both other
+// replicas commits nothing: it steps down (its storage is told, which
+// fails the proposals it had pending), the majority elects a leader whose
+// entries apply on both, and after the heal the old leader applies the
+// same entries, never the one it proposed alone.
+func TestShardGroupPartitioned(t *testing.T) {
+	ids := []string{"00000000000000a1", "00000000000000b2", "00000000000000c3"}
+	sites := make([]*testSite, 3)
+	machines := make([]*fakeMachine, 3)
+	opts := func(i int, join string) Options {
+		o := fastOptions(ids[i], join, 3)
+		o.NShards, o.Shards = 1, machines[i]
+		return o
+	}
+	for i, id := range ids {
+		sites[i] = &testSite{id: id, fs: vfs.NewMem()}
+		machines[i] = newFakeMachine(1)
+		defer sites[i].close(t)
+	}
+	sites[0].start(t, opts(0, ""), "127.0.0.1:0")
+	sites[1].start(t, opts(1, sites[0].addr), "127.0.0.1:0")
+	// One join at a time: a second conf change while the first is pending
+	// is refused and retried later.
+	wait.For(t, 10*time.Second, "the second site follows", func() bool { return sites[1].c.Status().Leader != "" })
+	sites[2].start(t, opts(2, sites[0].addr), "127.0.0.1:0")
+	// leader is the site all running replicas name as the shard's leader
+	// (-1: they do not agree yet).
+	leader := func(among []int) int {
+		lead := ""
+		for _, i := range among {
+			st := sites[i].c.ShardStatuses()
+			if len(st) != 1 || st[0].Leader == "" || (lead != "" && st[0].Leader != lead) {
+				return -1
+			}
+			lead = st[0].Leader
+		}
+		return slices.Index(ids, lead)
+	}
+	var old int
+	wait.For(t, 10*time.Second, "a leader of the shard known to all", func() bool { old = leader([]int{0, 1, 2}); return old >= 0 })
+	var majority []int
+	for i := range sites {
+		if i != old {
+			majority = append(majority, i)
+		}
+	}
+	partition(sites, map[string]bool{ids[old]: true})
+	cutOff := machines[old].replica(0).Propose([]byte("cut-off"))
+	wait.For(t, 10*time.Second, "the cut-off leader steps down and tells its storage", func() bool {
+		machines[old].mu.Lock()
+		lost := machines[old].lost
+		machines[old].mu.Unlock()
+		return lost > 0 && machines[old].replica(0).CanServe() != nil
+	})
+	var next int
+	wait.For(t, 10*time.Second, "a new leader on the majority side", func() bool {
+		next = leader(majority)
+		return next >= 0 && next != old
+	})
+	wait.For(t, 10*time.Second, "an entry of the new leader applied on the majority", func() bool {
+		_ = machines[next].replica(0).Propose([]byte("majority"))
+		for _, i := range majority {
+			if e := machines[i].entries(0); len(e) == 0 || !strings.HasSuffix(e[len(e)-1], ":majority") {
+				return false
+			}
+		}
+		return true
+	})
+	partition(sites, nil)
+	wait.For(t, 10*time.Second, "healed: the old leader applies what the majority applied", func() bool {
+		return slices.Equal(machines[old].entries(0), machines[majority[0]].entries(0))
+	})
+	for i := range sites {
+		for _, e := range machines[i].entries(0) {
+			if strings.HasSuffix(e, ":cut-off") {
+				t.Fatalf("site %d applied the entry the cut-off leader proposed alone (its Propose: %v): %v", i, cutOff, machines[i].entries(0))
+			}
+		}
 	}
 }
