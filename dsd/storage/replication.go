@@ -77,12 +77,6 @@ func (db *DB) SetReplicator(shard int, r Replicator) error {
 	return nil
 }
 
-// Replicated reports whether shard has a Replicator.
-func (db *DB) Replicated(shard int) bool {
-	s, err := db.shard(shard)
-	return err == nil && s.repl.r.Load() != nil
-}
-
 // LeaderLost fails the proposals of shard still pending: the leader that
 // proposed them lost leadership, and an entry it proposed may never be
 // committed. Their callers learn the new Replicator's CanServe; a retry
