@@ -266,6 +266,7 @@ func (s *shard) applyEntry(e *appliedEntry) (f *inflightBatch) {
 		f = &inflightBatch{shard: s, started: time.Now(), lastTs: lastTs}
 	}
 	f.writes = append(f.writes, appliedWrite(s.id, e.index))
+	f.logged = true
 	switch e.cmd.(type) {
 	case cmdAddGeneration, cmdDropGeneration:
 		f.generationsChanged = true

@@ -68,6 +68,9 @@ type inflightBatch struct {
 	reqs    []*request
 	replies []reply
 	lastTs  int64
+	// logged: the writes are a replicated shard's applied entry, already
+	// in a synced raft log (the round needs no fsync for them).
+	logged  bool
 	compact *keyRange
 	started time.Time
 	nmsgs   int
