@@ -280,6 +280,11 @@ func TestReplicatedShardChurn(t *testing.T) {
 	read, lost, dup := pubs.check(ctx, leader)
 	t.Logf("%d rounds, %d Stores acked (%d attempts retried); read from the leader %d, lost %d, stored more than once %d",
 		rounds, pubs.ackedCount(), pubs.retries, read, lost, dup)
+	for i, a := range addrs {
+		first, _ := shardMetric(a, "first_index", shard)
+		commit, _ := shardMetric(a, "commit_index", shard)
+		t.Logf("site %d: log from %v to commit %v (truncated every 1,000 entries)", i, first, commit)
+	}
 	if lost != 0 || dup != 0 || read != pubs.ackedCount() {
 		t.Fatalf("lost %d, duplicated %d, read %d of %d acked", lost, dup, read, pubs.ackedCount())
 	}

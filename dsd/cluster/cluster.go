@@ -59,7 +59,9 @@ type Options struct {
 	// records it down; LivenessInterval how often it looks. Defaults 3s, 250ms.
 	DownAfter, LivenessInterval time.Duration
 	// SnapshotEntries: a snapshot every this many applied entries, after
-	// which the log keeps KeepEntries. Defaults 1000 and 100.
+	// which the log keeps KeepEntries. Defaults 1000 and 100. A shard
+	// group's leader proposes a truncation of the log every
+	// SnapshotEntries entries, keeping KeepEntries (shards.go).
 	SnapshotEntries, KeepEntries uint64
 	// ProposalTimeout bounds a proposal (Join included). Default 5s.
 	ProposalTimeout time.Duration

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -73,9 +74,23 @@ type ShardMachine interface {
 	ApplyReplicated(shard int, index uint64, data []byte) error
 	// ReplicatedApplied is the last applied entry's index (durable).
 	ReplicatedApplied(shard int) (uint64, error)
+	// SyncReplicatedApplied makes every applied entry durable (an fsync)
+	// and returns the last one's index.
+	SyncReplicatedApplied(shard int) (uint64, error)
 	// LeaderLost fails the shard's proposals not yet applied.
 	LeaderLost(shard int)
 }
+
+// A shard group's log truncation is an entry of its own, which only the
+// group reads (the storage never sees it): truncateMarker, then the index
+// (8 bytes, big-endian) up to which every replica may drop its log. The
+// storage's entries start with their version byte (1), never with it.
+const truncateMarker byte = 0xC1
+
+// truncatedSnapshotData is the data of the snapshot a truncation records
+// (raftlog compacts only up to a snapshot). Shard snapshots are a later
+// slice: a replica that would need one refuses it (handleReady).
+var truncatedSnapshotData = []byte("strata: log truncated; shard snapshots are not built")
 
 // shardMaxMsgBytes bounds the entries of one raft message of a shard
 // group, well under dsd's gRPC receive limit (one larger entry goes
@@ -193,6 +208,10 @@ type shardGroup struct {
 	leader                atomic.Bool
 	term, commit, applied atomic.Uint64
 	failed                atomic.Bool
+	// truncated is the index up to which this replica dropped its log;
+	// proposedTruncate the last truncation the leader proposed (both
+	// owned by the ready loop).
+	truncated, proposedTruncate uint64
 }
 
 // startShardGroup starts this site's member of shard's group. A first
@@ -287,6 +306,7 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 			return nil
 		case <-ticker.C:
 			node.Tick()
+			g.maybeProposeTruncate(node)
 		case rd := <-node.Ready():
 			if ss := rd.SoftState; ss != nil {
 				g.softState(ss)
@@ -345,16 +365,27 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 	}
 	tr := g.c.transport()
 	for _, m := range rd.Messages {
-		if !tr.Send(meta.SiteID(m.GetTo()), g.group, m) {
+		sent := tr.Send(meta.SiteID(m.GetTo()), g.group, m)
+		if !sent {
 			node.ReportUnreachable(m.GetTo())
+		}
+		if m.GetType() == pb.MsgSnap {
+			// Only a truncation's data-less snapshot exists, which the
+			// receiver refuses: the follower fell behind the log.
+			g.c.log.Error("shard group: a replica needs entries the log dropped; shard snapshots are not built", "shard", g.shard, "replica", meta.SiteID(m.GetTo()))
+			node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
 		}
 	}
 	sm := g.c.opts.Shards
 	for _, e := range rd.CommittedEntries {
 		switch e.GetType() {
 		case pb.EntryNormal:
-			if len(e.GetData()) > 0 {
-				if err := sm.ApplyReplicated(g.shard, e.GetIndex(), e.GetData()); err != nil {
+			if d := e.GetData(); len(d) == 9 && d[0] == truncateMarker {
+				if err := g.truncate(binary.BigEndian.Uint64(d[1:])); err != nil {
+					return err
+				}
+			} else if len(d) > 0 {
+				if err := sm.ApplyReplicated(g.shard, e.GetIndex(), d); err != nil {
 					return err
 				}
 			}
@@ -377,6 +408,62 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 		}
 		g.applied.Store(e.GetIndex())
 	}
+	return nil
+}
+
+// maybeProposeTruncate proposes, on the leader, a truncation of the log
+// every SnapshotEntries entries: up to KeepEntries before the lowest index
+// every voter has (raft's Match), so no replica of the group can need an
+// entry it drops (a replica that is down holds it back). Each replica then
+// drops its log up to that index or its own durable applied index,
+// whichever is lower (truncate).
+func (g *shardGroup) maybeProposeTruncate(node raft.Node) {
+	if !g.leader.Load() || g.applied.Load() < g.proposedTruncate+g.c.opts.SnapshotEntries+g.c.opts.KeepEntries {
+		return
+	}
+	st := node.Status()
+	lowest := st.GetCommit()
+	for _, pr := range st.Progress {
+		lowest = min(lowest, pr.Match)
+	}
+	if lowest <= g.c.opts.KeepEntries {
+		return
+	}
+	to := lowest - g.c.opts.KeepEntries
+	if to < g.proposedTruncate+g.c.opts.SnapshotEntries {
+		return
+	}
+	ctx, cancel := context.WithTimeout(g.c.ctx, time.Duration(g.c.opts.ElectionTicks)*g.c.opts.TickInterval)
+	defer cancel()
+	if node.Propose(ctx, binary.BigEndian.AppendUint64([]byte{truncateMarker}, to)) == nil {
+		g.proposedTruncate = to
+	}
+}
+
+// truncate drops this replica's log up to index to, or up to its durable
+// applied index when that is lower (a restart re-applies the entries after
+// it from the log), recording the truncation as a data-less snapshot
+// (raftlog compacts only up to a snapshot).
+func (g *shardGroup) truncate(to uint64) error {
+	applied, err := g.c.opts.Shards.SyncReplicatedApplied(g.shard)
+	if err != nil {
+		return err
+	}
+	to = min(to, applied)
+	if to <= g.truncated {
+		return nil
+	}
+	_, cs, err := g.store.InitialState()
+	if err != nil {
+		return err
+	}
+	if _, err := g.store.CreateSnapshot(to, cs, truncatedSnapshotData); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+		return err
+	}
+	if err := g.store.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return err
+	}
+	g.truncated = to
 	return nil
 }
 
@@ -431,7 +518,9 @@ type ShardStatus struct {
 	Leader                string
 	IsLeader              bool
 	Term, Commit, Applied uint64
-	Running               bool
+	// FirstIndex is the first entry the log still holds (truncation).
+	FirstIndex uint64
+	Running    bool
 }
 
 // ShardStatuses are the shard groups running on this site, by shard.
@@ -447,6 +536,9 @@ func (c *Cluster) ShardStatuses() []ShardStatus {
 	for i, g := range groups {
 		s := ShardStatus{Shard: g.shard, IsLeader: g.leader.Load(), Term: g.term.Load(), Commit: g.commit.Load(),
 			Applied: g.applied.Load(), Running: g.node.Load() != nil && !g.failed.Load()}
+		if s.Running {
+			s.FirstIndex, _ = g.store.FirstIndex()
+		}
 		if lead := g.lead.Load(); lead != raft.None {
 			s.Leader = meta.SiteID(lead)
 		}

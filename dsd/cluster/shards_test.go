@@ -62,6 +62,10 @@ func (m *fakeMachine) ReplicatedApplied(shard int) (uint64, error) {
 	return m.lastIdx[shard], nil
 }
 
+func (m *fakeMachine) SyncReplicatedApplied(shard int) (uint64, error) {
+	return m.ReplicatedApplied(shard)
+}
+
 func (m *fakeMachine) LeaderLost(int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -279,4 +283,101 @@ func TestShardGroupPartitioned(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestShardGroupTruncation: the shard group's log is truncated on every
+// replica (a snapshot every 5 entries keeping 2, in fastOptions), never
+// past what a replica that is down has: it catches up from the log when it
+// comes back; and a replica restarted after a truncation resumes from it.
+func TestShardGroupTruncation(t *testing.T) {
+	ids := []string{"00000000000000a1", "00000000000000b2", "00000000000000c3"}
+	sites := make([]*testSite, 3)
+	machines := make([]*fakeMachine, 3)
+	opts := func(i int, join string) Options {
+		o := fastOptions(ids[i], join, 3)
+		o.NShards, o.Shards = 1, machines[i]
+		return o
+	}
+	for i, id := range ids {
+		sites[i] = &testSite{id: id, fs: vfs.NewMem()}
+		machines[i] = newFakeMachine(1)
+		defer sites[i].close(t)
+	}
+	sites[0].start(t, opts(0, ""), "127.0.0.1:0")
+	sites[1].start(t, opts(1, sites[0].addr), "127.0.0.1:0")
+	wait.For(t, 10*time.Second, "the second site follows", func() bool { return sites[1].c.Status().Leader != "" })
+	sites[2].start(t, opts(2, sites[0].addr), "127.0.0.1:0")
+	leaderOf := func() int {
+		for i, s := range sites {
+			if s.c == nil {
+				continue
+			}
+			if st := s.c.ShardStatuses(); len(st) == 1 && st[0].IsLeader {
+				return i
+			}
+		}
+		return -1
+	}
+	firstIndex := func(i int) uint64 {
+		g := sites[i].c.shardGroup(ShardGroup(0))
+		if g == nil || g.node.Load() == nil {
+			return 0
+		}
+		n, _ := g.store.FirstIndex()
+		return n
+	}
+	// propose has the leader propose n entries (once each: the leader is
+	// stable here), each applied on it before the next.
+	next := 0
+	propose := func(n int) {
+		t.Helper()
+		for range n {
+			next++
+			data := []byte(fmt.Sprintf("e%d", next))
+			var l int
+			wait.For(t, 10*time.Second, "the leader takes a proposal", func() bool {
+				l = leaderOf()
+				return l >= 0 && machines[l].replica(0).Propose(data) == nil
+			})
+			wait.For(t, 10*time.Second, "the entry applied on the leader", func() bool {
+				e := machines[l].entries(0)
+				return len(e) > 0 && strings.HasSuffix(e[len(e)-1], ":"+string(data))
+			})
+		}
+	}
+	var lead int
+	wait.For(t, 10*time.Second, "a leader", func() bool { lead = leaderOf(); return lead >= 0 })
+	propose(5)
+	f := (lead + 1) % 3
+	addr := sites[f].addr
+	wait.For(t, 10*time.Second, "the follower has the first entries", func() bool { return len(machines[f].entries(0)) == 5 })
+	sites[f].stop()
+	atStop, _ := machines[f].ReplicatedApplied(0)
+	propose(30)
+	for i := range sites {
+		if i != f && firstIndex(i) > atStop+1 {
+			t.Fatalf("site %d truncated its log to %d while a replica that is down has %d", i, firstIndex(i)-1, atStop)
+		}
+	}
+	sites[f].start(t, opts(f, ""), addr)
+	wait.For(t, 10*time.Second, "the replica that was down catches up from the log", func() bool { return len(machines[f].entries(0)) == 35 })
+	propose(30)
+	wait.For(t, 10*time.Second, "every replica truncated its log", func() bool {
+		for i := range sites {
+			if firstIndex(i) < 20 {
+				return false
+			}
+		}
+		return true
+	})
+	// A restart after the truncation resumes from it.
+	r := (leaderOf() + 2) % 3
+	addr = sites[r].addr
+	sites[r].stop()
+	sites[r].start(t, opts(r, ""), addr)
+	propose(5)
+	wait.For(t, 10*time.Second, "the same entries on every replica", func() bool {
+		a := machines[0].entries(0)
+		return len(a) == 70 && slices.Equal(a, machines[1].entries(0)) && slices.Equal(a, machines[2].entries(0))
+	})
 }

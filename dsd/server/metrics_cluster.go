@@ -28,6 +28,7 @@ var (
 	shardHasLeadDesc = prometheus.NewDesc("strata_ds_shard_raft_has_leader", "1 when this site knows a leader of the shard's raft group, else 0.", []string{"shard"}, nil)
 	shardCommitDesc  = prometheus.NewDesc("strata_ds_shard_raft_commit_index", "Raft commit index of the shard's group on this site.", []string{"shard"}, nil)
 	shardAppliedDesc = prometheus.NewDesc("strata_ds_shard_raft_applied_index", "Index of the last entry of the shard's group this site handed to its storage to apply.", []string{"shard"}, nil)
+	shardFirstDesc   = prometheus.NewDesc("strata_ds_shard_raft_first_index", "First entry the shard group's log still holds on this site (truncated every 1,000 entries to 100 before the lowest entry every replica has).", []string{"shard"}, nil)
 	shardRunningDesc = prometheus.NewDesc("strata_ds_shard_raft_running", "1 while the shard's group runs on this site; 0 after it stopped on a storage error.", []string{"shard"}, nil)
 )
 
@@ -37,7 +38,7 @@ func registerClusterMetrics(r *prometheus.Registry, c *cluster.Cluster) {
 
 func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{metaTermDesc, metaLeaderDesc, metaHasLeaderDesc, metaCommitDesc, metaAppliedDesc, metaSnapshotDesc, metaMembersDesc, sitesDesc, pendingTransitsDesc,
-		shardTermDesc, shardLeaderDesc, shardHasLeadDesc, shardCommitDesc, shardAppliedDesc, shardRunningDesc} {
+		shardTermDesc, shardLeaderDesc, shardHasLeadDesc, shardCommitDesc, shardAppliedDesc, shardFirstDesc, shardRunningDesc} {
 		ch <- d
 	}
 }
@@ -76,6 +77,7 @@ func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(shardHasLeadDesc, boolFloat(s.Leader != ""), shard)
 		gauge(shardCommitDesc, float64(s.Commit), shard)
 		gauge(shardAppliedDesc, float64(s.Applied), shard)
+		gauge(shardFirstDesc, float64(s.FirstIndex), shard)
 		gauge(shardRunningDesc, boolFloat(s.Running), shard)
 	}
 }

@@ -235,6 +235,22 @@ func (db *DB) ReplicatedApplied(shard int) (uint64, error) {
 	return binary.BigEndian.Uint64(v[1:]), nil
 }
 
+// SyncReplicatedApplied makes every write committed so far durable (one
+// synced, empty WAL record: the WAL is in commit order, and applied
+// entries are committed without an fsync of their own) and returns the
+// index of shard's last applied entry among them: the raft log may be
+// truncated up to it.
+func (db *DB) SyncReplicatedApplied(shard int) (uint64, error) {
+	n, err := db.ReplicatedApplied(shard)
+	if err != nil {
+		return 0, err
+	}
+	if err := db.pdb.LogData([]byte{}, pebble.Sync); err != nil {
+		return 0, wrapPebble("sync the applied entries", err)
+	}
+	return n, nil
+}
+
 // appliedEntry is a reqApply's entry.
 type appliedEntry struct {
 	index, origin, id uint64

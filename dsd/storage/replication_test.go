@@ -226,6 +226,13 @@ func TestReplicatedRestart(t *testing.T) {
 	if n := db.EngineMetrics().WALFsyncs; n != fsyncs {
 		t.Fatalf("applying an entry fsynced the WAL %d times", n-fsyncs)
 	}
+	// SyncReplicatedApplied makes it durable: the raft log may be
+	// truncated up to the index it returns.
+	if n, err := db.SyncReplicatedApplied(0); n != 42 || err != nil {
+		t.Fatalf("sync applied: %d %v", n, err)
+	}
+	waitFor(t, "the sync counted", func() bool { return db.EngineMetrics().WALFsyncs > fsyncs })
+	fsyncs = db.EngineMetrics().WALFsyncs
 	// A local shard's Store does fsync (the metric counts).
 	if _, err := db.Store(context.Background(), "c", []*storagev1.Message{msg("a/c", "y")}, nil); err != nil {
 		t.Fatal(err)
