@@ -38,6 +38,9 @@ var (
 	// ErrStopped: the metadata group stopped after it could not persist
 	// its raft state (fail-stop, as the storage).
 	ErrStopped = errors.New("cluster: the metadata group stopped after a storage error")
+	// ErrEntryTooLarge: a replicated shard's command is larger than a raft
+	// message between sites may be (Options.MaxEntryBytes).
+	ErrEntryTooLarge = errors.New("cluster: the command is too large to replicate")
 )
 
 // Options configure a Cluster. Zero durations and counts take the defaults.
@@ -65,6 +68,9 @@ type Options struct {
 	SnapshotEntries, KeepEntries uint64
 	// ProposalTimeout bounds a proposal (Join included). Default 5s.
 	ProposalTimeout time.Duration
+	// MaxEntryBytes bounds a shard group's entry: a raft message carrying
+	// it must stay under the other sites' gRPC receive limit. Default 1 MiB.
+	MaxEntryBytes int
 	// Shards, when set, is the site's storage: every replicated shard
 	// this site holds runs a raft group (shards.go). Nil: no shard groups.
 	Shards ShardMachine
@@ -80,6 +86,7 @@ func (o *Options) ensureDefaults() {
 	o.SnapshotEntries = cmp.Or(o.SnapshotEntries, 1000)
 	o.KeepEntries = cmp.Or(o.KeepEntries, 100)
 	o.ProposalTimeout = cmp.Or(o.ProposalTimeout, 5*time.Second)
+	o.MaxEntryBytes = cmp.Or(o.MaxEntryBytes, 1<<20)
 	o.NSites = cmp.Or(o.NSites, 1)
 	o.ReplicationFactor = cmp.Or(o.ReplicationFactor, 1)
 	if o.Logger == nil {

@@ -473,6 +473,9 @@ func (g *shardGroup) Propose(data []byte) error {
 	if err := g.CanServe(); err != nil {
 		return err
 	}
+	if len(data) > g.c.opts.MaxEntryBytes {
+		return fmt.Errorf("%w: shard %d entry of %d bytes (at most %d)", ErrEntryTooLarge, g.shard, len(data), g.c.opts.MaxEntryBytes)
+	}
 	n := g.node.Load()
 	if n == nil {
 		return g.notLeader()

@@ -160,6 +160,10 @@ func TestShardGroups(t *testing.T) {
 				if err != nil {
 					t.Fatalf("the leader's proposal: %v", err)
 				}
+				// An entry a raft message between sites could not carry.
+				if err := machines[i].replica(shard).Propose(make([]byte, 1<<20+1)); !errors.Is(err, ErrEntryTooLarge) {
+					t.Fatalf("a proposal of 1 MiB + 1 byte: %v", err)
+				}
 			case slices.Contains(reps, ids[i]):
 				if !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), sites[lead].addr) {
 					t.Fatalf("a follower's proposal: %v, want the leader's address %s", err, sites[lead].addr)

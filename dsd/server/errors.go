@@ -40,6 +40,7 @@ var statusTable = []struct {
 	// A replicated shard's follower (or a site without a replica): the
 	// message names the leader's address (cluster.NotLeaderError).
 	{cluster.ErrNotLeader, codes.Unavailable},
+	{cluster.ErrEntryTooLarge, codes.ResourceExhausted},
 	{storage.ErrNotReplicated, codes.FailedPrecondition},
 	{meta.ErrBadSiteID, codes.InvalidArgument},
 	{sitelink.ErrBadHello, codes.InvalidArgument},
