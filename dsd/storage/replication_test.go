@@ -260,7 +260,7 @@ func TestReplicatedRestart(t *testing.T) {
 	}
 }
 
-func ingest(t *testing.T, m *storagev1.Message) IngestMessage {
+func ingest(t testing.TB, m *storagev1.Message) IngestMessage {
 	t.Helper()
 	in, err := ingestMessagesOf([]*storagev1.Message{m})
 	if err != nil {
@@ -352,37 +352,7 @@ func TestReplicatedSessions(t *testing.T) {
 // same command and encodes to the same bytes; a truncated or corrupted
 // entry is an error, never a panic.
 func TestEntryCodec(t *testing.T) {
-	exp := uint32(30)
-	guard := uint64(9)
-	cmds := []command{
-		cmdBatch{nowUs: 5, stores: []*storeReq{
-			{clientID: "a", msgs: []IngestMessage{ingest(t, msg("x/y", "1")), ingest(t, msg("x/z", "2"))}},
-			{clientID: "b", producer: &Producer{ClientID: "b", Epoch: 3, FirstSeq: 7, QoS2PacketIDs: []uint16{0, 65535}}, msgs: []IngestMessage{ingest(t, msg("q", ""))}},
-		}},
-		cmdTick{nowUs: 1 << 40},
-		cmdAddGeneration{nowUs: 7, layout: LayoutConfig{Type: "wildcard_optimized_v2", BitsPerTopicLevel: 64, TopicIndexBytes: 4, WildcardThresholds: []int{100, 20}, MaxTrieStates: 100000}},
-		cmdDropGeneration{nowUs: 8, id: 3},
-		cmdSessionGC{nowUs: -1},
-		cmdFireWills{nowUs: 9},
-		cmdOpenSession{nowUs: 10, req: OpenSessionRequest{ClientID: "c", Username: "u", ProtocolVersion: 5, CleanStart: true, ExpiryIntervalS: math.MaxUint32,
-			Will: &storagev1.Will{Message: &storagev1.Message{Topic: "w", Payload: []byte("p")}, DelayIntervalS: 4}, GatewayID: "gw", GatewayEpoch: 2, AllowCrossIdentityTakeover: true}},
-		cmdOpenSession{nowUs: 11, req: OpenSessionRequest{ClientID: "d"}},
-		cmdCommitSession{nowUs: 12, commit: subCommit("c", 4, 1, 2, "a/#")},
-		cmdDisconnect{nowUs: 13, req: DisconnectRequest{ClientID: "c", Guard: 4, Abnormal: true, ExpiryIntervalS: &exp, watermarkUs: 77}},
-		cmdDisconnect{nowUs: 14, req: DisconnectRequest{ClientID: "c", Guard: 4}},
-		cmdDeleteSession{nowUs: 15, clientID: "c", guard: &guard},
-		cmdDeleteSession{nowUs: 16, clientID: "c"},
-		cmdRelease{nowUs: 17, clientID: "c", guard: 4, packetID: 65535},
-		cmdEndGatewayEpoch{nowUs: 18, gatewayID: "gw", epoch: 2, watermarkUs: 99},
-		cmdWillRetainedDone{nowUs: 19, ts: []int64{1, 2, 3}},
-		cmdSharedGrant{filter: "$share/g/t", grant: &storagev1.SharedGrant{Id: 5, Member: "m"}},
-		cmdSharedAck{filter: "$share/g/t", member: "m", id: 5},
-		cmdSharedMemberDown{down: SharedDown{Member: "m", Guard: 4, Final: true, Resumed: true, KeepQoS2: true,
-			Stream: &Stream{Shard: 3, Generation: 2, StaticIndex: []byte{1, 2}, Structure: "t/+"}, Held: []uint64{1}, Filters: []string{"f"},
-			Recorded: []uint64{2, 3}, Groups: []string{"g1", "g2"}, Done: []uint64{4}}},
-		cmdSharedMemberDown{down: SharedDown{Member: "n"}},
-		cmdSharedForget{filter: "$share/g/t"},
-	}
+	cmds := codecCommands(t)
 	kinds := map[byte]bool{}
 	for _, c := range cmds {
 		b, err := appendEntry(nil, 0xabc, 42, c)
@@ -414,5 +384,71 @@ func TestEntryCodec(t *testing.T) {
 	}
 	if len(kinds) != int(entrySharedForget) {
 		t.Fatalf("%d kinds covered, want all %d", len(kinds), entrySharedForget)
+	}
+}
+
+// FuzzDecodeEntry: a log entry from another site never panics the
+// decoder, and one that decodes encodes again to bytes that decode to the
+// same encoding (the codec is stable).
+func FuzzDecodeEntry(f *testing.F) {
+	for _, c := range codecCommands(f) {
+		b, err := appendEntry(nil, 1, 2, c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		origin, id, cmd, err := decodeEntry(b)
+		if err != nil {
+			return
+		}
+		again, err := appendEntry(nil, origin, id, cmd)
+		if err != nil {
+			t.Fatalf("a decoded %T does not encode: %v", cmd, err)
+		}
+		o2, id2, cmd2, err := decodeEntry(again)
+		if err != nil || o2 != origin || id2 != id {
+			t.Fatalf("the re-encoding does not decode: %v", err)
+		}
+		third, err := appendEntry(nil, o2, id2, cmd2)
+		if err != nil || !bytes.Equal(third, again) {
+			t.Fatalf("the codec is not stable: %x then %x (%v)", again, third, err)
+		}
+	})
+}
+
+// codecCommands has one command of every entry kind (two of some).
+func codecCommands(t testing.TB) []command {
+	exp := uint32(30)
+	guard := uint64(9)
+	return []command{
+		cmdBatch{nowUs: 5, stores: []*storeReq{
+			{clientID: "a", msgs: []IngestMessage{ingest(t, msg("x/y", "1")), ingest(t, msg("x/z", "2"))}},
+			{clientID: "b", producer: &Producer{ClientID: "b", Epoch: 3, FirstSeq: 7, QoS2PacketIDs: []uint16{0, 65535}}, msgs: []IngestMessage{ingest(t, msg("q", ""))}},
+		}},
+		cmdTick{nowUs: 1 << 40},
+		cmdAddGeneration{nowUs: 7, layout: LayoutConfig{Type: "wildcard_optimized_v2", BitsPerTopicLevel: 64, TopicIndexBytes: 4, WildcardThresholds: []int{100, 20}, MaxTrieStates: 100000}},
+		cmdDropGeneration{nowUs: 8, id: 3},
+		cmdSessionGC{nowUs: -1},
+		cmdFireWills{nowUs: 9},
+		cmdOpenSession{nowUs: 10, req: OpenSessionRequest{ClientID: "c", Username: "u", ProtocolVersion: 5, CleanStart: true, ExpiryIntervalS: math.MaxUint32,
+			Will: &storagev1.Will{Message: &storagev1.Message{Topic: "w", Payload: []byte("p")}, DelayIntervalS: 4}, GatewayID: "gw", GatewayEpoch: 2, AllowCrossIdentityTakeover: true}},
+		cmdOpenSession{nowUs: 11, req: OpenSessionRequest{ClientID: "d"}},
+		cmdCommitSession{nowUs: 12, commit: subCommit("c", 4, 1, 2, "a/#")},
+		cmdDisconnect{nowUs: 13, req: DisconnectRequest{ClientID: "c", Guard: 4, Abnormal: true, ExpiryIntervalS: &exp, watermarkUs: 77}},
+		cmdDisconnect{nowUs: 14, req: DisconnectRequest{ClientID: "c", Guard: 4}},
+		cmdDeleteSession{nowUs: 15, clientID: "c", guard: &guard},
+		cmdDeleteSession{nowUs: 16, clientID: "c"},
+		cmdRelease{nowUs: 17, clientID: "c", guard: 4, packetID: 65535},
+		cmdEndGatewayEpoch{nowUs: 18, gatewayID: "gw", epoch: 2, watermarkUs: 99},
+		cmdWillRetainedDone{nowUs: 19, ts: []int64{1, 2, 3}},
+		cmdSharedGrant{filter: "$share/g/t", grant: &storagev1.SharedGrant{Id: 5, Member: "m"}},
+		cmdSharedAck{filter: "$share/g/t", member: "m", id: 5},
+		cmdSharedMemberDown{down: SharedDown{Member: "m", Guard: 4, Final: true, Resumed: true, KeepQoS2: true,
+			Stream: &Stream{Shard: 3, Generation: 2, StaticIndex: []byte{1, 2}, Structure: "t/+"}, Held: []uint64{1}, Filters: []string{"f"},
+			Recorded: []uint64{2, 3}, Groups: []string{"g1", "g2"}, Done: []uint64{4}}},
+		cmdSharedMemberDown{down: SharedDown{Member: "n"}},
+		cmdSharedForget{filter: "$share/g/t"},
 	}
 }
