@@ -234,6 +234,8 @@ func (s *shard) runWriter() {
 			for _, r := range tickWaiters {
 				r.finish(reply{err: ErrClosed})
 			}
+			// The writer registers every proposal: none comes after this.
+			s.failProposals(ErrClosed)
 			return
 		}
 	}
