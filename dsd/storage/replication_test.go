@@ -452,3 +452,26 @@ func codecCommands(t testing.TB) []command {
 		cmdSharedForget{filter: "$share/g/t"},
 	}
 }
+
+// TestReplicatedCloseAnswersProposals: a Store whose entry was proposed
+// but never applied is answered ErrClosed when the storage closes (the
+// ingest path's callback included).
+func TestReplicatedCloseAnswersProposals(t *testing.T) {
+	db, err := Open(Options{NShards: 1, DataDir: "data", FS: vfs.NewMem(), IdleTickInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := newFakeLog()
+	if err := db.SetReplicator(0, &replica{log: log, leader: true}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	db.StoreAsync("c", []IngestMessage{ingest(t, msg("a/b", "x"))}, nil, func(_ StoreResult, err error) { done <- err })
+	waitFor(t, "the proposal", func() bool { return db.shards[0].proposals() == 1 })
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("a proposed Store at Close: %v", err)
+	}
+}
