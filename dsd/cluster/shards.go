@@ -356,9 +356,11 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 		g.commit.Store(rd.HardState.GetCommit())
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		// Shard snapshots are a later slice: no member creates one, so
-		// none can arrive.
-		return fmt.Errorf("cluster: shard %d: unexpected snapshot at %d", g.shard, rd.Snapshot.GetMetadata().GetIndex())
+		// The only snapshots are the data-less ones of truncations, sent
+		// to a replica that fell behind the truncated log: it cannot
+		// catch up without shard snapshots (a later slice).
+		return fmt.Errorf("cluster: shard %d: this replica needs entries up to %d that the log dropped; shard snapshots are not built",
+			g.shard, rd.Snapshot.GetMetadata().GetIndex())
 	}
 	if err := g.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 		return err
