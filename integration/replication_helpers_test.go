@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -187,10 +188,17 @@ func (p *shardPublishers) ackedCount() int {
 }
 
 // check reads the shard from site i and compares it with the acked
-// payloads: lost (acked, not read), duplicated (read more than once).
+// payloads: lost (acked, not read), duplicated (read more than once). A
+// leader just elected refuses reads until a majority has acknowledged it
+// (its first heartbeats): the read is retried while it says so.
 func (p *shardPublishers) check(ctx context.Context, i int) (read, lost, dup int) {
 	p.t.Helper()
-	msgs, err := readShard(ctx, p.clients[i], p.shard)
+	var msgs []*dsdv1.StoredMessage
+	var err error
+	wait.For(p.t, 10*time.Second, "a read the leader serves", func() bool {
+		msgs, err = readShard(ctx, p.clients[i], p.shard)
+		return err == nil || !strings.Contains(status.Convert(err).Message(), "has not acknowledged it")
+	})
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,10 +40,16 @@ type NotLeaderError struct {
 	// Starting: the shard's role here is not known yet (the allocation
 	// or the shard group is not up).
 	Starting bool
+	// Unconfirmed, when set, is the read lease: this site leads, but a
+	// majority of the replicas has not acknowledged it within it (a read
+	// is refused: it may have been deposed).
+	Unconfirmed time.Duration
 }
 
 func (e *NotLeaderError) Error() string {
 	switch {
+	case e.Unconfirmed > 0:
+		return fmt.Sprintf("cluster: this site leads shard %d but a majority of its replicas has not acknowledged it within the last %v: it may have been deposed; retry", e.Shard, e.Unconfirmed)
 	case e.Starting:
 		return fmt.Sprintf("cluster: shard %d is replicated and its raft group is not running here yet; retry", e.Shard)
 	case len(e.Replicas) > 0:
@@ -61,6 +68,7 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 type ShardReplica interface {
 	Propose(data []byte) error
 	CanServe() error
+	CanRead() error
 }
 
 // ShardMachine is the site's storage as the shard groups drive it
@@ -102,6 +110,7 @@ type refusal struct{ err error }
 
 func (r refusal) Propose([]byte) error { return r.err }
 func (r refusal) CanServe() error      { return r.err }
+func (r refusal) CanRead() error       { return r.err }
 
 // replicatedConfig reports whether this site's configuration asks for
 // replicated shards (n_sites and replication_factor both above 1).
@@ -208,17 +217,37 @@ type shardGroup struct {
 	leader                atomic.Bool
 	term, commit, applied atomic.Uint64
 	failed                atomic.Bool
+	// voters are the group's voters (its bootstrap replica set: the
+	// transitions that change it are a later slice).
+	voters []uint64
+	// acks holds, per voter, the last acknowledgement of this site's
+	// leadership (a MsgAppResp or MsgHeartbeatResp of its term): the read
+	// lease (CanRead).
+	acksMu sync.Mutex
+	acks   map[uint64]leaderAck
 	// truncated is the index up to which this replica dropped its log;
 	// proposedTruncate the last truncation the leader proposed (both
 	// owned by the ready loop).
 	truncated, proposedTruncate uint64
 }
 
+// leaderAck is when a voter last acknowledged this site as the leader of
+// term.
+type leaderAck struct {
+	term uint64
+	at   time.Time
+}
+
 // startShardGroup starts this site's member of shard's group. A first
 // start bootstraps the group with peers as its voters (every replica does
 // the same from the same allocation); a restart resumes from the log.
 func (c *Cluster) startShardGroup(shard int, peers []string) *shardGroup {
-	g := &shardGroup{c: c, shard: shard, group: ShardGroup(shard), peers: slices.Clone(peers)}
+	g := &shardGroup{c: c, shard: shard, group: ShardGroup(shard), peers: slices.Clone(peers), acks: map[uint64]leaderAck{}}
+	for _, p := range peers {
+		if id, err := meta.NodeID(p); err == nil {
+			g.voters = append(g.voters, id)
+		}
+	}
 	c.shardsMu.Lock()
 	c.shardGroups[g.group] = g
 	c.shardsMu.Unlock()
@@ -496,6 +525,54 @@ func (g *shardGroup) Propose(data []byte) error {
 	return nil
 }
 
+// readLease is how long a majority's acknowledgements let the leader
+// serve reads: half an election timeout. A replica that acknowledged the
+// leader at t grants no vote before t + an election timeout (CheckQuorum's
+// lease), so while the leader has a majority's acknowledgements younger
+// than this, no other leader can have been elected, given one-way delays
+// and tick drift under half an election timeout. Heartbeats come every
+// tick, so a leader in touch with its replicas is always within it.
+func (g *shardGroup) readLease() time.Duration {
+	return time.Duration(g.c.opts.ElectionTicks) * g.c.opts.TickInterval / 2
+}
+
+// acked records a message of a voter that acknowledges this site as the
+// leader of the current term.
+func (g *shardGroup) acked(m *pb.Message) {
+	switch m.GetType() {
+	case pb.MsgAppResp, pb.MsgHeartbeatResp:
+	default:
+		return
+	}
+	if !g.leader.Load() || m.GetTerm() != g.term.Load() {
+		return
+	}
+	g.acksMu.Lock()
+	g.acks[m.GetFrom()] = leaderAck{term: m.GetTerm(), at: time.Now()}
+	g.acksMu.Unlock()
+}
+
+// CanRead is nil while this site leads the shard's group and a majority of
+// its voters (itself included) acknowledged it within the read lease.
+func (g *shardGroup) CanRead() error {
+	if err := g.CanServe(); err != nil {
+		return err
+	}
+	term, lease, now := g.term.Load(), g.readLease(), time.Now()
+	n := 0
+	g.acksMu.Lock()
+	for _, v := range g.voters {
+		if a, ok := g.acks[v]; v == g.c.self || (ok && a.term == term && now.Sub(a.at) < lease) {
+			n++
+		}
+	}
+	g.acksMu.Unlock()
+	if n > len(g.voters)/2 {
+		return nil
+	}
+	return &NotLeaderError{Shard: g.shard, Unconfirmed: lease}
+}
+
 // CanServe is nil while this site leads the shard's group.
 func (g *shardGroup) CanServe() error {
 	if g.failed.Load() {
@@ -559,6 +636,7 @@ func (c *Cluster) deliverShard(group uint64, m *pb.Message) {
 	if g == nil {
 		return
 	}
+	g.acked(m)
 	if n := g.node.Load(); n != nil {
 		_ = n.Step(c.ctx, m)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
@@ -209,8 +210,8 @@ func TestShardGroups(t *testing.T) {
 }
 
 // TestShardGroupPartitioned: a shard's leader cut off from both other
-// replicas commits nothing: it steps down (its storage is told, which
-// fails the proposals it had pending), the majority elects a leader whose
+// replicas commits nothing and stops serving reads: it steps down (its
+// storage is told, which fails the proposals it had pending), the majority elects a leader whose
 // entries apply on both, and after the heal the old leader applies the
 // same entries, never the one it proposed alone.
 func TestShardGroupPartitioned(t *testing.T) {
@@ -254,8 +255,10 @@ func TestShardGroupPartitioned(t *testing.T) {
 			majority = append(majority, i)
 		}
 	}
+	wait.For(t, 10*time.Second, "the leader serves reads (a majority acknowledges it)", func() bool { return machines[old].replica(0).CanRead() == nil })
 	partition(sites, map[string]bool{ids[old]: true})
 	cutOff := machines[old].replica(0).Propose([]byte("cut-off"))
+	wait.For(t, 10*time.Second, "the cut-off leader stops serving reads", func() bool { return machines[old].replica(0).CanRead() != nil })
 	wait.For(t, 10*time.Second, "the cut-off leader steps down and tells its storage", func() bool {
 		machines[old].mu.Lock()
 		lost := machines[old].lost
@@ -263,9 +266,9 @@ func TestShardGroupPartitioned(t *testing.T) {
 		return lost > 0 && machines[old].replica(0).CanServe() != nil
 	})
 	var next int
-	wait.For(t, 10*time.Second, "a new leader on the majority side", func() bool {
+	wait.For(t, 10*time.Second, "a new leader on the majority side, serving reads", func() bool {
 		next = leader(majority)
-		return next >= 0 && next != old
+		return next >= 0 && next != old && machines[next].replica(0).CanRead() == nil
 	})
 	wait.For(t, 10*time.Second, "an entry of the new leader applied on the majority", func() bool {
 		_ = machines[next].replica(0).Propose([]byte("majority"))
@@ -384,4 +387,50 @@ func TestShardGroupTruncation(t *testing.T) {
 		a := machines[0].entries(0)
 		return len(a) == 70 && slices.Equal(a, machines[1].entries(0)) && slices.Equal(a, machines[2].entries(0))
 	})
+}
+
+// TestReadLease: the leader serves reads only while a majority of its
+// voters (itself included) acknowledged it in its term within half an
+// election timeout.
+func TestReadLease(t *testing.T) {
+	c := &Cluster{opts: Options{ElectionTicks: 10, TickInterval: 10 * time.Millisecond}, self: 1}
+	g := &shardGroup{c: c, shard: 3, voters: []uint64{1, 2, 3, 4, 5}, acks: map[uint64]leaderAck{}}
+	g.leader.Store(true)
+	g.term.Store(5)
+	unconfirmed := func() bool {
+		var nl *NotLeaderError
+		return errors.As(g.CanRead(), &nl) && nl.Unconfirmed == 50*time.Millisecond
+	}
+	if !unconfirmed() {
+		t.Fatalf("no acknowledgement yet: %v", g.CanRead())
+	}
+	ack := func(from, term uint64, typ pb.MessageType) {
+		g.acked(&pb.Message{Type: &typ, From: &from, Term: &term})
+	}
+	ack(2, 5, pb.MsgHeartbeatResp)
+	ack(3, 4, pb.MsgAppResp) // an earlier term's
+	ack(4, 5, pb.MsgVote)    // not an acknowledgement
+	if !unconfirmed() {
+		t.Fatalf("two of five: %v", g.CanRead())
+	}
+	ack(3, 5, pb.MsgAppResp)
+	if err := g.CanRead(); err != nil {
+		t.Fatalf("three of five: %v", err)
+	}
+	g.acksMu.Lock()
+	g.acks[3] = leaderAck{term: 5, at: time.Now().Add(-60 * time.Millisecond)}
+	g.acksMu.Unlock()
+	if !unconfirmed() {
+		t.Fatalf("an acknowledgement older than the lease counted: %v", g.CanRead())
+	}
+	g.leader.Store(false)
+	var nl *NotLeaderError
+	if err := g.CanRead(); !errors.As(err, &nl) || nl.Unconfirmed != 0 {
+		t.Fatalf("a follower: %v", err)
+	}
+	ack(3, 5, pb.MsgAppResp) // a follower records none
+	g.leader.Store(true)
+	if !unconfirmed() {
+		t.Fatalf("an acknowledgement received as a follower counted: %v", g.CanRead())
+	}
 }

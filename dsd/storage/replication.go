@@ -37,9 +37,14 @@ type Replicator interface {
 	// leader when it can) when this site does not lead the group, and
 	// must not block for long.
 	Propose(data []byte) error
-	// CanServe is nil when this site leads the group: it may serve
-	// reads of the shard. Otherwise it is why not (naming the leader).
+	// CanServe is nil when this site leads the group: it takes the
+	// shard's commands. Otherwise it is why not (naming the leader).
 	CanServe() error
+	// CanRead is nil when this site may serve a read of the shard: it
+	// leads, and a majority of the replicas acknowledged it recently
+	// enough that no other leader can have been elected since (a leader
+	// cut off from them stops reading before the others can elect one).
+	CanRead() error
 }
 
 // replicatorRef boxes a Replicator for an atomic.Pointer.
@@ -132,9 +137,16 @@ func (s *shard) proposals() int {
 // may).
 func (s *shard) readRefusal() error {
 	if ref := s.repl.r.Load(); ref != nil {
-		return ref.r.CanServe()
+		return ref.r.CanRead()
 	}
 	return nil
+}
+
+// ledElsewhere: the shard is replicated and this site does not lead it
+// (its leader does the shard's own work: sweeps, lease expiry, follow-ups).
+func (s *shard) ledElsewhere() bool {
+	ref := s.repl.r.Load()
+	return ref != nil && ref.r.CanServe() != nil
 }
 
 // propose proposes cmd for reqs; it reports whether the proposal is

@@ -57,6 +57,8 @@ func (r *replica) CanServe() error {
 	return nil
 }
 
+func (r *replica) CanRead() error { return r.CanServe() }
+
 func (l *fakeLog) take() [][]byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -295,7 +295,7 @@ func (db *DB) Release(ctx context.Context, clientID string, guard uint64, packet
 func (db *DB) SweepSessions(ctx context.Context) (int, error) {
 	n := 0
 	for _, s := range db.shards {
-		if s.readRefusal() != nil {
+		if s.ledElsewhere() {
 			continue // a replicated shard this site does not lead: its leader's work
 		}
 		rep, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(now int64) command { return cmdSessionGC{nowUs: now} }})
@@ -449,7 +449,7 @@ func (db *DB) EndGatewayEpoch(ctx context.Context, gatewayID string, epoch uint6
 	n := 0
 	watermark := slices.Max(db.Watermarks())
 	for _, s := range db.shards {
-		if s.readRefusal() != nil {
+		if s.ledElsewhere() {
 			continue // a replicated shard this site does not lead: its leader's work
 		}
 		rep, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(now int64) command {

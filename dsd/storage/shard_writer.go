@@ -357,7 +357,7 @@ func (s *shard) finish(f *inflightBatch, err error) {
 		}
 		// The shared groups' follow-ups are commands of other shards: on
 		// a replicated shard its leader sends them, not every replica.
-		if len(f.shared)+len(f.sharedAcks) > 0 && s.readRefusal() == nil {
+		if len(f.shared)+len(f.sharedAcks) > 0 && !s.ledElsewhere() {
 			s.db.wg.Add(1)
 			go s.db.sharedAfterCommit(f.sharedAcks, f.shared)
 		}
