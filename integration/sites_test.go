@@ -30,6 +30,7 @@ type siteInfo struct {
 	Shards []struct {
 		Shard    int      `json:"shard"`
 		Replicas []string `json:"replicas"`
+		Leader   string   `json:"leader"`
 	} `json:"shards"`
 	MetaGroup struct {
 		Leader string `json:"leader"`
@@ -140,7 +141,9 @@ func TestThreeSites(t *testing.T) {
 			}
 		}
 		for _, sh := range v.Shards {
-			if len(sh.Replicas) != 3 {
+			// Every shard is replicated on the three: its group has a
+			// leader, which every site names alike (checked below).
+			if len(sh.Replicas) != 3 || sh.Leader == "" {
 				return false
 			}
 		}
@@ -148,6 +151,24 @@ func TestThreeSites(t *testing.T) {
 	}
 	views := agree("three sites up, shards allocated, alike on all three", sites, allUp)
 	t.Logf("cluster formed: %v from the first start to three sites up and the shards allocated on all three", time.Since(began).Round(time.Millisecond))
+	wait.For(t, 10*time.Second, "every shard's leader named alike by the three sites", func() bool {
+		var first siteInfo
+		for i := range sites {
+			v, ok := clusterView(t, sites[i])
+			if i == 0 {
+				first = v
+			}
+			if !ok || len(v.Shards) != len(first.Shards) {
+				return false
+			}
+			for s := range v.Shards {
+				if v.Shards[s].Leader == "" || v.Shards[s].Leader != first.Shards[s].Leader {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	ids := []string{views[0].Site, views[1].Site, views[2].Site}
 	var listed []string
 	for _, s := range views[0].Sites {

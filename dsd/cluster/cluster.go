@@ -38,6 +38,9 @@ var (
 	// ErrStopped: the metadata group stopped after it could not persist
 	// its raft state (fail-stop, as the storage).
 	ErrStopped = errors.New("cluster: the metadata group stopped after a storage error")
+	// ErrEntryTooLarge: a replicated shard's command is larger than a raft
+	// message between sites may be (Options.MaxEntryBytes).
+	ErrEntryTooLarge = errors.New("cluster: the command is too large to replicate")
 )
 
 // Options configure a Cluster. Zero durations and counts take the defaults.
@@ -59,11 +62,19 @@ type Options struct {
 	// records it down; LivenessInterval how often it looks. Defaults 3s, 250ms.
 	DownAfter, LivenessInterval time.Duration
 	// SnapshotEntries: a snapshot every this many applied entries, after
-	// which the log keeps KeepEntries. Defaults 1000 and 100.
+	// which the log keeps KeepEntries. Defaults 1000 and 100. A shard
+	// group's leader proposes a truncation of the log every
+	// SnapshotEntries entries, keeping KeepEntries (shards.go).
 	SnapshotEntries, KeepEntries uint64
 	// ProposalTimeout bounds a proposal (Join included). Default 5s.
 	ProposalTimeout time.Duration
-	Logger          *slog.Logger
+	// MaxEntryBytes bounds a shard group's entry: a raft message carrying
+	// it must stay under the other sites' gRPC receive limit. Default 1 MiB.
+	MaxEntryBytes int
+	// Shards, when set, is the site's storage: every replicated shard
+	// this site holds runs a raft group (shards.go). Nil: no shard groups.
+	Shards ShardMachine
+	Logger *slog.Logger
 }
 
 func (o *Options) ensureDefaults() {
@@ -75,6 +86,7 @@ func (o *Options) ensureDefaults() {
 	o.SnapshotEntries = cmp.Or(o.SnapshotEntries, 1000)
 	o.KeepEntries = cmp.Or(o.KeepEntries, 100)
 	o.ProposalTimeout = cmp.Or(o.ProposalTimeout, 5*time.Second)
+	o.MaxEntryBytes = cmp.Or(o.MaxEntryBytes, 1<<20)
 	o.NSites = cmp.Or(o.NSites, 1)
 	o.ReplicationFactor = cmp.Or(o.ReplicationFactor, 1)
 	if o.Logger == nil {
@@ -84,10 +96,17 @@ func (o *Options) ensureDefaults() {
 
 // Cluster is this site's member of the metadata group.
 type Cluster struct {
-	opts  Options
-	log   *slog.Logger
-	self  uint64
-	store *raftlog.Storage
+	opts   Options
+	log    *slog.Logger
+	self   uint64
+	engine *pebble.DB
+	store  *raftlog.Storage
+
+	// metaChanged wakes the shard manager after an applied entry.
+	metaChanged chan struct{}
+	// shardGroups are the shard groups started here, by group id.
+	shardsMu    sync.Mutex
+	shardGroups map[uint64]*shardGroup
 
 	tr   atomic.Pointer[sitelink.Transport]
 	node atomic.Pointer[nodeRef]
@@ -134,7 +153,8 @@ func New(engine *pebble.DB, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{opts: opts, log: opts.Logger.With("component", "cluster"), self: self, store: store}
+	c := &Cluster{opts: opts, log: opts.Logger.With("component", "cluster"), self: self, engine: engine, store: store,
+		metaChanged: make(chan struct{}, 1), shardGroups: map[uint64]*shardGroup{}}
 	c.mu.machine = meta.New()
 	c.mu.waiters = map[uint64]chan error{}
 	snap, _ := store.Snapshot()
@@ -167,6 +187,7 @@ func (c *Cluster) Start(address string) {
 	hs, _, _ := c.store.InitialState()
 	last, _ := c.store.LastIndex()
 	fresh := raft.IsEmptyHardState(hs) && last == 0
+	c.startShards(fresh && c.opts.Join != "")
 	cfg := &raft.Config{
 		ID: c.self, ElectionTick: c.opts.ElectionTicks, HeartbeatTick: c.opts.HeartbeatTicks,
 		Storage: c.store, Applied: applied, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 256,
@@ -320,6 +341,7 @@ func (c *Cluster) restore(snap *pb.Snapshot) error {
 	for _, s := range c.mu.machine.State().GetSites() {
 		c.transport().SetAddress(s.GetId(), s.GetAddress())
 	}
+	c.metaApplied()
 	return nil
 }
 
@@ -378,6 +400,7 @@ func (c *Cluster) apply(node raft.Node, e *pb.Entry) error {
 		delete(c.mu.waiters, reqID)
 	}
 	c.mu.Unlock()
+	c.metaApplied()
 	if e.GetType() != pb.EntryNormal {
 		// A site that joins after the log was compacted is sent the latest
 		// snapshot, and refuses one whose conf state lacks it: snapshot
@@ -454,13 +477,14 @@ func (c *Cluster) snapshot() error {
 
 // deliver hands a message from another site to raft.
 func (c *Cluster) deliver(from string, group uint64, m *pb.Message) {
-	if group != MetaGroup {
-		return // no shard groups yet
-	}
 	if drop := c.dropFrom.Load(); drop != nil && (*drop)(from) {
 		return
 	}
 	c.markHeard(from)
+	if group != MetaGroup {
+		c.deliverShard(group, m)
+		return
+	}
 	n := c.node.Load()
 	if n == nil {
 		return

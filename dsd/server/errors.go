@@ -37,6 +37,11 @@ var statusTable = []struct {
 	{cluster.ErrNotRunning, codes.Unavailable},
 	{cluster.ErrStopped, codes.Unavailable},
 	{cluster.ErrNShardsMismatch, codes.FailedPrecondition},
+	// A replicated shard's follower (or a site without a replica): the
+	// message names the leader's address (cluster.NotLeaderError).
+	{cluster.ErrNotLeader, codes.Unavailable},
+	{cluster.ErrEntryTooLarge, codes.ResourceExhausted},
+	{storage.ErrNotReplicated, codes.FailedPrecondition},
 	{meta.ErrBadSiteID, codes.InvalidArgument},
 	{sitelink.ErrBadHello, codes.InvalidArgument},
 	{sitelink.ErrWrongDial, codes.FailedPrecondition},

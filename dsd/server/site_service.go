@@ -46,8 +46,13 @@ func clusterInfo(c *cluster.Cluster) *dsdv1.ClusterInfo {
 		return nil
 	}
 	st := c.Status()
-	return &dsdv1.ClusterInfo{
+	out := &dsdv1.ClusterInfo{
 		State: c.State(), NSites: uint32(c.NSites()), Leader: st.Leader,
 		Term: st.Term, CommitIndex: st.Commit, AppliedIndex: st.Applied,
 	}
+	for _, g := range c.ShardStatuses() {
+		out.ShardGroups = append(out.ShardGroups, &dsdv1.ShardGroupInfo{Shard: uint32(g.Shard), Leader: g.Leader,
+			Term: g.Term, CommitIndex: g.Commit, AppliedIndex: g.Applied})
+	}
+	return out
 }

@@ -39,7 +39,7 @@ type committer struct {
 // commitRound is one Pebble batch of the committer: the writes of units.
 type commitRound struct {
 	batch   *pebble.Batch
-	waits   bool // SyncWait is needed (false with UnsafeNoSync or on error)
+	waits   bool // SyncWait is needed (false with UnsafeNoSync, a round of logged units only, or on error)
 	units   []*inflightBatch
 	err     error
 	started time.Time
@@ -122,7 +122,11 @@ func (c *committer) commit(units []*inflightBatch) *commitRound {
 		return r
 	}
 	var err error
-	if db.opts.UnsafeNoSync {
+	if db.opts.UnsafeNoSync || allLogged(units) {
+		// Logged units are applied entries of replicated shards: a
+		// restart re-applies them from the synced raft log (their index
+		// is written with them), so their writes need no fsync of their
+		// own. A later synced round makes them durable too (WAL order).
 		err = db.pdb.Apply(r.batch, pebble.NoSync)
 	} else {
 		err = db.pdb.ApplyNoSyncWait(r.batch, pebble.Sync)
@@ -137,6 +141,17 @@ func (c *committer) commit(units []*inflightBatch) *commitRound {
 		u.shard.assigned.Store(u.lastTs)
 	}
 	return r
+}
+
+// allLogged reports whether every unit is an applied entry of a
+// replicated shard (inflightBatch.logged).
+func allLogged(units []*inflightBatch) bool {
+	for _, u := range units {
+		if !u.logged {
+			return false
+		}
+	}
+	return true
 }
 
 // runSyncer waits for each round's fsync, in order, then completes its

@@ -69,6 +69,8 @@
 //	                                -> SharedGroupRecord, 01 | shard (2) | gen (8) |
 //	                                static -> SharedGroupStream, 02 | grant id (8)
 //	                                -> SharedGrant
+//	S 0C                            replicated shard: index of the last applied
+//	                                raft entry -> version 01 | index (8)
 //	S 10 | gen (8) | 01 | edge key  trie edge          -> lts edge record
 //	S 10 | gen (8) | 02 | static    message count      -> StreamCount
 //	S 10 | gen (8) | 03 | layout key  message          -> Message

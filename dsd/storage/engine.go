@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,6 +27,9 @@ type DB struct {
 	pdb    *pebble.DB
 	lock   *pebble.Lock
 	siteID string
+	// origin is this open's random id in the log entries it proposes
+	// (replication.go).
+	origin uint64
 	shards []*shard
 	log    *slog.Logger
 	// notify wakes readers on commits (notify.go).
@@ -223,6 +227,11 @@ func (db *DB) loadOrInitSite() error {
 		return fmt.Errorf("%w: site record: bad site id %q", ErrCorruption, meta.SiteId)
 	}
 	db.siteID = meta.SiteId
+	var origin [8]byte
+	if _, err := rand.Read(origin[:]); err != nil {
+		return fmt.Errorf("storage: proposal origin: %w", err)
+	}
+	db.origin = binary.BigEndian.Uint64(origin[:])
 	return nil
 }
 
@@ -249,6 +258,9 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		db.closing.Store(true)
 		db.cancel()
+		for _, s := range db.shards {
+			s.failProposals(ErrClosed)
+		}
 		if err := db.closeBounded(); err != nil {
 			db.closeErr = err
 			return

@@ -121,10 +121,22 @@ func (s *shard) doUntil(ctx context.Context, r *request, giveUp <-chan struct{},
 
 // idleWork runs on the writer when the shard has nothing buffered and no
 // commit in flight: retention first (rotation, then drops, one command per
-// call), then the idle tick. It returns the in-flight batch, if any.
-func (s *shard) idleWork() *inflightBatch {
-	if s.db.failErr() != nil {
+// call), then the idle tick. It returns the in-flight batch, if any;
+// waiters are answered once it is committed (on a replicated shard, once
+// its entry is applied), or at once when there is nothing to do.
+func (s *shard) idleWork(waiters []*request) *inflightBatch {
+	answer := func() *inflightBatch {
+		for _, r := range waiters {
+			r.finish(reply{})
+		}
 		return nil
+	}
+	if s.db.failErr() != nil {
+		return answer()
+	}
+	ref := s.repl.r.Load()
+	if ref != nil && ref.r.CanServe() != nil {
+		return answer() // a follower: the leader does the shard's idle work
 	}
 	now := s.db.opts.Now().UnixMicro()
 	s.mu.RLock()
@@ -134,18 +146,27 @@ func (s *shard) idleWork() *inflightBatch {
 		cmd = s.tickCommand(now)
 	}
 	if cmd == nil {
+		return answer()
+	}
+	if ref != nil {
+		if !s.propose(ref.r, cmd, waiters) {
+			s.db.log.Debug("idle work not proposed", "shard", s.id)
+		}
 		return nil
 	}
 	f := s.applyAndCommit(cmd, nil)
-	if f != nil {
-		switch c := cmd.(type) {
-		case cmdTick:
-			s.stats.ticks.Add(1)
-		case cmdAddGeneration:
-			s.db.log.Info("retention: new generation", "shard", s.id)
-		case cmdDropGeneration:
-			s.db.log.Info("retention: dropping generation", "shard", s.id, "generation", c.id)
-		}
+	if f == nil {
+		return answer()
+	}
+	f.reqs = append(f.reqs, waiters...)
+	f.replies = append(f.replies, make([]reply, len(waiters))...)
+	switch c := cmd.(type) {
+	case cmdTick:
+		s.stats.ticks.Add(1)
+	case cmdAddGeneration:
+		s.db.log.Info("retention: new generation", "shard", s.id)
+	case cmdDropGeneration:
+		s.db.log.Info("retention: dropping generation", "shard", s.id, "generation", c.id)
 	}
 	return f
 }

@@ -119,6 +119,11 @@ func (db *DB) Next(ctx context.Context, itBytes []byte, lim Limit) (entries []En
 	if err != nil {
 		return nil, nil, false, err
 	}
+	if s, err := db.shard(int(it.Shard)); err == nil {
+		if err := s.readRefusal(); err != nil {
+			return nil, nil, false, err
+		}
+	}
 	max := lim.Max
 	if lim.Count > 0 {
 		max = lim.Count

@@ -295,6 +295,9 @@ func (db *DB) Release(ctx context.Context, clientID string, guard uint64, packet
 func (db *DB) SweepSessions(ctx context.Context) (int, error) {
 	n := 0
 	for _, s := range db.shards {
+		if s.ledElsewhere() {
+			continue // a replicated shard this site does not lead: its leader's work
+		}
 		rep, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(now int64) command { return cmdSessionGC{nowUs: now} }})
 		if err == nil {
 			err = rep.err
@@ -446,6 +449,9 @@ func (db *DB) EndGatewayEpoch(ctx context.Context, gatewayID string, epoch uint6
 	n := 0
 	watermark := slices.Max(db.Watermarks())
 	for _, s := range db.shards {
+		if s.ledElsewhere() {
+			continue // a replicated shard this site does not lead: its leader's work
+		}
 		rep, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(now int64) command {
 			return cmdEndGatewayEpoch{nowUs: now, gatewayID: gatewayID, epoch: epoch, watermarkUs: watermark}
 		}})

@@ -37,6 +37,9 @@ type shard struct {
 
 	stats shardStats
 
+	// repl is the shard's replication state (replication.go).
+	repl shardRepl
+
 	// tickSuspended is owned by the writer: ticks are suspended while the
 	// wall clock is far behind the shard clock.
 	tickSuspended bool
@@ -165,6 +168,7 @@ func loadShard(db *DB, id int) (*shard, error) {
 		doneCh: make(chan struct{}, db.opts.MaxInflightCommits),
 	}
 	s.mu.st = st
+	s.repl.wake = make(chan struct{}, 1)
 	s.assigned.Store(st.lastTs)
 	s.readable.Store(st.lastTs)
 	return s, nil

@@ -19,6 +19,8 @@ const (
 	reqTick
 	// reqSession is a session command (session.go), built by mkCmd.
 	reqSession
+	// reqApply is a committed entry of a replicated shard (replication.go).
+	reqApply
 )
 
 // request is a Store or an admin command waiting in a shard's buffer.
@@ -26,6 +28,8 @@ type request struct {
 	kind   reqKind
 	store  *storeReq
 	dropID uint64
+	// entry is a reqApply's entry.
+	entry *appliedEntry
 	// mkCmd builds a reqSession's command with the writer's clock reading.
 	mkCmd func(nowUs int64) command
 	// items and bytes size a Store for the buffer limits.
@@ -64,6 +68,9 @@ type inflightBatch struct {
 	reqs    []*request
 	replies []reply
 	lastTs  int64
+	// logged: the writes are a replicated shard's applied entry, already
+	// in a synced raft log (the round needs no fsync for them).
+	logged  bool
 	compact *keyRange
 	started time.Time
 	nmsgs   int
@@ -132,14 +139,23 @@ func (s *shard) runWriter() {
 	defer ticker.Stop()
 	sessionGC := time.NewTicker(opts.SessionGCInterval)
 	defer sessionGC.Stop()
+	// busy is what gates a flush: the commits in flight, or on a
+	// replicated shard this site's proposals not yet applied (the
+	// commits of applied entries follow the log, not the writer).
+	busy := func() int {
+		if s.repl.r.Load() != nil {
+			return s.proposals()
+		}
+		return inflight
+	}
 	for {
 		// Flush while the rules allow: a free shard flushes at once; with
 		// commits in flight, a full buffer or an item older than
 		// FlushInterval flushes too (Pebble merges the fsyncs).
-		for len(pending) > 0 && inflight < opts.MaxInflightCommits {
+		for len(pending) > 0 && busy() < opts.MaxInflightCommits {
 			full := pendingMsgs >= opts.BufferMaxItems || pendingB >= opts.BufferMaxBytes
 			old := time.Since(pending[0].enqueued) >= opts.FlushInterval
-			if inflight > 0 && !full && !old && pending[0].kind == reqStore {
+			if busy() > 0 && !full && !old && pending[0].kind == reqStore {
 				break
 			}
 			var n int
@@ -151,21 +167,15 @@ func (s *shard) runWriter() {
 				inflight++
 			}
 		}
-		if len(tickWaiters) > 0 && len(pending) == 0 && inflight == 0 {
-			if f := s.idleWork(); f != nil {
-				// Answered once the idle work is committed.
-				f.reqs = append(f.reqs, tickWaiters...)
-				f.replies = append(f.replies, make([]reply, len(tickWaiters))...)
+		if len(tickWaiters) > 0 && len(pending) == 0 && busy() == 0 && inflight == 0 {
+			// Answered once the idle work is committed.
+			if f := s.idleWork(tickWaiters); f != nil {
 				s.db.committer.in <- f
 				inflight++
-			} else {
-				for _, r := range tickWaiters {
-					r.finish(reply{})
-				}
 			}
 			tickWaiters = nil
 		}
-		if len(pending) > 0 && inflight > 0 && inflight < opts.MaxInflightCommits {
+		if n := busy(); len(pending) > 0 && n > 0 && n < opts.MaxInflightCommits {
 			if due := pending[0].enqueued.Add(opts.FlushInterval); !due.Equal(flushDue) {
 				flushDue = due
 				flushTimer.Reset(max(time.Until(due), 0))
@@ -177,6 +187,18 @@ func (s *shard) runWriter() {
 		}
 		select {
 		case r := <-s.reqCh:
+			if r.kind == reqApply {
+				// A committed entry: its batch joins the commits in
+				// flight, at most MaxInflightCommits (doneCh's size).
+				// Commits in flight always finish (Close included).
+				for inflight >= opts.MaxInflightCommits {
+					<-s.doneCh
+					inflight--
+				}
+				s.db.committer.in <- s.applyEntry(r.entry)
+				inflight++
+				continue
+			}
 			if r.kind == reqTick {
 				// Answered once the shard is idle and its idle work ran
 				// (due wills first).
@@ -191,14 +213,15 @@ func (s *shard) runWriter() {
 			inflight--
 		case <-timerC:
 			flushDue, timerC = time.Time{}, nil
+		case <-s.repl.wake:
 		case <-sessionGC.C:
 			// Nobody waits for the sweep's reply (done is buffered).
 			pending = append(pending, &request{kind: reqSession, enqueued: time.Now(), done: make(chan reply, 1),
 				mkCmd: func(now int64) command { return cmdSessionGC{nowUs: now} }})
 		case <-ticker.C:
 			queueWills()
-			if len(pending) == 0 && inflight == 0 {
-				if f := s.idleWork(); f != nil {
+			if len(pending) == 0 && inflight == 0 && busy() == 0 {
+				if f := s.idleWork(nil); f != nil {
 					s.db.committer.in <- f
 					inflight++
 				}
@@ -211,6 +234,8 @@ func (s *shard) runWriter() {
 			for _, r := range tickWaiters {
 				r.finish(reply{err: ErrClosed})
 			}
+			// The writer registers every proposal: none comes after this.
+			s.failProposals(ErrClosed)
 			return
 		}
 	}
@@ -224,9 +249,13 @@ func (s *shard) takeFlush(pending []*request, msgs, bytes int) (n, msgsLeft, byt
 		return 1, msgs - pending[0].items, bytes - pending[0].bytes
 	}
 	var m, b int
+	maxBytes := s.db.opts.BufferMaxBytes
+	if s.repl.r.Load() != nil {
+		maxBytes = min(maxBytes, maxEntryBytes)
+	}
 	for n < len(pending) && pending[n].kind == reqStore {
 		r := pending[n]
-		if n > 0 && (m+r.items > s.db.opts.BufferMaxItems || b+r.bytes > s.db.opts.BufferMaxBytes) {
+		if n > 0 && (m+r.items > s.db.opts.BufferMaxItems || b+r.bytes > maxBytes) {
 			break
 		}
 		m += r.items
@@ -255,6 +284,10 @@ func (s *shard) flush(reqs []*request) *inflightBatch {
 		cmd = cmdDropGeneration{nowUs: now, id: reqs[0].dropID}
 	case reqSession:
 		cmd = reqs[0].mkCmd(now)
+	}
+	if ref := s.repl.r.Load(); ref != nil {
+		s.propose(ref.r, cmd, reqs)
+		return nil
 	}
 	f := s.applyAndCommit(cmd, reqs)
 	if f != nil && (reqs[0].kind == reqAddGeneration || reqs[0].kind == reqDropGeneration) {
@@ -322,7 +355,9 @@ func (s *shard) finish(f *inflightBatch, err error) {
 			s.db.wg.Add(1)
 			go s.applyWillRetained(f.willRetained)
 		}
-		if len(f.shared)+len(f.sharedAcks) > 0 {
+		// The shared groups' follow-ups are commands of other shards: on
+		// a replicated shard its leader sends them, not every replica.
+		if len(f.shared)+len(f.sharedAcks) > 0 && !s.ledElsewhere() {
 			s.db.wg.Add(1)
 			go s.db.sharedAfterCommit(f.sharedAcks, f.shared)
 		}

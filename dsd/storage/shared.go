@@ -444,6 +444,9 @@ func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
 	for _, d := range downs {
 		var held []string
 		for _, s := range db.shards {
+			if s.ledElsewhere() {
+				continue // a replicated shard this site does not lead: its leader's work
+			}
 			groups := s.groupsWithGrantsOf(d.Member, d.Filters)
 			if len(groups) == 0 {
 				continue

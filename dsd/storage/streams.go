@@ -38,6 +38,11 @@ func (db *DB) GetStreams(filter string, startUs int64, shard int) ([]Stream, err
 		}
 		first, last = shard, shard
 	}
+	for i := first; i <= last; i++ {
+		if err := db.shards[i].readRefusal(); err != nil {
+			return nil, err
+		}
+	}
 	var out []Stream
 	for i := first; i <= last; i++ {
 		s := db.shards[i]

@@ -65,6 +65,9 @@ type shardJSON struct {
 	// allocation); Transitions the pending changes, "+site" or "-site".
 	Replicas    []string `json:"replicas"`
 	Transitions []string `json:"transitions"`
+	// Leader is the leader of a replicated shard whose replica this site
+	// holds, as it knows it ("" otherwise: unknown, or not replicated).
+	Leader string `json:"leader,omitempty"`
 }
 
 type siteJSON struct {
@@ -106,12 +109,17 @@ func toInfoJSON(info *dsdv1.InfoResponse) infoJSON {
 		out.MetaGroup = &metaGroupJSON{Leader: cl.GetLeader(), Term: cl.GetTerm(), CommitIndex: cl.GetCommitIndex(), AppliedIndex: cl.GetAppliedIndex()}
 	}
 	placements := cl.GetState().GetMessages().GetShards()
+	leaders := map[uint32]string{}
+	for _, g := range cl.GetShardGroups() {
+		leaders[g.GetShard()] = g.GetLeader()
+	}
 	for _, s := range info.GetShards() {
 		var total uint64
 		for _, n := range s.GetMessages() {
 			total += n
 		}
-		sj := shardJSON{Shard: s.GetShard(), ReadableClockUs: s.GetReadableClockUs(), CurrentGeneration: s.GetCurrentGeneration(), Messages: total, Replicas: []string{}, Transitions: []string{}}
+		sj := shardJSON{Shard: s.GetShard(), ReadableClockUs: s.GetReadableClockUs(), CurrentGeneration: s.GetCurrentGeneration(), Messages: total, Replicas: []string{}, Transitions: []string{},
+			Leader: leaders[s.GetShard()]}
 		if int(s.GetShard()) < len(placements) {
 			sp := placements[s.GetShard()]
 			sj.Replicas = append(sj.Replicas, sp.GetReplicas()...)

@@ -107,6 +107,10 @@ func run(args []string) error {
 	if err != nil {
 		return errors.Join(err, db.Close())
 	}
+	copts.Shards = server.ShardMachine(db)
+	// A raft message between sites carries one entry at most this large
+	// (plus its framing) and must pass the other sites' receive limit.
+	copts.MaxEntryBytes = maxRecvMsgSize(cfg) - 16<<10
 	member, err := cluster.New(db.Engine(), copts)
 	if err != nil {
 		return errors.Join(err, db.Close())
@@ -115,7 +119,7 @@ func run(args []string) error {
 		Cluster:                    member,
 		GRPCListen:                 cfg.DSD.GRPCListen,
 		HTTPListen:                 cfg.DSD.HTTPListen,
-		MaxRecvMsgSize:             int(cfg.MQTT.MaxPacketSize) + 64<<10,
+		MaxRecvMsgSize:             maxRecvMsgSize(cfg),
 		MaxConcurrentStreams:       uint32(cfg.DSD.MaxConcurrentStreams),
 		UnsafePlaintextListen:      cfg.UnsafePlaintextListen,
 		TLS:                        tlsConfig,
@@ -190,6 +194,10 @@ func clusterOptions(cfg config.Config, site string, log *slog.Logger) (cluster.O
 		Logger:      log,
 	}, nil
 }
+
+// maxRecvMsgSize is the gRPC receive limit: the largest MQTT message plus
+// a request's slack.
+func maxRecvMsgSize(cfg config.Config) int { return int(cfg.MQTT.MaxPacketSize) + 64<<10 }
 
 // shutdownTimeout is how long a stopping dsd lets in-flight calls finish.
 const shutdownTimeout = 10 * time.Second

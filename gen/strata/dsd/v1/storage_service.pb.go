@@ -1344,10 +1344,14 @@ type ClusterInfo struct {
 	NSites uint32 `protobuf:"varint,2,opt,name=n_sites,json=nSites,proto3" json:"n_sites,omitempty"`
 	// Leader is the metadata group's leader site as this site knows it; empty
 	// when there is none.
-	Leader        string `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
-	Term          uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
-	CommitIndex   uint64 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	AppliedIndex  uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Leader       string `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term         uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	CommitIndex  uint64 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// ShardGroups are the raft groups of the replicated shards this site
+	// holds a replica of, as this site sees them (none on a single site or
+	// with replication_factor 1).
+	ShardGroups   []*ShardGroupInfo `protobuf:"bytes,7,rep,name=shard_groups,json=shardGroups,proto3" json:"shard_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1418,6 +1422,92 @@ func (x *ClusterInfo) GetCommitIndex() uint64 {
 }
 
 func (x *ClusterInfo) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ClusterInfo) GetShardGroups() []*ShardGroupInfo {
+	if x != nil {
+		return x.ShardGroups
+	}
+	return nil
+}
+
+// ShardGroupInfo is one replicated shard's raft group on the answering site.
+type ShardGroupInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// Leader is the shard's leader site as this site knows it; empty when
+	// there is none.
+	Leader        string `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term          uint64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	CommitIndex   uint64 `protobuf:"varint,4,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex  uint64 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardGroupInfo) Reset() {
+	*x = ShardGroupInfo{}
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardGroupInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardGroupInfo) ProtoMessage() {}
+
+func (x *ShardGroupInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_storage_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardGroupInfo.ProtoReflect.Descriptor instead.
+func (*ShardGroupInfo) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_storage_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ShardGroupInfo) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ShardGroupInfo) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *ShardGroupInfo) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *ShardGroupInfo) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *ShardGroupInfo) GetAppliedIndex() uint64 {
 	if x != nil {
 		return x.AppliedIndex
 	}
@@ -1514,14 +1604,21 @@ const file_strata_dsd_v1_storage_service_proto_rawDesc = "" +
 	"\x06shards\x18\x03 \x03(\v2\x18.strata.dsd.v1.ShardInfoR\x06shards\x12&\n" +
 	"\x0fdata_dir_format\x18\x04 \x01(\rR\rdataDirFormat\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x124\n" +
-	"\acluster\x18\x06 \x01(\v2\x1a.strata.dsd.v1.ClusterInfoR\acluster\"\xce\x01\n" +
+	"\acluster\x18\x06 \x01(\v2\x1a.strata.dsd.v1.ClusterInfoR\acluster\"\x90\x02\n" +
 	"\vClusterInfo\x122\n" +
 	"\x05state\x18\x01 \x01(\v2\x1c.strata.cluster.v1.MetaStateR\x05state\x12\x17\n" +
 	"\an_sites\x18\x02 \x01(\rR\x06nSites\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\tR\x06leader\x12\x12\n" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12!\n" +
 	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12#\n" +
-	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex*`\n" +
+	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12@\n" +
+	"\fshard_groups\x18\a \x03(\v2\x1d.strata.dsd.v1.ShardGroupInfoR\vshardGroups\"\x9a\x01\n" +
+	"\x0eShardGroupInfo\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\x12!\n" +
+	"\fcommit_index\x18\x04 \x01(\x04R\vcommitIndex\x12#\n" +
+	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex*`\n" +
 	"\vStoreResult\x12\x1c\n" +
 	"\x18STORE_RESULT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13STORE_RESULT_STORED\x10\x01\x12\x1a\n" +
@@ -1550,7 +1647,7 @@ func file_strata_dsd_v1_storage_service_proto_rawDescGZIP() []byte {
 }
 
 var file_strata_dsd_v1_storage_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_strata_dsd_v1_storage_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_strata_dsd_v1_storage_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_strata_dsd_v1_storage_service_proto_goTypes = []any{
 	(StoreResult)(0),             // 0: strata.dsd.v1.StoreResult
 	(*Producer)(nil),             // 1: strata.dsd.v1.Producer
@@ -1575,13 +1672,14 @@ var file_strata_dsd_v1_storage_service_proto_goTypes = []any{
 	(*ShardInfo)(nil),            // 20: strata.dsd.v1.ShardInfo
 	(*InfoResponse)(nil),         // 21: strata.dsd.v1.InfoResponse
 	(*ClusterInfo)(nil),          // 22: strata.dsd.v1.ClusterInfo
-	nil,                          // 23: strata.dsd.v1.ShardInfo.MessagesEntry
-	(*v1.Message)(nil),           // 24: strata.storage.v1.Message
-	(*v1.Generation)(nil),        // 25: strata.storage.v1.Generation
-	(*v11.MetaState)(nil),        // 26: strata.cluster.v1.MetaState
+	(*ShardGroupInfo)(nil),       // 23: strata.dsd.v1.ShardGroupInfo
+	nil,                          // 24: strata.dsd.v1.ShardInfo.MessagesEntry
+	(*v1.Message)(nil),           // 25: strata.storage.v1.Message
+	(*v1.Generation)(nil),        // 26: strata.storage.v1.Generation
+	(*v11.MetaState)(nil),        // 27: strata.cluster.v1.MetaState
 }
 var file_strata_dsd_v1_storage_service_proto_depIdxs = []int32{
-	24, // 0: strata.dsd.v1.StoreRequest.messages:type_name -> strata.storage.v1.Message
+	25, // 0: strata.dsd.v1.StoreRequest.messages:type_name -> strata.storage.v1.Message
 	1,  // 1: strata.dsd.v1.StoreRequest.producer:type_name -> strata.dsd.v1.Producer
 	4,  // 2: strata.dsd.v1.IngestRequest.stores:type_name -> strata.dsd.v1.IngestStore
 	1,  // 3: strata.dsd.v1.IngestStore.producer:type_name -> strata.dsd.v1.Producer
@@ -1589,33 +1687,34 @@ var file_strata_dsd_v1_storage_service_proto_depIdxs = []int32{
 	0,  // 5: strata.dsd.v1.StoreResponse.result:type_name -> strata.dsd.v1.StoreResult
 	8,  // 6: strata.dsd.v1.GetStreamsResponse.streams:type_name -> strata.dsd.v1.Stream
 	8,  // 7: strata.dsd.v1.MakeIteratorRequest.stream:type_name -> strata.dsd.v1.Stream
-	24, // 8: strata.dsd.v1.StoredMessage.message:type_name -> strata.storage.v1.Message
+	25, // 8: strata.dsd.v1.StoredMessage.message:type_name -> strata.storage.v1.Message
 	14, // 9: strata.dsd.v1.NextResponse.messages:type_name -> strata.dsd.v1.StoredMessage
 	17, // 10: strata.dsd.v1.WatermarksResponse.watermarks:type_name -> strata.dsd.v1.ShardWatermark
-	25, // 11: strata.dsd.v1.ShardInfo.generations:type_name -> strata.storage.v1.Generation
-	23, // 12: strata.dsd.v1.ShardInfo.messages:type_name -> strata.dsd.v1.ShardInfo.MessagesEntry
+	26, // 11: strata.dsd.v1.ShardInfo.generations:type_name -> strata.storage.v1.Generation
+	24, // 12: strata.dsd.v1.ShardInfo.messages:type_name -> strata.dsd.v1.ShardInfo.MessagesEntry
 	20, // 13: strata.dsd.v1.InfoResponse.shards:type_name -> strata.dsd.v1.ShardInfo
 	22, // 14: strata.dsd.v1.InfoResponse.cluster:type_name -> strata.dsd.v1.ClusterInfo
-	26, // 15: strata.dsd.v1.ClusterInfo.state:type_name -> strata.cluster.v1.MetaState
-	2,  // 16: strata.dsd.v1.StorageService.Store:input_type -> strata.dsd.v1.StoreRequest
-	3,  // 17: strata.dsd.v1.StorageService.Ingest:input_type -> strata.dsd.v1.IngestRequest
-	9,  // 18: strata.dsd.v1.StorageService.GetStreams:input_type -> strata.dsd.v1.GetStreamsRequest
-	11, // 19: strata.dsd.v1.StorageService.MakeIterator:input_type -> strata.dsd.v1.MakeIteratorRequest
-	13, // 20: strata.dsd.v1.StorageService.Next:input_type -> strata.dsd.v1.NextRequest
-	16, // 21: strata.dsd.v1.StorageService.Watermarks:input_type -> strata.dsd.v1.WatermarksRequest
-	19, // 22: strata.dsd.v1.StorageService.Info:input_type -> strata.dsd.v1.InfoRequest
-	7,  // 23: strata.dsd.v1.StorageService.Store:output_type -> strata.dsd.v1.StoreResponse
-	5,  // 24: strata.dsd.v1.StorageService.Ingest:output_type -> strata.dsd.v1.IngestResponse
-	10, // 25: strata.dsd.v1.StorageService.GetStreams:output_type -> strata.dsd.v1.GetStreamsResponse
-	12, // 26: strata.dsd.v1.StorageService.MakeIterator:output_type -> strata.dsd.v1.MakeIteratorResponse
-	15, // 27: strata.dsd.v1.StorageService.Next:output_type -> strata.dsd.v1.NextResponse
-	18, // 28: strata.dsd.v1.StorageService.Watermarks:output_type -> strata.dsd.v1.WatermarksResponse
-	21, // 29: strata.dsd.v1.StorageService.Info:output_type -> strata.dsd.v1.InfoResponse
-	23, // [23:30] is the sub-list for method output_type
-	16, // [16:23] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	27, // 15: strata.dsd.v1.ClusterInfo.state:type_name -> strata.cluster.v1.MetaState
+	23, // 16: strata.dsd.v1.ClusterInfo.shard_groups:type_name -> strata.dsd.v1.ShardGroupInfo
+	2,  // 17: strata.dsd.v1.StorageService.Store:input_type -> strata.dsd.v1.StoreRequest
+	3,  // 18: strata.dsd.v1.StorageService.Ingest:input_type -> strata.dsd.v1.IngestRequest
+	9,  // 19: strata.dsd.v1.StorageService.GetStreams:input_type -> strata.dsd.v1.GetStreamsRequest
+	11, // 20: strata.dsd.v1.StorageService.MakeIterator:input_type -> strata.dsd.v1.MakeIteratorRequest
+	13, // 21: strata.dsd.v1.StorageService.Next:input_type -> strata.dsd.v1.NextRequest
+	16, // 22: strata.dsd.v1.StorageService.Watermarks:input_type -> strata.dsd.v1.WatermarksRequest
+	19, // 23: strata.dsd.v1.StorageService.Info:input_type -> strata.dsd.v1.InfoRequest
+	7,  // 24: strata.dsd.v1.StorageService.Store:output_type -> strata.dsd.v1.StoreResponse
+	5,  // 25: strata.dsd.v1.StorageService.Ingest:output_type -> strata.dsd.v1.IngestResponse
+	10, // 26: strata.dsd.v1.StorageService.GetStreams:output_type -> strata.dsd.v1.GetStreamsResponse
+	12, // 27: strata.dsd.v1.StorageService.MakeIterator:output_type -> strata.dsd.v1.MakeIteratorResponse
+	15, // 28: strata.dsd.v1.StorageService.Next:output_type -> strata.dsd.v1.NextResponse
+	18, // 29: strata.dsd.v1.StorageService.Watermarks:output_type -> strata.dsd.v1.WatermarksResponse
+	21, // 30: strata.dsd.v1.StorageService.Info:output_type -> strata.dsd.v1.InfoResponse
+	24, // [24:31] is the sub-list for method output_type
+	17, // [17:24] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_storage_service_proto_init() }
@@ -1631,7 +1730,7 @@ func file_strata_dsd_v1_storage_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_storage_service_proto_rawDesc), len(file_strata_dsd_v1_storage_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,643 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/stratamq/strata/dsd/meta"
+	"github.com/stratamq/strata/dsd/raftlog"
+)
+
+// ShardGroup is the raft group id of a shard: 1 + shard.
+func ShardGroup(shard int) uint64 { return 1 + uint64(shard) }
+
+// ErrNotLeader: this site may not serve a replicated shard's writes or
+// reads (NotLeaderError says why, and where to go).
+var ErrNotLeader = errors.New("cluster: not the shard's leader")
+
+// NotLeaderError is why this site refuses a replicated shard's call: it
+// follows (Leader and Address name the leader when one is known), holds no
+// replica (Replicas lists them), or its shard group is not running yet.
+type NotLeaderError struct {
+	Shard int
+	// Leader is the leader's site id and Address its gRPC address ("":
+	// unknown).
+	Leader, Address string
+	// Replicas are the shard's replica addresses when this site holds
+	// none.
+	Replicas []string
+	// Starting: the shard's role here is not known yet (the allocation
+	// or the shard group is not up).
+	Starting bool
+	// Unconfirmed, when set, is the read lease: this site leads, but a
+	// majority of the replicas has not acknowledged it within it (a read
+	// is refused: it may have been deposed).
+	Unconfirmed time.Duration
+}
+
+func (e *NotLeaderError) Error() string {
+	switch {
+	case e.Unconfirmed > 0:
+		return fmt.Sprintf("cluster: this site leads shard %d but a majority of its replicas has not acknowledged it within the last %v: it may have been deposed; retry", e.Shard, e.Unconfirmed)
+	case e.Starting:
+		return fmt.Sprintf("cluster: shard %d is replicated and its raft group is not running here yet; retry", e.Shard)
+	case len(e.Replicas) > 0:
+		return fmt.Sprintf("cluster: this site holds no replica of shard %d; its replicas are at %s", e.Shard, strings.Join(e.Replicas, ","))
+	case e.Leader == "":
+		return fmt.Sprintf("cluster: this site does not lead shard %d, and no leader is known yet; retry", e.Shard)
+	}
+	return fmt.Sprintf("cluster: this site does not lead shard %d; its leader is site %s at %s", e.Shard, e.Leader, e.Address)
+}
+
+// Is makes a NotLeaderError ErrNotLeader.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// ShardReplica is a replicated shard as the storage sees it
+// (storage.Replicator).
+type ShardReplica interface {
+	Propose(data []byte) error
+	CanServe() error
+	CanRead() error
+}
+
+// ShardMachine is the site's storage as the shard groups drive it
+// (dsd/server adapts storage.DB).
+type ShardMachine interface {
+	// NShards is the number of shards.
+	NShards() int
+	// Attach routes the shard's commands through r (nil: applied locally).
+	Attach(shard int, r ShardReplica) error
+	// ApplyReplicated applies a committed entry, in log order.
+	ApplyReplicated(shard int, index uint64, data []byte) error
+	// ReplicatedApplied is the last applied entry's index (durable).
+	ReplicatedApplied(shard int) (uint64, error)
+	// SyncReplicatedApplied makes every applied entry durable (an fsync)
+	// and returns the last one's index.
+	SyncReplicatedApplied(shard int) (uint64, error)
+	// LeaderLost fails the shard's proposals not yet applied.
+	LeaderLost(shard int)
+}
+
+// A shard group's log truncation is an entry of its own, which only the
+// group reads (the storage never sees it): truncateMarker, then the index
+// (8 bytes, big-endian) up to which every replica may drop its log. The
+// storage's entries start with their version byte (1), never with it.
+const truncateMarker byte = 0xC1
+
+// truncatedSnapshotData is the data of the snapshot a truncation records
+// (raftlog compacts only up to a snapshot). Shard snapshots are a later
+// slice: a replica that would need one refuses it (handleReady).
+var truncatedSnapshotData = []byte("strata: log truncated; shard snapshots are not built")
+
+// shardMaxMsgBytes bounds the entries of one raft message of a shard
+// group, well under dsd's gRPC receive limit (one larger entry goes
+// alone).
+const shardMaxMsgBytes = 256 << 10
+
+// refusal is the Replicator of a shard this site does not serve.
+type refusal struct{ err error }
+
+func (r refusal) Propose([]byte) error { return r.err }
+func (r refusal) CanServe() error      { return r.err }
+func (r refusal) CanRead() error       { return r.err }
+
+// replicatedConfig reports whether this site's configuration asks for
+// replicated shards (n_sites and replication_factor both above 1).
+func (c *Cluster) replicatedConfig() bool {
+	return c.opts.NSites > 1 && c.opts.ReplicationFactor > 1
+}
+
+// startShards runs, with a ShardMachine, the shard manager: until the
+// allocation says which shards are replicated, a site configured for
+// replication, or joining a cluster (whose allocation it does not know
+// yet), refuses every shard.
+func (c *Cluster) startShards(joining bool) {
+	sm := c.opts.Shards
+	if sm == nil {
+		return
+	}
+	if c.replicatedConfig() || c.anyReplicated() || joining {
+		for i := range sm.NShards() {
+			_ = sm.Attach(i, refusal{err: &NotLeaderError{Shard: i, Starting: true}})
+		}
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.manageShards()
+	}()
+}
+
+func (c *Cluster) anyReplicated() bool {
+	for _, p := range c.State().GetMessages().GetShards() {
+		if len(p.GetReplicas()) > 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// metaApplied wakes the shard manager.
+func (c *Cluster) metaApplied() {
+	select {
+	case c.metaChanged <- struct{}{}:
+	default:
+	}
+}
+
+// manageShards starts a raft group for every replicated shard this site
+// holds, as soon as the allocation says so, and refuses the replicated
+// shards it does not hold. Running the transitions is a later slice: a
+// group, once started, runs until Close.
+func (c *Cluster) manageShards() {
+	sm := c.opts.Shards
+	attached := map[int]string{}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		st := c.State()
+		for _, p := range st.GetMessages().GetShards() {
+			shard := int(p.GetShard())
+			reps := p.GetReplicas()
+			switch {
+			case shard >= sm.NShards():
+			case len(reps) > 1 && slices.Contains(reps, c.opts.Site):
+				if attached[shard] != "group" {
+					g := c.startShardGroup(shard, reps)
+					_ = sm.Attach(shard, g)
+					attached[shard] = "group"
+				}
+			case len(reps) > 1:
+				if attached[shard] != "none" {
+					var addrs []string
+					for _, r := range reps {
+						addrs = append(addrs, c.Site(r).GetAddress())
+					}
+					_ = sm.Attach(shard, refusal{err: &NotLeaderError{Shard: shard, Replicas: addrs}})
+					attached[shard] = "none"
+				}
+			default:
+				if attached[shard] != "local" {
+					_ = sm.Attach(shard, nil)
+					attached[shard] = "local"
+				}
+			}
+		}
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.metaChanged:
+		case <-t.C:
+		}
+	}
+}
+
+// shardGroup is this site's member of one shard's raft group.
+type shardGroup struct {
+	c     *Cluster
+	shard int
+	group uint64
+	store *raftlog.Storage
+	// peers are the replica sites at the group's bootstrap.
+	peers []string
+	node  atomic.Pointer[nodeRef]
+
+	lead                  atomic.Uint64
+	leader                atomic.Bool
+	term, commit, applied atomic.Uint64
+	failed                atomic.Bool
+	// voters are the group's voters (its bootstrap replica set: the
+	// transitions that change it are a later slice).
+	voters []uint64
+	// acks holds, per voter, the last acknowledgement of this site's
+	// leadership (a MsgAppResp or MsgHeartbeatResp of its term): the read
+	// lease (CanRead).
+	acksMu sync.Mutex
+	acks   map[uint64]leaderAck
+	// truncated is the index up to which this replica dropped its log;
+	// proposedTruncate the last truncation the leader proposed (both
+	// owned by the ready loop).
+	truncated, proposedTruncate uint64
+}
+
+// leaderAck is when a voter last acknowledged this site as the leader of
+// term.
+type leaderAck struct {
+	term uint64
+	at   time.Time
+}
+
+// startShardGroup starts this site's member of shard's group. A first
+// start bootstraps the group with peers as its voters (every replica does
+// the same from the same allocation); a restart resumes from the log.
+func (c *Cluster) startShardGroup(shard int, peers []string) *shardGroup {
+	g := &shardGroup{c: c, shard: shard, group: ShardGroup(shard), peers: slices.Clone(peers), acks: map[uint64]leaderAck{}}
+	for _, p := range peers {
+		if id, err := meta.NodeID(p); err == nil {
+			g.voters = append(g.voters, id)
+		}
+	}
+	c.shardsMu.Lock()
+	c.shardGroups[g.group] = g
+	c.shardsMu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := g.run(); err != nil {
+			g.failed.Store(true)
+			c.log.Error("shard group stops: its raft state cannot be persisted or applied", "shard", shard, "err", err)
+		}
+	}()
+	return g
+}
+
+func (c *Cluster) shardGroup(group uint64) *shardGroup {
+	c.shardsMu.Lock()
+	defer c.shardsMu.Unlock()
+	return c.shardGroups[group]
+}
+
+func (g *shardGroup) run() error {
+	c, sm := g.c, g.c.opts.Shards
+	store, err := raftlog.Open(c.engine, g.group)
+	if err != nil {
+		return err
+	}
+	g.store = store
+	applied, err := sm.ReplicatedApplied(g.shard)
+	if err != nil {
+		return err
+	}
+	hs, _, err := store.InitialState()
+	if err != nil {
+		return err
+	}
+	last, err := store.LastIndex()
+	if err != nil {
+		return err
+	}
+	cfg := &raft.Config{
+		ID: c.self, ElectionTick: c.opts.ElectionTicks, HeartbeatTick: c.opts.HeartbeatTicks,
+		Storage: store, Applied: applied, MaxSizePerMsg: shardMaxMsgBytes, MaxInflightMsgs: 256,
+		CheckQuorum: true, PreVote: true, DisableProposalForwarding: true,
+		Logger: raftLogger{l: c.log.With("raft_group", g.group)},
+	}
+	var node raft.Node
+	first := false
+	if raft.IsEmptyHardState(hs) && last == 0 {
+		peers := make([]raft.Peer, len(g.peers))
+		for i, p := range g.peers {
+			id, err := meta.NodeID(p)
+			if err != nil {
+				return err
+			}
+			peers[i] = raft.Peer{ID: id}
+		}
+		node = raft.StartNode(cfg, peers)
+		// The allocation's first replica campaigns at once rather than
+		// after an election timeout.
+		first = g.peers[0] == c.opts.Site
+		c.log.Info("shard group bootstrapped", "shard", g.shard, "replicas", g.peers)
+	} else {
+		node = raft.RestartNode(cfg)
+		c.log.Info("shard group restarted", "shard", g.shard, "applied", applied, "last_index", last)
+	}
+	g.node.Store(&nodeRef{node})
+	defer func() {
+		g.node.Store(nil)
+		g.leader.Store(false)
+		node.Stop()
+		sm.LeaderLost(g.shard)
+	}()
+	return g.readyLoop(node, first)
+}
+
+func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
+	c := g.c
+	ticker := time.NewTicker(c.opts.TickInterval)
+	defer ticker.Stop()
+	// ledTerm is the term this site leads in (0: it does not lead).
+	var ledTerm uint64
+	for {
+		select {
+		case <-c.ctx.Done():
+			return nil
+		case <-ticker.C:
+			node.Tick()
+			g.maybeProposeTruncate(node)
+		case rd := <-node.Ready():
+			if ss := rd.SoftState; ss != nil {
+				g.softState(ss)
+			}
+			if !raft.IsEmptyHardState(rd.HardState) {
+				g.term.Store(rd.HardState.GetTerm())
+			}
+			if err := g.handleReady(node, rd); err != nil {
+				return err
+			}
+			// Proposals of a leadership that ended (stepped down, or
+			// leads again in a later term: one Ready may hide the step
+			// down) may never be committed: their callers learn it now
+			// (after this Ready's committed entries went to the storage).
+			term, leads := g.term.Load(), g.leader.Load()
+			if ledTerm != 0 && (!leads || term != ledTerm) {
+				c.opts.Shards.LeaderLost(g.shard)
+			}
+			ledTerm = 0
+			if leads {
+				ledTerm = term
+			}
+			node.Advance()
+			if campaign {
+				campaign = false
+				_ = node.Campaign(c.ctx)
+			}
+		}
+	}
+}
+
+func (g *shardGroup) softState(ss *raft.SoftState) {
+	isLeader := ss.RaftState == raft.StateLeader
+	if prev := g.lead.Swap(ss.Lead); prev != ss.Lead {
+		if ss.Lead == raft.None {
+			g.c.log.Info("shard group has no leader", "shard", g.shard)
+		} else {
+			g.c.log.Info("shard group leader", "shard", g.shard, "leader", meta.SiteID(ss.Lead), "this_site", isLeader)
+		}
+	}
+	g.leader.Store(isLeader)
+}
+
+// handleReady persists, sends and applies one Ready, in raft's order.
+func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
+	if !raft.IsEmptyHardState(rd.HardState) {
+		g.commit.Store(rd.HardState.GetCommit())
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		// The only snapshots are the data-less ones of truncations, sent
+		// to a replica that fell behind the truncated log: it cannot
+		// catch up without shard snapshots (a later slice).
+		return fmt.Errorf("cluster: shard %d: this replica needs entries up to %d that the log dropped; shard snapshots are not built",
+			g.shard, rd.Snapshot.GetMetadata().GetIndex())
+	}
+	if err := g.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+		return err
+	}
+	tr := g.c.transport()
+	for _, m := range rd.Messages {
+		sent := tr.Send(meta.SiteID(m.GetTo()), g.group, m)
+		if !sent {
+			node.ReportUnreachable(m.GetTo())
+		}
+		if m.GetType() == pb.MsgSnap {
+			// Only a truncation's data-less snapshot exists, which the
+			// receiver refuses: the follower fell behind the log.
+			g.c.log.Error("shard group: a replica needs entries the log dropped; shard snapshots are not built", "shard", g.shard, "replica", meta.SiteID(m.GetTo()))
+			node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+		}
+	}
+	sm := g.c.opts.Shards
+	for _, e := range rd.CommittedEntries {
+		switch e.GetType() {
+		case pb.EntryNormal:
+			if d := e.GetData(); len(d) == 9 && d[0] == truncateMarker {
+				if err := g.truncate(binary.BigEndian.Uint64(d[1:])); err != nil {
+					return err
+				}
+			} else if len(d) > 0 {
+				if err := sm.ApplyReplicated(g.shard, e.GetIndex(), d); err != nil {
+					return err
+				}
+			}
+		case pb.EntryConfChange:
+			cc := &pb.ConfChange{}
+			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+				return fmt.Errorf("cluster: shard %d conf change %d: %w", g.shard, e.GetIndex(), err)
+			}
+			if err := g.store.SetConfState(node.ApplyConfChange(cc)); err != nil {
+				return err
+			}
+		case pb.EntryConfChangeV2:
+			cc := &pb.ConfChangeV2{}
+			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+				return fmt.Errorf("cluster: shard %d conf change %d: %w", g.shard, e.GetIndex(), err)
+			}
+			if err := g.store.SetConfState(node.ApplyConfChange(cc)); err != nil {
+				return err
+			}
+		}
+		g.applied.Store(e.GetIndex())
+	}
+	return nil
+}
+
+// maybeProposeTruncate proposes, on the leader, a truncation of the log
+// every SnapshotEntries entries: up to KeepEntries before the lowest index
+// every voter has (raft's Match), so no replica of the group can need an
+// entry it drops (a replica that is down holds it back). Each replica then
+// drops its log up to that index or its own durable applied index,
+// whichever is lower (truncate).
+func (g *shardGroup) maybeProposeTruncate(node raft.Node) {
+	if !g.leader.Load() || g.applied.Load() < g.proposedTruncate+g.c.opts.SnapshotEntries+g.c.opts.KeepEntries {
+		return
+	}
+	st := node.Status()
+	lowest := st.GetCommit()
+	for _, pr := range st.Progress {
+		lowest = min(lowest, pr.Match)
+	}
+	if lowest <= g.c.opts.KeepEntries {
+		return
+	}
+	to := lowest - g.c.opts.KeepEntries
+	if to < g.proposedTruncate+g.c.opts.SnapshotEntries {
+		return
+	}
+	ctx, cancel := context.WithTimeout(g.c.ctx, time.Duration(g.c.opts.ElectionTicks)*g.c.opts.TickInterval)
+	defer cancel()
+	if node.Propose(ctx, binary.BigEndian.AppendUint64([]byte{truncateMarker}, to)) == nil {
+		g.proposedTruncate = to
+	}
+}
+
+// truncate drops this replica's log up to index to, or up to its durable
+// applied index when that is lower (a restart re-applies the entries after
+// it from the log), recording the truncation as a data-less snapshot
+// (raftlog compacts only up to a snapshot).
+func (g *shardGroup) truncate(to uint64) error {
+	applied, err := g.c.opts.Shards.SyncReplicatedApplied(g.shard)
+	if err != nil {
+		return err
+	}
+	to = min(to, applied)
+	if to <= g.truncated {
+		return nil
+	}
+	_, cs, err := g.store.InitialState()
+	if err != nil {
+		return err
+	}
+	if _, err := g.store.CreateSnapshot(to, cs, truncatedSnapshotData); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+		return err
+	}
+	if err := g.store.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return err
+	}
+	g.truncated = to
+	return nil
+}
+
+// Propose proposes one entry of the shard's commands; only the leader
+// proposes (followers do not forward).
+func (g *shardGroup) Propose(data []byte) error {
+	if err := g.CanServe(); err != nil {
+		return err
+	}
+	if len(data) > g.c.opts.MaxEntryBytes {
+		return fmt.Errorf("%w: shard %d entry of %d bytes (at most %d)", ErrEntryTooLarge, g.shard, len(data), g.c.opts.MaxEntryBytes)
+	}
+	n := g.node.Load()
+	if n == nil {
+		return g.notLeader()
+	}
+	ctx, cancel := context.WithTimeout(g.c.ctx, time.Duration(g.c.opts.ElectionTicks)*g.c.opts.TickInterval)
+	defer cancel()
+	if err := n.Propose(ctx, data); err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) || errors.Is(err, context.DeadlineExceeded) {
+			return g.notLeader()
+		}
+		if errors.Is(err, raft.ErrStopped) || g.c.ctx.Err() != nil {
+			return ErrNotRunning
+		}
+		return err
+	}
+	return nil
+}
+
+// readLease is how long a majority's acknowledgements let the leader
+// serve reads: half an election timeout. A replica that acknowledged the
+// leader at t grants no vote before t + an election timeout (CheckQuorum's
+// lease), so while the leader has a majority's acknowledgements younger
+// than this, no other leader can have been elected, given one-way delays
+// and tick drift under half an election timeout. Heartbeats come every
+// tick, so a leader in touch with its replicas is always within it.
+func (g *shardGroup) readLease() time.Duration {
+	return time.Duration(g.c.opts.ElectionTicks) * g.c.opts.TickInterval / 2
+}
+
+// acked records a message of a voter that acknowledges this site as the
+// leader of the current term.
+func (g *shardGroup) acked(m *pb.Message) {
+	switch m.GetType() {
+	case pb.MsgAppResp, pb.MsgHeartbeatResp:
+	default:
+		return
+	}
+	if !g.leader.Load() || m.GetTerm() != g.term.Load() {
+		return
+	}
+	g.acksMu.Lock()
+	g.acks[m.GetFrom()] = leaderAck{term: m.GetTerm(), at: time.Now()}
+	g.acksMu.Unlock()
+}
+
+// CanRead is nil while this site leads the shard's group and a majority of
+// its voters (itself included) acknowledged it within the read lease.
+func (g *shardGroup) CanRead() error {
+	if err := g.CanServe(); err != nil {
+		return err
+	}
+	term, lease, now := g.term.Load(), g.readLease(), time.Now()
+	n := 0
+	g.acksMu.Lock()
+	for _, v := range g.voters {
+		if a, ok := g.acks[v]; v == g.c.self || (ok && a.term == term && now.Sub(a.at) < lease) {
+			n++
+		}
+	}
+	g.acksMu.Unlock()
+	if n > len(g.voters)/2 {
+		return nil
+	}
+	return &NotLeaderError{Shard: g.shard, Unconfirmed: lease}
+}
+
+// CanServe is nil while this site leads the shard's group.
+func (g *shardGroup) CanServe() error {
+	if g.failed.Load() {
+		return ErrStopped
+	}
+	if !g.leader.Load() {
+		return g.notLeader()
+	}
+	return nil
+}
+
+func (g *shardGroup) notLeader() error {
+	e := &NotLeaderError{Shard: g.shard}
+	if lead := g.lead.Load(); lead != raft.None && lead != g.c.self {
+		e.Leader = meta.SiteID(lead)
+		e.Address = g.c.Site(e.Leader).GetAddress()
+	}
+	return e
+}
+
+// ShardStatus is one shard group's raft status on this site.
+type ShardStatus struct {
+	Shard int
+	// Leader is the leader's site id ("" unknown); IsLeader: this site.
+	Leader                string
+	IsLeader              bool
+	Term, Commit, Applied uint64
+	// FirstIndex is the first entry the log still holds (truncation).
+	FirstIndex uint64
+	Running    bool
+}
+
+// ShardStatuses are the shard groups running on this site, by shard.
+func (c *Cluster) ShardStatuses() []ShardStatus {
+	c.shardsMu.Lock()
+	groups := make([]*shardGroup, 0, len(c.shardGroups))
+	for _, g := range c.shardGroups {
+		groups = append(groups, g)
+	}
+	c.shardsMu.Unlock()
+	slices.SortFunc(groups, func(a, b *shardGroup) int { return a.shard - b.shard })
+	out := make([]ShardStatus, len(groups))
+	for i, g := range groups {
+		s := ShardStatus{Shard: g.shard, IsLeader: g.leader.Load(), Term: g.term.Load(), Commit: g.commit.Load(),
+			Applied: g.applied.Load(), Running: g.node.Load() != nil && !g.failed.Load()}
+		if s.Running {
+			s.FirstIndex, _ = g.store.FirstIndex()
+		}
+		if lead := g.lead.Load(); lead != raft.None {
+			s.Leader = meta.SiteID(lead)
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// deliverShard hands a shard group's message to its member here; one for
+// a group not running here (yet) is dropped: raft sends again.
+func (c *Cluster) deliverShard(group uint64, m *pb.Message) {
+	g := c.shardGroup(group)
+	if g == nil {
+		return
+	}
+	g.acked(m)
+	if n := g.node.Load(); n != nil {
+		_ = n.Step(c.ctx, m)
+	}
+}
