@@ -25,6 +25,7 @@ import (
 //	shared_member_down: member, guard, final, resumed, keep_qos2, stream flag [shard, generation,
 //	                static index, structure], held, filters, recorded, groups, done (each a counted list)
 //	shared_forget:  filter
+//	shared_stream_gone: filter, shard, generation, static index, structure
 //
 // Booleans are varints 0 or 1. The commands without a clock reading of
 // their own (the shared ones) carry now_us 0.
@@ -40,6 +41,7 @@ const (
 	entrySharedAck
 	entrySharedMemberDown
 	entrySharedForget
+	entrySharedStreamGone
 )
 
 // entryWriter appends fields.
@@ -171,6 +173,13 @@ func appendSessionEntry(b []byte, cmd command) (_ []byte, ok bool, err error) {
 	case cmdSharedForget:
 		w.b = appendKindNow(w.b, entrySharedForget, 0)
 		w.str(c.filter)
+	case cmdSharedStreamGone:
+		w.b = appendKindNow(w.b, entrySharedStreamGone, 0)
+		w.str(c.filter)
+		w.varint(uint64(c.stream.Shard))
+		w.varint(c.stream.Generation)
+		w.bytes(c.stream.StaticIndex)
+		w.str(c.stream.Structure)
 	default:
 		return b, false, nil
 	}
@@ -274,6 +283,10 @@ func decodeSessionEntry(r *entryReader, kind byte, nowUs int64) (command, bool) 
 		return cmdSharedMemberDown{down: d}, true
 	case entrySharedForget:
 		return cmdSharedForget{filter: r.str()}, true
+	case entrySharedStreamGone:
+		c := cmdSharedStreamGone{filter: r.str()}
+		c.stream = Stream{Shard: r.small(math.MaxUint16), Generation: r.varint(), StaticIndex: r.bytes(), Structure: r.str()}
+		return c, true
 	}
 	return nil, false
 }

@@ -384,8 +384,8 @@ func TestEntryCodec(t *testing.T) {
 			_, _, _, _ = decodeEntry(mangled) // must not panic
 		}
 	}
-	if len(kinds) != int(entrySharedForget) {
-		t.Fatalf("%d kinds covered, want all %d", len(kinds), entrySharedForget)
+	if len(kinds) != int(entrySharedStreamGone) {
+		t.Fatalf("%d kinds covered, want all %d", len(kinds), entrySharedStreamGone)
 	}
 }
 
@@ -452,6 +452,7 @@ func codecCommands(t testing.TB) []command {
 			Recorded: []uint64{2, 3}, Groups: []string{"g1", "g2"}, Done: []uint64{4}}},
 		cmdSharedMemberDown{down: SharedDown{Member: "n"}},
 		cmdSharedForget{filter: "$share/g/t"},
+		cmdSharedStreamGone{filter: "$share/g/t", stream: Stream{Shard: 1, Generation: 4, StaticIndex: []byte{9}, Structure: "t/+"}},
 	}
 }
 

@@ -718,6 +718,9 @@ func (db *DB) goneSharedStreams() []goneShared {
 		}
 	}
 	for _, s := range db.shards {
+		if s.ledElsewhere() {
+			continue // its leader forgets them
+		}
 		s.mu.RLock()
 		for _, filter := range sortedKeys(s.mu.st.groups) {
 			g := s.mu.st.groups[filter]
