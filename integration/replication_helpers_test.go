@@ -87,22 +87,11 @@ func readShard(ctx context.Context, c *client.Client, shard int) ([]*dsdv1.Store
 	}
 	var out []*dsdv1.StoredMessage
 	for _, st := range streams.GetStreams() {
-		it, err := c.Storage.MakeIterator(ctx, &dsdv1.MakeIteratorRequest{Stream: st, TopicFilter: "#"})
+		msgs, err := c.ReadStream(ctx, st, "#", 0, 0)
 		if err != nil {
 			return nil, err
 		}
-		iter := it.GetIterator()
-		for {
-			res, err := c.Storage.Next(ctx, &dsdv1.NextRequest{Iterator: iter, MaxMessages: 1000})
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, res.GetMessages()...)
-			iter = res.GetIterator()
-			if res.GetEndOfStream() || len(res.GetMessages()) == 0 {
-				break
-			}
-		}
+		out = append(out, msgs...)
 	}
 	return out, nil
 }

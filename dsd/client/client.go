@@ -77,7 +77,7 @@ func (c *Client) ReadAll(ctx context.Context, filter string, sinceUs int64, limi
 	}
 	var all []*dsdv1.StoredMessage
 	for _, st := range streams.GetStreams() {
-		msgs, err := c.readStream(ctx, st, filter, sinceUs, limit)
+		msgs, err := c.ReadStream(ctx, st, filter, sinceUs, limit)
 		if err != nil {
 			return nil, err
 		}
@@ -92,7 +92,9 @@ func (c *Client) ReadAll(ctx context.Context, filter string, sinceUs int64, limi
 	return all, nil
 }
 
-func (c *Client) readStream(ctx context.Context, st *dsdv1.Stream, filter string, sinceUs int64, limit int) ([]*dsdv1.StoredMessage, error) {
+// ReadStream reads a stream's messages that match filter from sinceUs,
+// at most limit of them (0: all).
+func (c *Client) ReadStream(ctx context.Context, st *dsdv1.Stream, filter string, sinceUs int64, limit int) ([]*dsdv1.StoredMessage, error) {
 	it, err := c.Storage.MakeIterator(ctx, &dsdv1.MakeIteratorRequest{Stream: st, TopicFilter: filter, StartTimeUs: sinceUs})
 	if err != nil {
 		return nil, err

@@ -215,25 +215,7 @@ func TestShardGroups(t *testing.T) {
 // entries apply on both, and after the heal the old leader applies the
 // same entries, never the one it proposed alone.
 func TestShardGroupPartitioned(t *testing.T) {
-	ids := []string{"00000000000000a1", "00000000000000b2", "00000000000000c3"}
-	sites := make([]*testSite, 3)
-	machines := make([]*fakeMachine, 3)
-	opts := func(i int, join string) Options {
-		o := fastOptions(ids[i], join, 3)
-		o.NShards, o.Shards = 1, machines[i]
-		return o
-	}
-	for i, id := range ids {
-		sites[i] = &testSite{id: id, fs: vfs.NewMem()}
-		machines[i] = newFakeMachine(1)
-		defer sites[i].close(t)
-	}
-	sites[0].start(t, opts(0, ""), "127.0.0.1:0")
-	sites[1].start(t, opts(1, sites[0].addr), "127.0.0.1:0")
-	// One join at a time: a second conf change while the first is pending
-	// is refused and retried later.
-	wait.For(t, 10*time.Second, "the second site follows", func() bool { return sites[1].c.Status().Leader != "" })
-	sites[2].start(t, opts(2, sites[0].addr), "127.0.0.1:0")
+	sites, machines, _ := startOneShardSites(t)
 	// leader is the site all running replicas name as the shard's leader
 	// (-1: they do not agree yet).
 	leader := func(among []int) int {
@@ -245,7 +227,7 @@ func TestShardGroupPartitioned(t *testing.T) {
 			}
 			lead = st[0].Leader
 		}
-		return slices.Index(ids, lead)
+		return slices.IndexFunc(sites, func(s *testSite) bool { return s.id == lead })
 	}
 	var old int
 	wait.For(t, 10*time.Second, "a leader of the shard known to all", func() bool { old = leader([]int{0, 1, 2}); return old >= 0 })
@@ -256,7 +238,7 @@ func TestShardGroupPartitioned(t *testing.T) {
 		}
 	}
 	wait.For(t, 10*time.Second, "the leader serves reads (a majority acknowledges it)", func() bool { return machines[old].replica(0).CanRead() == nil })
-	partition(sites, map[string]bool{ids[old]: true})
+	partition(sites, map[string]bool{sites[old].id: true})
 	cutOff := machines[old].replica(0).Propose([]byte("cut-off"))
 	wait.For(t, 10*time.Second, "the cut-off leader stops serving reads", func() bool { return machines[old].replica(0).CanRead() != nil })
 	wait.For(t, 10*time.Second, "the cut-off leader steps down and tells its storage", func() bool {
@@ -297,23 +279,7 @@ func TestShardGroupPartitioned(t *testing.T) {
 // past what a replica that is down has: it catches up from the log when it
 // comes back; and a replica restarted after a truncation resumes from it.
 func TestShardGroupTruncation(t *testing.T) {
-	ids := []string{"00000000000000a1", "00000000000000b2", "00000000000000c3"}
-	sites := make([]*testSite, 3)
-	machines := make([]*fakeMachine, 3)
-	opts := func(i int, join string) Options {
-		o := fastOptions(ids[i], join, 3)
-		o.NShards, o.Shards = 1, machines[i]
-		return o
-	}
-	for i, id := range ids {
-		sites[i] = &testSite{id: id, fs: vfs.NewMem()}
-		machines[i] = newFakeMachine(1)
-		defer sites[i].close(t)
-	}
-	sites[0].start(t, opts(0, ""), "127.0.0.1:0")
-	sites[1].start(t, opts(1, sites[0].addr), "127.0.0.1:0")
-	wait.For(t, 10*time.Second, "the second site follows", func() bool { return sites[1].c.Status().Leader != "" })
-	sites[2].start(t, opts(2, sites[0].addr), "127.0.0.1:0")
+	sites, machines, opts := startOneShardSites(t)
 	leaderOf := func() int {
 		for i, s := range sites {
 			if s.c == nil {
@@ -433,4 +399,30 @@ func TestReadLease(t *testing.T) {
 	if !unconfirmed() {
 		t.Fatalf("an acknowledgement received as a follower counted: %v", g.CanRead())
 	}
+}
+
+// startOneShardSites starts three sites of one shard, joined one at a time
+// (a second conf change while the first is pending is refused and retried
+// later); they close at the end of the test. opts gives a site's options,
+// for restarts.
+func startOneShardSites(t *testing.T) ([]*testSite, []*fakeMachine, func(i int, join string) Options) {
+	t.Helper()
+	ids := []string{"00000000000000a1", "00000000000000b2", "00000000000000c3"}
+	sites := make([]*testSite, 3)
+	machines := make([]*fakeMachine, 3)
+	opts := func(i int, join string) Options {
+		o := fastOptions(ids[i], join, 3)
+		o.NShards, o.Shards = 1, machines[i]
+		return o
+	}
+	for i, id := range ids {
+		sites[i] = &testSite{id: id, fs: vfs.NewMem()}
+		machines[i] = newFakeMachine(1)
+		t.Cleanup(func() { sites[i].close(t) })
+	}
+	sites[0].start(t, opts(0, ""), "127.0.0.1:0")
+	sites[1].start(t, opts(1, sites[0].addr), "127.0.0.1:0")
+	wait.For(t, 10*time.Second, "the second site follows", func() bool { return sites[1].c.Status().Leader != "" })
+	sites[2].start(t, opts(2, sites[0].addr), "127.0.0.1:0")
+	return sites, machines, opts
 }
