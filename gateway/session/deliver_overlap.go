@@ -374,6 +374,9 @@ func (m *Machine) sentBy(owner *sub, id StreamID, ts int64) bool {
 		return true // it read that stream to its end, and finished it
 	}
 	st := owner.streams[id]
+	if st != nil && st.eos && len(st.ring) == 0 && len(st.held) == 0 && len(st.replays) == 0 {
+		return true // it read that stream to its end (or lost it with its generation)
+	}
 	return st != nil && len(st.replays) == 0 && m.sentUs(st) >= ts
 }
 
