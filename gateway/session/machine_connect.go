@@ -134,6 +134,9 @@ func (m *Machine) ConnectDone(now time.Time, r ConnectResult) []Action {
 	default:
 		return nil
 	}
+	// The driver has authenticated the client: the connection keeps no
+	// password (nor the read buffer it may point into) for its life.
+	m.req.Password = nil
 	if r.Code != packet.Success {
 		m.refuse(r.Code, r.NoConnack)
 		return m.flush()
