@@ -32,7 +32,7 @@ import (
 // once the older one has sent it (notWaiting: the held batch waits), so it
 // never skips what nobody sent. An UNSUBSCRIBE of a subscription others
 // overlap waits until it has finished every message it numbered
-// (subsDrained; meanwhile it numbers nothing more, retiring). Then it stays
+// (retireUntilDrained; meanwhile it numbers nothing more, retiring). Then it stays
 // in the others' overlaps as ended, taking per stream exactly what it
 // numbered (all of a stream of a generation it finished, else up to
 // StreamRing.numbered_us: streams are in time order), so a younger
@@ -62,6 +62,21 @@ type overlap struct {
 	// would bring it back, so what it would take after its ends waits
 	// (notWaiting) until the commit completes (handedOver).
 	pending bool
+}
+
+// takes reports whether a subscription with options w and start startUs
+// in the message's shard takes msg: No Local does not exclude it, it was
+// stored at or after the start, the filter matches its topic.
+func takes(w *storagev1.SubscriptionState, startUs int64, msg *storagev1.Message, fromSelf bool) bool {
+	return !(w.NoLocal && fromSelf) && msg.TimestampUs >= startUs && lts.MatchTopic(w.TopicFilter, msg.Topic)
+}
+
+// startIn is the overlapping subscription's start in shard.
+func (o *overlap) startIn(shard uint32) int64 {
+	if int(shard) < len(o.starts) {
+		return o.starts[shard]
+	}
+	return 0
 }
 
 // merges reports whether s takes part in merging: a session subscription
@@ -236,12 +251,9 @@ func recordOverlaps(ovs []overlap, id StreamID) []*storagev1.Overlap {
 	}
 	out := make([]*storagev1.Overlap, len(ovs))
 	for i, o := range ovs {
-		out[i] = &storagev1.Overlap{State: o.state, Ended: o.ended, EndUs: o.ends[id]}
+		out[i] = &storagev1.Overlap{State: o.state, StartUs: o.startIn(id.Shard), Ended: o.ended, EndUs: o.ends[id]}
 		if o.ended && id.Generation < o.gens[id.Shard] {
 			out[i].EndUs = math.MaxInt64 // it read that stream to its end
-		}
-		if int(id.Shard) < len(o.starts) {
-			out[i].StartUs = o.starts[id.Shard]
 		}
 	}
 	return out
@@ -260,11 +272,9 @@ func mergeOverlaps(o *outMsg, v *storagev1.SubscriptionState, ovs []*storagev1.O
 	msg := o.msg
 	for _, ov := range ovs {
 		w := ov.GetState()
-		if w == nil || w.NoLocal && fromSelf || msg.TimestampUs < ov.StartUs || ov.Ended && msg.TimestampUs > ov.EndUs ||
-			!lts.MatchTopic(w.TopicFilter, msg.Topic) {
+		if w == nil || ov.Ended && msg.TimestampUs > ov.EndUs || !takes(w, ov.StartUs, msg, fromSelf) {
 			continue
 		}
-
 		if w.SubscriptionId < v.SubscriptionId {
 			return false
 		}
@@ -278,15 +288,6 @@ func mergeOverlaps(o *outMsg, v *storagev1.SubscriptionState, ovs []*storagev1.O
 		}
 	}
 	return true
-}
-
-// recordedOverlaps returns the overlaps b's record was numbered with (none
-// for a nil b).
-func (b *batch) recordedOverlaps() []*storagev1.Overlap {
-	if b == nil {
-		return nil
-	}
-	return b.rec.Overlaps
 }
 
 // notWaiting returns how many of st's first n held batches it may number
@@ -317,13 +318,10 @@ func (m *Machine) notWaiting(st *stream, n int) int {
 // pendingTakes reports whether an older subscription whose UNSUBSCRIBE is
 // not durable yet would take msg of stream id beyond what it finished.
 func (m *Machine) pendingTakes(s *sub, msg *storagev1.Message, id StreamID, fromSelf bool) bool {
-	for _, o := range s.overlaps {
-		w := o.state
-		if !o.pending || w.SubscriptionId >= s.rec.Id || w.NoLocal && fromSelf ||
-			int(id.Shard) < len(o.starts) && msg.TimestampUs < o.starts[id.Shard] || !lts.MatchTopic(w.TopicFilter, msg.Topic) {
-			continue
-		}
-		if id.Generation >= o.gens[id.Shard] && msg.TimestampUs > o.ends[id] {
+	for i := range s.overlaps {
+		o := &s.overlaps[i]
+		if o.pending && o.state.SubscriptionId < s.rec.Id && takes(o.state, o.startIn(id.Shard), msg, fromSelf) &&
+			id.Generation >= o.gens[id.Shard] && msg.TimestampUs > o.ends[id] {
 			return true
 		}
 	}
@@ -352,12 +350,10 @@ func (m *Machine) handedOver(gone []*sub) {
 // ownerOf is the oldest subscription in force, older than s, that takes
 // msg: the one that delivers it (nil: s does).
 func (m *Machine) ownerOf(s *sub, msg *storagev1.Message, shard uint32, fromSelf bool) *sub {
-	for _, o := range s.overlaps { // by subscription id
+	for i := range s.overlaps { // by subscription id
+		o := &s.overlaps[i]
 		w := o.state
-		if o.ended || w.SubscriptionId >= s.rec.Id {
-			continue
-		}
-		if w.NoLocal && fromSelf || int(shard) < len(o.starts) && msg.TimestampUs < o.starts[shard] || !lts.MatchTopic(w.TopicFilter, msg.Topic) {
+		if o.ended || w.SubscriptionId >= s.rec.Id || !takes(w, o.startIn(shard), msg, fromSelf) {
 			continue
 		}
 		if owner := m.d.subs[w.TopicFilter]; owner != nil && owner.rec.Id == w.SubscriptionId {

@@ -251,8 +251,10 @@ func (m *Machine) take(st *stream, hbs []heldBatch, grow *batch) {
 		return
 	}
 	s := st.sub
-	ovs := grow.recordedOverlaps()
-	if grow == nil {
+	var ovs []*storagev1.Overlap // the record's: a grown one keeps its own
+	if grow != nil {
+		ovs = grow.rec.Overlaps
+	} else {
 		m.pruneEnded(s)
 		ovs = recordOverlaps(s.overlaps, st.id)
 	}

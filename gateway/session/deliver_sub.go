@@ -107,7 +107,7 @@ func (m *Machine) opDone() {
 
 func (m *Machine) runOp() {
 	op := m.d.ops.queue[0]
-	if op.unsubscribe != nil && m.handsOver(op.unsubscribe) && !m.subsDrained(op.unsubscribe) {
+	if op.unsubscribe != nil && m.handsOver(op.unsubscribe) && !m.retireUntilDrained(op.unsubscribe) {
 		// An UNSUBSCRIBE hands the removed subscription's messages over to
 		// the overlapping ones (deliver_overlap.go) once it has finished
 		// every message it numbered; meanwhile it numbers no more
@@ -139,10 +139,11 @@ func (m *Machine) handsOver(p *packet.Unsubscribe) bool {
 	return false
 }
 
-// subsDrained reports whether the subscriptions p removes have finished every
-// message they numbered (no replay pending, every record settled); those
-// that have not stop numbering (retiring) until they have.
-func (m *Machine) subsDrained(p *packet.Unsubscribe) bool {
+// retireUntilDrained reports whether the subscriptions p removes have
+// finished every message they numbered (no replay pending, every record
+// settled); those that have not are made to stop numbering (retiring), and
+// their records to commit at once, until they have.
+func (m *Machine) retireUntilDrained(p *packet.Unsubscribe) bool {
 	done := m.d.resume.resuming == 0
 	for _, f := range p.Filters {
 		s := m.d.subs[f]
