@@ -538,15 +538,23 @@ func (db *DB) SharedMembersDownLater(downs []SharedDown) {
 // ForgetSharedLater runs ForgetSharedIfUnused on a goroutine of the DB
 // (dsd/server: the last reader of a group left).
 func (db *DB) ForgetSharedLater(filter string) {
+	db.later(func() {
+		if err := db.ForgetSharedIfUnused(db.ctx, filter); err != nil && db.ctx.Err() == nil {
+			db.log.Warn("shared group not forgotten", "filter", filter, "err", err)
+		}
+	})
+}
+
+// later runs f on a goroutine of the DB (Close waits for it), unless the
+// DB is closing.
+func (db *DB) later(f func()) {
 	if db.closing.Load() {
 		return
 	}
 	db.wg.Add(1)
 	go func() {
 		defer db.wg.Done()
-		if err := db.ForgetSharedIfUnused(db.ctx, filter); err != nil && db.ctx.Err() == nil {
-			db.log.Warn("shared group not forgotten", "filter", filter, "err", err)
-		}
+		f()
 	}()
 }
 
@@ -751,16 +759,14 @@ func (db *DB) forgetGoneSharedLater() {
 	if len(gone) == 0 {
 		return
 	}
-	db.wg.Add(1)
-	go func() {
-		defer db.wg.Done()
+	db.later(func() {
 		for _, g := range gone {
 			if err := db.SharedStreamGone(db.ctx, g.filter, g.stream); err != nil && db.ctx.Err() == nil {
 				db.log.Warn("shared group: dropped stream not forgotten (again at the next drop or open)", "filter", g.filter, "err", err)
 				return
 			}
 		}
-	}()
+	})
 }
 
 // SharedStreamGone forgets a group's stream whose generation was dropped
