@@ -258,7 +258,7 @@ func (c *conn) sendInlineLocked(a session.Send) bool {
 	}
 	// A writer that lingers with nothing to write (writerIdle) takes mu
 	// before it writes again, so the inline bytes go first.
-	if c.sock == nil || c.mu.writerDone != nil && !c.mu.writerIdle || len(c.mu.outq) > 0 || failpoint.Armed() {
+	if c.sock == nil || c.writingLocked() || len(c.mu.outq) > 0 || failpoint.Armed() {
 		return false
 	}
 	var buf [inlineMax]byte
