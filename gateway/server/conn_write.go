@@ -287,7 +287,7 @@ func (c *conn) sendInlineLocked(a session.Send) bool {
 		return true
 	}
 	if werr != nil && !errors.Is(werr, syscall.EAGAIN) {
-		c.log().Debug("inline write failed; the writer takes over", "err", werr)
+		c.debug("inline write failed; the writer takes over", "err", werr)
 	}
 	rest := append([]byte(nil), b[n:]...)
 	if !c.enqueueLocked(outItem{b: rest, typ: a.Packet.Type()}) {
