@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
@@ -50,15 +51,20 @@ func (w *watchEntry) covers(shard int) bool {
 	return false
 }
 
+// shard returns the i-th watched shard with its start.
+func (w *watchEntry) shard(i int) watchShard {
+	id := int32(i)
+	if w.ids != nil {
+		id = w.ids[i]
+	}
+	return watchShard{id, w.starts[i]}
+}
+
 // shards lists the watched shards with their starts.
 func (w *watchEntry) shards() []watchShard {
 	out := make([]watchShard, len(w.starts))
-	for i, start := range w.starts {
-		id := int32(i)
-		if w.ids != nil {
-			id = w.ids[i]
-		}
-		out[i] = watchShard{id, start}
+	for i := range w.starts {
+		out[i] = w.shard(i)
 	}
 	return out
 }
@@ -109,11 +115,9 @@ func (l *link) takeDirty(w *watchEntry) []watchShard {
 		return w.shards()
 	}
 	out := make([]watchShard, 0, len(dirty))
-	for _, s := range w.shards() {
-		for _, d := range dirty {
-			if s.shard == d {
-				out = append(out, s)
-			}
+	for i := range w.starts {
+		if s := w.shard(i); slices.Contains(dirty, s.shard) {
+			out = append(out, s)
 		}
 	}
 	return out

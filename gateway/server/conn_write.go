@@ -242,6 +242,29 @@ func (c *conn) reportWritten(n int) {
 // inlineMax bounds the acknowledgements written inline.
 const inlineMax = 32
 
+// inlineWrite is one inline write: its buffer, its bytes and how far the
+// socket took them. It is pooled with its socket callback (fn, writeFD in
+// readable_unix.go), made once, so an inline write allocates nothing: a
+// buffer on the stack, or a closure, would escape to the heap per write.
+type inlineWrite struct {
+	buf [inlineMax]byte
+	b   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+var inlineWrites = sync.Pool{New: func() any {
+	w := &inlineWrite{}
+	w.fn = w.writeFD
+	return w
+}}
+
+func (w *inlineWrite) free() {
+	w.b, w.n, w.err = nil, 0, nil
+	inlineWrites.Put(w)
+}
+
 // sendInlineLocked writes a small acknowledgement (PUBACK, PUBREC, PUBCOMP,
 // PINGRESP) straight to a plain TCP socket when nothing is queued and no
 // writer is writing, on the caller's goroutine: a publisher waiting for each
@@ -258,36 +281,24 @@ func (c *conn) sendInlineLocked(a session.Send) bool {
 	}
 	// A writer that lingers with nothing to write (writerIdle) takes mu
 	// before it writes again, so the inline bytes go first.
-	if c.sock == nil || c.mu.writerDone != nil && !c.mu.writerIdle || len(c.mu.outq) > 0 || failpoint.Armed() {
+	if c.sock == nil || c.writingLocked() || len(c.mu.outq) > 0 || failpoint.Armed() {
 		return false
 	}
-	var buf [inlineMax]byte
-	b, err := a.Packet.Append(buf[:0], a.Version)
+	w := inlineWrites.Get().(*inlineWrite)
+	defer w.free()
+	b, err := a.Packet.Append(w.buf[:0], a.Version)
 	if err != nil || len(b) > inlineMax {
 		return false
 	}
-	n := 0
-	var werr error
-	_ = c.sock.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, err := syscall.Write(int(fd), b[n:])
-			if err == syscall.EINTR {
-				continue
-			}
-			if err != nil || m <= 0 {
-				werr = err
-				break
-			}
-			n += m
-		}
-		return true // never wait for the poller: the writer does
-	})
+	w.b = b
+	_ = c.sock.Write(w.fn)
+	n, werr := w.n, w.err
 	if n == len(b) {
 		c.s.metrics.sent(a.Packet.Type(), n)
 		return true
 	}
 	if werr != nil && !errors.Is(werr, syscall.EAGAIN) {
-		c.log().Debug("inline write failed; the writer takes over", "err", werr)
+		c.debug("inline write failed; the writer takes over", "err", werr)
 	}
 	rest := append([]byte(nil), b[n:]...)
 	if !c.enqueueLocked(outItem{b: rest, typ: a.Packet.Type()}) {

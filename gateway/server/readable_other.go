@@ -16,8 +16,12 @@ func socketOf(net.Conn) syscall.RawConn { return nil }
 // socketSource is unused where socketOf returns nil.
 type socketSource struct{ head *headRecorder }
 
-func (s *socketSource) Read(p []byte) (int, error) { return s.head.Read(p) }
-
 func fillFromSocket(syscall.RawConn, *socketSource) (*bufio.Reader, error) {
 	return nil, errors.New("server: no socket to read from")
+}
+
+// writeFD is never called where socketOf returns nil.
+func (w *inlineWrite) writeFD(uintptr) bool {
+	w.err = errors.ErrUnsupported
+	return true
 }

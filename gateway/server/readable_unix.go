@@ -99,3 +99,21 @@ func (s *socketSource) Read(p []byte) (int, error) {
 		return n, nil
 	}
 }
+
+// writeFD is an inline write's callback (conn_write.go): it writes what
+// the socket takes at once and never waits for the poller (the writer
+// does), recording how far it got and what stopped it.
+func (w *inlineWrite) writeFD(fd uintptr) bool {
+	for w.n < len(w.b) {
+		m, err := syscall.Write(int(fd), w.b[w.n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || m <= 0 {
+			w.err = err
+			break
+		}
+		w.n += m
+	}
+	return true
+}
