@@ -420,16 +420,14 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 					return err
 				}
 			}
-		case pb.EntryConfChange:
-			cc := &pb.ConfChange{}
-			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-				return fmt.Errorf("cluster: shard %d conf change %d: %w", g.shard, e.GetIndex(), err)
+		case pb.EntryConfChange, pb.EntryConfChangeV2:
+			var cc interface {
+				proto.Message
+				pb.ConfChangeI
+			} = &pb.ConfChangeV2{}
+			if e.GetType() == pb.EntryConfChange {
+				cc = &pb.ConfChange{}
 			}
-			if err := g.store.SetConfState(node.ApplyConfChange(cc)); err != nil {
-				return err
-			}
-		case pb.EntryConfChangeV2:
-			cc := &pb.ConfChangeV2{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
 				return fmt.Errorf("cluster: shard %d conf change %d: %w", g.shard, e.GetIndex(), err)
 			}
