@@ -296,12 +296,11 @@ func (g *shardGroup) run() error {
 	var node raft.Node
 	first := false
 	if raft.IsEmptyHardState(hs) && last == 0 {
-		peers := make([]raft.Peer, len(g.peers))
-		for i, p := range g.peers {
-			id, err := meta.NodeID(p)
-			if err != nil {
-				return err
-			}
+		if len(g.voters) != len(g.peers) {
+			return fmt.Errorf("cluster: shard %d: a replica of %v is not a site id", g.shard, g.peers)
+		}
+		peers := make([]raft.Peer, len(g.voters))
+		for i, id := range g.voters {
 			peers[i] = raft.Peer{ID: id}
 		}
 		node = raft.StartNode(cfg, peers)
