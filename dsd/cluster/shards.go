@@ -461,7 +461,7 @@ func (g *shardGroup) maybeProposeTruncate(node raft.Node) {
 	if to < g.proposedTruncate+g.c.opts.SnapshotEntries {
 		return
 	}
-	ctx, cancel := context.WithTimeout(g.c.ctx, time.Duration(g.c.opts.ElectionTicks)*g.c.opts.TickInterval)
+	ctx, cancel := context.WithTimeout(g.c.ctx, g.electionTimeout())
 	defer cancel()
 	if node.Propose(ctx, binary.BigEndian.AppendUint64([]byte{truncateMarker}, to)) == nil {
 		g.proposedTruncate = to
@@ -508,7 +508,7 @@ func (g *shardGroup) Propose(data []byte) error {
 	if n == nil {
 		return g.notLeader()
 	}
-	ctx, cancel := context.WithTimeout(g.c.ctx, time.Duration(g.c.opts.ElectionTicks)*g.c.opts.TickInterval)
+	ctx, cancel := context.WithTimeout(g.c.ctx, g.electionTimeout())
 	defer cancel()
 	if err := n.Propose(ctx, data); err != nil {
 		if errors.Is(err, raft.ErrProposalDropped) || errors.Is(err, context.DeadlineExceeded) {
@@ -530,7 +530,13 @@ func (g *shardGroup) Propose(data []byte) error {
 // and tick drift under half an election timeout. Heartbeats come every
 // tick, so a leader in touch with its replicas is always within it.
 func (g *shardGroup) readLease() time.Duration {
-	return time.Duration(g.c.opts.ElectionTicks) * g.c.opts.TickInterval / 2
+	return g.electionTimeout() / 2
+}
+
+// electionTimeout is raft's election timeout: also how long a proposal may
+// wait to enter the group.
+func (g *shardGroup) electionTimeout() time.Duration {
+	return time.Duration(g.c.opts.ElectionTicks) * g.c.opts.TickInterval
 }
 
 // acked records a message of a voter that acknowledges this site as the
