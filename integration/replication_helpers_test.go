@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"net/http"
 	"regexp"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/stratamq/strata/dsd/client"
+	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 	"github.com/stratamq/strata/internal/testutil/wait"
@@ -63,15 +63,11 @@ func httpAddrs(sites []*DSD) []string {
 	return out
 }
 
-// clientsOfShard returns n client ids that dsd places in shard (FNV-1a
-// modulo n_shards, as storage.ShardOf).
+// clientsOfShard returns n client ids that dsd places in shard.
 func clientsOfShard(shard, nShards, n int) []string {
 	var out []string
 	for i := 0; len(out) < n; i++ {
-		id := fmt.Sprintf("pub-%d", i)
-		h := fnv.New64a()
-		h.Write([]byte(id))
-		if int(h.Sum64()%uint64(nShards)) == shard {
+		if id := fmt.Sprintf("pub-%d", i); storage.ShardOf(id, nShards) == shard {
 			out = append(out, id)
 		}
 	}
