@@ -106,15 +106,13 @@ type shardPublishers struct {
 	acked   map[string]bool // payloads acked: stored, or a duplicate of a stored one
 	target  int
 	retries int
-	// progress is poked at every ack.
-	progress chan struct{}
 }
 
 var leaderAddrRE = regexp.MustCompile(`its leader is site \S+ at (\S+)`)
 
 func newShardPublishers(t *testing.T, sites []*DSD, shard, target int) *shardPublishers {
 	p := &shardPublishers{t: t, shard: shard, http: httpAddrs(sites), index: map[string]int{}, acked: map[string]bool{},
-		target: target, progress: make(chan struct{}, 1)}
+		target: target}
 	for i, d := range sites {
 		c, err := client.Dial(d.GRPCAddr)
 		if err != nil {
@@ -146,10 +144,6 @@ func (p *shardPublishers) store(ctx context.Context, cid string, seq int) {
 			p.mu.Lock()
 			p.acked[payload] = true
 			p.mu.Unlock()
-			select {
-			case p.progress <- struct{}{}:
-			default:
-			}
 			return
 		}
 		p.mu.Lock()
@@ -171,6 +165,11 @@ func (p *shardPublishers) ackedCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.acked)
+}
+
+// ackedAtLeast is a wait.For condition: n Stores acked.
+func (p *shardPublishers) ackedAtLeast(n int) func() bool {
+	return func() bool { return p.ackedCount() >= n }
 }
 
 // check reads the shard from site i and compares it with the acked
