@@ -163,8 +163,8 @@ func (c *Cluster) metaApplied() {
 func (c *Cluster) manageShards() {
 	sm := c.opts.Shards
 	attached := map[int]string{}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+	// Every change of the state is an applied entry or snapshot, which
+	// wakes the manager (metaApplied): it need not poll.
 	for {
 		st := c.State()
 		for _, p := range st.GetMessages().GetShards() {
@@ -198,7 +198,6 @@ func (c *Cluster) manageShards() {
 		case <-c.ctx.Done():
 			return
 		case <-c.metaChanged:
-		case <-t.C:
 		}
 	}
 }
