@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"net/http"
 	"regexp"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/stratamq/strata/dsd/client"
+	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 	"github.com/stratamq/strata/internal/testutil/wait"
@@ -63,15 +63,11 @@ func httpAddrs(sites []*DSD) []string {
 	return out
 }
 
-// clientsOfShard returns n client ids that dsd places in shard (FNV-1a
-// modulo n_shards, as storage.ShardOf).
+// clientsOfShard returns n client ids that dsd places in shard.
 func clientsOfShard(shard, nShards, n int) []string {
 	var out []string
 	for i := 0; len(out) < n; i++ {
-		id := fmt.Sprintf("pub-%d", i)
-		h := fnv.New64a()
-		h.Write([]byte(id))
-		if int(h.Sum64()%uint64(nShards)) == shard {
+		if id := fmt.Sprintf("pub-%d", i); storage.ShardOf(id, nShards) == shard {
 			out = append(out, id)
 		}
 	}
@@ -110,15 +106,13 @@ type shardPublishers struct {
 	acked   map[string]bool // payloads acked: stored, or a duplicate of a stored one
 	target  int
 	retries int
-	// progress is poked at every ack.
-	progress chan struct{}
 }
 
 var leaderAddrRE = regexp.MustCompile(`its leader is site \S+ at (\S+)`)
 
 func newShardPublishers(t *testing.T, sites []*DSD, shard, target int) *shardPublishers {
 	p := &shardPublishers{t: t, shard: shard, http: httpAddrs(sites), index: map[string]int{}, acked: map[string]bool{},
-		target: target, progress: make(chan struct{}, 1)}
+		target: target}
 	for i, d := range sites {
 		c, err := client.Dial(d.GRPCAddr)
 		if err != nil {
@@ -150,10 +144,6 @@ func (p *shardPublishers) store(ctx context.Context, cid string, seq int) {
 			p.mu.Lock()
 			p.acked[payload] = true
 			p.mu.Unlock()
-			select {
-			case p.progress <- struct{}{}:
-			default:
-			}
 			return
 		}
 		p.mu.Lock()
@@ -175,6 +165,11 @@ func (p *shardPublishers) ackedCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.acked)
+}
+
+// ackedAtLeast is a wait.For condition: n Stores acked.
+func (p *shardPublishers) ackedAtLeast(n int) func() bool {
+	return func() bool { return p.ackedCount() >= n }
 }
 
 // check reads the shard from site i and compares it with the acked

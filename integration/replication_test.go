@@ -103,13 +103,7 @@ func TestReplicatedShardFailover(t *testing.T) {
 		}()
 	}
 	// Kill the leader once a third of the Stores are acked.
-	wait.For(t, 20*time.Second, "a third of the Stores acked", func() bool {
-		select {
-		case <-pubs.progress:
-		case <-time.After(100 * time.Millisecond):
-		}
-		return pubs.ackedCount() >= publishers*perPublisher/3
-	})
+	wait.For(t, 20*time.Second, "a third of the Stores acked", pubs.ackedAtLeast(publishers*perPublisher/3))
 	killedAt := time.Now()
 	sites[leader].Kill()
 	ackedAtKill := pubs.ackedCount()
@@ -253,17 +247,8 @@ func TestReplicatedShardChurn(t *testing.T) {
 			}
 		}()
 	}
-	acksSince := func(n int) func() bool {
-		return func() bool {
-			select {
-			case <-pubs.progress:
-			case <-time.After(100 * time.Millisecond):
-			}
-			return pubs.ackedCount() >= n
-		}
-	}
 	for r := range rounds {
-		wait.For(t, 20*time.Second, "Stores acked under the current leader", acksSince(pubs.ackedCount()+30))
+		wait.For(t, 20*time.Second, "Stores acked under the current leader", pubs.ackedAtLeast(pubs.ackedCount()+30))
 		killedAt := time.Now()
 		sites[leader].Kill()
 		var next int
@@ -274,7 +259,7 @@ func TestReplicatedShardChurn(t *testing.T) {
 			r+1, leader, next, elected.Round(time.Millisecond), commit, pubs.ackedCount())
 		leader = next
 	}
-	wait.For(t, 20*time.Second, "Stores acked after the last round", acksSince(pubs.ackedCount()+30))
+	wait.For(t, 20*time.Second, "Stores acked after the last round", pubs.ackedAtLeast(pubs.ackedCount()+30))
 	close(stop)
 	wg.Wait()
 	read, lost, dup := pubs.check(ctx, leader)

@@ -163,8 +163,8 @@ func (c *Cluster) metaApplied() {
 func (c *Cluster) manageShards() {
 	sm := c.opts.Shards
 	attached := map[int]string{}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+	// Every change of the state is an applied entry or snapshot, which
+	// wakes the manager (metaApplied): it need not poll.
 	for {
 		st := c.State()
 		for _, p := range st.GetMessages().GetShards() {
@@ -198,7 +198,6 @@ func (c *Cluster) manageShards() {
 		case <-c.ctx.Done():
 			return
 		case <-c.metaChanged:
-		case <-t.C:
 		}
 	}
 }
@@ -296,12 +295,11 @@ func (g *shardGroup) run() error {
 	var node raft.Node
 	first := false
 	if raft.IsEmptyHardState(hs) && last == 0 {
-		peers := make([]raft.Peer, len(g.peers))
-		for i, p := range g.peers {
-			id, err := meta.NodeID(p)
-			if err != nil {
-				return err
-			}
+		if len(g.voters) != len(g.peers) {
+			return fmt.Errorf("cluster: shard %d: a replica of %v is not a site id", g.shard, g.peers)
+		}
+		peers := make([]raft.Peer, len(g.voters))
+		for i, id := range g.voters {
 			peers[i] = raft.Peer{ID: id}
 		}
 		node = raft.StartNode(cfg, peers)
@@ -420,16 +418,14 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 					return err
 				}
 			}
-		case pb.EntryConfChange:
-			cc := &pb.ConfChange{}
-			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-				return fmt.Errorf("cluster: shard %d conf change %d: %w", g.shard, e.GetIndex(), err)
+		case pb.EntryConfChange, pb.EntryConfChangeV2:
+			var cc interface {
+				proto.Message
+				pb.ConfChangeI
+			} = &pb.ConfChangeV2{}
+			if e.GetType() == pb.EntryConfChange {
+				cc = &pb.ConfChange{}
 			}
-			if err := g.store.SetConfState(node.ApplyConfChange(cc)); err != nil {
-				return err
-			}
-		case pb.EntryConfChangeV2:
-			cc := &pb.ConfChangeV2{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
 				return fmt.Errorf("cluster: shard %d conf change %d: %w", g.shard, e.GetIndex(), err)
 			}
@@ -464,7 +460,7 @@ func (g *shardGroup) maybeProposeTruncate(node raft.Node) {
 	if to < g.proposedTruncate+g.c.opts.SnapshotEntries {
 		return
 	}
-	ctx, cancel := context.WithTimeout(g.c.ctx, time.Duration(g.c.opts.ElectionTicks)*g.c.opts.TickInterval)
+	ctx, cancel := context.WithTimeout(g.c.ctx, g.electionTimeout())
 	defer cancel()
 	if node.Propose(ctx, binary.BigEndian.AppendUint64([]byte{truncateMarker}, to)) == nil {
 		g.proposedTruncate = to
@@ -511,7 +507,7 @@ func (g *shardGroup) Propose(data []byte) error {
 	if n == nil {
 		return g.notLeader()
 	}
-	ctx, cancel := context.WithTimeout(g.c.ctx, time.Duration(g.c.opts.ElectionTicks)*g.c.opts.TickInterval)
+	ctx, cancel := context.WithTimeout(g.c.ctx, g.electionTimeout())
 	defer cancel()
 	if err := n.Propose(ctx, data); err != nil {
 		if errors.Is(err, raft.ErrProposalDropped) || errors.Is(err, context.DeadlineExceeded) {
@@ -533,7 +529,13 @@ func (g *shardGroup) Propose(data []byte) error {
 // and tick drift under half an election timeout. Heartbeats come every
 // tick, so a leader in touch with its replicas is always within it.
 func (g *shardGroup) readLease() time.Duration {
-	return time.Duration(g.c.opts.ElectionTicks) * g.c.opts.TickInterval / 2
+	return g.electionTimeout() / 2
+}
+
+// electionTimeout is raft's election timeout: also how long a proposal may
+// wait to enter the group.
+func (g *shardGroup) electionTimeout() time.Duration {
+	return time.Duration(g.c.opts.ElectionTicks) * g.c.opts.TickInterval
 }
 
 // acked records a message of a voter that acknowledges this site as the

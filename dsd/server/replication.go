@@ -12,9 +12,8 @@ func ShardMachine(db *storage.DB) cluster.ShardMachine { return shardMachine{db}
 
 type shardMachine struct{ *storage.DB }
 
+// Attach passes r on: a nil ShardReplica converts to a nil Replicator (a
+// local shard again).
 func (m shardMachine) Attach(shard int, r cluster.ShardReplica) error {
-	if r == nil {
-		return m.SetReplicator(shard, nil)
-	}
 	return m.SetReplicator(shard, r)
 }

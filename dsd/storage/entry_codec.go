@@ -49,49 +49,48 @@ func appendEntry(b []byte, origin, id uint64, cmd command) ([]byte, error) {
 	b = append(b, entryVersion1)
 	b = binary.BigEndian.AppendUint64(b, origin)
 	b = binary.BigEndian.AppendUint64(b, id)
+	w := &entryWriter{b: b}
 	switch c := cmd.(type) {
 	case cmdBatch:
-		b = appendKindNow(b, entryBatch, c.nowUs)
-		b = protowire.AppendVarint(b, uint64(len(c.stores)))
+		w.b = appendKindNow(w.b, entryBatch, c.nowUs)
+		w.varint(uint64(len(c.stores)))
 		for _, st := range c.stores {
-			b = protowire.AppendString(b, st.clientID)
+			w.str(st.clientID)
+			w.bool(st.producer != nil)
 			if p := st.producer; p != nil {
-				b = protowire.AppendVarint(b, 1)
-				b = protowire.AppendVarint(b, p.Epoch)
-				b = protowire.AppendVarint(b, p.FirstSeq)
-				b = protowire.AppendVarint(b, uint64(len(p.QoS2PacketIDs)))
+				w.varint(p.Epoch)
+				w.varint(p.FirstSeq)
+				w.varint(uint64(len(p.QoS2PacketIDs)))
 				for _, id := range p.QoS2PacketIDs {
-					b = protowire.AppendVarint(b, uint64(id))
+					w.varint(uint64(id))
 				}
-			} else {
-				b = protowire.AppendVarint(b, 0)
 			}
-			b = protowire.AppendVarint(b, uint64(len(st.msgs)))
+			w.varint(uint64(len(st.msgs)))
 			for _, m := range st.msgs {
-				b = protowire.AppendBytes(b, m.Encoded)
+				w.bytes(m.Encoded)
 			}
 		}
 	case cmdTick:
-		b = appendKindNow(b, entryTick, c.nowUs)
+		w.b = appendKindNow(w.b, entryTick, c.nowUs)
 	case cmdSessionGC:
-		b = appendKindNow(b, entrySessionGC, c.nowUs)
+		w.b = appendKindNow(w.b, entrySessionGC, c.nowUs)
 	case cmdFireWills:
-		b = appendKindNow(b, entryFireWills, c.nowUs)
+		w.b = appendKindNow(w.b, entryFireWills, c.nowUs)
 	case cmdAddGeneration:
-		b = appendKindNow(b, entryAddGeneration, c.nowUs)
+		w.b = appendKindNow(w.b, entryAddGeneration, c.nowUs)
 		l := c.layout
-		b = protowire.AppendString(b, l.Type)
+		w.str(l.Type)
 		for _, v := range []int{l.BitsPerTopicLevel, l.EpochBits, l.TopicIndexBytes, l.MaxTrieStates, len(l.WildcardThresholds)} {
-			b = protowire.AppendVarint(b, uint64(v))
+			w.varint(uint64(v))
 		}
 		for _, t := range l.WildcardThresholds {
-			b = protowire.AppendVarint(b, uint64(t))
+			w.varint(uint64(t))
 		}
 	case cmdDropGeneration:
-		b = appendKindNow(b, entryDropGeneration, c.nowUs)
-		b = protowire.AppendVarint(b, c.id)
+		w.b = appendKindNow(w.b, entryDropGeneration, c.nowUs)
+		w.varint(c.id)
 	default:
-		b, ok, err := appendSessionEntry(b, cmd)
+		b, ok, err := appendSessionEntry(w.b, cmd)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +99,7 @@ func appendEntry(b []byte, origin, id uint64, cmd command) ([]byte, error) {
 		}
 		return b, nil
 	}
-	return b, nil
+	return w.b, nil
 }
 
 func appendKindNow(b []byte, kind byte, nowUs int64) []byte {
@@ -174,7 +173,7 @@ func decodeEntry(data []byte) (origin, id uint64, cmd command, err error) {
 	id = binary.BigEndian.Uint64(data[9:17])
 	kind := data[entryHeaderLen]
 	r := &entryReader{b: data[entryHeaderLen+1:]}
-	nowUs := protowire.DecodeZigZag(r.varint())
+	nowUs := r.int()
 	switch kind {
 	case entryBatch:
 		cmd = decodeBatch(r, nowUs)
@@ -185,7 +184,7 @@ func decodeEntry(data []byte) (origin, id uint64, cmd command, err error) {
 	case entryFireWills:
 		cmd = cmdFireWills{nowUs: nowUs}
 	case entryAddGeneration:
-		l := LayoutConfig{Type: string(r.bytes())}
+		l := LayoutConfig{Type: r.str()}
 		l.BitsPerTopicLevel = r.small(64)
 		l.EpochBits = r.small(64)
 		l.TopicIndexBytes = r.small(8)
@@ -222,8 +221,8 @@ func decodeBatch(r *entryReader, nowUs int64) command {
 	}
 	c.stores = make([]*storeReq, 0, n)
 	for i := 0; i < n && r.err == nil; i++ {
-		sr := &storeReq{clientID: string(r.bytes())}
-		if r.small(1) == 1 {
+		sr := &storeReq{clientID: r.str()}
+		if r.bool() {
 			p := &Producer{ClientID: sr.clientID, Epoch: r.varint(), FirstSeq: r.varint()}
 			if k := r.count(); r.err == nil && k > 0 {
 				p.QoS2PacketIDs = make([]uint16, k)

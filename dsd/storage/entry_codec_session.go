@@ -42,6 +42,10 @@ const (
 	entrySharedMemberDown
 	entrySharedForget
 	entrySharedStreamGone
+
+	// entryKindEnd is one past the last kind (a new kind goes above it):
+	// the kinds are 1 to entryKindEnd-1.
+	entryKindEnd
 )
 
 // entryWriter appends fields.

@@ -392,8 +392,13 @@ func TestEntryCodec(t *testing.T) {
 			_, _, _, _ = decodeEntry(mangled) // must not panic
 		}
 	}
-	if len(kinds) != int(entrySharedStreamGone) {
-		t.Fatalf("%d kinds covered, want all %d", len(kinds), entrySharedStreamGone)
+	for k := byte(1); k < entryKindEnd; k++ {
+		if !kinds[k] {
+			t.Errorf("entry kind %d not covered by codecCommands", k)
+		}
+	}
+	if len(kinds) != int(entryKindEnd-1) {
+		t.Fatalf("%d kinds covered, want exactly the %d kinds 1 to %d", len(kinds), entryKindEnd-1, entryKindEnd-1)
 	}
 }
 
