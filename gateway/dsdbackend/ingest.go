@@ -368,7 +368,7 @@ func (g *Ingest) serve(site *ingestSite, r Registration, tick <-chan time.Time) 
 func (g *Ingest) take(site *ingestSite) []*dsdv1.IngestStore {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.pool != nil {
+	if g.pool != nil && g.pool.Table().Multi() {
 		return g.takeRoutedLocked(site)
 	}
 	var out []*dsdv1.IngestStore
@@ -379,6 +379,7 @@ func (g *Ingest) take(site *ingestSite) []*dsdv1.IngestStore {
 			break
 		}
 		size += s.bytes
+		s.site = site.addr
 		g.mu.sent[s.req.Id] = s
 		out = append(out, s.req)
 		n++
@@ -541,7 +542,7 @@ func (g *Ingest) resendSent(site *ingestSite) {
 	g.mu.Lock()
 	var again []*ingestStore
 	for _, s := range g.mu.sent {
-		if g.pool == nil || s.site == site.addr {
+		if s.site == site.addr {
 			again = append(again, s)
 		}
 	}

@@ -49,9 +49,12 @@ type Pool struct {
 	done     chan struct{}
 	started  atomic.Bool
 
+	// conns are the connections by address, copied on write (a call
+	// looks its site's up without a lock).
+	conns atomic.Pointer[map[string]*client.Client]
+
 	mu struct {
 		sync.Mutex
-		conns map[string]*client.Client
 		// changed is closed (and replaced) when the table changes.
 		changed chan struct{}
 		// down are the sites that did not answer the last refresh: a
@@ -74,7 +77,7 @@ func NewPool(addrs []string, log *slog.Logger, opts ...grpc.DialOption) (*Pool, 
 	p := &Pool{dialOpts: opts, log: log.With("component", "dsd_pool"), seeds: slices.Clone(addrs),
 		stale: make(chan struct{}, 1), done: make(chan struct{})}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.mu.conns = map[string]*client.Client{}
+	p.conns.Store(&map[string]*client.Client{})
 	p.mu.changed = make(chan struct{})
 	sites := slices.Clone(addrs)
 	slices.Sort(sites)
@@ -91,16 +94,25 @@ func NewPool(addrs []string, log *slog.Logger, opts ...grpc.DialOption) (*Pool, 
 // Client returns the connection to the site at addr, dialling it the first
 // time.
 func (p *Pool) Client(addr string) (*client.Client, error) {
+	if c := (*p.conns.Load())[addr]; c != nil {
+		return c, nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c := p.mu.conns[addr]; c != nil {
+	old := *p.conns.Load()
+	if c := old[addr]; c != nil {
 		return c, nil
 	}
 	c, err := client.Dial(addr, p.dialOpts...)
 	if err != nil {
 		return nil, err
 	}
-	p.mu.conns[addr] = c
+	m := make(map[string]*client.Client, len(old)+1)
+	for a, o := range old {
+		m[a] = o
+	}
+	m[addr] = c
+	p.conns.Store(&m)
 	return c, nil
 }
 
@@ -304,8 +316,8 @@ func (p *Pool) Close() error {
 func (p *Pool) closeConns() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for a, c := range p.mu.conns {
+	for _, c := range *p.conns.Load() {
 		_ = c.Close()
-		delete(p.mu.conns, a)
 	}
+	p.conns.Store(&map[string]*client.Client{})
 }
