@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/stratamq/strata/dsd/client"
+	"github.com/stratamq/strata/dsd/storage"
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	"github.com/stratamq/strata/internal/checker"
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
@@ -157,4 +163,115 @@ func writePause(events []checker.Event, killedUs int64) (p99, longest time.Durat
 	}
 	slices.Sort(lat)
 	return lat[len(lat)*99/100], lat[len(lat)-1], len(lat)
+}
+
+// TestGatewayLeaseAcrossSites: the shards of three dsd processes (RF 3)
+// are led by more than one site (the first leader is killed and comes
+// back as a follower); a gateway given one of them holds sessions with
+// wills in every shard; when the gateway is killed with SIGKILL, every
+// session's will fires, in every shard wherever it is led: the gateway
+// kept its lease with every site, and each ends the dead epoch's sessions
+// in the shards it leads.
+func TestGatewayLeaseAcrossSites(t *testing.T) {
+	const nShards, perShard = 4, 2
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sites := startReplicatedSites(t, ctx, nShards)
+	addrs := httpAddrs(sites)
+	leaders := func() []int {
+		out := make([]int, nShards)
+		for sh := range nShards {
+			out[sh] = shardLeader(addrs, sh)
+		}
+		return out
+	}
+	var lead []int
+	if !wait.Until(30*time.Second, func() bool { lead = leaders(); return !slices.Contains(lead, -1) }) {
+		t.Fatalf("not every shard has a leader: %v", lead)
+	}
+	// Spread the leadership: kill the site leading shard 0, wait for new
+	// leaders, restart it as a follower.
+	first := lead[0]
+	restarted, err := sites[first].KillAndRestart(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sites[first] = restarted
+	addrs = httpAddrs(sites)
+	if !wait.Until(30*time.Second, func() bool { lead = leaders(); return !slices.Contains(lead, -1) }) {
+		t.Fatalf("not every shard has a leader after the restart: %v", lead)
+	}
+	distinct := map[int]bool{}
+	for _, l := range lead {
+		distinct[l] = true
+	}
+	t.Logf("shard leaders %v (%d sites lead)", lead, len(distinct))
+
+	gw, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: sites[(first+1)%3].GRPCAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Kill() })
+	var ids []string
+	count := make([]int, nShards)
+	for i := 0; len(ids) < nShards*perShard; i++ {
+		id := fmt.Sprintf("will-%d", i)
+		if sh := storage.ShardOf(id, nShards); count[sh] < perShard {
+			count[sh]++
+			ids = append(ids, id)
+		}
+	}
+	zero := uint32(0)
+	expiry := uint32(3600)
+	for _, id := range ids {
+		nc, err := net.Dial("tcp", gw.Addrs["tcp.default"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := paho.NewClient(paho.ClientConfig{Conn: nc})
+		ack, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30,
+			Properties:     &paho.ConnectProperties{SessionExpiryInterval: &expiry},
+			WillMessage:    &paho.WillMessage{Topic: "will/" + id, Payload: []byte("gone"), QoS: 1},
+			WillProperties: &paho.WillProperties{WillDelayInterval: &zero}})
+		if err != nil || ack.ReasonCode != 0 {
+			t.Fatalf("connect %s: %v %v", id, ack, err)
+		}
+	}
+	killedAt := time.Now()
+	gw.Kill()
+	sessions := make([]dsdv1.SessionServiceClient, len(sites))
+	for i, d := range sites {
+		c, err := client.Dial(d.GRPCAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		sessions[i] = c.Sessions()
+	}
+	fired := func(id string) bool {
+		l := shardLeader(addrs, storage.ShardOf(id, nShards))
+		if l < 0 {
+			return false
+		}
+		g, err := sessions[l].GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: id})
+		return err == nil && g.GetSession().GetRecord().GetWillFiredAtUs() != 0
+	}
+	if !wait.Until(30*time.Second, func() bool {
+		for _, id := range ids {
+			if !fired(id) {
+				return false
+			}
+		}
+		return true
+	}) {
+		var missing []string
+		for _, id := range ids {
+			if !fired(id) {
+				missing = append(missing, fmt.Sprintf("%s (shard %d)", id, storage.ShardOf(id, nShards)))
+			}
+		}
+		t.Fatalf("wills not fired %v after the gateway's SIGKILL: %v (leaders %v)", time.Since(killedAt).Round(time.Millisecond), missing, leaders())
+	}
+	t.Logf("every will of %d sessions over %d shards fired %v after the gateway's SIGKILL (leaders %v)",
+		len(ids), nShards, time.Since(killedAt).Round(time.Millisecond), leaders())
 }
