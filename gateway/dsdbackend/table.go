@@ -113,9 +113,9 @@ type siteView struct {
 // buildTable merges the sites' answers into a table: the sites and each
 // shard's replicas come from the metadata state (any answer); a shard with
 // one replica is led by it; a replicated shard by the leader named with
-// the highest term by a site that answered. A leader that did not answer
-// itself is not trusted (it may be the site that just died) unless no
-// answer came from it because it was not asked. A site without cluster
+// the highest term. That leader is not trusted when it was asked and did
+// not answer (it may be the site that just died): the shard's leader is
+// then unknown. A site without cluster
 // information (a single dsd, or one from before replication) leads every
 // shard.
 func buildTable(views []siteView, asked map[string]bool) *Table {
@@ -168,9 +168,6 @@ func buildTable(views []siteView, asked map[string]bool) *Table {
 			if sh >= t.NShards || addr == "" {
 				continue
 			}
-			if !answered[addr] && asked[addr] {
-				continue // named by others, but it did not answer: maybe dead
-			}
 			if g.GetTerm() >= best[sh].term {
 				best[sh] = claim{g.GetTerm(), addr}
 			}
@@ -184,6 +181,9 @@ func buildTable(views []siteView, asked map[string]bool) *Table {
 		if len(p.GetReplicas()) == 1 {
 			t.Leaders[sh] = byID[p.GetReplicas()[0]]
 			continue
+		}
+		if a := best[sh].addr; !answered[a] && asked[a] {
+			continue // named in the latest term, but it did not answer: maybe dead
 		}
 		t.Leaders[sh] = best[sh].addr
 	}
