@@ -459,13 +459,23 @@ func (l *Lease) holdSite(ctx context.Context, reg *registration, site string, o 
 }
 
 // reopen opens epoch's link with site again before the lease expires (at
-// any time while the site leads no shard).
+// any time while the site leads no shard; within 2 intervals of when it
+// came to lead one).
 func (l *Lease) reopen(ctx context.Context, site string, epoch uint64, lastAck time.Time, iv time.Duration) (*client.Link, context.CancelFunc, time.Time, error) {
 	bo := newBackoff(iv)
+	// from is when the 2 intervals run from: the last acknowledged
+	// heartbeat, or when the site came to lead a shard while its link was
+	// down (a restarted site elected: it answers within an interval).
+	from := lastAck
+	wasLeading := l.leads(site)
 	for {
-		deadline := lastAck.Add(2 * iv)
-		left := time.Until(deadline)
 		leads := l.leads(site)
+		if leads && !wasLeading {
+			from = time.Now()
+		}
+		wasLeading = leads
+		deadline := from.Add(2 * iv)
+		left := time.Until(deadline)
 		if ctx.Err() != nil {
 			return nil, nil, lastAck, ctx.Err()
 		}

@@ -47,6 +47,10 @@ type EntryOwner interface {
 // they go to the shards' current leaders.
 type Router struct {
 	pool *Pool
+	// lostMu makes removing an owner's entries and telling it one step
+	// (lose), so that two paths losing the same owner at once cannot leave
+	// entries of its first re-adding behind.
+	lostMu sync.Mutex
 
 	mu struct {
 		sync.Mutex
@@ -308,7 +312,21 @@ func (r *Router) linkClosed(site string) {
 	l.gen++
 	l.queue = nil
 	owners := r.ownersAtLocked(site)
-	r.loseLocked(owners, site)
+	r.mu.Unlock()
+	r.lose(owners, site)
+}
+
+// lose removes every entry of owners (from dsd at every site but gone,
+// whose link lost them already) and tells each owner, which adds its
+// entries again.
+func (r *Router) lose(owners []EntryOwner, gone string) {
+	if len(owners) == 0 {
+		return
+	}
+	r.lostMu.Lock()
+	defer r.lostMu.Unlock()
+	r.mu.Lock()
+	r.loseLocked(owners, gone)
 	r.mu.Unlock()
 	for _, o := range owners {
 		o.EntriesLost()
@@ -345,11 +363,8 @@ func (r *Router) retarget() {
 			}
 		}
 	}
-	r.loseLocked(owners, "")
 	r.mu.Unlock()
-	for _, o := range owners {
-		o.EntriesLost()
-	}
+	r.lose(owners, "") // routed: no site is ""
 }
 
 // reset forgets every entry and queued request, without telling the
@@ -573,13 +588,13 @@ func (r *Router) refused(e *dsdv1.EntryError) {
 	// The refused sub is gone in dsd already; the others are removed.
 	delete(r.mu.subs, e.GetEntryId())
 	ent.subs = slices.DeleteFunc(ent.subs, func(s sub) bool { return s.id == e.GetEntryId() })
-	r.loseLocked([]EntryOwner{owner}, "") // routed: no site is ""
 	r.mu.Unlock()
+	lose := func() { r.lose([]EntryOwner{owner}, "") } // routed: no site is ""
 	if now {
-		owner.EntriesLost()
+		lose()
 		return
 	}
-	time.AfterFunc(poolFastRefresh, owner.EntriesLost)
+	time.AfterFunc(poolFastRefresh, lose)
 }
 
 // stop drops everything queued; later requests are ignored.
