@@ -540,6 +540,11 @@ func (l *Lease) serve(pctx context.Context, site string, link *client.Link, last
 		wg.Wait()
 		ticker.Stop()
 		expiry.Stop()
+		// Once the router's sender has stopped: what the owners add again
+		// goes on the next link, not on this one.
+		if r := l.opts.Router; r != nil {
+			r.linkClosed(site)
+		}
 	}()
 	wg.Add(1)
 	go func() {
@@ -548,7 +553,6 @@ func (l *Lease) serve(pctx context.Context, site string, link *client.Link, last
 	}()
 	if r := l.opts.Router; r != nil {
 		r.linkOpened(site)
-		defer r.linkClosed(site)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
