@@ -55,16 +55,22 @@ type Handlers struct {
 }
 
 // Lease is the gateway's registration with dsd. One goroutine, started by
-// Start and ended by Close, keeps it:
+// Start and ended by Close, keeps it, with one more per site while it is
+// held:
 //
-//  1. register: a new epoch (unix nanoseconds, above every earlier one of
-//     the process), a GatewayLink with hello{gateway id, epoch}; the
-//     welcome is the first acknowledgement;
-//  2. hold: route kicks, send a heartbeat every interval, renew the lease
-//     from each acknowledged one; a broken link is opened again with the
-//     same epoch (no CONNECT is accepted meanwhile);
-//  3. when nothing renewed the lease for 2 intervals: Handlers.Lost, and
-//     back to 1 with backoff.
+//  1. register: with a Pool, read the sites and the shards' leaders; a new
+//     epoch (unix nanoseconds, above every earlier one of the process), a
+//     GatewayLink with hello{gateway id, epoch} to every site; the
+//     welcomes are the first acknowledgements (every site that leads a
+//     shard must answer);
+//  2. hold, per site: route kicks, send a heartbeat every interval, renew
+//     the site's lease from each acknowledged one; a broken link is opened
+//     again with the same epoch (no CONNECT is accepted meanwhile while the
+//     site leads a shard);
+//  3. when nothing renewed the lease with a site that leads a shard for 2
+//     intervals, or a site declared the epoch dead: Handlers.Lost, and
+//     back to 1 with backoff. A site that leads no shard may stay
+//     unreachable.
 //
 // It implements Registrar for the Backend.
 type Lease struct {

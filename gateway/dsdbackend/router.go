@@ -49,7 +49,8 @@ type Router struct {
 	pool *Pool
 	// lostMu makes removing an owner's entries and telling it one step
 	// (lose), so that two paths losing the same owner at once cannot leave
-	// entries of its first re-adding behind.
+	// entries of its first re-adding behind. Lock order: lostMu, then the
+	// owner's own locks (EntriesLost adds entries again), then mu.
 	lostMu sync.Mutex
 
 	mu struct {
