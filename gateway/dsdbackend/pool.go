@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -166,6 +167,9 @@ func (p *Pool) ObserveMessage(msg string) bool {
 	if !ok {
 		return false
 	}
+	if a, ok := p.Table().Aliases[r.Leader]; ok {
+		r.Leader = a
+	}
 	p.mu.Lock()
 	down := p.mu.down[r.Leader]
 	p.mu.Unlock()
@@ -256,7 +260,8 @@ func (p *Pool) Refresh(ctx context.Context) error {
 		return fmt.Errorf("dsdbackend: no dsd site answered: %w", errors.Join(errs...))
 	}
 	p.setTable(func(old *Table) *Table {
-		if slices.Equal(old.Sites, nt.Sites) && slices.Equal(old.Leaders, nt.Leaders) && old.NShards == nt.NShards && old.Default == nt.Default {
+		if slices.Equal(old.Sites, nt.Sites) && slices.Equal(old.Leaders, nt.Leaders) && old.NShards == nt.NShards &&
+			old.Default == nt.Default && maps.Equal(old.Aliases, nt.Aliases) {
 			return old
 		}
 		return nt

@@ -55,6 +55,10 @@ type Table struct {
 	// Default is the site of a shard without a known leader: the site
 	// that answered the discovery.
 	Default string
+	// Aliases map a site's advertised address (which refusals name) to the
+	// address the gateway reached it at, when they differ (a dsd bound to
+	// 0.0.0.0, a name instead of an IP address).
+	Aliases map[string]string
 }
 
 // Multi reports whether calls may go to more than one site.
@@ -91,6 +95,9 @@ func (t *Table) LeadsAny(addr string) bool {
 
 // withLeader returns a copy of t with shard led by addr.
 func (t *Table) withLeader(shard int, addr string) *Table {
+	if a, ok := t.Aliases[addr]; ok {
+		addr = a
+	}
 	if shard < 0 || shard >= len(t.Leaders) || t.Leaders[shard] == addr {
 		return t
 	}
@@ -123,6 +130,8 @@ func buildTable(views []siteView, asked map[string]bool) *Table {
 		return nil
 	}
 	t := &Table{Default: views[0].addr}
+	// byID is the address to dial per site id: the one the gateway reached
+	// it at, else the address the site advertises (dsd.advertise_address).
 	byID := map[string]string{}
 	answered := map[string]bool{}
 	for _, v := range views {
@@ -132,6 +141,19 @@ func buildTable(views []siteView, asked map[string]bool) *Table {
 				byID[s.GetId()] = s.GetAddress()
 			}
 		}
+	}
+	for _, v := range views {
+		id := v.info.GetSite()
+		if _, member := byID[id]; !member || id == "" {
+			continue
+		}
+		if adv := byID[id]; adv != v.addr {
+			if t.Aliases == nil {
+				t.Aliases = map[string]string{}
+			}
+			t.Aliases[adv] = v.addr
+		}
+		byID[id] = v.addr
 	}
 	for _, a := range byID {
 		if !slices.Contains(t.Sites, a) {

@@ -143,6 +143,17 @@ func TestBuildTable(t *testing.T) {
 	if moved.Leaders[1] != "c:1" || tab.Leaders[1] != "b:1" || moved.withLeader(1, "c:1") != moved {
 		t.Fatalf("withLeader: %q (was %q)", moved.Leaders, tab.Leaders)
 	}
+	// A dsd that advertises an address the gateway does not use (bound to
+	// 0.0.0.0, say) is dialled where it was reached, and a refusal naming
+	// the advertised address means it.
+	one := siteView{addr: "10.0.0.1:7070", info: info("s", 2, map[string]string{"s": "0.0.0.0:7070"}, [][]string{{"s"}, {"s"}}, nil)}
+	tab = buildTable([]siteView{one}, map[string]bool{"10.0.0.1:7070": true})
+	if tab.Multi() || !slices.Equal(tab.Leaders, []string{"10.0.0.1:7070", "10.0.0.1:7070"}) || tab.Aliases["0.0.0.0:7070"] != "10.0.0.1:7070" {
+		t.Fatalf("one dsd advertising another address: %+v", tab)
+	}
+	if tab.withLeader(1, "0.0.0.0:7070") != tab {
+		t.Fatal("a refusal naming the advertised address moved the shard")
+	}
 	if buildTable(nil, asked) != nil {
 		t.Fatal("a table from no answer")
 	}
