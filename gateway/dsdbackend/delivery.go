@@ -44,7 +44,7 @@ func NewRoutedDelivery(pool *Pool, reg Registrar, router *Router, opts Options) 
 	return &Delivery{pool: pool, reg: reg, backend: NewRouted(pool, reg, opts), router: router}
 }
 
-// any is the connection for a call any site answers.
+// anySite is the connection for a call any site answers.
 func (d *Delivery) anySite() *client.Client {
 	if d.pool == nil {
 		return d.dsd
