@@ -67,6 +67,13 @@ func newProxy(t *testing.T, target string, opts Options) *Proxy {
 // and the target's.
 func dial(t *testing.T, p *Proxy, tg *target) (client, server net.Conn) {
 	t.Helper()
+	accepted := func() (n int) {
+		for _, v := range p.Stats().Accepted {
+			n += v
+		}
+		return n
+	}
+	before := accepted()
 	client, err := net.Dial("tcp", p.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +85,8 @@ func dial(t *testing.T, p *Proxy, tg *target) (client, server net.Conn) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the proxy did not dial the target")
 	}
+	// The proxy counts the connection once its dial returned.
+	wait.For(t, 5*time.Second, "the proxy counting the connection", func() bool { return accepted() > before })
 	return client, server
 }
 
