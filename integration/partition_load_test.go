@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/stratamq/strata/dsd/client"
+	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 	"github.com/stratamq/strata/internal/testutil/wait"
@@ -143,8 +144,7 @@ func (l *partitionLoad) store(ctx context.Context, stop <-chan struct{}, shard i
 func (l *partitionLoad) run(ctx context.Context, stop <-chan struct{}, perShard int, round string) func() {
 	var wg sync.WaitGroup
 	for shard := range l.nShards {
-		for j, cid := range clientsOfShard(shard, l.nShards, perShard) {
-			cid := fmt.Sprintf("%s-%s", round, cid)
+		for j, cid := range prefixedClientsOfShard(round, shard, l.nShards, perShard) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -244,4 +244,16 @@ func (l *partitionLoad) ackedTotal() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.shardOf)
+}
+
+// prefixedClientsOfShard returns n client ids "prefix-i" that dsd places
+// in shard.
+func prefixedClientsOfShard(prefix string, shard, nShards, n int) []string {
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		if id := fmt.Sprintf("%s-%d", prefix, i); storage.ShardOf(id, nShards) == shard {
+			out = append(out, id)
+		}
+	}
+	return out
 }

@@ -88,7 +88,7 @@ func runPartition(t *testing.T, ctx context.Context, ps *proxiedSites, w *termWa
 	// A Store sent to the cut-off leader: it cannot reach a quorum.
 	go func() {
 		defer wg.Done()
-		cid := fmt.Sprintf("minority%d-%s", round, clientsOfShard(shard, partitionShards, 1)[0])
+		cid := prefixedClientsOfShard(fmt.Sprintf("minority%d", round), shard, partitionShards, 1)[0]
 		r.probe = cid + "/1"
 		_, r.probeErr = load.attempt(ctx, x, storeReq(cid, 1, false), 4*time.Second)
 	}()
@@ -100,7 +100,7 @@ func runPartition(t *testing.T, ctx context.Context, ps *proxiedSites, w *termWa
 	// The first Store the other two ack.
 	go func() {
 		defer wg.Done()
-		cid := fmt.Sprintf("majority%d-%s", round, clientsOfShard(shard, partitionShards, 1)[0])
+		cid := prefixedClientsOfShard(fmt.Sprintf("majority%d", round), shard, partitionShards, 1)[0]
 		if load.store(ctx, nil, shard, cid, 1, false, 300*time.Millisecond, x) {
 			r.firstAck = time.Since(cutAt)
 		}
