@@ -342,16 +342,19 @@ func TestPartitionSessionTakeover(t *testing.T) {
 	var wg sync.WaitGroup
 	var minorityOpen *dsdv1.OpenSessionResponse
 	var minorityOpenErr, minorityCommitErr error
+	var minorityOpenTook, minorityCommitTook time.Duration
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		minorityOpen, minorityOpenErr = open(x, "gw-minority", 7, 4*time.Second)
+		minorityOpenTook = time.Since(cutAt)
 	}()
 	go func() {
 		defer wg.Done()
 		c := sub(3, "minority/#")
 		c.Guard = first.GetGuard()
 		minorityCommitErr = commit(x, c, 4*time.Second)
+		minorityCommitTook = time.Since(cutAt)
 	}()
 	// The majority side: the new leader takes the session over.
 	var y int
@@ -374,8 +377,8 @@ func TestPartitionSessionTakeover(t *testing.T) {
 	// call served from the local state, as dstool sessions get reads it).
 	stale, staleErr := sessions(x).GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: cid})
 	ps.heal()
-	t.Logf("cut-off leader site %d: open by another gateway: %v %v; commit with the old guard: %v; the majority (site %d) took the session over %v after the cut (guard %d → %d); GetSession on the cut-off site during the partition: guard %d owner %q (%v)",
-		x, minorityOpen, minorityOpenErr, minorityCommitErr, y, tookOver.Round(time.Millisecond), first.GetGuard(), second.GetGuard(),
+	t.Logf("cut-off leader site %d: open by another gateway: %v %v (answered %v after the cut); commit with the old guard: %v (answered %v after the cut); the majority (site %d) took the session over %v after the cut (guard %d → %d); GetSession on the cut-off site during the partition: guard %d owner %q (%v)",
+		x, minorityOpen, minorityOpenErr, minorityOpenTook.Round(time.Millisecond), minorityCommitErr, minorityCommitTook.Round(time.Millisecond), y, tookOver.Round(time.Millisecond), first.GetGuard(), second.GetGuard(),
 		stale.GetSession().GetRecord().GetGuard(), stale.GetSession().GetRecord().GetOwnerGatewayId(), staleErr)
 	if minorityOpenErr == nil {
 		t.Errorf("the cut-off leader opened the session for another gateway during the partition: %v", minorityOpen)
