@@ -79,6 +79,12 @@ func runPartition(t *testing.T, ctx context.Context, ps *proxiedSites, w *termWa
 	})
 	before, _ := load.ackCount(-1, time.Now())
 	wait.For(t, 20*time.Second, "Stores acked before the cut", func() bool { n, _ := load.ackCount(-1, time.Now()); return n >= before+20 })
+	// The watch's view may be a scrape old: the site must lead the shard
+	// now, else the measurements would be of another site.
+	wait.For(t, 10*time.Second, "the leader of most shards, confirmed", func() bool {
+		x, shard = leaderOfMost(w, partitionShards)
+		return x >= 0 && shardStates(ps.http[x])[shard].leader
+	})
 
 	r := partitionRound{x: x, how: how, lastRead: -1}
 	cutAt := time.Now()
