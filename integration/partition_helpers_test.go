@@ -258,8 +258,15 @@ type shardState struct {
 
 var shardGaugeRE = regexp.MustCompile(`(?m)^strata_ds_shard_raft_(term|is_leader|has_leader|commit_index|applied_index)\{shard="(\d+)"\} (\S+)$`)
 
-// shardStates scrapes one site's shard gauges at once; nil when it does
-// not answer.
+// metaGroup is the key of the metadata group among the shards of
+// shardStates.
+const metaGroup = -1
+
+var metaGaugeRE = regexp.MustCompile(`(?m)^strata_ds_meta_(term|leader) (\S+)$`)
+
+// shardStates scrapes one site's shard gauges at once, and the metadata
+// group's term and leadership under metaGroup; nil when it does not
+// answer.
 func shardStates(httpAddr string) map[int]shardState {
 	c := http.Client{Timeout: time.Second}
 	resp, err := c.Get("http://" + httpAddr + "/metrics")
@@ -290,11 +297,21 @@ func shardStates(httpAddr string) map[int]shardState {
 		}
 		out[shard] = s
 	}
+	for _, m := range metaGaugeRE.FindAllSubmatch(b, -1) {
+		v, _ := strconv.ParseFloat(string(m[2]), 64)
+		s := out[metaGroup]
+		if string(m[1]) == "term" {
+			s.term = uint64(v)
+		} else {
+			s.leader = v == 1
+		}
+		out[metaGroup] = s
+	}
 	return out
 }
 
 // termWatch scrapes every site's shard gauges every 25 ms and records, per
-// shard and term, the sites seen leading it: two leaders of one term would
+// shard (and for the metadata group) and term, the sites seen leading it: two leaders of one term would
 // be a split brain. A sample counts when two scrapes in a row of the site
 // show it leading in the same term (a scrape reads the leader flag and the
 // term one after the other, and a step down between the two reads would
@@ -321,7 +338,7 @@ func watchTerms(t *testing.T, httpAddrs []string) *termWatch {
 				for shard, s := range cur {
 					if p, ok := prev[i][shard]; ok && s.leader && p.leader && p.term == s.term {
 						w.mu.Lock()
-						k := [2]uint64{uint64(shard), s.term}
+						k := [2]uint64{uint64(int64(shard)), s.term}
 						if w.leaders[k] == nil {
 							w.leaders[k] = map[int]bool{}
 						}
@@ -369,14 +386,18 @@ func (w *termWatch) leaderOf(shard int, except ...int) int {
 }
 
 // check fails the test if any term of any shard had two leaders, and
-// returns how many (shard, term) leaderships it saw.
+// returns how many (group, term) leaderships it saw.
 func (w *termWatch) check(t *testing.T) int {
 	t.Helper()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for k, sites := range w.leaders {
 		if len(sites) > 1 {
-			t.Errorf("split brain: shard %d had %d leaders in term %d: sites %v", k[0], len(sites), k[1], sites)
+			group := fmt.Sprintf("shard %d", int64(k[0]))
+			if int64(k[0]) == metaGroup {
+				group = "the metadata group"
+			}
+			t.Errorf("split brain: %s had %d leaders in term %d: sites %v", group, len(sites), k[1], sites)
 		}
 	}
 	return len(w.leaders)

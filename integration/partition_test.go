@@ -209,7 +209,7 @@ func runPartitions(t *testing.T, hows []cut, holds []time.Duration) []partitionR
 	read, lost, dup, unexpected, found := load.check(ctx, unacked...)
 	leaderships := w.check(t)
 	t.Logf("%d partitions, %d Stores acked (%d attempts retried); read %d, lost %d, stored more than once %d, unexpected %d; "+
-		"refused Stores of the cut-off leaders stored: %v; %d (shard, term) leaderships seen, one leader each; whole test %v",
+		"refused Stores of the cut-off leaders stored: %v; %d (group, term) leaderships seen (shards and the metadata group), one leader each; whole test %v",
 		len(rounds), load.ackedTotal(), load.retries, read, lost, dup, unexpected, found, leaderships, time.Since(began).Round(time.Millisecond))
 	if lost != 0 || dup != 0 || unexpected != 0 {
 		t.Errorf("lost %d, duplicated %d, unexpected %d (read %d, %d acked)", lost, dup, unexpected, read, load.ackedTotal())
