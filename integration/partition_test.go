@@ -107,7 +107,10 @@ func runPartition(t *testing.T, ctx context.Context, ps *proxiedSites, w *termWa
 	go func() {
 		defer wg.Done()
 		cid := prefixedClientsOfShard(fmt.Sprintf("majority%d", round), shard, partitionShards, 1)[0]
-		if load.store(ctx, nil, shard, cid, 1, false, 300*time.Millisecond, x) {
+		giveUp := make(chan struct{})
+		timer := time.AfterFunc(15*time.Second, func() { close(giveUp) })
+		defer timer.Stop()
+		if load.store(ctx, giveUp, shard, cid, 1, false, 300*time.Millisecond, x) {
 			r.firstAck = time.Since(cutAt)
 		}
 	}()
