@@ -42,6 +42,24 @@ type partitionRound struct {
 	// after the cut, and probeErr its answer (an ack is a failure).
 	probe    string
 	probeErr error
+	// termsAtHeal are the terms of every group (metaGroup: the metadata
+	// group) on the other two sites just before the heal.
+	termsAtHeal map[int]uint64
+}
+
+// groupTerms are the highest terms of every group that the sites but
+// except know.
+func groupTerms(ps *proxiedSites, except int) map[int]uint64 {
+	out := map[int]uint64{}
+	for i, a := range ps.http {
+		if i == except {
+			continue
+		}
+		for g, s := range shardStates(a) {
+			out[g] = max(out[g], s.term)
+		}
+	}
+	return out
 }
 
 // leaderOfMost is the site leading most shards (ties: the lower shard's)
@@ -139,6 +157,7 @@ func runPartition(t *testing.T, ctx context.Context, ps *proxiedSites, w *termWa
 	if d := hold - time.Since(cutAt); d > 0 {
 		time.Sleep(d) // models: a partition that lasts hold
 	}
+	r.termsAtHeal = groupTerms(ps, x)
 	healAt := time.Now()
 	ps.heal()
 
@@ -194,13 +213,30 @@ func runPartitions(t *testing.T, hows []cut, holds []time.Duration) []partitionR
 	stop := make(chan struct{})
 	done := load.run(ctx, stop, 2, "pub")
 	var rounds []partitionRound
+	// A healed site rejoins as a follower: with pre-vote it starts no
+	// election, so the terms the other two had at the heal stay until the
+	// next cut.
+	var healed map[int]uint64
+	rejoinElections := 0
+	countElections := func() {
+		for g, term := range groupTerms(ps, -1) {
+			if healed != nil && term != healed[g] {
+				rejoinElections++
+				t.Logf("group %d (-1: metadata) moved from term %d to %d between a heal and the next cut", g, healed[g], term)
+			}
+		}
+	}
 	for i, how := range hows {
+		countElections()
 		rounds = append(rounds, runPartition(t, ctx, ps, w, load, i+1, how, holds[i%len(holds)]))
 		if t.Failed() {
 			ps.dumpLogs()
 			break
 		}
+		healed = rounds[len(rounds)-1].termsAtHeal
 	}
+	countElections()
+	t.Logf("elections between a heal and the next cut: %d", rejoinElections)
 	close(stop)
 	done()
 	var unacked, cutBothProbes []string
