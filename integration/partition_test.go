@@ -105,6 +105,12 @@ func runPartition(t *testing.T, ctx context.Context, ps *proxiedSites, w *termWa
 	})
 
 	r := partitionRound{x: x, how: how, lastRead: -1}
+	var led []int // the groups x leads (metaGroup: the metadata group)
+	for g, s := range shardStates(ps.http[x]) {
+		if s.leader {
+			led = append(led, g)
+		}
+	}
 	cutAt := time.Now()
 	ps.isolate(x, how)
 	var wg sync.WaitGroup
@@ -157,6 +163,15 @@ func runPartition(t *testing.T, ctx context.Context, ps *proxiedSites, w *termWa
 	if d := hold - time.Since(cutAt); d > 0 {
 		time.Sleep(d) // models: a partition that lasts hold
 	}
+	// Every group the cut-off site led has a leader on the other side.
+	wait.For(t, 20*time.Second, fmt.Sprintf("a leader on the other side of every group site %d led (%v)", x, led), func() bool {
+		for _, g := range led {
+			if w.leaderOf(g, x) < 0 {
+				return false
+			}
+		}
+		return true
+	})
 	r.termsAtHeal = groupTerms(ps, x)
 	healAt := time.Now()
 	ps.heal()
