@@ -525,3 +525,30 @@ func firstDiff(a, b string) string {
 	}
 	return "same"
 }
+
+var sitesGaugeRE = regexp.MustCompile(`(?m)^strata_ds_sites\{state="(up|down)"\} (\S+)$`)
+
+// siteLiveness is how many sites the metadata group records up and down,
+// as the site at httpAddr has applied it; ok is false when it does not
+// answer.
+func siteLiveness(httpAddr string) (up, down int, ok bool) {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		return 0, 0, false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, 0, false
+	}
+	for _, m := range sitesGaugeRE.FindAllSubmatch(b, -1) {
+		v, _ := strconv.ParseFloat(string(m[2]), 64)
+		if string(m[1]) == "up" {
+			up = int(v)
+		} else {
+			down = int(v)
+		}
+	}
+	return up, down, true
+}

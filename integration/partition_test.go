@@ -172,6 +172,19 @@ func runPartition(t *testing.T, ctx context.Context, ps *proxiedSites, w *termWa
 		}
 		return true
 	})
+	// Liveness: after 3 s without a message from it the metadata leader
+	// records the cut-off site down (a new leader waits 3 s first), unless
+	// its messages still arrive (inbound only).
+	if hold >= 8*time.Second && how != cutIn {
+		wait.For(t, 5*time.Second, fmt.Sprintf("the other sites recording site %d down", x), func() bool {
+			for i, a := range ps.http {
+				if _, down, ok := siteLiveness(a); i != x && ok && down == 1 {
+					return true
+				}
+			}
+			return false
+		})
+	}
 	r.termsAtHeal = groupTerms(ps, x)
 	healAt := time.Now()
 	ps.heal()
@@ -188,6 +201,14 @@ func runPartition(t *testing.T, ctx context.Context, ps *proxiedSites, w *termWa
 		ps.dumpLogs()
 		t.Fatalf("round %d: the sites did not converge after healing", round)
 	}
+	wait.For(t, 10*time.Second, "every site recording the three sites up after the heal", func() bool {
+		for _, a := range ps.http {
+			if up, _, ok := siteLiveness(a); !ok || up != 3 {
+				return false
+			}
+		}
+		return true
+	})
 	t.Logf("round %d: site %d cut (%s) for %v: first ack of the others %v after the cut; the cut-off leader served reads until %v (refused from %v), stopped leading after %v; its Store: %v",
 		round, x, how, healAt.Sub(cutAt).Round(time.Millisecond), r.firstAck.Round(time.Millisecond), r.lastRead.Round(time.Millisecond),
 		r.readsEnded.Round(time.Millisecond), r.stepDown.Round(time.Millisecond), r.probeErr)
