@@ -224,7 +224,7 @@ func (p *Proxy) accept() {
 	for {
 		cc, err := p.ln.Accept()
 		if err != nil {
-			return // closed (Close); Accept on loopback fails for nothing else we can wait out
+			return // Close closed the listener (a test proxy does not retry other Accept errors)
 		}
 		p.wg.Add(1)
 		go func() {
