@@ -268,14 +268,8 @@ var metaGaugeRE = regexp.MustCompile(`(?m)^strata_ds_meta_(term|leader) (\S+)$`)
 // group's term and leadership under metaGroup; nil when it does not
 // answer.
 func shardStates(httpAddr string) map[int]shardState {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
+	b := scrapeMetrics(httpAddr)
+	if b == nil {
 		return nil
 	}
 	out := map[int]shardState{}
@@ -532,14 +526,8 @@ var sitesGaugeRE = regexp.MustCompile(`(?m)^strata_ds_sites\{state="(up|down)"\}
 // as the site at httpAddr has applied it; ok is false when it does not
 // answer.
 func siteLiveness(httpAddr string) (up, down int, ok bool) {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		return 0, 0, false
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
+	b := scrapeMetrics(httpAddr)
+	if b == nil {
 		return 0, 0, false
 	}
 	for _, m := range sitesGaugeRE.FindAllSubmatch(b, -1) {
@@ -551,4 +539,20 @@ func siteLiveness(httpAddr string) (up, down int, ok bool) {
 		}
 	}
 	return up, down, true
+}
+
+// scrapeMetrics is the body of dsd's /metrics at httpAddr (nil: no
+// answer within a second).
+func scrapeMetrics(httpAddr string) []byte {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	return b
 }
