@@ -105,7 +105,7 @@ type conn struct {
 		// the running writer's, closed when it returns, nil while none
 		// runs (conn_write.go). noWriter: finish began; nothing more is
 		// queued and no writer starts.
-		outq []outItem
+		outq       []outItem
 		// inline gathers the packets of the apply in progress for one
 		// inline write; inlinePublished counts the PUBLISH packets written
 		// inline and not yet reported to the machine; applying marks the
@@ -114,8 +114,8 @@ type conn struct {
 		inline          *inlineWrite
 		inlinePublished int
 		applying        bool
-		writerDone      chan struct{}
-		noWriter        bool
+		writerDone chan struct{}
+		noWriter   bool
 		// writerWake wakes a writer that waits for more (writerLinger);
 		// writerIdle: it waits, with nothing queued or being written.
 		writerWake chan struct{}
