@@ -87,6 +87,17 @@ type ShardMachine interface {
 	SyncReplicatedApplied(shard int) (uint64, error)
 	// LeaderLost fails the shard's proposals not yet applied.
 	LeaderLost(shard int)
+	// OpenSnapshot opens a consistent view of the shard's state
+	// (snapshots.go).
+	OpenSnapshot(shard int) (ShardSnapshot, error)
+	// InstallSnapshot replaces the shard's state with the chunks next
+	// returns (then io.EOF), crash-safe; durable is called once the new
+	// state is durable, before the install is marked complete. It returns
+	// the applied index the state covers.
+	InstallSnapshot(shard int, next func() ([]byte, error), durable func(applied uint64) error) (uint64, error)
+	// InstallInterrupted reports whether a crash interrupted an install:
+	// the shard was reset, and its group must start from an empty log.
+	InstallInterrupted(shard int) (bool, error)
 }
 
 // A shard group's log truncation is an entry of its own, which only the
@@ -94,11 +105,6 @@ type ShardMachine interface {
 // (8 bytes, big-endian) up to which every replica may drop its log. The
 // storage's entries start with their version byte (1), never with it.
 const truncateMarker byte = 0xC1
-
-// truncatedSnapshotData is the data of the snapshot a truncation records
-// (raftlog compacts only up to a snapshot). Shard snapshots are a later
-// slice: a replica that would need one refuses it (handleReady).
-var truncatedSnapshotData = []byte("strata: log truncated; shard snapshots are not built")
 
 // shardMaxMsgBytes bounds the entries of one raft message of a shard
 // group, well under dsd's gRPC receive limit (one larger entry goes
@@ -225,9 +231,19 @@ type shardGroup struct {
 	acksMu sync.Mutex
 	acks   map[uint64]leaderAck
 	// truncated is the index up to which this replica dropped its log;
-	// proposedTruncate the last truncation the leader proposed (both
-	// owned by the ready loop).
-	truncated, proposedTruncate uint64
+	// proposedTruncate the last truncation the leader proposed;
+	// installedThrough the applied index of the storage's state after a
+	// snapshot's install, which may pass the snapshot's index: the
+	// committed entries up to it are not applied again (all three owned
+	// by the ready loop).
+	truncated, proposedTruncate, installedThrough uint64
+	// ledSince is when this site's current leadership began (owned by
+	// the ready loop).
+	ledSince time.Time
+	// snapshots are the snapshots this site sent as the leader
+	// (snapshots.go); snapshotsSent and snapshotsInstalled count them.
+	snapshots                         snapshotTracker
+	snapshotsSent, snapshotsInstalled atomic.Uint64
 }
 
 // leaderAck is when a voter last acknowledged this site as the leader of
@@ -274,14 +290,36 @@ func (g *shardGroup) run() error {
 		return err
 	}
 	g.store = store
+	hs, cs, err := store.InitialState()
+	if err != nil {
+		return err
+	}
+	interrupted, err := sm.InstallInterrupted(g.shard)
+	if err != nil {
+		return err
+	}
+	if interrupted {
+		// The shard was reset: before raft runs, it takes the state of
+		// another replica that covers at least this replica's commit
+		// index; the log stays as it is.
+		if err := g.refetch(cs, hs.GetCommit()); err != nil || c.ctx.Err() != nil {
+			return err
+		}
+	}
 	applied, err := sm.ReplicatedApplied(g.shard)
 	if err != nil {
 		return err
 	}
-	hs, _, err := store.InitialState()
+	// A state installed from a snapshot may cover entries past the
+	// snapshot's index that the log has yet to commit here: raft starts
+	// at the commit index and the entries up to the state's are skipped.
+	g.installedThrough = applied
+	applied = min(applied, hs.GetCommit())
+	snap, err := store.Snapshot()
 	if err != nil {
 		return err
 	}
+	g.truncated = snap.GetMetadata().GetIndex()
 	last, err := store.LastIndex()
 	if err != nil {
 		return err
@@ -334,6 +372,9 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 		case <-ticker.C:
 			node.Tick()
 			g.maybeProposeTruncate(node)
+			if g.leader.Load() {
+				g.expireSnapshots(node)
+			}
 		case rd := <-node.Ready():
 			if ss := rd.SoftState; ss != nil {
 				g.softState(ss)
@@ -351,6 +392,9 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 			term, leads := g.term.Load(), g.leader.Load()
 			if ledTerm != 0 && (!leads || term != ledTerm) {
 				c.opts.Shards.LeaderLost(g.shard)
+			}
+			if leads && term != ledTerm {
+				g.ledSince = time.Now()
 			}
 			ledTerm = 0
 			if leads {
@@ -383,13 +427,16 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 		g.commit.Store(rd.HardState.GetCommit())
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		// The only snapshots are the data-less ones of truncations, sent
-		// to a replica that fell behind the truncated log: it cannot
-		// catch up without shard snapshots (a later slice).
-		return fmt.Errorf("cluster: shard %d: this replica needs entries up to %d that the log dropped; shard snapshots are not built",
-			g.shard, rd.Snapshot.GetMetadata().GetIndex())
-	}
-	if err := g.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+		// The shard's state, fetched from the leader and installed; the
+		// Ready is saved before the install is marked complete.
+		if err := g.installSnapshot(rd); err != nil {
+			return err
+		}
+		if g.c.ctx.Err() != nil {
+			return nil
+		}
+		g.applied.Store(rd.Snapshot.GetMetadata().GetIndex())
+	} else if err := g.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 		return err
 	}
 	tr := g.c.transport()
@@ -399,10 +446,7 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 			node.ReportUnreachable(m.GetTo())
 		}
 		if m.GetType() == pb.MsgSnap {
-			// Only a truncation's data-less snapshot exists, which the
-			// receiver refuses: the follower fell behind the log.
-			g.c.log.Error("shard group: a replica needs entries the log dropped; shard snapshots are not built", "shard", g.shard, "replica", meta.SiteID(m.GetTo()))
-			node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+			g.snapMessage(node, m, sent)
 		}
 	}
 	sm := g.c.opts.Shards
@@ -413,7 +457,7 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 				if err := g.truncate(binary.BigEndian.Uint64(d[1:])); err != nil {
 					return err
 				}
-			} else if len(d) > 0 {
+			} else if len(d) > 0 && e.GetIndex() > g.installedThrough {
 				if err := sm.ApplyReplicated(g.shard, e.GetIndex(), d); err != nil {
 					return err
 				}
@@ -440,17 +484,24 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 
 // maybeProposeTruncate proposes, on the leader, a truncation of the log
 // every SnapshotEntries entries: up to KeepEntries before the lowest index
-// every voter has (raft's Match), so no replica of the group can need an
-// entry it drops (a replica that is down holds it back). Each replica then
-// drops its log up to that index or its own durable applied index,
-// whichever is lower (truncate).
+// every replica in touch with the leader has (raft's Match), so a replica
+// that is merely slow catches up from the log; a replica from which this
+// site has heard nothing for DownAfter (once it has led that long) does not
+// hold truncation back, and catches up by a snapshot when it returns
+// (snapshots.go). Each replica then drops
+// its log up to that index or its own durable applied index, whichever is
+// lower (truncate).
 func (g *shardGroup) maybeProposeTruncate(node raft.Node) {
 	if !g.leader.Load() || g.applied.Load() < g.proposedTruncate+g.c.opts.SnapshotEntries+g.c.opts.KeepEntries {
 		return
 	}
 	st := node.Status()
 	lowest := st.GetCommit()
-	for _, pr := range st.Progress {
+	now, down := time.Now(), g.c.opts.DownAfter
+	for id, pr := range st.Progress {
+		if id != g.c.self && now.Sub(g.ledSince) >= down && now.Sub(g.c.lastHeard(meta.SiteID(id))) >= down {
+			continue // down: it catches up by a snapshot
+		}
 		lowest = min(lowest, pr.Match)
 	}
 	if lowest <= g.c.opts.KeepEntries {
@@ -469,8 +520,9 @@ func (g *shardGroup) maybeProposeTruncate(node raft.Node) {
 
 // truncate drops this replica's log up to index to, or up to its durable
 // applied index when that is lower (a restart re-applies the entries after
-// it from the log), recording the truncation as a data-less snapshot
-// (raftlog compacts only up to a snapshot).
+// it from the log), recording the truncation as a snapshot without data
+// (raftlog compacts only up to a snapshot): sent to a replica, it fetches
+// the state from this site (snapshots.go).
 func (g *shardGroup) truncate(to uint64) error {
 	applied, err := g.c.opts.Shards.SyncReplicatedApplied(g.shard)
 	if err != nil {
@@ -484,7 +536,7 @@ func (g *shardGroup) truncate(to uint64) error {
 	if err != nil {
 		return err
 	}
-	if _, err := g.store.CreateSnapshot(to, cs, truncatedSnapshotData); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+	if _, err := g.store.CreateSnapshot(to, cs, snapshotData); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
 		return err
 	}
 	if err := g.store.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
@@ -605,6 +657,9 @@ type ShardStatus struct {
 	// FirstIndex is the first entry the log still holds (truncation).
 	FirstIndex uint64
 	Running    bool
+	// SnapshotsSent and SnapshotsInstalled count the shard snapshots
+	// this site streamed to a replica and installed since it started.
+	SnapshotsSent, SnapshotsInstalled uint64
 }
 
 // ShardStatuses are the shard groups running on this site, by shard.
@@ -619,7 +674,8 @@ func (c *Cluster) ShardStatuses() []ShardStatus {
 	out := make([]ShardStatus, len(groups))
 	for i, g := range groups {
 		s := ShardStatus{Shard: g.shard, IsLeader: g.leader.Load(), Term: g.term.Load(), Commit: g.commit.Load(),
-			Applied: g.applied.Load(), Running: g.node.Load() != nil && !g.failed.Load()}
+			Applied: g.applied.Load(), Running: g.node.Load() != nil && !g.failed.Load(),
+			SnapshotsSent: g.snapshotsSent.Load(), SnapshotsInstalled: g.snapshotsInstalled.Load()}
 		if s.Running {
 			s.FirstIndex, _ = g.store.FirstIndex()
 		}

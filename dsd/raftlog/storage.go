@@ -381,3 +381,4 @@ func (s *Storage) Destroy() error {
 	}
 	return nil
 }
+

@@ -73,8 +73,9 @@ var methodRules = map[string]methodRule{
 	dsdv1.SessionService_ListSessions_FullMethodName: {roles: anyRole, filter: redactListedGuards},
 
 	// Only other sites (and an admin) speak raft and join the cluster.
-	dsdv1.SiteService_Link_FullMethodName: {roles: siteAdmin},
-	dsdv1.SiteService_Join_FullMethodName: {roles: siteAdmin},
+	dsdv1.SiteService_Link_FullMethodName:          {roles: siteAdmin},
+	dsdv1.SiteService_Join_FullMethodName:          {roles: siteAdmin},
+	dsdv1.SiteService_ShardSnapshot_FullMethodName: {roles: siteAdmin},
 }
 
 func checkHello(_ *authorizer, c caller, req any) error {

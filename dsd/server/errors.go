@@ -41,6 +41,8 @@ var statusTable = []struct {
 	// message names the leader's address (cluster.NotLeaderError).
 	{cluster.ErrNotLeader, codes.Unavailable},
 	{cluster.ErrEntryTooLarge, codes.ResourceExhausted},
+	{cluster.ErrNoSnapshot, codes.FailedPrecondition},
+	{storage.ErrSnapshot, codes.FailedPrecondition},
 	{storage.ErrNotReplicated, codes.FailedPrecondition},
 	{meta.ErrBadSiteID, codes.InvalidArgument},
 	{sitelink.ErrBadHello, codes.InvalidArgument},
