@@ -30,8 +30,8 @@ var (
 	shardAppliedDesc  = prometheus.NewDesc("strata_ds_shard_raft_applied_index", "Index of the last entry of the shard's group this site handed to its storage to apply.", []string{"shard"}, nil)
 	shardFirstDesc    = prometheus.NewDesc("strata_ds_shard_raft_first_index", "First entry the shard group's log still holds on this site (truncated every 1,000 entries to 100 before the lowest entry every replica in touch with the leader has).", []string{"shard"}, nil)
 	shardRunningDesc  = prometheus.NewDesc("strata_ds_shard_raft_running", "1 while the shard's group runs on this site; 0 after it stopped on a storage error.", []string{"shard"}, nil)
-	shardSnapSentDesc = prometheus.NewDesc("strata_ds_shard_snapshots_sent_total", "Shard snapshots this site streamed to another replica since it started.", []string{"shard"}, nil)
-	shardSnapInstDesc = prometheus.NewDesc("strata_ds_shard_snapshots_installed_total", "Shard snapshots this site installed (fetched from another replica) since it started.", []string{"shard"}, nil)
+	shardSnapSentDesc = prometheus.NewDesc("strata_ds_shard_raft_snapshots_sent_total", "Shard snapshots this site streamed to another replica since it started.", []string{"shard"}, nil)
+	shardSnapInstDesc = prometheus.NewDesc("strata_ds_shard_raft_snapshots_installed_total", "Shard snapshots this site installed (fetched from another replica) since it started.", []string{"shard"}, nil)
 )
 
 func registerClusterMetrics(r *prometheus.Registry, c *cluster.Cluster) {
