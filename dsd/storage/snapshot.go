@@ -239,18 +239,85 @@ func (db *DB) InstallShardSnapshot(shard int, next func() ([]byte, error), durab
 		return 0, err
 	}
 	var applied uint64
-	r := &request{kind: reqInstall, enqueued: time.Now(), done: make(chan reply, 1), install: func() error {
+	err = s.onWriter(func() error {
 		var err error
 		applied, err = s.install(next, durable)
 		return err
-	}}
+	})
+	return applied, err
+}
+
+// onWriter runs fn on the shard's writer once its commits in flight are
+// done; nothing else of the shard runs meanwhile.
+func (s *shard) onWriter(fn func() error) error {
+	r := &request{kind: reqInstall, enqueued: time.Now(), done: make(chan reply, 1), install: fn}
 	select {
 	case s.reqCh <- r:
-	case <-db.ctx.Done():
-		return 0, ErrClosed
+	case <-s.db.ctx.Done():
+		return ErrClosed
 	}
-	rep := <-r.done
-	return applied, rep.err
+	return (<-r.done).err
+}
+
+// ResetShard replaces shard's state with a new shard's records: this site
+// no longer holds a replica of it (its raft group removed it).
+func (db *DB) ResetShard(shard int) error {
+	s, err := db.shard(shard)
+	if err != nil {
+		return err
+	}
+	return s.onWriter(func() error {
+		if err := db.failErr(); err != nil {
+			return err
+		}
+		b := db.pdb.NewBatch()
+		defer func() { _ = b.Close() }()
+		clearShard(b, s.id)
+		_ = b.Delete(shardInstallingKey(s.id), nil)
+		writeInitialShard(b, s.id, db.opts.Layout, db.opts.Now().UnixMicro())
+		if err := b.Commit(pebble.Sync); err != nil {
+			return wrapPebble("reset a shard", err)
+		}
+		return s.reload()
+	})
+}
+
+// MarkReplicated records index as the applied raft index of shard, a
+// local shard whose state becomes the first snapshot of its new raft group
+// (more replicas are added): from then on its commands come from the group
+// (SetReplicator first). Its commits in flight are done before.
+func (db *DB) MarkReplicated(shard int, index uint64) error {
+	s, err := db.shard(shard)
+	if err != nil {
+		return err
+	}
+	return s.onWriter(func() error {
+		if err := db.failErr(); err != nil {
+			return err
+		}
+		w := appliedWrite(s.id, index)
+		return wrapPebble("mark a shard replicated", db.pdb.Set(w.key, w.value, pebble.Sync))
+	})
+}
+
+// reload rebuilds the shard's state from Pebble (on the writer).
+func (s *shard) reload() error {
+	st, err := loadShardState(s.db, s.id)
+	if err != nil {
+		return err
+	}
+	s.swapState(st)
+	return nil
+}
+
+func (s *shard) swapState(st *shardState) {
+	s.mu.Lock()
+	s.mu.st = st
+	s.mu.Unlock()
+	s.assigned.Store(st.lastTs)
+	s.readable.Store(st.lastTs)
+	s.db.tail.dropShard(s.id)
+	s.db.notify.committed(s.id, true, true)
 }
 
 // install is InstallShardSnapshot on the writer.
@@ -318,12 +385,6 @@ func (s *shard) install(next func() ([]byte, error), durable func(applied uint64
 	if err := db.pdb.Delete(marker, pebble.Sync); err != nil {
 		return 0, wrapPebble("complete a snapshot's install", err)
 	}
-	s.mu.Lock()
-	s.mu.st = st
-	s.mu.Unlock()
-	s.assigned.Store(st.lastTs)
-	s.readable.Store(st.lastTs)
-	db.tail.dropShard(s.id)
-	db.notify.committed(s.id, true, true)
+	s.swapState(st)
 	return applied, nil
 }

@@ -269,3 +269,37 @@ func FuzzDecodeSnapshotChunk(f *testing.F) {
 		}
 	})
 }
+
+// TestMarkReplicatedAndReset: a local shard marked replicated at an index
+// serves a snapshot at it; a shard reset holds a new shard's records only
+// (a replica removed from the site), and takes a snapshot's install again.
+func TestMarkReplicatedAndReset(t *testing.T) {
+	leader, _, index := leaderWithState(t)
+	db := openReplica(t, 2, newFakeClock(1_000_000))
+	if _, err := db.Store(context.Background(), "c", []*storagev1.Message{msg("a/b", "x")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MarkReplicated(0, 7); err != nil {
+		t.Fatal(err)
+	}
+	if applied, _ := snapshotChunks(t, db, 0, 1<<20); applied != 7 {
+		t.Fatalf("a shard marked replicated at 7 serves a snapshot at %d", applied)
+	}
+	blank := openReplica(t, 2, newFakeClock(1_000_000))
+	_, chunks := snapshotChunks(t, leader, 0, 1<<20)
+	if _, err := db.InstallShardSnapshot(0, feed(chunks, -1, nil), func(uint64) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ResetShard(0); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := dumpShard(t, blank, 0), dumpShard(t, db, 0); a != b {
+		t.Fatalf("a reset shard differs from a new one:\n%s\nnew:\n%s", b, a)
+	}
+	if n, _ := db.ReplicatedApplied(0); n != 0 {
+		t.Fatalf("a reset shard has applied index %d", n)
+	}
+	if got, err := db.InstallShardSnapshot(0, feed(chunks, -1, nil), func(uint64) error { return nil }); err != nil || got != index {
+		t.Fatalf("install after the reset: %d %v", got, err)
+	}
+}
