@@ -17,6 +17,7 @@ import (
 
 	"github.com/stratamq/strata/dsd/meta"
 	"github.com/stratamq/strata/dsd/raftlog"
+	clusterv1 "github.com/stratamq/strata/gen/strata/cluster/v1"
 )
 
 // ShardGroup is the raft group id of a shard: 1 + shard.
@@ -96,8 +97,14 @@ type ShardMachine interface {
 	// the applied index the state covers.
 	InstallSnapshot(shard int, next func() ([]byte, error), durable func(applied uint64) error) (uint64, error)
 	// InstallInterrupted reports whether a crash interrupted an install:
-	// the shard was reset, and its group must start from an empty log.
+	// the shard was reset, and its group must fetch the state again.
 	InstallInterrupted(shard int) (bool, error)
+	// ResetShard replaces the shard's state with a new shard's records
+	// (a replica removed from this site, or one about to be added).
+	ResetShard(shard int) error
+	// MarkReplicated records index as the shard's applied raft index: a
+	// local shard becomes its new group's first snapshot.
+	MarkReplicated(shard int, index uint64) error
 }
 
 // A shard group's log truncation is an entry of its own, which only the
@@ -138,10 +145,14 @@ func (c *Cluster) startShards(joining bool) {
 			_ = sm.Attach(i, refusal{err: &NotLeaderError{Shard: i, Starting: true}})
 		}
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		c.manageShards()
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.runTransitions()
 	}()
 }
 
@@ -163,9 +174,10 @@ func (c *Cluster) metaApplied() {
 }
 
 // manageShards starts a raft group for every replicated shard this site
-// holds, as soon as the allocation says so, and refuses the replicated
-// shards it does not hold. Running the transitions is a later slice: a
-// group, once started, runs until Close.
+// holds or is being added to, as soon as the metadata says so, refuses the
+// replicated shards it does not hold, and stops and deletes the replica of
+// a shard its group removed from this site (the transitions,
+// transitions_run.go).
 func (c *Cluster) manageShards() {
 	sm := c.opts.Shards
 	attached := map[int]string{}
@@ -175,16 +187,43 @@ func (c *Cluster) manageShards() {
 		st := c.State()
 		for _, p := range st.GetMessages().GetShards() {
 			shard := int(p.GetShard())
+			if shard >= sm.NShards() {
+				continue
+			}
 			reps := p.GetReplicas()
+			in := slices.Contains(reps, c.opts.Site)
+			var first *clusterv1.Transition
+			if ts := p.GetTransitions(); len(ts) > 0 {
+				first = ts[0]
+			}
+			adding := first.GetOp() == clusterv1.TransitionOp_TRANSITION_OP_ADD
+			running := attached[shard] == "group"
 			switch {
-			case shard >= sm.NShards():
-			case len(reps) > 1 && slices.Contains(reps, c.opts.Site):
-				if attached[shard] != "group" {
-					g := c.startShardGroup(shard, reps)
-					_ = sm.Attach(shard, g)
+			case in && len(reps) > 1, adding && first.GetSite() == c.opts.Site && first.GetClaimedBy() == c.opts.Site:
+				if !running {
+					mode := groupBootstrap
+					if !in {
+						mode = groupJoin
+					}
+					c.startShardGroup(shard, reps, mode)
 					attached[shard] = "group"
 				}
-			case len(reps) > 1:
+			case in && (running || adding || c.hasGroupState(shard)):
+				// The only replica, with a group (its state the group's
+				// first snapshot) once another is to be added.
+				if !running {
+					c.startShardGroup(shard, reps, groupPromote)
+					attached[shard] = "group"
+				}
+			case in:
+				if attached[shard] != "local" {
+					_ = sm.Attach(shard, nil)
+					attached[shard] = "local"
+				}
+			default:
+				if running {
+					c.removeShardGroup(shard)
+				}
 				if attached[shard] != "none" {
 					var addrs []string
 					for _, r := range reps {
@@ -192,11 +231,6 @@ func (c *Cluster) manageShards() {
 					}
 					_ = sm.Attach(shard, refusal{err: &NotLeaderError{Shard: shard, Replicas: addrs}})
 					attached[shard] = "none"
-				}
-			default:
-				if attached[shard] != "local" {
-					_ = sm.Attach(shard, nil)
-					attached[shard] = "local"
 				}
 			}
 		}
@@ -207,6 +241,58 @@ func (c *Cluster) manageShards() {
 		}
 	}
 }
+
+// hasGroupState reports whether this site has raft state of shard's group
+// (its group ran here).
+func (c *Cluster) hasGroupState(shard int) bool {
+	store, err := raftlog.Open(c.engine, ShardGroup(shard))
+	if err != nil {
+		return false
+	}
+	hs, _, _ := store.InitialState()
+	last, _ := store.LastIndex()
+	return !raft.IsEmptyHardState(hs) || last > 0
+}
+
+// removeShardGroup stops this site's member of shard's group, which
+// removed it, and deletes its raft state and the shard's data.
+func (c *Cluster) removeShardGroup(shard int) {
+	g := c.shardGroup(ShardGroup(shard))
+	if g == nil {
+		return
+	}
+	g.stop()
+	c.shardsMu.Lock()
+	delete(c.shardGroups, g.group)
+	c.shardsMu.Unlock()
+	if err := g.store.Destroy(); err != nil {
+		c.log.Error("the raft state of a removed replica was not deleted", "shard", shard, "err", err)
+	}
+	if err := c.opts.Shards.ResetShard(shard); err != nil {
+		c.log.Error("the data of a removed replica was not deleted", "shard", shard, "err", err)
+		return
+	}
+	c.log.Info("replica removed from this site: its group stopped, its raft state and data deleted", "shard", shard)
+}
+
+// groupMode is how a shard group starts when this site has no raft state
+// of it yet.
+type groupMode int
+
+const (
+	// groupBootstrap: the allocation's replica set bootstraps the group,
+	// each replica with the same voters.
+	groupBootstrap groupMode = iota
+	// groupJoin: a replica being added (a transition) starts with an
+	// empty log and learns the group from its leader (as a learner).
+	groupJoin
+	// groupPromote: the shard's only replica, local so far, starts a
+	// group of one voter whose first snapshot is the shard's state.
+	groupPromote
+)
+
+// promotedIndex is the index of a promoted group's first snapshot.
+const promotedIndex = 1
 
 // shardGroup is this site's member of one shard's raft group.
 type shardGroup struct {
@@ -222,8 +308,15 @@ type shardGroup struct {
 	leader                atomic.Bool
 	term, commit, applied atomic.Uint64
 	failed                atomic.Bool
-	// voters are the group's voters (its bootstrap replica set: the
-	// transitions that change it are a later slice).
+	// mode is how the group starts without raft state here.
+	mode groupMode
+	// ctx ends the group (Close, or the replica removed from this site);
+	// done is closed once its goroutine ended.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	// voters are the group's voters (its applied conf state), guarded by
+	// acksMu.
 	voters []uint64
 	// acks holds, per voter, the last acknowledgement of this site's
 	// leadership (a MsgAppResp or MsgHeartbeatResp of its term): the read
@@ -253,28 +346,61 @@ type leaderAck struct {
 	at   time.Time
 }
 
-// startShardGroup starts this site's member of shard's group. A first
-// start bootstraps the group with peers as its voters (every replica does
-// the same from the same allocation); a restart resumes from the log.
-func (c *Cluster) startShardGroup(shard int, peers []string) *shardGroup {
-	g := &shardGroup{c: c, shard: shard, group: ShardGroup(shard), peers: slices.Clone(peers), acks: map[uint64]leaderAck{}}
-	for _, p := range peers {
-		if id, err := meta.NodeID(p); err == nil {
-			g.voters = append(g.voters, id)
+// startShardGroup starts this site's member of shard's group, routing the
+// shard's commands through it. Without raft state here it starts as mode
+// says (peers: the replica set); a restart resumes from the log.
+func (c *Cluster) startShardGroup(shard int, peers []string, mode groupMode) *shardGroup {
+	g := &shardGroup{c: c, shard: shard, group: ShardGroup(shard), peers: slices.Clone(peers), acks: map[uint64]leaderAck{},
+		mode: mode, done: make(chan struct{})}
+	g.ctx, g.cancel = context.WithCancel(c.ctx)
+	if mode != groupJoin {
+		for _, p := range peers {
+			if id, err := meta.NodeID(p); err == nil {
+				g.voters = append(g.voters, id)
+			}
 		}
 	}
 	c.shardsMu.Lock()
 	c.shardGroups[g.group] = g
 	c.shardsMu.Unlock()
+	// The shard takes no local command once the group is attached: a
+	// promoted shard's state is then final until the group's entries.
+	_ = c.opts.Shards.Attach(shard, g)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		defer close(g.done)
 		if err := g.run(); err != nil {
 			g.failed.Store(true)
 			c.log.Error("shard group stops: its raft state cannot be persisted or applied", "shard", shard, "err", err)
 		}
 	}()
 	return g
+}
+
+// stop ends the group and waits for its goroutine.
+func (g *shardGroup) stop() {
+	g.cancel()
+	<-g.done
+}
+
+// sleep waits d, false when the group ends first.
+func (g *shardGroup) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-g.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// setVoters records the group's voters after a conf change.
+func (g *shardGroup) setVoters(cs *pb.ConfState) {
+	g.acksMu.Lock()
+	defer g.acksMu.Unlock()
+	g.voters = slices.Clone(cs.GetVoters())
 }
 
 func (c *Cluster) shardGroup(group uint64) *shardGroup {
@@ -290,9 +416,15 @@ func (g *shardGroup) run() error {
 		return err
 	}
 	g.store = store
+	if err := g.initialize(store); err != nil {
+		return err
+	}
 	hs, cs, err := store.InitialState()
 	if err != nil {
 		return err
+	}
+	if len(cs.GetVoters()) > 0 {
+		g.setVoters(cs)
 	}
 	interrupted, err := sm.InstallInterrupted(g.shard)
 	if err != nil {
@@ -302,7 +434,7 @@ func (g *shardGroup) run() error {
 		// The shard was reset: before raft runs, it takes the state of
 		// another replica that covers at least this replica's commit
 		// index; the log stays as it is.
-		if err := g.refetch(cs, hs.GetCommit()); err != nil || c.ctx.Err() != nil {
+		if err := g.refetch(cs, hs.GetCommit()); err != nil || g.ctx.Err() != nil {
 			return err
 		}
 	}
@@ -327,12 +459,12 @@ func (g *shardGroup) run() error {
 	cfg := &raft.Config{
 		ID: c.self, ElectionTick: c.opts.ElectionTicks, HeartbeatTick: c.opts.HeartbeatTicks,
 		Storage: store, Applied: applied, MaxSizePerMsg: shardMaxMsgBytes, MaxInflightMsgs: 256,
-		CheckQuorum: true, PreVote: true, DisableProposalForwarding: true,
+		CheckQuorum: true, PreVote: true, DisableProposalForwarding: true, StepDownOnRemoval: true,
 		Logger: raftLogger{l: c.log.With("raft_group", g.group)},
 	}
 	var node raft.Node
 	first := false
-	if raft.IsEmptyHardState(hs) && last == 0 {
+	if raft.IsEmptyHardState(hs) && last == 0 && g.mode == groupBootstrap {
 		if len(g.voters) != len(g.peers) {
 			return fmt.Errorf("cluster: shard %d: a replica of %v is not a site id", g.shard, g.peers)
 		}
@@ -347,7 +479,13 @@ func (g *shardGroup) run() error {
 		c.log.Info("shard group bootstrapped", "shard", g.shard, "replicas", g.peers)
 	} else {
 		node = raft.RestartNode(cfg)
-		c.log.Info("shard group restarted", "shard", g.shard, "applied", applied, "last_index", last)
+		if raft.IsEmptyHardState(hs) && last == 0 {
+			c.log.Info("shard group starts empty: this replica is being added; the leader sends it the group", "shard", g.shard)
+		} else {
+			c.log.Info("shard group restarted", "shard", g.shard, "applied", applied, "last_index", last, "voters", len(cs.GetVoters()))
+		}
+		// A group of one voter elects it at once.
+		first = len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == c.self
 	}
 	g.node.Store(&nodeRef{node})
 	defer func() {
@@ -367,7 +505,7 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 	var ledTerm uint64
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-g.ctx.Done():
 			return nil
 		case <-ticker.C:
 			node.Tick()
@@ -403,7 +541,7 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 			node.Advance()
 			if campaign {
 				campaign = false
-				_ = node.Campaign(c.ctx)
+				_ = node.Campaign(g.ctx)
 			}
 		}
 	}
@@ -432,10 +570,11 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 		if err := g.installSnapshot(rd); err != nil {
 			return err
 		}
-		if g.c.ctx.Err() != nil {
+		if g.ctx.Err() != nil {
 			return nil
 		}
 		g.applied.Store(rd.Snapshot.GetMetadata().GetIndex())
+		g.setVoters(rd.Snapshot.GetMetadata().GetConfState())
 	} else if err := g.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 		return err
 	}
@@ -473,9 +612,21 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
 				return fmt.Errorf("cluster: shard %d conf change %d: %w", g.shard, e.GetIndex(), err)
 			}
-			if err := g.store.SetConfState(node.ApplyConfChange(cc)); err != nil {
+			cs := node.ApplyConfChange(cc)
+			if err := g.store.SetConfState(cs); err != nil {
 				return err
 			}
+			g.setVoters(cs)
+			for _, ch := range cc.AsV2().GetChanges() {
+				if ch.GetType() == pb.ConfChangeAddLearnerNode {
+					// The learner catches up by the latest snapshot,
+					// which must name it.
+					if err := g.store.AddSnapshotLearner(ch.GetNodeId()); err != nil {
+						return err
+					}
+				}
+			}
+			g.c.log.Info("shard group membership changed", "shard", g.shard, "voters", len(cs.GetVoters()), "learners", len(cs.GetLearners()))
 		}
 		g.applied.Store(e.GetIndex())
 	}

@@ -35,6 +35,7 @@ type fakeMachine struct {
 	// (reset: nothing applied) until an install completes.
 	interrupted map[int]bool
 	installs    int
+	resets      int
 }
 
 func newFakeMachine(n int) *fakeMachine {
@@ -140,6 +141,22 @@ func (m *fakeMachine) InstallSnapshot(shard int, next func() ([]byte, error), du
 	delete(m.interrupted, shard)
 	m.installs++
 	return applied, nil
+}
+
+func (m *fakeMachine) ResetShard(shard int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.applied[shard], m.lastIdx[shard] = nil, 0
+	delete(m.interrupted, shard)
+	m.resets++
+	return nil
+}
+
+func (m *fakeMachine) MarkReplicated(shard int, index uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastIdx[shard] = index
+	return nil
 }
 
 func (m *fakeMachine) InstallInterrupted(shard int) (bool, error) {

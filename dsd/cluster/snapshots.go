@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/stratamq/strata/dsd/meta"
+	"github.com/stratamq/strata/dsd/raftlog"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
@@ -192,6 +193,39 @@ func (g *shardGroup) serveSnapshot(req *dsdv1.ShardSnapshotRequest, send func(*d
 	}
 }
 
+// initialize writes, for a group without raft state here, what its mode
+// starts from: a replica being added starts from a new shard's records (it
+// replays the log from its first entry, or installs a snapshot); the only
+// replica of a local shard marks its state as the group's first snapshot
+// (promotedIndex, term 1, itself the only voter).
+func (g *shardGroup) initialize(store *raftlog.Storage) error {
+	hs, _, err := store.InitialState()
+	if err != nil {
+		return err
+	}
+	last, err := store.LastIndex()
+	if err != nil || !raft.IsEmptyHardState(hs) || last > 0 {
+		return err
+	}
+	sm := g.c.opts.Shards
+	switch g.mode {
+	case groupJoin:
+		return sm.ResetShard(g.shard)
+	case groupPromote:
+		if err := sm.MarkReplicated(g.shard, promotedIndex); err != nil {
+			return err
+		}
+		snap := &pb.Snapshot{Data: snapshotData, Metadata: &pb.SnapshotMetadata{Index: new(uint64(promotedIndex)), Term: new(uint64(1)),
+			ConfState: &pb.ConfState{Voters: []uint64{g.c.self}}}}
+		hs := &pb.HardState{Term: new(uint64(1)), Commit: new(uint64(promotedIndex))}
+		if err := store.Save(hs, nil, snap); err != nil {
+			return err
+		}
+		g.c.log.Info("shard group started from the local shard's state: replicas are being added", "shard", g.shard)
+	}
+	return nil
+}
+
 // installSnapshot installs the state of the snapshot rd carries, fetched
 // from the group's leader, then saves rd (the snapshot, entries and hard
 // state) before the install is marked complete. It retries (a new leader,
@@ -221,11 +255,11 @@ func (g *shardGroup) installSnapshot(rd raft.Ready) error {
 				"from", meta.SiteID(from), "bytes", size, "took", time.Since(began).Round(time.Millisecond))
 			return nil
 		}
-		if c.ctx.Err() != nil {
+		if g.ctx.Err() != nil {
 			return nil
 		}
 		c.log.Warn("shard snapshot not installed yet; retrying", "shard", g.shard, "snapshot_index", md.GetIndex(), "attempt", attempt, "err", err)
-		if !c.sleep(backoff) {
+		if !g.sleep(backoff) {
 			return nil
 		}
 		backoff = min(2*backoff, time.Second)
@@ -251,12 +285,12 @@ func (g *shardGroup) refetch(cs *pb.ConfState, atLeast uint64) error {
 				c.log.Info("shard state installed again", "shard", g.shard, "applied", applied, "from", meta.SiteID(id), "bytes", size)
 				return nil
 			}
-			if c.ctx.Err() != nil {
+			if g.ctx.Err() != nil {
 				return nil
 			}
 			c.log.Warn("shard state not fetched", "shard", g.shard, "from", meta.SiteID(id), "attempt", attempt, "err", err)
 		}
-		if !c.sleep(backoff) {
+		if !g.sleep(backoff) {
 			return nil
 		}
 		backoff = min(2*backoff, time.Second)
@@ -272,7 +306,7 @@ func (g *shardGroup) fetchAndInstall(site string, atLeast uint64, saved func() e
 		return 0, 0, fmt.Errorf("site %s has no known address", site)
 	}
 	err = g.c.dialMember(addr, func(cl dsdv1.SiteServiceClient) error {
-		ctx, cancel := context.WithCancel(g.c.ctx)
+		ctx, cancel := context.WithCancel(g.ctx)
 		defer cancel()
 		idle := time.AfterFunc(g.snapshotTimeout(), cancel)
 		defer idle.Stop()
