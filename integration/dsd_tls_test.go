@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/stratamq/strata/internal/testutil/wait"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stratamq/strata/internal/testutil/wait"
 
 	"github.com/eclipse/paho.golang/paho"
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"github.com/stratamq/strata/internal/testutil"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stratamq/strata/internal/testutil"
 
 	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/paho"

@@ -52,6 +52,7 @@ var methodRules = map[string]methodRule{
 	dsdv1.AdminService_ListSharedGroups_FullMethodName: {roles: serviceAdmin},
 	dsdv1.AdminService_AddGeneration_FullMethodName:    {roles: adminOnly},
 	dsdv1.AdminService_DropGeneration_FullMethodName:   {roles: adminOnly},
+	dsdv1.AdminService_UpdateReplicas_FullMethodName:   {roles: adminOnly},
 
 	dsdv1.RetainedService_MatchRetained_FullMethodName:  {roles: anyRole},
 	dsdv1.RetainedService_GetRetained_FullMethodName:    {roles: anyRole},

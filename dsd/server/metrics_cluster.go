@@ -22,6 +22,7 @@ var (
 	metaMembersDesc     = prometheus.NewDesc("strata_ds_meta_voters", "Voters of the metadata group in this site's applied configuration.", nil, nil)
 	sitesDesc           = prometheus.NewDesc("strata_ds_sites", "Sites recorded by the metadata group, by liveness as its leader last saw it.", []string{"state"}, nil)
 	pendingTransitsDesc = prometheus.NewDesc("strata_ds_replica_transitions", "Replica transitions pending in the metadata group, over all shards.", nil, nil)
+	inFlightDesc        = prometheus.NewDesc("strata_ds_replica_transitions_in_flight", "Replica transitions claimed and not completed yet (at most one per shard), over all shards.", nil, nil)
 
 	shardTermDesc     = prometheus.NewDesc("strata_ds_shard_raft_term", "Raft term of a replicated shard's group, as this site knows it.", []string{"shard"}, nil)
 	shardLeaderDesc   = prometheus.NewDesc("strata_ds_shard_raft_is_leader", "1 when this site leads the shard's raft group (it takes the shard's writes and reads), else 0.", []string{"shard"}, nil)
@@ -39,7 +40,7 @@ func registerClusterMetrics(r *prometheus.Registry, c *cluster.Cluster) {
 }
 
 func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{metaTermDesc, metaLeaderDesc, metaHasLeaderDesc, metaCommitDesc, metaAppliedDesc, metaSnapshotDesc, metaMembersDesc, sitesDesc, pendingTransitsDesc,
+	for _, d := range []*prometheus.Desc{metaTermDesc, metaLeaderDesc, metaHasLeaderDesc, metaCommitDesc, metaAppliedDesc, metaSnapshotDesc, metaMembersDesc, sitesDesc, pendingTransitsDesc, inFlightDesc,
 		shardTermDesc, shardLeaderDesc, shardHasLeadDesc, shardCommitDesc, shardAppliedDesc, shardFirstDesc, shardRunningDesc, shardSnapSentDesc, shardSnapInstDesc} {
 		ch <- d
 	}
@@ -72,6 +73,7 @@ func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(sitesDesc, up, "up")
 	gauge(sitesDesc, down, "down")
 	gauge(pendingTransitsDesc, pending)
+	gauge(inFlightDesc, float64(cc.c.TransitionsInFlight()))
 	for _, s := range cc.c.ShardStatuses() {
 		shard := strconv.Itoa(s.Shard)
 		gauge(shardTermDesc, float64(s.Term), shard)

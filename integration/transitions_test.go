@@ -1,0 +1,188 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stratamq/strata/internal/testutil/wait"
+)
+
+// TestSetReplicasUnderLoad: one dsd (n_sites = 1, replication_factor = 3)
+// allocates its shards alone; two more join. Publishers store into every
+// shard without pause while `dstool set-replicas` moves every shard from
+// the one site to all three (the lone replica starts a group from its
+// state, the two others join as learners, catch up by a snapshot and are
+// promoted), then while the first site, which leads every shard, leaves
+// (REST DELETE /ds/storages/messages/replicas/{site}): it hands leadership
+// over, its replicas are removed and it holds none after. Every Store is
+// retried until acked, at the site the refusals name: lost = 0 and no
+// duplicate in any shard.
+func TestSetReplicasUnderLoad(t *testing.T) {
+	const nShards, perShard = 2, 4
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "strata.toml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("durable_storage.messages.n_shards = %d\ndurable_storage.messages.n_sites = 1\ndurable_storage.messages.replication_factor = 3\n", nShards)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sites := make([]*DSD, 0, 3)
+	t.Cleanup(func() {
+		for _, d := range sites {
+			_ = d.Stop(10 * time.Second)
+		}
+	})
+	for i := range 3 {
+		cfg := DSDConfig{DataDir: filepath.Join(dir, fmt.Sprintf("site%d", i)), ConfigFile: conf}
+		if i > 0 {
+			cfg.Join = sites[0].GRPCAddr
+		}
+		d, err := StartDSD(ctx, bins, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sites = append(sites, d)
+		if i == 0 {
+			wait.For(t, 20*time.Second, "the first site allocates the shards alone", func() bool {
+				v, ok := clusterView(t, d)
+				return ok && len(v.Shards) == nShards && len(v.Shards[0].Replicas) == 1
+			})
+		}
+	}
+	var view siteInfo
+	if !wait.Until(20*time.Second, func() bool {
+		var ok bool
+		view, ok = clusterView(t, sites[0])
+		if !ok || len(view.Sites) != 3 || len(view.Shards) != nShards {
+			return false
+		}
+		for _, s := range view.Shards {
+			if len(s.Replicas) != 1 || s.Replicas[0] != view.Site {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("not three members with every shard on the first site: %+v\n%s", view, tail(sites[2].Log(), 20))
+	}
+	first := view.Site
+	var ids []string
+	for _, s := range view.Sites {
+		ids = append(ids, s.Site)
+	}
+
+	pubs := make([]*shardPublishers, nShards)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for shard := range nShards {
+		pubs[shard] = newShardPublishers(t, sites, shard, 0)
+		for _, cid := range clientsOfShard(shard, nShards, perShard) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for seq := 1; ; seq++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					pubs[shard].store(ctx, cid, seq)
+				}
+			}()
+		}
+	}
+	stopPublishers := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopPublishers()
+	acked := func() int {
+		n := 0
+		for _, p := range pubs {
+			n += p.ackedCount()
+		}
+		return n
+	}
+	ackedMore := func(n int) func() bool {
+		base := acked()
+		return func() bool { return acked() >= base+n }
+	}
+	// settled: every shard on want sites (none of them without), no
+	// transition left, as site i sees it.
+	settled := func(i, want int, without string) func() bool {
+		return func() bool {
+			v, ok := clusterView(t, sites[i])
+			if !ok {
+				return false
+			}
+			for _, s := range v.Shards {
+				if len(s.Replicas) != want || len(s.Transitions) != 0 || slices.Contains(s.Replicas, without) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	wait.For(t, 20*time.Second, "Stores acked on the lone site", ackedMore(200))
+
+	began := time.Now()
+	var res struct {
+		Sites       []string `json:"sites"`
+		Transitions int      `json:"transitions"`
+	}
+	out := dstool(t, sites[1].GRPCAddr, append([]string{"set-replicas", "--json"}, ids...)...)
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Sites) != 3 || res.Transitions != 2*nShards {
+		t.Fatalf("dstool set-replicas --json: %v\n%s", err, out)
+	}
+	if !wait.Until(90*time.Second, settled(0, 3, "")) {
+		t.Fatalf("the shards did not move to three sites:\n%s\n%s", tail(sites[0].Log(), 30), tail(sites[1].Log(), 30))
+	}
+	t.Logf("set-replicas from 1 site to 3 under load, %d shards: %v; %d Stores acked", nShards, time.Since(began).Round(time.Millisecond), acked())
+	wait.For(t, 20*time.Second, "Stores acked on three replicas", ackedMore(200))
+
+	// The first site, which leads every shard, leaves.
+	began = time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, "http://"+sites[1].HTTPAddr+"/ds/storages/messages/replicas/"+first, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE /ds/storages/messages/replicas/%s: %s", first, resp.Status)
+	}
+	if !wait.Until(90*time.Second, settled(1, 2, first)) {
+		t.Fatalf("the first site was not drained:\n%s\n%s", tail(sites[0].Log(), 30), tail(sites[1].Log(), 30))
+	}
+	t.Logf("leave of the site leading every shard, under load: %v; %d Stores acked", time.Since(began).Round(time.Millisecond), acked())
+	var left struct {
+		Shards []json.RawMessage `json:"shards"`
+	}
+	wait.For(t, 20*time.Second, "the site that left holds no shard and runs no group", func() bool {
+		if err := json.Unmarshal([]byte(httpBody(t, "http://"+sites[1].HTTPAddr+"/ds/sites/"+first)), &left); err != nil || len(left.Shards) != 0 {
+			return false
+		}
+		_, running := shardMetric(sites[0].HTTPAddr, "running", 0)
+		return !running
+	})
+	wait.For(t, 20*time.Second, "Stores acked after the leave", ackedMore(200))
+	stopPublishers()
+	for shard, p := range pubs {
+		var l int
+		wait.For(t, 20*time.Second, "a leader", func() bool { l = shardLeader(httpAddrs(sites), shard); return l >= 0 })
+		read, lost, dup := p.check(ctx, l)
+		t.Logf("shard %d: %d Stores acked (%d attempts retried); read from its leader (site %d) %d, lost %d, stored more than once %d",
+			shard, p.ackedCount(), p.retries, l, read, lost, dup)
+		if lost != 0 || dup != 0 || read != p.ackedCount() {
+			t.Fatalf("shard %d: lost %d, duplicated %d, read %d of %d acked", shard, lost, dup, read, p.ackedCount())
+		}
+	}
+}
