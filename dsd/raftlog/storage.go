@@ -383,7 +383,6 @@ func (s *Storage) Destroy() error {
 	return nil
 }
 
-
 // AddSnapshotLearner adds learner to the conf state of the latest
 // snapshot (none: nothing to do). A learner added after the snapshot is
 // sent it to catch up, and raft refuses a snapshot whose conf state does
