@@ -107,6 +107,10 @@ type Cluster struct {
 	// shardGroups are the shard groups started here, by group id.
 	shardsMu    sync.Mutex
 	shardGroups map[uint64]*shardGroup
+	// startCommit is the metadata group's commit index at Start: the
+	// shard manager acts once the state has applied it (a restart's state
+	// is first its latest snapshot's, which may be older).
+	startCommit uint64
 
 	tr   atomic.Pointer[sitelink.Transport]
 	node atomic.Pointer[nodeRef]
@@ -187,6 +191,7 @@ func (c *Cluster) Start(address string) {
 	hs, _, _ := c.store.InitialState()
 	last, _ := c.store.LastIndex()
 	fresh := raft.IsEmptyHardState(hs) && last == 0
+	c.startCommit = hs.GetCommit()
 	c.startShards(fresh && c.opts.Join != "")
 	cfg := &raft.Config{
 		ID: c.self, ElectionTick: c.opts.ElectionTicks, HeartbeatTick: c.opts.HeartbeatTicks,

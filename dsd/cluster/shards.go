@@ -185,9 +185,12 @@ func (c *Cluster) manageShards() {
 	// wakes the manager (metaApplied): it need not poll.
 	for {
 		st := c.State()
+		c.mu.Lock()
+		caughtUp := c.mu.applied >= c.startCommit
+		c.mu.Unlock()
 		for _, p := range st.GetMessages().GetShards() {
 			shard := int(p.GetShard())
-			if shard >= sm.NShards() {
+			if shard >= sm.NShards() || !caughtUp {
 				continue
 			}
 			reps := p.GetReplicas()
@@ -221,7 +224,9 @@ func (c *Cluster) manageShards() {
 					attached[shard] = "local"
 				}
 			default:
-				if running {
+				// A replica removed from this site (while it ran here, or
+				// while this site was down) goes with its raft state.
+				if running || (attached[shard] == "" && c.hasGroupState(shard)) {
 					c.removeShardGroup(shard)
 				}
 				if attached[shard] != "none" {
@@ -257,15 +262,17 @@ func (c *Cluster) hasGroupState(shard int) bool {
 // removeShardGroup stops this site's member of shard's group, which
 // removed it, and deletes its raft state and the shard's data.
 func (c *Cluster) removeShardGroup(shard int) {
-	g := c.shardGroup(ShardGroup(shard))
-	if g == nil {
-		return
+	if g := c.shardGroup(ShardGroup(shard)); g != nil {
+		g.stop()
+		c.shardsMu.Lock()
+		delete(c.shardGroups, g.group)
+		c.shardsMu.Unlock()
 	}
-	g.stop()
-	c.shardsMu.Lock()
-	delete(c.shardGroups, g.group)
-	c.shardsMu.Unlock()
-	if err := g.store.Destroy(); err != nil {
+	store, err := raftlog.Open(c.engine, ShardGroup(shard))
+	if err == nil {
+		err = store.Destroy()
+	}
+	if err != nil {
 		c.log.Error("the raft state of a removed replica was not deleted", "shard", shard, "err", err)
 	}
 	if err := c.opts.Shards.ResetShard(shard); err != nil {

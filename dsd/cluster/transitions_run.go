@@ -7,6 +7,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/stratamq/strata/dsd/meta"
 	clusterv1 "github.com/stratamq/strata/gen/strata/cluster/v1"
@@ -18,8 +19,8 @@ import (
 //   - add S: S claims it and starts its member of the shard's group with
 //     an empty log (manageShards); the group's leader adds S as a learner
 //     (a conf change), S catches up (by a snapshot, or the log from its
-//     first entry), the leader promotes it to voter once it has everything
-//     committed, and completes the transition (S joins the replica set). A
+//     first entry), the leader promotes it to voter once it replicates
+//     within KeepEntries of the commit index, and completes the transition (S joins the replica set). A
 //     shard with one replica and no group starts one first (groupPromote).
 //   - del S: the group's leader claims it, hands leadership to another
 //     voter if S is itself, removes S (a conf change) and completes the
@@ -111,8 +112,8 @@ func (c *Cluster) complete(shard uint32, t *clusterv1.Transition) {
 }
 
 // stepAdd takes, on the leader, the next step of adding t's site: as a
-// learner, then as a voter once it has every committed entry, then the
-// transition's completion.
+// learner, then as a voter once it has caught up, then the transition's
+// completion.
 func (g *shardGroup) stepAdd(t *clusterv1.Transition) {
 	id, err := meta.NodeID(t.GetSite())
 	n := g.node.Load()
@@ -124,7 +125,9 @@ func (g *shardGroup) stepAdd(t *clusterv1.Transition) {
 	case isVoter(st, id):
 		g.c.complete(uint32(g.shard), t)
 	case isLearner(st, id):
-		if pr, ok := st.Progress[id]; ok && pr.Match >= st.GetCommit() {
+		// Caught up: replicating, within KeepEntries of the commit index
+		// (under load it may never be level with it).
+		if pr, ok := st.Progress[id]; ok && pr.State == tracker.StateReplicate && pr.Match+g.c.opts.KeepEntries >= st.GetCommit() {
 			g.proposeConfChange(n, pb.ConfChangeAddNode, id, "promote the learner to voter")
 		}
 	default:
