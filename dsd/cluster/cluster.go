@@ -102,8 +102,9 @@ type Cluster struct {
 	engine *pebble.DB
 	store  *raftlog.Storage
 
-	// metaChanged wakes the shard manager after an applied entry.
-	metaChanged chan struct{}
+	// metaChanged wakes the shard manager after an applied entry, and
+	// transitionsWake the transitions' runner.
+	metaChanged, transitionsWake chan struct{}
 	// shardGroups are the shard groups started here, by group id.
 	shardsMu    sync.Mutex
 	shardGroups map[uint64]*shardGroup
@@ -158,7 +159,7 @@ func New(engine *pebble.DB, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{opts: opts, log: opts.Logger.With("component", "cluster"), self: self, engine: engine, store: store,
-		metaChanged: make(chan struct{}, 1), shardGroups: map[uint64]*shardGroup{}}
+		metaChanged: make(chan struct{}, 1), transitionsWake: make(chan struct{}, 1), shardGroups: map[uint64]*shardGroup{}}
 	c.mu.machine = meta.New()
 	c.mu.waiters = map[uint64]chan error{}
 	snap, _ := store.Snapshot()

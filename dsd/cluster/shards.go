@@ -165,10 +165,14 @@ func (c *Cluster) anyReplicated() bool {
 	return false
 }
 
-// metaApplied wakes the shard manager.
+// metaApplied wakes the shard manager and the transitions' runner.
 func (c *Cluster) metaApplied() {
 	select {
 	case c.metaChanged <- struct{}{}:
+	default:
+	}
+	select {
+	case c.transitionsWake <- struct{}{}:
 	default:
 	}
 }

@@ -37,19 +37,27 @@ const transitionEvery = 5
 
 // runTransitions carries out, until Close, the steps of the pending
 // transitions that fall to this site.
+// While none is pending it sleeps until the metadata changes.
 func (c *Cluster) runTransitions() {
 	t := time.NewTicker(transitionEvery * c.opts.TickInterval)
 	defer t.Stop()
 	for {
+		pending := false
+		for _, sp := range c.State().GetMessages().GetShards() {
+			if ts := sp.GetTransitions(); len(ts) > 0 && int(sp.GetShard()) < c.opts.Shards.NShards() {
+				pending = true
+				c.stepTransition(sp.GetShard(), ts[0])
+			}
+		}
+		tick := t.C
+		if !pending {
+			tick = nil
+		}
 		select {
 		case <-c.ctx.Done():
 			return
-		case <-t.C:
-		}
-		for _, sp := range c.State().GetMessages().GetShards() {
-			if ts := sp.GetTransitions(); len(ts) > 0 && int(sp.GetShard()) < c.opts.Shards.NShards() {
-				c.stepTransition(sp.GetShard(), ts[0])
-			}
+		case <-tick:
+		case <-c.transitionsWake:
 		}
 	}
 }
