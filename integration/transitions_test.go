@@ -186,3 +186,113 @@ func TestSetReplicasUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestWipedSiteReplaced: three dsd processes, replication factor 3,
+// publishers storing without pause. One site is killed and its data dir
+// wiped; started again on the empty dir it is a new site, which joins.
+// `dstool set-replicas` over the two survivors and the new site removes
+// the lost site from every shard (first: it is down) and adds the new one,
+// which catches up by a snapshot. Nothing acked is lost, and the new site's
+// shard holds the same bytes as the others' once the Stores stop.
+func TestWipedSiteReplaced(t *testing.T) {
+	const nShards, shard, publishers = 1, 0, 4
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sites := startReplicatedSites(t, ctx, nShards)
+	addrs := httpAddrs(sites)
+	var leader int
+	wait.For(t, 20*time.Second, "a leader of the shard", func() bool { leader = shardLeader(addrs, shard); return leader >= 0 })
+	pubs := newShardPublishers(t, sites, shard, leader)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, cid := range clientsOfShard(shard, nShards, publishers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 1; ; seq++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				pubs.store(ctx, cid, seq)
+			}
+		}()
+	}
+	stopPublishers := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopPublishers()
+	wait.For(t, 20*time.Second, "Stores acked", pubs.ackedAtLeast(200))
+
+	w := (leader + 1) % 3
+	old, ok := clusterView(t, sites[w])
+	if !ok {
+		t.Fatal("no view of the site to wipe")
+	}
+	sites[w].Kill()
+	if err := os.RemoveAll(sites[w].DataDir); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 20*time.Second, "Stores acked with a site down", pubs.ackedAtLeast(pubs.ackedCount()+200))
+	began := time.Now()
+	cfg := sites[w].cfg
+	cfg.GRPCListen, cfg.HTTPListen = sites[w].GRPCAddr, sites[w].HTTPAddr
+	cfg.Join = sites[leader].GRPCAddr
+	fresh, err := StartDSD(ctx, bins, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sites[w] = fresh
+	var view siteInfo
+	wait.For(t, 20*time.Second, "the wiped site joins as a new site", func() bool {
+		view, ok = clusterView(t, fresh)
+		return ok && view.Site != old.Site && len(view.Sites) == 4
+	})
+	var keep []string
+	for i, d := range sites {
+		if i != w {
+			v, _ := clusterView(t, d)
+			keep = append(keep, v.Site)
+		}
+	}
+	dstool(t, sites[leader].GRPCAddr, append([]string{"set-replicas"}, append(keep, view.Site)...)...)
+	if !wait.Until(60*time.Second, func() bool {
+		v, ok := clusterView(t, sites[leader])
+		if !ok || len(v.Shards) != nShards {
+			return false
+		}
+		s := v.Shards[0]
+		return len(s.Transitions) == 0 && len(s.Replicas) == 3 && slices.Contains(s.Replicas, view.Site) && !slices.Contains(s.Replicas, old.Site)
+	}) {
+		t.Fatalf("the lost site was not replaced:\n%s", tail(fresh.Log(), 30))
+	}
+	t.Logf("wiped site back as %s; %v from its start to the shard on it (the lost %s removed): %s",
+		view.Site, time.Since(began).Round(time.Millisecond), old.Site, snapshotInstalledRE.FindString(fresh.Log()))
+	wait.For(t, 20*time.Second, "Stores acked after the replacement", pubs.ackedAtLeast(pubs.ackedCount()+200))
+	stopPublishers()
+	leader = shardLeader(addrs, shard)
+	read, lost, dup := pubs.check(ctx, leader)
+	t.Logf("%d Stores acked (%d attempts retried); read from the leader %d, lost %d, stored more than once %d", pubs.ackedCount(), pubs.retries, read, lost, dup)
+	if lost != 0 || dup != 0 || read != pubs.ackedCount() {
+		t.Fatalf("lost %d, duplicated %d, read %d of %d acked", lost, dup, read, pubs.ackedCount())
+	}
+	metric := func(i int, name string) float64 {
+		v, _ := shardMetric(addrs[i], name, shard)
+		return v
+	}
+	last := -1.0
+	wait.For(t, 20*time.Second, "every replica applied the same, last entry", func() bool {
+		c := metric(leader, "commit_index")
+		same := c == last && metric(0, "applied_index") == c && metric(1, "applied_index") == c && metric(2, "applied_index") == c
+		last = c
+		return same
+	})
+	for _, i := range []int{leader, (leader + 1) % 3, (leader + 2) % 3} {
+		if err := sites[i].Stop(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, want := shardState(t, sites[leader].DataDir, nShards, shard)
+	if _, got := shardState(t, fresh.DataDir, nShards, shard); diffPairs(t, want, got) != "" {
+		t.Fatalf("the new site's shard differs from the leader's:\n%s", diffPairs(t, want, got))
+	}
+}
