@@ -275,7 +275,16 @@ func (g *shardGroup) refetch(cs *pb.ConfState, atLeast uint64) error {
 	c.log.Warn("a shard snapshot's install was interrupted: fetching the shard's state again before its group starts", "shard", g.shard, "at_least", atLeast)
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		for _, id := range slices.Concat(cs.GetVoters(), cs.GetLearners(), g.voters) {
+		// The conf state's members, and the replica set's (a replica
+		// being added may have saved no conf state yet).
+		ids := slices.Concat(cs.GetVoters(), cs.GetLearners())
+		for _, p := range g.peers {
+			if id, err := meta.NodeID(p); err == nil {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		for _, id := range slices.Compact(ids) {
 			if id == c.self {
 				continue
 			}
