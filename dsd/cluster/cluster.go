@@ -117,6 +117,9 @@ type Cluster struct {
 	node atomic.Pointer[nodeRef]
 	// failed is set when the group stopped on a storage error.
 	failed atomic.Bool
+	// holdTransitions (tests only) keeps the transitions' runner from
+	// acting.
+	holdTransitions atomic.Bool
 	// dropFrom, when set (tests only), drops the raft messages that
 	// arrive from the sites it names: a network partition.
 	dropFrom atomic.Pointer[func(from string) bool]

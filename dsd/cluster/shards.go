@@ -638,6 +638,7 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 				}
 			}
 			g.c.log.Info("shard group membership changed", "shard", g.shard, "voters", len(cs.GetVoters()), "learners", len(cs.GetLearners()))
+			g.c.metaApplied() // the transitions' runner looks at the group's members
 		}
 		g.applied.Store(e.GetIndex())
 	}

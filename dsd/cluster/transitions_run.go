@@ -42,11 +42,17 @@ func (c *Cluster) runTransitions() {
 	t := time.NewTicker(transitionEvery * c.opts.TickInterval)
 	defer t.Stop()
 	for {
-		pending := false
+		pending := c.holdTransitions.Load()
 		for _, sp := range c.State().GetMessages().GetShards() {
-			if ts := sp.GetTransitions(); len(ts) > 0 && int(sp.GetShard()) < c.opts.Shards.NShards() {
+			if int(sp.GetShard()) >= c.opts.Shards.NShards() || c.holdTransitions.Load() {
+				continue
+			}
+			if ts := sp.GetTransitions(); len(ts) > 0 {
 				pending = true
 				c.stepTransition(sp.GetShard(), ts[0])
+			}
+			if c.removeStrayLearners(sp) {
+				pending = true
 			}
 		}
 		tick := t.C
@@ -97,6 +103,43 @@ func (c *Cluster) stepTransition(shard uint32, t *clusterv1.Transition) {
 		// group, and it goes on where its predecessor stood.
 		g.stepDel(t)
 	}
+}
+
+// removeStrayLearners removes, on the shard group's leader, the learners
+// that are neither replicas nor the site of the shard's next addition: an
+// addition dropped by a new set-replicas after its learner was added. It
+// reports whether it found any.
+func (c *Cluster) removeStrayLearners(sp *clusterv1.ShardPlacement) bool {
+	g := c.shardGroup(ShardGroup(int(sp.GetShard())))
+	if g == nil || !g.leader.Load() {
+		return false
+	}
+	n := g.node.Load()
+	if n == nil {
+		return false
+	}
+	c.mu.Lock()
+	caughtUp := c.mu.applied >= c.startCommit
+	c.mu.Unlock()
+	if !caughtUp {
+		return false
+	}
+	allowed := map[string]bool{}
+	for _, r := range sp.GetReplicas() {
+		allowed[r] = true
+	}
+	if ts := sp.GetTransitions(); len(ts) > 0 && ts[0].GetOp() == clusterv1.TransitionOp_TRANSITION_OP_ADD {
+		allowed[ts[0].GetSite()] = true
+	}
+	st := n.Status()
+	found := false
+	for id := range st.Config.Learners {
+		if !allowed[meta.SiteID(id)] {
+			found = true
+			g.proposeConfChange(n, pb.ConfChangeRemoveNode, id, "remove a learner no transition adds")
+		}
+	}
+	return found
 }
 
 func (c *Cluster) claim(shard uint32, t *clusterv1.Transition) {

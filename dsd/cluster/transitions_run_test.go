@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/stratamq/strata/dsd/meta"
 
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
@@ -141,4 +144,20 @@ func TestTransitionsRun(t *testing.T) {
 			return len(a) > 0 && slices.Equal(a, machines[2].entries(shard))
 		})
 	}
+
+	// A learner that no transition adds (an addition dropped by a new
+	// set-replicas) is removed by the leader.
+	l := leaderOf(0)
+	g := sites[l].c.shardGroup(ShardGroup(0))
+	stray, _ := meta.NodeID(ids[0])
+	learner := func() bool { _, ok := g.node.Load().Status().Config.Learners[stray]; return ok }
+	sites[l].c.holdTransitions.Store(true)
+	typ := pb.ConfChangeAddLearnerNode
+	if err := g.node.Load().ProposeConfChange(context.Background(), &pb.ConfChange{Type: &typ, NodeId: &stray}); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 10*time.Second, "a learner no transition adds", learner)
+	sites[l].c.holdTransitions.Store(false)
+	sites[l].c.metaApplied()
+	wait.For(t, 10*time.Second, "the stray learner removed", func() bool { return !learner() })
 }
