@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	"github.com/stratamq/strata/internal/testutil/testpki"
 )
 
 // TestReplicasChangesWithoutCluster: a dsd without a metadata group
@@ -50,5 +52,43 @@ func TestReplicasChangesWithoutCluster(t *testing.T) {
 	_, err := c.Admin.UpdateReplicas(context.Background(), &dsdv1.UpdateReplicasRequest{Change: &dsdv1.UpdateReplicasRequest_Join{Join: "a1"}})
 	if status.Code(err) != codes.Unimplemented {
 		t.Fatalf("UpdateReplicas without a cluster: %v", err)
+	}
+}
+
+// TestReplicasChangesNeedAdminWithMutualTLS: with client certificates
+// required, changing the replica sites over REST or AdminService needs the
+// admin role: a service certificate is refused (403, PERMISSION_DENIED);
+// an admin's request goes through to the cluster (none here: 501).
+func TestReplicasChangesNeedAdminWithMutualTLS(t *testing.T) {
+	pki := testpki.New(t)
+	srv := startTLSServer(t, pki, true)
+	put := func(name string) int {
+		t.Helper()
+		cert, key := pki.Issue(t, name, false)
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool(), Certificates: []tls.Certificate{pair}}}}
+		req, err := http.NewRequest(http.MethodPut, "https://"+srv.HTTPAddr()+"/ds/storages/messages/replicas/a1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := put("svc"); code != http.StatusForbidden {
+		t.Errorf("PUT with a service certificate: %d, want 403", code)
+	}
+	if code := put("ops"); code != http.StatusNotImplemented {
+		t.Errorf("PUT with an admin certificate: %d, want 501 (no cluster)", code)
+	}
+	req := &dsdv1.UpdateReplicasRequest{Change: &dsdv1.UpdateReplicasRequest_Leave{Leave: "a1"}}
+	if _, err := dialAs(t, pki, srv, "svc").Admin.UpdateReplicas(context.Background(), req); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("UpdateReplicas with a service certificate: %v", err)
 	}
 }
