@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratamq/strata/internal/testutil"
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
@@ -294,5 +295,145 @@ func TestWipedSiteReplaced(t *testing.T) {
 	_, want := shardState(t, sites[leader].DataDir, nShards, shard)
 	if _, got := shardState(t, fresh.DataDir, nShards, shard); diffPairs(t, want, got) != "" {
 		t.Fatalf("the new site's shard differs from the leader's:\n%s", diffPairs(t, want, got))
+	}
+}
+
+// TestTransitionsChurn: four dsd processes (n_sites = 1, replication
+// factor 3), publishers storing into every shard without pause. The shards
+// move from the first site to three, then, round after round, to another
+// three of the four (one addition and one removal per shard), while a
+// site is SIGKILLed right after each set-replicas and restarted once more
+// Stores are acked (3 rounds; 8 under `make torture`). Every round
+// converges (no transition left, every shard on the three sites asked
+// for), and in the end every acked Store is in its shard, once.
+func TestTransitionsChurn(t *testing.T) {
+	const nShards, perShard, nSites = 2, 3, 4
+	rounds := 3
+	if testutil.Torture() {
+		rounds = 8
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rounds+2)*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "strata.toml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("durable_storage.messages.n_shards = %d\ndurable_storage.messages.n_sites = 1\ndurable_storage.messages.replication_factor = 3\n", nShards)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sites := make([]*DSD, 0, nSites)
+	t.Cleanup(func() {
+		for _, d := range sites {
+			_ = d.Stop(10 * time.Second)
+		}
+	})
+	ids := make([]string, nSites)
+	for i := range nSites {
+		cfg := DSDConfig{DataDir: filepath.Join(dir, fmt.Sprintf("site%d", i)), ConfigFile: conf}
+		if i > 0 {
+			cfg.Join = sites[0].GRPCAddr
+		}
+		d, err := StartDSD(ctx, bins, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sites = append(sites, d)
+		wait.For(t, 20*time.Second, "the site is a member, the shards allocated", func() bool {
+			v, ok := clusterView(t, d)
+			ids[i] = v.Site
+			return ok && len(v.Sites) == i+1 && len(v.Shards) == nShards && len(v.Shards[0].Replicas) > 0
+		})
+	}
+	pubs := make([]*shardPublishers, nShards)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for shard := range nShards {
+		pubs[shard] = newShardPublishers(t, sites, shard, 0)
+		for _, cid := range clientsOfShard(shard, nShards, perShard) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for seq := 1; ; seq++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					pubs[shard].store(ctx, cid, seq)
+				}
+			}()
+		}
+	}
+	stopPublishers := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopPublishers()
+	acked := func() int {
+		n := 0
+		for _, p := range pubs {
+			n += p.ackedCount()
+		}
+		return n
+	}
+	ackedMore := func(n int) func() bool {
+		base := acked()
+		return func() bool { return acked() >= base+n }
+	}
+	// moveTo sets the replica sites to all but site out, through site via,
+	// and waits until every live site's view shows it done.
+	moveTo := func(out, via int, kill int) time.Duration {
+		t.Helper()
+		var want []string
+		for i, id := range ids {
+			if i != out {
+				want = append(want, id)
+			}
+		}
+		slices.Sort(want)
+		began := time.Now()
+		dstool(t, sites[via].GRPCAddr, append([]string{"set-replicas"}, want...)...)
+		if kill >= 0 {
+			sites[kill].Kill()
+			wait.For(t, 30*time.Second, "Stores acked with a site killed", ackedMore(50))
+			restarted, err := sites[kill].KillAndRestart(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sites[kill] = restarted
+		}
+		if !wait.Until(90*time.Second, func() bool {
+			v, ok := clusterView(t, sites[via])
+			if !ok {
+				return false
+			}
+			for _, s := range v.Shards {
+				r := slices.Clone(s.Replicas)
+				slices.Sort(r)
+				if len(s.Transitions) != 0 || !slices.Equal(r, want) {
+					return false
+				}
+			}
+			return true
+		}) {
+			v, _ := clusterView(t, sites[via])
+			t.Fatalf("the shards did not move to %v: %+v\n%s", want, v.Shards, tail(sites[via].Log(), 30))
+		}
+		return time.Since(began)
+	}
+	wait.For(t, 20*time.Second, "Stores acked", ackedMore(100))
+	t.Logf("from 1 site to 3: %v", moveTo(3, 1, -1).Round(time.Millisecond))
+	for r := range rounds {
+		out, kill, via := r%nSites, (r+1)%nSites, (r+2)%nSites
+		took := moveTo(out, via, kill)
+		t.Logf("round %d: replicas move off site %d (site %d SIGKILLed and restarted meanwhile): %v; %d Stores acked",
+			r+1, out, kill, took.Round(time.Millisecond), acked())
+		wait.For(t, 30*time.Second, "Stores acked after the round", ackedMore(100))
+	}
+	stopPublishers()
+	for shard, p := range pubs {
+		var l int
+		wait.For(t, 20*time.Second, "a leader", func() bool { l = shardLeader(httpAddrs(sites), shard); return l >= 0 })
+		read, lost, dup := p.check(ctx, l)
+		t.Logf("shard %d: %d Stores acked (%d attempts retried); read from its leader %d, lost %d, stored more than once %d",
+			shard, p.ackedCount(), p.retries, read, lost, dup)
+		if lost != 0 || dup != 0 || read != p.ackedCount() {
+			t.Fatalf("shard %d: lost %d, duplicated %d, read %d of %d acked", shard, lost, dup, read, p.ackedCount())
+		}
 	}
 }
