@@ -309,8 +309,9 @@ func TestShardGroups(t *testing.T) {
 		e := machines[f].entries(0)
 		return len(e) >= 2 && strings.HasSuffix(e[len(e)-1], ":after-restart")
 	})
-	if a, b := machines[f].entries(0), machines[lead].entries(0); !slices.Equal(a, b) {
-		t.Fatalf("replicas applied different entries: %v and %v", a, b)
+	// The leader may apply the entry a moment after the follower does.
+	if !wait.Until(10*time.Second, func() bool { return slices.Equal(machines[f].entries(0), machines[lead].entries(0)) }) {
+		t.Fatalf("replicas applied different entries: %v and %v", machines[f].entries(0), machines[lead].entries(0))
 	}
 }
 
