@@ -190,10 +190,10 @@ func TestSetReplicasUnderLoad(t *testing.T) {
 
 // TestWipedSiteReplaced: three dsd processes, replication factor 3,
 // publishers storing without pause. One site is killed and its data dir
-// wiped; started again on the empty dir it is a new site, which joins.
-// `dstool set-replicas` over the two survivors and the new site removes
-// the lost site from every shard (first: it is down) and adds the new one,
-// which catches up by a snapshot. Nothing acked is lost, and the new site's
+// wiped; the others truncate their logs meanwhile. Started again on the
+// empty dir it is a new site, which joins. `dstool set-replicas` over the
+// two survivors and the new site removes the lost site from every shard
+// (first: it is down) and adds the new one, which catches up by a snapshot. Nothing acked is lost, and the new site's
 // shard holds the same bytes as the others' once the Stores stop.
 func TestWipedSiteReplaced(t *testing.T) {
 	const nShards, shard, publishers = 1, 0, 4
@@ -233,7 +233,13 @@ func TestWipedSiteReplaced(t *testing.T) {
 	if err := os.RemoveAll(sites[w].DataDir); err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, 20*time.Second, "Stores acked with a site down", pubs.ackedAtLeast(pubs.ackedCount()+200))
+	// The log truncated: the new site cannot replay it from the start.
+	if !wait.Until(90*time.Second, func() bool {
+		v, ok := shardMetric(addrs[leader], "first_index", shard)
+		return ok && v > 1
+	}) {
+		t.Fatal("the leader's log was not truncated with a site down")
+	}
 	began := time.Now()
 	cfg := sites[w].cfg
 	cfg.GRPCListen, cfg.HTTPListen = sites[w].GRPCAddr, sites[w].HTTPAddr
@@ -268,6 +274,9 @@ func TestWipedSiteReplaced(t *testing.T) {
 	}
 	t.Logf("wiped site back as %s; %v from its start to the shard on it (the lost %s removed): %s",
 		view.Site, time.Since(began).Round(time.Millisecond), old.Site, snapshotInstalledRE.FindString(fresh.Log()))
+	if n, _ := shardMetric(fresh.HTTPAddr, "snapshots_installed_total", shard); n < 1 {
+		t.Fatalf("the new site installed %v snapshots, want one", n)
+	}
 	wait.For(t, 20*time.Second, "Stores acked after the replacement", pubs.ackedAtLeast(pubs.ackedCount()+200))
 	stopPublishers()
 	leader = shardLeader(addrs, shard)
