@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,23 +34,7 @@ func TestReplicatedShardSnapshot(t *testing.T) {
 	var leader int
 	wait.For(t, 20*time.Second, "a leader of the shard", func() bool { leader = shardLeader(addrs, shard); return leader >= 0 })
 	pubs := newShardPublishers(t, sites, shard, leader)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, cid := range clientsOfShard(shard, nShards, publishers) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seq := 1; ; seq++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				pubs.store(ctx, cid, seq)
-			}
-		}()
-	}
-	stopPublishers := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	stopPublishers := keepStoring(ctx, pubs, clientsOfShard(shard, nShards, publishers))
 	defer stopPublishers()
 	metric := func(i int, name string) float64 {
 		v, _ := shardMetric(addrs[i], name, shard)

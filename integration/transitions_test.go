@@ -3,12 +3,9 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,77 +27,20 @@ func TestSetReplicasUnderLoad(t *testing.T) {
 	const nShards, perShard = 2, 4
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "strata.toml")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("durable_storage.messages.n_shards = %d\ndurable_storage.messages.n_sites = 1\ndurable_storage.messages.replication_factor = 3\n", nShards)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sites := make([]*DSD, 0, 3)
-	t.Cleanup(func() {
-		for _, d := range sites {
-			_ = d.Stop(10 * time.Second)
-		}
-	})
-	for i := range 3 {
-		cfg := DSDConfig{DataDir: filepath.Join(dir, fmt.Sprintf("site%d", i)), ConfigFile: conf}
-		if i > 0 {
-			cfg.Join = sites[0].GRPCAddr
-		}
-		d, err := StartDSD(ctx, bins, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sites = append(sites, d)
-		if i == 0 {
-			wait.For(t, 20*time.Second, "the first site allocates the shards alone", func() bool {
-				v, ok := clusterView(t, d)
-				return ok && len(v.Shards) == nShards && len(v.Shards[0].Replicas) == 1
-			})
-		}
-	}
-	var view siteInfo
-	if !wait.Until(20*time.Second, func() bool {
-		var ok bool
-		view, ok = clusterView(t, sites[0])
-		if !ok || len(view.Sites) != 3 || len(view.Shards) != nShards {
-			return false
-		}
-		for _, s := range view.Shards {
-			if len(s.Replicas) != 1 || s.Replicas[0] != view.Site {
-				return false
-			}
-		}
-		return true
-	}) {
-		t.Fatalf("not three members with every shard on the first site: %+v\n%s", view, tail(sites[2].Log(), 20))
-	}
-	first := view.Site
-	var ids []string
-	for _, s := range view.Sites {
-		ids = append(ids, s.Site)
-	}
+	sites, ids := startSitesAlone(t, ctx, 3, nShards)
+	first := ids[0]
 
 	pubs := make([]*shardPublishers, nShards)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	stops := make([]func(), nShards)
 	for shard := range nShards {
 		pubs[shard] = newShardPublishers(t, sites, shard, 0)
-		for _, cid := range clientsOfShard(shard, nShards, perShard) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for seq := 1; ; seq++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					pubs[shard].store(ctx, cid, seq)
-				}
-			}()
+		stops[shard] = keepStoring(ctx, pubs[shard], clientsOfShard(shard, nShards, perShard))
+	}
+	stopPublishers := func() {
+		for _, stop := range stops {
+			stop()
 		}
 	}
-	stopPublishers := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	defer stopPublishers()
 	acked := func() int {
 		n := 0
@@ -193,8 +133,9 @@ func TestSetReplicasUnderLoad(t *testing.T) {
 // wiped; the others truncate their logs meanwhile. Started again on the
 // empty dir it is a new site, which joins. `dstool set-replicas` over the
 // two survivors and the new site removes the lost site from every shard
-// (first: it is down) and adds the new one, which catches up by a snapshot. Nothing acked is lost, and the new site's
-// shard holds the same bytes as the others' once the Stores stop.
+// (first: it is down) and adds the new one, which catches up by a
+// snapshot. Nothing acked is lost, and the new site's shard holds the same
+// bytes as the others' once the Stores stop.
 func TestWipedSiteReplaced(t *testing.T) {
 	const nShards, shard, publishers = 1, 0, 4
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -204,23 +145,7 @@ func TestWipedSiteReplaced(t *testing.T) {
 	var leader int
 	wait.For(t, 20*time.Second, "a leader of the shard", func() bool { leader = shardLeader(addrs, shard); return leader >= 0 })
 	pubs := newShardPublishers(t, sites, shard, leader)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, cid := range clientsOfShard(shard, nShards, publishers) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seq := 1; ; seq++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				pubs.store(ctx, cid, seq)
-			}
-		}()
-	}
-	stopPublishers := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	stopPublishers := keepStoring(ctx, pubs, clientsOfShard(shard, nShards, publishers))
 	defer stopPublishers()
 	wait.For(t, 20*time.Second, "Stores acked", pubs.ackedAtLeast(200))
 
@@ -323,55 +248,18 @@ func TestTransitionsChurn(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rounds+2)*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "strata.toml")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("durable_storage.messages.n_shards = %d\ndurable_storage.messages.n_sites = 1\ndurable_storage.messages.replication_factor = 3\n", nShards)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sites := make([]*DSD, 0, nSites)
-	t.Cleanup(func() {
-		for _, d := range sites {
-			_ = d.Stop(10 * time.Second)
-		}
-	})
-	ids := make([]string, nSites)
-	for i := range nSites {
-		cfg := DSDConfig{DataDir: filepath.Join(dir, fmt.Sprintf("site%d", i)), ConfigFile: conf}
-		if i > 0 {
-			cfg.Join = sites[0].GRPCAddr
-		}
-		d, err := StartDSD(ctx, bins, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sites = append(sites, d)
-		wait.For(t, 20*time.Second, "the site is a member, the shards allocated", func() bool {
-			v, ok := clusterView(t, d)
-			ids[i] = v.Site
-			return ok && len(v.Sites) == i+1 && len(v.Shards) == nShards && len(v.Shards[0].Replicas) > 0
-		})
-	}
+	sites, ids := startSitesAlone(t, ctx, nSites, nShards)
 	pubs := make([]*shardPublishers, nShards)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	stops := make([]func(), nShards)
 	for shard := range nShards {
 		pubs[shard] = newShardPublishers(t, sites, shard, 0)
-		for _, cid := range clientsOfShard(shard, nShards, perShard) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for seq := 1; ; seq++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					pubs[shard].store(ctx, cid, seq)
-				}
-			}()
+		stops[shard] = keepStoring(ctx, pubs[shard], clientsOfShard(shard, nShards, perShard))
+	}
+	stopPublishers := func() {
+		for _, stop := range stops {
+			stop()
 		}
 	}
-	stopPublishers := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	defer stopPublishers()
 	acked := func() int {
 		n := 0
