@@ -3,13 +3,12 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/stratamq/strata/internal/testutil"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/stratamq/strata/internal/testutil"
 
 	"github.com/eclipse/paho.golang/paho"
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/stratamq/strata/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,8 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/stratamq/strata/internal/testutil"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"

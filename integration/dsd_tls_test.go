@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/stratamq/strata/internal/testutil/wait"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,8 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/stratamq/strata/internal/testutil/wait"
 
 	"github.com/eclipse/paho.golang/paho"
 

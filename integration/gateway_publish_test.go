@@ -3,14 +3,13 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/stratamq/strata/internal/testutil"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/stratamq/strata/internal/testutil"
 
 	"github.com/eclipse/paho.golang/paho"
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"github.com/stratamq/strata/internal/testutil"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -17,8 +18,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/stratamq/strata/internal/testutil"
 
 	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/paho"
