@@ -274,7 +274,9 @@ type DSDTLS struct {
 
 // Gateway are the gateway's own keys (gateway.*).
 type Gateway struct {
-	// DSD is the address of dsd's gRPC API. Default 127.0.0.1:7070.
+	// DSD is the address of dsd's gRPC API, or a comma-separated list of
+	// sites of a cluster, any one enough to discover the others. Default
+	// 127.0.0.1:7070.
 	DSD string `toml:"dsd"`
 	// HTTPListen serves the gateway's /metrics and /healthz. Default 127.0.0.1:7072.
 	HTTPListen string `toml:"http_listen"`

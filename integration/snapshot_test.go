@@ -100,7 +100,7 @@ func TestReplicatedShardSnapshot(t *testing.T) {
 	var want []byte
 	var wantApplied uint64
 	for i, d := range sites {
-		applied, state := shardState(t, d.DataDir, nShards, shard)
+		applied, state := shardBytes(t, d.DataDir, nShards, shard)
 		if i == 0 {
 			want, wantApplied = state, applied
 			t.Logf("shard %d: %d bytes of state at index %d", shard, len(state), applied)
@@ -112,8 +112,8 @@ func TestReplicatedShardSnapshot(t *testing.T) {
 	}
 }
 
-// shardState reads a stopped site's shard whole, as a snapshot streams it.
-func shardState(t *testing.T, dataDir string, nShards, shard int) (uint64, []byte) {
+// shardBytes reads a stopped site's shard whole, as a snapshot streams it.
+func shardBytes(t *testing.T, dataDir string, nShards, shard int) (uint64, []byte) {
 	t.Helper()
 	db, err := storage.Open(storage.Options{DataDir: dataDir, NShards: nShards, IdleTickInterval: time.Hour, SessionGCInterval: time.Hour})
 	if err != nil {

@@ -226,8 +226,8 @@ func TestWipedSiteReplaced(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, want := shardState(t, sites[leader].DataDir, nShards, shard)
-	if _, got := shardState(t, fresh.DataDir, nShards, shard); diffPairs(t, want, got) != "" {
+	_, want := shardBytes(t, sites[leader].DataDir, nShards, shard)
+	if _, got := shardBytes(t, fresh.DataDir, nShards, shard); diffPairs(t, want, got) != "" {
 		t.Fatalf("the new site's shard differs from the leader's:\n%s", diffPairs(t, want, got))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,10 @@ type leases struct {
 	interval time.Duration
 	now      func() time.Time
 	log      *slog.Logger
+	// replicated, when set and true, makes every check after an interval
+	// read the epochs owning connected sessions in this site's replicas
+	// (replicatedEpochs).
+	replicated func() bool
 
 	mu struct {
 		sync.Mutex
@@ -58,6 +63,8 @@ type leases struct {
 		dying []storage.GatewayEpoch
 		// lastCheck is when check last ran (stall detection).
 		lastCheck time.Time
+		// lastScan is when the replicated sessions were last read.
+		lastScan time.Time
 	}
 }
 
@@ -160,6 +167,15 @@ func (l *leases) check(ctx context.Context) []storage.GatewayEpoch {
 		}
 		l.log.Warn("gateway epoch dead: no heartbeat for 3 intervals", "gateway", ge.GatewayID, "epoch", ge.Epoch)
 	}
+	scan := l.replicated != nil && now.Sub(l.mu.lastScan) >= l.interval
+	if scan {
+		l.mu.lastScan = now
+	}
+	l.mu.Unlock()
+	if scan && l.replicated() {
+		l.replicatedEpochs(now)
+	}
+	l.mu.Lock()
 	dying := l.mu.dying
 	l.mu.dying = nil
 	l.mu.Unlock()
@@ -174,7 +190,11 @@ func (l *leases) check(ctx context.Context) []storage.GatewayEpoch {
 			retry = append(retry, ge)
 			continue
 		}
-		l.log.Info("dead gateway epoch's connections ended", "gateway", ge.GatewayID, "epoch", ge.Epoch, "sessions", n)
+		lvl := slog.LevelInfo
+		if n == 0 {
+			lvl = slog.LevelDebug // a shard led elsewhere still showed them, or a repeat
+		}
+		l.log.Log(ctx, lvl, "dead gateway epoch's connections ended", "gateway", ge.GatewayID, "epoch", ge.Epoch, "sessions", n)
 		ended = append(ended, ge)
 	}
 	if len(retry) > 0 {
@@ -183,6 +203,38 @@ func (l *leases) check(ctx context.Context) []storage.GatewayEpoch {
 		l.mu.Unlock()
 	}
 	return ended
+}
+
+// replicatedEpochs brings the leases in line with the replicated session
+// state of this site's shards, led here or not (docs/replication.md
+// "Gateway leases across sites"): a gateway keeps its lease with every
+// site, so every site tracks its epochs, but a site ends a dead epoch's
+// sessions only in the shards it leads when it runs EndGatewayEpoch. So
+// an epoch declared dead here whose sessions are still connected in some
+// shard (led elsewhere then, maybe led here now) is ended again, until
+// the shards' leaders have ended them all; and an epoch that owns
+// connected sessions and is neither live nor dead here (this site never
+// heard from it: it was down, or the gateway could not reach it) gets a
+// fresh grace, as at start, so it dies here too if it is not heard from.
+func (l *leases) replicatedEpochs(now time.Time) {
+	epochs := l.db.ConnectedGatewayEpochs()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, ge := range epochs {
+		if ge.GatewayID == "" {
+			continue
+		}
+		if _, ok := l.mu.live[ge]; ok {
+			continue
+		}
+		if d, ok := l.mu.dead[ge.GatewayID]; ok && ge.Epoch <= d {
+			if !slices.Contains(l.mu.dying, ge) {
+				l.mu.dying = append(l.mu.dying, ge)
+			}
+			continue
+		}
+		l.mu.live[ge] = &epochLease{deadline: l.grace(now)}
+	}
 }
 
 // run checks the leases every tickPeriod until ctx ends.

@@ -278,3 +278,37 @@ func TestLinkHeartbeat(t *testing.T) {
 	}
 	l2.Close()
 }
+
+// TestLeaseReplicatedEpochs: with replicated shards, a site tracks the
+// epochs that own connected sessions in its replicas even when the
+// gateway never said hello to it (it gets a fresh grace and dies
+// unheard), and ends a dead epoch's sessions again when they show up
+// connected later (a shard this site came to lead after the epoch died
+// here).
+func TestLeaseReplicatedEpochs(t *testing.T) {
+	e := newLeaseEnv(t)
+	e.l.replicated = func() bool { return true }
+	gw := storage.GatewayEpoch{GatewayID: "gw", Epoch: 7}
+	e.openSession("a", "gw", 7, 0)
+	if dead := e.step(3*testInterval - e.l.tickPeriod()); len(dead) != 0 {
+		t.Fatalf("an epoch never heard from died before its grace: %v", dead)
+	}
+	if dead := e.step(2 * e.l.tickPeriod()); len(dead) != 1 || dead[0] != gw {
+		t.Fatalf("dead after the grace: %v", dead)
+	}
+	if r := e.record("a"); r.Connected {
+		t.Fatalf("a after its epoch died: %v", r)
+	}
+	// A session of the dead epoch still connected (ended by no leader
+	// yet) is ended at the next scan.
+	e.openSession("b", "gw", 7, 0)
+	if dead := e.step(testInterval); len(dead) != 1 || dead[0] != gw {
+		t.Fatalf("the dead epoch was not ended again: %v", dead)
+	}
+	if r := e.record("b"); r.Connected {
+		t.Fatalf("b of the dead epoch: %v", r)
+	}
+	if dead := e.step(2 * testInterval); len(dead) != 0 {
+		t.Fatalf("ended again with nothing connected: %v", dead)
+	}
+}

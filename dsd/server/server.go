@@ -201,6 +201,9 @@ func Listen(db *storage.DB, opts Options) (*Server, error) {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
 	s.link = newGatewayLinkService(db, opts.GatewayLink, opts.Logger, s.shutdown, m)
+	if c := opts.Cluster; c != nil {
+		s.link.leases.replicated = func() bool { return replicatesAny(c) }
+	}
 	gopts = append(gopts, grpc.MaxSendMsgSize(s.link.opts.maxSendMsgSize(db)))
 	s.grpc = grpc.NewServer(gopts...)
 	dsdv1.RegisterStorageServiceServer(s.grpc, &storageService{db: db, metrics: m, cluster: opts.Cluster})

@@ -63,3 +63,14 @@ func clusterInfo(c *cluster.Cluster) *dsdv1.ClusterInfo {
 	}
 	return out
 }
+
+// replicatesAny reports whether the allocation replicates a shard over
+// more than one site.
+func replicatesAny(c *cluster.Cluster) bool {
+	for _, p := range c.State().GetMessages().GetShards() {
+		if len(p.GetReplicas()) > 1 {
+			return true
+		}
+	}
+	return false
+}

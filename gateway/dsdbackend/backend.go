@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/stratamq/strata/gateway/packet"
 	"github.com/stratamq/strata/gateway/session"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
@@ -48,9 +51,13 @@ type Options struct {
 // Backend is a session.Backend over dsd's SessionService. It is safe for
 // concurrent use.
 type Backend struct {
-	sessions dsdv1.SessionServiceClient
-	reg      Registrar
-	opts     Options
+	// sessions is the SessionService of the leader of a client id's shard.
+	sessions func(clientID string) dsdv1.SessionServiceClient
+	// pool, when set, routes the calls (NewRouted); a refusal naming
+	// another leader is retried there.
+	pool *Pool
+	reg  Registrar
+	opts Options
 }
 
 var _ session.Backend = (*Backend)(nil)
@@ -60,7 +67,38 @@ var _ session.Backend = (*Backend)(nil)
 func New(sessions dsdv1.SessionServiceClient, reg Registrar, opts Options) *Backend {
 	opts.EnsureDefaults()
 	mustBeValid(opts.Validate())
-	return &Backend{sessions: sessions, reg: reg, opts: opts}
+	return &Backend{sessions: func(string) dsdv1.SessionServiceClient { return sessions }, reg: reg, opts: opts}
+}
+
+// NewRouted returns a Backend whose calls go to the leader of each
+// session's shard, as pool knows it.
+func NewRouted(pool *Pool, reg Registrar, opts Options) *Backend {
+	opts.EnsureDefaults()
+	mustBeValid(opts.Validate())
+	return &Backend{sessions: func(id string) dsdv1.SessionServiceClient { return pool.ForClient(id).Sessions() }, pool: pool, reg: reg, opts: opts}
+}
+
+// maxFastReroutes bounds the retries in a row that follow a refusal naming
+// the leader without a pause (two sites that name each other while a
+// leadership change settles).
+const maxFastReroutes = 3
+
+// rerouted reports whether err is a refusal of a site that does not lead
+// the call's shard, and tells the pool (which updates its table or asks
+// for a refresh): the call then goes again, at once when the refusal
+// named the leader (now), else after a pause.
+func (b *Backend) rerouted(err error) (retry, now bool) {
+	if b.pool == nil || err == nil {
+		return false, false
+	}
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false, false
+	}
+	if _, ok := ParseRefusal(st.Message()); !ok {
+		return false, false
+	}
+	return true, b.pool.Observe(err)
 }
 
 // call runs f with ctx bounded by the call timeout and cancelled when the
@@ -78,12 +116,56 @@ func (b *Backend) call(ctx context.Context, r Registration, f func(ctx context.C
 // ends: a dsd restart then delays the call instead of failing it.
 func (b *Backend) retry(ctx context.Context, r Registration, op string, translate func(context.Context, string, error) error, f func(ctx context.Context) error) error {
 	bo := newBackoff(b.opts.CallTimeout / 4)
-	for {
-		err := translate(ctx, op, b.call(ctx, r, f))
+	for fast := 0; ; {
+		raw := b.call(ctx, r, f)
+		if _, now := b.rerouted(raw); now && fast < maxFastReroutes && ctx.Err() == nil && r.Ended.Err() == nil {
+			fast++
+			continue // the leader is named: go there at once
+		}
+		fast = 0
+		err := translate(ctx, op, raw)
 		if !errors.Is(err, session.ErrUnavailable) {
 			return err
 		}
 		t := time.NewTimer(bo.next())
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-r.Ended.Done():
+			t.Stop()
+			return err
+		}
+	}
+}
+
+// callRouted is call for a call that is not retried otherwise
+// (OpenSession, a replay): a refusal of a site that does not lead the
+// call's shard is retried on the leader (a refused call did not happen),
+// within the call timeout; any other error is the caller's.
+func (b *Backend) callRouted(ctx context.Context, r Registration, f func(ctx context.Context) error) error {
+	if b.pool == nil {
+		return b.call(ctx, r, f)
+	}
+	deadline := time.Now().Add(b.opts.CallTimeout)
+	bo := newBackoff(b.opts.CallTimeout / 4)
+	for fast := 0; ; {
+		err := b.call(ctx, r, f)
+		retry, now := b.rerouted(err)
+		if !retry || ctx.Err() != nil || r.Ended.Err() != nil {
+			return err
+		}
+		if now && fast < maxFastReroutes {
+			fast++
+			continue
+		}
+		fast = 0
+		d := bo.next()
+		if time.Until(deadline) < d {
+			return err
+		}
+		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -114,8 +196,8 @@ func (b *Backend) Open(ctx context.Context, req session.OpenRequest) (session.Op
 		AllowCrossIdentityTakeover: b.opts.AllowCrossIdentityTakeover,
 	}
 	var out *dsdv1.OpenSessionResponse
-	err = b.call(ctx, r, func(ctx context.Context) (err error) {
-		out, err = b.sessions.OpenSession(ctx, in)
+	err = b.callRouted(ctx, r, func(ctx context.Context) (err error) {
+		out, err = b.sessions(in.ClientId).OpenSession(ctx, in)
 		return err
 	})
 	if err != nil {
@@ -160,7 +242,7 @@ func (b *Backend) Disconnect(ctx context.Context, req session.DisconnectRequest)
 	// this epoch until told otherwise, so an unreachable dsd is retried
 	// until the caller gives up or the lease ends.
 	return b.retry(ctx, r, "disconnect", sessionError, func(ctx context.Context) error {
-		_, err := b.sessions.Disconnect(ctx, in)
+		_, err := b.sessions(in.ClientId).Disconnect(ctx, in)
 		return err
 	})
 }

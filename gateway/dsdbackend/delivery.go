@@ -22,17 +22,46 @@ const maxRetainedPerSubscribe = 10000
 // link's entries: session commits, watermarks, replays and retained
 // messages. It is safe for concurrent use.
 type Delivery struct {
-	dsd      *client.Client
-	sessions dsdv1.SessionServiceClient
-	reg      Registrar
-	backend  *Backend
-	router   *Router
+	// dsd is the connection of the reads not tied to a shard
+	// (watermarks, retained messages) and of every read without a pool.
+	dsd     *client.Client
+	pool    *Pool
+	reg     Registrar
+	backend *Backend
+	router  *Router
 }
 
 // NewDelivery returns a Delivery over dsd under the registrations of reg;
 // entries go through router (the one the Lease carries).
 func NewDelivery(dsd *client.Client, reg Registrar, router *Router, opts Options) *Delivery {
-	return &Delivery{dsd: dsd, sessions: dsd.Sessions(), reg: reg, backend: New(dsd.Sessions(), reg, opts), router: router}
+	return &Delivery{dsd: dsd, reg: reg, backend: New(dsd.Sessions(), reg, opts), router: router}
+}
+
+// NewRoutedDelivery is NewDelivery over the sites of pool: commits go to
+// the leader of the session's shard, replays to the leader of the
+// stream's shard.
+func NewRoutedDelivery(pool *Pool, reg Registrar, router *Router, opts Options) *Delivery {
+	return &Delivery{pool: pool, reg: reg, backend: NewRouted(pool, reg, opts), router: router}
+}
+
+// anySite is the connection for a call any site answers.
+func (d *Delivery) anySite() *client.Client {
+	if d.pool == nil {
+		return d.dsd
+	}
+	return d.pool.conn(d.pool.Table().Default)
+}
+
+// forIterator is the connection to the leader of an iterator's shard.
+func (d *Delivery) forIterator(it []byte) *client.Client {
+	if d.pool == nil {
+		return d.dsd
+	}
+	sh, ok := IteratorShard(it)
+	if !ok {
+		return d.anySite()
+	}
+	return d.pool.ForShard(sh)
 }
 
 // Router returns the entry router.
@@ -51,7 +80,7 @@ func (d *Delivery) Commit(ctx context.Context, c *storagev1.SessionCommit) error
 	// the lease holds: a dsd restart then delays deliveries instead of
 	// closing connections.
 	return d.backend.retry(ctx, r, "commit", sessionError, func(ctx context.Context) error {
-		_, err := d.sessions.CommitSession(ctx, &dsdv1.CommitSessionRequest{Commit: c})
+		_, err := d.backend.sessions(c.GetClientId()).CommitSession(ctx, &dsdv1.CommitSessionRequest{Commit: c})
 		return err
 	})
 }
@@ -64,7 +93,7 @@ func (d *Delivery) Watermarks(ctx context.Context) ([]int64, error) {
 	}
 	var out *dsdv1.WatermarksResponse
 	err = d.backend.retry(ctx, r, "watermarks", sessionError, func(ctx context.Context) (err error) {
-		out, err = d.dsd.Storage.Watermarks(ctx, &dsdv1.WatermarksRequest{})
+		out, err = d.anySite().Storage.Watermarks(ctx, &dsdv1.WatermarksRequest{})
 		return err
 	})
 	if err != nil {
@@ -89,8 +118,8 @@ func (d *Delivery) Replay(ctx context.Context, iterator []byte, count uint32) ([
 		return nil, sessionError(ctx, "replay", err)
 	}
 	var out *dsdv1.NextResponse
-	err = d.backend.call(ctx, r, func(ctx context.Context) (err error) {
-		out, err = d.dsd.Storage.Next(ctx, &dsdv1.NextRequest{Iterator: iterator, Count: &count, MaxMessages: count})
+	err = d.backend.callRouted(ctx, r, func(ctx context.Context) (err error) {
+		out, err = d.forIterator(iterator).Storage.Next(ctx, &dsdv1.NextRequest{Iterator: iterator, Count: &count, MaxMessages: count})
 		return err
 	})
 	if status.Code(err) == codes.NotFound {
@@ -120,7 +149,7 @@ func (d *Delivery) Retained(ctx context.Context, filter string) ([]*storagev1.Me
 	}
 	var msgs []*storagev1.Message
 	err = d.backend.call(ctx, r, func(ctx context.Context) error {
-		return d.dsd.MatchRetained(ctx, filter, 0, func(m *storagev1.Message) error {
+		return d.anySite().MatchRetained(ctx, filter, 0, func(m *storagev1.Message) error {
 			if len(msgs) >= maxRetainedPerSubscribe {
 				return errTooManyRetained
 			}

@@ -1,15 +1,22 @@
 // Package dsdbackend keeps the gateway's sessions in dsd. Its parts:
 //
+//   - Pool: the connections to dsd's sites and the shard → leader table
+//     (Table), learnt from the sites' Info and from their refusals
+//     (ParseRefusal); with one dsd, one site that leads every shard;
 //   - Backend: a session.Backend over SessionService (OpenSession,
-//     Disconnect);
-//   - Storage: a session.Storage whose Stores travel on the gateway's one
-//     ingest stream (Ingest) and whose Releases are SessionService calls;
+//     Disconnect), each call to the leader of the session's shard;
+//   - Storage: a session.Storage whose Stores travel on the gateway's
+//     ingest streams, one per site (Ingest), each Store to its shard's
+//     leader, and whose Releases are SessionService calls;
 //   - Delivery: session commits, watermarks, replays and retained messages
 //     for the outbound side;
-//   - Lease: the gateway's registration with dsd, one GatewayLink stream per
-//     epoch, which carries dsd's session kicks and keeps the lease;
+//   - Lease: the gateway's registration with dsd: one epoch, one
+//     GatewayLink stream per site, which carry dsd's session kicks and
+//     keep the lease;
 //   - Router: the Watch and Read entries of the gateway's connections,
-//     multiplexed over the Lease's link.
+//     multiplexed over the Lease's links, each to its shard's leader.
+//
+// docs/replication.md "Gateways across sites" describes the routing.
 //
 // The rules (ARCHITECTURE.md section 6, docs/gateway.md "Sessions in dsd"):
 //

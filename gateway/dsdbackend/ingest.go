@@ -33,36 +33,67 @@ type IngestOptions struct {
 }
 
 // Ingest carries the Stores of every connection of the gateway to dsd on
-// one long-lived stream (StorageService.Ingest): a Store is queued without
-// blocking, the sending goroutine puts everything queued into the next
-// request as soon as the previous one is out, and the receiving goroutine
-// completes Stores as dsd answers them. Nothing is spawned, and no context
-// or timer is made, per Store.
+// one long-lived stream per site (StorageService.Ingest): a Store is
+// queued without blocking, the sending goroutine of its site puts
+// everything queued for it into the next request as soon as the previous
+// one is out, and the receiving goroutine completes Stores as dsd answers
+// them. Nothing is spawned, and no context or timer is made, per Store.
 //
 // When the stream breaks (dsd restarts), the Stores sent and not answered
 // are sent again, in order, on a new stream while the gateway's lease is
 // held: the producer sequence makes a Store that was committed a DUPLICATE,
 // so a dsd restart only delays acks. When the lease ends, or a Store waits
 // longer than Timeout, its Store fails with session.ErrUnavailable.
+//
+// Routed over a Pool (NewRoutedIngest), a Store goes to the leader of its
+// shard, and a shard's Stores are in flight to one site at a time: a
+// Store refused by a site that does not lead its shard goes back to the
+// queue, in submission order, and the shard's Stores move to the new
+// leader once none is in flight to the old one. So a publisher's Stores
+// reach the new leader in their sequence order, those the old leader
+// committed before it stepped down answered DUPLICATE.
 type Ingest struct {
+	// client is the one dsd of NewIngest; nil when routed over pool.
 	client dsdv1.StorageServiceClient
+	pool   *Pool
 	reg    Registrar
 	opts   IngestOptions
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
-	// wake is signalled when a Store is queued.
-	wake chan struct{}
+	// single is the one site's loop of NewIngest.
+	single *ingestSite
 
 	mu struct {
 		sync.Mutex
 		nextID uint64
-		// queue are Stores not sent on the current stream, in order.
+		// queue are Stores not sent on a current stream, in order.
 		queue []*ingestStore
-		// sent are Stores sent on the current stream and not answered.
-		sent   map[uint64]*ingestStore
+		// sent are Stores sent on a current stream and not answered.
+		sent map[uint64]*ingestStore
+		// inflight is, per shard, the site its sent Stores went to and
+		// their number (routed only).
+		inflight map[int]shardFlight
+		// blocked is, per shard, until when its Stores wait after a
+		// refusal that named no other leader (routed only).
+		blocked map[int]time.Time
+		// sites are the running site loops, by address (routed only).
+		sites  map[string]*ingestSite
 		closed bool
 	}
+}
+
+// shardFlight is where a shard's Stores are in flight.
+type shardFlight struct {
+	site string
+	n    int
+}
+
+// ingestSite is one site's stream loop.
+type ingestSite struct {
+	addr string
+	// wake is signalled when a Store is queued for the site.
+	wake chan struct{}
 }
 
 // byID orders Stores as they were submitted.
@@ -74,17 +105,44 @@ type ingestStore struct {
 	bytes    int
 	deadline time.Time
 	done     func(error)
+	// shard is the Store's shard, -1 when not computed (one site).
+	shard int
+	// site is where it was sent (routed).
+	site string
 }
 
 // NewIngest starts an Ingest over client while reg holds a lease. Close
 // stops it. opts must pass Validate after EnsureDefaults.
 func NewIngest(client dsdv1.StorageServiceClient, reg Registrar, opts IngestOptions) *Ingest {
+	g := newIngest(reg, opts)
+	g.client = client
+	g.single = &ingestSite{wake: make(chan struct{}, 1)}
+	go func() {
+		defer close(g.done)
+		g.runSite(g.single)
+		g.close()
+	}()
+	return g
+}
+
+// NewRoutedIngest starts an Ingest whose Stores go to the leaders of their
+// shards, as pool knows them, while reg holds a lease.
+func NewRoutedIngest(pool *Pool, reg Registrar, opts IngestOptions) *Ingest {
+	g := newIngest(reg, opts)
+	g.pool = pool
+	g.mu.inflight = map[int]shardFlight{}
+	g.mu.blocked = map[int]time.Time{}
+	g.mu.sites = map[string]*ingestSite{}
+	go g.runRouted()
+	return g
+}
+
+func newIngest(reg Registrar, opts IngestOptions) *Ingest {
 	opts.EnsureDefaults()
 	mustBeValid(opts.Validate())
-	g := &Ingest{client: client, reg: reg, opts: opts, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	g := &Ingest{reg: reg, opts: opts, done: make(chan struct{})}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.mu.sent = make(map[uint64]*ingestStore)
-	go g.run()
 	return g
 }
 
@@ -109,7 +167,14 @@ func (g *Ingest) Submit(req session.StoreRequest, done func(error)) {
 			in.Producer.Qos2PacketIds[i] = uint32(id)
 		}
 	}
-	s := &ingestStore{req: in, bytes: n, deadline: time.Now().Add(g.opts.Timeout), done: done}
+	s := &ingestStore{req: in, bytes: n, deadline: time.Now().Add(g.opts.Timeout), done: done, shard: -1}
+	site := g.single
+	if g.pool != nil {
+		t := g.pool.Table()
+		if t.Multi() && t.NShards > 0 {
+			s.shard = t.ShardOf(req.ClientID)
+		}
+	}
 	g.mu.Lock()
 	if g.mu.closed {
 		g.mu.Unlock()
@@ -119,10 +184,30 @@ func (g *Ingest) Submit(req session.StoreRequest, done func(error)) {
 	g.mu.nextID++
 	in.Id = g.mu.nextID
 	g.mu.queue = append(g.mu.queue, s)
+	if g.pool != nil {
+		site = g.mu.sites[g.pool.Table().Leader(s.shard)]
+	}
 	g.mu.Unlock()
+	if site != nil {
+		site.signal()
+	} else {
+		g.wakeAll()
+	}
+}
+
+func (s *ingestSite) signal() {
 	select {
-	case g.wake <- struct{}{}:
+	case s.wake <- struct{}{}:
 	default:
+	}
+}
+
+// wakeAll wakes every site loop (routed): Stores may have moved.
+func (g *Ingest) wakeAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, s := range g.mu.sites {
+		s.signal()
 	}
 }
 
@@ -141,9 +226,56 @@ func (g *Ingest) Close() error {
 	return nil
 }
 
-// run keeps a stream open while a lease is held and serves it.
-func (g *Ingest) run() {
+func (g *Ingest) close() {
+	g.mu.Lock()
+	g.mu.closed = true
+	g.mu.Unlock()
+	g.failAll(fmt.Errorf("dsdbackend: store: %w: the gateway is closing", session.ErrUnavailable))
+}
+
+// runRouted runs a loop per site of the pool's table, starting one for
+// each site that appears, and wakes them all when the table changes.
+func (g *Ingest) runRouted() {
 	defer close(g.done)
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		g.close()
+	}()
+	for {
+		changed := g.pool.Changed()
+		g.mu.Lock()
+		for _, addr := range g.pool.Table().Sites {
+			if g.mu.sites[addr] == nil {
+				s := &ingestSite{addr: addr, wake: make(chan struct{}, 1)}
+				g.mu.sites[addr] = s
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					g.runSite(s)
+				}()
+			}
+		}
+		g.mu.Unlock()
+		g.wakeAll()
+		select {
+		case <-changed:
+		case <-g.ctx.Done():
+			return
+		}
+	}
+}
+
+// storage is the StorageService of site.
+func (g *Ingest) storage(site *ingestSite) dsdv1.StorageServiceClient {
+	if g.client != nil {
+		return g.client
+	}
+	return g.pool.conn(site.addr).Storage
+}
+
+// runSite keeps a stream to site open while a lease is held and serves it.
+func (g *Ingest) runSite(site *ingestSite) {
 	bo := newBackoff(time.Second)
 	tick := time.NewTicker(g.opts.Timeout / 10)
 	defer tick.Stop()
@@ -151,7 +283,7 @@ func (g *Ingest) run() {
 		r, err := g.reg.Held()
 		if err == nil {
 			var served bool
-			served, err = g.serve(r, tick.C)
+			served, err = g.serve(site, r, tick.C)
 			if served {
 				bo.reset()
 			}
@@ -162,14 +294,13 @@ func (g *Ingest) run() {
 			g.failAll(storeError(g.ctx, "store", err))
 		}
 		if err != nil && g.ctx.Err() == nil {
-			g.opts.Logger.Debug("ingest stream ended; reopening", "err", err)
+			g.opts.Logger.Debug("ingest stream ended; reopening", "site", site.addr, "err", err)
+			if g.pool != nil {
+				g.pool.Stale()
+			}
 		}
 		g.pause(bo.next(), tick.C)
 	}
-	g.mu.Lock()
-	g.mu.closed = true
-	g.mu.Unlock()
-	g.failAll(fmt.Errorf("dsdbackend: store: %w: the gateway is closing", session.ErrUnavailable))
 }
 
 // pause waits d before the next stream, failing Stores that are late
@@ -189,15 +320,15 @@ func (g *Ingest) pause(d time.Duration, tick <-chan time.Time) {
 	}
 }
 
-// serve opens a stream under registration r and sends on it until it
-// breaks, r ends or the Ingest closes. served reports whether the stream
-// was opened.
-func (g *Ingest) serve(r Registration, tick <-chan time.Time) (served bool, err error) {
+// serve opens a stream to site under registration r and sends on it until
+// it breaks, r ends or the Ingest closes. served reports whether the
+// stream was opened.
+func (g *Ingest) serve(site *ingestSite, r Registration, tick <-chan time.Time) (served bool, err error) {
 	ctx, cancel := context.WithCancel(g.ctx)
 	defer cancel()
 	stop := context.AfterFunc(r.Ended, cancel)
 	defer stop()
-	stream, err := g.client.Ingest(ctx)
+	stream, err := g.storage(site).Ingest(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -206,22 +337,22 @@ func (g *Ingest) serve(r Registration, tick <-chan time.Time) (served bool, err 
 	received := make(chan struct{})
 	go func() {
 		defer close(received)
-		recvErr = g.receive(stream)
+		recvErr = g.receive(site, stream)
 	}()
 	defer func() {
 		cancel()
 		<-received
-		g.resendSent()
+		g.resendSent(site)
 	}()
 	for {
-		if reqs := g.take(); len(reqs) > 0 {
+		if reqs := g.take(site); len(reqs) > 0 {
 			if err := stream.Send(&dsdv1.IngestRequest{Stores: reqs}); err != nil {
 				return true, err
 			}
 			continue
 		}
 		select {
-		case <-g.wake:
+		case <-site.wake:
 		case now := <-tick:
 			g.expire(now)
 		case <-received:
@@ -232,10 +363,14 @@ func (g *Ingest) serve(r Registration, tick <-chan time.Time) (served bool, err 
 	}
 }
 
-// take moves the queued Stores that fit one request to the sent set.
-func (g *Ingest) take() []*dsdv1.IngestStore {
+// take moves the queued Stores for site that fit one request to the sent
+// set.
+func (g *Ingest) take(site *ingestSite) []*dsdv1.IngestStore {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.pool != nil && g.pool.Table().Multi() {
+		return g.takeRoutedLocked(site)
+	}
 	var out []*dsdv1.IngestStore
 	size := 0
 	n := 0
@@ -244,6 +379,7 @@ func (g *Ingest) take() []*dsdv1.IngestStore {
 			break
 		}
 		size += s.bytes
+		s.site = site.addr
 		g.mu.sent[s.req.Id] = s
 		out = append(out, s.req)
 		n++
@@ -255,8 +391,72 @@ func (g *Ingest) take() []*dsdv1.IngestStore {
 	return out
 }
 
-// receive completes Stores as dsd answers them, until the stream breaks.
-func (g *Ingest) receive(stream dsdv1.StorageService_IngestClient) error {
+// takeRoutedLocked is take over a pool: the Stores whose shard site leads,
+// unless the shard waits after a refusal or has Stores in flight to
+// another site.
+func (g *Ingest) takeRoutedLocked(site *ingestSite) []*dsdv1.IngestStore {
+	t := g.pool.Table()
+	now := time.Now()
+	var out []*dsdv1.IngestStore
+	var keep []*ingestStore
+	size := 0
+	full := false
+	for _, s := range g.mu.queue {
+		if s.shard < 0 && t.Multi() && t.NShards > 0 {
+			s.shard = t.ShardOf(s.req.GetClientId())
+		}
+		ok := !full && t.Leader(s.shard) == site.addr
+		if ok && s.shard >= 0 {
+			if until, b := g.mu.blocked[s.shard]; b && now.Before(until) {
+				ok = false
+			} else if f := g.mu.inflight[s.shard]; f.n > 0 && f.site != site.addr {
+				ok = false
+			}
+		}
+		if ok && len(out) > 0 && size+s.bytes > g.opts.MaxRequestBytes {
+			ok, full = false, true
+		}
+		if !ok {
+			keep = append(keep, s)
+			continue
+		}
+		size += s.bytes
+		s.site = site.addr
+		g.mu.sent[s.req.Id] = s
+		if s.shard >= 0 {
+			f := g.mu.inflight[s.shard]
+			g.mu.inflight[s.shard] = shardFlight{site: site.addr, n: f.n + 1}
+		}
+		out = append(out, s.req)
+	}
+	g.mu.queue = keep
+	return out
+}
+
+// unsendLocked forgets that s was sent.
+func (g *Ingest) unsendLocked(s *ingestStore) {
+	delete(g.mu.sent, s.req.Id)
+	if g.pool == nil || s.shard < 0 {
+		return
+	}
+	if f := g.mu.inflight[s.shard]; f.n > 1 {
+		g.mu.inflight[s.shard] = shardFlight{site: f.site, n: f.n - 1}
+	} else {
+		delete(g.mu.inflight, s.shard)
+	}
+}
+
+// requeueLocked puts Stores back into the queue in submission order.
+func (g *Ingest) requeueLocked(again []*ingestStore) {
+	if len(again) == 0 {
+		return
+	}
+	g.mu.queue = append(again, g.mu.queue...)
+	slices.SortFunc(g.mu.queue, byID)
+}
+
+// receive completes Stores as site answers them, until the stream breaks.
+func (g *Ingest) receive(site *ingestSite, stream dsdv1.StorageService_IngestClient) error {
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
@@ -267,10 +467,12 @@ func (g *Ingest) receive(stream dsdv1.StorageService_IngestClient) error {
 			err error
 		}
 		var cs []completion
+		var moved []*ingestStore
+		var refusals []string
 		g.mu.Lock()
 		for _, id := range resp.GetStored() {
 			if s, ok := g.mu.sent[id]; ok {
-				delete(g.mu.sent, id)
+				g.unsendLocked(s)
 				cs = append(cs, completion{s: s})
 			}
 		}
@@ -281,46 +483,90 @@ func (g *Ingest) receive(stream dsdv1.StorageService_IngestClient) error {
 			}
 			err := translateCode("store", codes.Code(f.GetCode()), f.GetMessage(), storeCodes)
 			if errors.Is(err, session.ErrUnavailable) {
+				if g.pool != nil {
+					if _, ok := ParseRefusal(f.GetMessage()); ok {
+						// Not this site's shard (any more): the Store goes
+						// back to the queue, for the shard's leader.
+						g.unsendLocked(s)
+						moved = append(moved, s)
+						refusals = append(refusals, f.GetMessage())
+						continue
+					}
+				}
 				// dsd is stopping: the Store goes again on the next stream.
 				g.opts.Logger.Debug("store answered unavailable; kept for the next stream", "id", f.GetId(), "err", err)
 				continue
 			}
-			delete(g.mu.sent, f.GetId())
+			g.unsendLocked(s)
 			cs = append(cs, completion{s: s, err: err})
 		}
+		g.requeueLocked(moved)
 		g.mu.Unlock()
+		if len(moved) > 0 {
+			g.rerouted(site, moved, refusals)
+		}
 		for _, c := range cs {
 			c.s.done(c.err)
 		}
 	}
 }
 
-// resendSent puts the Stores sent on a stream that ended back at the head
-// of the queue, in their order, to be sent on the next stream.
-func (g *Ingest) resendSent() {
+// rerouted tells the pool about the refusals of site and, for a shard
+// whose refusal named no other leader, holds its Stores back for a moment
+// (its leader is being elected) before they go anywhere again.
+func (g *Ingest) rerouted(site *ingestSite, moved []*ingestStore, refusals []string) {
+	for _, msg := range refusals {
+		g.pool.ObserveMessage(msg)
+	}
+	t := g.pool.Table()
+	block := false
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.mu.sent) == 0 {
-		return
+	for _, s := range moved {
+		if s.shard >= 0 && t.Leader(s.shard) == site.addr {
+			g.mu.blocked[s.shard] = time.Now().Add(poolFastRefresh)
+			block = true
+		}
 	}
-	again := make([]*ingestStore, 0, len(g.mu.sent)+len(g.mu.queue))
+	g.mu.Unlock()
+	g.opts.Logger.Debug("stores refused by a site that does not lead their shard; rerouted", "site", site.addr, "stores", len(moved))
+	if block {
+		time.AfterFunc(poolFastRefresh, g.wakeAll)
+	}
+	g.wakeAll()
+}
+
+// resendSent puts the Stores sent to site on a stream that ended back
+// into the queue, in their order, to be sent on the next stream (to the
+// shard's leader then).
+func (g *Ingest) resendSent(site *ingestSite) {
+	g.mu.Lock()
+	var again []*ingestStore
 	for _, s := range g.mu.sent {
-		again = append(again, s)
+		if s.site == site.addr {
+			again = append(again, s)
+		}
 	}
-	slices.SortFunc(again, byID)
-	g.mu.queue = append(again, g.mu.queue...)
-	clear(g.mu.sent)
+	for _, s := range again {
+		g.unsendLocked(s)
+	}
+	g.requeueLocked(again)
+	g.mu.Unlock()
+	if g.pool != nil && len(again) > 0 {
+		g.wakeAll()
+	}
 }
 
 // expire fails the Stores whose deadline passed.
 func (g *Ingest) expire(now time.Time) {
 	var late []*ingestStore
 	g.mu.Lock()
-	for id, s := range g.mu.sent {
+	for _, s := range g.mu.sent {
 		if now.After(s.deadline) {
 			late = append(late, s)
-			delete(g.mu.sent, id)
 		}
+	}
+	for _, s := range late {
+		g.unsendLocked(s)
 	}
 	g.mu.queue = slices.DeleteFunc(g.mu.queue, func(s *ingestStore) bool {
 		if now.After(s.deadline) {
@@ -348,6 +594,7 @@ func (g *Ingest) failAll(err error) {
 	}
 	g.mu.queue = nil
 	clear(g.mu.sent)
+	clear(g.mu.inflight)
 	g.mu.Unlock()
 	slices.SortFunc(all, byID)
 	for _, s := range all {

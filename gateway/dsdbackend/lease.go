@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/stratamq/strata/config"
 	"github.com/stratamq/strata/dsd/client"
 	"github.com/stratamq/strata/gateway/session"
@@ -19,8 +22,11 @@ var errLeaseExpired = errors.New("dsdbackend: lease expired")
 
 // LeaseOptions configure a Lease.
 type LeaseOptions struct {
-	// Client is the connection to dsd.
+	// Client is the connection to dsd (one site).
 	Client *client.Client
+	// Pool, when set, replaces Client: the lease is kept with every site
+	// of the pool's table, one link each, under one epoch.
+	Pool *Pool
 	// GatewayID names this gateway in every hello (docs/gateway.md).
 	GatewayID string
 	// Interval is durable_sessions.gateway_heartbeat_interval: a heartbeat
@@ -49,16 +55,22 @@ type Handlers struct {
 }
 
 // Lease is the gateway's registration with dsd. One goroutine, started by
-// Start and ended by Close, keeps it:
+// Start and ended by Close, keeps it, with one more per site while it is
+// held:
 //
-//  1. register: a new epoch (unix nanoseconds, above every earlier one of
-//     the process), a GatewayLink with hello{gateway id, epoch}; the
-//     welcome is the first acknowledgement;
-//  2. hold: route kicks, send a heartbeat every interval, renew the lease
-//     from each acknowledged one; a broken link is opened again with the
-//     same epoch (no CONNECT is accepted meanwhile);
-//  3. when nothing renewed the lease for 2 intervals: Handlers.Lost, and
-//     back to 1 with backoff.
+//  1. register: with a Pool, read the sites and the shards' leaders; a new
+//     epoch (unix nanoseconds, above every earlier one of the process), a
+//     GatewayLink with hello{gateway id, epoch} to every site; the
+//     welcomes are the first acknowledgements (every site that leads a
+//     shard must answer);
+//  2. hold, per site: route kicks, send a heartbeat every interval, renew
+//     the site's lease from each acknowledged one; a broken link is opened
+//     again with the same epoch (no CONNECT is accepted meanwhile while the
+//     site leads a shard);
+//  3. when nothing renewed the lease with a site that leads a shard for 2
+//     intervals, or a site declared the epoch dead: Handlers.Lost, and
+//     back to 1 with backoff. A site that leads no shard may stay
+//     unreachable.
 //
 // It implements Registrar for the Backend.
 type Lease struct {
@@ -71,9 +83,6 @@ type Lease struct {
 	// never started).
 	done      chan struct{}
 	startOnce sync.Once
-	// iv is the heartbeat interval in force: LeaseOptions.Interval, or
-	// dsd's if shorter. Only the run goroutine uses it.
-	iv time.Duration
 	// registered is closed at the first registration.
 	registered     chan struct{}
 	registeredOnce sync.Once
@@ -82,8 +91,8 @@ type Lease struct {
 		sync.Mutex
 		// reg is the registration holding the lease, nil without one.
 		reg *registration
-		// linkUp: reg's link is open; false while it is being reopened.
-		linkUp bool
+		// down are the sites whose link is not open (being reopened).
+		down map[string]bool
 		// lastEpoch is the latest epoch used, so epochs always grow.
 		lastEpoch uint64
 		// err says why there is no usable registration.
@@ -105,9 +114,9 @@ func NewLease(opts LeaseOptions) *Lease {
 	mustBeValid(opts.Validate())
 	l := &Lease{opts: opts, log: opts.Logger.With("component", "dsd_lease", "gateway_id", opts.GatewayID),
 		done: make(chan struct{}), registered: make(chan struct{})}
-	l.iv = opts.Interval
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.mu.err = errors.New("not registered yet")
+	l.mu.down = map[string]bool{}
 	return l
 }
 
@@ -143,7 +152,7 @@ func (l *Lease) WaitRegistered(ctx context.Context) error {
 func (l *Lease) Current() (Registration, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.mu.reg == nil || !l.mu.linkUp {
+	if l.mu.reg == nil || !l.linkUpLocked() {
 		return Registration{}, fmt.Errorf("%w: %w: %v", session.ErrUnavailable, errNotRegistered, l.mu.err) // lint:nowrap the last link error is detail (and may be nil); callers classify by ErrUnavailable
 	}
 	return Registration{GatewayID: l.opts.GatewayID, Epoch: l.mu.reg.epoch, Ended: l.mu.reg.ctx}, nil
@@ -164,10 +173,26 @@ func (l *Lease) Held() (Registration, error) {
 func (l *Lease) Ready() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.mu.reg == nil || !l.mu.linkUp {
+	if l.mu.reg == nil || !l.linkUpLocked() {
 		return fmt.Errorf("no lease with dsd: %v", l.mu.err) // lint:nowrap the last link error may be nil, and /readyz only prints it
 	}
 	return nil
+}
+
+// linkUpLocked reports whether the links that matter are open: dsd could
+// tell the gateway about a takeover. With a pool, those of the sites that
+// lead a shard (a site that leads none sends no kick).
+func (l *Lease) linkUpLocked() bool {
+	if l.opts.Pool == nil {
+		return !l.mu.down[""]
+	}
+	t := l.opts.Pool.Table()
+	for site, down := range l.mu.down {
+		if down && t.LeadsAny(site) {
+			return false
+		}
+	}
+	return true
 }
 
 // Epoch returns the epoch holding the lease, 0 without one.
@@ -186,8 +211,7 @@ func (l *Lease) run(h Handlers) {
 	failing := false
 	for l.ctx.Err() == nil {
 		epoch := l.nextEpoch()
-		sent := time.Now()
-		link, cancelLink, err := l.open(epoch, l.opts.Interval)
+		links, err := l.openAll(epoch)
 		if err != nil {
 			l.setErr(err)
 			if !failing {
@@ -204,9 +228,20 @@ func (l *Lease) run(h Handlers) {
 		// The version first: once registered, the gateway opens its
 		// listeners and says it is ready, after this line.
 		version := l.dsdVersion()
+		if r := l.opts.Router; r != nil {
+			r.reset()
+		}
 		reg := l.register(epoch)
-		l.log.Info("registered with dsd", "epoch", epoch, "site", link.Welcome.GetSite(), "dsd_version", version)
-		err = l.hold(reg, link, cancelLink, sent, h)
+		attrs := []any{"epoch", epoch, "dsd_version", version}
+		for site, o := range links {
+			if o.link != nil {
+				attrs = append(attrs, "site", o.link.Welcome.GetSite())
+			} else if site != "" {
+				attrs = append(attrs, "site_unreachable", site)
+			}
+		}
+		l.log.Info("registered with dsd", attrs...)
+		err = l.hold(reg, links, h)
 		l.unregister(reg, err)
 		if l.ctx.Err() != nil {
 			return
@@ -216,28 +251,115 @@ func (l *Lease) run(h Handlers) {
 	}
 }
 
+// opened is one site's link at registration: nil when it did not open
+// (a site that leads no shard may be down).
+type opened struct {
+	link   *client.Link
+	cancel context.CancelFunc
+	sent   time.Time
+}
+
+// sites are the sites to keep the lease with: every site of the pool's
+// table, or the one dsd ("").
+func (l *Lease) sites() []string {
+	if l.opts.Pool == nil {
+		return []string{""}
+	}
+	return l.opts.Pool.Table().Sites
+}
+
+// leads reports whether site leads a shard (or is the one dsd).
+func (l *Lease) leads(site string) bool {
+	return l.opts.Pool == nil || l.opts.Pool.Table().LeadsAny(site)
+}
+
+func (l *Lease) client(site string) *client.Client {
+	if l.opts.Pool == nil {
+		return l.opts.Client
+	}
+	return l.opts.Pool.conn(site)
+}
+
+// openAll registers epoch with every site: with a pool, after learning
+// the sites and the shards' leaders. It fails unless the link of every
+// site that leads a shard opened.
+func (l *Lease) openAll(epoch uint64) (map[string]opened, error) {
+	if p := l.opts.Pool; p != nil {
+		ctx, cancel := context.WithTimeout(l.ctx, l.opts.Interval)
+		err := p.Refresh(ctx)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
+	sites := l.sites()
+	out := make(map[string]opened, len(sites))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var errs []error
+	for _, site := range sites {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sent := time.Now()
+			link, cancel, err := l.open(site, epoch, l.opts.Interval)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if l.leads(site) || isEpochDead(err) {
+					errs = append(errs, fmt.Errorf("site %s: %w", site, err))
+				}
+				out[site] = opened{sent: sent}
+				return
+			}
+			out[site] = opened{link: link, cancel: cancel, sent: sent}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		for _, o := range out {
+			if o.link != nil {
+				_ = o.link.Close()
+				o.cancel()
+			}
+		}
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// isEpochDead: a site declared the epoch dead (it may have ended its
+// sessions): the gateway registers a new one.
+func isEpochDead(err error) bool {
+	return status.Code(err) == codes.FailedPrecondition
+}
+
 // dsdVersion asks dsd for its build version, for the registration log
 // line: "unknown" when dsd predates the field or does not answer within a
 // quarter of the heartbeat interval (the lease is already held meanwhile).
 func (l *Lease) dsdVersion() string {
-	if l.opts.Client == nil {
+	c := l.opts.Client
+	if l.opts.Pool != nil {
+		c = l.opts.Pool.conn(l.opts.Pool.Table().Default)
+	}
+	if c == nil {
 		return "unknown"
 	}
 	ctx, cancel := context.WithTimeout(l.ctx, l.opts.Interval/4)
 	defer cancel()
-	info, err := l.opts.Client.Storage.Info(ctx, &dsdv1.InfoRequest{})
+	info, err := c.Storage.Info(ctx, &dsdv1.InfoRequest{})
 	if err != nil || info.GetVersion() == "" {
 		return "unknown"
 	}
 	return info.GetVersion()
 }
 
-// open opens a GatewayLink for epoch, waiting at most within for the
-// welcome. The link lives until cancel (or Close of the Lease).
-func (l *Lease) open(epoch uint64, within time.Duration) (*client.Link, context.CancelFunc, error) {
+// open opens a GatewayLink to site for epoch, waiting at most within for
+// the welcome. The link lives until cancel (or Close of the Lease).
+func (l *Lease) open(site string, epoch uint64, within time.Duration) (*client.Link, context.CancelFunc, error) {
 	ctx, cancel := context.WithCancel(l.ctx)
 	timer := time.AfterFunc(within, cancel)
-	link, err := l.opts.Client.OpenLink(ctx, l.opts.GatewayID, epoch)
+	link, err := l.client(site).OpenLink(ctx, l.opts.GatewayID, epoch)
 	if !timer.Stop() && err == nil {
 		// The welcome came as the timer fired: the stream is cancelled.
 		err = fmt.Errorf("dsdbackend: no welcome within %v", within)
@@ -249,46 +371,152 @@ func (l *Lease) open(epoch uint64, within time.Duration) (*client.Link, context.
 	return link, cancel, nil
 }
 
-// hold keeps the lease of reg until it expires (or the Lease closes),
-// reopening a broken link with the same epoch meanwhile. lastAck is when
-// the last acknowledged hello or heartbeat was sent.
-func (l *Lease) hold(reg *registration, link *client.Link, cancelLink context.CancelFunc, lastAck time.Time, h Handlers) error {
+// hold keeps the lease of reg with every site, one goroutine each, until
+// it is lost (or the Lease closes). With a pool, sites that appear in the
+// table later get theirs too.
+func (l *Lease) hold(reg *registration, links map[string]opened, h Handlers) error {
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel, below
+	ctx, cancel := context.WithCancel(reg.ctx)
+	defer cancel()
+	lost := make(chan error, 1)
+	started := map[string]bool{}
+	start := func(site string, o opened) {
+		started[site] = true
+		if o.link == nil {
+			l.setLinkDown(site, errors.New("link not opened yet"))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.holdSite(ctx, reg, site, o, h); err != nil {
+				select {
+				case lost <- err:
+				default:
+				}
+			}
+		}()
+	}
+	for site, o := range links {
+		start(site, o)
+	}
+	var changed <-chan struct{}
+	if l.opts.Pool != nil {
+		changed = l.opts.Pool.Changed()
+	}
 	for {
-		var err error
-		lastAck, err = l.serve(link, lastAck, h)
-		_ = link.Close()
-		cancelLink()
-		if errors.Is(err, errLeaseExpired) || l.ctx.Err() != nil {
+		select {
+		case err := <-lost:
 			return err
+		case <-l.ctx.Done():
+			return l.ctx.Err()
+		case <-changed:
+			changed = l.opts.Pool.Changed()
+			if r := l.opts.Router; r != nil {
+				r.retarget()
+			}
+			for _, site := range l.sites() {
+				if !started[site] {
+					start(site, opened{sent: time.Now()})
+				}
+			}
 		}
-		l.setLinkDown(err)
-		l.log.Warn("link to dsd broken; reopening it with the same epoch", "epoch", reg.epoch, "err", err)
-		link, cancelLink, lastAck, err = l.reopen(reg.epoch, lastAck)
-		if err != nil {
-			return err
-		}
-		l.setLinkUp()
-		l.log.Info("link to dsd reopened", "epoch", reg.epoch)
 	}
 }
 
-// reopen opens epoch's link again before the lease expires.
-func (l *Lease) reopen(epoch uint64, lastAck time.Time) (*client.Link, context.CancelFunc, time.Time, error) {
-	deadline := lastAck.Add(2 * l.iv)
-	bo := newBackoff(l.iv)
+// holdSite keeps reg's link with site: it serves the link, reopens it
+// with the same epoch when it breaks, and returns (lost) when no
+// heartbeat was acknowledged for 2 intervals while the site leads a
+// shard, or when the site declared the epoch dead. A site that leads no
+// shard may stay unreachable: it ends none of the epoch's sessions.
+func (l *Lease) holdSite(ctx context.Context, reg *registration, site string, o opened, h Handlers) error {
+	link, cancelLink, lastAck := o.link, o.cancel, o.sent
+	iv := l.opts.Interval
 	for {
+		if link != nil {
+			l.setLinkUp(site)
+			var err error
+			iv = l.interval(link)
+			lastAck, err = l.serve(ctx, site, link, lastAck, iv, h)
+			_ = link.Close()
+			cancelLink()
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, errLeaseExpired) && l.leads(site) {
+				return err
+			}
+			l.setLinkDown(site, err)
+			l.log.Warn("link to dsd broken; reopening it with the same epoch", "site", site, "epoch", reg.epoch, "err", err)
+			if l.opts.Pool != nil {
+				l.opts.Pool.Stale()
+			}
+		}
+		var err error
+		link, cancelLink, lastAck, err = l.reopen(ctx, site, reg.epoch, lastAck, iv)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		l.log.Info("link to dsd reopened", "site", site, "epoch", reg.epoch)
+	}
+}
+
+// reopen opens epoch's link with site again before the lease expires (at
+// any time while the site leads no shard; within 2 intervals of when it
+// came to lead one).
+func (l *Lease) reopen(ctx context.Context, site string, epoch uint64, lastAck time.Time, iv time.Duration) (*client.Link, context.CancelFunc, time.Time, error) {
+	bo := newBackoff(iv)
+	// from is when the 2 intervals run from: the last acknowledged
+	// heartbeat, or when the site came to lead a shard while its link was
+	// down (a restarted site elected: it answers within an interval).
+	from := lastAck
+	wasLeading := l.leads(site)
+	for {
+		leads := l.leads(site)
+		if leads && !wasLeading {
+			from = time.Now()
+		}
+		wasLeading = leads
+		deadline := from.Add(2 * iv)
 		left := time.Until(deadline)
-		if left <= 0 || l.ctx.Err() != nil {
-			return nil, nil, lastAck, fmt.Errorf("%w: link not reopened", errLeaseExpired)
+		if ctx.Err() != nil {
+			return nil, nil, lastAck, ctx.Err()
+		}
+		if leads && left <= 0 {
+			return nil, nil, lastAck, fmt.Errorf("%w: link to %s not reopened", errLeaseExpired, site)
+		}
+		within := iv
+		if leads {
+			within = min(left, iv)
 		}
 		sent := time.Now()
-		link, cancel, err := l.open(epoch, min(left, l.iv))
+		link, cancel, err := l.open(site, epoch, within)
 		if err == nil {
 			return link, cancel, sent, nil
 		}
-		l.setErr(err)
-		if !l.wait(min(bo.next(), time.Until(deadline))) {
-			return nil, nil, lastAck, l.ctx.Err()
+		if isEpochDead(err) {
+			return nil, nil, lastAck, fmt.Errorf("site %s: %w", site, err)
+		}
+		l.setLinkDown(site, err)
+		wait := bo.next()
+		if leads {
+			wait = min(wait, time.Until(deadline))
+		}
+		var changed <-chan struct{}
+		if l.opts.Pool != nil {
+			changed = l.opts.Pool.Changed()
+		}
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-t.C:
+		case <-changed:
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil, lastAck, ctx.Err()
 		}
 	}
 }
@@ -304,10 +532,8 @@ type beat struct {
 // interval and renews the lease from each acknowledged one. It returns the
 // renewed lastAck and why it stopped: the link broke, the lease expired or
 // the Lease closed. Its goroutines have ended when it returns.
-func (l *Lease) serve(link *client.Link, lastAck time.Time, h Handlers) (time.Time, error) {
-	iv := l.interval(link)
-	l.iv = iv
-	ctx, cancel := context.WithCancel(l.ctx)
+func (l *Lease) serve(pctx context.Context, site string, link *client.Link, lastAck time.Time, iv time.Duration, h Handlers) (time.Time, error) {
+	ctx, cancel := context.WithCancel(pctx)
 	var wg sync.WaitGroup
 	broken := make(chan error, 2) // recv and the router's sender each report once
 	hbAcks := make(chan uint64, 16)
@@ -320,19 +546,23 @@ func (l *Lease) serve(link *client.Link, lastAck time.Time, h Handlers) (time.Ti
 		wg.Wait()
 		ticker.Stop()
 		expiry.Stop()
+		// Once the router's sender has stopped: what the owners add again
+		// goes on the next link, not on this one.
+		if r := l.opts.Router; r != nil {
+			r.linkClosed(site)
+		}
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		broken <- l.recv(ctx, link, h, hbAcks)
+		broken <- l.recv(ctx, site, link, h, hbAcks)
 	}()
 	if r := l.opts.Router; r != nil {
-		r.linkOpened()
-		defer r.linkClosed()
+		r.linkOpened(site)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := r.send(ctx, link); err != nil && ctx.Err() == nil {
+			if err := r.send(ctx, site, link); err != nil && ctx.Err() == nil {
 				select {
 				case broken <- err:
 				default:
@@ -354,8 +584,8 @@ func (l *Lease) serve(link *client.Link, lastAck time.Time, h Handlers) (time.Ti
 	sending := false
 	for {
 		select {
-		case <-l.ctx.Done():
-			return lastAck, l.ctx.Err()
+		case <-pctx.Done():
+			return lastAck, pctx.Err()
 		case err := <-broken:
 			return lastAck, err
 		case <-expiry.C:
@@ -415,13 +645,13 @@ func (l *Lease) heartbeat(link *client.Link, seq uint64) error {
 
 // recv reads the link until it ends, routing kicks to h and heartbeat
 // acknowledgements to acks.
-func (l *Lease) recv(ctx context.Context, link *client.Link, h Handlers, acks chan<- uint64) error {
+func (l *Lease) recv(ctx context.Context, site string, link *client.Link, h Handlers, acks chan<- uint64) error {
 	for {
 		resp, err := link.Recv()
 		if err != nil {
 			return fmt.Errorf("dsdbackend: link: %w", err)
 		}
-		if l.opts.Router != nil && l.opts.Router.dispatch(resp) {
+		if l.opts.Router != nil && l.opts.Router.dispatch(site, resp) {
 			continue
 		}
 		if k := resp.GetKick(); k != nil {
@@ -453,7 +683,8 @@ func (l *Lease) register(epoch uint64) *registration {
 	ctx, cancel := context.WithCancel(l.ctx)
 	reg := &registration{epoch: epoch, ctx: ctx, cancel: cancel}
 	l.mu.Lock()
-	l.mu.reg, l.mu.linkUp, l.mu.err = reg, true, nil
+	l.mu.reg, l.mu.err = reg, nil
+	clear(l.mu.down)
 	l.mu.Unlock()
 	l.registeredOnce.Do(func() { close(l.registered) })
 	return reg
@@ -462,22 +693,26 @@ func (l *Lease) register(epoch uint64) *registration {
 func (l *Lease) unregister(reg *registration, err error) {
 	l.mu.Lock()
 	if l.mu.reg == reg {
-		l.mu.reg, l.mu.linkUp, l.mu.err = nil, false, err
+		l.mu.reg, l.mu.err = nil, err
+		clear(l.mu.down)
 	}
 	l.mu.Unlock()
 	reg.cancel()
 }
 
-func (l *Lease) setLinkDown(err error) {
+func (l *Lease) setLinkDown(site string, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.mu.linkUp, l.mu.err = false, err
+	l.mu.down[site], l.mu.err = true, err
 }
 
-func (l *Lease) setLinkUp() {
+func (l *Lease) setLinkUp(site string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.mu.linkUp, l.mu.err = true, nil
+	delete(l.mu.down, site)
+	if len(l.mu.down) == 0 {
+		l.mu.err = nil
+	}
 }
 
 func (l *Lease) setErr(err error) {

@@ -54,10 +54,11 @@ func batchFor(id uint64, eos bool) *dsdv1.GatewayLinkResponse {
 // TestRouterRoutesAndForgets: pushes reach the entry's owner; an entry
 // that ended (end of stream, an error that ends it, Remove) gets nothing
 // more; a reopened link tells each owner with entries that they are lost,
-// once, and only requests queued for the new link are sent.
+// once, and only requests queued for the new link are sent (its owners
+// add their entries again when told, before the link opens).
 func TestRouterRoutesAndForgets(t *testing.T) {
 	r := NewRouter()
-	r.linkOpened() // the first link: nothing was lost
+	r.linkOpened("") // the first link: nothing was lost
 	a, b := &recordingOwner{}, &recordingOwner{}
 	ra := r.AddRead(a, 1, nil, []byte("it"), 10, 0)
 	wa := r.AddWatch(a, 2, nil, "x/#", []int64{0})
@@ -65,14 +66,14 @@ func TestRouterRoutesAndForgets(t *testing.T) {
 	if ra == wa || ra == rb {
 		t.Fatalf("entry ids reused: %d %d %d", ra, wa, rb)
 	}
-	r.dispatch(batchFor(ra, false))
-	r.dispatch(&dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Announcement{Announcement: &dsdv1.StreamsAnnouncement{EntryId: wa}}})
-	r.dispatch(batchFor(rb, true)) // b's entry ends with this batch
-	r.dispatch(batchFor(rb, false))
-	r.dispatch(&dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Error{Error: &dsdv1.EntryError{EntryId: wa, Code: 5, EntryEnded: true}}})
-	r.dispatch(&dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Announcement{Announcement: &dsdv1.StreamsAnnouncement{EntryId: wa}}})
+	r.dispatch("", batchFor(ra, false))
+	r.dispatch("", &dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Announcement{Announcement: &dsdv1.StreamsAnnouncement{EntryId: wa}}})
+	r.dispatch("", batchFor(rb, true)) // b's entry ends with this batch
+	r.dispatch("", batchFor(rb, false))
+	r.dispatch("", &dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Error{Error: &dsdv1.EntryError{EntryId: wa, Code: 5, EntryEnded: true}}})
+	r.dispatch("", &dsdv1.GatewayLinkResponse{Kind: &dsdv1.GatewayLinkResponse_Announcement{Announcement: &dsdv1.StreamsAnnouncement{EntryId: wa}}})
 	r.Remove(ra)
-	r.dispatch(batchFor(ra, false))
+	r.dispatch("", batchFor(ra, false))
 	if got := a.got(); len(got) != 3 || got[0] != "batch" || got[1] != "announced" || got[2] != "gone" {
 		t.Fatalf("owner a got %v", got)
 	}
@@ -83,7 +84,8 @@ func TestRouterRoutesAndForgets(t *testing.T) {
 	// a has no entry left, b neither: a new link loses nothing of theirs.
 	c := &recordingOwner{}
 	r.AddRead(c, 1, nil, []byte("it"), 10, 0)
-	r.linkOpened()
+	r.linkClosed("")
+	r.linkOpened("")
 	if got := c.got(); len(got) != 1 || got[0] != "lost" {
 		t.Fatalf("owner c got %v after the link reopened", got)
 	}
@@ -91,7 +93,7 @@ func TestRouterRoutesAndForgets(t *testing.T) {
 		t.Fatalf("owner a without entries was told %v", got)
 	}
 	r.mu.Lock()
-	queued := len(r.mu.queue)
+	queued := len(r.mu.lanes[""].queue)
 	r.mu.Unlock()
 	if queued != 0 {
 		t.Fatalf("%d requests of the old link still queued", queued)

@@ -11,9 +11,8 @@ import (
 // ingest stream (Ingest), Releases are SessionService calls. It is safe for
 // concurrent use.
 type Storage struct {
-	ingest   *Ingest
-	sessions dsdv1.SessionServiceClient
-	b        *Backend
+	ingest *Ingest
+	b      *Backend
 }
 
 var _ session.Storage = (*Storage)(nil)
@@ -22,7 +21,14 @@ var _ session.Storage = (*Storage)(nil)
 // and releases QoS 2 packet ids through sessions, while reg holds a lease.
 // Close stops its ingest stream.
 func NewStorage(storage dsdv1.StorageServiceClient, sessions dsdv1.SessionServiceClient, reg Registrar, opts Options, ingest IngestOptions) *Storage {
-	return &Storage{ingest: NewIngest(storage, reg, ingest), sessions: sessions, b: New(sessions, reg, opts)}
+	return &Storage{ingest: NewIngest(storage, reg, ingest), b: New(sessions, reg, opts)}
+}
+
+// NewRoutedStorage is NewStorage over the sites of pool: each Store goes to
+// the leader of its shard (NewRoutedIngest), each Release to the leader of
+// the session's shard.
+func NewRoutedStorage(pool *Pool, reg Registrar, opts Options, ingest IngestOptions) *Storage {
+	return &Storage{ingest: NewRoutedIngest(pool, reg, ingest), b: NewRouted(pool, reg, opts)}
 }
 
 // Submit implements session.Storage: an IngestStore with the producer
@@ -56,7 +62,7 @@ func (s *Storage) Release(ctx context.Context, req session.ReleaseRequest) (bool
 	attempts := 0
 	err = s.b.retry(ctx, r, "release", storeError, func(ctx context.Context) (err error) {
 		attempts++
-		out, err = s.sessions.Release(ctx, &dsdv1.ReleaseRequest{ClientId: req.ClientID, Guard: req.Guard, PacketId: uint32(req.PacketID)})
+		out, err = s.b.sessions(req.ClientID).Release(ctx, &dsdv1.ReleaseRequest{ClientId: req.ClientID, Guard: req.Guard, PacketId: uint32(req.PacketID)})
 		return err
 	})
 	if err != nil {

@@ -105,9 +105,17 @@ type conn struct {
 		// the running writer's, closed when it returns, nil while none
 		// runs (conn_write.go). noWriter: finish began; nothing more is
 		// queued and no writer starts.
-		outq       []outItem
-		writerDone chan struct{}
-		noWriter   bool
+		outq []outItem
+		// inline gathers the packets of the apply in progress for one
+		// inline write; inlinePublished counts the PUBLISH packets written
+		// inline and not yet reported to the machine; applying marks the
+		// outermost applyLocked, which writes and reports them
+		// (conn_write.go).
+		inline          *inlineWrite
+		inlinePublished int
+		applying        bool
+		writerDone      chan struct{}
+		noWriter        bool
 		// writerWake wakes a writer that waits for more (writerLinger);
 		// writerIdle: it waits, with nothing queued or being written.
 		writerWake chan struct{}
@@ -470,6 +478,27 @@ func (c *conn) withMachineDo(f func(m *session.Machine)) {
 // applyLocked carries out actions that do not block; it returns a Connect
 // request for the caller to carry out after releasing mu.
 func (c *conn) applyLocked(acts []session.Action) *session.ConnectRequest {
+	req := c.applyActionsLocked(acts)
+	if c.mu.applying {
+		return req // the outermost apply writes what was gathered
+	}
+	c.mu.applying = true
+	for {
+		c.flushInlineLocked()
+		n := c.mu.inlinePublished
+		if n == 0 || c.mu.m == nil {
+			break
+		}
+		c.mu.inlinePublished = 0
+		// PUBLISH packets written inline are on the wire (conn_write.go);
+		// what the machine sends in turn gathers for the next write.
+		c.applyActionsLocked(c.mu.m.Written(time.Now(), n))
+	}
+	c.mu.applying = false
+	return req
+}
+
+func (c *conn) applyActionsLocked(acts []session.Action) *session.ConnectRequest {
 	var req *session.ConnectRequest
 	for _, a := range acts {
 		switch a := a.(type) {
@@ -509,6 +538,7 @@ func (c *conn) sendLocked(a session.Send) {
 	if c.sendInlineLocked(a) {
 		return
 	}
+	c.flushInlineLocked() // what was gathered goes first
 	b, err := a.Packet.Append(nil, a.Version)
 	if err != nil {
 		// Invariant: the session machine builds only packets the codec
@@ -536,6 +566,7 @@ func (c *conn) closeLocked() {
 	if c.mu.closing {
 		return
 	}
+	c.flushInlineLocked()
 	c.mu.closing = true
 	if !c.writingLocked() {
 		c.abort() // everything sent is flushed: nothing to wait for

@@ -35,6 +35,9 @@ type delivery struct {
 	t1, t2         *track
 
 	subs map[string]*sub // by topic filter
+	// retired are the unsubscribed subscriptions kept until the messages
+	// they sent are acknowledged, by id (deliver_retire.go).
+	retired map[uint64]*sub
 	// states are the subscription-state versions in use by id;
 	// storedStates those dsd has.
 	states       map[uint64]*storagev1.SubscriptionState
@@ -168,6 +171,10 @@ type sub struct {
 	// retiring: an UNSUBSCRIBE waits for it to finish what it numbered,
 	// so it numbers nothing more.
 	retiring bool
+	// retired: an UNSUBSCRIBE removed it while messages it sent were
+	// unacknowledged (deliver_retire.go). It is in delivery.retired, not
+	// subs; retiring too.
+	retired bool
 }
 
 // stream is one (subscription, stream): its batch ring and read position.
@@ -303,7 +310,7 @@ func (m *Machine) initDelivery(durable bool, clientReceiveMax uint16, maxPacket 
 		d.out.aliases = newOutAliases(n)
 	}
 	d.t1, d.t2 = newTrack(1), newTrack(2)
-	d.subs, d.states, d.storedStates = nil, nil, nil
+	d.subs, d.retired, d.states, d.storedStates = nil, nil, nil, nil
 	d.io = dsdIO{}
 	d.retained = nil
 	d.c.reset()

@@ -193,6 +193,11 @@ type propClient struct {
 	// once from then on).
 	app                      map[string]int
 	q1Delivered, q2Delivered map[string]bool
+	// q1Acked are the identities the client acknowledged at QoS 1.
+	q1Acked map[string]bool
+	// lostCommit are the connections that crashed (what they had not
+	// committed yet is lost) or had a commit fail.
+	lostCommit map[int]bool
 	// first is the QoS and id an identity was first sent with; sentOn the
 	// connection it was last sent on.
 	first  map[string][2]int
@@ -394,6 +399,7 @@ func (w *propWorld) crash() {
 	if applied {
 		w.applyCommit(w.conn.commit.Commit)
 	}
+	put(&w.cl.lostCommit, w.cl.conn, true)
 	w.clientRead(w.rng.Intn(len(w.conn.outq) + 1))
 	w.conn.closed = true
 	w.conn = nil
@@ -410,6 +416,7 @@ func (w *propWorld) closed() {
 			w.applyCommit(c.Commit)
 			w.handle(w.m.CommitDone(w.now, c.Seq, nil))
 		} else {
+			put(&w.cl.lostCommit, w.cl.conn, true)
 			w.handle(w.m.CommitDone(w.now, c.Seq, ErrUnavailable))
 		}
 	}
@@ -701,6 +708,7 @@ func (w *propWorld) commitDone(fail bool) bool {
 	w.conn.commit = nil
 	if fail {
 		w.logf("dsd: commit %d fails", c.Seq)
+		put(&w.cl.lostCommit, w.cl.conn, true)
 		w.handle(w.m.CommitDone(w.now, c.Seq, ErrUnavailable))
 		return true
 	}
@@ -981,6 +989,7 @@ func (w *propWorld) clientAck(all bool) bool {
 		p := w.cl.acks[i]
 		w.cl.acks = slices.Delete(w.cl.acks, i, i+1)
 		if a, ok := p.(*packet.Puback); ok {
+			put(&w.cl.q1Acked, w.cl.q1[a.PacketID], true)
 			delete(w.cl.q1, a.PacketID)
 		}
 		w.logf("client: %s", formatPacket(p, packet.V5))
@@ -998,6 +1007,31 @@ func (w *propWorld) checkEnd() {
 	m := w.m
 	if len(w.cl.held) > 0 {
 		w.failf("the client still holds QoS 2 ids %v", w.cl.held)
+	}
+	// Every message last sent at QoS 1 was acknowledged: one whose PUBACK
+	// a connection's end lost is sent again when the session resumes
+	// [MQTT-4.4.0-1], also when its subscription was removed since
+	// [MQTT-3.10.4-3].
+	// Exempt: a message whose generation retention dropped (it is counted
+	// missed), and one sent on a connection that crashed or had a commit
+	// fail: it may have been sent before its record was durable
+	// (mayPrecedeRecord), so only a new read of its stream sends it again,
+	// which an UNSUBSCRIBE before that read forestalls (docs/delivery.md,
+	// "Limits").
+	dropped := map[string]bool{}
+	for _, sh := range w.shards {
+		for _, st := range sh.streams {
+			for _, msg := range st.msgs {
+				if st.dropped {
+					dropped[identity(msg)] = true
+				}
+			}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(w.cl.first)) {
+		if w.cl.first[id][0] == 1 && !w.cl.q1Acked[id] && !dropped[id] && !w.cl.lostCommit[w.cl.sentOn[id]] {
+			w.failf("%s was sent at QoS 1 and never sent again after its PUBACK was lost", id)
+		}
 	}
 	if m.Inflight() != 0 || len(m.d.out.queue) != 0 {
 		w.failf("at the end: inflight %d, queued %d, resuming %d, pubrels %v, tracks %s, held by the client %v",

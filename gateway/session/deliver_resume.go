@@ -40,8 +40,13 @@ func (m *Machine) resume(sess *storagev1.Session, watermarks []int64) {
 			r.Generations = map[uint32]uint64{}
 		}
 		s := &sub{rec: r, state: v}
-		put(&d.subs, r.TopicFilter, s)
 		byID[r.Id] = s
+		if r.Retired {
+			s.aclCheck = m.needsTopicCheck(r.TopicFilter)
+			m.keepRetired(s) // deliver_retire.go
+			continue
+		}
+		put(&d.subs, r.TopicFilter, s)
 		if m.authorize != nil && !m.authorize(AccessSubscribe, r.TopicFilter) {
 			// Resumed subscriptions are checked against the ACL in force.
 			m.out = append(m.out, Denied{Access: AccessSubscribe, Topic: r.TopicFilter})
@@ -70,6 +75,16 @@ func (m *Machine) resume(sess *storagev1.Session, watermarks []int64) {
 	m.resumedRecords()
 	for _, r := range sess.Retained {
 		m.resumeRetained(byID[r.GetKey().GetSubscriptionId()], r)
+	}
+	for _, s := range m.retiredInOrder() {
+		for _, st := range s.streamsInOrder() {
+			if len(st.replays) > 0 {
+				m.replayNext(st)
+			} else {
+				m.retiredSettled(st)
+			}
+		}
+		m.forgetRetired(s)
 	}
 	for _, s := range m.subsInOrder() {
 		for _, st := range s.streamsInOrder() {

@@ -260,6 +260,9 @@ func formatCommit(c *storagev1.SessionCommit) string {
 	slices.SortFunc(subs, func(a, b *storagev1.Subscription) int { return int(a.Id) - int(b.Id) })
 	for _, s := range subs {
 		fmt.Fprintf(&b, "\n  sub %d %s state=%d gens=%v", s.Id, s.TopicFilter, s.CurrentState, formatGens(s.Generations))
+		if s.Retired {
+			b.WriteString(" retired")
+		}
 		for _, e := range s.Ended {
 			fmt.Fprintf(&b, " ended(sub %d", e.State.GetSubscriptionId())
 			for _, se := range e.Ends {

@@ -252,6 +252,10 @@ func (m *Machine) settleAll() bool {
 		for _, rb := range m.retainedInOrder() {
 			if rb.durable && rb.queued == 0 && m.d.t1.covers(rb.last[0]) && m.d.t2.covers(rb.last[1]) {
 				m.dropRetained(rb)
+				if rb.sub != nil {
+					m.forgetRetired(rb.sub)
+				}
+				changed = true // an UNSUBSCRIBE may wait for it (resumeOps)
 			}
 		}
 	}
@@ -376,7 +380,10 @@ func (m *Machine) pubrec(p *packet.Pubrec) {
 
 // pubcomp settles a QoS 2 delivery.
 func (m *Machine) pubcomp(p *packet.Pubcomp) {
-	if s, ok := m.d.t2.seqnoOf(p.PacketID); ok {
+	// Only a seqno whose PUBREC came (so PUBREL may have gone out): a
+	// PUBCOMP for another is a client's error, and finishing its seqno
+	// would count a message as acknowledged that was never released.
+	if s, ok := m.d.t2.seqnoOf(p.PacketID); ok && (s <= m.d.t2.rec || m.d.t2.received[s]) {
 		m.d.t2.finish(s, true)
 		m.pumpTargeted()
 	}

@@ -406,6 +406,8 @@ func (m *Machine) settle(st *stream) bool {
 	changed = m.takeHeld(st) || changed
 	switch {
 	case st.gone:
+	case st.sub.retired:
+		m.retiredSettled(st)
 	case st.eos && len(st.ring) == 0 && len(st.held) == 0:
 		m.advance(st.sub, st.id.Shard) // the stream is done: maybe its generation too
 	case changed:
@@ -422,6 +424,9 @@ func (m *Machine) settle(st *stream) bool {
 // section 6), deletes the finished streams, and adds Read entries where a
 // stream of the current generation can take a batch.
 func (m *Machine) advance(s *sub, shard uint32) {
+	if s.retired {
+		return // it reads nothing more (deliver_retire.go)
+	}
 	for {
 		cur := s.rec.Generations[shard]
 		var next uint64

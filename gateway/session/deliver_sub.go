@@ -141,7 +141,7 @@ func (m *Machine) handsOver(p *packet.Unsubscribe) bool {
 
 // retireUntilDrained reports whether the subscriptions p removes have
 // finished every message they numbered (no replay pending, every record
-// settled); those that have not are made to stop numbering (retiring), and
+// and retained batch settled); those that have not are made to stop numbering (retiring), and
 // their records to commit at once, until they have.
 func (m *Machine) retireUntilDrained(p *packet.Unsubscribe) bool {
 	done := m.d.resume.resuming == 0
@@ -154,6 +154,12 @@ func (m *Machine) retireUntilDrained(p *packet.Unsubscribe) bool {
 			if len(st.ring) > 0 || len(st.replays) > 0 {
 				s.retiring = true
 				done = false
+			}
+		}
+		for rb := range m.d.retained {
+			if rb.sub == s {
+				s.retiring = true
+				done = false // its retained messages in flight too
 			}
 		}
 	}
@@ -315,6 +321,8 @@ func (m *Machine) runUnsubscribe(p *packet.Unsubscribe) {
 		switch s := m.d.subs[f]; {
 		case packet.ValidateTopicFilter(f, m.version) != nil:
 			code = packet.TopicFilterInvalid
+		case s != nil && m.retires(s):
+			m.retire(s) // its unacknowledged messages stay (deliver_retire.go)
 		case s != nil:
 			m.removeSub(s)
 			gone = append(gone, s)

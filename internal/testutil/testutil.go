@@ -1,6 +1,7 @@
 // Package testutil holds what only tests use; its sub-packages are test
 // helpers (testpki: a throwaway CA; topicalias: a test client's inbound
-// Topic Alias table; wait: deadline-bounded waits instead of sleeps). Product packages never import them (tools/lint
+// Topic Alias table; wait: deadline-bounded waits instead of sleeps;
+// tcpproxy: a userspace TCP proxy that partitions processes). Product packages never import them (tools/lint
 // TestTestHelpersStayInTests).
 package testutil
 

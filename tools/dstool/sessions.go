@@ -180,9 +180,13 @@ func writeSession(w io.Writer, s *storagev1.Session, shard uint32) {
 	fmt.Fprintf(w, "subscriptions:    %d\n", len(s.GetSubscriptions()))
 	for _, sub := range s.GetSubscriptions() {
 		st := states[sub.GetCurrentState()]
-		fmt.Fprintf(w, "  %d %s qos %d no_local %v rap %v rh %d (state %d) start %v generations %v\n",
+		retired := ""
+		if sub.GetRetired() {
+			retired = " retired: unsubscribed, its messages in flight not yet acknowledged"
+		}
+		fmt.Fprintf(w, "  %d %s qos %d no_local %v rap %v rh %d (state %d) start %v generations %v%s\n",
 			sub.GetId(), sub.GetTopicFilter(), st.GetQos(), st.GetNoLocal(), st.GetRetainAsPublished(), st.GetRetainHandling(),
-			sub.GetCurrentState(), sub.GetStartUs(), sub.GetGenerations())
+			sub.GetCurrentState(), sub.GetStartUs(), sub.GetGenerations(), retired)
 	}
 	fmt.Fprintf(w, "streams:          %d\n", len(s.GetStreams()))
 	for _, ring := range s.GetStreams() {

@@ -66,7 +66,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	configPath := fs.String("config", "", "TOML config file (default: built-in defaults)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	dsdAddr := fs.String("dsd", "", "dsd gRPC address (overrides gateway.dsd)")
+	dsdAddr := fs.String("dsd", "", "dsd gRPC address, or a comma-separated list of sites, any one enough to discover the others (overrides gateway.dsd)")
 	mqttListen := fs.String("mqtt-listen", "", "MQTT over TCP address (overrides listeners.tcp.default.bind)")
 	wsListen := fs.String("ws-listen", "", "MQTT over WebSocket address (overrides listeners.ws.default.bind)")
 	tlsListen := fs.String("tls-listen", "", "MQTT over TLS address (overrides listeners.tls.default.bind)")
@@ -135,16 +135,21 @@ func run(args []string) error {
 	if !cfg.Gateway.DSDTLS.Enable {
 		log.Info("dialing dsd in plaintext (gateway.dsd_tls.enable = false); use TLS when dsd is on another host", "dsd", cfg.Gateway.DSD)
 	}
-	// The connection is lazy: dsd may start after the gateway, which
-	// gateway opens its MQTT listeners once registered.
-	dsd, err := client.Dial(cfg.Gateway.DSD, dialOpts...)
+	addrs, err := dsdbackend.ParseAddrs(cfg.Gateway.DSD)
 	if err != nil {
 		return err
 	}
-	defer dsd.Close()
+	// The connections are lazy: dsd may start after the gateway, which
+	// opens its MQTT listeners once registered. Any one site is enough:
+	// the pool learns the others and each shard's leader from it.
+	pool, err := dsdbackend.NewPool(addrs, log, dialOpts...)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
 	interval := cfg.DurableSessions.GatewayHeartbeatInterval.Std()
-	router := dsdbackend.NewRouter()
-	leaseOpts := dsdbackend.LeaseOptions{Client: dsd, GatewayID: *gatewayID, Interval: interval, Router: router, Logger: log}
+	router := dsdbackend.NewRoutedRouter(pool)
+	leaseOpts := dsdbackend.LeaseOptions{Pool: pool, GatewayID: *gatewayID, Interval: interval, Router: router, Logger: log}
 	backendOpts := dsdbackend.Options{
 		AllowCrossIdentityTakeover: cfg.MQTT.AllowCrossIdentityTakeover,
 		CallTimeout:                2 * interval,
@@ -158,12 +163,13 @@ func run(args []string) error {
 	if err := errors.Join(leaseOpts.Validate(), backendOpts.Validate(), ingestOpts.Validate()); err != nil {
 		return err
 	}
+	pool.Start()
 	lease := dsdbackend.NewLease(leaseOpts)
 	defer lease.Close()
-	backend := dsdbackend.New(dsd.Sessions(), lease, backendOpts)
-	storage := dsdbackend.NewStorage(dsd.Storage, dsd.Sessions(), lease, backendOpts, ingestOpts)
+	backend := dsdbackend.NewRouted(pool, lease, backendOpts)
+	storage := dsdbackend.NewRoutedStorage(pool, lease, backendOpts, ingestOpts)
 	defer storage.Close()
-	delivery := dsdbackend.NewDelivery(dsd, lease, router, backendOpts)
+	delivery := dsdbackend.NewRoutedDelivery(pool, lease, router, backendOpts)
 
 	// The lease starts before the listeners: a client that connects as
 	// soon as the port accepts is not refused for want of a registration

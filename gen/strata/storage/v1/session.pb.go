@@ -565,7 +565,12 @@ type Subscription struct {
 	// Ended are the removed subscriptions whose filters overlapped this one's
 	// and whose messages this one still reads (Overlap.ended), until it
 	// numbered past their ends.
-	Ended         []*EndedSubscription `protobuf:"bytes,6,rep,name=ended,proto3" json:"ended,omitempty"`
+	Ended []*EndedSubscription `protobuf:"bytes,6,rep,name=ended,proto3" json:"ended,omitempty"`
+	// Retired: an UNSUBSCRIBE removed it while QoS 1 or 2 messages it had
+	// sent were unacknowledged. It matches and reads nothing more; it is kept
+	// only until those are acknowledged, resent after a reconnect
+	// [MQTT-3.10.4-3], then deleted.
+	Retired       bool `protobuf:"varint,7,opt,name=retired,proto3" json:"retired,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -640,6 +645,13 @@ func (x *Subscription) GetEnded() []*EndedSubscription {
 		return x.Ended
 	}
 	return nil
+}
+
+func (x *Subscription) GetRetired() bool {
+	if x != nil {
+		return x.Retired
+	}
+	return false
 }
 
 // EndedSubscription is a removed subscription as an overlapping one
@@ -1572,14 +1584,15 @@ const file_strata_storage_v1_session_proto_rawDesc = "" +
 	"\x13retain_as_published\x18\x06 \x01(\bR\x11retainAsPublished\x12'\n" +
 	"\x0fretain_handling\x18\a \x01(\rR\x0eretainHandling\x12<\n" +
 	"\x17subscription_identifier\x18\b \x01(\rH\x00R\x16subscriptionIdentifier\x88\x01\x01B\x1a\n" +
-	"\x18_subscription_identifier\"\xd1\x02\n" +
+	"\x18_subscription_identifier\"\xeb\x02\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
 	"\ftopic_filter\x18\x02 \x01(\tR\vtopicFilter\x12#\n" +
 	"\rcurrent_state\x18\x03 \x01(\x04R\fcurrentState\x12\x19\n" +
 	"\bstart_us\x18\x04 \x03(\x03R\astartUs\x12R\n" +
 	"\vgenerations\x18\x05 \x03(\v20.strata.storage.v1.Subscription.GenerationsEntryR\vgenerations\x12:\n" +
-	"\x05ended\x18\x06 \x03(\v2$.strata.storage.v1.EndedSubscriptionR\x05ended\x1a>\n" +
+	"\x05ended\x18\x06 \x03(\v2$.strata.storage.v1.EndedSubscriptionR\x05ended\x12\x18\n" +
+	"\aretired\x18\a \x01(\bR\aretired\x1a>\n" +
 	"\x10GenerationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb5\x02\n" +
