@@ -28,9 +28,10 @@ type siteInfo struct {
 		Up      bool   `json:"up"`
 	} `json:"sites"`
 	Shards []struct {
-		Shard    int      `json:"shard"`
-		Replicas []string `json:"replicas"`
-		Leader   string   `json:"leader"`
+		Shard       int      `json:"shard"`
+		Replicas    []string `json:"replicas"`
+		Transitions []string `json:"transitions"`
+		Leader      string   `json:"leader"`
 	} `json:"shards"`
 	MetaGroup struct {
 		Leader string `json:"leader"`

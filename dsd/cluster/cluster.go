@@ -102,16 +102,24 @@ type Cluster struct {
 	engine *pebble.DB
 	store  *raftlog.Storage
 
-	// metaChanged wakes the shard manager after an applied entry.
-	metaChanged chan struct{}
+	// metaChanged wakes the shard manager after an applied entry, and
+	// transitionsWake the transitions' runner.
+	metaChanged, transitionsWake chan struct{}
 	// shardGroups are the shard groups started here, by group id.
 	shardsMu    sync.Mutex
 	shardGroups map[uint64]*shardGroup
+	// startCommit is the metadata group's commit index at Start: the
+	// shard manager acts once the state has applied it (a restart's state
+	// is first its latest snapshot's, which may be older).
+	startCommit uint64
 
 	tr   atomic.Pointer[sitelink.Transport]
 	node atomic.Pointer[nodeRef]
 	// failed is set when the group stopped on a storage error.
 	failed atomic.Bool
+	// holdTransitions (tests only) keeps the transitions' runner from
+	// acting.
+	holdTransitions atomic.Bool
 	// dropFrom, when set (tests only), drops the raft messages that
 	// arrive from the sites it names: a network partition.
 	dropFrom atomic.Pointer[func(from string) bool]
@@ -154,7 +162,7 @@ func New(engine *pebble.DB, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{opts: opts, log: opts.Logger.With("component", "cluster"), self: self, engine: engine, store: store,
-		metaChanged: make(chan struct{}, 1), shardGroups: map[uint64]*shardGroup{}}
+		metaChanged: make(chan struct{}, 1), transitionsWake: make(chan struct{}, 1), shardGroups: map[uint64]*shardGroup{}}
 	c.mu.machine = meta.New()
 	c.mu.waiters = map[uint64]chan error{}
 	snap, _ := store.Snapshot()
@@ -187,6 +195,7 @@ func (c *Cluster) Start(address string) {
 	hs, _, _ := c.store.InitialState()
 	last, _ := c.store.LastIndex()
 	fresh := raft.IsEmptyHardState(hs) && last == 0
+	c.startCommit = hs.GetCommit()
 	c.startShards(fresh && c.opts.Join != "")
 	cfg := &raft.Config{
 		ID: c.self, ElectionTick: c.opts.ElectionTicks, HeartbeatTick: c.opts.HeartbeatTicks,

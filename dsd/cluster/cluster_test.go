@@ -58,6 +58,10 @@ func (s siteService) Join(ctx context.Context, req *dsdv1.JoinRequest) (*dsdv1.J
 	return s.c.Join(ctx, req)
 }
 
+func (s siteService) ShardSnapshot(req *dsdv1.ShardSnapshotRequest, stream grpc.ServerStreamingServer[dsdv1.ShardSnapshotResponse]) error {
+	return s.c.ServeShardSnapshot(req, stream.Send)
+}
+
 func fastOptions(id, join string, nSites int) Options {
 	return Options{
 		Site: id, Node: "node-" + id[14:], Join: join, NShards: 4, NSites: nSites, ReplicationFactor: 3,

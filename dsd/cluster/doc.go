@@ -1,9 +1,14 @@
 // Package cluster runs the metadata raft group of a site: every site of
 // the cluster is a voter of one small raft group (group 0) whose state
 // machine (dsd/meta) holds the sites, with address and liveness, and per
-// shard its replica set, target set and pending transitions. Shard groups
-// will run beside it on the same log store (dsd/raftlog) and transport
-// (dsd/sitelink); data is not replicated yet.
+// shard its replica set, target set and pending transitions; and the
+// shard groups beside it (shards.go), on the same log store (dsd/raftlog)
+// and transport (dsd/sitelink): one raft group per replicated shard, group
+// 1 + shard, whose entries the storage applies (ShardMachine). A replica
+// that needs entries its group's log dropped fetches the shard's state
+// from the leader (snapshots.go); the replica transitions are run by the
+// sites concerned (transitions_run.go). docs/replication.md is the design
+// note.
 //
 // # Membership
 //

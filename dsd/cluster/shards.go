@@ -17,6 +17,7 @@ import (
 
 	"github.com/stratamq/strata/dsd/meta"
 	"github.com/stratamq/strata/dsd/raftlog"
+	clusterv1 "github.com/stratamq/strata/gen/strata/cluster/v1"
 )
 
 // ShardGroup is the raft group id of a shard: 1 + shard.
@@ -87,6 +88,23 @@ type ShardMachine interface {
 	SyncReplicatedApplied(shard int) (uint64, error)
 	// LeaderLost fails the shard's proposals not yet applied.
 	LeaderLost(shard int)
+	// OpenSnapshot opens a consistent view of the shard's state
+	// (snapshots.go).
+	OpenSnapshot(shard int) (ShardSnapshot, error)
+	// InstallSnapshot replaces the shard's state with the chunks next
+	// returns (then io.EOF), crash-safe; durable is called once the new
+	// state is durable, before the install is marked complete. It returns
+	// the applied index the state covers.
+	InstallSnapshot(shard int, next func() ([]byte, error), durable func(applied uint64) error) (uint64, error)
+	// InstallInterrupted reports whether a crash interrupted an install:
+	// the shard was reset, and its group must fetch the state again.
+	InstallInterrupted(shard int) (bool, error)
+	// ResetShard replaces the shard's state with a new shard's records
+	// (a replica removed from this site, or one about to be added).
+	ResetShard(shard int) error
+	// MarkReplicated records index as the shard's applied raft index: a
+	// local shard becomes its new group's first snapshot.
+	MarkReplicated(shard int, index uint64) error
 }
 
 // A shard group's log truncation is an entry of its own, which only the
@@ -94,11 +112,6 @@ type ShardMachine interface {
 // (8 bytes, big-endian) up to which every replica may drop its log. The
 // storage's entries start with their version byte (1), never with it.
 const truncateMarker byte = 0xC1
-
-// truncatedSnapshotData is the data of the snapshot a truncation records
-// (raftlog compacts only up to a snapshot). Shard snapshots are a later
-// slice: a replica that would need one refuses it (handleReady).
-var truncatedSnapshotData = []byte("strata: log truncated; shard snapshots are not built")
 
 // shardMaxMsgBytes bounds the entries of one raft message of a shard
 // group, well under dsd's gRPC receive limit (one larger entry goes
@@ -132,10 +145,14 @@ func (c *Cluster) startShards(joining bool) {
 			_ = sm.Attach(i, refusal{err: &NotLeaderError{Shard: i, Starting: true}})
 		}
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		c.manageShards()
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.runTransitions()
 	}()
 }
 
@@ -148,18 +165,23 @@ func (c *Cluster) anyReplicated() bool {
 	return false
 }
 
-// metaApplied wakes the shard manager.
+// metaApplied wakes the shard manager and the transitions' runner.
 func (c *Cluster) metaApplied() {
 	select {
 	case c.metaChanged <- struct{}{}:
 	default:
 	}
+	select {
+	case c.transitionsWake <- struct{}{}:
+	default:
+	}
 }
 
 // manageShards starts a raft group for every replicated shard this site
-// holds, as soon as the allocation says so, and refuses the replicated
-// shards it does not hold. Running the transitions is a later slice: a
-// group, once started, runs until Close.
+// holds or is being added to, as soon as the metadata says so, refuses the
+// replicated shards it does not hold, and stops and deletes the replica of
+// a shard its group removed from this site (the transitions,
+// transitions_run.go).
 func (c *Cluster) manageShards() {
 	sm := c.opts.Shards
 	attached := map[int]string{}
@@ -167,18 +189,50 @@ func (c *Cluster) manageShards() {
 	// wakes the manager (metaApplied): it need not poll.
 	for {
 		st := c.State()
+		c.mu.Lock()
+		caughtUp := c.mu.applied >= c.startCommit
+		c.mu.Unlock()
 		for _, p := range st.GetMessages().GetShards() {
 			shard := int(p.GetShard())
+			if shard >= sm.NShards() || !caughtUp {
+				continue
+			}
 			reps := p.GetReplicas()
+			in := slices.Contains(reps, c.opts.Site)
+			var first *clusterv1.Transition
+			if ts := p.GetTransitions(); len(ts) > 0 {
+				first = ts[0]
+			}
+			adding := first.GetOp() == clusterv1.TransitionOp_TRANSITION_OP_ADD
+			running := attached[shard] == "group"
 			switch {
-			case shard >= sm.NShards():
-			case len(reps) > 1 && slices.Contains(reps, c.opts.Site):
-				if attached[shard] != "group" {
-					g := c.startShardGroup(shard, reps)
-					_ = sm.Attach(shard, g)
+			case in && len(reps) > 1, adding && first.GetSite() == c.opts.Site && first.GetClaimedBy() == c.opts.Site:
+				if !running {
+					mode := groupBootstrap
+					if !in {
+						mode = groupJoin
+					}
+					c.startShardGroup(shard, reps, mode)
 					attached[shard] = "group"
 				}
-			case len(reps) > 1:
+			case in && (running || adding || c.hasGroupState(shard)):
+				// The only replica, with a group (its state the group's
+				// first snapshot) once another is to be added.
+				if !running {
+					c.startShardGroup(shard, reps, groupPromote)
+					attached[shard] = "group"
+				}
+			case in:
+				if attached[shard] != "local" {
+					_ = sm.Attach(shard, nil)
+					attached[shard] = "local"
+				}
+			default:
+				// A replica removed from this site (while it ran here, or
+				// while this site was down) goes with its raft state.
+				if running || (attached[shard] == "" && c.hasGroupState(shard)) {
+					c.removeShardGroup(shard)
+				}
 				if attached[shard] != "none" {
 					var addrs []string
 					for _, r := range reps {
@@ -186,11 +240,6 @@ func (c *Cluster) manageShards() {
 					}
 					_ = sm.Attach(shard, refusal{err: &NotLeaderError{Shard: shard, Replicas: addrs}})
 					attached[shard] = "none"
-				}
-			default:
-				if attached[shard] != "local" {
-					_ = sm.Attach(shard, nil)
-					attached[shard] = "local"
 				}
 			}
 		}
@@ -201,6 +250,60 @@ func (c *Cluster) manageShards() {
 		}
 	}
 }
+
+// hasGroupState reports whether this site has raft state of shard's group
+// (its group ran here).
+func (c *Cluster) hasGroupState(shard int) bool {
+	store, err := raftlog.Open(c.engine, ShardGroup(shard))
+	if err != nil {
+		return false
+	}
+	hs, _, _ := store.InitialState()
+	last, _ := store.LastIndex()
+	return !raft.IsEmptyHardState(hs) || last > 0
+}
+
+// removeShardGroup stops this site's member of shard's group, which
+// removed it, and deletes its raft state and the shard's data.
+func (c *Cluster) removeShardGroup(shard int) {
+	if g := c.shardGroup(ShardGroup(shard)); g != nil {
+		g.stop()
+		c.shardsMu.Lock()
+		delete(c.shardGroups, g.group)
+		c.shardsMu.Unlock()
+	}
+	store, err := raftlog.Open(c.engine, ShardGroup(shard))
+	if err == nil {
+		err = store.Destroy()
+	}
+	if err != nil {
+		c.log.Error("the raft state of a removed replica was not deleted", "shard", shard, "err", err)
+	}
+	if err := c.opts.Shards.ResetShard(shard); err != nil {
+		c.log.Error("the data of a removed replica was not deleted", "shard", shard, "err", err)
+		return
+	}
+	c.log.Info("replica removed from this site: its group stopped, its raft state and data deleted", "shard", shard)
+}
+
+// groupMode is how a shard group starts when this site has no raft state
+// of it yet.
+type groupMode int
+
+const (
+	// groupBootstrap: the allocation's replica set bootstraps the group,
+	// each replica with the same voters.
+	groupBootstrap groupMode = iota
+	// groupJoin: a replica being added (a transition) starts with an
+	// empty log and learns the group from its leader (as a learner).
+	groupJoin
+	// groupPromote: the shard's only replica, local so far, starts a
+	// group of one voter whose first snapshot is the shard's state.
+	groupPromote
+)
+
+// promotedIndex is the index of a promoted group's first snapshot.
+const promotedIndex = 1
 
 // shardGroup is this site's member of one shard's raft group.
 type shardGroup struct {
@@ -216,8 +319,15 @@ type shardGroup struct {
 	leader                atomic.Bool
 	term, commit, applied atomic.Uint64
 	failed                atomic.Bool
-	// voters are the group's voters (its bootstrap replica set: the
-	// transitions that change it are a later slice).
+	// mode is how the group starts without raft state here.
+	mode groupMode
+	// ctx ends the group (Close, or the replica removed from this site);
+	// done is closed once its goroutine ended.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	// voters are the group's voters (its applied conf state), guarded by
+	// acksMu.
 	voters []uint64
 	// acks holds, per voter, the last acknowledgement of this site's
 	// leadership (a MsgAppResp or MsgHeartbeatResp of its term): the read
@@ -225,9 +335,19 @@ type shardGroup struct {
 	acksMu sync.Mutex
 	acks   map[uint64]leaderAck
 	// truncated is the index up to which this replica dropped its log;
-	// proposedTruncate the last truncation the leader proposed (both
-	// owned by the ready loop).
-	truncated, proposedTruncate uint64
+	// proposedTruncate the last truncation the leader proposed;
+	// installedThrough the applied index of the storage's state after a
+	// snapshot's install, which may pass the snapshot's index: the
+	// committed entries up to it are not applied again (all three owned
+	// by the ready loop).
+	truncated, proposedTruncate, installedThrough uint64
+	// ledSince is when this site's current leadership began (owned by
+	// the ready loop).
+	ledSince time.Time
+	// snapshots are the snapshots this site sent as the leader
+	// (snapshots.go); snapshotsSent and snapshotsInstalled count them.
+	snapshots                         snapshotTracker
+	snapshotsSent, snapshotsInstalled atomic.Uint64
 }
 
 // leaderAck is when a voter last acknowledged this site as the leader of
@@ -237,28 +357,61 @@ type leaderAck struct {
 	at   time.Time
 }
 
-// startShardGroup starts this site's member of shard's group. A first
-// start bootstraps the group with peers as its voters (every replica does
-// the same from the same allocation); a restart resumes from the log.
-func (c *Cluster) startShardGroup(shard int, peers []string) *shardGroup {
-	g := &shardGroup{c: c, shard: shard, group: ShardGroup(shard), peers: slices.Clone(peers), acks: map[uint64]leaderAck{}}
-	for _, p := range peers {
-		if id, err := meta.NodeID(p); err == nil {
-			g.voters = append(g.voters, id)
+// startShardGroup starts this site's member of shard's group, routing the
+// shard's commands through it. Without raft state here it starts as mode
+// says (peers: the replica set); a restart resumes from the log.
+func (c *Cluster) startShardGroup(shard int, peers []string, mode groupMode) *shardGroup {
+	g := &shardGroup{c: c, shard: shard, group: ShardGroup(shard), peers: slices.Clone(peers), acks: map[uint64]leaderAck{},
+		mode: mode, done: make(chan struct{})}
+	g.ctx, g.cancel = context.WithCancel(c.ctx)
+	if mode != groupJoin {
+		for _, p := range peers {
+			if id, err := meta.NodeID(p); err == nil {
+				g.voters = append(g.voters, id)
+			}
 		}
 	}
 	c.shardsMu.Lock()
 	c.shardGroups[g.group] = g
 	c.shardsMu.Unlock()
+	// The shard takes no local command once the group is attached: a
+	// promoted shard's state is then final until the group's entries.
+	_ = c.opts.Shards.Attach(shard, g)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		defer close(g.done)
 		if err := g.run(); err != nil {
 			g.failed.Store(true)
 			c.log.Error("shard group stops: its raft state cannot be persisted or applied", "shard", shard, "err", err)
 		}
 	}()
 	return g
+}
+
+// stop ends the group and waits for its goroutine.
+func (g *shardGroup) stop() {
+	g.cancel()
+	<-g.done
+}
+
+// sleep waits d, false when the group ends first.
+func (g *shardGroup) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-g.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// setVoters records the group's voters after a conf change.
+func (g *shardGroup) setVoters(cs *pb.ConfState) {
+	g.acksMu.Lock()
+	defer g.acksMu.Unlock()
+	g.voters = slices.Clone(cs.GetVoters())
 }
 
 func (c *Cluster) shardGroup(group uint64) *shardGroup {
@@ -274,14 +427,42 @@ func (g *shardGroup) run() error {
 		return err
 	}
 	g.store = store
+	if err := g.initialize(store); err != nil {
+		return err
+	}
+	hs, cs, err := store.InitialState()
+	if err != nil {
+		return err
+	}
+	if len(cs.GetVoters()) > 0 {
+		g.setVoters(cs)
+	}
+	interrupted, err := sm.InstallInterrupted(g.shard)
+	if err != nil {
+		return err
+	}
+	if interrupted {
+		// The shard was reset: before raft runs, it takes the state of
+		// another replica that covers at least this replica's commit
+		// index; the log stays as it is.
+		if err := g.refetch(cs, hs.GetCommit()); err != nil || g.ctx.Err() != nil {
+			return err
+		}
+	}
 	applied, err := sm.ReplicatedApplied(g.shard)
 	if err != nil {
 		return err
 	}
-	hs, _, err := store.InitialState()
+	// A state installed from a snapshot may cover entries past the
+	// snapshot's index that the log has yet to commit here: raft starts
+	// at the commit index and the entries up to the state's are skipped.
+	g.installedThrough = applied
+	applied = min(applied, hs.GetCommit())
+	snap, err := store.Snapshot()
 	if err != nil {
 		return err
 	}
+	g.truncated = snap.GetMetadata().GetIndex()
 	last, err := store.LastIndex()
 	if err != nil {
 		return err
@@ -289,12 +470,12 @@ func (g *shardGroup) run() error {
 	cfg := &raft.Config{
 		ID: c.self, ElectionTick: c.opts.ElectionTicks, HeartbeatTick: c.opts.HeartbeatTicks,
 		Storage: store, Applied: applied, MaxSizePerMsg: shardMaxMsgBytes, MaxInflightMsgs: 256,
-		CheckQuorum: true, PreVote: true, DisableProposalForwarding: true,
+		CheckQuorum: true, PreVote: true, DisableProposalForwarding: true, StepDownOnRemoval: true,
 		Logger: raftLogger{l: c.log.With("raft_group", g.group)},
 	}
 	var node raft.Node
 	first := false
-	if raft.IsEmptyHardState(hs) && last == 0 {
+	if raft.IsEmptyHardState(hs) && last == 0 && g.mode == groupBootstrap {
 		if len(g.voters) != len(g.peers) {
 			return fmt.Errorf("cluster: shard %d: a replica of %v is not a site id", g.shard, g.peers)
 		}
@@ -309,7 +490,13 @@ func (g *shardGroup) run() error {
 		c.log.Info("shard group bootstrapped", "shard", g.shard, "replicas", g.peers)
 	} else {
 		node = raft.RestartNode(cfg)
-		c.log.Info("shard group restarted", "shard", g.shard, "applied", applied, "last_index", last)
+		if raft.IsEmptyHardState(hs) && last == 0 {
+			c.log.Info("shard group starts empty: this replica is being added; the leader sends it the group", "shard", g.shard)
+		} else {
+			c.log.Info("shard group restarted", "shard", g.shard, "applied", applied, "last_index", last, "voters", len(cs.GetVoters()))
+		}
+		// A group of one voter elects it at once.
+		first = len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == c.self
 	}
 	g.node.Store(&nodeRef{node})
 	defer func() {
@@ -329,11 +516,14 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 	var ledTerm uint64
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-g.ctx.Done():
 			return nil
 		case <-ticker.C:
 			node.Tick()
 			g.maybeProposeTruncate(node)
+			if g.leader.Load() {
+				g.expireSnapshots(node)
+			}
 		case rd := <-node.Ready():
 			if ss := rd.SoftState; ss != nil {
 				g.softState(ss)
@@ -352,6 +542,9 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 			if ledTerm != 0 && (!leads || term != ledTerm) {
 				c.opts.Shards.LeaderLost(g.shard)
 			}
+			if leads && term != ledTerm {
+				g.ledSince = time.Now()
+			}
 			ledTerm = 0
 			if leads {
 				ledTerm = term
@@ -359,7 +552,7 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 			node.Advance()
 			if campaign {
 				campaign = false
-				_ = node.Campaign(c.ctx)
+				_ = node.Campaign(g.ctx)
 			}
 		}
 	}
@@ -383,13 +576,17 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 		g.commit.Store(rd.HardState.GetCommit())
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		// The only snapshots are the data-less ones of truncations, sent
-		// to a replica that fell behind the truncated log: it cannot
-		// catch up without shard snapshots (a later slice).
-		return fmt.Errorf("cluster: shard %d: this replica needs entries up to %d that the log dropped; shard snapshots are not built",
-			g.shard, rd.Snapshot.GetMetadata().GetIndex())
-	}
-	if err := g.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+		// The shard's state, fetched from the leader and installed; the
+		// Ready is saved before the install is marked complete.
+		if err := g.installSnapshot(rd); err != nil {
+			return err
+		}
+		if g.ctx.Err() != nil {
+			return nil
+		}
+		g.applied.Store(rd.Snapshot.GetMetadata().GetIndex())
+		g.setVoters(rd.Snapshot.GetMetadata().GetConfState())
+	} else if err := g.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 		return err
 	}
 	tr := g.c.transport()
@@ -399,10 +596,7 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 			node.ReportUnreachable(m.GetTo())
 		}
 		if m.GetType() == pb.MsgSnap {
-			// Only a truncation's data-less snapshot exists, which the
-			// receiver refuses: the follower fell behind the log.
-			g.c.log.Error("shard group: a replica needs entries the log dropped; shard snapshots are not built", "shard", g.shard, "replica", meta.SiteID(m.GetTo()))
-			node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+			g.snapMessage(node, m, sent)
 		}
 	}
 	sm := g.c.opts.Shards
@@ -413,7 +607,7 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 				if err := g.truncate(binary.BigEndian.Uint64(d[1:])); err != nil {
 					return err
 				}
-			} else if len(d) > 0 {
+			} else if len(d) > 0 && e.GetIndex() > g.installedThrough {
 				if err := sm.ApplyReplicated(g.shard, e.GetIndex(), d); err != nil {
 					return err
 				}
@@ -429,9 +623,22 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
 				return fmt.Errorf("cluster: shard %d conf change %d: %w", g.shard, e.GetIndex(), err)
 			}
-			if err := g.store.SetConfState(node.ApplyConfChange(cc)); err != nil {
+			cs := node.ApplyConfChange(cc)
+			if err := g.store.SetConfState(cs); err != nil {
 				return err
 			}
+			g.setVoters(cs)
+			for _, ch := range cc.AsV2().GetChanges() {
+				if ch.GetType() == pb.ConfChangeAddLearnerNode {
+					// The learner catches up by the latest snapshot,
+					// which must name it.
+					if err := g.store.AddSnapshotLearner(ch.GetNodeId()); err != nil {
+						return err
+					}
+				}
+			}
+			g.c.log.Info("shard group membership changed", "shard", g.shard, "voters", len(cs.GetVoters()), "learners", len(cs.GetLearners()))
+			g.c.metaApplied() // the transitions' runner looks at the group's members
 		}
 		g.applied.Store(e.GetIndex())
 	}
@@ -440,17 +647,24 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 
 // maybeProposeTruncate proposes, on the leader, a truncation of the log
 // every SnapshotEntries entries: up to KeepEntries before the lowest index
-// every voter has (raft's Match), so no replica of the group can need an
-// entry it drops (a replica that is down holds it back). Each replica then
-// drops its log up to that index or its own durable applied index,
-// whichever is lower (truncate).
+// every replica in touch with the leader has (raft's Match), so a replica
+// that is merely slow catches up from the log; a replica from which this
+// site has heard nothing for DownAfter (once it has led that long) does not
+// hold truncation back, and catches up by a snapshot when it returns
+// (snapshots.go). Each replica then drops
+// its log up to that index or its own durable applied index, whichever is
+// lower (truncate).
 func (g *shardGroup) maybeProposeTruncate(node raft.Node) {
 	if !g.leader.Load() || g.applied.Load() < g.proposedTruncate+g.c.opts.SnapshotEntries+g.c.opts.KeepEntries {
 		return
 	}
 	st := node.Status()
 	lowest := st.GetCommit()
-	for _, pr := range st.Progress {
+	now, down := time.Now(), g.c.opts.DownAfter
+	for id, pr := range st.Progress {
+		if id != g.c.self && now.Sub(g.ledSince) >= down && now.Sub(g.c.lastHeard(meta.SiteID(id))) >= down {
+			continue // down: it catches up by a snapshot
+		}
 		lowest = min(lowest, pr.Match)
 	}
 	if lowest <= g.c.opts.KeepEntries {
@@ -469,8 +683,9 @@ func (g *shardGroup) maybeProposeTruncate(node raft.Node) {
 
 // truncate drops this replica's log up to index to, or up to its durable
 // applied index when that is lower (a restart re-applies the entries after
-// it from the log), recording the truncation as a data-less snapshot
-// (raftlog compacts only up to a snapshot).
+// it from the log), recording the truncation as a snapshot without data
+// (raftlog compacts only up to a snapshot): sent to a replica, it fetches
+// the state from this site (snapshots.go).
 func (g *shardGroup) truncate(to uint64) error {
 	applied, err := g.c.opts.Shards.SyncReplicatedApplied(g.shard)
 	if err != nil {
@@ -484,7 +699,7 @@ func (g *shardGroup) truncate(to uint64) error {
 	if err != nil {
 		return err
 	}
-	if _, err := g.store.CreateSnapshot(to, cs, truncatedSnapshotData); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+	if _, err := g.store.CreateSnapshot(to, cs, snapshotData); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
 		return err
 	}
 	if err := g.store.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
@@ -605,6 +820,9 @@ type ShardStatus struct {
 	// FirstIndex is the first entry the log still holds (truncation).
 	FirstIndex uint64
 	Running    bool
+	// SnapshotsSent and SnapshotsInstalled count the shard snapshots
+	// this site streamed to a replica and installed since it started.
+	SnapshotsSent, SnapshotsInstalled uint64
 }
 
 // ShardStatuses are the shard groups running on this site, by shard.
@@ -619,7 +837,8 @@ func (c *Cluster) ShardStatuses() []ShardStatus {
 	out := make([]ShardStatus, len(groups))
 	for i, g := range groups {
 		s := ShardStatus{Shard: g.shard, IsLeader: g.leader.Load(), Term: g.term.Load(), Commit: g.commit.Load(),
-			Applied: g.applied.Load(), Running: g.node.Load() != nil && !g.failed.Load()}
+			Applied: g.applied.Load(), Running: g.node.Load() != nil && !g.failed.Load(),
+			SnapshotsSent: g.snapshotsSent.Load(), SnapshotsInstalled: g.snapshotsInstalled.Load()}
 		if s.Running {
 			s.FirstIndex, _ = g.store.FirstIndex()
 		}

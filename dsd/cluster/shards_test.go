@@ -3,7 +3,9 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -11,7 +13,9 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 
+	"github.com/stratamq/strata/dsd/meta"
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
@@ -27,10 +31,15 @@ type fakeMachine struct {
 	applied  map[int][]string // "index:data"
 	lastIdx  map[int]uint64
 	lost     int
+	// interrupted marks the shards whose install a crash interrupted
+	// (reset: nothing applied) until an install completes.
+	interrupted map[int]bool
+	installs    int
+	resets      int
 }
 
 func newFakeMachine(n int) *fakeMachine {
-	return &fakeMachine{n: n, attached: map[int]ShardReplica{}, applied: map[int][]string{}, lastIdx: map[int]uint64{}}
+	return &fakeMachine{n: n, attached: map[int]ShardReplica{}, applied: map[int][]string{}, lastIdx: map[int]uint64{}, interrupted: map[int]bool{}}
 }
 
 func (m *fakeMachine) NShards() int { return m.n }
@@ -71,6 +80,102 @@ func (m *fakeMachine) LeaderLost(int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lost++
+}
+
+// fakeSnapshot is a fakeMachine's shard: "applied\n" then its entries,
+// one a line.
+type fakeSnapshot struct {
+	applied uint64
+	data    []byte
+}
+
+func (s *fakeSnapshot) Applied() uint64 { return s.applied }
+func (s *fakeSnapshot) Close() error    { return nil }
+
+func (s *fakeSnapshot) NextChunk(dst []byte, maxBytes int) ([]byte, bool, error) {
+	n := min(len(s.data), maxBytes)
+	dst = append(dst, s.data[:n]...)
+	s.data = s.data[n:]
+	return dst, len(s.data) == 0, nil
+}
+
+func (m *fakeMachine) OpenSnapshot(shard int) (ShardSnapshot, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.interrupted[shard] {
+		return nil, errors.New("fake: installing")
+	}
+	data := fmt.Sprintf("%d\n", m.lastIdx[shard])
+	for _, e := range m.applied[shard] {
+		data += e + "\n"
+	}
+	return &fakeSnapshot{applied: m.lastIdx[shard], data: []byte(data)}, nil
+}
+
+func (m *fakeMachine) InstallSnapshot(shard int, next func() ([]byte, error), durable func(uint64) error) (uint64, error) {
+	var all []byte
+	for {
+		c, err := next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		all = append(all, c...)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(all), "\n"), "\n")
+	applied, err := strconv.ParseUint(lines[0], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	if err := durable(applied); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.applied[shard], m.lastIdx[shard] = lines[1:], applied
+	if len(lines) == 1 {
+		m.applied[shard] = nil
+	}
+	delete(m.interrupted, shard)
+	m.installs++
+	return applied, nil
+}
+
+func (m *fakeMachine) ResetShard(shard int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.applied[shard], m.lastIdx[shard] = nil, 0
+	delete(m.interrupted, shard)
+	m.resets++
+	return nil
+}
+
+func (m *fakeMachine) MarkReplicated(shard int, index uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastIdx[shard] = index
+	return nil
+}
+
+func (m *fakeMachine) InstallInterrupted(shard int) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.interrupted[shard], nil
+}
+
+// crashInstall leaves shard as a crash in an install does: reset, marked.
+func (m *fakeMachine) crashInstall(shard int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.applied[shard], m.lastIdx[shard], m.interrupted[shard] = nil, 0, true
+}
+
+func (m *fakeMachine) installCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.installs
 }
 
 func (m *fakeMachine) replica(shard int) ShardReplica {
@@ -204,8 +309,9 @@ func TestShardGroups(t *testing.T) {
 		e := machines[f].entries(0)
 		return len(e) >= 2 && strings.HasSuffix(e[len(e)-1], ":after-restart")
 	})
-	if a, b := machines[f].entries(0), machines[lead].entries(0); !slices.Equal(a, b) {
-		t.Fatalf("replicas applied different entries: %v and %v", a, b)
+	// The leader may apply the entry a moment after the follower does.
+	if !wait.Until(10*time.Second, func() bool { return slices.Equal(machines[f].entries(0), machines[lead].entries(0)) }) {
+		t.Fatalf("replicas applied different entries: %v and %v", machines[f].entries(0), machines[lead].entries(0))
 	}
 }
 
@@ -275,9 +381,12 @@ func TestShardGroupPartitioned(t *testing.T) {
 }
 
 // TestShardGroupTruncation: the shard group's log is truncated on every
-// replica (a snapshot every 5 entries keeping 2, in fastOptions), never
-// past what a replica that is down has: it catches up from the log when it
-// comes back; and a replica restarted after a truncation resumes from it.
+// replica (a snapshot every 5 entries keeping 2, in fastOptions), also past
+// what a replica that is down has: when it comes back it catches up by a
+// snapshot (fetched from the leader) and then from the log; a replica
+// restarted after a truncation resumes from it; and a replica whose
+// snapshot install a crash interrupted (its shard reset) starts from an
+// empty log and is sent a snapshot again.
 func TestShardGroupTruncation(t *testing.T) {
 	sites, machines, opts := startOneShardSites(t)
 	leaderOf := func() int {
@@ -325,15 +434,46 @@ func TestShardGroupTruncation(t *testing.T) {
 	addr := sites[f].addr
 	wait.For(t, 10*time.Second, "the follower has the first entries", func() bool { return len(machines[f].entries(0)) == 5 })
 	sites[f].stop()
-	atStop, _ := machines[f].ReplicatedApplied(0)
 	propose(30)
-	for i := range sites {
-		if i != f && firstIndex(i) > atStop+1 {
-			t.Fatalf("site %d truncated its log to %d while a replica that is down has %d", i, firstIndex(i)-1, atStop)
+	// Messages raft sent f before its link was given up may still reach
+	// it: once the leader stops replicating to f, it has at most the
+	// leader's log of then.
+	fid, _ := meta.NodeID(sites[f].id)
+	var sentTo uint64
+	wait.For(t, 10*time.Second, "the leader stops replicating to the replica that is down", func() bool {
+		l := leaderOf()
+		g := sites[l].c.shardGroup(ShardGroup(0))
+		n := g.node.Load()
+		if n == nil {
+			return false
 		}
-	}
+		if n.Status().Progress[fid].State == tracker.StateReplicate {
+			propose(1)
+			return false
+		}
+		sentTo, _ = g.store.LastIndex()
+		return true
+	})
+	wait.For(t, 10*time.Second, "the others truncate past what the replica that is down has", func() bool {
+		for i := range sites {
+			if i != f && firstIndex(i) <= sentTo+1 {
+				propose(1)
+				return false
+			}
+		}
+		return true
+	})
 	sites[f].start(t, opts(f, ""), addr)
-	wait.For(t, 10*time.Second, "the replica that was down catches up from the log", func() bool { return len(machines[f].entries(0)) == 35 })
+	wait.For(t, 10*time.Second, "the replica that was down catches up by a snapshot", func() bool {
+		return slices.Equal(machines[f].entries(0), machines[leaderOf()].entries(0))
+	})
+	if n := machines[f].installCount(); n != 1 {
+		t.Fatalf("%d snapshots installed, want 1", n)
+	}
+	propose(5)
+	wait.For(t, 10*time.Second, "then from the log", func() bool {
+		return slices.Equal(machines[f].entries(0), machines[leaderOf()].entries(0))
+	})
 	propose(30)
 	wait.For(t, 10*time.Second, "every replica truncated its log", func() bool {
 		for i := range sites {
@@ -349,10 +489,25 @@ func TestShardGroupTruncation(t *testing.T) {
 	sites[r].stop()
 	sites[r].start(t, opts(r, ""), addr)
 	propose(5)
-	wait.For(t, 10*time.Second, "the same entries on every replica", func() bool {
+	same := func() bool {
 		a := machines[0].entries(0)
-		return len(a) == 70 && slices.Equal(a, machines[1].entries(0)) && slices.Equal(a, machines[2].entries(0))
-	})
+		return len(a) == next && slices.Equal(a, machines[1].entries(0)) && slices.Equal(a, machines[2].entries(0))
+	}
+	wait.For(t, 10*time.Second, "the same entries on every replica", same)
+
+	// A crash in an install: the shard reset and marked, the log emptied
+	// at the restart, a snapshot sent again.
+	r = (leaderOf() + 1) % 3
+	addr = sites[r].addr
+	sites[r].stop()
+	machines[r].crashInstall(0)
+	installs := machines[r].installCount()
+	sites[r].start(t, opts(r, ""), addr)
+	propose(5)
+	wait.For(t, 10*time.Second, "the same entries on every replica after the interrupted install", same)
+	if machines[r].installCount() != installs+1 {
+		t.Fatalf("%d installs after the interrupted one, want 1", machines[r].installCount()-installs)
+	}
 }
 
 // TestReadLease: the leader serves reads only while a majority of its

@@ -19,9 +19,8 @@ var ErrNoSites = errors.New("cluster: the replica sites must be members, and at 
 // SetReplicas records sites as the storage's replica sites (seed 002's
 // set_replicas): each shard's target set becomes its allocation over sites
 // (dsd/placement, with the storage's replication factor) and its pending
-// transitions are planned, lost sites removed first. Nothing runs them in
-// this version: they stay pending (dstool info, REST) until a later
-// version's shard groups carry them out.
+// transitions are planned, lost sites removed first. The sites concerned
+// run them in the background (transitions_run.go).
 func (c *Cluster) SetReplicas(ctx context.Context, sites []string) error {
 	if len(sites) == 0 {
 		return ErrNoSites
@@ -42,6 +41,38 @@ func (c *Cluster) SetReplicas(ctx context.Context, sites []string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ProposalTimeout)
 	defer cancel()
 	return c.propose(ctx, &clusterv1.Command{Command: &clusterv1.Command_SetTargets{SetTargets: st2}})
+}
+
+// ErrNotReplicaSite: leave named a site that holds no replica.
+var ErrNotReplicaSite = errors.New("cluster: the site is not a replica site")
+
+// AddReplicaSite adds site to the storage's replica sites (seed 002's
+// join); a site already in them changes nothing.
+func (c *Cluster) AddReplicaSite(ctx context.Context, site string) error {
+	sites := c.ReplicaSites()
+	if slices.Contains(sites, site) {
+		return nil
+	}
+	return c.SetReplicas(ctx, append(sites, site))
+}
+
+// RemoveReplicaSite removes site from the storage's replica sites (seed
+// 002's leave): its replicas move to the others.
+func (c *Cluster) RemoveReplicaSite(ctx context.Context, site string) error {
+	sites := c.ReplicaSites()
+	if !slices.Contains(sites, site) {
+		return fmt.Errorf("%w: %s", ErrNotReplicaSite, site)
+	}
+	return c.SetReplicas(ctx, slices.DeleteFunc(sites, func(s string) bool { return s == site }))
+}
+
+// PendingTransitions counts the transitions pending over all shards.
+func (c *Cluster) PendingTransitions() int {
+	n := 0
+	for _, sp := range c.State().GetMessages().GetShards() {
+		n += len(sp.GetTransitions())
+	}
+	return n
 }
 
 // ReplicaSites is the storage's replica site list, which join and leave

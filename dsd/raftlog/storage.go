@@ -3,6 +3,7 @@ package raftlog
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -378,6 +379,37 @@ func (s *Storage) Destroy() error {
 	}
 	if err := s.db.DeleteRange(p, end, pebble.Sync); err != nil {
 		return fmt.Errorf("raftlog: destroy group %d: %w", s.group, err)
+	}
+	return nil
+}
+
+// AddSnapshotLearner adds learner to the conf state of the latest
+// snapshot (none: nothing to do). A learner added after the snapshot is
+// sent it to catch up, and raft refuses a snapshot whose conf state does
+// not name the receiver; the conf change that added it is at a later index,
+// and applying it again to the restored state changes nothing.
+func (s *Storage) AddSnapshotLearner(learner uint64) error {
+	s.mu.Lock()
+	cur := s.mu.snap
+	s.mu.Unlock()
+	if cur.GetMetadata().GetIndex() == 0 {
+		return nil
+	}
+	cs := cur.GetMetadata().GetConfState()
+	if slices.Contains(cs.GetVoters(), learner) || slices.Contains(cs.GetLearners(), learner) {
+		return nil
+	}
+	snap := proto.Clone(cur).(*pb.Snapshot)
+	md := snap.GetMetadata()
+	md.ConfState = proto.Clone(pb.EnsureConfState(cs)).(*pb.ConfState)
+	md.ConfState.Learners = append(md.ConfState.Learners, learner)
+	if err := s.db.Set(groupKey(s.group, subSnapshot), encode(snap), pebble.Sync); err != nil {
+		return fmt.Errorf("raftlog: save snapshot: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.snap == cur {
+		s.mu.snap = snap
 	}
 	return nil
 }

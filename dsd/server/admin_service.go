@@ -4,14 +4,17 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/stratamq/strata/dsd/cluster"
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
-// adminService implements strata.dsd.v1.AdminService over a storage.DB.
+// adminService implements strata.dsd.v1.AdminService over a storage.DB
+// (and the cluster, for the replica sites).
 type adminService struct {
 	dsdv1.UnimplementedAdminServiceServer
-	db *storage.DB
+	db      *storage.DB
+	cluster *cluster.Cluster
 }
 
 // shards resolves an optional shard to the list of shards it names.
@@ -93,4 +96,25 @@ func (s *adminService) ListSharedGroups(ctx context.Context, req *dsdv1.ListShar
 		out.Groups = append(out.Groups, &dsdv1.SharedGroup{Filter: g.Filter, Shard: uint32(g.Shard), Streams: g.Streams, Grants: g.Grants})
 	}
 	return out, nil
+}
+
+func (s *adminService) UpdateReplicas(ctx context.Context, req *dsdv1.UpdateReplicasRequest) (*dsdv1.UpdateReplicasResponse, error) {
+	if s.cluster == nil {
+		return nil, statusFor(errNoCluster)
+	}
+	var err error
+	switch ch := req.GetChange().(type) {
+	case *dsdv1.UpdateReplicasRequest_Set:
+		err = s.cluster.SetReplicas(ctx, ch.Set.GetSites())
+	case *dsdv1.UpdateReplicasRequest_Join:
+		err = s.cluster.AddReplicaSite(ctx, ch.Join)
+	case *dsdv1.UpdateReplicasRequest_Leave:
+		err = s.cluster.RemoveReplicaSite(ctx, ch.Leave)
+	default:
+		err = fmt.Errorf("%w: set, join or leave is required", errInvalidRequest)
+	}
+	if err != nil {
+		return nil, statusFor(err)
+	}
+	return &dsdv1.UpdateReplicasResponse{Sites: s.cluster.ReplicaSites(), Transitions: uint32(s.cluster.PendingTransitions())}, nil
 }

@@ -52,6 +52,7 @@ var methodRules = map[string]methodRule{
 	dsdv1.AdminService_ListSharedGroups_FullMethodName: {roles: serviceAdmin},
 	dsdv1.AdminService_AddGeneration_FullMethodName:    {roles: adminOnly},
 	dsdv1.AdminService_DropGeneration_FullMethodName:   {roles: adminOnly},
+	dsdv1.AdminService_UpdateReplicas_FullMethodName:   {roles: adminOnly},
 
 	dsdv1.RetainedService_MatchRetained_FullMethodName:  {roles: anyRole},
 	dsdv1.RetainedService_GetRetained_FullMethodName:    {roles: anyRole},
@@ -73,8 +74,9 @@ var methodRules = map[string]methodRule{
 	dsdv1.SessionService_ListSessions_FullMethodName: {roles: anyRole, filter: redactListedGuards},
 
 	// Only other sites (and an admin) speak raft and join the cluster.
-	dsdv1.SiteService_Link_FullMethodName: {roles: siteAdmin},
-	dsdv1.SiteService_Join_FullMethodName: {roles: siteAdmin},
+	dsdv1.SiteService_Link_FullMethodName:          {roles: siteAdmin},
+	dsdv1.SiteService_Join_FullMethodName:          {roles: siteAdmin},
+	dsdv1.SiteService_ShardSnapshot_FullMethodName: {roles: siteAdmin},
 }
 
 func checkHello(_ *authorizer, c caller, req any) error {

@@ -41,6 +41,11 @@ var statusTable = []struct {
 	// message names the leader's address (cluster.NotLeaderError).
 	{cluster.ErrNotLeader, codes.Unavailable},
 	{cluster.ErrEntryTooLarge, codes.ResourceExhausted},
+	{cluster.ErrNoSnapshot, codes.FailedPrecondition},
+	{cluster.ErrNoSites, codes.InvalidArgument},
+	{cluster.ErrNotReplicaSite, codes.NotFound},
+	{meta.ErrNotAllocated, codes.FailedPrecondition},
+	{storage.ErrSnapshot, codes.FailedPrecondition},
 	{storage.ErrNotReplicated, codes.FailedPrecondition},
 	{meta.ErrBadSiteID, codes.InvalidArgument},
 	{sitelink.ErrBadHello, codes.InvalidArgument},

@@ -17,3 +17,17 @@ type shardMachine struct{ *storage.DB }
 func (m shardMachine) Attach(shard int, r cluster.ShardReplica) error {
 	return m.SetReplicator(shard, r)
 }
+
+// OpenSnapshot opens a consistent view of the shard's state.
+func (m shardMachine) OpenSnapshot(shard int) (cluster.ShardSnapshot, error) {
+	s, err := m.OpenShardSnapshot(shard)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// InstallSnapshot replaces the shard's state with a snapshot's.
+func (m shardMachine) InstallSnapshot(shard int, next func() ([]byte, error), durable func(uint64) error) (uint64, error) {
+	return m.InstallShardSnapshot(shard, next, durable)
+}

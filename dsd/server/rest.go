@@ -1,13 +1,17 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
 
 	"github.com/stratamq/strata/dsd/cluster"
+	"github.com/stratamq/strata/dsd/meta"
 	"github.com/stratamq/strata/dsd/storage"
 	clusterv1 "github.com/stratamq/strata/gen/strata/cluster/v1"
 )
@@ -15,23 +19,24 @@ import (
 // The REST API describes the sites of the cluster and the one durable
 // storage, "messages", in the shapes EMQX's /api/v5/ds endpoints use, so
 // dashboards and scripts written for those work here. Sites, replicas and
-// transitions come from the metadata group as this site applied it (the
-// data itself is not replicated yet: docs/durability.md); generations and
-// clocks are this site's.
+// transitions come from the metadata group as this site applied it;
+// generations and clocks are this site's. The replica site list is changed
+// with PUT and DELETE (the admin role with mTLS, as AdminService).
 const dsName = "messages"
 
 type restAPI struct {
 	db      *storage.DB
 	cluster *cluster.Cluster
+	auth    *authorizer
 	node    string
 }
 
-func newRESTAPI(db *storage.DB, c *cluster.Cluster) *restAPI {
+func newRESTAPI(db *storage.DB, c *cluster.Cluster, auth *authorizer) *restAPI {
 	node, err := os.Hostname()
 	if err != nil {
 		node = "unknown"
 	}
-	return &restAPI{db: db, cluster: c, node: node}
+	return &restAPI{db: db, cluster: c, auth: auth, node: node}
 }
 
 // register mounts the endpoints under /ds and /api/v5/ds.
@@ -42,6 +47,9 @@ func (a *restAPI) register(mux *http.ServeMux) {
 		mux.HandleFunc("GET "+prefix+"/storages", a.storages)
 		mux.HandleFunc("GET "+prefix+"/storages/{ds}", a.storage)
 		mux.HandleFunc("GET "+prefix+"/storages/{ds}/replicas", a.replicaSites)
+		mux.HandleFunc("PUT "+prefix+"/storages/{ds}/replicas", a.setReplicas)
+		mux.HandleFunc("PUT "+prefix+"/storages/{ds}/replicas/{site}", a.joinSite)
+		mux.HandleFunc("DELETE "+prefix+"/storages/{ds}/replicas/{site}", a.leaveSite)
 	}
 }
 
@@ -220,6 +228,86 @@ func (a *restAPI) replicaSites(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, append([]string{}, a.cluster.ReplicaSites()...))
+}
+
+// maxReplicasBody bounds a PUT of the replica site list.
+const maxReplicasBody = 64 << 10
+
+// setReplicas sets the replica site list (set-replicas): the body is a
+// JSON array of site ids.
+func (a *restAPI) setReplicas(w http.ResponseWriter, r *http.Request) {
+	var sites []string
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxReplicasBody)).Decode(&sites); err != nil {
+		writeError(w, http.StatusBadRequest, "BAD_REQUEST", "the body must be a JSON array of site ids: "+err.Error())
+		return
+	}
+	a.changeReplicas(w, r, func(ctx context.Context) error { return a.cluster.SetReplicas(ctx, sites) })
+}
+
+// joinSite adds a site to the replica site list (join).
+func (a *restAPI) joinSite(w http.ResponseWriter, r *http.Request) {
+	site := r.PathValue("site")
+	a.changeReplicas(w, r, func(ctx context.Context) error { return a.cluster.AddReplicaSite(ctx, site) })
+}
+
+// leaveSite removes a site from the replica site list (leave).
+func (a *restAPI) leaveSite(w http.ResponseWriter, r *http.Request) {
+	site := r.PathValue("site")
+	a.changeReplicas(w, r, func(ctx context.Context) error { return a.cluster.RemoveReplicaSite(ctx, site) })
+}
+
+// changeReplicas runs change for an admin and answers the replica site
+// list once it is applied.
+func (a *restAPI) changeReplicas(w http.ResponseWriter, r *http.Request, change func(context.Context) error) {
+	if r.PathValue("ds") != dsName {
+		writeError(w, http.StatusNotFound, "NOT_FOUND", "durable storage not found")
+		return
+	}
+	if !a.admin(w, r) {
+		return
+	}
+	if a.cluster == nil {
+		writeError(w, http.StatusNotImplemented, "NOT_IMPLEMENTED", errNoCluster.Error())
+		return
+	}
+	if err := change(r.Context()); err != nil {
+		code, name := http.StatusInternalServerError, "INTERNAL_ERROR"
+		switch {
+		case errors.Is(err, cluster.ErrNoSites), errors.Is(err, meta.ErrBadSiteID):
+			code, name = http.StatusBadRequest, "BAD_REQUEST"
+		case errors.Is(err, cluster.ErrNotReplicaSite):
+			code, name = http.StatusNotFound, "NOT_FOUND"
+		case errors.Is(err, meta.ErrNotAllocated), errors.Is(err, cluster.ErrNotRunning), errors.Is(err, context.DeadlineExceeded):
+			code, name = http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE"
+		}
+		writeError(w, code, name, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, append([]string{}, a.cluster.ReplicaSites()...))
+}
+
+// admin reports whether the caller may change the replica sites: any
+// caller without mutual TLS (dsd listens in plaintext only on loopback or
+// with unsafe_plaintext_listen), else a client certificate of the admin
+// role. It answers the refusal itself.
+func (a *restAPI) admin(w http.ResponseWriter, r *http.Request) bool {
+	if a.auth == nil || !a.auth.mutual {
+		return true
+	}
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "a verified client certificate is required")
+		return false
+	}
+	name := r.TLS.VerifiedChains[0][0].Subject.CommonName
+	role := a.auth.defaultRole
+	if rl, ok := a.auth.roles[name]; ok {
+		role = rl
+	}
+	if role != RoleAdmin {
+		writeError(w, http.StatusForbidden, "FORBIDDEN", fmt.Sprintf("changing the replica sites needs the admin role; %q has %q", name, role))
+		return false
+	}
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -208,14 +208,14 @@ func Listen(db *storage.DB, opts Options) (*Server, error) {
 	s.grpc = grpc.NewServer(gopts...)
 	dsdv1.RegisterStorageServiceServer(s.grpc, &storageService{db: db, metrics: m, cluster: opts.Cluster})
 	dsdv1.RegisterSiteServiceServer(s.grpc, &siteService{cluster: opts.Cluster})
-	dsdv1.RegisterAdminServiceServer(s.grpc, &adminService{db: db})
+	dsdv1.RegisterAdminServiceServer(s.grpc, &adminService{db: db, cluster: opts.Cluster})
 	dsdv1.RegisterRetainedServiceServer(s.grpc, &retainedService{db: db})
 	dsdv1.RegisterGatewayLinkServiceServer(s.grpc, s.link)
 	dsdv1.RegisterSessionServiceServer(s.grpc, &sessionService{db: db, allowCrossIdentityTakeover: opts.AllowCrossIdentityTakeover})
 
 	mux := http.NewServeMux()
 	opshttp.Register(mux, m.registry, db.Ready)
-	newRESTAPI(db, opts.Cluster).register(mux)
+	newRESTAPI(db, opts.Cluster, auth).register(mux)
 	if opts.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

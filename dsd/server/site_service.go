@@ -40,6 +40,13 @@ func (s *siteService) Join(ctx context.Context, req *dsdv1.JoinRequest) (*dsdv1.
 	return resp, statusFor(err)
 }
 
+func (s *siteService) ShardSnapshot(req *dsdv1.ShardSnapshotRequest, stream grpc.ServerStreamingServer[dsdv1.ShardSnapshotResponse]) error {
+	if s.cluster == nil {
+		return statusFor(errNoCluster)
+	}
+	return statusFor(s.cluster.ServeShardSnapshot(req, stream.Send))
+}
+
 // clusterInfo is the ClusterInfo of Info, nil without a cluster.
 func clusterInfo(c *cluster.Cluster) *dsdv1.ClusterInfo {
 	if c == nil {

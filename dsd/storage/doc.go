@@ -71,6 +71,9 @@
 //	                                -> SharedGrant
 //	S 0C                            replicated shard: index of the last applied
 //	                                raft entry -> version 01 | index (8)
+//	S 0D                            replicated shard: a snapshot is being
+//	                                installed -> version 01 | index (8)
+//	                                (snapshot.go)
 //	S 10 | gen (8) | 01 | edge key  trie edge          -> lts edge record
 //	S 10 | gen (8) | 02 | static    message count      -> StreamCount
 //	S 10 | gen (8) | 03 | layout key  message          -> Message

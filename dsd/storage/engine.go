@@ -149,6 +149,9 @@ func (db *DB) open() error {
 	if err := db.openPebble(); err != nil {
 		return err
 	}
+	if err := db.resetInterruptedInstalls(); err != nil {
+		return err
+	}
 	db.shards = make([]*shard, db.opts.NShards)
 	for i := range db.shards {
 		s, err := loadShard(db, i)

@@ -17,6 +17,7 @@ const (
 	tagSession      byte = 0x09 // S|09|len(cid) (2)|cid|sub|... : sessions (session_keys.go)
 	tagSharedGroup  byte = 0x0B // S|0B|len(filter) (2)|filter|sub|... : shared groups (shared.go); 0x0A: tagWillRetained (will.go)
 	tagApplied      byte = 0x0C // S|0C -> 01 | raft index (8): a replicated shard's applied entry (replication.go)
+	tagInstalling   byte = 0x0D // S|0D -> 01 | raft index (8): a shard snapshot being installed (snapshot.go)
 	tagGenData      byte = 0x10 // S|10|gen|sub|... : everything a generation owns
 )
 
@@ -59,6 +60,8 @@ func siteMetaKey() []byte { return shardPrefix(siteShard, tagSiteMeta) }
 func shardClockKey(shard int) []byte { return shardPrefix(shard, tagShardClock) }
 
 func shardAppliedKey(shard int) []byte { return shardPrefix(shard, tagApplied) }
+
+func shardInstallingKey(shard int) []byte { return shardPrefix(shard, tagInstalling) }
 
 func generationKey(shard int, gen uint64) []byte {
 	return binary.BigEndian.AppendUint64(shardPrefix(shard, tagGeneration), gen)
@@ -129,6 +132,8 @@ func prettyKey(k []byte) string {
 		return fmt.Sprintf("%d/producer/%q", shard, rest)
 	case tagApplied:
 		return fmt.Sprintf("%d/applied", shard)
+	case tagInstalling:
+		return fmt.Sprintf("%d/installing", shard)
 	case tagSessionGuard:
 		return fmt.Sprintf("%d/session-guard", shard)
 	case tagSession:

@@ -70,9 +70,14 @@ func (l *fakeLog) take() [][]byte {
 // pump applies, until stop, the entries of l (shard's log) to every db in
 // log order, on each Propose; it returns the last index applied.
 func (l *fakeLog) pump(t *testing.T, shard int, dbs []*DB, stop <-chan struct{}) <-chan uint64 {
+	return l.pumpAfter(t, shard, dbs, stop, 0)
+}
+
+// pumpAfter is pump with the first entry at index after+1.
+func (l *fakeLog) pumpAfter(t *testing.T, shard int, dbs []*DB, stop <-chan struct{}, after uint64) <-chan uint64 {
 	out := make(chan uint64, 1)
 	go func() {
-		var index uint64
+		index := after
 		defer func() { out <- index }()
 		for {
 			select {

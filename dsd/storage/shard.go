@@ -100,8 +100,28 @@ func writeInitialShard(b *pebble.Batch, shard int, layout LayoutConfig, nowUs in
 	_ = b.Set(generationKey(shard, 1), encodeValue(g), nil)
 }
 
-// loadShard rebuilds a shard's state from Pebble.
+// loadShard rebuilds a shard from Pebble.
 func loadShard(db *DB, id int) (*shard, error) {
+	st, err := loadShardState(db, id)
+	if err != nil {
+		return nil, err
+	}
+	s := &shard{
+		db:     db,
+		id:     id,
+		reqCh:  make(chan *request),
+		doneCh: make(chan struct{}, db.opts.MaxInflightCommits),
+	}
+	s.mu.st = st
+	s.repl.wake = make(chan struct{}, 1)
+	s.assigned.Store(st.lastTs)
+	s.readable.Store(st.lastTs)
+	return s, nil
+}
+
+// loadShardState reads a shard's state from Pebble (at open, and after a
+// snapshot's install).
+func loadShardState(db *DB, id int) (*shardState, error) {
 	st := &shardState{shard: id, producers: make(map[string]*storagev1.ProducerState), sessions: make(map[string]*sessionState)}
 	var clock storagev1.ShardClock
 	found, err := db.getValue(shardClockKey(id), &clock)
@@ -160,18 +180,7 @@ func loadShard(db *DB, id int) (*shard, error) {
 	if err := loadShared(db, st); err != nil {
 		return nil, err
 	}
-
-	s := &shard{
-		db:     db,
-		id:     id,
-		reqCh:  make(chan *request),
-		doneCh: make(chan struct{}, db.opts.MaxInflightCommits),
-	}
-	s.mu.st = st
-	s.repl.wake = make(chan struct{}, 1)
-	s.assigned.Store(st.lastTs)
-	s.readable.Store(st.lastTs)
-	return s, nil
+	return st, nil
 }
 
 // loadGeneration rebuilds a generation's trie and counters.

@@ -21,6 +21,8 @@ const (
 	reqSession
 	// reqApply is a committed entry of a replicated shard (replication.go).
 	reqApply
+	// reqInstall installs a shard snapshot (snapshot.go).
+	reqInstall
 )
 
 // request is a Store or an admin command waiting in a shard's buffer.
@@ -30,6 +32,9 @@ type request struct {
 	dropID uint64
 	// entry is a reqApply's entry.
 	entry *appliedEntry
+	// install is a reqInstall's work, run on the writer once its commits
+	// in flight are done.
+	install func() error
 	// mkCmd builds a reqSession's command with the writer's clock reading.
 	mkCmd func(nowUs int64) command
 	// items and bytes size a Store for the buffer limits.
@@ -197,6 +202,14 @@ func (s *shard) runWriter() {
 				}
 				s.db.committer.in <- s.applyEntry(r.entry)
 				inflight++
+				continue
+			}
+			if r.kind == reqInstall {
+				for inflight > 0 {
+					<-s.doneCh
+					inflight--
+				}
+				r.finish(reply{err: r.install()})
 				continue
 			}
 			if r.kind == reqTick {

@@ -166,6 +166,24 @@ func (c *tailCache) dropGeneration(shard int, gen uint64) {
 	}
 }
 
+// dropShard forgets every stream of shard (its state was replaced by a
+// snapshot's).
+func (c *tailCache) dropShard(shard int) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, ts := range c.streams {
+		if k.shard == shard {
+			for _, e := range ts.entries[ts.head:] {
+				c.size -= len(e.key) + len(e.val) + tailEntryOverhead
+			}
+			delete(c.streams, k)
+		}
+	}
+}
+
 // tailRead is one Next served from the cache.
 type tailRead struct {
 	// after: messages with a timestamp above it; to: below it (exclusive,

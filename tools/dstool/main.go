@@ -6,6 +6,9 @@
 //	dstool retained list ['<topic filter>'] [--limit N] [--json]
 //	dstool retained delete <topic>
 //	dstool shared ['$share/<group>/<filter>'] [--json]
+//	dstool set-replicas <site>... [--json]
+//	dstool join <site> [--json]
+//	dstool leave <site> [--json]
 //
 // Flags may follow positional arguments.
 package main
@@ -57,7 +60,8 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.tls.CertFile, "tls-cert", "", "client certificate for mTLS (PEM)")
 	root.PersistentFlags().StringVar(&g.tls.KeyFile, "tls-key", "", "client key for mTLS (PEM)")
 	root.PersistentFlags().StringVar(&g.tls.ServerName, "tls-server-name", "", "name to verify in dsd's certificate (default: the --addr host)")
-	root.AddCommand(newInfoCmd(g), newReadCmd(g), newGenerationsCmd(g), newStreamsCmd(g), newLTSCmd(g), newSessionsCmd(g), newRetainedCmd(g), newSharedCmd(g))
+	root.AddCommand(newInfoCmd(g), newReadCmd(g), newGenerationsCmd(g), newStreamsCmd(g), newLTSCmd(g), newSessionsCmd(g), newRetainedCmd(g), newSharedCmd(g),
+		newSetReplicasCmd(g), newJoinCmd(g), newLeaveCmd(g))
 	return root
 }
 

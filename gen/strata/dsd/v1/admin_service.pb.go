@@ -22,6 +22,202 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type UpdateReplicasRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Change:
+	//
+	//	*UpdateReplicasRequest_Set
+	//	*UpdateReplicasRequest_Join
+	//	*UpdateReplicasRequest_Leave
+	Change        isUpdateReplicasRequest_Change `protobuf_oneof:"change"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateReplicasRequest) Reset() {
+	*x = UpdateReplicasRequest{}
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateReplicasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateReplicasRequest) ProtoMessage() {}
+
+func (x *UpdateReplicasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateReplicasRequest.ProtoReflect.Descriptor instead.
+func (*UpdateReplicasRequest) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *UpdateReplicasRequest) GetChange() isUpdateReplicasRequest_Change {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *UpdateReplicasRequest) GetSet() *ReplicaSites {
+	if x != nil {
+		if x, ok := x.Change.(*UpdateReplicasRequest_Set); ok {
+			return x.Set
+		}
+	}
+	return nil
+}
+
+func (x *UpdateReplicasRequest) GetJoin() string {
+	if x != nil {
+		if x, ok := x.Change.(*UpdateReplicasRequest_Join); ok {
+			return x.Join
+		}
+	}
+	return ""
+}
+
+func (x *UpdateReplicasRequest) GetLeave() string {
+	if x != nil {
+		if x, ok := x.Change.(*UpdateReplicasRequest_Leave); ok {
+			return x.Leave
+		}
+	}
+	return ""
+}
+
+type isUpdateReplicasRequest_Change interface {
+	isUpdateReplicasRequest_Change()
+}
+
+type UpdateReplicasRequest_Set struct {
+	Set *ReplicaSites `protobuf:"bytes,1,opt,name=set,proto3,oneof"`
+}
+
+type UpdateReplicasRequest_Join struct {
+	Join string `protobuf:"bytes,2,opt,name=join,proto3,oneof"`
+}
+
+type UpdateReplicasRequest_Leave struct {
+	Leave string `protobuf:"bytes,3,opt,name=leave,proto3,oneof"`
+}
+
+func (*UpdateReplicasRequest_Set) isUpdateReplicasRequest_Change() {}
+
+func (*UpdateReplicasRequest_Join) isUpdateReplicasRequest_Change() {}
+
+func (*UpdateReplicasRequest_Leave) isUpdateReplicasRequest_Change() {}
+
+type ReplicaSites struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sites         []string               `protobuf:"bytes,1,rep,name=sites,proto3" json:"sites,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaSites) Reset() {
+	*x = ReplicaSites{}
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaSites) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaSites) ProtoMessage() {}
+
+func (x *ReplicaSites) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaSites.ProtoReflect.Descriptor instead.
+func (*ReplicaSites) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReplicaSites) GetSites() []string {
+	if x != nil {
+		return x.Sites
+	}
+	return nil
+}
+
+type UpdateReplicasResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sites is the replica site list once the change is applied.
+	Sites []string `protobuf:"bytes,1,rep,name=sites,proto3" json:"sites,omitempty"`
+	// Transitions is the number of transitions pending over all shards.
+	Transitions   uint32 `protobuf:"varint,2,opt,name=transitions,proto3" json:"transitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateReplicasResponse) Reset() {
+	*x = UpdateReplicasResponse{}
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateReplicasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateReplicasResponse) ProtoMessage() {}
+
+func (x *UpdateReplicasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateReplicasResponse.ProtoReflect.Descriptor instead.
+func (*UpdateReplicasResponse) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpdateReplicasResponse) GetSites() []string {
+	if x != nil {
+		return x.Sites
+	}
+	return nil
+}
+
+func (x *UpdateReplicasResponse) GetTransitions() uint32 {
+	if x != nil {
+		return x.Transitions
+	}
+	return 0
+}
+
 type ListGenerationsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Shard restricts the listing to one shard when set.
@@ -32,7 +228,7 @@ type ListGenerationsRequest struct {
 
 func (x *ListGenerationsRequest) Reset() {
 	*x = ListGenerationsRequest{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[0]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -44,7 +240,7 @@ func (x *ListGenerationsRequest) String() string {
 func (*ListGenerationsRequest) ProtoMessage() {}
 
 func (x *ListGenerationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[0]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -57,7 +253,7 @@ func (x *ListGenerationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGenerationsRequest.ProtoReflect.Descriptor instead.
 func (*ListGenerationsRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{0}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListGenerationsRequest) GetShard() uint32 {
@@ -79,7 +275,7 @@ type ShardGeneration struct {
 
 func (x *ShardGeneration) Reset() {
 	*x = ShardGeneration{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[1]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +287,7 @@ func (x *ShardGeneration) String() string {
 func (*ShardGeneration) ProtoMessage() {}
 
 func (x *ShardGeneration) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[1]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +300,7 @@ func (x *ShardGeneration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardGeneration.ProtoReflect.Descriptor instead.
 func (*ShardGeneration) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{1}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ShardGeneration) GetShard() uint32 {
@@ -137,7 +333,7 @@ type ListGenerationsResponse struct {
 
 func (x *ListGenerationsResponse) Reset() {
 	*x = ListGenerationsResponse{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[2]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -149,7 +345,7 @@ func (x *ListGenerationsResponse) String() string {
 func (*ListGenerationsResponse) ProtoMessage() {}
 
 func (x *ListGenerationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[2]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -162,7 +358,7 @@ func (x *ListGenerationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGenerationsResponse.ProtoReflect.Descriptor instead.
 func (*ListGenerationsResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{2}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListGenerationsResponse) GetGenerations() []*ShardGeneration {
@@ -182,7 +378,7 @@ type AddGenerationRequest struct {
 
 func (x *AddGenerationRequest) Reset() {
 	*x = AddGenerationRequest{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[3]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +390,7 @@ func (x *AddGenerationRequest) String() string {
 func (*AddGenerationRequest) ProtoMessage() {}
 
 func (x *AddGenerationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[3]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +403,7 @@ func (x *AddGenerationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddGenerationRequest.ProtoReflect.Descriptor instead.
 func (*AddGenerationRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{3}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AddGenerationRequest) GetShard() uint32 {
@@ -226,7 +422,7 @@ type AddGenerationResponse struct {
 
 func (x *AddGenerationResponse) Reset() {
 	*x = AddGenerationResponse{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[4]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -238,7 +434,7 @@ func (x *AddGenerationResponse) String() string {
 func (*AddGenerationResponse) ProtoMessage() {}
 
 func (x *AddGenerationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[4]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -251,7 +447,7 @@ func (x *AddGenerationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddGenerationResponse.ProtoReflect.Descriptor instead.
 func (*AddGenerationResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{4}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AddGenerationResponse) GetGenerations() []*ShardGeneration {
@@ -271,7 +467,7 @@ type DropGenerationRequest struct {
 
 func (x *DropGenerationRequest) Reset() {
 	*x = DropGenerationRequest{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -283,7 +479,7 @@ func (x *DropGenerationRequest) String() string {
 func (*DropGenerationRequest) ProtoMessage() {}
 
 func (x *DropGenerationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -296,7 +492,7 @@ func (x *DropGenerationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DropGenerationRequest.ProtoReflect.Descriptor instead.
 func (*DropGenerationRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{5}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DropGenerationRequest) GetShard() uint32 {
@@ -321,7 +517,7 @@ type DropGenerationResponse struct {
 
 func (x *DropGenerationResponse) Reset() {
 	*x = DropGenerationResponse{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[6]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +529,7 @@ func (x *DropGenerationResponse) String() string {
 func (*DropGenerationResponse) ProtoMessage() {}
 
 func (x *DropGenerationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[6]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +542,7 @@ func (x *DropGenerationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DropGenerationResponse.ProtoReflect.Descriptor instead.
 func (*DropGenerationResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{6}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{9}
 }
 
 type LearnedStructureRequest struct {
@@ -360,7 +556,7 @@ type LearnedStructureRequest struct {
 
 func (x *LearnedStructureRequest) Reset() {
 	*x = LearnedStructureRequest{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[7]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -372,7 +568,7 @@ func (x *LearnedStructureRequest) String() string {
 func (*LearnedStructureRequest) ProtoMessage() {}
 
 func (x *LearnedStructureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[7]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -385,7 +581,7 @@ func (x *LearnedStructureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LearnedStructureRequest.ProtoReflect.Descriptor instead.
 func (*LearnedStructureRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{7}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LearnedStructureRequest) GetShard() uint32 {
@@ -416,7 +612,7 @@ type LearnedStream struct {
 
 func (x *LearnedStream) Reset() {
 	*x = LearnedStream{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[8]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +624,7 @@ func (x *LearnedStream) String() string {
 func (*LearnedStream) ProtoMessage() {}
 
 func (x *LearnedStream) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[8]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +637,7 @@ func (x *LearnedStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LearnedStream.ProtoReflect.Descriptor instead.
 func (*LearnedStream) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{8}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LearnedStream) GetStaticIndex() []byte {
@@ -479,7 +675,7 @@ type LearnedStructureResponse struct {
 
 func (x *LearnedStructureResponse) Reset() {
 	*x = LearnedStructureResponse{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[9]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +687,7 @@ func (x *LearnedStructureResponse) String() string {
 func (*LearnedStructureResponse) ProtoMessage() {}
 
 func (x *LearnedStructureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[9]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +700,7 @@ func (x *LearnedStructureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LearnedStructureResponse.ProtoReflect.Descriptor instead.
 func (*LearnedStructureResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{9}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LearnedStructureResponse) GetShard() uint32 {
@@ -553,7 +749,7 @@ type ListSharedGroupsRequest struct {
 
 func (x *ListSharedGroupsRequest) Reset() {
 	*x = ListSharedGroupsRequest{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[10]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -565,7 +761,7 @@ func (x *ListSharedGroupsRequest) String() string {
 func (*ListSharedGroupsRequest) ProtoMessage() {}
 
 func (x *ListSharedGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[10]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -578,7 +774,7 @@ func (x *ListSharedGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSharedGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListSharedGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{10}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListSharedGroupsRequest) GetFilter() string {
@@ -602,7 +798,7 @@ type SharedGroup struct {
 
 func (x *SharedGroup) Reset() {
 	*x = SharedGroup{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[11]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +810,7 @@ func (x *SharedGroup) String() string {
 func (*SharedGroup) ProtoMessage() {}
 
 func (x *SharedGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[11]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +823,7 @@ func (x *SharedGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedGroup.ProtoReflect.Descriptor instead.
 func (*SharedGroup) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{11}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SharedGroup) GetFilter() string {
@@ -667,7 +863,7 @@ type ListSharedGroupsResponse struct {
 
 func (x *ListSharedGroupsResponse) Reset() {
 	*x = ListSharedGroupsResponse{}
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[12]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +875,7 @@ func (x *ListSharedGroupsResponse) String() string {
 func (*ListSharedGroupsResponse) ProtoMessage() {}
 
 func (x *ListSharedGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[12]
+	mi := &file_strata_dsd_v1_admin_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +888,7 @@ func (x *ListSharedGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSharedGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListSharedGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{12}
+	return file_strata_dsd_v1_admin_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListSharedGroupsResponse) GetGroups() []*SharedGroup {
@@ -706,7 +902,17 @@ var File_strata_dsd_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_strata_dsd_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
-	"!strata/dsd/v1/admin_service.proto\x12\rstrata.dsd.v1\x1a\x1estrata/storage/v1/shared.proto\x1a\x1fstrata/storage/v1/storage.proto\"=\n" +
+	"!strata/dsd/v1/admin_service.proto\x12\rstrata.dsd.v1\x1a\x1estrata/storage/v1/shared.proto\x1a\x1fstrata/storage/v1/storage.proto\"\x80\x01\n" +
+	"\x15UpdateReplicasRequest\x12/\n" +
+	"\x03set\x18\x01 \x01(\v2\x1b.strata.dsd.v1.ReplicaSitesH\x00R\x03set\x12\x14\n" +
+	"\x04join\x18\x02 \x01(\tH\x00R\x04join\x12\x16\n" +
+	"\x05leave\x18\x03 \x01(\tH\x00R\x05leaveB\b\n" +
+	"\x06change\"$\n" +
+	"\fReplicaSites\x12\x14\n" +
+	"\x05sites\x18\x01 \x03(\tR\x05sites\"P\n" +
+	"\x16UpdateReplicasResponse\x12\x14\n" +
+	"\x05sites\x18\x01 \x03(\tR\x05sites\x12 \n" +
+	"\vtransitions\x18\x02 \x01(\rR\vtransitions\"=\n" +
 	"\x16ListGenerationsRequest\x12\x19\n" +
 	"\x05shard\x18\x01 \x01(\rH\x00R\x05shard\x88\x01\x01B\b\n" +
 	"\x06_shard\"\x82\x01\n" +
@@ -757,13 +963,14 @@ const file_strata_dsd_v1_admin_service_proto_rawDesc = "" +
 	"\astreams\x18\x03 \x03(\v2$.strata.storage.v1.SharedGroupStreamR\astreams\x126\n" +
 	"\x06grants\x18\x04 \x03(\v2\x1e.strata.storage.v1.SharedGrantR\x06grants\"N\n" +
 	"\x18ListSharedGroupsResponse\x122\n" +
-	"\x06groups\x18\x01 \x03(\v2\x1a.strata.dsd.v1.SharedGroupR\x06groups2\xf5\x03\n" +
+	"\x06groups\x18\x01 \x03(\v2\x1a.strata.dsd.v1.SharedGroupR\x06groups2\xd4\x04\n" +
 	"\fAdminService\x12`\n" +
 	"\x0fListGenerations\x12%.strata.dsd.v1.ListGenerationsRequest\x1a&.strata.dsd.v1.ListGenerationsResponse\x12Z\n" +
 	"\rAddGeneration\x12#.strata.dsd.v1.AddGenerationRequest\x1a$.strata.dsd.v1.AddGenerationResponse\x12]\n" +
 	"\x0eDropGeneration\x12$.strata.dsd.v1.DropGenerationRequest\x1a%.strata.dsd.v1.DropGenerationResponse\x12c\n" +
 	"\x10LearnedStructure\x12&.strata.dsd.v1.LearnedStructureRequest\x1a'.strata.dsd.v1.LearnedStructureResponse\x12c\n" +
-	"\x10ListSharedGroups\x12&.strata.dsd.v1.ListSharedGroupsRequest\x1a'.strata.dsd.v1.ListSharedGroupsResponseB4Z2github.com/stratamq/strata/gen/strata/dsd/v1;dsdv1b\x06proto3"
+	"\x10ListSharedGroups\x12&.strata.dsd.v1.ListSharedGroupsRequest\x1a'.strata.dsd.v1.ListSharedGroupsResponse\x12]\n" +
+	"\x0eUpdateReplicas\x12$.strata.dsd.v1.UpdateReplicasRequest\x1a%.strata.dsd.v1.UpdateReplicasResponseB4Z2github.com/stratamq/strata/gen/strata/dsd/v1;dsdv1b\x06proto3"
 
 var (
 	file_strata_dsd_v1_admin_service_proto_rawDescOnce sync.Once
@@ -777,48 +984,54 @@ func file_strata_dsd_v1_admin_service_proto_rawDescGZIP() []byte {
 	return file_strata_dsd_v1_admin_service_proto_rawDescData
 }
 
-var file_strata_dsd_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_strata_dsd_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_strata_dsd_v1_admin_service_proto_goTypes = []any{
-	(*ListGenerationsRequest)(nil),   // 0: strata.dsd.v1.ListGenerationsRequest
-	(*ShardGeneration)(nil),          // 1: strata.dsd.v1.ShardGeneration
-	(*ListGenerationsResponse)(nil),  // 2: strata.dsd.v1.ListGenerationsResponse
-	(*AddGenerationRequest)(nil),     // 3: strata.dsd.v1.AddGenerationRequest
-	(*AddGenerationResponse)(nil),    // 4: strata.dsd.v1.AddGenerationResponse
-	(*DropGenerationRequest)(nil),    // 5: strata.dsd.v1.DropGenerationRequest
-	(*DropGenerationResponse)(nil),   // 6: strata.dsd.v1.DropGenerationResponse
-	(*LearnedStructureRequest)(nil),  // 7: strata.dsd.v1.LearnedStructureRequest
-	(*LearnedStream)(nil),            // 8: strata.dsd.v1.LearnedStream
-	(*LearnedStructureResponse)(nil), // 9: strata.dsd.v1.LearnedStructureResponse
-	(*ListSharedGroupsRequest)(nil),  // 10: strata.dsd.v1.ListSharedGroupsRequest
-	(*SharedGroup)(nil),              // 11: strata.dsd.v1.SharedGroup
-	(*ListSharedGroupsResponse)(nil), // 12: strata.dsd.v1.ListSharedGroupsResponse
-	(*v1.Generation)(nil),            // 13: strata.storage.v1.Generation
-	(*v1.SharedGroupStream)(nil),     // 14: strata.storage.v1.SharedGroupStream
-	(*v1.SharedGrant)(nil),           // 15: strata.storage.v1.SharedGrant
+	(*UpdateReplicasRequest)(nil),    // 0: strata.dsd.v1.UpdateReplicasRequest
+	(*ReplicaSites)(nil),             // 1: strata.dsd.v1.ReplicaSites
+	(*UpdateReplicasResponse)(nil),   // 2: strata.dsd.v1.UpdateReplicasResponse
+	(*ListGenerationsRequest)(nil),   // 3: strata.dsd.v1.ListGenerationsRequest
+	(*ShardGeneration)(nil),          // 4: strata.dsd.v1.ShardGeneration
+	(*ListGenerationsResponse)(nil),  // 5: strata.dsd.v1.ListGenerationsResponse
+	(*AddGenerationRequest)(nil),     // 6: strata.dsd.v1.AddGenerationRequest
+	(*AddGenerationResponse)(nil),    // 7: strata.dsd.v1.AddGenerationResponse
+	(*DropGenerationRequest)(nil),    // 8: strata.dsd.v1.DropGenerationRequest
+	(*DropGenerationResponse)(nil),   // 9: strata.dsd.v1.DropGenerationResponse
+	(*LearnedStructureRequest)(nil),  // 10: strata.dsd.v1.LearnedStructureRequest
+	(*LearnedStream)(nil),            // 11: strata.dsd.v1.LearnedStream
+	(*LearnedStructureResponse)(nil), // 12: strata.dsd.v1.LearnedStructureResponse
+	(*ListSharedGroupsRequest)(nil),  // 13: strata.dsd.v1.ListSharedGroupsRequest
+	(*SharedGroup)(nil),              // 14: strata.dsd.v1.SharedGroup
+	(*ListSharedGroupsResponse)(nil), // 15: strata.dsd.v1.ListSharedGroupsResponse
+	(*v1.Generation)(nil),            // 16: strata.storage.v1.Generation
+	(*v1.SharedGroupStream)(nil),     // 17: strata.storage.v1.SharedGroupStream
+	(*v1.SharedGrant)(nil),           // 18: strata.storage.v1.SharedGrant
 }
 var file_strata_dsd_v1_admin_service_proto_depIdxs = []int32{
-	13, // 0: strata.dsd.v1.ShardGeneration.generation:type_name -> strata.storage.v1.Generation
-	1,  // 1: strata.dsd.v1.ListGenerationsResponse.generations:type_name -> strata.dsd.v1.ShardGeneration
-	1,  // 2: strata.dsd.v1.AddGenerationResponse.generations:type_name -> strata.dsd.v1.ShardGeneration
-	8,  // 3: strata.dsd.v1.LearnedStructureResponse.streams:type_name -> strata.dsd.v1.LearnedStream
-	14, // 4: strata.dsd.v1.SharedGroup.streams:type_name -> strata.storage.v1.SharedGroupStream
-	15, // 5: strata.dsd.v1.SharedGroup.grants:type_name -> strata.storage.v1.SharedGrant
-	11, // 6: strata.dsd.v1.ListSharedGroupsResponse.groups:type_name -> strata.dsd.v1.SharedGroup
-	0,  // 7: strata.dsd.v1.AdminService.ListGenerations:input_type -> strata.dsd.v1.ListGenerationsRequest
-	3,  // 8: strata.dsd.v1.AdminService.AddGeneration:input_type -> strata.dsd.v1.AddGenerationRequest
-	5,  // 9: strata.dsd.v1.AdminService.DropGeneration:input_type -> strata.dsd.v1.DropGenerationRequest
-	7,  // 10: strata.dsd.v1.AdminService.LearnedStructure:input_type -> strata.dsd.v1.LearnedStructureRequest
-	10, // 11: strata.dsd.v1.AdminService.ListSharedGroups:input_type -> strata.dsd.v1.ListSharedGroupsRequest
-	2,  // 12: strata.dsd.v1.AdminService.ListGenerations:output_type -> strata.dsd.v1.ListGenerationsResponse
-	4,  // 13: strata.dsd.v1.AdminService.AddGeneration:output_type -> strata.dsd.v1.AddGenerationResponse
-	6,  // 14: strata.dsd.v1.AdminService.DropGeneration:output_type -> strata.dsd.v1.DropGenerationResponse
-	9,  // 15: strata.dsd.v1.AdminService.LearnedStructure:output_type -> strata.dsd.v1.LearnedStructureResponse
-	12, // 16: strata.dsd.v1.AdminService.ListSharedGroups:output_type -> strata.dsd.v1.ListSharedGroupsResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	1,  // 0: strata.dsd.v1.UpdateReplicasRequest.set:type_name -> strata.dsd.v1.ReplicaSites
+	16, // 1: strata.dsd.v1.ShardGeneration.generation:type_name -> strata.storage.v1.Generation
+	4,  // 2: strata.dsd.v1.ListGenerationsResponse.generations:type_name -> strata.dsd.v1.ShardGeneration
+	4,  // 3: strata.dsd.v1.AddGenerationResponse.generations:type_name -> strata.dsd.v1.ShardGeneration
+	11, // 4: strata.dsd.v1.LearnedStructureResponse.streams:type_name -> strata.dsd.v1.LearnedStream
+	17, // 5: strata.dsd.v1.SharedGroup.streams:type_name -> strata.storage.v1.SharedGroupStream
+	18, // 6: strata.dsd.v1.SharedGroup.grants:type_name -> strata.storage.v1.SharedGrant
+	14, // 7: strata.dsd.v1.ListSharedGroupsResponse.groups:type_name -> strata.dsd.v1.SharedGroup
+	3,  // 8: strata.dsd.v1.AdminService.ListGenerations:input_type -> strata.dsd.v1.ListGenerationsRequest
+	6,  // 9: strata.dsd.v1.AdminService.AddGeneration:input_type -> strata.dsd.v1.AddGenerationRequest
+	8,  // 10: strata.dsd.v1.AdminService.DropGeneration:input_type -> strata.dsd.v1.DropGenerationRequest
+	10, // 11: strata.dsd.v1.AdminService.LearnedStructure:input_type -> strata.dsd.v1.LearnedStructureRequest
+	13, // 12: strata.dsd.v1.AdminService.ListSharedGroups:input_type -> strata.dsd.v1.ListSharedGroupsRequest
+	0,  // 13: strata.dsd.v1.AdminService.UpdateReplicas:input_type -> strata.dsd.v1.UpdateReplicasRequest
+	5,  // 14: strata.dsd.v1.AdminService.ListGenerations:output_type -> strata.dsd.v1.ListGenerationsResponse
+	7,  // 15: strata.dsd.v1.AdminService.AddGeneration:output_type -> strata.dsd.v1.AddGenerationResponse
+	9,  // 16: strata.dsd.v1.AdminService.DropGeneration:output_type -> strata.dsd.v1.DropGenerationResponse
+	12, // 17: strata.dsd.v1.AdminService.LearnedStructure:output_type -> strata.dsd.v1.LearnedStructureResponse
+	15, // 18: strata.dsd.v1.AdminService.ListSharedGroups:output_type -> strata.dsd.v1.ListSharedGroupsResponse
+	2,  // 19: strata.dsd.v1.AdminService.UpdateReplicas:output_type -> strata.dsd.v1.UpdateReplicasResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_admin_service_proto_init() }
@@ -826,16 +1039,21 @@ func file_strata_dsd_v1_admin_service_proto_init() {
 	if File_strata_dsd_v1_admin_service_proto != nil {
 		return
 	}
-	file_strata_dsd_v1_admin_service_proto_msgTypes[0].OneofWrappers = []any{}
+	file_strata_dsd_v1_admin_service_proto_msgTypes[0].OneofWrappers = []any{
+		(*UpdateReplicasRequest_Set)(nil),
+		(*UpdateReplicasRequest_Join)(nil),
+		(*UpdateReplicasRequest_Leave)(nil),
+	}
 	file_strata_dsd_v1_admin_service_proto_msgTypes[3].OneofWrappers = []any{}
-	file_strata_dsd_v1_admin_service_proto_msgTypes[7].OneofWrappers = []any{}
+	file_strata_dsd_v1_admin_service_proto_msgTypes[6].OneofWrappers = []any{}
+	file_strata_dsd_v1_admin_service_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_admin_service_proto_rawDesc), len(file_strata_dsd_v1_admin_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	AdminService_DropGeneration_FullMethodName   = "/strata.dsd.v1.AdminService/DropGeneration"
 	AdminService_LearnedStructure_FullMethodName = "/strata.dsd.v1.AdminService/LearnedStructure"
 	AdminService_ListSharedGroups_FullMethodName = "/strata.dsd.v1.AdminService/ListSharedGroups"
+	AdminService_UpdateReplicas_FullMethodName   = "/strata.dsd.v1.AdminService/UpdateReplicas"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -44,6 +45,10 @@ type AdminServiceClient interface {
 	// ListSharedGroups lists the shared subscription groups ($share/...):
 	// their position in each stream and the grants their members hold.
 	ListSharedGroups(ctx context.Context, in *ListSharedGroupsRequest, opts ...grpc.CallOption) (*ListSharedGroupsResponse, error)
+	// UpdateReplicas changes the storage's replica site list (admin): sets
+	// it (set-replicas), adds one site (join) or removes one (leave). Each
+	// shard's transitions are planned at once and run in the background.
+	UpdateReplicas(ctx context.Context, in *UpdateReplicasRequest, opts ...grpc.CallOption) (*UpdateReplicasResponse, error)
 }
 
 type adminServiceClient struct {
@@ -104,6 +109,16 @@ func (c *adminServiceClient) ListSharedGroups(ctx context.Context, in *ListShare
 	return out, nil
 }
 
+func (c *adminServiceClient) UpdateReplicas(ctx context.Context, in *UpdateReplicasRequest, opts ...grpc.CallOption) (*UpdateReplicasResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateReplicasResponse)
+	err := c.cc.Invoke(ctx, AdminService_UpdateReplicas_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -122,6 +137,10 @@ type AdminServiceServer interface {
 	// ListSharedGroups lists the shared subscription groups ($share/...):
 	// their position in each stream and the grants their members hold.
 	ListSharedGroups(context.Context, *ListSharedGroupsRequest) (*ListSharedGroupsResponse, error)
+	// UpdateReplicas changes the storage's replica site list (admin): sets
+	// it (set-replicas), adds one site (join) or removes one (leave). Each
+	// shard's transitions are planned at once and run in the background.
+	UpdateReplicas(context.Context, *UpdateReplicasRequest) (*UpdateReplicasResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -146,6 +165,9 @@ func (UnimplementedAdminServiceServer) LearnedStructure(context.Context, *Learne
 }
 func (UnimplementedAdminServiceServer) ListSharedGroups(context.Context, *ListSharedGroupsRequest) (*ListSharedGroupsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSharedGroups not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateReplicas(context.Context, *UpdateReplicasRequest) (*UpdateReplicasResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateReplicas not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -258,6 +280,24 @@ func _AdminService_ListSharedGroups_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_UpdateReplicas_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateReplicasRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateReplicas(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateReplicas_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateReplicas(ctx, req.(*UpdateReplicasRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +324,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSharedGroups",
 			Handler:    _AdminService_ListSharedGroups_Handler,
+		},
+		{
+			MethodName: "UpdateReplicas",
+			Handler:    _AdminService_UpdateReplicas_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

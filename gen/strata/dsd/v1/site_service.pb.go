@@ -22,6 +22,149 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ShardSnapshotRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// Site is the asking site's id (a member of the shard's group).
+	Site string `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
+	// MinIndex is the raft index the state must cover (the snapshot's).
+	MinIndex      uint64 `protobuf:"varint,3,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardSnapshotRequest) Reset() {
+	*x = ShardSnapshotRequest{}
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardSnapshotRequest) ProtoMessage() {}
+
+func (x *ShardSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*ShardSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ShardSnapshotRequest) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ShardSnapshotRequest) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *ShardSnapshotRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
+	}
+	return 0
+}
+
+// ShardSnapshotResponse is one piece of a shard's state: key/value pairs, each
+// a uvarint key length, the key, a uvarint value length and the value.
+type ShardSnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// AppliedIndex is the raft index the state covers (every chunk).
+	AppliedIndex uint64 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Data         []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// Last marks the final chunk, which carries the CRC-32C (Castagnoli) of
+	// every chunk's data in order and their total length.
+	Last          bool   `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
+	Crc32C        uint32 `protobuf:"fixed32,4,opt,name=crc32c,proto3" json:"crc32c,omitempty"`
+	TotalBytes    uint64 `protobuf:"varint,5,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardSnapshotResponse) Reset() {
+	*x = ShardSnapshotResponse{}
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardSnapshotResponse) ProtoMessage() {}
+
+func (x *ShardSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*ShardSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ShardSnapshotResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ShardSnapshotResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ShardSnapshotResponse) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+func (x *ShardSnapshotResponse) GetCrc32C() uint32 {
+	if x != nil {
+		return x.Crc32C
+	}
+	return 0
+}
+
+func (x *ShardSnapshotResponse) GetTotalBytes() uint64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
 // LinkHello names the site at one end of a Link.
 type LinkHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -34,7 +177,7 @@ type LinkHello struct {
 
 func (x *LinkHello) Reset() {
 	*x = LinkHello{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[0]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +189,7 @@ func (x *LinkHello) String() string {
 func (*LinkHello) ProtoMessage() {}
 
 func (x *LinkHello) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[0]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +202,7 @@ func (x *LinkHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkHello.ProtoReflect.Descriptor instead.
 func (*LinkHello) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{0}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *LinkHello) GetSite() string {
@@ -89,7 +232,7 @@ type RaftMessage struct {
 
 func (x *RaftMessage) Reset() {
 	*x = RaftMessage{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[1]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +244,7 @@ func (x *RaftMessage) String() string {
 func (*RaftMessage) ProtoMessage() {}
 
 func (x *RaftMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[1]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +257,7 @@ func (x *RaftMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMessage.ProtoReflect.Descriptor instead.
 func (*RaftMessage) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{1}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RaftMessage) GetGroup() uint64 {
@@ -141,7 +284,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[2]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -153,7 +296,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[2]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -166,7 +309,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{2}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LinkRequest) GetHello() *LinkHello {
@@ -193,7 +336,7 @@ type LinkResponse struct {
 
 func (x *LinkResponse) Reset() {
 	*x = LinkResponse{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[3]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -205,7 +348,7 @@ func (x *LinkResponse) String() string {
 func (*LinkResponse) ProtoMessage() {}
 
 func (x *LinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[3]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -218,7 +361,7 @@ func (x *LinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkResponse.ProtoReflect.Descriptor instead.
 func (*LinkResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{3}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LinkResponse) GetHello() *LinkHello {
@@ -246,7 +389,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[4]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +401,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[4]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +414,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{4}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JoinRequest) GetSite() *v1.Site {
@@ -297,7 +440,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -309,7 +452,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -322,7 +465,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{5}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JoinResponse) GetSites() []*v1.Site {
@@ -336,7 +479,18 @@ var File_strata_dsd_v1_site_service_proto protoreflect.FileDescriptor
 
 const file_strata_dsd_v1_site_service_proto_rawDesc = "" +
 	"\n" +
-	" strata/dsd/v1/site_service.proto\x12\rstrata.dsd.v1\x1a strata/cluster/v1/metadata.proto\"9\n" +
+	" strata/dsd/v1/site_service.proto\x12\rstrata.dsd.v1\x1a strata/cluster/v1/metadata.proto\"]\n" +
+	"\x14ShardSnapshotRequest\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x12\n" +
+	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1b\n" +
+	"\tmin_index\x18\x03 \x01(\x04R\bminIndex\"\x9d\x01\n" +
+	"\x15ShardSnapshotResponse\x12#\n" +
+	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +
+	"\x04last\x18\x03 \x01(\bR\x04last\x12\x16\n" +
+	"\x06crc32c\x18\x04 \x01(\aR\x06crc32c\x12\x1f\n" +
+	"\vtotal_bytes\x18\x05 \x01(\x04R\n" +
+	"totalBytes\"9\n" +
 	"\tLinkHello\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\"=\n" +
@@ -353,10 +507,11 @@ const file_strata_dsd_v1_site_service_proto_rawDesc = "" +
 	"\x04site\x18\x01 \x01(\v2\x17.strata.cluster.v1.SiteR\x04site\x12\x19\n" +
 	"\bn_shards\x18\x02 \x01(\rR\anShards\"=\n" +
 	"\fJoinResponse\x12-\n" +
-	"\x05sites\x18\x01 \x03(\v2\x17.strata.cluster.v1.SiteR\x05sites2\x93\x01\n" +
+	"\x05sites\x18\x01 \x03(\v2\x17.strata.cluster.v1.SiteR\x05sites2\xf1\x01\n" +
 	"\vSiteService\x12C\n" +
 	"\x04Link\x12\x1a.strata.dsd.v1.LinkRequest\x1a\x1b.strata.dsd.v1.LinkResponse(\x010\x01\x12?\n" +
-	"\x04Join\x12\x1a.strata.dsd.v1.JoinRequest\x1a\x1b.strata.dsd.v1.JoinResponseB4Z2github.com/stratamq/strata/gen/strata/dsd/v1;dsdv1b\x06proto3"
+	"\x04Join\x12\x1a.strata.dsd.v1.JoinRequest\x1a\x1b.strata.dsd.v1.JoinResponse\x12\\\n" +
+	"\rShardSnapshot\x12#.strata.dsd.v1.ShardSnapshotRequest\x1a$.strata.dsd.v1.ShardSnapshotResponse0\x01B4Z2github.com/stratamq/strata/gen/strata/dsd/v1;dsdv1b\x06proto3"
 
 var (
 	file_strata_dsd_v1_site_service_proto_rawDescOnce sync.Once
@@ -370,29 +525,33 @@ func file_strata_dsd_v1_site_service_proto_rawDescGZIP() []byte {
 	return file_strata_dsd_v1_site_service_proto_rawDescData
 }
 
-var file_strata_dsd_v1_site_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_strata_dsd_v1_site_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_strata_dsd_v1_site_service_proto_goTypes = []any{
-	(*LinkHello)(nil),    // 0: strata.dsd.v1.LinkHello
-	(*RaftMessage)(nil),  // 1: strata.dsd.v1.RaftMessage
-	(*LinkRequest)(nil),  // 2: strata.dsd.v1.LinkRequest
-	(*LinkResponse)(nil), // 3: strata.dsd.v1.LinkResponse
-	(*JoinRequest)(nil),  // 4: strata.dsd.v1.JoinRequest
-	(*JoinResponse)(nil), // 5: strata.dsd.v1.JoinResponse
-	(*v1.Site)(nil),      // 6: strata.cluster.v1.Site
+	(*ShardSnapshotRequest)(nil),  // 0: strata.dsd.v1.ShardSnapshotRequest
+	(*ShardSnapshotResponse)(nil), // 1: strata.dsd.v1.ShardSnapshotResponse
+	(*LinkHello)(nil),             // 2: strata.dsd.v1.LinkHello
+	(*RaftMessage)(nil),           // 3: strata.dsd.v1.RaftMessage
+	(*LinkRequest)(nil),           // 4: strata.dsd.v1.LinkRequest
+	(*LinkResponse)(nil),          // 5: strata.dsd.v1.LinkResponse
+	(*JoinRequest)(nil),           // 6: strata.dsd.v1.JoinRequest
+	(*JoinResponse)(nil),          // 7: strata.dsd.v1.JoinResponse
+	(*v1.Site)(nil),               // 8: strata.cluster.v1.Site
 }
 var file_strata_dsd_v1_site_service_proto_depIdxs = []int32{
-	0, // 0: strata.dsd.v1.LinkRequest.hello:type_name -> strata.dsd.v1.LinkHello
-	1, // 1: strata.dsd.v1.LinkRequest.messages:type_name -> strata.dsd.v1.RaftMessage
-	0, // 2: strata.dsd.v1.LinkResponse.hello:type_name -> strata.dsd.v1.LinkHello
-	1, // 3: strata.dsd.v1.LinkResponse.messages:type_name -> strata.dsd.v1.RaftMessage
-	6, // 4: strata.dsd.v1.JoinRequest.site:type_name -> strata.cluster.v1.Site
-	6, // 5: strata.dsd.v1.JoinResponse.sites:type_name -> strata.cluster.v1.Site
-	2, // 6: strata.dsd.v1.SiteService.Link:input_type -> strata.dsd.v1.LinkRequest
-	4, // 7: strata.dsd.v1.SiteService.Join:input_type -> strata.dsd.v1.JoinRequest
-	3, // 8: strata.dsd.v1.SiteService.Link:output_type -> strata.dsd.v1.LinkResponse
-	5, // 9: strata.dsd.v1.SiteService.Join:output_type -> strata.dsd.v1.JoinResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
+	2, // 0: strata.dsd.v1.LinkRequest.hello:type_name -> strata.dsd.v1.LinkHello
+	3, // 1: strata.dsd.v1.LinkRequest.messages:type_name -> strata.dsd.v1.RaftMessage
+	2, // 2: strata.dsd.v1.LinkResponse.hello:type_name -> strata.dsd.v1.LinkHello
+	3, // 3: strata.dsd.v1.LinkResponse.messages:type_name -> strata.dsd.v1.RaftMessage
+	8, // 4: strata.dsd.v1.JoinRequest.site:type_name -> strata.cluster.v1.Site
+	8, // 5: strata.dsd.v1.JoinResponse.sites:type_name -> strata.cluster.v1.Site
+	4, // 6: strata.dsd.v1.SiteService.Link:input_type -> strata.dsd.v1.LinkRequest
+	6, // 7: strata.dsd.v1.SiteService.Join:input_type -> strata.dsd.v1.JoinRequest
+	0, // 8: strata.dsd.v1.SiteService.ShardSnapshot:input_type -> strata.dsd.v1.ShardSnapshotRequest
+	5, // 9: strata.dsd.v1.SiteService.Link:output_type -> strata.dsd.v1.LinkResponse
+	7, // 10: strata.dsd.v1.SiteService.Join:output_type -> strata.dsd.v1.JoinResponse
+	1, // 11: strata.dsd.v1.SiteService.ShardSnapshot:output_type -> strata.dsd.v1.ShardSnapshotResponse
+	9, // [9:12] is the sub-list for method output_type
+	6, // [6:9] is the sub-list for method input_type
 	6, // [6:6] is the sub-list for extension type_name
 	6, // [6:6] is the sub-list for extension extendee
 	0, // [0:6] is the sub-list for field type_name
@@ -409,7 +568,7 @@ func file_strata_dsd_v1_site_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_site_service_proto_rawDesc), len(file_strata_dsd_v1_site_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SiteService_Link_FullMethodName = "/strata.dsd.v1.SiteService/Link"
-	SiteService_Join_FullMethodName = "/strata.dsd.v1.SiteService/Join"
+	SiteService_Link_FullMethodName          = "/strata.dsd.v1.SiteService/Link"
+	SiteService_Join_FullMethodName          = "/strata.dsd.v1.SiteService/Join"
+	SiteService_ShardSnapshot_FullMethodName = "/strata.dsd.v1.SiteService/ShardSnapshot"
 )
 
 // SiteServiceClient is the client API for SiteService service.
@@ -37,6 +38,12 @@ type SiteServiceClient interface {
 	// Join makes the calling site a member of the metadata group (a raft conf
 	// change through the leader) and returns the members.
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
+	// ShardSnapshot streams a shard's whole state, read from one consistent
+	// view of the answering site's storage, to a replica of the shard's raft
+	// group that was sent a snapshot (the raft message carries only the
+	// snapshot's metadata). The answering site must hold the shard at
+	// min_index or later.
+	ShardSnapshot(ctx context.Context, in *ShardSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ShardSnapshotResponse], error)
 }
 
 type siteServiceClient struct {
@@ -70,6 +77,25 @@ func (c *siteServiceClient) Join(ctx context.Context, in *JoinRequest, opts ...g
 	return out, nil
 }
 
+func (c *siteServiceClient) ShardSnapshot(ctx context.Context, in *ShardSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ShardSnapshotResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SiteService_ServiceDesc.Streams[1], SiteService_ShardSnapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ShardSnapshotRequest, ShardSnapshotResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SiteService_ShardSnapshotClient = grpc.ServerStreamingClient[ShardSnapshotResponse]
+
 // SiteServiceServer is the server API for SiteService service.
 // All implementations must embed UnimplementedSiteServiceServer
 // for forward compatibility.
@@ -84,6 +110,12 @@ type SiteServiceServer interface {
 	// Join makes the calling site a member of the metadata group (a raft conf
 	// change through the leader) and returns the members.
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
+	// ShardSnapshot streams a shard's whole state, read from one consistent
+	// view of the answering site's storage, to a replica of the shard's raft
+	// group that was sent a snapshot (the raft message carries only the
+	// snapshot's metadata). The answering site must hold the shard at
+	// min_index or later.
+	ShardSnapshot(*ShardSnapshotRequest, grpc.ServerStreamingServer[ShardSnapshotResponse]) error
 	mustEmbedUnimplementedSiteServiceServer()
 }
 
@@ -99,6 +131,9 @@ func (UnimplementedSiteServiceServer) Link(grpc.BidiStreamingServer[LinkRequest,
 }
 func (UnimplementedSiteServiceServer) Join(context.Context, *JoinRequest) (*JoinResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Join not implemented")
+}
+func (UnimplementedSiteServiceServer) ShardSnapshot(*ShardSnapshotRequest, grpc.ServerStreamingServer[ShardSnapshotResponse]) error {
+	return status.Error(codes.Unimplemented, "method ShardSnapshot not implemented")
 }
 func (UnimplementedSiteServiceServer) mustEmbedUnimplementedSiteServiceServer() {}
 func (UnimplementedSiteServiceServer) testEmbeddedByValue()                     {}
@@ -146,6 +181,17 @@ func _SiteService_Join_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SiteService_ShardSnapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ShardSnapshotRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SiteServiceServer).ShardSnapshot(m, &grpc.GenericServerStream[ShardSnapshotRequest, ShardSnapshotResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SiteService_ShardSnapshotServer = grpc.ServerStreamingServer[ShardSnapshotResponse]
+
 // SiteService_ServiceDesc is the grpc.ServiceDesc for SiteService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -164,6 +210,11 @@ var SiteService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _SiteService_Link_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "ShardSnapshot",
+			Handler:       _SiteService_ShardSnapshot_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "strata/dsd/v1/site_service.proto",
