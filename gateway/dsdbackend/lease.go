@@ -63,7 +63,7 @@ type Handlers struct {
 //     GatewayLink with hello{gateway id, epoch} to every site; the
 //     welcomes are the first acknowledgements (every site that leads a
 //     shard must answer);
-//  2. hold, per site: route kicks, send a heartbeat every interval, renew
+//  2. hold, per site: route kicks, send a heartbeat every quarter interval, renew
 //     the site's lease from each acknowledged one; a broken link is opened
 //     again with the same epoch (no CONNECT is accepted meanwhile while the
 //     site leads a shard);
@@ -521,15 +521,29 @@ func (l *Lease) reopen(ctx context.Context, site string, epoch uint64, lastAck t
 	}
 }
 
-// beat is the result of one heartbeat send.
+// beat is one heartbeat to send, or the failure of its send.
 type beat struct {
 	seq  uint64
 	sent time.Time
 	err  error
 }
 
+// Heartbeats go out every interval / beatsPerInterval, up to beatsInFlight
+// queued behind a slow send. The lease runs 2 intervals from the sending
+// of the latest acknowledged one: sending often keeps that close to now
+// when the link is slow. Under a storm of a thousand connections a send
+// waited 1.2 s for the link's stream and its acknowledgement another
+// second; one heartbeat per interval, one in flight, then let the lease run
+// out (benchcmp fanout1k) while dsd had heard the gateway all along. dsd
+// holds the lease 3 intervals from the last request it received, so a
+// heartbeat acknowledged is proof enough, however many there are.
+const (
+	beatsPerInterval = 4
+	beatsInFlight    = 4
+)
+
 // serve runs one open link: it routes kicks, sends a heartbeat every
-// interval and renews the lease from each acknowledged one. It returns the
+// quarter interval and renews the lease from each acknowledged one. It returns the
 // renewed lastAck and why it stopped: the link broke, the lease expired or
 // the Lease closed. Its goroutines have ended when it returns.
 func (l *Lease) serve(pctx context.Context, site string, link *client.Link, lastAck time.Time, iv time.Duration, h Handlers) (time.Time, error) {
@@ -537,8 +551,9 @@ func (l *Lease) serve(pctx context.Context, site string, link *client.Link, last
 	var wg sync.WaitGroup
 	broken := make(chan error, 2) // recv and the router's sender each report once
 	hbAcks := make(chan uint64, 16)
-	sends := make(chan beat, 1)
-	ticker := time.NewTicker(iv)
+	toSend := make(chan beat, beatsInFlight)
+	failed := make(chan beat, beatsInFlight)
+	ticker := time.NewTicker(iv / beatsPerInterval)
 	expiry := time.NewTimer(time.Until(lastAck.Add(2 * iv)))
 	defer func() {
 		cancel()
@@ -552,10 +567,15 @@ func (l *Lease) serve(pctx context.Context, site string, link *client.Link, last
 			r.linkClosed(site)
 		}
 	}()
-	wg.Add(1)
+	in := newInbox()
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		broken <- l.recv(ctx, site, link, h, hbAcks)
+		broken <- l.recv(ctx, link, in, hbAcks)
+	}()
+	go func() {
+		defer wg.Done()
+		l.dispatch(ctx, site, in, h)
 	}()
 	if r := l.opts.Router; r != nil {
 		r.linkOpened(site)
@@ -570,6 +590,23 @@ func (l *Lease) serve(pctx context.Context, site string, link *client.Link, last
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case b := <-toSend:
+				if b.err = l.heartbeat(link, b.seq); b.err != nil {
+					select {
+					case failed <- b:
+					default: // a failed send breaks the link: recv reports it
+					}
+				}
+			}
+		}
+	}()
 	renew := func(sent time.Time) {
 		if sent.After(lastAck) {
 			lastAck = sent
@@ -581,7 +618,6 @@ func (l *Lease) serve(pctx context.Context, site string, link *client.Link, last
 	// acknowledged one.
 	pending := map[uint64]time.Time{}
 	var seq uint64
-	sending := false
 	for {
 		select {
 		case <-pctx.Done():
@@ -591,28 +627,18 @@ func (l *Lease) serve(pctx context.Context, site string, link *client.Link, last
 		case <-expiry.C:
 			return lastAck, errLeaseExpired
 		case <-ticker.C:
-			if sending {
-				continue
-			}
-			sending = true
 			seq++
 			// Pending from before the send: dsd's ack may arrive before
 			// the send's own completion is seen here.
-			sent := time.Now()
-			pending[seq] = sent
-			wg.Add(1)
-			go func(seq uint64, sent time.Time) {
-				defer wg.Done()
-				err := l.heartbeat(link, seq)
-				// sends has room: one send in flight at a time.
-				sends <- beat{seq: seq, sent: sent, err: err}
-			}(seq, sent)
-		case b := <-sends:
-			sending = false
-			if b.err != nil {
-				l.log.Debug("heartbeat failed", "seq", b.seq, "err", b.err)
-				delete(pending, b.seq)
+			b := beat{seq: seq, sent: time.Now()}
+			select {
+			case toSend <- b:
+				pending[seq] = b.sent
+			default: // beatsInFlight queued already: the link is stuck
 			}
+		case b := <-failed:
+			l.log.Debug("heartbeat failed", "seq", b.seq, "err", b.err)
+			delete(pending, b.seq)
 		case n := <-hbAcks:
 			if sent, ok := pending[n]; ok {
 				renew(sent)
@@ -643,20 +669,13 @@ func (l *Lease) heartbeat(link *client.Link, seq uint64) error {
 	return link.Heartbeat(seq)
 }
 
-// recv reads the link until it ends, routing kicks to h and heartbeat
-// acknowledgements to acks.
-func (l *Lease) recv(ctx context.Context, site string, link *client.Link, h Handlers, acks chan<- uint64) error {
+// recv reads the link until it ends: heartbeat acknowledgements go to
+// acks at once, everything else to the dispatcher, in order (inbox).
+func (l *Lease) recv(ctx context.Context, link *client.Link, in *inbox, acks chan<- uint64) error {
 	for {
 		resp, err := link.Recv()
 		if err != nil {
 			return fmt.Errorf("dsdbackend: link: %w", err)
-		}
-		if l.opts.Router != nil && l.opts.Router.dispatch(site, resp) {
-			continue
-		}
-		if k := resp.GetKick(); k != nil {
-			l.log.Debug("session kick", "client_id", k.GetClientId(), "guard", k.GetGuard(), "reason", k.GetReason())
-			h.Kick(k.GetClientId(), k.GetGuard())
 		}
 		if a := resp.GetHeartbeatAck(); a != nil {
 			select {
@@ -664,7 +683,9 @@ func (l *Lease) recv(ctx context.Context, site string, link *client.Link, h Hand
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+			continue
 		}
+		in.put(resp)
 	}
 }
 

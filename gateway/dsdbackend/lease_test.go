@@ -22,6 +22,9 @@ type fakeDSD struct {
 
 	mu      sync.Mutex
 	stalled bool // heartbeats go unanswered
+	// ackDelay holds each heartbeat's acknowledgement that long after it
+	// arrived (a link whose acknowledgements queue behind pushed data).
+	ackDelay time.Duration
 }
 
 type fakeLink struct {
@@ -57,11 +60,20 @@ func (f *fakeDSD) GatewayLink(stream dsdv1.GatewayLinkService_GatewayLinkServer)
 			if hb == nil || f.isStalled() {
 				continue
 			}
-			select {
-			case acks <- hb.GetSeq():
-			case <-stream.Context().Done():
-				return
-			}
+			f.mu.Lock()
+			d := f.ackDelay
+			f.mu.Unlock()
+			go func(seq uint64) {
+				select {
+				case <-time.After(d):
+				case <-stream.Context().Done():
+					return
+				}
+				select {
+				case acks <- seq:
+				case <-stream.Context().Done():
+				}
+			}(hb.GetSeq())
 		}
 	}()
 	for {
@@ -254,5 +266,28 @@ func TestLeaseCloseWithoutStart(t *testing.T) {
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Each heartbeat acknowledged 1.5 intervals after it went out (they queue
+// behind pushed batches on a busy link): the lease holds, because a
+// heartbeat goes out every quarter interval and the lease runs from the
+// sending of the latest acknowledged one. With one heartbeat per interval it
+// ran out within a few intervals (benchcmp fanout1k lost it so).
+func TestLeaseHeldWhileAcksLag(t *testing.T) {
+	e := startLease(t)
+	e.dsd.mu.Lock()
+	e.dsd.ackDelay = testInterval * 3 / 2
+	e.dsd.mu.Unlock()
+	l := e.nextLink(t)
+	select {
+	case <-e.lost:
+		t.Fatal("lease lost while every heartbeat was acknowledged, late")
+	case l2 := <-e.dsd.links:
+		t.Fatalf("registered again (epoch %d, was %d): the lease ran out", l2.hello.GetEpoch(), l.hello.GetEpoch())
+	case <-time.After(10 * testInterval):
+	}
+	if err := e.lease.Ready(); err != nil {
+		t.Fatalf("not ready: %v", err)
 	}
 }
