@@ -78,3 +78,41 @@ func startSitesAlone(t *testing.T, ctx context.Context, n, nShards int) (sites [
 	}
 	return sites, ids
 }
+
+// allShardsLoad keeps Stores going on every shard (keepStoring) and counts
+// what was acked.
+type allShardsLoad struct {
+	pubs  []*shardPublishers
+	stops []func()
+}
+
+func storeOnAllShards(t *testing.T, ctx context.Context, sites []*DSD, nShards, perShard int) *allShardsLoad {
+	l := &allShardsLoad{pubs: make([]*shardPublishers, nShards), stops: make([]func(), nShards)}
+	for shard := range nShards {
+		l.pubs[shard] = newShardPublishers(t, sites, shard, 0)
+		l.stops[shard] = keepStoring(ctx, l.pubs[shard], clientsOfShard(shard, nShards, perShard))
+	}
+	return l
+}
+
+// stop stops every shard's publishers.
+func (l *allShardsLoad) stop() {
+	for _, stop := range l.stops {
+		stop()
+	}
+}
+
+// acked counts the Stores acked on every shard so far.
+func (l *allShardsLoad) acked() int {
+	n := 0
+	for _, p := range l.pubs {
+		n += p.ackedCount()
+	}
+	return n
+}
+
+// ackedMore is a condition: n more Stores acked than now.
+func (l *allShardsLoad) ackedMore(n int) func() bool {
+	base := l.acked()
+	return func() bool { return l.acked() >= base+n }
+}

@@ -30,29 +30,9 @@ func TestSetReplicasUnderLoad(t *testing.T) {
 	sites, ids := startSitesAlone(t, ctx, 3, nShards)
 	first := ids[0]
 
-	pubs := make([]*shardPublishers, nShards)
-	stops := make([]func(), nShards)
-	for shard := range nShards {
-		pubs[shard] = newShardPublishers(t, sites, shard, 0)
-		stops[shard] = keepStoring(ctx, pubs[shard], clientsOfShard(shard, nShards, perShard))
-	}
-	stopPublishers := func() {
-		for _, stop := range stops {
-			stop()
-		}
-	}
+	load := storeOnAllShards(t, ctx, sites, nShards, perShard)
+	pubs, stopPublishers, acked, ackedMore := load.pubs, load.stop, load.acked, load.ackedMore
 	defer stopPublishers()
-	acked := func() int {
-		n := 0
-		for _, p := range pubs {
-			n += p.ackedCount()
-		}
-		return n
-	}
-	ackedMore := func(n int) func() bool {
-		base := acked()
-		return func() bool { return acked() >= base+n }
-	}
 	// settled: every shard on want sites (none of them without), no
 	// transition left, as site i sees it.
 	settled := func(i, want int, without string) func() bool {
@@ -249,29 +229,9 @@ func TestTransitionsChurn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rounds+2)*time.Minute)
 	defer cancel()
 	sites, ids := startSitesAlone(t, ctx, nSites, nShards)
-	pubs := make([]*shardPublishers, nShards)
-	stops := make([]func(), nShards)
-	for shard := range nShards {
-		pubs[shard] = newShardPublishers(t, sites, shard, 0)
-		stops[shard] = keepStoring(ctx, pubs[shard], clientsOfShard(shard, nShards, perShard))
-	}
-	stopPublishers := func() {
-		for _, stop := range stops {
-			stop()
-		}
-	}
+	load := storeOnAllShards(t, ctx, sites, nShards, perShard)
+	pubs, stopPublishers, acked, ackedMore := load.pubs, load.stop, load.acked, load.ackedMore
 	defer stopPublishers()
-	acked := func() int {
-		n := 0
-		for _, p := range pubs {
-			n += p.ackedCount()
-		}
-		return n
-	}
-	ackedMore := func(n int) func() bool {
-		base := acked()
-		return func() bool { return acked() >= base+n }
-	}
 	// moveTo sets the replica sites to all but site out, through site via,
 	// and waits until every live site's view shows it done.
 	moveTo := func(out, via int, kill int) time.Duration {
