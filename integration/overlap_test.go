@@ -61,6 +61,7 @@ func TestOverlappingSubscriptions(t *testing.T) {
 
 	// Away: a message both match; back on the other gateway it comes once.
 	sub.send(t, &packet.Disconnect{})
+	waitSessionEnded(t, ctx, c.dsd.GRPCAddr, "overlap-sub")
 	publish("ov/b", 1, "away")
 	sub = dialRaw(t, c.addr(1), packet.V5)
 	if ack := sub.connectDurable(t, "overlap-sub", 3600); ack.ReasonCode != 0 || !ack.SessionPresent {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stratamq/strata/gateway/packet"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 	"github.com/stratamq/strata/internal/mqttrec"
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
@@ -89,16 +90,9 @@ func TestUnsubscribeCompletesInflight(t *testing.T) {
 	// session holds no subscription, and a third connection gets nothing
 	// of the old one.
 	_ = sc.Disconnect(&packet.Disconnect{})
-	conn, err := grpc.NewClient(c.dsd.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
+	if got := waitSessionEnded(t, ctx, c.dsd.GRPCAddr, "ui-sub"); len(got.GetSubscriptions()) != 0 {
+		t.Fatalf("after the final commit: subscriptions %v, want none (the retired one deleted)", got.GetSubscriptions())
 	}
-	defer conn.Close()
-	sessions := dsdv1.NewSessionServiceClient(conn)
-	wait.For(t, 10*time.Second, "the retired subscription deleted", func() bool {
-		got, err := sessions.GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: "ui-sub"})
-		return err == nil && got.GetSession() != nil && len(got.GetSession().GetSubscriptions()) == 0
-	})
 	sc, _, err = mqttrec.Connect(ctx, c.addr(0), sess, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -111,4 +105,27 @@ func TestUnsubscribeCompletesInflight(t *testing.T) {
 	if got := received(); got != 4 {
 		t.Fatalf("after the acknowledgements: %d PUBLISHes, want still 4: %+v", got, sess.Messages())
 	}
+}
+
+// waitSessionEnded waits until dsd records clientID's session as
+// disconnected (the gateway ends a session after its connection's final
+// commit) and returns it. A test that reconnects to another gateway waits so
+// that the new connection resumes what the old one committed: else the old
+// gateway's final commit may come after the new open and be refused, and
+// what it acknowledged is sent again (at least once allows it).
+func waitSessionEnded(t *testing.T, ctx context.Context, dsdAddr, clientID string) *storagev1.Session {
+	t.Helper()
+	conn, err := grpc.NewClient(dsdAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sessions := dsdv1.NewSessionServiceClient(conn)
+	var got *storagev1.Session
+	wait.For(t, 10*time.Second, clientID+"'s session ended", func() bool {
+		r, err := sessions.GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: clientID})
+		got = r.GetSession()
+		return err == nil && got != nil && !got.GetRecord().GetConnected()
+	})
+	return got
 }
