@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,7 +217,8 @@ func TestReplicatedShard(t *testing.T) {
 // fsync of its own (the raft log it came from is synced), and the applied
 // index survives a reopen with the writes of its entry.
 func TestReplicatedRestart(t *testing.T) {
-	opts := Options{NShards: 1, DataDir: t.TempDir(), IdleTickInterval: time.Hour}
+	fs := &walSyncFS{FS: vfs.Default}
+	opts := Options{NShards: 1, DataDir: t.TempDir(), IdleTickInterval: time.Hour, FS: fs}
 	db, err := Open(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -225,29 +227,26 @@ func TestReplicatedRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Open's own syncs may be counted a little late (the metric is
-	// recorded after the fsync returns): one sync of ours, counted, comes
-	// after them.
-	before := db.EngineMetrics().WALFsyncs
-	if _, err := db.SyncReplicatedApplied(0); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "a first sync counted", func() bool { return db.EngineMetrics().WALFsyncs > before })
-	fsyncs := db.EngineMetrics().WALFsyncs
+	// The WAL's syncs are counted as they are made (walSyncFS): the
+	// engine's metric is recorded after each fsync returns, so a sync of
+	// Open's could be counted late, as if the apply had made it.
+	syncs := fs.syncs.Load()
 	if err := db.ApplyReplicated(0, 42, data); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "applied", func() bool { n, _ := db.ReplicatedApplied(0); return n == 42 })
-	if n := db.EngineMetrics().WALFsyncs; n != fsyncs {
-		t.Fatalf("applying an entry fsynced the WAL %d times", n-fsyncs)
+	if n := fs.syncs.Load(); n != syncs {
+		t.Fatalf("applying an entry fsynced the WAL %d times", n-syncs)
 	}
 	// SyncReplicatedApplied makes it durable: the raft log may be
 	// truncated up to the index it returns.
 	if n, err := db.SyncReplicatedApplied(0); n != 42 || err != nil {
 		t.Fatalf("sync applied: %d %v", n, err)
 	}
-	waitFor(t, "the sync counted", func() bool { return db.EngineMetrics().WALFsyncs > fsyncs })
-	fsyncs = db.EngineMetrics().WALFsyncs
+	if fs.syncs.Load() == syncs {
+		t.Fatal("SyncReplicatedApplied did not sync the WAL")
+	}
+	fsyncs := db.EngineMetrics().WALFsyncs
 	// A local shard's Store does fsync (the metric counts).
 	if _, err := db.Store(context.Background(), "c", []*storagev1.Message{msg("a/c", "y")}, nil); err != nil {
 		t.Fatal(err)
@@ -495,4 +494,53 @@ func TestReplicatedCloseAnswersProposals(t *testing.T) {
 	if err := <-done; !errors.Is(err, ErrClosed) {
 		t.Fatalf("a proposed Store at Close: %v", err)
 	}
+}
+
+// walSyncFS counts the syncs of write-ahead log files (*.log) as they are
+// made.
+type walSyncFS struct {
+	vfs.FS
+	syncs atomic.Int64
+}
+
+func (f *walSyncFS) wrap(name string, file vfs.File, err error) (vfs.File, error) {
+	if err != nil || !strings.HasSuffix(name, ".log") {
+		return file, err
+	}
+	return &walSyncFile{File: file, syncs: &f.syncs}, nil
+}
+
+func (f *walSyncFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	file, err := f.FS.Create(name, c)
+	return f.wrap(name, file, err)
+}
+
+func (f *walSyncFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	file, err := f.FS.OpenReadWrite(name, c, opts...)
+	return f.wrap(name, file, err)
+}
+
+func (f *walSyncFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	file, err := f.FS.ReuseForWrite(oldname, newname, c)
+	return f.wrap(newname, file, err)
+}
+
+type walSyncFile struct {
+	vfs.File
+	syncs *atomic.Int64
+}
+
+func (w *walSyncFile) Sync() error {
+	w.syncs.Add(1)
+	return w.File.Sync()
+}
+
+func (w *walSyncFile) SyncData() error {
+	w.syncs.Add(1)
+	return w.File.SyncData()
+}
+
+func (w *walSyncFile) SyncTo(length int64) (bool, error) {
+	w.syncs.Add(1)
+	return w.File.SyncTo(length)
 }
