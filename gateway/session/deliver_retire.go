@@ -2,6 +2,7 @@ package session
 
 import (
 	"cmp"
+	"iter"
 	"maps"
 	"slices"
 
@@ -40,8 +41,14 @@ func (m *Machine) retires(s *sub) bool {
 	if _, _, shared := packet.SplitShared(s.rec.TopicFilter); shared {
 		return false
 	}
+	return m.unsettled(s)
+}
+
+// unsettled reports whether s has a batch record not settled yet (in a
+// ring, or still to be replayed) or a retained batch.
+func (m *Machine) unsettled(s *sub) bool {
 	for _, st := range s.streams {
-		if len(st.ring) > 0 {
+		if len(st.ring) > 0 || len(st.replays) > 0 {
 			return true
 		}
 	}
@@ -111,27 +118,15 @@ func (m *Machine) retiredSettled(st *stream) {
 // forgetRetired deletes retired subscription s once it has no stream and
 // no retained batch left.
 func (m *Machine) forgetRetired(s *sub) {
-	if !s.retired || s.gone {
+	if !s.retired || s.gone || m.unsettled(s) {
 		return
-	}
-	for _, st := range s.streams {
-		if len(st.ring) > 0 || len(st.replays) > 0 {
-			return
-		}
-	}
-	for rb := range m.d.retained {
-		if rb.sub == s {
-			return
-		}
 	}
 	for _, st := range s.streamsInOrder() {
 		m.dropStream(st)
 	}
 	s.gone = true
 	delete(m.d.retired, s.rec.Id)
-	delete(m.d.c.putSubs, s.rec.Id)
-	put(&m.d.c.delSubs, s.rec.Id, true)
-	m.d.c.dirty = true
+	m.deleteSubRecord(s)
 }
 
 // retiredInOrder are the retired subscriptions by id.
@@ -139,11 +134,19 @@ func (m *Machine) retiredInOrder() []*sub {
 	return slices.SortedFunc(maps.Values(m.d.retired), func(a, b *sub) int { return cmp.Compare(a.rec.Id, b.rec.Id) })
 }
 
-// allSubs are the subscriptions in force and the retired ones, in no
-// order: what holds streams.
-func (m *Machine) allSubs() []*sub {
-	if len(m.d.retired) == 0 {
-		return slices.Collect(maps.Values(m.d.subs))
+// allSubs yields the subscriptions in force and the retired ones, in no
+// order: what holds streams. It allocates nothing (settling walks it).
+func (m *Machine) allSubs() iter.Seq[*sub] {
+	return func(yield func(*sub) bool) {
+		for _, s := range m.d.subs {
+			if !yield(s) {
+				return
+			}
+		}
+		for _, s := range m.d.retired {
+			if !yield(s) {
+				return
+			}
+		}
 	}
-	return append(slices.Collect(maps.Values(m.d.subs)), slices.Collect(maps.Values(m.d.retired))...)
 }

@@ -111,7 +111,7 @@ func (m *Machine) markPushed(st *stream) {
 // numbering order (before any new one).
 func (m *Machine) resumedRecords() {
 	var cov []coverEntry
-	for _, s := range m.allSubs() {
+	for s := range m.allSubs() {
 		for _, st := range s.streams {
 			for _, b := range st.ring {
 				cov = append(cov, coverEntry{b: b, st: st})
@@ -202,7 +202,7 @@ func (m *Machine) settleCandidates() (cands, pushed []*stream, all bool) {
 	}
 	if !sg.targeted {
 		cands = cands[:0]
-		for _, s := range m.allSubs() {
+		for s := range m.allSubs() {
 			for _, st := range s.streams {
 				cands = append(cands, st)
 			}
@@ -210,7 +210,7 @@ func (m *Machine) settleCandidates() (cands, pushed []*stream, all bool) {
 		return cands, nil, true
 	}
 	if checkSettling {
-		for _, s := range m.allSubs() {
+		for s := range m.allSubs() {
 			for _, st := range s.streams {
 				if !st.gone && m.wouldSettle(st) && !slices.Contains(cands, st) {
 					// Invariant: a targeted pass visits every stream that settle would move.

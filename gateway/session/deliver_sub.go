@@ -150,17 +150,9 @@ func (m *Machine) retireUntilDrained(p *packet.Unsubscribe) bool {
 		if s == nil {
 			continue
 		}
-		for _, st := range s.streams {
-			if len(st.ring) > 0 || len(st.replays) > 0 {
-				s.retiring = true
-				done = false
-			}
-		}
-		for rb := range m.d.retained {
-			if rb.sub == s {
-				s.retiring = true
-				done = false // its retained messages in flight too
-			}
+		if m.unsettled(s) {
+			s.retiring = true
+			done = false
 		}
 	}
 	if !done {
@@ -364,6 +356,11 @@ func (m *Machine) removeSub(s *sub) {
 	if released > 0 {
 		m.out = append(m.out, Counted{Event: "unsubscribed", N: released})
 	}
+	m.deleteSubRecord(s)
+}
+
+// deleteSubRecord has the next commit delete s's Subscription record.
+func (m *Machine) deleteSubRecord(s *sub) {
 	delete(m.d.c.putSubs, s.rec.Id)
 	put(&m.d.c.delSubs, s.rec.Id, true)
 	m.d.c.dirty = true
