@@ -12,7 +12,11 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
+	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
+	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
@@ -275,4 +279,27 @@ func checkOrderAndCount(t *testing.T, got []delivery, publishers, count, topics 
 	if lost > 0 {
 		t.Fatalf("lost %d of %d messages (for example %s); %d distinct received", lost, publishers*count, example, len(seen))
 	}
+}
+
+// waitSessionEnded waits until dsd records clientID's session as
+// disconnected (the gateway ends a session after its connection's final
+// commit) and returns it. A test that reconnects to another gateway waits so
+// that the new connection resumes what the old one committed: else the old
+// gateway's final commit may come after the new open and be refused, and
+// what it acknowledged is sent again (at least once allows it).
+func waitSessionEnded(t *testing.T, ctx context.Context, dsdAddr, clientID string) *storagev1.Session {
+	t.Helper()
+	conn, err := grpc.NewClient(dsdAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sessions := dsdv1.NewSessionServiceClient(conn)
+	var got *storagev1.Session
+	wait.For(t, 10*time.Second, clientID+"'s session ended", func() bool {
+		r, err := sessions.GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: clientID})
+		got = r.GetSession()
+		return err == nil && got != nil && !got.GetRecord().GetConnected()
+	})
+	return got
 }

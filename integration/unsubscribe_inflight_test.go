@@ -6,12 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/stratamq/strata/gateway/packet"
-	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
-	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 	"github.com/stratamq/strata/internal/mqttrec"
 	"github.com/stratamq/strata/internal/testutil/wait"
 )
@@ -105,27 +100,4 @@ func TestUnsubscribeCompletesInflight(t *testing.T) {
 	if got := received(); got != 4 {
 		t.Fatalf("after the acknowledgements: %d PUBLISHes, want still 4: %+v", got, sess.Messages())
 	}
-}
-
-// waitSessionEnded waits until dsd records clientID's session as
-// disconnected (the gateway ends a session after its connection's final
-// commit) and returns it. A test that reconnects to another gateway waits so
-// that the new connection resumes what the old one committed: else the old
-// gateway's final commit may come after the new open and be refused, and
-// what it acknowledged is sent again (at least once allows it).
-func waitSessionEnded(t *testing.T, ctx context.Context, dsdAddr, clientID string) *storagev1.Session {
-	t.Helper()
-	conn, err := grpc.NewClient(dsdAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	sessions := dsdv1.NewSessionServiceClient(conn)
-	var got *storagev1.Session
-	wait.For(t, 10*time.Second, clientID+"'s session ended", func() bool {
-		r, err := sessions.GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: clientID})
-		got = r.GetSession()
-		return err == nil && got != nil && !got.GetRecord().GetConnected()
-	})
-	return got
 }
