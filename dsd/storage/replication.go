@@ -241,10 +241,11 @@ func (db *DB) ReplicatedApplied(shard int) (uint64, error) {
 		return 0, wrapPebble("get applied index", err)
 	}
 	defer closer.Close()
-	if len(v) != 9 || v[0] != valueVersion1 {
-		return 0, fmt.Errorf("%w: shard %d applied index: %d bytes", ErrCorruption, shard, len(v))
+	n, err := decodeIndex(v)
+	if err != nil {
+		return 0, fmt.Errorf("%w: shard %d applied index: %w", ErrCorruption, shard, err)
 	}
-	return binary.BigEndian.Uint64(v[1:]), nil
+	return n, nil
 }
 
 // SyncReplicatedApplied makes every write committed so far durable (one
