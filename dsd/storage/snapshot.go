@@ -186,16 +186,17 @@ func (db *DB) InstallInterrupted(shard int) (bool, error) {
 // marker stays, for InstallInterrupted).
 func (db *DB) resetInterruptedInstalls() error {
 	for i := range db.opts.NShards {
-		if ok, err := db.interrupted(i); err != nil || !ok {
-			if err != nil {
-				return err
-			}
+		ok, err := db.interrupted(i)
+		if err != nil {
+			return err
+		}
+		if !ok {
 			continue
 		}
 		b := db.pdb.NewBatch()
 		clearShard(b, i)
 		writeInitialShard(b, i, db.opts.Layout, db.opts.Now().UnixMicro())
-		err := b.Commit(pebble.Sync)
+		err = b.Commit(pebble.Sync)
 		_ = b.Close()
 		if err != nil {
 			return wrapPebble("reset a shard whose install was interrupted", err)
