@@ -215,9 +215,12 @@ func (c *Cluster) manageShards() {
 					c.startShardGroup(shard, reps, mode)
 					attached[shard] = "group"
 				}
-			case in && (running || adding || c.hasGroupState(shard)):
+			case in && (running || adding || (attached[shard] == "" && c.hasGroupState(shard))):
 				// The only replica, with a group (its state the group's
-				// first snapshot) once another is to be added.
+				// first snapshot) once another is to be added. Raft state
+				// of a group not running is looked for once (a previous
+				// run's): only a group started here writes it, and a
+				// removed one's is deleted.
 				if !running {
 					c.startShardGroup(shard, reps, groupPromote)
 					attached[shard] = "group"
