@@ -233,12 +233,18 @@ func (db *DB) ReplicatedApplied(shard int) (uint64, error) {
 	if _, err := db.shard(shard); err != nil {
 		return 0, err
 	}
-	v, closer, err := db.pdb.Get(shardAppliedKey(shard))
+	return readApplied(db.pdb, shard)
+}
+
+// readApplied reads shard's applied index from r (the DB, or a snapshot
+// of it); 0 when none is recorded.
+func readApplied(r pebble.Reader, shard int) (uint64, error) {
+	v, closer, err := r.Get(shardAppliedKey(shard))
 	if err != nil {
 		if errors.Is(err, pebble.ErrNotFound) {
 			return 0, nil
 		}
-		return 0, wrapPebble("get applied index", err)
+		return 0, wrapPebble("read the applied index", err)
 	}
 	defer closer.Close()
 	n, err := decodeIndex(v)

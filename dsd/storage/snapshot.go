@@ -74,17 +74,9 @@ func (db *DB) OpenShardSnapshot(shard int) (*ShardSnapshot, error) {
 	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return fail(wrapPebble("read the install marker", err))
 	}
-	v, closer, err := snap.Get(shardAppliedKey(shard))
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
-		return fail(wrapPebble("read the applied index", err))
-	default:
-		s.applied, err = decodeIndex(v)
-		closer.Close()
-		if err != nil {
-			return fail(fmt.Errorf("%w: shard %d applied index: %w", ErrCorruption, shard, err))
-		}
+	var err error
+	if s.applied, err = readApplied(snap, shard); err != nil {
+		return fail(err)
 	}
 	lo, hi := shardBounds(shard)
 	s.it, err = snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
