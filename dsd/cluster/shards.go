@@ -365,7 +365,7 @@ type leaderAck struct {
 // says (peers: the replica set); a restart resumes from the log.
 func (c *Cluster) startShardGroup(shard int, peers []string, mode groupMode) *shardGroup {
 	g := &shardGroup{c: c, shard: shard, group: ShardGroup(shard), peers: slices.Clone(peers), acks: map[uint64]leaderAck{},
-		mode: mode, done: make(chan struct{})}
+		mode: mode, done: make(chan struct{}), snapshots: snapshotTracker{sent: map[uint64]time.Time{}, serving: map[uint64]int{}}}
 	g.ctx, g.cancel = context.WithCancel(c.ctx)
 	if mode != groupJoin {
 		for _, p := range peers {
