@@ -215,9 +215,12 @@ func (c *Cluster) manageShards() {
 					c.startShardGroup(shard, reps, mode)
 					attached[shard] = "group"
 				}
-			case in && (running || adding || c.hasGroupState(shard)):
+			case in && (running || adding || (attached[shard] == "" && c.hasGroupState(shard))):
 				// The only replica, with a group (its state the group's
-				// first snapshot) once another is to be added.
+				// first snapshot) once another is to be added. Raft state
+				// of a group not running is looked for once (a previous
+				// run's): only a group started here writes it, and a
+				// removed one's is deleted.
 				if !running {
 					c.startShardGroup(shard, reps, groupPromote)
 					attached[shard] = "group"
@@ -362,7 +365,7 @@ type leaderAck struct {
 // says (peers: the replica set); a restart resumes from the log.
 func (c *Cluster) startShardGroup(shard int, peers []string, mode groupMode) *shardGroup {
 	g := &shardGroup{c: c, shard: shard, group: ShardGroup(shard), peers: slices.Clone(peers), acks: map[uint64]leaderAck{},
-		mode: mode, done: make(chan struct{})}
+		mode: mode, done: make(chan struct{}), snapshots: snapshotTracker{sent: map[uint64]time.Time{}, serving: map[uint64]int{}}}
 	g.ctx, g.cancel = context.WithCancel(c.ctx)
 	if mode != groupJoin {
 		for _, p := range peers {

@@ -61,7 +61,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // snapshotTracker is the leader's view of the snapshots it sent: when raft
 // sent each replica one and whether the replica is fetching it. A snapshot
 // not fetched within snapshotTimeout (its message lost) is reported failed,
-// so raft sends another.
+// so raft sends another. startShardGroup makes its maps.
 type snapshotTracker struct {
 	mu      sync.Mutex
 	sent    map[uint64]time.Time
@@ -71,9 +71,6 @@ type snapshotTracker struct {
 func (t *snapshotTracker) markSent(to uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.sent == nil {
-		t.sent, t.serving = map[uint64]time.Time{}, map[uint64]int{}
-	}
 	t.sent[to] = time.Now()
 }
 
@@ -81,9 +78,6 @@ func (t *snapshotTracker) markSent(to uint64) {
 func (t *snapshotTracker) serve(to uint64) (done func()) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.serving == nil {
-		t.sent, t.serving = map[uint64]time.Time{}, map[uint64]int{}
-	}
 	t.serving[to]++
 	return func() {
 		t.mu.Lock()

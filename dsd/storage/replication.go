@@ -233,18 +233,25 @@ func (db *DB) ReplicatedApplied(shard int) (uint64, error) {
 	if _, err := db.shard(shard); err != nil {
 		return 0, err
 	}
-	v, closer, err := db.pdb.Get(shardAppliedKey(shard))
+	return readApplied(db.pdb, shard)
+}
+
+// readApplied reads shard's applied index from r (the DB, or a snapshot
+// of it); 0 when none is recorded.
+func readApplied(r pebble.Reader, shard int) (uint64, error) {
+	v, closer, err := r.Get(shardAppliedKey(shard))
 	if err != nil {
 		if errors.Is(err, pebble.ErrNotFound) {
 			return 0, nil
 		}
-		return 0, wrapPebble("get applied index", err)
+		return 0, wrapPebble("read the applied index", err)
 	}
 	defer closer.Close()
-	if len(v) != 9 || v[0] != valueVersion1 {
-		return 0, fmt.Errorf("%w: shard %d applied index: %d bytes", ErrCorruption, shard, len(v))
+	n, err := decodeIndex(v)
+	if err != nil {
+		return 0, fmt.Errorf("%w: shard %d applied index: %w", ErrCorruption, shard, err)
 	}
-	return binary.BigEndian.Uint64(v[1:]), nil
+	return n, nil
 }
 
 // SyncReplicatedApplied makes every write committed so far durable (one

@@ -74,17 +74,9 @@ func (db *DB) OpenShardSnapshot(shard int) (*ShardSnapshot, error) {
 	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return fail(wrapPebble("read the install marker", err))
 	}
-	v, closer, err := snap.Get(shardAppliedKey(shard))
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
-		return fail(wrapPebble("read the applied index", err))
-	default:
-		s.applied, err = decodeIndex(v)
-		closer.Close()
-		if err != nil {
-			return fail(fmt.Errorf("%w: shard %d applied index: %w", ErrCorruption, shard, err))
-		}
+	var err error
+	if s.applied, err = readApplied(snap, shard); err != nil {
+		return fail(err)
 	}
 	lo, hi := shardBounds(shard)
 	s.it, err = snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
@@ -186,16 +178,17 @@ func (db *DB) InstallInterrupted(shard int) (bool, error) {
 // marker stays, for InstallInterrupted).
 func (db *DB) resetInterruptedInstalls() error {
 	for i := range db.opts.NShards {
-		if ok, err := db.interrupted(i); err != nil || !ok {
-			if err != nil {
-				return err
-			}
+		ok, err := db.interrupted(i)
+		if err != nil {
+			return err
+		}
+		if !ok {
 			continue
 		}
 		b := db.pdb.NewBatch()
 		clearShard(b, i)
 		writeInitialShard(b, i, db.opts.Layout, db.opts.Now().UnixMicro())
-		err := b.Commit(pebble.Sync)
+		err = b.Commit(pebble.Sync)
 		_ = b.Close()
 		if err != nil {
 			return wrapPebble("reset a shard whose install was interrupted", err)

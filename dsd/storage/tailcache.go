@@ -151,31 +151,24 @@ func (c *tailCache) evictOldest() {
 
 // dropGeneration forgets the streams of a dropped generation.
 func (c *tailCache) dropGeneration(shard int, gen uint64) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, ts := range c.streams {
-		if k.shard == shard && k.gen == gen {
-			for _, e := range ts.entries[ts.head:] {
-				c.size -= len(e.key) + len(e.val) + tailEntryOverhead
-			}
-			delete(c.streams, k)
-		}
-	}
+	c.drop(func(k tailStreamKey) bool { return k.shard == shard && k.gen == gen })
 }
 
 // dropShard forgets every stream of shard (its state was replaced by a
 // snapshot's).
 func (c *tailCache) dropShard(shard int) {
+	c.drop(func(k tailStreamKey) bool { return k.shard == shard })
+}
+
+// drop forgets the streams whose key matches.
+func (c *tailCache) drop(match func(tailStreamKey) bool) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, ts := range c.streams {
-		if k.shard == shard {
+		if match(k) {
 			for _, e := range ts.entries[ts.head:] {
 				c.size -= len(e.key) + len(e.val) + tailEntryOverhead
 			}

@@ -22,6 +22,7 @@ package tcpproxy
 import (
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -186,11 +187,7 @@ type Stats struct {
 func (p *Proxy) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	acc := make(map[string]int, len(p.mu.accepted))
-	for k, v := range p.mu.accepted {
-		acc[k] = v
-	}
-	return Stats{Up: p.up.Load(), Down: p.down.Load(), Open: len(p.mu.conns), Accepted: acc}
+	return Stats{Up: p.up.Load(), Down: p.down.Load(), Open: len(p.mu.conns), Accepted: maps.Clone(p.mu.accepted)}
 }
 
 // DropConns closes every open connection (both sides, bytes held
