@@ -106,10 +106,7 @@ func (p *Pool) Client(addr string) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := make(map[string]*client.Client, len(old)+1)
-	for a, o := range old {
-		m[a] = o
-	}
+	m := maps.Clone(old)
 	m[addr] = c
 	p.conns.Store(&m)
 	return c, nil
