@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -120,10 +121,19 @@ func (a *authorizer) caller(ctx context.Context) (caller, error) {
 		return caller{}, fmt.Errorf("%w: no peer", errUnauthenticated)
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+	if !ok {
 		return caller{}, fmt.Errorf("%w: no verified client certificate", errUnauthenticated)
 	}
-	cert := info.State.VerifiedChains[0][0]
+	return a.callerOf(info.State.VerifiedChains)
+}
+
+// callerOf is the caller a connection's verified chains name (gRPC's, or
+// an HTTP request's for the REST API).
+func (a *authorizer) callerOf(chains [][]*x509.Certificate) (caller, error) {
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return caller{}, fmt.Errorf("%w: no verified client certificate", errUnauthenticated)
+	}
+	cert := chains[0][0]
 	c := caller{name: cert.Subject.CommonName, role: a.defaultRole}
 	if r, ok := a.roles[c.name]; ok {
 		c.role = r

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -294,17 +295,17 @@ func (a *restAPI) admin(w http.ResponseWriter, r *http.Request) bool {
 	if a.auth == nil || !a.auth.mutual {
 		return true
 	}
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+	var chains [][]*x509.Certificate
+	if r.TLS != nil {
+		chains = r.TLS.VerifiedChains
+	}
+	c, err := a.auth.callerOf(chains)
+	if err != nil {
 		writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "a verified client certificate is required")
 		return false
 	}
-	name := r.TLS.VerifiedChains[0][0].Subject.CommonName
-	role := a.auth.defaultRole
-	if rl, ok := a.auth.roles[name]; ok {
-		role = rl
-	}
-	if role != RoleAdmin {
-		writeError(w, http.StatusForbidden, "FORBIDDEN", fmt.Sprintf("changing the replica sites needs the admin role; %q has %q", name, role))
+	if c.role != RoleAdmin {
+		writeError(w, http.StatusForbidden, "FORBIDDEN", fmt.Sprintf("changing the replica sites needs the admin role; %q has %q", c.name, c.role))
 		return false
 	}
 	return true

@@ -98,7 +98,7 @@ func (b *Backend) rerouted(err error) (retry, now bool) {
 	if _, ok := ParseRefusal(st.Message()); !ok {
 		return false, false
 	}
-	return true, b.pool.Observe(err)
+	return true, b.pool.ObserveMessage(st.Message())
 }
 
 // call runs f with ctx bounded by the call timeout and cancelled when the

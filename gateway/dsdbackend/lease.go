@@ -183,12 +183,8 @@ func (l *Lease) Ready() error {
 // tell the gateway about a takeover. With a pool, those of the sites that
 // lead a shard (a site that leads none sends no kick).
 func (l *Lease) linkUpLocked() bool {
-	if l.opts.Pool == nil {
-		return !l.mu.down[""]
-	}
-	t := l.opts.Pool.Table()
-	for site, down := range l.mu.down {
-		if down && t.LeadsAny(site) {
+	for site := range l.mu.down {
+		if l.leads(site) {
 			return false
 		}
 	}

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/stratamq/strata/dsd/client"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
@@ -108,10 +106,7 @@ func (p *Pool) Client(addr string) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := make(map[string]*client.Client, len(old)+1)
-	for a, o := range old {
-		m[a] = o
-	}
+	m := maps.Clone(old)
 	m[addr] = c
 	p.conns.Store(&m)
 	return c, nil
@@ -149,19 +144,10 @@ func (p *Pool) ForClient(clientID string) *client.Client {
 	return p.conn(t.Leader(t.ShardOf(clientID)))
 }
 
-// Observe reads err for a NotLeader refusal: one naming the leader updates
-// the table (true: retry at once); any other refusal asks for a refresh
-// (false: retry after a pause).
-func (p *Pool) Observe(err error) bool {
-	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.Unavailable {
-		return false
-	}
-	return p.ObserveMessage(st.Message())
-}
-
-// ObserveMessage is Observe for a status message dsd sent (an ingest
-// failure).
+// ObserveMessage reads a status message dsd sent (an UNAVAILABLE call, an
+// ingest failure or an entry error) for a NotLeader refusal: one naming
+// the leader updates the table (true: retry at once); any other refusal
+// asks for a refresh (false: retry after a pause).
 func (p *Pool) ObserveMessage(msg string) bool {
 	r, ok := ParseRefusal(msg)
 	if !ok {

@@ -312,7 +312,7 @@ func (r *Router) linkClosed(site string) {
 	l.up = false
 	l.gen++
 	l.queue = nil
-	owners := r.ownersAtLocked(site)
+	owners := r.ownersLocked(func(s sub) bool { return s.site == site })
 	r.mu.Unlock()
 	r.lose(owners, site)
 }
@@ -344,26 +344,9 @@ func (r *Router) retarget() {
 	}
 	t := r.pool.Table()
 	r.mu.Lock()
-	seen := map[EntryOwner]bool{}
-	var owners []EntryOwner
-	for _, e := range r.mu.entries {
-		if seen[e.owner] {
-			continue
-		}
-		for _, s := range e.subs {
-			moved := false
-			for _, sh := range s.shards {
-				if t.Leader(sh) != s.site {
-					moved = true
-				}
-			}
-			if moved {
-				seen[e.owner] = true
-				owners = append(owners, e.owner)
-				break
-			}
-		}
-	}
+	owners := r.ownersLocked(func(s sub) bool {
+		return slices.ContainsFunc(s.shards, func(sh int) bool { return t.Leader(sh) != s.site })
+	})
 	r.mu.Unlock()
 	r.lose(owners, "") // routed: no site is ""
 }
@@ -383,13 +366,13 @@ func (r *Router) reset() {
 	clear(r.mu.owners)
 }
 
-// ownersAtLocked are the owners with an entry at site.
-func (r *Router) ownersAtLocked(site string) []EntryOwner {
+// ownersLocked are the owners with an entry that has a sub matching.
+func (r *Router) ownersLocked(match func(sub) bool) []EntryOwner {
 	seen := map[EntryOwner]bool{}
 	var out []EntryOwner
 	for _, e := range r.mu.entries {
 		for _, s := range e.subs {
-			if s.site == site && !seen[e.owner] {
+			if !seen[e.owner] && match(s) {
 				seen[e.owner] = true
 				out = append(out, e.owner)
 			}
