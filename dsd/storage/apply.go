@@ -84,10 +84,7 @@ type applyResult struct {
 	shared []SharedDown
 	// sharedAcks are the finished grants a session commit carries.
 	sharedAcks []sharedAck
-	// willRetained are the retained wills this batch stored, for the
-	// retained writer after the commit; willsDropped describes wills whose
-	// topic the layout refused (logged).
-	willRetained []*storagev1.Message
+	// willsDropped describes wills whose topic the layout refused (logged).
 	willsDropped []string
 	// tail are the messages written to v2 streams, for the tail cache;
 	// droppedGen is the generation this command dropped (0: none).
@@ -122,6 +119,10 @@ func apply(st *shardState, cmd command) applyResult {
 		return applySession(st, c)
 	case cmdSharedGrant, cmdSharedAck, cmdSharedMemberDown, cmdSharedForget, cmdSharedStreamGone:
 		return applyShared(st, c)
+	case cmdRetainedDelete:
+		return applyRetainedDelete(st, c)
+	case cmdRetainedExpire:
+		return applyRetainedExpire(st, c)
 	}
 	// Invariant: the switch covers every command type the shard writer
 	// builds; another type is a bug in this package, never input.
@@ -207,6 +208,9 @@ func applyBatch(st *shardState, c cmdBatch) applyResult {
 			val := m.storedValue(sr.clientID, ts)
 			res.writes = g.layout.appendMessage(res.writes, st.shard, g.meta.Id, l, ts, val)
 			res.tailMessage(g, l.Static, ts, val)
+			if m.Retain {
+				st.putRetainedValue(&res, val)
+			}
 			g.counts[l.Static]++
 			touched[l.Static] = struct{}{}
 			res.touch(g, l, ts)

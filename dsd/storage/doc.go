@@ -64,7 +64,8 @@
 //	S 03 | client id (raw bytes)    producer state     -> ProducerState
 //	S 08                            session guard counter -> SessionGuardCounter
 //	S 09 | n (2) | client id | sub  session parts (see Sessions)
-//	S 0A | timestamp (8)            pending retained will -> Message (see Wills)
+//	S 04 | topic name (raw bytes)   retained record -> RetainedRecord (retained.go)
+//	S 0A | timestamp (8)            pending retained will of an earlier version -> Message
 //	S 0B | n (2) | filter | sub     shared group parts (shared.go): 00 record
 //	                                -> SharedGroupRecord, 01 | shard (2) | gen (8) |
 //	                                static -> SharedGroupStream, 02 | grant id (8)
@@ -168,9 +169,7 @@
 // sequence: the will is stored as a message of the client, the timer
 // cleared and will_fired_at_us set, atomically, so it fires exactly once.
 // The writer fires due timers at every idle tick and reqTick. A retained
-// will leaves a pending key (S 0A) in that batch, applied by the retained
-// writer after the commit and deleted by a later command; Open re-applies
-// what a crash left (idempotent by the retained order). See will.go.
+// will writes its retained record in that batch. See will.go.
 //
 // # Notifications
 //
@@ -189,17 +188,17 @@
 //
 // # Retained messages
 //
-// One more site-wide keyspace holds the last retained message per topic:
+// A shard holds the last retained update of its own publishers per topic:
 //
-//	FF FF 20 | topic name (raw bytes)   retained record -> RetainedRecord
+//	S 04 | topic name (raw bytes)   retained record -> RetainedRecord
 //
-// It has its own single writer goroutine, started by Open and stopped by
-// Close, which a Store with retained messages calls after the messages'
-// commit and before replying (a synced commit). A record replaces another
-// only with a greater order key (timestamp, shard, publisher); deletions
-// leave tombstones; expired messages are never returned and are swept. The
-// full rules, including the re-application by a duplicate Store, are in
-// retained.go and docs/retained.md.
+// written by the apply that stores the message (a Store, a will), in the
+// same batch. A read merges the shards: per topic, the record with the
+// greatest order key (timestamp, shard, publisher) decides; tombstones
+// hide older records of other shards. Expired messages are never returned
+// and become tombstones by a command of their shard. The full rules, and
+// the move of an earlier version's site-wide keyspace (FF FF 20) into the
+// shards, are in retained.go and docs/retained.md.
 //
 // # Raft state
 //

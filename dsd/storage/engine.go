@@ -36,8 +36,6 @@ type DB struct {
 	notify *notifier
 	// sessionEvents are the GuardRevoked subscribers (session.go).
 	sessionEvents sessionEvents
-	// retained is the retained keyspace's writer (retained_writer.go).
-	retained *retainedWriter
 	// committer is the group committer of every shard (committer.go).
 	committer *committer
 	// tail is the tail cache of v2 streams (tailcache.go); nil when off.
@@ -152,6 +150,9 @@ func (db *DB) open() error {
 	if err := db.resetInterruptedInstalls(); err != nil {
 		return err
 	}
+	if err := db.migrateRetained(); err != nil {
+		return err
+	}
 	db.shards = make([]*shard, db.opts.NShards)
 	for i := range db.shards {
 		s, err := loadShard(db, i)
@@ -162,9 +163,6 @@ func (db *DB) open() error {
 	}
 	db.ctx, db.cancel = context.WithCancel(context.Background())
 	db.startDiskSpace()
-	// The retained writer first: a shard's will timer may hand it a
-	// retained will as soon as the shard runs.
-	db.startRetained()
 	db.committer = newCommitter(db)
 	db.wg.Add(3)
 	go db.committer.run()

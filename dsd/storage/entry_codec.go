@@ -25,6 +25,8 @@ import (
 //	add_generation: layout type (bytes), bits_per_topic_level, epoch_bits, topic_index_bytes,
 //	          max_trie_states, n_thresholds, thresholds...
 //	drop_generation: generation id
+//	retained_delete: topic (bytes), above_us (zigzag)
+//	retained_expire: none
 //	session, will and shared-subscription commands: entry_codec_session.go
 //
 // Varints and bytes are protobuf's (protowire). The format is on disk (the
@@ -89,6 +91,12 @@ func appendEntry(b []byte, origin, id uint64, cmd command) ([]byte, error) {
 	case cmdDropGeneration:
 		w.b = appendKindNow(w.b, entryDropGeneration, c.nowUs)
 		w.varint(c.id)
+	case cmdRetainedDelete:
+		w.b = appendKindNow(w.b, entryRetainedDelete, c.nowUs)
+		w.str(c.topic)
+		w.int(c.aboveUs)
+	case cmdRetainedExpire:
+		w.b = appendKindNow(w.b, entryRetainedExpire, c.nowUs)
 	default:
 		b, ok, err := appendSessionEntry(w.b, cmd)
 		if err != nil {
@@ -198,6 +206,10 @@ func decodeEntry(data []byte) (origin, id uint64, cmd command, err error) {
 		cmd = cmdAddGeneration{nowUs: nowUs, layout: l}
 	case entryDropGeneration:
 		cmd = cmdDropGeneration{nowUs: nowUs, id: r.varint()}
+	case entryRetainedDelete:
+		cmd = cmdRetainedDelete{nowUs: nowUs, topic: r.str(), aboveUs: r.int()}
+	case entryRetainedExpire:
+		cmd = cmdRetainedExpire{nowUs: nowUs}
 	default:
 		var ok bool
 		if cmd, ok = decodeSessionEntry(r, kind, nowUs); !ok {

@@ -42,6 +42,9 @@ const (
 	entrySharedMemberDown
 	entrySharedForget
 	entrySharedStreamGone
+	// The retained commands (entry_codec.go).
+	entryRetainedDelete
+	entryRetainedExpire
 
 	// entryKindEnd is one past the last kind (a new kind goes above it):
 	// the kinds are 1 to entryKindEnd-1.

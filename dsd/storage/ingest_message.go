@@ -108,16 +108,6 @@ func ingestMessagesOf(msgs []*storagev1.Message) ([]IngestMessage, error) {
 	return in, nil
 }
 
-// message decodes the full message, for the rare paths that need it
-// (retained updates).
-func (m IngestMessage) message() (*storagev1.Message, error) {
-	out := &storagev1.Message{}
-	if err := proto.Unmarshal(m.Encoded, out); err != nil {
-		return nil, fmt.Errorf("%w: message: %w", ErrInvalidArgument, err)
-	}
-	return out, nil
-}
-
 // storedValue is the value stored for m: the value version, the message as
 // it arrived, then the publisher and the timestamp.
 func (m IngestMessage) storedValue(clientID string, ts int64) []byte {

@@ -12,7 +12,7 @@ const (
 	tagShardClock byte = 0x01 // S|01 -> ShardClock
 	tagGeneration byte = 0x02 // S|02|gen -> Generation
 	tagProducer   byte = 0x03 // S|03|client id -> ProducerState
-	// 0x04..0x07 are left for other keyspaces (retained messages).
+	// 0x04: tagRetained (retained.go); 0x05..0x07 are free.
 	tagSessionGuard byte = 0x08 // S|08 -> SessionGuardCounter
 	tagSession      byte = 0x09 // S|09|len(cid) (2)|cid|sub|... : sessions (session_keys.go)
 	tagSharedGroup  byte = 0x0B // S|0B|len(filter) (2)|filter|sub|... : shared groups (shared.go); 0x0A: tagWillRetained (will.go)

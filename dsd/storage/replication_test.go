@@ -462,6 +462,8 @@ func codecCommands(t testing.TB) []command {
 		cmdRelease{nowUs: 17, clientID: "c", guard: 4, packetID: 65535},
 		cmdEndGatewayEpoch{nowUs: 18, gatewayID: "gw", epoch: 2, watermarkUs: 99},
 		cmdWillRetainedDone{nowUs: 19, ts: []int64{1, 2, 3}},
+		cmdRetainedDelete{nowUs: 20, topic: "r/t", aboveUs: 1 << 50},
+		cmdRetainedExpire{nowUs: 21},
 		cmdSharedGrant{filter: "$share/g/t", grant: &storagev1.SharedGrant{Id: 5, Member: "m"}},
 		cmdSharedAck{filter: "$share/g/t", member: "m", id: 5},
 		cmdSharedMemberDown{down: SharedDown{Member: "m", Guard: 4, Final: true, Resumed: true, KeepQoS2: true,

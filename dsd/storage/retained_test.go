@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+	"github.com/stratamq/strata/internal/retainedorder"
 	"github.com/stratamq/strata/lts"
 )
 
@@ -149,41 +149,37 @@ func TestRetainedPutReplaceDelete(t *testing.T) {
 	})
 }
 
-func TestRetainedOrder(t *testing.T) {
-	rec := func(ts int64, shard uint32, pub, payload string) *storagev1.RetainedRecord {
-		r := &storagev1.RetainedRecord{TimestampUs: ts, Shard: shard, PublisherClientId: pub}
-		if payload != "" {
-			r.Message = &storagev1.Message{Payload: []byte(payload)}
-		}
-		return r
-	}
-	now := int64(1e15)
-	cases := []struct {
-		cur  *storagev1.RetainedRecord
-		upd  *storagev1.RetainedRecord
-		wins bool
-	}{
-		{nil, rec(now, 0, "a", "x"), true},
-		{nil, rec(now, 0, "a", ""), true}, // a tombstone over nothing
-		{rec(now, 0, "a", "x"), rec(now+1, 0, "a", "y"), true},
-		{rec(now, 0, "a", "x"), rec(now-1, 9, "z", "y"), false},
-		{rec(now, 1, "a", "x"), rec(now, 2, "a", "y"), true},
-		{rec(now, 2, "a", "x"), rec(now, 1, "z", "y"), false},
-		{rec(now, 1, "a", "x"), rec(now, 1, "b", "y"), true},
-		{rec(now, 1, "a", "x"), rec(now, 1, "a", "y"), false},  // equal: no change
-		{rec(now, 1, "a", ""), rec(now-1, 1, "a", "y"), false}, // a tombstone holds
-		{nil, rec(now-retainedGrace.Microseconds()-1, 0, "a", "x"), false},
-	}
-	for i, c := range cases {
-		next, _ := nextRetained(c.cur, retainedUpdate{topic: "t", rec: c.upd}, now)
-		if (next != nil) != c.wins {
-			t.Errorf("case %d: wins = %v, want %v", i, next != nil, c.wins)
+// sweepRetained runs every shard's tick, which turns the expired retained
+// messages into tombstones, and waits for the commits.
+func (db *DB) sweepRetained() error {
+	for _, s := range db.shards {
+		if _, err := s.do(context.Background(), &request{kind: reqTick}); err != nil {
+			return err
 		}
 	}
-	next, deleted := nextRetained(rec(now+5, 3, "a", "x"), retainedUpdate{topic: "t", operator: true}, now)
-	if !deleted || next.Message != nil || next.TimestampUs != now+5 || next.Shard != retainedOperatorShard {
-		t.Fatalf("operator delete: %v %v", next, deleted)
+	return nil
+}
+
+// rawRetained reads every shard's retained records: topic -> whether it
+// holds a message, per shard.
+func rawRetained(t testing.TB, db *DB) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for i := range db.shards {
+		p := retainedPrefix(i)
+		err := db.scan(p, func(k, v []byte) error {
+			var r storagev1.RetainedRecord
+			if err := decodeValue(k, v, &r); err != nil {
+				return err
+			}
+			out[fmt.Sprintf("%d:%s", i, k[len(p):])] = r.Message != nil
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
+	return out
 }
 
 func TestRetainedExpiry(t *testing.T) {
@@ -213,28 +209,25 @@ func TestRetainedExpiry(t *testing.T) {
 	if err := e.db.sweepRetained(); err != nil {
 		t.Fatal(err)
 	}
-	rawRetained := func() map[string]bool { // topic -> has message
-		out := map[string]bool{}
-		_ = e.db.scan(retainedPrefix(), func(k, v []byte) error {
-			var r storagev1.RetainedRecord
-			if err := decodeValue(k, v, &r); err != nil {
-				t.Fatal(err)
-			}
-			out[string(k[3:])] = r.Message != nil
-			return nil
-		})
-		return out
-	}
-	if got, want := rawRetained(), map[string]bool{"e/short": false, "e/long": true, "e/never": true, "e/gone": false}; !mapsEqual(got, want) {
+	sh := e.db.ShardOf("c")
+	key := func(topic string) string { return fmt.Sprintf("%d:%s", sh, topic) }
+	if got, want := rawRetained(t, e.db), map[string]bool{key("e/short"): false, key("e/long"): true, key("e/never"): true, key("e/gone"): false}; !mapsEqual(got, want) {
 		t.Fatalf("after sweep: %v, want %v", got, want)
 	}
-	// The tombstones still order: an older update does not resurrect.
-	clock.Advance(retainedGrace + time.Hour)
+	// The tombstones stay: they hide older records of other shards.
+	clock.Advance(48 * time.Hour)
 	if err := e.db.sweepRetained(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := rawRetained(), map[string]bool{"e/never": true}; !mapsEqual(got, want) {
-		t.Fatalf("after the grace: %v, want %v", got, want)
+	if got, want := rawRetained(t, e.db), map[string]bool{key("e/short"): false, key("e/long"): false, key("e/never"): true, key("e/gone"): false}; !mapsEqual(got, want) {
+		t.Fatalf("after two days: %v, want %v", got, want)
+	}
+	// A newer message of the topic replaces its tombstone.
+	if _, err := e.db.Store(ctx, "c", []*storagev1.Message{retainedMsg("e/short", "again")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p := payloadOf(getRetained(t, e.db, "e/short")); p != "again" {
+		t.Fatalf("set again: %s", p)
 	}
 	// The expiry survives a restart.
 	e.reopen()
@@ -255,94 +248,48 @@ func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
 	return true
 }
 
-// loseRetained deletes a topic's retained record behind the writer's back:
-// the state after a crash between a Store's commit and its retained commit.
-func loseRetained(t testing.TB, db *DB, topic string) {
-	t.Helper()
-	if err := db.pdb.Delete(retainedKey(topic), pebble.Sync); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestRetainedDuplicateStore(t *testing.T) {
 	run(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		db := e.db
 		p := &Producer{ClientID: "pub", Epoch: 1, FirstSeq: 1}
 		m := retainedMsg("d/t", "first")
-		res, err := db.Store(ctx, "pub", []*storagev1.Message{msg("d/other", "x"), m}, p)
+		store := []*storagev1.Message{msg("d/other", "x"), m}
+		res, err := db.Store(ctx, "pub", store, p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// A plain retry: a duplicate, the retained value stays.
-		dup, err := db.Store(ctx, "pub", []*storagev1.Message{msg("d/other", "x"), m}, p)
+		dup, err := db.Store(ctx, "pub", store, p)
 		if err != nil || !dup.Duplicate {
 			t.Fatalf("retry: %+v %v", dup, err)
 		}
-		if got := getRetained(t, db, "d/t"); got.GetTimestampUs() != res.TimestampsUs[1] {
-			t.Fatalf("after retry: %v", got)
-		}
-		// Crash between the commits: the retry re-applies it with the
-		// original timestamp.
-		loseRetained(t, db, "d/t")
-		e.reopen()
-		db = e.db
-		if _, err := db.Store(ctx, "pub", []*storagev1.Message{msg("d/other", "x"), m}, p); err != nil {
-			t.Fatal(err)
-		}
-		got := getRetained(t, db, "d/t")
-		if want := storedMessage(m, "pub", res.TimestampsUs[1]); !proto.Equal(got, want) {
-			t.Fatalf("after a retry of a lost update: %v, want %v", got, want)
+		if got, want := getRetained(t, db, "d/t"), storedMessage(m, "pub", res.TimestampsUs[1]); !proto.Equal(got, want) {
+			t.Fatalf("after retry: %v, want %v", got, want)
 		}
 		// A newer value of another publisher is not replaced by a retry.
 		if _, err := db.Store(ctx, "other", []*storagev1.Message{retainedMsg("d/t", "newer")}, nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Store(ctx, "pub", []*storagev1.Message{msg("d/other", "x"), m}, p); err != nil {
+		if _, err := db.Store(ctx, "pub", store, p); err != nil {
 			t.Fatal(err)
 		}
 		if p := payloadOf(getRetained(t, db, "d/t")); p != "newer" {
 			t.Fatalf("retry replaced a newer value: %s", p)
 		}
-		// The publisher's own later value is not replaced by a retry of an
-		// earlier Store, even with the same content stored twice.
+		// The publisher's own later deletion is not undone by a retry of
+		// an earlier Store, across a reopen too.
 		p2 := &Producer{ClientID: "pub", Epoch: 1, FirstSeq: 3}
 		if _, err := db.Store(ctx, "pub", []*storagev1.Message{retainedMsg("d/t", "")}, p2); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Store(ctx, "pub", []*storagev1.Message{msg("d/other", "x"), m}, p); err != nil {
+		e.reopen()
+		db = e.db
+		if _, err := db.Store(ctx, "pub", store, p); err != nil {
 			t.Fatal(err)
 		}
 		if got := getRetained(t, db, "d/t"); got != nil {
 			t.Fatalf("retry resurrected a deleted value: %v", got)
-		}
-		// A lost deletion is re-applied by its retry too.
-		p3 := &Producer{ClientID: "pub", Epoch: 1, FirstSeq: 4}
-		if _, err := db.Store(ctx, "pub", []*storagev1.Message{retainedMsg("d/u", "u")}, p3); err != nil {
-			t.Fatal(err)
-		}
-		before, closer, err := db.pdb.Get(retainedKey("d/u"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		before = slices.Clone(before)
-		closer.Close()
-		p4 := &Producer{ClientID: "pub", Epoch: 1, FirstSeq: 5}
-		del := []*storagev1.Message{retainedMsg("d/u", "")}
-		if _, err := db.Store(ctx, "pub", del, p4); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.pdb.Set(retainedKey("d/u"), before, pebble.Sync); err != nil {
-			t.Fatal(err)
-		}
-		if p := payloadOf(getRetained(t, db, "d/u")); p != "u" {
-			t.Fatalf("d/u rolled back = %s", p)
-		}
-		if res, err := db.Store(ctx, "pub", del, p4); err != nil || !res.Duplicate {
-			t.Fatalf("retry of the deletion: %+v %v", res, err)
-		}
-		if u := getRetained(t, db, "d/u"); u != nil {
-			t.Fatalf("after the retry of a lost deletion: %v", u)
 		}
 	})
 }
@@ -351,7 +298,7 @@ func TestRetainedRacingPublishers(t *testing.T) {
 	run(t, func(t *testing.T, e *env) {
 		const publishers, each = 8, 25
 		type sent struct {
-			order   retainedOrder
+			order   *storagev1.RetainedRecord
 			payload string
 		}
 		var (
@@ -376,7 +323,7 @@ func TestRetainedRacingPublishers(t *testing.T) {
 						return
 					}
 					mu.Lock()
-					all = append(all, sent{retainedOrder{res.TimestampsUs[0], uint32(res.Shard), client}, payload})
+					all = append(all, sent{&storagev1.RetainedRecord{TimestampUs: res.TimestampsUs[0], Shard: uint32(res.Shard), PublisherClientId: client}, payload})
 					mu.Unlock()
 				}
 			}()
@@ -388,9 +335,9 @@ func TestRetainedRacingPublishers(t *testing.T) {
 		}
 		latest := slices.MaxFunc(all, func(a, b sent) int {
 			switch {
-			case a.order.less(b.order):
+			case retainedorder.Less(a.order, b.order):
 				return -1
-			case b.order.less(a.order):
+			case retainedorder.Less(b.order, a.order):
 				return 1
 			}
 			return 0
@@ -402,8 +349,8 @@ func TestRetainedRacingPublishers(t *testing.T) {
 			}
 			return
 		}
-		if payloadOf(got) != latest.payload || got.TimestampUs != latest.order.ts {
-			t.Fatalf("retained = %s@%d, latest = %s@%d", payloadOf(got), got.GetTimestampUs(), latest.payload, latest.order.ts)
+		if payloadOf(got) != latest.payload || got.TimestampUs != latest.order.TimestampUs {
+			t.Fatalf("retained = %s@%d, latest = %s@%d", payloadOf(got), got.GetTimestampUs(), latest.payload, latest.order.TimestampUs)
 		}
 	}, allVariants[1], allVariants[3])
 }
@@ -506,24 +453,14 @@ func TestRetainedRange(t *testing.T) {
 		"a/+": {"a/", "a0"}, "a/+/c": {"a/", "a0"}, "/+": {"/", "0"}, "$SYS/#": {"$SYS", "$SYS0"}, "a//+": {"a//", "a/0"},
 	} {
 		lo, hi := retainedRange(lts.SplitTopic(f))
-		p := len(retainedPrefix())
-		got := [2]string{string(lo[p:]), ""}
-		if f[0] == '+' || f[0] == '#' {
-			if !bytes.Equal(hi, prefixEnd(retainedPrefix())) {
-				t.Errorf("%q: upper %x", f, hi)
-			}
-		} else {
-			got[1] = string(hi[p:])
-		}
-		if got != want {
+		if got := [2]string{lo, hi}; got != want {
 			t.Errorf("retainedRange(%q) = %q, want %q", f, got, want)
 		}
 	}
 }
 
 // TestRetainedCrash: acked retained Stores are present after a crash that
-// keeps only synced data, and a crash between a Store's commit and its
-// retained commit is repaired by the retry.
+// keeps only synced data.
 func TestRetainedCrash(t *testing.T) {
 	mem := vfs.NewCrashableMem()
 	o := Options{DataDir: "data", FS: mem, NShards: 2, IdleTickInterval: time.Hour}
@@ -542,8 +479,6 @@ func TestRetainedCrash(t *testing.T) {
 		}
 		want[tp] = fmt.Sprintf("v%d", i)
 	}
-	// The last Store's retained commit is lost.
-	loseRetained(t, db, "crash/9")
 	clone := mem.CrashClone(vfs.CrashCloneCfg{})
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
@@ -554,24 +489,9 @@ func TestRetainedCrash(t *testing.T) {
 	}
 	defer db.Close()
 	for tp, payload := range want {
-		got := getRetained(t, db, tp)
-		if tp == "crash/9" {
-			if got != nil {
-				t.Fatalf("the lost update is there: %v", got)
-			}
-			continue
+		if got := payloadOf(getRetained(t, db, tp)); got != payload {
+			t.Fatalf("%s after crash: %s, want %s", tp, got, payload)
 		}
-		if payloadOf(got) != payload {
-			t.Fatalf("%s after crash: %s, want %s", tp, payloadOf(got), payload)
-		}
-	}
-	// The retry of the last Store (i = 39: client c3, seq 10).
-	res, err := db.Store(ctx, "c3", []*storagev1.Message{retainedMsg("crash/9", "v39")}, &Producer{ClientID: "c3", Epoch: 1, FirstSeq: 10})
-	if err != nil || !res.Duplicate {
-		t.Fatalf("retry: %+v %v", res, err)
-	}
-	if got := payloadOf(getRetained(t, db, "crash/9")); got != "v39" {
-		t.Fatalf("after the retry: %s", got)
 	}
 }
 
@@ -608,37 +528,80 @@ func BenchmarkMatchRetained(b *testing.B) {
 	}
 }
 
-// TestRetainedArrivalOrder hands the writer the updates of one topic in
-// every arrival order (as racing Stores of different shards may): the
-// record always ends at the greatest order key.
-func TestRetainedArrivalOrder(t *testing.T) {
+// TestRetainedMerge puts records of one topic into the shards in many
+// combinations (as publishers of different shards leave them): a read
+// always returns the record with the greatest order key, and none when that
+// is a tombstone or expired.
+func TestRetainedMerge(t *testing.T) {
 	run(t, func(t *testing.T, e *env) {
 		now := time.Now().UnixMicro()
 		recs := []*storagev1.RetainedRecord{
-			retainedRecordFor(&storagev1.Message{Topic: "o", Payload: []byte("s0"), PublisherClientId: "x", TimestampUs: now}, 0),
-			retainedRecordFor(&storagev1.Message{Topic: "o", Payload: []byte("s1-same-ts"), PublisherClientId: "a", TimestampUs: now}, 1),
-			retainedRecordFor(&storagev1.Message{Topic: "o", Payload: []byte("s1-later"), PublisherClientId: "a", TimestampUs: now + 1}, 1),
-			retainedRecordFor(&storagev1.Message{Topic: "o", Payload: nil, PublisherClientId: "b", TimestampUs: now + 2}, 0),
-			retainedRecordFor(&storagev1.Message{Topic: "o", Payload: []byte("s1-last"), PublisherClientId: "b", TimestampUs: now + 2}, 1),
+			retainedRecordFor(&storagev1.Message{Payload: []byte("s0"), PublisherClientId: "x", TimestampUs: now}, 0),
+			retainedRecordFor(&storagev1.Message{Payload: []byte("s1-same-ts"), PublisherClientId: "a", TimestampUs: now}, 1),
+			retainedRecordFor(&storagev1.Message{Payload: []byte("s2-later"), PublisherClientId: "a", TimestampUs: now + 1}, 2),
+			retainedRecordFor(&storagev1.Message{Payload: nil, PublisherClientId: "b", TimestampUs: now + 2}, 0),
+			retainedRecordFor(&storagev1.Message{Payload: []byte("s3-last"), PublisherClientId: "b", TimestampUs: now + 2}, 3),
 		}
 		rng := rand.New(rand.NewPCG(3, 3))
-		for round := 0; round < 20; round++ {
+		for round := 0; round < 40; round++ {
 			topic := fmt.Sprintf("o/%d", round)
-			perm := rng.Perm(len(recs))
-			for _, i := range perm {
-				r := proto.Clone(recs[i]).(*storagev1.RetainedRecord)
+			// One record per shard at most, as a shard keeps one per topic.
+			var best *storagev1.RetainedRecord
+			for _, i := range rng.Perm(len(recs))[:1+rng.IntN(len(recs))] {
+				r := proto.CloneOf(recs[i])
 				if r.Message != nil {
 					r.Message.Topic = topic
 				}
-				if _, err := e.db.retained.do(context.Background(), []retainedUpdate{{topic: topic, rec: r}}); err != nil {
+				if int(r.Shard) >= e.opts.NShards {
+					continue
+				}
+				k := retainedKey(int(r.Shard), topic)
+				var cur storagev1.RetainedRecord
+				if found, err := e.db.getValue(k, &cur); err != nil {
+					t.Fatal(err)
+				} else if found && newerRetained(&cur, r) != r {
+					continue
+				}
+				if err := e.db.pdb.Set(k, encodeValue(r), pebble.Sync); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if got := payloadOf(getRetained(t, e.db, topic)); got != "s1-last" {
-				t.Fatalf("order %v: %s", perm, got)
+			for sh := 0; sh < e.opts.NShards; sh++ {
+				var cur storagev1.RetainedRecord
+				if found, err := e.db.getValue(retainedKey(sh, topic), &cur); err != nil {
+					t.Fatal(err)
+				} else if found {
+					best = newerRetained(best, &cur)
+				}
+			}
+			want := "<none>"
+			if best != nil && best.Message != nil {
+				want = string(best.Message.Payload)
+			}
+			if got := payloadOf(getRetained(t, e.db, topic)); got != want {
+				t.Fatalf("%s: get %s, want %s", topic, got, want)
+			}
+			got := matchAll(t, e.db, topic, 10)
+			if (len(got) == 1) != (want != "<none>") || (len(got) == 1 && string(got[0].Payload) != want) {
+				t.Fatalf("%s: match %v, want %s", topic, got, want)
 			}
 		}
-	}, allVariants[0])
+		// The records of the shards: tombstones and their order keys too.
+		all := []int{}
+		for i := range e.opts.NShards {
+			all = append(all, i)
+		}
+		ents, _, err := e.db.MatchRetainedRecords(context.Background(), all, "o/#", "", 100)
+		if err != nil || len(ents) == 0 {
+			t.Fatalf("records: %d %v", len(ents), err)
+		}
+		for _, ent := range ents {
+			m, ok, err := e.db.GetRetained(ent.Topic)
+			if err != nil || ok != (ent.Record.Message != nil) || (ok && !proto.Equal(m, ent.Record.Message)) {
+				t.Fatalf("%s: record %v, get %v %v %v", ent.Topic, ent.Record, m, ok, err)
+			}
+		}
+	}, allVariants[0], allVariants[1])
 }
 
 // TestRetainedCrashEveryWrite crashes the engine at the k-th filesystem
@@ -646,8 +609,7 @@ func TestRetainedArrivalOrder(t *testing.T) {
 // only synced data. After each crash: every topic holds the value of its
 // last acked Store or of a later Store of the workload (never an older
 // one), and once the unacked Stores are retried with the same sequence
-// numbers every topic converges to the workload's last value, even when
-// the crash fell between a Store's commit and its retained commit.
+// numbers every topic converges to the workload's last value.
 func TestRetainedCrashEveryWrite(t *testing.T) {
 	type step struct {
 		client, topic, payload string
@@ -764,4 +726,84 @@ func TestRetainedCrashEveryWrite(t *testing.T) {
 		}
 	}
 	t.Logf("stopped after %d crash points (set STRATA_TORTURE=1 for all)", limit)
+}
+
+// TestRetainedMigration opens a data dir with the retained keyspaces of an
+// earlier version (the site-wide records, a pending retained will): Open
+// moves them into the shards, a record never over a newer one, and the old
+// keys are gone.
+func TestRetainedMigration(t *testing.T) {
+	clock := newFakeClock(t0)
+	e := &env{t: t, opts: Options{DataDir: "data", FS: vfs.NewMem(), NShards: 4, IdleTickInterval: time.Hour, Now: clock.Now}}
+	e.open()
+	ctx := context.Background()
+	// A newer record in the shard of "pub" than the legacy one below.
+	res, err := e.db.Store(ctx, "pub", []*storagev1.Message{retainedMsg("m/newer", "shard")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubShard := uint32(e.db.ShardOf("pub"))
+	legacy := map[string]*storagev1.RetainedRecord{
+		"m/a":     retainedRecordFor(&storagev1.Message{Topic: "m/a", Payload: []byte("a"), PublisherClientId: "pub", TimestampUs: res.TimestampsUs[0] - 5}, int(pubShard)),
+		"m/gone":  {TimestampUs: res.TimestampsUs[0] - 4, Shard: 65535}, // an operator's delete
+		"m/newer": retainedRecordFor(&storagev1.Message{Topic: "m/newer", Payload: []byte("legacy"), PublisherClientId: "pub", TimestampUs: res.TimestampsUs[0] - 3}, int(pubShard)),
+	}
+	for topic, rec := range legacy {
+		k := append(shardPrefix(siteShard, tagLegacyRetained), topic...)
+		if err := e.db.pdb.Set(k, encodeValue(rec), pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A retained will an earlier version left pending in the shard of "w".
+	will := &storagev1.Message{Topic: "m/will", Payload: []byte("w"), Retain: true, PublisherClientId: "w", TimestampUs: res.TimestampsUs[0] - 2}
+	if err := e.db.pdb.Set(willRetainedKey(e.db.ShardOf("w"), will.TimestampUs), encodeValue(will), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen()
+	defer e.close()
+	for topic, want := range map[string]string{"m/a": "a", "m/gone": "<none>", "m/newer": "shard", "m/will": "w"} {
+		if got := payloadOf(getRetained(t, e.db, topic)); got != want {
+			t.Errorf("%s = %s, want %s", topic, got, want)
+		}
+	}
+	for _, p := range [][]byte{shardPrefix(siteShard, tagLegacyRetained), shardPrefix(e.db.ShardOf("w"), tagWillRetained)} {
+		_ = e.db.scan(p, func(k, v []byte) error {
+			t.Errorf("key %s left after the migration", prettyKey(k))
+			return nil
+		})
+	}
+	if got := matchAll(t, e.db, "m/#", 10); len(got) != 3 {
+		t.Fatalf("match after migration: %v", got)
+	}
+}
+
+// TestRetainedOperatorDelete: publishers of different shards set a topic;
+// the operator's delete hides every record, and a later publish sets it
+// again.
+func TestRetainedOperatorDelete(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		for i := range 6 {
+			if _, err := e.db.Store(ctx, fmt.Sprintf("p%d", i), []*storagev1.Message{retainedMsg("op/t", fmt.Sprintf("v%d", i))}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if deleted, err := e.db.DeleteRetained(ctx, "op/t"); err != nil || !deleted {
+			t.Fatalf("delete: %v %v", deleted, err)
+		}
+		if got := matchAll(t, e.db, "op/#", 10); len(got) != 0 {
+			t.Fatalf("after delete: %v", got)
+		}
+		// A tombstone above a record from a clock far ahead.
+		if err := e.db.DeleteRetainedAbove(ctx, "op/t", time.Now().Add(time.Hour).UnixMicro()); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("above an hour ahead: %v", err)
+		}
+		if _, err := e.db.Store(ctx, "p9", []*storagev1.Message{retainedMsg("op/t", "again")}, nil); err != nil {
+			t.Fatal(err)
+		}
+		e.reopen()
+		if p := payloadOf(getRetained(t, e.db, "op/t")); p != "again" {
+			t.Fatalf("after a new publish: %s", p)
+		}
+	}, allVariants[1], allVariants[3])
 }

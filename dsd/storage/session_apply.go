@@ -541,7 +541,6 @@ func applyEndGatewayEpoch(st *shardState, c cmdEndGatewayEpoch) applyResult {
 		res.writes = append(res.writes, r.writes...)
 		res.revoked = append(res.revoked, r.revoked...)
 		res.shared = append(res.shared, r.shared...)
-		res.willRetained = append(res.willRetained, r.willRetained...)
 		res.willsDropped = append(res.willsDropped, r.willsDropped...)
 		res.streamsChanged = res.streamsChanged || r.streamsChanged
 		res.messages += r.messages

@@ -67,6 +67,8 @@ type shardState struct {
 	guardCounter uint64
 	// wills indexes the armed will timers by due time (will.go).
 	wills willIndex
+	// retained indexes the expiring retained records (retained_apply.go).
+	retained retainedTimers
 	// groups are the shard's shared subscription groups by filter
 	// (shared.go); nil until the first.
 	groups map[string]*sharedGroup
@@ -174,6 +176,11 @@ func loadShardState(db *DB, id int) (*shardState, error) {
 		return nil, err
 	}
 
+	// The retained records before the sessions: loading the wills may
+	// write the retained wills an earlier version left pending.
+	if err := loadRetained(db, st); err != nil {
+		return nil, err
+	}
 	if err := loadSessions(db, st); err != nil {
 		return nil, err
 	}

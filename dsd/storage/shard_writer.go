@@ -93,9 +93,6 @@ type inflightBatch struct {
 	// commit.
 	shared     []SharedDown
 	sharedAcks []sharedAck
-	// willRetained are applyResult.willRetained, handed to the retained
-	// writer after the commit.
-	willRetained []*storagev1.Message
 }
 
 func (s *shard) start(writers *sync.WaitGroup) {
@@ -123,8 +120,9 @@ func (s *shard) runWriter() {
 		flushDue    time.Time
 		timerC      <-chan time.Time
 		tickWaiters []*request
-		// willQueued: a will-firing request is pending (not yet flushed).
-		willQueued bool
+		// willQueued: a will-firing request is pending (not yet flushed);
+		// expiryQueued: a retained expiry request.
+		willQueued, expiryQueued bool
 	)
 	flushTimer.Stop()
 	// queueWills appends a request that fires the due wills, unless one is
@@ -138,6 +136,20 @@ func (s *shard) runWriter() {
 			mkCmd: func(now int64) command {
 				willQueued = false // flush runs on this goroutine
 				return cmdFireWills{nowUs: now}
+			}})
+	}
+	// queueExpiry appends a request that turns the expired retained
+	// messages into tombstones, the same way; on a replicated shard only
+	// its leader does.
+	queueExpiry := func() {
+		if expiryQueued || s.ledElsewhere() || !s.retainedDue() {
+			return
+		}
+		expiryQueued = true
+		pending = append(pending, &request{kind: reqSession, enqueued: time.Now(), done: make(chan reply, 1),
+			mkCmd: func(now int64) command {
+				expiryQueued = false
+				return cmdRetainedExpire{nowUs: now}
 			}})
 	}
 	ticker := time.NewTicker(opts.IdleTickInterval)
@@ -216,6 +228,7 @@ func (s *shard) runWriter() {
 				// Answered once the shard is idle and its idle work ran
 				// (due wills first).
 				queueWills()
+				queueExpiry()
 				tickWaiters = append(tickWaiters, r)
 				continue
 			}
@@ -233,6 +246,7 @@ func (s *shard) runWriter() {
 				mkCmd: func(now int64) command { return cmdSessionGC{nowUs: now} }})
 		case <-ticker.C:
 			queueWills()
+			queueExpiry()
 			if len(pending) == 0 && inflight == 0 && busy() == 0 {
 				if f := s.idleWork(nil); f != nil {
 					s.db.committer.in <- f
@@ -332,7 +346,7 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 	}
 	f := &inflightBatch{shard: s, writes: res.writes, reqs: reqs, replies: make([]reply, len(reqs)), lastTs: lastTs, compact: res.compact,
 		started: start, nmsgs: res.messages, nbytes: res.bytes, streamsChanged: res.streamsChanged, revoked: res.revoked,
-		willRetained: res.willRetained, touched: res.touched, shared: res.shared, sharedAcks: res.sharedAcks}
+		touched: res.touched, shared: res.shared, sharedAcks: res.sharedAcks}
 	for _, d := range res.willsDropped {
 		s.db.log.Warn("will dropped: the layout refused its topic", "shard", s.id, "will", d)
 	}
@@ -364,10 +378,6 @@ func (s *shard) finish(f *inflightBatch, err error) {
 		s.db.notify.committed(s.id, advanced, f.streamsChanged)
 		s.db.notify.feed.committed(s.id, s.readable.Load(), f)
 		s.db.sessionEvents.fire(f.revoked)
-		if len(f.willRetained) > 0 {
-			s.db.wg.Add(1)
-			go s.applyWillRetained(f.willRetained)
-		}
 		// The shared groups' follow-ups are commands of other shards: on
 		// a replicated shard its leader sends them, not every replica.
 		if len(f.shared)+len(f.sharedAcks) > 0 && !s.ledElsewhere() {

@@ -30,9 +30,8 @@ type StoreResult struct {
 // A cancelled ctx returns early with its error; the messages may still be
 // committed (retry with the same producer sequence numbers to find out).
 //
-// Messages with the retain flag also update the retained keyspace (see
-// retained.go) before Store returns; an error there is returned although the
-// messages are committed, and a retry (a duplicate) re-applies the update.
+// Messages with the retain flag also update the shard's retained records
+// (retained.go), in the same commit.
 func (db *DB) Store(ctx context.Context, clientID string, msgs []*storagev1.Message, p *Producer) (StoreResult, error) {
 	shardID := db.ShardOf(clientID)
 	res := StoreResult{Shard: shardID}
@@ -57,15 +56,7 @@ func (db *DB) Store(ctx context.Context, clientID string, msgs []*storagev1.Mess
 	if err != nil {
 		return res, err
 	}
-	res, err = s.storeOutcome(res, rep)
-	if err != nil {
-		return res, err
-	}
-	// Retained messages: after the messages' commit, before the reply.
-	if err := db.storeRetained(ctx, clientID, shardID, msgs, res); err != nil {
-		return res, err
-	}
-	return res, nil
+	return s.storeOutcome(res, rep)
 }
 
 // StoreAsync is Store for the ingest path: the messages arrive encoded
@@ -97,20 +88,7 @@ func (db *DB) StoreAsync(clientID string, msgs []IngestMessage, p *Producer, don
 		bytes:    bytes,
 		enqueued: time.Now(),
 	}
-	r.then = func(rep reply) {
-		res, err := s.storeOutcome(res, rep)
-		if err != nil || !anyRetained(msgs) {
-			done(res, err)
-			return
-		}
-		// Retained updates wait for their own writer: rare enough for a
-		// goroutine of their own, which the DB waits for at Close.
-		db.wg.Add(1)
-		go func() {
-			defer db.wg.Done()
-			done(res, db.storeRetainedEncoded(clientID, shardID, msgs, res))
-		}()
-	}
+	r.then = func(rep reply) { done(s.storeOutcome(res, rep)) }
 	select {
 	case s.reqCh <- r:
 	case <-db.ctx.Done():
@@ -135,32 +113,6 @@ func (s *shard) storeOutcome(res StoreResult, rep reply) (StoreResult, error) {
 	res.Duplicate = rep.out.duplicate
 	res.TimestampsUs = rep.out.timestamps
 	return res, nil
-}
-
-func anyRetained(msgs []IngestMessage) bool {
-	for _, m := range msgs {
-		if m.Retain {
-			return true
-		}
-	}
-	return false
-}
-
-// storeRetainedEncoded is storeRetained for encoded messages: only these
-// few are decoded.
-func (db *DB) storeRetainedEncoded(clientID string, shardID int, msgs []IngestMessage, res StoreResult) error {
-	full := make([]*storagev1.Message, len(msgs))
-	for i, m := range msgs {
-		if !m.Retain {
-			full[i] = &storagev1.Message{Topic: m.Topic, Qos: m.QoS}
-			continue
-		}
-		var err error
-		if full[i], err = m.message(); err != nil {
-			return err
-		}
-	}
-	return db.storeRetained(db.ctx, clientID, shardID, full, res)
 }
 
 // validateStore checks a Store's arguments and returns its size in bytes.

@@ -23,14 +23,14 @@ import (
 // Firing is one batch of the shard's command sequence: the will message is
 // stored in its stream (publisher = client id), the timer is cleared, and
 // the record is marked (will_fired_at_us); so a will fires exactly once,
-// also across crashes. A retained will also writes a pending-retained key
+// also across crashes. A retained will writes its retained record in the
+// same batch (retained.go). Earlier versions left a pending-retained key
 //
 //	S 0A | timestamp (8)   pending retained will -> Message (as stored)
 //
-// in the same batch; after the commit the retained writer applies it and a
-// later command deletes the key. Open applies the keys left by a crash
-// before anything runs: the retained order rule (timestamp, shard,
-// publisher) makes the re-application idempotent.
+// for a writer of their own; Open turns the keys a crash left into retained
+// records (loadWills), and cmdWillRetainedDone, which deleted them, is still
+// applied from the logs of replicated shards.
 //
 // The timers of a shard are indexed in memory (shardState.wills) and
 // checked by the shard writer at every idle tick (IdleTickInterval) and at
@@ -137,8 +137,7 @@ func fireWill(st *shardState, res *applyResult, rec *storagev1.SessionRecord, no
 		clockWrite(st),
 	)
 	if stored.Retain {
-		res.writes = append(res.writes, write{key: willRetainedKey(st.shard, ts), value: val})
-		res.willRetained = append(res.willRetained, stored)
+		st.putRetained(res, stored.Topic, retainedRecordFor(stored, st.shard))
 	}
 	res.messages++
 	res.bytes += len(val)
@@ -197,30 +196,9 @@ func (s *shard) willsDue() bool {
 	return ok && t.due <= now
 }
 
-// applyWillRetained hands the retained wills of a committed firing batch to
-// the retained writer, then deletes their pending keys. It runs on its own
-// goroutine (db.wg); if the DB closes first, Open re-applies them.
-func (s *shard) applyWillRetained(msgs []*storagev1.Message) {
-	defer s.db.wg.Done()
-	ctx := s.db.ctx
-	updates := make([]retainedUpdate, len(msgs))
-	ts := make([]int64, len(msgs))
-	for i, m := range msgs {
-		updates[i] = retainedUpdate{topic: m.Topic, rec: retainedRecordFor(m, s.id)}
-		ts[i] = m.TimestampUs
-	}
-	if _, err := s.db.retained.do(ctx, updates); err != nil {
-		s.db.log.Warn("retained will not applied; it is re-applied at the next open", "shard", s.id, "err", err)
-		return
-	}
-	if _, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(now int64) command { return cmdWillRetainedDone{nowUs: now, ts: ts} }}); err != nil {
-		s.db.log.Debug("pending retained wills not cleared; re-applied at the next open", "shard", s.id, "err", err)
-	}
-}
-
-// loadWills indexes the armed timers of a loaded shard and applies the
-// retained wills a crash left pending, in one synced batch, before the
-// shard runs.
+// loadWills indexes the armed timers of a loaded shard and writes the
+// retained records of the retained wills an earlier version left pending,
+// in one synced batch, before the shard runs.
 func loadWills(db *DB, st *shardState) error {
 	for _, cid := range sortedKeys(st.sessions) {
 		st.armWill(st.sessions[cid].rec)
@@ -237,28 +215,30 @@ func loadWills(db *DB, st *shardState) error {
 	if err != nil || len(pending) == 0 {
 		return err
 	}
-	nowUs := db.opts.Now().UnixMicro()
-	b := db.pdb.NewBatch()
-	defer b.Close()
+	// The earlier version's writer may have applied a will, and a later
+	// retained publish of the shard after it: a will's record replaces
+	// only an older one. The scan goes in timestamp order.
+	var res applyResult
 	current := map[string]*storagev1.RetainedRecord{}
 	for _, m := range pending {
 		cur, ok := current[m.Topic]
 		if !ok {
-			var rec storagev1.RetainedRecord
-			found, err := db.getValue(retainedKey(m.Topic), &rec)
-			if err != nil {
+			cur = &storagev1.RetainedRecord{}
+			if found, err := db.getValue(retainedKey(st.shard, m.Topic), cur); err != nil {
 				return err
-			}
-			if found {
-				cur = &rec
+			} else if !found {
+				cur = nil
 			}
 		}
-		if next, _ := nextRetained(cur, retainedUpdate{topic: m.Topic, rec: retainedRecordFor(m, st.shard)}, nowUs); next != nil {
-			current[m.Topic] = next
-			_ = b.Set(retainedKey(m.Topic), encodeValue(next), nil)
+		if rec := retainedRecordFor(m, st.shard); newerRetained(cur, rec) == rec {
+			current[m.Topic] = rec
+			st.putRetained(&res, m.Topic, rec)
 		}
-		_ = b.Delete(willRetainedKey(st.shard, m.TimestampUs), nil)
+		res.writes = append(res.writes, write{key: willRetainedKey(st.shard, m.TimestampUs)})
 	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	writeBatch(b, res.writes)
 	opts := pebble.Sync
 	if db.opts.UnsafeNoSync {
 		opts = pebble.NoSync

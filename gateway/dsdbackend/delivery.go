@@ -141,24 +141,38 @@ func (d *Delivery) Replay(ctx context.Context, iterator []byte, count uint32) ([
 var errTooManyRetained = errors.New("enough")
 
 // Retained returns the retained messages matching filter, at most
-// maxRetainedPerSubscribe of them.
+// maxRetainedPerSubscribe of them. With several sites, each shard's leader
+// lists its shards' records and they are merged here.
 func (d *Delivery) Retained(ctx context.Context, filter string) ([]*storagev1.Message, error) {
 	r, err := d.reg.Held()
 	if err != nil {
 		return nil, sessionError(ctx, "retained", err)
 	}
 	var msgs []*storagev1.Message
-	err = d.backend.call(ctx, r, func(ctx context.Context) error {
-		return d.anySite().MatchRetained(ctx, filter, 0, func(m *storagev1.Message) error {
-			if len(msgs) >= maxRetainedPerSubscribe {
-				return errTooManyRetained
-			}
-			msgs = append(msgs, m)
-			return nil
-		})
+	collect := func(m *storagev1.Message) error {
+		if len(msgs) >= maxRetainedPerSubscribe {
+			return errTooManyRetained
+		}
+		msgs = append(msgs, m)
+		return nil
+	}
+	err = d.backend.callRouted(ctx, r, func(ctx context.Context) error {
+		msgs = msgs[:0]
+		if sources := d.retainedSources(); sources != nil {
+			return client.MatchRetainedMerged(ctx, sources, filter, 0, collect)
+		}
+		return d.anySite().MatchRetained(ctx, filter, 0, collect)
 	})
 	if err != nil && !errors.Is(err, errTooManyRetained) {
 		return nil, sessionError(ctx, "retained", err)
 	}
 	return msgs, nil
+}
+
+// retainedSources is the pool's RetainedSources (nil without a pool).
+func (d *Delivery) retainedSources() []client.RetainedSource {
+	if d.pool == nil {
+		return nil
+	}
+	return d.pool.RetainedSources()
 }

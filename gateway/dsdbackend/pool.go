@@ -312,3 +312,26 @@ func (p *Pool) closeConns() {
 	}
 	p.conns.Store(&map[string]*client.Client{})
 }
+
+// RetainedSources groups the shards by the site leading them, for a merged
+// retained listing (client.MatchRetainedMerged); nil with one site, which
+// reads every shard itself.
+func (p *Pool) RetainedSources() []client.RetainedSource {
+	t := p.Table()
+	if !t.Multi() || t.NShards == 0 {
+		return nil
+	}
+	var sources []client.RetainedSource
+	at := map[string]int{}
+	for sh := range t.NShards {
+		addr := t.Leader(sh)
+		i, ok := at[addr]
+		if !ok {
+			i = len(sources)
+			at[addr] = i
+			sources = append(sources, client.RetainedSource{Client: p.conn(addr)})
+		}
+		sources[i].Shards = append(sources[i].Shards, uint32(sh))
+	}
+	return sources
+}

@@ -67,13 +67,9 @@ func newRoot() *cobra.Command {
 
 // dial connects and returns a context bounded by --timeout.
 func (g *globals) dial(ctx context.Context) (*client.Client, context.Context, context.CancelFunc, error) {
-	var opts []grpc.DialOption
-	if g.useTLS || g.tls != (client.TLSFiles{}) {
-		opt, err := client.WithTLS(g.tls)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		opts = append(opts, opt)
+	opts, err := g.dialOptions()
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	c, err := client.Dial(g.addr, opts...)
 	if err != nil {
@@ -81,6 +77,18 @@ func (g *globals) dial(ctx context.Context) (*client.Client, context.Context, co
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	return c, ctx, func() { cancel(); c.Close() }, nil
+}
+
+// dialOptions are the gRPC options of the connections to dsd (TLS).
+func (g *globals) dialOptions() ([]grpc.DialOption, error) {
+	if !g.useTLS && g.tls == (client.TLSFiles{}) {
+		return nil, nil
+	}
+	opt, err := client.WithTLS(g.tls)
+	if err != nil {
+		return nil, err
+	}
+	return []grpc.DialOption{opt}, nil
 }
 
 // nowFunc is the clock for relative --since values.

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stratamq/strata/dsd/client"
+	"github.com/stratamq/strata/gateway/dsdbackend"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
@@ -69,7 +73,18 @@ func newRetainedListCmd(g *globals) *cobra.Command {
 				page = min(limit, page)
 			}
 			n := 0
-			err = c.MatchRetained(ctx, filter, page, func(m *storagev1.Message) error {
+			pool, err := g.pool(ctx)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			match := c.MatchRetained
+			if sources := pool.RetainedSources(); sources != nil {
+				match = func(ctx context.Context, filter string, page int, fn func(*storagev1.Message) error) error {
+					return client.MatchRetainedMerged(ctx, sources, filter, page, fn)
+				}
+			}
+			err = match(ctx, filter, page, func(m *storagev1.Message) error {
 				if limit > 0 && n >= limit {
 					return errEnough
 				}
@@ -124,7 +139,28 @@ func newRetainedDeleteCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
-			res, err := c.Retained().DeleteRetained(ctx, &dsdv1.DeleteRetainedRequest{Topic: args[0]})
+			req := &dsdv1.DeleteRetainedRequest{Topic: args[0]}
+			pool, err := g.pool(ctx)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			if sources := pool.RetainedSources(); sources != nil {
+				// A cluster: read the topic's record from every shard's
+				// leader, then have the leader of the topic's shard write
+				// the tombstone above it.
+				rec, err := client.RetainedRecordMerged(ctx, sources, args[0])
+				if err != nil {
+					return err
+				}
+				if rec.GetMessage() == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "%q has no retained message\n", args[0])
+					return nil
+				}
+				req.AboveUs = rec.GetTimestampUs()
+				c = pool.ForClient(args[0])
+			}
+			res, err := c.Retained().DeleteRetained(ctx, req)
 			if err != nil {
 				return err
 			}
@@ -136,4 +172,22 @@ func newRetainedDeleteCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// pool discovers the cluster from the site dstool dials (one site: a
+// pool of it alone), for the calls that go to each shard's leader.
+func (g *globals) pool(ctx context.Context) (*dsdbackend.Pool, error) {
+	opts, err := g.dialOptions()
+	if err != nil {
+		return nil, err
+	}
+	pool, err := dsdbackend.NewPool([]string{g.addr}, slog.New(slog.DiscardHandler), opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Refresh(ctx); err != nil {
+		_ = pool.Close()
+		return nil, err
+	}
+	return pool, nil
 }

@@ -30,7 +30,10 @@ type MatchRetainedRequest struct {
 	// PageToken is the next_page_token of the previous page; empty at start.
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Limit bounds the page (default 100, at most 10000).
-	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Shards restricts the listing to these shards, which this site must
+	// lead; the answer is then records, not messages.
+	Shards        []uint32 `protobuf:"varint,4,rep,packed,name=shards,proto3" json:"shards,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -86,6 +89,13 @@ func (x *MatchRetainedRequest) GetLimit() uint32 {
 	return 0
 }
 
+func (x *MatchRetainedRequest) GetShards() []uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
 type MatchRetainedResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Messages are in topic name order.
@@ -94,6 +104,11 @@ type MatchRetainedResponse struct {
 	// be short, even empty, and still have a next page (the scan per call is
 	// bounded).
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// Records answer a request with shards: per matching topic, the record
+	// with the greatest order key (timestamp_us, shard, publisher) among those
+	// shards, tombstones (no message) included; an expired message comes as a
+	// tombstone. Across shards, the greatest order key wins.
+	Records       []*RetainedEntry `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -142,6 +157,65 @@ func (x *MatchRetainedResponse) GetNextPageToken() string {
 	return ""
 }
 
+func (x *MatchRetainedResponse) GetRecords() []*RetainedEntry {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+type RetainedEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Record        *v1.RetainedRecord     `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetainedEntry) Reset() {
+	*x = RetainedEntry{}
+	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetainedEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetainedEntry) ProtoMessage() {}
+
+func (x *RetainedEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetainedEntry.ProtoReflect.Descriptor instead.
+func (*RetainedEntry) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_retained_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RetainedEntry) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *RetainedEntry) GetRecord() *v1.RetainedRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
 type GetRetainedRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -151,7 +225,7 @@ type GetRetainedRequest struct {
 
 func (x *GetRetainedRequest) Reset() {
 	*x = GetRetainedRequest{}
-	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[2]
+	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -163,7 +237,7 @@ func (x *GetRetainedRequest) String() string {
 func (*GetRetainedRequest) ProtoMessage() {}
 
 func (x *GetRetainedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[2]
+	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -176,7 +250,7 @@ func (x *GetRetainedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRetainedRequest.ProtoReflect.Descriptor instead.
 func (*GetRetainedRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_retained_service_proto_rawDescGZIP(), []int{2}
+	return file_strata_dsd_v1_retained_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetRetainedRequest) GetTopic() string {
@@ -196,7 +270,7 @@ type GetRetainedResponse struct {
 
 func (x *GetRetainedResponse) Reset() {
 	*x = GetRetainedResponse{}
-	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[3]
+	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +282,7 @@ func (x *GetRetainedResponse) String() string {
 func (*GetRetainedResponse) ProtoMessage() {}
 
 func (x *GetRetainedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[3]
+	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +295,7 @@ func (x *GetRetainedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRetainedResponse.ProtoReflect.Descriptor instead.
 func (*GetRetainedResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_retained_service_proto_rawDescGZIP(), []int{3}
+	return file_strata_dsd_v1_retained_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetRetainedResponse) GetMessage() *v1.Message {
@@ -232,15 +306,20 @@ func (x *GetRetainedResponse) GetMessage() *v1.Message {
 }
 
 type DeleteRetainedRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// AboveUs, when set, is the timestamp of the greatest record of the topic
+	// the caller read from every shard: this site, the leader of the topic's
+	// shard, writes a tombstone above it without reading the other shards.
+	// Unset, this site reads every shard itself.
+	AboveUs       int64 `protobuf:"varint,2,opt,name=above_us,json=aboveUs,proto3" json:"above_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteRetainedRequest) Reset() {
 	*x = DeleteRetainedRequest{}
-	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[4]
+	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -252,7 +331,7 @@ func (x *DeleteRetainedRequest) String() string {
 func (*DeleteRetainedRequest) ProtoMessage() {}
 
 func (x *DeleteRetainedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[4]
+	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -265,7 +344,7 @@ func (x *DeleteRetainedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRetainedRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRetainedRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_retained_service_proto_rawDescGZIP(), []int{4}
+	return file_strata_dsd_v1_retained_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeleteRetainedRequest) GetTopic() string {
@@ -273,6 +352,13 @@ func (x *DeleteRetainedRequest) GetTopic() string {
 		return x.Topic
 	}
 	return ""
+}
+
+func (x *DeleteRetainedRequest) GetAboveUs() int64 {
+	if x != nil {
+		return x.AboveUs
+	}
+	return 0
 }
 
 type DeleteRetainedResponse struct {
@@ -285,7 +371,7 @@ type DeleteRetainedResponse struct {
 
 func (x *DeleteRetainedResponse) Reset() {
 	*x = DeleteRetainedResponse{}
-	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +383,7 @@ func (x *DeleteRetainedResponse) String() string {
 func (*DeleteRetainedResponse) ProtoMessage() {}
 
 func (x *DeleteRetainedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_retained_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +396,7 @@ func (x *DeleteRetainedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRetainedResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRetainedResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_retained_service_proto_rawDescGZIP(), []int{5}
+	return file_strata_dsd_v1_retained_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteRetainedResponse) GetDeleted() bool {
@@ -324,21 +410,27 @@ var File_strata_dsd_v1_retained_service_proto protoreflect.FileDescriptor
 
 const file_strata_dsd_v1_retained_service_proto_rawDesc = "" +
 	"\n" +
-	"$strata/dsd/v1/retained_service.proto\x12\rstrata.dsd.v1\x1a\x1fstrata/storage/v1/storage.proto\"n\n" +
+	"$strata/dsd/v1/retained_service.proto\x12\rstrata.dsd.v1\x1a strata/storage/v1/retained.proto\x1a\x1fstrata/storage/v1/storage.proto\"\x86\x01\n" +
 	"\x14MatchRetainedRequest\x12!\n" +
 	"\ftopic_filter\x18\x01 \x01(\tR\vtopicFilter\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"w\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\x16\n" +
+	"\x06shards\x18\x04 \x03(\rR\x06shards\"\xaf\x01\n" +
 	"\x15MatchRetainedResponse\x126\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1a.strata.storage.v1.MessageR\bmessages\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"*\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x126\n" +
+	"\arecords\x18\x03 \x03(\v2\x1c.strata.dsd.v1.RetainedEntryR\arecords\"`\n" +
+	"\rRetainedEntry\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x129\n" +
+	"\x06record\x18\x02 \x01(\v2!.strata.storage.v1.RetainedRecordR\x06record\"*\n" +
 	"\x12GetRetainedRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\"K\n" +
 	"\x13GetRetainedResponse\x124\n" +
-	"\amessage\x18\x01 \x01(\v2\x1a.strata.storage.v1.MessageR\amessage\"-\n" +
+	"\amessage\x18\x01 \x01(\v2\x1a.strata.storage.v1.MessageR\amessage\"H\n" +
 	"\x15DeleteRetainedRequest\x12\x14\n" +
-	"\x05topic\x18\x01 \x01(\tR\x05topic\"2\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x19\n" +
+	"\babove_us\x18\x02 \x01(\x03R\aaboveUs\"2\n" +
 	"\x16DeleteRetainedResponse\x12\x18\n" +
 	"\adeleted\x18\x01 \x01(\bR\adeleted2\xa2\x02\n" +
 	"\x0fRetainedService\x12Z\n" +
@@ -358,30 +450,34 @@ func file_strata_dsd_v1_retained_service_proto_rawDescGZIP() []byte {
 	return file_strata_dsd_v1_retained_service_proto_rawDescData
 }
 
-var file_strata_dsd_v1_retained_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_strata_dsd_v1_retained_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_strata_dsd_v1_retained_service_proto_goTypes = []any{
 	(*MatchRetainedRequest)(nil),   // 0: strata.dsd.v1.MatchRetainedRequest
 	(*MatchRetainedResponse)(nil),  // 1: strata.dsd.v1.MatchRetainedResponse
-	(*GetRetainedRequest)(nil),     // 2: strata.dsd.v1.GetRetainedRequest
-	(*GetRetainedResponse)(nil),    // 3: strata.dsd.v1.GetRetainedResponse
-	(*DeleteRetainedRequest)(nil),  // 4: strata.dsd.v1.DeleteRetainedRequest
-	(*DeleteRetainedResponse)(nil), // 5: strata.dsd.v1.DeleteRetainedResponse
-	(*v1.Message)(nil),             // 6: strata.storage.v1.Message
+	(*RetainedEntry)(nil),          // 2: strata.dsd.v1.RetainedEntry
+	(*GetRetainedRequest)(nil),     // 3: strata.dsd.v1.GetRetainedRequest
+	(*GetRetainedResponse)(nil),    // 4: strata.dsd.v1.GetRetainedResponse
+	(*DeleteRetainedRequest)(nil),  // 5: strata.dsd.v1.DeleteRetainedRequest
+	(*DeleteRetainedResponse)(nil), // 6: strata.dsd.v1.DeleteRetainedResponse
+	(*v1.Message)(nil),             // 7: strata.storage.v1.Message
+	(*v1.RetainedRecord)(nil),      // 8: strata.storage.v1.RetainedRecord
 }
 var file_strata_dsd_v1_retained_service_proto_depIdxs = []int32{
-	6, // 0: strata.dsd.v1.MatchRetainedResponse.messages:type_name -> strata.storage.v1.Message
-	6, // 1: strata.dsd.v1.GetRetainedResponse.message:type_name -> strata.storage.v1.Message
-	0, // 2: strata.dsd.v1.RetainedService.MatchRetained:input_type -> strata.dsd.v1.MatchRetainedRequest
-	2, // 3: strata.dsd.v1.RetainedService.GetRetained:input_type -> strata.dsd.v1.GetRetainedRequest
-	4, // 4: strata.dsd.v1.RetainedService.DeleteRetained:input_type -> strata.dsd.v1.DeleteRetainedRequest
-	1, // 5: strata.dsd.v1.RetainedService.MatchRetained:output_type -> strata.dsd.v1.MatchRetainedResponse
-	3, // 6: strata.dsd.v1.RetainedService.GetRetained:output_type -> strata.dsd.v1.GetRetainedResponse
-	5, // 7: strata.dsd.v1.RetainedService.DeleteRetained:output_type -> strata.dsd.v1.DeleteRetainedResponse
-	5, // [5:8] is the sub-list for method output_type
-	2, // [2:5] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	7, // 0: strata.dsd.v1.MatchRetainedResponse.messages:type_name -> strata.storage.v1.Message
+	2, // 1: strata.dsd.v1.MatchRetainedResponse.records:type_name -> strata.dsd.v1.RetainedEntry
+	8, // 2: strata.dsd.v1.RetainedEntry.record:type_name -> strata.storage.v1.RetainedRecord
+	7, // 3: strata.dsd.v1.GetRetainedResponse.message:type_name -> strata.storage.v1.Message
+	0, // 4: strata.dsd.v1.RetainedService.MatchRetained:input_type -> strata.dsd.v1.MatchRetainedRequest
+	3, // 5: strata.dsd.v1.RetainedService.GetRetained:input_type -> strata.dsd.v1.GetRetainedRequest
+	5, // 6: strata.dsd.v1.RetainedService.DeleteRetained:input_type -> strata.dsd.v1.DeleteRetainedRequest
+	1, // 7: strata.dsd.v1.RetainedService.MatchRetained:output_type -> strata.dsd.v1.MatchRetainedResponse
+	4, // 8: strata.dsd.v1.RetainedService.GetRetained:output_type -> strata.dsd.v1.GetRetainedResponse
+	6, // 9: strata.dsd.v1.RetainedService.DeleteRetained:output_type -> strata.dsd.v1.DeleteRetainedResponse
+	7, // [7:10] is the sub-list for method output_type
+	4, // [4:7] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_retained_service_proto_init() }
@@ -395,7 +491,7 @@ func file_strata_dsd_v1_retained_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_retained_service_proto_rawDesc), len(file_strata_dsd_v1_retained_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,8 +30,12 @@ const (
 //
 // RetainedService reads and administers retained messages. Retained messages
 // are set and cleared by StorageService.Store (a message with the retain
-// flag; an empty payload clears), which replies only after the retained
-// update is durable. Expired messages are never returned.
+// flag; an empty payload clears), in the same commit as the message. They
+// live in the publisher's shard: a request without shards reads every shard
+// and needs them all readable on this site (one site, or a leader of all of
+// them); in a cluster, a caller asks each shard's leader for its shards and
+// merges the records (MatchRetainedResponse.records). Expired messages are
+// never returned.
 type RetainedServiceClient interface {
 	// MatchRetained lists the retained messages whose topic names match a topic
 	// filter, in topic name order, one page at a time.
@@ -86,8 +90,12 @@ func (c *retainedServiceClient) DeleteRetained(ctx context.Context, in *DeleteRe
 //
 // RetainedService reads and administers retained messages. Retained messages
 // are set and cleared by StorageService.Store (a message with the retain
-// flag; an empty payload clears), which replies only after the retained
-// update is durable. Expired messages are never returned.
+// flag; an empty payload clears), in the same commit as the message. They
+// live in the publisher's shard: a request without shards reads every shard
+// and needs them all readable on this site (one site, or a leader of all of
+// them); in a cluster, a caller asks each shard's leader for its shards and
+// merges the records (MatchRetainedResponse.records). Expired messages are
+// never returned.
 type RetainedServiceServer interface {
 	// MatchRetained lists the retained messages whose topic names match a topic
 	// filter, in topic name order, one page at a time.
