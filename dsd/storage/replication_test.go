@@ -157,7 +157,9 @@ func TestReplicatedShard(t *testing.T) {
 			defer wg.Done()
 			for seq := uint64(1); seq <= 4; seq++ {
 				p := &Producer{ClientID: cid, Epoch: 1, FirstSeq: seq}
-				res, err := leader.Store(ctx, cid, []*storagev1.Message{msg("t/"+cid, fmt.Sprint(seq))}, p)
+				m := msg("t/"+cid, fmt.Sprint(seq))
+				m.Retain = seq%2 == 0 // retained records are replicated too
+				res, err := leader.Store(ctx, cid, []*storagev1.Message{m}, p)
 				if err != nil || len(res.TimestampsUs) != 1 {
 					t.Errorf("store %s/%d: %+v %v", cid, seq, res, err)
 				}
@@ -172,6 +174,10 @@ func TestReplicatedShard(t *testing.T) {
 	res, err := leader.Store(ctx, "c0", []*storagev1.Message{msg("t/c0", "dup")}, &Producer{ClientID: "c0", Epoch: 1, FirstSeq: 1})
 	if err != nil || !res.Duplicate {
 		t.Fatalf("duplicate: %+v %v", res, err)
+	}
+	// An operator's delete is a command of the topic's shard.
+	if deleted, err := leader.DeleteRetained(ctx, "t/c1"); err != nil || !deleted {
+		t.Fatalf("delete retained: %v %v", deleted, err)
 	}
 	close(stop)
 	for i := range logs {
@@ -190,6 +196,12 @@ func TestReplicatedShard(t *testing.T) {
 	}
 	if got := len(readAll(t, leader, "#", 0)); got != 20 {
 		t.Fatalf("leader reads %d messages, want 20", got)
+	}
+	if got, _, _ := leader.MatchRetained(ctx, "#", "", 100); len(got) != 4 || payloadOf(getRetained(t, leader, "t/c0")) != "4" {
+		t.Fatalf("leader's retained messages: %v", got)
+	}
+	if _, _, err := follower.GetRetained("t/c0"); !errors.Is(err, errFakeFollower) {
+		t.Fatalf("retained read on the follower: %v", err)
 	}
 	if _, err := follower.Store(ctx, "c0", []*storagev1.Message{msg("t", "x")}, nil); !errors.Is(err, errFakeFollower) {
 		t.Fatalf("store on the follower: %v", err)
