@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-
-	"github.com/stratamq/strata/internal/testutil/wait"
 )
 
 // TestRetainedAcrossSites: three dsd with replication factor 3, the
@@ -26,35 +23,8 @@ func TestRetainedAcrossSites(t *testing.T) {
 	const nShards = 4
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sites := startReplicatedSites(t, ctx, nShards)
-	addrs := httpAddrs(sites)
-	leaders := func() []int {
-		out := make([]int, nShards)
-		for sh := range nShards {
-			out[sh] = shardLeader(addrs, sh)
-		}
-		return out
-	}
-	var lead []int
-	if !wait.Until(30*time.Second, func() bool { lead = leaders(); return !slices.Contains(lead, -1) }) {
-		t.Fatalf("not every shard has a leader: %v", lead)
-	}
-	// Move some leadership away from the first leader: restart it.
-	first := lead[0]
-	restarted, err := sites[first].KillAndRestart(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sites[first] = restarted
-	addrs = httpAddrs(sites)
-	if !wait.Until(30*time.Second, func() bool { lead = leaders(); return !slices.Contains(lead, -1) }) {
-		t.Fatalf("not every shard has a leader after the restart: %v", lead)
-	}
-	grpcAddrs := make([]string, len(sites))
-	for i, d := range sites {
-		grpcAddrs[i] = d.GRPCAddr
-	}
-	gw, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: strings.Join(grpcAddrs, ",")})
+	sites, _ := startSpreadSites(t, ctx, nShards)
+	gw, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: grpcAddrList(sites)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,35 +79,20 @@ func TestRetainedAcrossSites(t *testing.T) {
 			got[d.topic] = d.payload
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("%s: retained %v, want %v (leaders %v)", what, got, want, leaders())
+			t.Fatalf("%s: retained %v, want %v (leaders %v)", what, got, want, shardLeaders(sites, nShards))
 		}
 	}
 	check("before the kill", "rs-sub-1")
 
-	lead = leaders()
-	count := make([]int, len(sites))
-	for _, l := range lead {
-		count[l]++
-	}
-	victim := 0
-	for i := range count {
-		if count[i] > count[victim] {
-			victim = i
-		}
-	}
+	victim, count := mostLeading(shardLeaders(sites, nShards), len(sites))
 	sites[victim].Kill()
-	t.Logf("SIGKILL of site %d, leader of %d of %d shards (leaders %v)", victim, count[victim], nShards, lead)
-	if !wait.Until(20*time.Second, func() bool {
-		l := leaders()
-		return !slices.Contains(l, -1) && !slices.Contains(l, victim)
-	}) {
-		t.Fatalf("no new leaders after the SIGKILL: %v", leaders())
-	}
+	t.Logf("SIGKILL of site %d, leader of %d of %d shards", victim, count, nShards)
+	waitLed(t, sites, nShards, victim, 20*time.Second)
 	check("after the failover", "rs-sub-2")
 
 	// dstool, given one surviving site, lists and deletes across the
 	// cluster.
-	live := grpcAddrs[(victim+1)%3]
+	live := sites[(victim+1)%3].GRPCAddr
 	listed := func() []string {
 		out := strings.TrimSpace(dstool(t, live, "retained", "list", "rs/#"))
 		if out == "" {

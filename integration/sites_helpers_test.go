@@ -1,0 +1,79 @@
+package integration
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratamq/strata/internal/testutil/wait"
+)
+
+// shardLeaders are the shard leaders (site indexes; -1: none) as the
+// sites' metrics say.
+func shardLeaders(sites []*DSD, nShards int) []int {
+	addrs := httpAddrs(sites)
+	out := make([]int, nShards)
+	for sh := range nShards {
+		out[sh] = shardLeader(addrs, sh)
+	}
+	return out
+}
+
+// waitLed waits until every shard has a leader other than site skip (-1:
+// any) and returns the leaders.
+func waitLed(t *testing.T, sites []*DSD, nShards, skip int, within time.Duration) []int {
+	t.Helper()
+	var lead []int
+	if !wait.Until(within, func() bool {
+		lead = shardLeaders(sites, nShards)
+		return !slices.Contains(lead, -1) && (skip < 0 || !slices.Contains(lead, skip))
+	}) {
+		t.Fatalf("not every shard has a leader (other than site %d) within %v: %v", skip, within, lead)
+	}
+	return lead
+}
+
+// mostLeading is the site that leads the most shards.
+func mostLeading(lead []int, nSites int) (site, count int) {
+	counts := make([]int, nSites)
+	for _, l := range lead {
+		if l >= 0 {
+			counts[l]++
+		}
+	}
+	for i := range counts {
+		if counts[i] > counts[site] {
+			site = i
+		}
+	}
+	return site, counts[site]
+}
+
+// startSpreadSites starts three replicated sites (startReplicatedSites)
+// and restarts the first leader, so that more than one site leads shards
+// (a fresh cluster tends to elect one site everywhere). It returns the
+// sites and the leaders.
+func startSpreadSites(t *testing.T, ctx context.Context, nShards int) ([]*DSD, []int) {
+	t.Helper()
+	sites := startReplicatedSites(t, ctx, nShards)
+	lead := waitLed(t, sites, nShards, -1, 30*time.Second)
+	first := lead[0]
+	restarted, err := sites[first].KillAndRestart(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sites[first] = restarted
+	return sites, waitLed(t, sites, nShards, -1, 30*time.Second)
+}
+
+// grpcAddrList is the sites' gRPC addresses, comma-separated (a gateway's
+// --dsd).
+func grpcAddrList(sites []*DSD) string {
+	addrs := make([]string, len(sites))
+	for i, d := range sites {
+		addrs[i] = d.GRPCAddr
+	}
+	return strings.Join(addrs, ",")
+}
