@@ -49,6 +49,15 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	w := newWorkload(&cfg)
 	scr := newScraper(cfg.HTTPAddr)
 	dsd := &grpcStorer{conns: conns, lastTs: make([]atomic.Int64, rep.NShards)}
+	var target storer = dsd
+	if cfg.API == apiIngest {
+		ing, err := newIngestStorer(ctx, conns)
+		if err != nil {
+			return rep, err
+		}
+		defer ing.close()
+		target = ing
+	}
 	before, err := watermarks(ctx, conns[0])
 	if err != nil {
 		return rep, err
@@ -57,7 +66,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	switch cfg.Mode {
 	case modeStore, modeBoth:
 		ph := phase{name: "store dsd", target: "dsd", duration: cfg.Duration, messages: cfg.Messages}
-		rep.Store, err = runStore(ctx, &cfg, w, dsd, ph, scr.counters, progress)
+		rep.Store, err = runStore(ctx, &cfg, w, target, ph, scr.counters, progress)
 		if err != nil || ctx.Err() != nil {
 			return rep, err
 		}

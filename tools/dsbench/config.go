@@ -18,6 +18,12 @@ const (
 	modeBoth  = "both"
 )
 
+// APIs of the store phase.
+const (
+	apiStore  = "store"
+	apiIngest = "ingest"
+)
+
 // Config is one dsbench run. Every field is a flag; the comment gives the
 // flag's default.
 type Config struct {
@@ -60,6 +66,10 @@ type Config struct {
 	ClientPrefix string `json:"client_prefix"`
 	// Conns is the number of gRPC connections the workers share. Default 4.
 	Conns int `json:"conns"`
+	// API is how the store phase reaches dsd: "store" (a unary Store per
+	// batch) or "ingest" (the gateways' ingest stream, one per connection,
+	// which implies Producer). Default store.
+	API string `json:"api"`
 	// Filter is the read phase's topic filter. Default "<prefix>/#".
 	Filter string `json:"filter"`
 	// ReadBatch is max_messages of each Next. Default 100.
@@ -92,6 +102,7 @@ func defaultConfig() Config {
 		TopicPrefix: "bench",
 		QoS:         1,
 		Conns:       4,
+		API:         apiStore,
 		ReadBatch:   100,
 		Progress:    time.Second,
 		CallTimeout: 30 * time.Second,
@@ -115,6 +126,7 @@ func (c *Config) registerFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Producer, "producer", c.Producer, "send producer state (idempotent Stores) as the gateway does")
 	fs.StringVar(&c.ClientPrefix, "client-prefix", c.ClientPrefix, "publisher client id prefix (default dsbench-<random>-)")
 	fs.IntVar(&c.Conns, "conns", c.Conns, "gRPC connections shared by the workers")
+	fs.StringVar(&c.API, "api", c.API, "store phase through unary Stores (store) or the gateways' ingest stream, one per connection (ingest; implies --producer)")
 	fs.StringVar(&c.Filter, "filter", c.Filter, "read phase topic filter (default <prefix>/#)")
 	fs.IntVar(&c.ReadBatch, "read-batch", c.ReadBatch, "max_messages per Next")
 	fs.BoolVar(&c.Raw, "raw", c.Raw, "then run the same store workload straight into Pebble and report dsd/raw")
@@ -171,6 +183,16 @@ func (c *Config) finish(messagesSet bool) error {
 	}
 	if c.Raw && c.Mode == modeRead {
 		bad("--raw compares the store phase: use --mode store or both")
+	}
+	switch c.API {
+	case apiStore:
+	case apiIngest:
+		c.Producer = true // the ingest stream requires producer state
+		if c.Mode != modeStore {
+			bad("--api ingest measures the store phase: use --mode store (a read phase needs the Stores' timestamps)")
+		}
+	default:
+		bad("--api %q: want store or ingest", c.API)
 	}
 	if c.RawDir != "" && !c.Raw {
 		bad("--raw-dir needs --raw")

@@ -111,6 +111,36 @@ func TestStoreWithRaw(t *testing.T) {
 	t.Logf("\n%s", text.String())
 }
 
+// TestIngestAPI runs the store phase over the ingest stream: every Store
+// is answered, dsd's engine committed the messages, and the report is
+// sane; a read phase with it is refused.
+func TestIngestAPI(t *testing.T) {
+	srv := startDSD(t, 4)
+	cfg := testConfig(srv, modeStore)
+	cfg.API, cfg.Conns = apiIngest, 2
+	if err := cfg.finish(false); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Producer {
+		t.Fatal("--api ingest did not turn on producer state")
+	}
+	rep, err := run(context.Background(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sane(t, "ingest", rep.Store)
+	// dsd's counters saw the messages: committed in batches, each with its
+	// payload in the WAL.
+	if e := rep.Store.Engine; e.MsgsPerBatch < 1 || e.WALBytesPerMsg < float64(cfg.Payload) {
+		t.Errorf("dsd's engine during the ingest phase: %+v", e)
+	}
+	bad := testConfig(srv, modeBoth)
+	bad.API = apiIngest
+	if err := bad.finish(false); err == nil {
+		t.Error("--api ingest with --mode both was accepted")
+	}
+}
+
 // TestBothReadsBackWhatItStored stores a fixed number of messages and
 // reads them all back. A first run leaves data (and idle ticks) in shards
 // that the second run does not write to: the read phase must not wait for
