@@ -165,6 +165,12 @@ func (db *DB) currentRetained(topic string) (*storagev1.RetainedRecord, error) {
 	if err != nil {
 		return nil, err
 	}
+	return db.retainedOf(shards, topic)
+}
+
+// retainedOf is the record of topic with the greatest order key among
+// shards (nil: none).
+func (db *DB) retainedOf(shards []int, topic string) (*storagev1.RetainedRecord, error) {
 	var best *storagev1.RetainedRecord
 	for _, s := range shards {
 		var rec storagev1.RetainedRecord
@@ -278,6 +284,18 @@ func (db *DB) matchRetained(ctx context.Context, shards []int, filter, pageToken
 	}
 	if shards, err = db.readable(shards); err != nil {
 		return "", err
+	}
+	if !strings.ContainsAny(filter, "+#") {
+		// A topic name: one point read per shard, no iterators.
+		if pageToken >= filter {
+			return "", nil
+		}
+		rec, err := db.retainedOf(shards, filter)
+		if err != nil || rec == nil {
+			return "", err
+		}
+		visit(filter, rec)
+		return "", nil
 	}
 	lower, upper := retainedRange(levels)
 	if pageToken != "" {
