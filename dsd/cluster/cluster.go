@@ -66,6 +66,11 @@ type Options struct {
 	// group's leader proposes a truncation of the log every
 	// SnapshotEntries entries, keeping KeepEntries (shards.go).
 	SnapshotEntries, KeepEntries uint64
+	// LeaderBalanceAfter: a shard's leader hands its leadership to the
+	// shard's preferred replica (leaders.go) once that replica has been
+	// heard from without a break for this long, and tries at most once
+	// per this long. Default 5s; negative: never.
+	LeaderBalanceAfter time.Duration
 	// ProposalTimeout bounds a proposal (Join included). Default 5s.
 	ProposalTimeout time.Duration
 	// MaxEntryBytes bounds a shard group's entry: a raft message carrying
@@ -85,6 +90,7 @@ func (o *Options) ensureDefaults() {
 	o.LivenessInterval = cmp.Or(o.LivenessInterval, 250*time.Millisecond)
 	o.SnapshotEntries = cmp.Or(o.SnapshotEntries, 1000)
 	o.KeepEntries = cmp.Or(o.KeepEntries, 100)
+	o.LeaderBalanceAfter = cmp.Or(o.LeaderBalanceAfter, 5*time.Second)
 	o.ProposalTimeout = cmp.Or(o.ProposalTimeout, 5*time.Second)
 	o.MaxEntryBytes = cmp.Or(o.MaxEntryBytes, 1<<20)
 	o.NSites = cmp.Or(o.NSites, 1)
@@ -123,8 +129,9 @@ type Cluster struct {
 	// dropFrom, when set (tests only), drops the raft messages that
 	// arrive from the sites it names: a network partition.
 	dropFrom atomic.Pointer[func(from string) bool]
-	// heard maps a site id to when its last raft message was delivered
-	// here (*atomic.Int64, unix ns): the leader's liveness check.
+	// heard maps a site id to when its raft messages were delivered here
+	// (*siteHeard): the leader's liveness check, and whether a shard's
+	// preferred replica is back for good (leaders.go).
 	heard sync.Map
 
 	mu struct {
@@ -501,12 +508,20 @@ func (c *Cluster) deliver(from string, group uint64, m *pb.Message) {
 	_ = n.Step(c.ctx, m)
 }
 
+// siteHeard is when a site's raft messages were delivered here: last, the
+// latest; since, the first after a silence of an election timeout or
+// more (unix ns).
+type siteHeard struct{ last, since atomic.Int64 }
+
 func (c *Cluster) markHeard(site string) {
 	v, ok := c.heard.Load(site)
 	if !ok {
-		v, _ = c.heard.LoadOrStore(site, new(atomic.Int64))
+		v, _ = c.heard.LoadOrStore(site, new(siteHeard))
 	}
-	v.(*atomic.Int64).Store(time.Now().UnixNano())
+	h, now := v.(*siteHeard), time.Now().UnixNano()
+	if prev := h.last.Swap(now); prev == 0 || time.Duration(now-prev) >= c.electionTimeout() {
+		h.since.Store(now)
+	}
 }
 
 // lastHeard is when a raft message of site was last delivered here (zero:
@@ -516,7 +531,27 @@ func (c *Cluster) lastHeard(site string) time.Time {
 	if !ok {
 		return time.Time{}
 	}
-	return time.Unix(0, v.(*atomic.Int64).Load())
+	return time.Unix(0, v.(*siteHeard).last.Load())
+}
+
+// heardSince is since when raft messages of site have been delivered here
+// without a break of an election timeout (zero: none since the start, or
+// none for an election timeout).
+func (c *Cluster) heardSince(site string) time.Time {
+	v, ok := c.heard.Load(site)
+	if !ok {
+		return time.Time{}
+	}
+	h := v.(*siteHeard)
+	if time.Since(time.Unix(0, h.last.Load())) >= c.electionTimeout() {
+		return time.Time{}
+	}
+	return time.Unix(0, h.since.Load())
+}
+
+// electionTimeout is raft's election timeout (every group's).
+func (c *Cluster) electionTimeout() time.Duration {
+	return time.Duration(c.opts.ElectionTicks) * c.opts.TickInterval
 }
 
 // Close stops the group and the transport and waits for their goroutines.

@@ -344,9 +344,14 @@ type shardGroup struct {
 	// committed entries up to it are not applied again (all three owned
 	// by the ready loop).
 	truncated, proposedTruncate, installedThrough uint64
-	// ledSince is when this site's current leadership began (owned by
-	// the ready loop).
-	ledSince time.Time
+	// ledSince is when this site's current leadership began, and
+	// balanceTried when it last tried to hand it to the preferred replica
+	// (both owned by the ready loop).
+	ledSince, balanceTried time.Time
+	// noReadsTerm and noReadsUntil (unix ns) stop reads after this site
+	// started a leadership transfer in that term (leaders.go).
+	noReadsTerm  atomic.Uint64
+	noReadsUntil atomic.Int64
 	// snapshots are the snapshots this site sent as the leader
 	// (snapshots.go); snapshotsSent and snapshotsInstalled count them.
 	snapshots                         snapshotTracker
@@ -487,9 +492,9 @@ func (g *shardGroup) run() error {
 			peers[i] = raft.Peer{ID: id}
 		}
 		node = raft.StartNode(cfg, peers)
-		// The allocation's first replica campaigns at once rather than
-		// after an election timeout.
-		first = g.peers[0] == c.opts.Site
+		// The shard's preferred leader campaigns at once rather than
+		// after an election timeout (leaders.go).
+		first = c.preferredLeader(g.shard) == c.opts.Site
 		c.log.Info("shard group bootstrapped", "shard", g.shard, "replicas", g.peers)
 	} else {
 		node = raft.RestartNode(cfg)
@@ -517,6 +522,7 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 	defer ticker.Stop()
 	// ledTerm is the term this site leads in (0: it does not lead).
 	var ledTerm uint64
+	ticks := 0
 	for {
 		select {
 		case <-g.ctx.Done():
@@ -526,6 +532,9 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 			g.maybeProposeTruncate(node)
 			if g.leader.Load() {
 				g.expireSnapshots(node)
+			}
+			if ticks++; ticks%balanceEvery == 0 {
+				g.maybeBalance(node)
 			}
 		case rd := <-node.Ready():
 			if ss := rd.SoftState; ss != nil {
@@ -753,7 +762,7 @@ func (g *shardGroup) readLease() time.Duration {
 // electionTimeout is raft's election timeout: also how long a proposal may
 // wait to enter the group.
 func (g *shardGroup) electionTimeout() time.Duration {
-	return time.Duration(g.c.opts.ElectionTicks) * g.c.opts.TickInterval
+	return g.c.electionTimeout()
 }
 
 // acked records a message of a voter that acknowledges this site as the
@@ -779,6 +788,10 @@ func (g *shardGroup) CanRead() error {
 		return err
 	}
 	term, lease, now := g.term.Load(), g.readLease(), time.Now()
+	if g.readsFenced(term, now) {
+		// Handing leadership over: refused as an unconfirmed lease is.
+		return &NotLeaderError{Shard: g.shard, Unconfirmed: lease}
+	}
 	n := 0
 	g.acksMu.Lock()
 	for _, v := range g.voters {
