@@ -72,7 +72,8 @@ func (c *Cluster) preferredLeader(shard int) string {
 
 // maybeBalance hands, on the leader, the shard's leadership to its
 // preferred replica when that one is a voter, within maxTransferLag of
-// the leader's log, and heard from without a break for
+// the leader's log, acknowledged this leadership within an election
+// timeout, and has been heard from without a break for
 // LeaderBalanceAfter; at most one attempt per LeaderBalanceAfter. Owned
 // by the ready loop.
 func (g *shardGroup) maybeBalance(node raft.Node) {
@@ -100,10 +101,18 @@ func (g *shardGroup) maybeBalance(node raft.Node) {
 	pr, ok := rs.Progress[id]
 	self, selfOK := rs.Progress[g.c.self]
 	// Match, not the progress state: a replica that was up to date when
-	// it stopped is probed, and stays so until the next entry. Nor
-	// RecentActive, which each quorum check clears: the site's messages
-	// say it is in touch (heardSince).
+	// it stopped is probed, and stays so until the next entry.
 	if !ok || !selfOK || !isVoter(rs, id) || rs.LeadTransferee != raft.None || pr.Match+maxTransferLag < self.Match {
+		return
+	}
+	// In touch both ways: it acknowledged this leadership within an
+	// election timeout (not raft's RecentActive, which each quorum check
+	// clears; and a site that can send but not receive has no
+	// acknowledgement to send).
+	g.acksMu.Lock()
+	a, acked := g.acks[id]
+	g.acksMu.Unlock()
+	if !acked || a.term != g.term.Load() || now.Sub(a.at) >= g.electionTimeout() {
 		return
 	}
 	if since := g.c.heardSince(to); since.IsZero() || now.Sub(since) < hold {
