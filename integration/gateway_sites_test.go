@@ -131,8 +131,39 @@ func TestGatewayFollowsShardLeaders(t *testing.T) {
 			unanswered, run.disconnects.Load())
 	}
 	p99, longest, n := writePause(run.h.Events(), killedAt.UnixMicro())
-	t.Logf("write pause around the SIGKILL: p99 %v, longest %v over %d publishes invoked from 1 s before the kill to 10 s after",
-		p99, longest, n)
+	t.Logf("write pause around the SIGKILL: p99 %v, longest %v over %d publishes invoked from 1 s before the kill to 10 s after; the longest per publisher: %v",
+		p99, longest, n, publisherPauses(run.h.Events(), killedAt.UnixMicro()))
+}
+
+// publisherPauses is, per publisher, the longest latency of its
+// publishes invoked from 1 s before killedUs to 10 s after it: the
+// publishers of the killed site's shards wait for their new leaders.
+func publisherPauses(events []checker.Event, killedUs int64) []string {
+	type key struct {
+		pub string
+		seq uint64
+	}
+	invoked := map[key]int64{}
+	longest := map[string]time.Duration{}
+	for _, e := range events {
+		k := key{e.Publisher, e.Seq}
+		switch e.Kind {
+		case checker.Invoke:
+			if e.TimeUs >= killedUs-1e6 && e.TimeUs <= killedUs+10e6 {
+				invoked[k] = e.TimeUs
+			}
+		case checker.Ack:
+			if at, ok := invoked[k]; ok {
+				longest[e.Publisher] = max(longest[e.Publisher], time.Duration(e.TimeUs-at)*time.Microsecond)
+			}
+		}
+	}
+	var out []string
+	for p, d := range longest {
+		out = append(out, fmt.Sprintf("%s:%v", strings.TrimPrefix(p, "sites-pub-"), d.Round(time.Millisecond)))
+	}
+	slices.Sort(out)
+	return out
 }
 
 // writePause reads the publish latencies (invoke to ack) of the publishes
