@@ -78,7 +78,11 @@ func TestGatewayFollowsShardLeaders(t *testing.T) {
 		qos := byte(1 + p%2)
 		run.publisher(pubCtx, fmt.Sprintf("sites-pub-%d", p), addr, qos, "sites/%d", 4)
 	}
+	// Elections while the load runs and no site fails would be heartbeats
+	// that did not fit in the election timeout.
+	loadAt, terms, handed := time.Now(), groupTermsOf(sites), handovers(sites)
 	wait.For(t, 30*time.Second, "200 publishes acked", func() bool { return run.acked.Load() >= 200 })
+	t.Logf("elections under load before the kill: %d in %v", elections(sites, terms, handed), time.Since(loadAt).Round(time.Millisecond))
 
 	// Kill the site that leads the most shards.
 	lead = leaders()

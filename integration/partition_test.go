@@ -3,9 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -48,23 +46,8 @@ type partitionRound struct {
 	// group) on the other two sites just before the heal.
 	termsAtHeal map[int]uint64
 	// handedAtHeal counts, per shard, the handovers to a preferred leader
-	// logged before the heal (proxiedSites.handovers).
+	// logged before the heal (handovers).
 	handedAtHeal map[int]int
-}
-
-var handoverRE = regexp.MustCompile(`msg="shard group hands leadership to its preferred replica" .*?shard=(\d+)`)
-
-// handovers counts, per shard, the leadership transfers to the shard's
-// preferred replica that the sites logged.
-func (ps *proxiedSites) handovers() map[int]int {
-	out := map[int]int{}
-	for _, d := range ps.sites {
-		for _, m := range handoverRE.FindAllStringSubmatch(d.Log(), -1) {
-			shard, _ := strconv.Atoi(m[1])
-			out[shard]++
-		}
-	}
-	return out
 }
 
 // groupTerms are the highest terms of every group that the sites but
@@ -205,7 +188,7 @@ func runPartition(t *testing.T, ctx context.Context, ps *proxiedSites, w *termWa
 			return false
 		})
 	}
-	r.termsAtHeal, r.handedAtHeal = groupTerms(ps, x), ps.handovers()
+	r.termsAtHeal, r.handedAtHeal = groupTerms(ps, x), handovers(ps.sites)
 	healAt := time.Now()
 	ps.heal()
 
@@ -280,7 +263,7 @@ func runPartitions(t *testing.T, hows []cut, holds []time.Duration) []partitionR
 	var handedAtHeal map[int]int
 	rejoinElections := 0
 	countElections := func() {
-		handed := ps.handovers()
+		handed := handovers(ps.sites)
 		for g, term := range groupTerms(ps, -1) {
 			if healed == nil || term == healed[g] {
 				continue
