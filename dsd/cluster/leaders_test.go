@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/stratamq/strata/dsd/placement"
 	clusterv1 "github.com/stratamq/strata/gen/strata/cluster/v1"
@@ -156,19 +156,18 @@ func TestShardLeadersSpread(t *testing.T) {
 
 // TestTransferStopsReads: once the leader starts a leadership transfer,
 // it refuses reads for two election timeouts of that term although a
-// majority acknowledged it: the transferee's forced campaign ignores the
+// quorum confirmed it: the transferee's forced campaign ignores the
 // voters' lease.
 func TestTransferStopsReads(t *testing.T) {
 	c := &Cluster{opts: Options{ElectionTicks: 10, TickInterval: 10 * time.Millisecond}, self: 1}
-	g := &shardGroup{c: c, shard: 3, voters: []uint64{1, 2, 3}, acks: map[uint64]leaderAck{}}
+	g := &shardGroup{c: c, shard: 3, acks: map[uint64]leaderAck{}}
 	g.leader.Store(true)
 	g.term.Store(5)
-	typ, from, term := pb.MsgHeartbeatResp, uint64(2), uint64(5)
-	g.acked(&pb.Message{Type: &typ, From: &from, Term: &term})
-	if err := g.CanRead(); err != nil {
-		t.Fatalf("two of three acknowledged: %v", err)
-	}
 	now := time.Now()
+	g.leaseConfirmed(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, 5), uint64(now.UnixNano())))
+	if err := g.CanRead(); err != nil {
+		t.Fatalf("confirmed: %v", err)
+	}
 	g.noReadsTerm.Store(5)
 	g.noReadsUntil.Store(now.Add(2 * g.electionTimeout()).UnixNano())
 	var nl *NotLeaderError
