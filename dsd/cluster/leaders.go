@@ -28,6 +28,10 @@ import (
 // pause.
 const maxTransferLag = 64
 
+// transferFence is how many election timeouts a leader refuses reads after
+// it asked for a leadership transfer (transferLeadership).
+const transferFence = 4
+
 // balanceEvery is how many raft ticks apart a leader looks whether to
 // hand its leadership to the preferred replica.
 const balanceEvery = 10
@@ -126,15 +130,18 @@ func (g *shardGroup) maybeBalance(node raft.Node) {
 // transferLeadership asks raft to hand this site's leadership to voter
 // to. Reads stop here first: the transferee campaigns without waiting for
 // an election timeout, and the voters grant it their vote although they
-// acknowledged this site moments ago (a forced campaign ignores
-// CheckQuorum's lease), so the read lease no longer holds. It stays
-// refused for two election timeouts in this term: raft gives the transfer
-// one election timeout, after which the transferee's campaign (sent at the
-// latest then) reaches the voters within half of one, and the
-// acknowledgements they sent before voting expire half of one later.
+// confirmed this site's leadership moments ago (a forced campaign ignores
+// CheckQuorum's lease), so the read lease no longer holds. They stay
+// refused for transferFence election timeouts of this term: raft sends the
+// transferee its go (MsgTimeoutNow) within one election timeout or aborts
+// the transfer, and a confirmation asked before the voters vote expires
+// half of one after it was asked; so the fence holds while that message
+// and the transferee's vote requests take under two and a half election
+// timeouts. A transfer that succeeds ends this leadership at once; the
+// fence costs reads only after one that failed.
 func (g *shardGroup) transferLeadership(node raft.Node, to uint64) {
 	g.noReadsTerm.Store(g.term.Load())
-	g.noReadsUntil.Store(time.Now().Add(2 * g.electionTimeout()).UnixNano())
+	g.noReadsUntil.Store(time.Now().Add(transferFence * g.electionTimeout()).UnixNano())
 	node.TransferLeadership(g.ctx, g.c.self, to)
 }
 

@@ -155,7 +155,7 @@ func TestShardLeadersSpread(t *testing.T) {
 }
 
 // TestTransferStopsReads: once the leader starts a leadership transfer,
-// it refuses reads for two election timeouts of that term although a
+// it refuses reads for four election timeouts of that term although a
 // quorum confirmed it: the transferee's forced campaign ignores the
 // voters' lease.
 func TestTransferStopsReads(t *testing.T) {
@@ -169,12 +169,12 @@ func TestTransferStopsReads(t *testing.T) {
 		t.Fatalf("confirmed: %v", err)
 	}
 	g.noReadsTerm.Store(5)
-	g.noReadsUntil.Store(now.Add(2 * g.electionTimeout()).UnixNano())
+	g.noReadsUntil.Store(now.Add(transferFence * g.electionTimeout()).UnixNano())
 	var nl *NotLeaderError
 	if err := g.CanRead(); !errors.As(err, &nl) || nl.Unconfirmed == 0 {
 		t.Fatalf("a read during a transfer: %v", err)
 	}
-	if !g.readsFenced(5, now.Add(199*time.Millisecond)) || g.readsFenced(5, now.Add(201*time.Millisecond)) || g.readsFenced(6, now) {
-		t.Fatal("the fence is not two election timeouts of its term")
+	if !g.readsFenced(5, now.Add(399*time.Millisecond)) || g.readsFenced(5, now.Add(401*time.Millisecond)) || g.readsFenced(6, now) {
+		t.Fatal("the fence is not four election timeouts of its term")
 	}
 }
