@@ -7,8 +7,9 @@
 // 1 + shard, whose entries the storage applies (ShardMachine). A replica
 // that needs entries its group's log dropped fetches the shard's state
 // from the leader (snapshots.go); the replica transitions are run by the
-// sites concerned (transitions_run.go). docs/replication.md is the design
-// note.
+// sites concerned (transitions_run.go); each shard's leadership goes to
+// its preferred replica, so that the sites share the shards' work
+// (leaders.go). docs/replication.md is the design note.
 //
 // # Membership
 //

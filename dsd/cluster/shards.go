@@ -329,14 +329,15 @@ type shardGroup struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
-	// voters are the group's voters (its applied conf state), guarded by
-	// acksMu.
+	// voters are the voters the group bootstraps with (groupBootstrap).
 	voters []uint64
 	// acks holds, per voter, the last acknowledgement of this site's
-	// leadership (a MsgAppResp or MsgHeartbeatResp of its term): the read
-	// lease (CanRead).
-	acksMu sync.Mutex
-	acks   map[uint64]leaderAck
+	// leadership (a MsgAppResp or MsgHeartbeatResp of its term): whether
+	// the preferred replica is in touch (leaders.go); confirmed the latest
+	// confirmation of its leadership by a quorum: the read lease (CanRead).
+	acksMu    sync.Mutex
+	acks      map[uint64]leaderAck
+	confirmed leaseConfirmation
 	// truncated is the index up to which this replica dropped its log;
 	// proposedTruncate the last truncation the leader proposed;
 	// installedThrough the applied index of the storage's state after a
@@ -344,13 +345,25 @@ type shardGroup struct {
 	// committed entries up to it are not applied again (all three owned
 	// by the ready loop).
 	truncated, proposedTruncate, installedThrough uint64
-	// ledSince is when this site's current leadership began (owned by
-	// the ready loop).
-	ledSince time.Time
+	// ledSince is when this site's current leadership began, and
+	// balanceTried when it last tried to hand it to the preferred replica
+	// (both owned by the ready loop).
+	ledSince, balanceTried time.Time
+	// noReadsTerm and noReadsUntil (unix ns) stop reads after this site
+	// started a leadership transfer in that term (leaders.go).
+	noReadsTerm  atomic.Uint64
+	noReadsUntil atomic.Int64
 	// snapshots are the snapshots this site sent as the leader
 	// (snapshots.go); snapshotsSent and snapshotsInstalled count them.
 	snapshots                         snapshotTracker
 	snapshotsSent, snapshotsInstalled atomic.Uint64
+}
+
+// leaseConfirmation is when a confirmation of this site's leadership in
+// term, which a quorum answered, was asked (confirmLeadership).
+type leaseConfirmation struct {
+	term  uint64
+	asked time.Time
 }
 
 // leaderAck is when a voter last acknowledged this site as the leader of
@@ -410,13 +423,6 @@ func (g *shardGroup) sleep(d time.Duration) bool {
 	}
 }
 
-// setVoters records the group's voters after a conf change.
-func (g *shardGroup) setVoters(cs *pb.ConfState) {
-	g.acksMu.Lock()
-	defer g.acksMu.Unlock()
-	g.voters = slices.Clone(cs.GetVoters())
-}
-
 func (c *Cluster) shardGroup(group uint64) *shardGroup {
 	c.shardsMu.Lock()
 	defer c.shardsMu.Unlock()
@@ -436,9 +442,6 @@ func (g *shardGroup) run() error {
 	hs, cs, err := store.InitialState()
 	if err != nil {
 		return err
-	}
-	if len(cs.GetVoters()) > 0 {
-		g.setVoters(cs)
 	}
 	interrupted, err := sm.InstallInterrupted(g.shard)
 	if err != nil {
@@ -487,9 +490,9 @@ func (g *shardGroup) run() error {
 			peers[i] = raft.Peer{ID: id}
 		}
 		node = raft.StartNode(cfg, peers)
-		// The allocation's first replica campaigns at once rather than
-		// after an election timeout.
-		first = g.peers[0] == c.opts.Site
+		// The shard's preferred leader campaigns at once rather than
+		// after an election timeout (leaders.go).
+		first = c.preferredLeader(g.shard) == c.opts.Site
 		c.log.Info("shard group bootstrapped", "shard", g.shard, "replicas", g.peers)
 	} else {
 		node = raft.RestartNode(cfg)
@@ -517,6 +520,7 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 	defer ticker.Stop()
 	// ledTerm is the term this site leads in (0: it does not lead).
 	var ledTerm uint64
+	ticks := 0
 	for {
 		select {
 		case <-g.ctx.Done():
@@ -526,6 +530,10 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 			g.maybeProposeTruncate(node)
 			if g.leader.Load() {
 				g.expireSnapshots(node)
+				g.confirmLeadership(node)
+			}
+			if ticks++; ticks%balanceEvery == 0 {
+				g.maybeBalance(node)
 			}
 		case rd := <-node.Ready():
 			if ss := rd.SoftState; ss != nil {
@@ -533,6 +541,9 @@ func (g *shardGroup) readyLoop(node raft.Node, campaign bool) error {
 			}
 			if !raft.IsEmptyHardState(rd.HardState) {
 				g.term.Store(rd.HardState.GetTerm())
+			}
+			for _, rs := range rd.ReadStates {
+				g.leaseConfirmed(rs.RequestCtx)
 			}
 			if err := g.handleReady(node, rd); err != nil {
 				return err
@@ -588,7 +599,6 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 			return nil
 		}
 		g.applied.Store(rd.Snapshot.GetMetadata().GetIndex())
-		g.setVoters(rd.Snapshot.GetMetadata().GetConfState())
 	} else if err := g.store.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 		return err
 	}
@@ -630,7 +640,6 @@ func (g *shardGroup) handleReady(node raft.Node, rd raft.Ready) error {
 			if err := g.store.SetConfState(cs); err != nil {
 				return err
 			}
-			g.setVoters(cs)
 			for _, ch := range cc.AsV2().GetChanges() {
 				if ch.GetType() == pb.ConfChangeAddLearnerNode {
 					// The learner catches up by the latest snapshot,
@@ -739,13 +748,20 @@ func (g *shardGroup) Propose(data []byte) error {
 	return nil
 }
 
-// readLease is how long a majority's acknowledgements let the leader
-// serve reads: half an election timeout. A replica that acknowledged the
-// leader at t grants no vote before t + an election timeout (CheckQuorum's
-// lease), so while the leader has a majority's acknowledgements younger
-// than this, no other leader can have been elected, given one-way delays
-// and tick drift under half an election timeout. Heartbeats come every
-// tick, so a leader in touch with its replicas is always within it.
+// readLease is how long a quorum's confirmation of this site's
+// leadership lets it serve reads, counted from when the confirmation was
+// asked, before its heartbeat was sent: half an election timeout. A voter
+// that received that heartbeat grants no vote (CheckQuorum's lease) until
+// it has counted an election timeout of ticks, which takes at least an
+// election timeout less a tick after the heartbeat was sent (a ticker is
+// never early; its first tick may come at once), so while the lease holds
+// no other leader can have been elected: whatever the delays of the
+// heartbeat and of its acknowledgements, and with half an election timeout
+// less a tick to spare for the voters' tick processing (a forced campaign,
+// a leadership transfer, is fenced apart: leaders.go). A confirmation is
+// asked every tick (confirmLeadership), so a leader whose round trips to a
+// quorum take less than half an election timeout less a tick is always
+// within it.
 func (g *shardGroup) readLease() time.Duration {
 	return g.electionTimeout() / 2
 }
@@ -753,11 +769,11 @@ func (g *shardGroup) readLease() time.Duration {
 // electionTimeout is raft's election timeout: also how long a proposal may
 // wait to enter the group.
 func (g *shardGroup) electionTimeout() time.Duration {
-	return time.Duration(g.c.opts.ElectionTicks) * g.c.opts.TickInterval
+	return g.c.electionTimeout()
 }
 
 // acked records a message of a voter that acknowledges this site as the
-// leader of the current term.
+// leader of the current term (whether the voter is in touch: leaders.go).
 func (g *shardGroup) acked(m *pb.Message) {
 	switch m.GetType() {
 	case pb.MsgAppResp, pb.MsgHeartbeatResp:
@@ -772,22 +788,51 @@ func (g *shardGroup) acked(m *pb.Message) {
 	g.acksMu.Unlock()
 }
 
-// CanRead is nil while this site leads the shard's group and a majority of
-// its voters (itself included) acknowledged it within the read lease.
+// confirmLeadership asks raft, on the leader, to confirm its leadership
+// with a quorum: a read index request whose context is the term and the
+// time it was asked; raft answers it (a ReadState) once a quorum has
+// acknowledged a heartbeat sent after it (leaseConfirmed).
+func (g *shardGroup) confirmLeadership(node raft.Node) {
+	rctx := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), g.term.Load()), uint64(time.Now().UnixNano()))
+	_ = node.ReadIndex(g.ctx, rctx)
+}
+
+// leaseConfirmed records a ReadState of confirmLeadership: while this site
+// still leads in the term it was asked in, the read lease runs from when
+// it was asked. Owned by the ready loop, after the Ready's soft and hard
+// state are recorded (a request forwarded to another leader after this
+// site lost its leadership is answered in a later term).
+func (g *shardGroup) leaseConfirmed(rctx []byte) {
+	if len(rctx) != 16 {
+		return
+	}
+	term, asked := binary.BigEndian.Uint64(rctx), time.Unix(0, int64(binary.BigEndian.Uint64(rctx[8:])))
+	if !g.leader.Load() || term != g.term.Load() {
+		return
+	}
+	g.acksMu.Lock()
+	defer g.acksMu.Unlock()
+	if c := g.confirmed; term > c.term || (term == c.term && asked.After(c.asked)) {
+		g.confirmed = leaseConfirmation{term: term, asked: asked}
+	}
+}
+
+// CanRead is nil while this site leads the shard's group and a quorum of
+// its voters confirmed its leadership within the read lease, counted from
+// when the confirmation was asked.
 func (g *shardGroup) CanRead() error {
 	if err := g.CanServe(); err != nil {
 		return err
 	}
 	term, lease, now := g.term.Load(), g.readLease(), time.Now()
-	n := 0
-	g.acksMu.Lock()
-	for _, v := range g.voters {
-		if a, ok := g.acks[v]; v == g.c.self || (ok && a.term == term && now.Sub(a.at) < lease) {
-			n++
-		}
+	if g.readsFenced(term, now) {
+		// Handing leadership over: refused as an unconfirmed lease is.
+		return &NotLeaderError{Shard: g.shard, Unconfirmed: lease}
 	}
+	g.acksMu.Lock()
+	c := g.confirmed
 	g.acksMu.Unlock()
-	if n > len(g.voters)/2 {
+	if c.term == term && now.Sub(c.asked) < lease {
 		return nil
 	}
 	return &NotLeaderError{Shard: g.shard, Unconfirmed: lease}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	pb "go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/stratamq/strata/dsd/meta"
@@ -510,49 +510,55 @@ func TestShardGroupTruncation(t *testing.T) {
 	}
 }
 
-// TestReadLease: the leader serves reads only while a majority of its
-// voters (itself included) acknowledged it in its term within half an
-// election timeout.
+// TestReadLease: the leader serves reads only while a quorum confirmed
+// its leadership in its term within half an election timeout of when the
+// confirmation was asked; a confirmation of another term, older than the
+// lease, or answered once this site follows does not count, nor does an
+// older one replace a newer.
 func TestReadLease(t *testing.T) {
 	c := &Cluster{opts: Options{ElectionTicks: 10, TickInterval: 10 * time.Millisecond}, self: 1}
-	g := &shardGroup{c: c, shard: 3, voters: []uint64{1, 2, 3, 4, 5}, acks: map[uint64]leaderAck{}}
+	g := &shardGroup{c: c, shard: 3, acks: map[uint64]leaderAck{}}
 	g.leader.Store(true)
 	g.term.Store(5)
 	unconfirmed := func() bool {
 		var nl *NotLeaderError
 		return errors.As(g.CanRead(), &nl) && nl.Unconfirmed == 50*time.Millisecond
 	}
+	rctx := func(term uint64, asked time.Time) []byte {
+		return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, term), uint64(asked.UnixNano()))
+	}
 	if !unconfirmed() {
-		t.Fatalf("no acknowledgement yet: %v", g.CanRead())
+		t.Fatalf("no confirmation yet: %v", g.CanRead())
 	}
-	ack := func(from, term uint64, typ pb.MessageType) {
-		g.acked(&pb.Message{Type: &typ, From: &from, Term: &term})
-	}
-	ack(2, 5, pb.MsgHeartbeatResp)
-	ack(3, 4, pb.MsgAppResp) // an earlier term's
-	ack(4, 5, pb.MsgVote)    // not an acknowledgement
+	g.leaseConfirmed(rctx(4, time.Now())) // an earlier term's
+	g.leaseConfirmed([]byte("short"))
 	if !unconfirmed() {
-		t.Fatalf("two of five: %v", g.CanRead())
+		t.Fatalf("a confirmation of another term: %v", g.CanRead())
 	}
-	ack(3, 5, pb.MsgAppResp)
+	// Asked 60 ms ago, answered only now: the lease ran from the asking.
+	g.leaseConfirmed(rctx(5, time.Now().Add(-60*time.Millisecond)))
+	if !unconfirmed() {
+		t.Fatalf("a confirmation asked longer ago than the lease counted: %v", g.CanRead())
+	}
+	now := time.Now()
+	g.leaseConfirmed(rctx(5, now))
 	if err := g.CanRead(); err != nil {
-		t.Fatalf("three of five: %v", err)
+		t.Fatalf("confirmed: %v", err)
 	}
-	g.acksMu.Lock()
-	g.acks[3] = leaderAck{term: 5, at: time.Now().Add(-60 * time.Millisecond)}
-	g.acksMu.Unlock()
-	if !unconfirmed() {
-		t.Fatalf("an acknowledgement older than the lease counted: %v", g.CanRead())
+	g.leaseConfirmed(rctx(5, now.Add(-10*time.Millisecond)))
+	if !g.confirmed.asked.Equal(now) {
+		t.Fatalf("an older confirmation replaced a newer: %v, want %v", g.confirmed.asked, now)
 	}
 	g.leader.Store(false)
 	var nl *NotLeaderError
 	if err := g.CanRead(); !errors.As(err, &nl) || nl.Unconfirmed != 0 {
 		t.Fatalf("a follower: %v", err)
 	}
-	ack(3, 5, pb.MsgAppResp) // a follower records none
+	g.confirmed = leaseConfirmation{}
+	g.leaseConfirmed(rctx(5, time.Now())) // answered as a follower
 	g.leader.Store(true)
 	if !unconfirmed() {
-		t.Fatalf("an acknowledgement received as a follower counted: %v", g.CanRead())
+		t.Fatalf("a confirmation answered as a follower counted: %v", g.CanRead())
 	}
 }
 

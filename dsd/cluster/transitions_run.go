@@ -207,7 +207,7 @@ func (g *shardGroup) stepDel(t *clusterv1.Transition) {
 		}
 		if to != 0 {
 			g.c.log.Info("shard group hands leadership over: this site's replica is to be removed", "shard", g.shard, "to", meta.SiteID(to))
-			n.TransferLeadership(g.ctx, g.c.self, to)
+			g.transferLeadership(n, to)
 		}
 	case isVoter(st, id) || isLearner(st, id):
 		g.proposeConfChange(n, pb.ConfChangeRemoveNode, id, "remove the replica")
