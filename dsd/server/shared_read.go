@@ -391,7 +391,10 @@ func (l *link) grantLocked(e *linkEntry, room int) (*dsdv1.GatewayLinkResponse, 
 	if !ss.turnLocked(e) {
 		return nil, false, nil
 	}
-	state := db.SharedStream(sr.filter, sr.stream)
+	state, err := db.ReadSharedStream(l.ctx, sr.filter, sr.stream)
+	if err != nil {
+		return nil, false, fmt.Errorf("shared group %q: %w", sr.filter, err)
+	}
 	var (
 		msgs  []storage.Entry
 		grant *storagev1.SharedGrant
@@ -443,6 +446,12 @@ func (l *link) grantLocked(e *linkEntry, room int) (*dsdv1.GatewayLinkResponse, 
 		grant.Qos2 = grant.Qos2 || m.Message.GetQos() == 2 && sr.qos == 2
 	}
 	id, err := db.GrantShared(l.ctx, sr.filter, grant)
+	if errors.Is(err, storage.ErrSharedMoved) {
+		// Another reader granted the range (this stream's readers moved
+		// between sites): take the turn again from the group's state.
+		l.sched.wake(e)
+		return nil, false, nil
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("shared group %q: %w", sr.filter, err)
 	}
