@@ -77,6 +77,7 @@ var methodRules = map[string]methodRule{
 	dsdv1.SiteService_Link_FullMethodName:          {roles: siteAdmin},
 	dsdv1.SiteService_Join_FullMethodName:          {roles: siteAdmin},
 	dsdv1.SiteService_ShardSnapshot_FullMethodName: {roles: siteAdmin},
+	dsdv1.SiteService_Shared_FullMethodName:        {roles: siteAdmin},
 }
 
 func checkHello(_ *authorizer, c caller, req any) error {

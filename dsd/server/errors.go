@@ -61,6 +61,7 @@ var statusTable = []struct {
 	{storage.ErrSessionNotFound, codes.NotFound},
 	{storage.ErrIdentityMismatch, codes.PermissionDenied},
 	{storage.ErrGenerationDropped, codes.NotFound},
+	{storage.ErrSharedMoved, codes.Aborted},
 	{storage.ErrCorruption, codes.DataLoss},
 	// A full disk first: a write that met ENOSPC is also ErrFailStop.
 	{storage.ErrDiskFull, codes.ResourceExhausted},

@@ -70,6 +70,10 @@ type Options struct {
 	// cluster part of Info, the REST sites and its metrics come from it.
 	// Nil serves a site alone (SiteService then answers UNIMPLEMENTED).
 	Cluster *cluster.Cluster
+	// SiteDialOptions are how this site dials the others for the shared
+	// groups' work across sites (SiteService.Shared): the cluster's
+	// DialOptions (TLS between sites).
+	SiteDialOptions []grpc.DialOption
 }
 
 // Defaults of Options.
@@ -152,6 +156,9 @@ type Server struct {
 	grpcLis net.Listener
 	httpLis net.Listener
 	link    *gatewayLinkService
+	// remote reaches the other sites for shared groups (nil without a
+	// cluster).
+	remote *sharedRemote
 	// shutdown is closed when the stop begins; stopped when it is over.
 	shutdown, stopped chan struct{}
 	stopOnce          sync.Once
@@ -207,7 +214,13 @@ func Listen(db *storage.DB, opts Options) (*Server, error) {
 	gopts = append(gopts, grpc.MaxSendMsgSize(s.link.opts.maxSendMsgSize(db)))
 	s.grpc = grpc.NewServer(gopts...)
 	dsdv1.RegisterStorageServiceServer(s.grpc, &storageService{db: db, metrics: m, cluster: opts.Cluster})
-	dsdv1.RegisterSiteServiceServer(s.grpc, &siteService{cluster: opts.Cluster})
+	site := &siteService{cluster: opts.Cluster}
+	if c := opts.Cluster; c != nil {
+		s.remote = newSharedRemote(c, opts.SiteDialOptions)
+		db.SetSharedRemote(s.remote)
+		site.db, site.live = db, s.link.groups.live
+	}
+	dsdv1.RegisterSiteServiceServer(s.grpc, site)
 	dsdv1.RegisterAdminServiceServer(s.grpc, &adminService{db: db, cluster: opts.Cluster})
 	dsdv1.RegisterRetainedServiceServer(s.grpc, &retainedService{db: db})
 	dsdv1.RegisterGatewayLinkServiceServer(s.grpc, s.link)
@@ -328,6 +341,9 @@ func (s *Server) beginStop() bool {
 		first = true
 		close(s.shutdown) // ends gateway links, which GracefulStop would wait for
 		s.cancelLeases()
+		if s.remote != nil {
+			s.remote.close()
+		}
 	})
 	return first
 }

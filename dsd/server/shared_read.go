@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
@@ -137,12 +138,17 @@ type sharedGroups struct {
 // wake makes every reader of a group runnable (storage.SetSharedWake:
 // grants went back to it).
 func (g *sharedGroups) wake(filter string) {
+	// Not under g.mu: a turn holds ss.mu while its grant commits, and
+	// leave (g.mu) runs on the commit path.
 	g.mu.Lock()
-	defer g.mu.Unlock()
+	var streams []*sharedStream
 	for k, ss := range g.streams {
-		if k.filter != filter {
-			continue
+		if k.filter == filter {
+			streams = append(streams, ss)
 		}
+	}
+	g.mu.Unlock()
+	for _, ss := range streams {
 		ss.mu.Lock()
 		for _, o := range ss.readers {
 			o.l.sched.wake(o)
@@ -173,6 +179,9 @@ type sharedStream struct {
 	// refs counts the entries that hold the stream (g.mu): one sharedStream
 	// per group stream, so its turns stay serial.
 	refs int
+	// pruneDue: an entry ended while a turn held mu; the next turn takes
+	// the ended readers out (pruneLocked).
+	pruneDue atomic.Bool
 }
 
 // hold returns the group stream of a new shared entry, made if needed.
@@ -219,10 +228,38 @@ func (g *sharedGroups) leave(e *linkEntry) {
 		delete(g.held, ss.key.filter)
 		g.db.ForgetSharedLater(ss.key.filter)
 	}
-	ss.mu.Lock()
+	// A turn holds mu while its grant commits, and leave runs on the
+	// storage's commit path too (a revoked guard ends the session's
+	// entries): waiting here for mu would wait for that commit. When a
+	// turn holds it, that turn (or the next) takes e out.
+	if !ss.mu.TryLock() {
+		ss.pruneDue.Store(true)
+		return
+	}
 	defer ss.mu.Unlock()
 	ss.readers = slices.DeleteFunc(ss.readers, func(o *linkEntry) bool { return o == e })
 	delete(ss.waiting, e)
+	ss.wakeWaitingLocked()
+}
+
+// pruneLocked takes the readers that ended while a turn held mu out of
+// the stream, and queues the waiting readers again (one of them may have
+// the turn now).
+func (ss *sharedStream) pruneLocked() {
+	if !ss.pruneDue.Swap(false) {
+		return
+	}
+	ended := func(o *linkEntry) bool {
+		o.l.sched.mu.Lock()
+		defer o.l.sched.mu.Unlock()
+		return o.state == entryEnded
+	}
+	ss.readers = slices.DeleteFunc(ss.readers, ended)
+	for o := range ss.waiting {
+		if ended(o) {
+			delete(ss.waiting, o)
+		}
+	}
 	ss.wakeWaitingLocked()
 }
 
@@ -323,7 +360,9 @@ func (l *link) stepShared(e *linkEntry) bool {
 	}
 	ss := sr.ss
 	ss.mu.Lock()
+	ss.pruneLocked()
 	resp, eos, err := l.grantLocked(e, room)
+	ss.pruneLocked() // entries that ended during the turn
 	ss.mu.Unlock()
 	if err != nil {
 		l.s.metrics.linkReads[linkReadError].Inc()
@@ -352,7 +391,10 @@ func (l *link) grantLocked(e *linkEntry, room int) (*dsdv1.GatewayLinkResponse, 
 	if !ss.turnLocked(e) {
 		return nil, false, nil
 	}
-	state := db.SharedStream(sr.filter, sr.stream)
+	state, err := db.ReadSharedStream(l.ctx, sr.filter, sr.stream)
+	if err != nil {
+		return nil, false, fmt.Errorf("shared group %q: %w", sr.filter, err)
+	}
 	var (
 		msgs  []storage.Entry
 		grant *storagev1.SharedGrant
@@ -404,6 +446,12 @@ func (l *link) grantLocked(e *linkEntry, room int) (*dsdv1.GatewayLinkResponse, 
 		grant.Qos2 = grant.Qos2 || m.Message.GetQos() == 2 && sr.qos == 2
 	}
 	id, err := db.GrantShared(l.ctx, sr.filter, grant)
+	if errors.Is(err, storage.ErrSharedMoved) {
+		// Another reader granted the range (this stream's readers moved
+		// between sites): take the turn again from the group's state.
+		l.sched.wake(e)
+		return nil, false, nil
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("shared group %q: %w", sr.filter, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/stratamq/strata/dsd/cluster"
+	"github.com/stratamq/strata/dsd/storage"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 )
 
@@ -15,10 +16,16 @@ import (
 var errNoCluster = errors.New("dsd: this dsd runs no cluster membership")
 
 // siteService is SiteService: the raft transport between sites and
-// joining the cluster, both handled by the metadata group's package.
+// joining the cluster, both handled by the metadata group's package, and
+// the shared groups' work across sites.
 type siteService struct {
 	dsdv1.UnimplementedSiteServiceServer
 	cluster *cluster.Cluster
+	// db and live serve Shared (shared_remote.go): live reports whether
+	// a member of a group reads on one of this site's gateway links. db
+	// is nil without a cluster.
+	db   *storage.DB
+	live func(filter string) bool
 }
 
 func (s *siteService) Link(stream grpc.BidiStreamingServer[dsdv1.LinkRequest, dsdv1.LinkResponse]) error {

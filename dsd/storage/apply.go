@@ -84,6 +84,11 @@ type applyResult struct {
 	shared []SharedDown
 	// sharedAcks are the finished grants a session commit carries.
 	sharedAcks []sharedAck
+	// sharedReturnedTo are the groups a member's end handed grants back
+	// to: on a replicated shard every replica wakes its readers of them
+	// after the commit (the readers of a group's streams are at the
+	// streams' leaders, which may not lead the group's shard).
+	sharedReturnedTo []string
 	// willsDropped describes wills whose topic the layout refused (logged).
 	willsDropped []string
 	// tail are the messages written to v2 streams, for the tail cache;

@@ -46,8 +46,10 @@ type DB struct {
 	// sharedLive is SetSharedLive's function (shared.go).
 	sharedLive atomic.Pointer[func(string) bool]
 	// sharedWake is SetSharedWake's function.
-	sharedWake  atomic.Pointer[func(string)]
-	sharedStats sharedCounters
+	sharedWake atomic.Pointer[func(string)]
+	// sharedRemote is SetSharedRemote's (shared_remote.go).
+	sharedRemote atomic.Pointer[sharedRemoteRef]
+	sharedStats  sharedCounters
 	// failed is the first commit error; set once, never cleared.
 	failed atomic.Pointer[error]
 	// space is the free-space watermark (diskspace.go).

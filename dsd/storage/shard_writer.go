@@ -93,6 +93,9 @@ type inflightBatch struct {
 	// commit.
 	shared     []SharedDown
 	sharedAcks []sharedAck
+	// sharedReturnedTo is applyResult's: woken after the commit of an
+	// applied entry.
+	sharedReturnedTo []string
 }
 
 func (s *shard) start(writers *sync.WaitGroup) {
@@ -346,7 +349,7 @@ func (s *shard) applyAndCommit(cmd command, reqs []*request) *inflightBatch {
 	}
 	f := &inflightBatch{shard: s, writes: res.writes, reqs: reqs, replies: make([]reply, len(reqs)), lastTs: lastTs, compact: res.compact,
 		started: start, nmsgs: res.messages, nbytes: res.bytes, streamsChanged: res.streamsChanged, revoked: res.revoked,
-		touched: res.touched, shared: res.shared, sharedAcks: res.sharedAcks}
+		touched: res.touched, shared: res.shared, sharedAcks: res.sharedAcks, sharedReturnedTo: res.sharedReturnedTo}
 	for _, d := range res.willsDropped {
 		s.db.log.Warn("will dropped: the layout refused its topic", "shard", s.id, "will", d)
 	}
@@ -383,6 +386,18 @@ func (s *shard) finish(f *inflightBatch, err error) {
 		if len(f.shared)+len(f.sharedAcks) > 0 && !s.ledElsewhere() {
 			s.db.wg.Add(1)
 			go s.db.sharedAfterCommit(f.sharedAcks, f.shared)
+		}
+		// Grants went back to a group of a replicated shard: every
+		// replica wakes its readers of it, wherever the group is led (off
+		// the syncer: a reader holds its group stream's lock while it
+		// grants, which may wait for another site).
+		if wake := s.db.sharedWake.Load(); wake != nil && f.logged && len(f.sharedReturnedTo) > 0 {
+			filters := f.sharedReturnedTo
+			s.db.later(func() {
+				for _, filter := range filters {
+					(*wake)(filter)
+				}
+			})
 		}
 		s.stats.batches.Add(1)
 		s.stats.messages.Add(int64(f.nmsgs))

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -231,6 +232,12 @@ func applySharedGrant(st *shardState, c cmdSharedGrant) applyResult {
 		res.sess.grant = ng.Id
 		return res
 	}
+	if cur := g.streamOf(grantStream(in)); cur != nil && !bytes.Equal(cur.Cursor, in.ItBegin) {
+		// Granted by another reader since this one read the cursor (the
+		// stream's readers moved to another site meanwhile): never grant
+		// a range twice.
+		return applyResult{err: fmt.Errorf("%w: shared group %q", ErrSharedMoved, c.filter)}
+	}
 	if g == nil {
 		g = newSharedGroup(c.filter)
 		if st.groups == nil {
@@ -279,6 +286,14 @@ func applySharedStreamGone(st *shardState, c cmdSharedStreamGone) applyResult {
 	return res
 }
 
+// streamOf is the group's cursor record of a stream (nil: none).
+func (g *sharedGroup) streamOf(st Stream) *storagev1.SharedGroupStream {
+	if g == nil {
+		return nil
+	}
+	return g.streams[string(sharedStreamSuffix(st))]
+}
+
 func (g *sharedGroup) grantOf(id uint64) *storagev1.SharedGrant {
 	if g == nil {
 		return nil
@@ -316,6 +331,7 @@ func applySharedMemberDown(st *shardState, d SharedDown) applyResult {
 				g.grants[id] = ng
 				res.writes = append(res.writes, write{key: key, value: encodeValue(ng)})
 				res.sess.sharedReturned++
+				res.sharedReturnedTo = appendOnce(res.sharedReturnedTo, filter)
 				continue
 			}
 			recorded := slices.Contains(d.Recorded, id)
@@ -335,9 +351,17 @@ func applySharedMemberDown(st *shardState, d SharedDown) applyResult {
 			g.grants[id] = ng
 			res.writes = append(res.writes, write{key: key, value: encodeValue(ng)})
 			res.sess.sharedReturned++
+			res.sharedReturnedTo = appendOnce(res.sharedReturnedTo, filter)
 		}
 	}
 	return res
+}
+
+func appendOnce(s []string, v string) []string {
+	if slices.Contains(s, v) {
+		return s
+	}
+	return append(s, v)
 }
 
 // loadShared reads the shard's shared groups.
@@ -422,8 +446,8 @@ func (db *DB) GrantShared(ctx context.Context, filter string, g *storagev1.Share
 		return 0, err
 	}
 	g = proto.CloneOf(g)
-	rep, err := db.sessionDo(ctx, filter, func(int64) command { return cmdSharedGrant{filter: filter, grant: g} })
-	return rep.sess.grant, err
+	a, err := db.sharedDo(ctx, db.ShardOf(filter), cmdSharedGrant{filter: filter, grant: g})
+	return a.Grant, err
 }
 
 // AckShared forgets a grant its member finished. A grant that is gone or
@@ -432,7 +456,7 @@ func (db *DB) AckShared(ctx context.Context, filter, member string, id uint64) e
 	if !strings.HasPrefix(filter, sharedPrefix) {
 		return fmt.Errorf("%w: shared ack of %q", ErrInvalidArgument, filter)
 	}
-	_, err := db.sessionDo(ctx, filter, func(int64) command { return cmdSharedAck{filter: filter, member: member, id: id} })
+	_, err := db.sharedDo(ctx, db.ShardOf(filter), cmdSharedAck{filter: filter, member: member, id: id})
 	return err
 }
 
@@ -444,21 +468,33 @@ func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
 	for _, d := range downs {
 		var held []string
 		for _, s := range db.shards {
-			if s.ledElsewhere() {
-				continue // a replicated shard this site does not lead: its leader's work
+			refusal, remote := s.elsewhere()
+			if remote == nil && s.ledElsewhere() {
+				continue // a replicated shard this site does not lead, and no way to its leader
 			}
+			// This site's view: a follower's may lag its leader by the
+			// grants of the last few milliseconds (docs/shared-subscriptions.md).
 			groups := s.groupsWithGrantsOf(d.Member, d.Filters)
 			if len(groups) == 0 {
 				continue
 			}
 			held = append(held, groups...)
-			rep, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(int64) command { return cmdSharedMemberDown{down: d} }})
+			var a SharedApplied
+			var err error
+			if remote != nil {
+				var data []byte
+				if data, err = appendEntry(nil, 0, 0, cmdSharedMemberDown{down: d}); err == nil {
+					a, err = remote.Apply(ctx, s.id, refusal, data)
+				}
+			} else {
+				a, err = db.sharedDo(ctx, s.id, cmdSharedMemberDown{down: d})
+			}
 			if err != nil {
 				return err
 			}
-			db.sharedStats.returned.Add(int64(rep.sess.sharedReturned))
-			db.sharedStats.dropped.Add(int64(rep.sess.sharedDropped))
-			if wake := db.sharedWake.Load(); wake != nil && rep.sess.sharedReturned > 0 {
+			db.sharedStats.returned.Add(int64(a.Returned))
+			db.sharedStats.dropped.Add(int64(a.Dropped))
+			if wake := db.sharedWake.Load(); wake != nil && a.Returned > 0 {
 				for _, g := range groups {
 					(*wake)(g)
 				}
@@ -513,14 +549,29 @@ func (db *DB) SetSharedLive(live func(filter string) bool) { db.sharedLive.Store
 // no connected member reads: its cursor and grants go, and a member that
 // subscribes later starts a new group at its own start ("a group queues
 // while one of its members' sessions lives", docs/shared-subscriptions.md).
+//
+// Across sites the decision is the group's shard's leader's: another site
+// asks it (SharedRemote.ForgetIfUnused), and it asks the leader of each
+// shard it does not lead whether a session there subscribes, and every
+// other site whether a member reads there; a question left unanswered
+// keeps the group.
 func (db *DB) ForgetSharedIfUnused(ctx context.Context, filter string) error {
-	if db.sharedSubscribed(filter) {
-		return nil
+	shard := db.ShardOf(filter)
+	if refusal, remote := db.shards[shard].elsewhere(); remote != nil {
+		return remote.ForgetIfUnused(ctx, shard, refusal, filter)
+	}
+	if sub, err := db.sharedSubscribedAnywhere(ctx, filter); err != nil || sub {
+		return err
 	}
 	if live := db.sharedLive.Load(); live != nil && (*live)(filter) {
 		return nil
 	}
-	_, err := db.sessionDo(ctx, filter, func(int64) command { return cmdSharedForget{filter: filter} })
+	if rr := db.sharedRemote.Load(); rr != nil && db.replicated() {
+		if live, err := rr.r.Live(ctx, filter); err != nil || live {
+			return err
+		}
+	}
+	_, err := db.sharedDo(ctx, shard, cmdSharedForget{filter: filter})
 	return err
 }
 
@@ -558,19 +609,14 @@ func (db *DB) later(f func()) {
 	}()
 }
 
-// sharedSubscribed reports whether a live session subscribes to filter.
-func (db *DB) sharedSubscribed(filter string) bool {
+// shardSubscribes reports whether a live session of shard s subscribes
+// to filter, in this site's view of it.
+func (db *DB) shardSubscribes(s *shard, filter string) bool {
 	now := db.opts.Now().UnixMicro()
-	for _, s := range db.shards {
-		s.mu.RLock()
-		found := false
-		for _, ss := range s.mu.st.sessions {
-			if found = !sessionExpired(ss.rec, now) && subscribes(ss.subs, filter); found {
-				break
-			}
-		}
-		s.mu.RUnlock()
-		if found {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, ss := range s.mu.st.sessions {
+		if !sessionExpired(ss.rec, now) && subscribes(ss.subs, filter) {
 			return true
 		}
 	}
@@ -648,10 +694,23 @@ func sharedAcksOf(cid string, subs map[uint64]*storagev1.Subscription, rings []*
 // another member's by now, is left alone), for the groups' shards.
 func (db *DB) applySharedAcks(ctx context.Context, acks []sharedAck) error {
 	for _, a := range acks {
+		shard := db.ShardOf(a.filter)
+		// A follower's view may not have the grant yet: the leader
+		// decides (an ack is idempotent).
+		if refusal, remote := db.shards[shard].elsewhere(); remote != nil {
+			data, err := appendEntry(nil, 0, 0, cmdSharedAck(a))
+			if err == nil {
+				_, err = remote.Apply(ctx, shard, refusal, data)
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if !db.holdsGrant(a) {
 			continue
 		}
-		if _, err := db.sessionDo(ctx, a.filter, func(int64) command { return cmdSharedAck(a) }); err != nil {
+		if _, err := db.sharedDo(ctx, shard, cmdSharedAck(a)); err != nil {
 			return err
 		}
 	}
@@ -777,11 +836,11 @@ func (db *DB) SharedStreamGone(ctx context.Context, filter string, stream Stream
 	if !strings.HasPrefix(filter, sharedPrefix) {
 		return fmt.Errorf("%w: %q is not a shared filter", ErrInvalidArgument, filter)
 	}
-	rep, err := db.sessionDo(ctx, filter, func(int64) command { return cmdSharedStreamGone{filter: filter, stream: stream} })
+	a, err := db.sharedDo(ctx, db.ShardOf(filter), cmdSharedStreamGone{filter: filter, stream: stream})
 	if err != nil {
 		return err
 	}
-	db.sharedStats.missed.Add(int64(rep.sess.sharedMissed))
+	db.sharedStats.missed.Add(int64(a.Missed))
 	return nil
 }
 

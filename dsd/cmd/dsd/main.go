@@ -117,6 +117,7 @@ func run(args []string) error {
 	}
 	srv, err := server.Listen(db, server.Options{
 		Cluster:                    member,
+		SiteDialOptions:            copts.DialOptions,
 		GRPCListen:                 cfg.DSD.GRPCListen,
 		HTTPListen:                 cfg.DSD.HTTPListen,
 		MaxRecvMsgSize:             maxRecvMsgSize(cfg),

@@ -7,7 +7,8 @@
 package dsdv1
 
 import (
-	v1 "github.com/stratamq/strata/gen/strata/cluster/v1"
+	v11 "github.com/stratamq/strata/gen/strata/cluster/v1"
+	v1 "github.com/stratamq/strata/gen/strata/storage/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -22,6 +23,326 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SharedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Shard is the shard the request concerns (unused by live).
+	Shard uint32 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*SharedRequest_Apply
+	//	*SharedRequest_ForgetIfUnused
+	//	*SharedRequest_Subscribed
+	//	*SharedRequest_Live
+	//	*SharedRequest_Stream
+	Op            isSharedRequest_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedRequest) Reset() {
+	*x = SharedRequest{}
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedRequest) ProtoMessage() {}
+
+func (x *SharedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedRequest.ProtoReflect.Descriptor instead.
+func (*SharedRequest) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SharedRequest) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *SharedRequest) GetOp() isSharedRequest_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *SharedRequest) GetApply() []byte {
+	if x != nil {
+		if x, ok := x.Op.(*SharedRequest_Apply); ok {
+			return x.Apply
+		}
+	}
+	return nil
+}
+
+func (x *SharedRequest) GetForgetIfUnused() string {
+	if x != nil {
+		if x, ok := x.Op.(*SharedRequest_ForgetIfUnused); ok {
+			return x.ForgetIfUnused
+		}
+	}
+	return ""
+}
+
+func (x *SharedRequest) GetSubscribed() string {
+	if x != nil {
+		if x, ok := x.Op.(*SharedRequest_Subscribed); ok {
+			return x.Subscribed
+		}
+	}
+	return ""
+}
+
+func (x *SharedRequest) GetLive() string {
+	if x != nil {
+		if x, ok := x.Op.(*SharedRequest_Live); ok {
+			return x.Live
+		}
+	}
+	return ""
+}
+
+func (x *SharedRequest) GetStream() *SharedStreamQuery {
+	if x != nil {
+		if x, ok := x.Op.(*SharedRequest_Stream); ok {
+			return x.Stream
+		}
+	}
+	return nil
+}
+
+type isSharedRequest_Op interface {
+	isSharedRequest_Op()
+}
+
+type SharedRequest_Apply struct {
+	// Apply is one shared-group command of the shard's command sequence
+	// in the log entry codec (dsd/storage entry_codec.go: grant, ack,
+	// member down, forget, stream gone); no other kind is accepted.
+	Apply []byte `protobuf:"bytes,2,opt,name=apply,proto3,oneof"`
+}
+
+type SharedRequest_ForgetIfUnused struct {
+	// ForgetIfUnused forgets the group of this filter, whose shard is
+	// shard, unless a session subscribes to it or a member reads it.
+	ForgetIfUnused string `protobuf:"bytes,3,opt,name=forget_if_unused,json=forgetIfUnused,proto3,oneof"`
+}
+
+type SharedRequest_Subscribed struct {
+	// Subscribed asks whether a live session of shard subscribes to this
+	// shared filter.
+	Subscribed string `protobuf:"bytes,4,opt,name=subscribed,proto3,oneof"`
+}
+
+type SharedRequest_Live struct {
+	// Live asks whether a member of the group of this filter reads at
+	// the answering site now.
+	Live string `protobuf:"bytes,5,opt,name=live,proto3,oneof"`
+}
+
+type SharedRequest_Stream struct {
+	// Stream reads the group's state in one stream.
+	Stream *SharedStreamQuery `protobuf:"bytes,6,opt,name=stream,proto3,oneof"`
+}
+
+func (*SharedRequest_Apply) isSharedRequest_Op() {}
+
+func (*SharedRequest_ForgetIfUnused) isSharedRequest_Op() {}
+
+func (*SharedRequest_Subscribed) isSharedRequest_Op() {}
+
+func (*SharedRequest_Live) isSharedRequest_Op() {}
+
+func (*SharedRequest_Stream) isSharedRequest_Op() {}
+
+type SharedStreamQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Filter        string                 `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	Stream        *Stream                `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedStreamQuery) Reset() {
+	*x = SharedStreamQuery{}
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedStreamQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedStreamQuery) ProtoMessage() {}
+
+func (x *SharedStreamQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedStreamQuery.ProtoReflect.Descriptor instead.
+func (*SharedStreamQuery) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SharedStreamQuery) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+func (x *SharedStreamQuery) GetStream() *Stream {
+	if x != nil {
+		return x.Stream
+	}
+	return nil
+}
+
+type SharedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// LeaderAddress, when set, is the address of the shard's leader (or of
+	// a replica, when the answering site holds none): ask there. Nothing
+	// else is set then.
+	LeaderAddress string `protobuf:"bytes,1,opt,name=leader_address,json=leaderAddress,proto3" json:"leader_address,omitempty"`
+	// Grant is an applied grant's id.
+	Grant uint64 `protobuf:"varint,2,opt,name=grant,proto3" json:"grant,omitempty"`
+	// Returned, Dropped and Missed are what an applied member down or
+	// stream gone did (storage.SharedStats).
+	Returned uint64 `protobuf:"varint,3,opt,name=returned,proto3" json:"returned,omitempty"`
+	Dropped  uint64 `protobuf:"varint,4,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	Missed   uint64 `protobuf:"varint,5,opt,name=missed,proto3" json:"missed,omitempty"`
+	// Moved: a new grant was refused because the group's cursor in its
+	// stream is not where the grant starts (another reader took it): read
+	// the state again.
+	Moved bool `protobuf:"varint,6,opt,name=moved,proto3" json:"moved,omitempty"`
+	// Yes answers subscribed and live.
+	Yes bool `protobuf:"varint,7,opt,name=yes,proto3" json:"yes,omitempty"`
+	// Cursor and Waiting answer stream (storage.SharedStreamState).
+	Cursor        []byte          `protobuf:"bytes,8,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Waiting       *v1.SharedGrant `protobuf:"bytes,9,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedResponse) Reset() {
+	*x = SharedResponse{}
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedResponse) ProtoMessage() {}
+
+func (x *SharedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedResponse.ProtoReflect.Descriptor instead.
+func (*SharedResponse) Descriptor() ([]byte, []int) {
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SharedResponse) GetLeaderAddress() string {
+	if x != nil {
+		return x.LeaderAddress
+	}
+	return ""
+}
+
+func (x *SharedResponse) GetGrant() uint64 {
+	if x != nil {
+		return x.Grant
+	}
+	return 0
+}
+
+func (x *SharedResponse) GetReturned() uint64 {
+	if x != nil {
+		return x.Returned
+	}
+	return 0
+}
+
+func (x *SharedResponse) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *SharedResponse) GetMissed() uint64 {
+	if x != nil {
+		return x.Missed
+	}
+	return 0
+}
+
+func (x *SharedResponse) GetMoved() bool {
+	if x != nil {
+		return x.Moved
+	}
+	return false
+}
+
+func (x *SharedResponse) GetYes() bool {
+	if x != nil {
+		return x.Yes
+	}
+	return false
+}
+
+func (x *SharedResponse) GetCursor() []byte {
+	if x != nil {
+		return x.Cursor
+	}
+	return nil
+}
+
+func (x *SharedResponse) GetWaiting() *v1.SharedGrant {
+	if x != nil {
+		return x.Waiting
+	}
+	return nil
+}
+
 type ShardSnapshotRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Shard uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
@@ -35,7 +356,7 @@ type ShardSnapshotRequest struct {
 
 func (x *ShardSnapshotRequest) Reset() {
 	*x = ShardSnapshotRequest{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[0]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +368,7 @@ func (x *ShardSnapshotRequest) String() string {
 func (*ShardSnapshotRequest) ProtoMessage() {}
 
 func (x *ShardSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[0]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +381,7 @@ func (x *ShardSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*ShardSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{0}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ShardSnapshotRequest) GetShard() uint32 {
@@ -102,7 +423,7 @@ type ShardSnapshotResponse struct {
 
 func (x *ShardSnapshotResponse) Reset() {
 	*x = ShardSnapshotResponse{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[1]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -114,7 +435,7 @@ func (x *ShardSnapshotResponse) String() string {
 func (*ShardSnapshotResponse) ProtoMessage() {}
 
 func (x *ShardSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[1]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -127,7 +448,7 @@ func (x *ShardSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*ShardSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{1}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ShardSnapshotResponse) GetAppliedIndex() uint64 {
@@ -177,7 +498,7 @@ type LinkHello struct {
 
 func (x *LinkHello) Reset() {
 	*x = LinkHello{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[2]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -189,7 +510,7 @@ func (x *LinkHello) String() string {
 func (*LinkHello) ProtoMessage() {}
 
 func (x *LinkHello) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[2]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -202,7 +523,7 @@ func (x *LinkHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkHello.ProtoReflect.Descriptor instead.
 func (*LinkHello) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{2}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LinkHello) GetSite() string {
@@ -232,7 +553,7 @@ type RaftMessage struct {
 
 func (x *RaftMessage) Reset() {
 	*x = RaftMessage{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[3]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -244,7 +565,7 @@ func (x *RaftMessage) String() string {
 func (*RaftMessage) ProtoMessage() {}
 
 func (x *RaftMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[3]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -257,7 +578,7 @@ func (x *RaftMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMessage.ProtoReflect.Descriptor instead.
 func (*RaftMessage) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{3}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RaftMessage) GetGroup() uint64 {
@@ -284,7 +605,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[4]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -296,7 +617,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[4]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -309,7 +630,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{4}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LinkRequest) GetHello() *LinkHello {
@@ -336,7 +657,7 @@ type LinkResponse struct {
 
 func (x *LinkResponse) Reset() {
 	*x = LinkResponse{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +669,7 @@ func (x *LinkResponse) String() string {
 func (*LinkResponse) ProtoMessage() {}
 
 func (x *LinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[5]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +682,7 @@ func (x *LinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkResponse.ProtoReflect.Descriptor instead.
 func (*LinkResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{5}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LinkResponse) GetHello() *LinkHello {
@@ -380,7 +701,7 @@ func (x *LinkResponse) GetMessages() []*RaftMessage {
 
 type JoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Site  *v1.Site               `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	Site  *v11.Site              `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
 	// NShards is the joining site's n_shards; a cluster refuses another value.
 	NShards       uint32 `protobuf:"varint,2,opt,name=n_shards,json=nShards,proto3" json:"n_shards,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -389,7 +710,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[6]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +722,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[6]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,10 +735,10 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{6}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{9}
 }
 
-func (x *JoinRequest) GetSite() *v1.Site {
+func (x *JoinRequest) GetSite() *v11.Site {
 	if x != nil {
 		return x.Site
 	}
@@ -433,14 +754,14 @@ func (x *JoinRequest) GetNShards() uint32 {
 
 type JoinResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sites         []*v1.Site             `protobuf:"bytes,1,rep,name=sites,proto3" json:"sites,omitempty"`
+	Sites         []*v11.Site            `protobuf:"bytes,1,rep,name=sites,proto3" json:"sites,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[7]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +773,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[7]
+	mi := &file_strata_dsd_v1_site_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,10 +786,10 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{7}
+	return file_strata_dsd_v1_site_service_proto_rawDescGZIP(), []int{10}
 }
 
-func (x *JoinResponse) GetSites() []*v1.Site {
+func (x *JoinResponse) GetSites() []*v11.Site {
 	if x != nil {
 		return x.Sites
 	}
@@ -479,7 +800,30 @@ var File_strata_dsd_v1_site_service_proto protoreflect.FileDescriptor
 
 const file_strata_dsd_v1_site_service_proto_rawDesc = "" +
 	"\n" +
-	" strata/dsd/v1/site_service.proto\x12\rstrata.dsd.v1\x1a strata/cluster/v1/metadata.proto\"]\n" +
+	" strata/dsd/v1/site_service.proto\x12\rstrata.dsd.v1\x1a strata/cluster/v1/metadata.proto\x1a#strata/dsd/v1/storage_service.proto\x1a\x1estrata/storage/v1/shared.proto\"\xe3\x01\n" +
+	"\rSharedRequest\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x16\n" +
+	"\x05apply\x18\x02 \x01(\fH\x00R\x05apply\x12*\n" +
+	"\x10forget_if_unused\x18\x03 \x01(\tH\x00R\x0eforgetIfUnused\x12 \n" +
+	"\n" +
+	"subscribed\x18\x04 \x01(\tH\x00R\n" +
+	"subscribed\x12\x14\n" +
+	"\x04live\x18\x05 \x01(\tH\x00R\x04live\x12:\n" +
+	"\x06stream\x18\x06 \x01(\v2 .strata.dsd.v1.SharedStreamQueryH\x00R\x06streamB\x04\n" +
+	"\x02op\"Z\n" +
+	"\x11SharedStreamQuery\x12\x16\n" +
+	"\x06filter\x18\x01 \x01(\tR\x06filter\x12-\n" +
+	"\x06stream\x18\x02 \x01(\v2\x15.strata.dsd.v1.StreamR\x06stream\"\x95\x02\n" +
+	"\x0eSharedResponse\x12%\n" +
+	"\x0eleader_address\x18\x01 \x01(\tR\rleaderAddress\x12\x14\n" +
+	"\x05grant\x18\x02 \x01(\x04R\x05grant\x12\x1a\n" +
+	"\breturned\x18\x03 \x01(\x04R\breturned\x12\x18\n" +
+	"\adropped\x18\x04 \x01(\x04R\adropped\x12\x16\n" +
+	"\x06missed\x18\x05 \x01(\x04R\x06missed\x12\x14\n" +
+	"\x05moved\x18\x06 \x01(\bR\x05moved\x12\x10\n" +
+	"\x03yes\x18\a \x01(\bR\x03yes\x12\x16\n" +
+	"\x06cursor\x18\b \x01(\fR\x06cursor\x128\n" +
+	"\awaiting\x18\t \x01(\v2\x1e.strata.storage.v1.SharedGrantR\awaiting\"]\n" +
 	"\x14ShardSnapshotRequest\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1b\n" +
@@ -507,11 +851,12 @@ const file_strata_dsd_v1_site_service_proto_rawDesc = "" +
 	"\x04site\x18\x01 \x01(\v2\x17.strata.cluster.v1.SiteR\x04site\x12\x19\n" +
 	"\bn_shards\x18\x02 \x01(\rR\anShards\"=\n" +
 	"\fJoinResponse\x12-\n" +
-	"\x05sites\x18\x01 \x03(\v2\x17.strata.cluster.v1.SiteR\x05sites2\xf1\x01\n" +
+	"\x05sites\x18\x01 \x03(\v2\x17.strata.cluster.v1.SiteR\x05sites2\xb8\x02\n" +
 	"\vSiteService\x12C\n" +
 	"\x04Link\x12\x1a.strata.dsd.v1.LinkRequest\x1a\x1b.strata.dsd.v1.LinkResponse(\x010\x01\x12?\n" +
 	"\x04Join\x12\x1a.strata.dsd.v1.JoinRequest\x1a\x1b.strata.dsd.v1.JoinResponse\x12\\\n" +
-	"\rShardSnapshot\x12#.strata.dsd.v1.ShardSnapshotRequest\x1a$.strata.dsd.v1.ShardSnapshotResponse0\x01B4Z2github.com/stratamq/strata/gen/strata/dsd/v1;dsdv1b\x06proto3"
+	"\rShardSnapshot\x12#.strata.dsd.v1.ShardSnapshotRequest\x1a$.strata.dsd.v1.ShardSnapshotResponse0\x01\x12E\n" +
+	"\x06Shared\x12\x1c.strata.dsd.v1.SharedRequest\x1a\x1d.strata.dsd.v1.SharedResponseB4Z2github.com/stratamq/strata/gen/strata/dsd/v1;dsdv1b\x06proto3"
 
 var (
 	file_strata_dsd_v1_site_service_proto_rawDescOnce sync.Once
@@ -525,36 +870,46 @@ func file_strata_dsd_v1_site_service_proto_rawDescGZIP() []byte {
 	return file_strata_dsd_v1_site_service_proto_rawDescData
 }
 
-var file_strata_dsd_v1_site_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_strata_dsd_v1_site_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_strata_dsd_v1_site_service_proto_goTypes = []any{
-	(*ShardSnapshotRequest)(nil),  // 0: strata.dsd.v1.ShardSnapshotRequest
-	(*ShardSnapshotResponse)(nil), // 1: strata.dsd.v1.ShardSnapshotResponse
-	(*LinkHello)(nil),             // 2: strata.dsd.v1.LinkHello
-	(*RaftMessage)(nil),           // 3: strata.dsd.v1.RaftMessage
-	(*LinkRequest)(nil),           // 4: strata.dsd.v1.LinkRequest
-	(*LinkResponse)(nil),          // 5: strata.dsd.v1.LinkResponse
-	(*JoinRequest)(nil),           // 6: strata.dsd.v1.JoinRequest
-	(*JoinResponse)(nil),          // 7: strata.dsd.v1.JoinResponse
-	(*v1.Site)(nil),               // 8: strata.cluster.v1.Site
+	(*SharedRequest)(nil),         // 0: strata.dsd.v1.SharedRequest
+	(*SharedStreamQuery)(nil),     // 1: strata.dsd.v1.SharedStreamQuery
+	(*SharedResponse)(nil),        // 2: strata.dsd.v1.SharedResponse
+	(*ShardSnapshotRequest)(nil),  // 3: strata.dsd.v1.ShardSnapshotRequest
+	(*ShardSnapshotResponse)(nil), // 4: strata.dsd.v1.ShardSnapshotResponse
+	(*LinkHello)(nil),             // 5: strata.dsd.v1.LinkHello
+	(*RaftMessage)(nil),           // 6: strata.dsd.v1.RaftMessage
+	(*LinkRequest)(nil),           // 7: strata.dsd.v1.LinkRequest
+	(*LinkResponse)(nil),          // 8: strata.dsd.v1.LinkResponse
+	(*JoinRequest)(nil),           // 9: strata.dsd.v1.JoinRequest
+	(*JoinResponse)(nil),          // 10: strata.dsd.v1.JoinResponse
+	(*Stream)(nil),                // 11: strata.dsd.v1.Stream
+	(*v1.SharedGrant)(nil),        // 12: strata.storage.v1.SharedGrant
+	(*v11.Site)(nil),              // 13: strata.cluster.v1.Site
 }
 var file_strata_dsd_v1_site_service_proto_depIdxs = []int32{
-	2, // 0: strata.dsd.v1.LinkRequest.hello:type_name -> strata.dsd.v1.LinkHello
-	3, // 1: strata.dsd.v1.LinkRequest.messages:type_name -> strata.dsd.v1.RaftMessage
-	2, // 2: strata.dsd.v1.LinkResponse.hello:type_name -> strata.dsd.v1.LinkHello
-	3, // 3: strata.dsd.v1.LinkResponse.messages:type_name -> strata.dsd.v1.RaftMessage
-	8, // 4: strata.dsd.v1.JoinRequest.site:type_name -> strata.cluster.v1.Site
-	8, // 5: strata.dsd.v1.JoinResponse.sites:type_name -> strata.cluster.v1.Site
-	4, // 6: strata.dsd.v1.SiteService.Link:input_type -> strata.dsd.v1.LinkRequest
-	6, // 7: strata.dsd.v1.SiteService.Join:input_type -> strata.dsd.v1.JoinRequest
-	0, // 8: strata.dsd.v1.SiteService.ShardSnapshot:input_type -> strata.dsd.v1.ShardSnapshotRequest
-	5, // 9: strata.dsd.v1.SiteService.Link:output_type -> strata.dsd.v1.LinkResponse
-	7, // 10: strata.dsd.v1.SiteService.Join:output_type -> strata.dsd.v1.JoinResponse
-	1, // 11: strata.dsd.v1.SiteService.ShardSnapshot:output_type -> strata.dsd.v1.ShardSnapshotResponse
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	1,  // 0: strata.dsd.v1.SharedRequest.stream:type_name -> strata.dsd.v1.SharedStreamQuery
+	11, // 1: strata.dsd.v1.SharedStreamQuery.stream:type_name -> strata.dsd.v1.Stream
+	12, // 2: strata.dsd.v1.SharedResponse.waiting:type_name -> strata.storage.v1.SharedGrant
+	5,  // 3: strata.dsd.v1.LinkRequest.hello:type_name -> strata.dsd.v1.LinkHello
+	6,  // 4: strata.dsd.v1.LinkRequest.messages:type_name -> strata.dsd.v1.RaftMessage
+	5,  // 5: strata.dsd.v1.LinkResponse.hello:type_name -> strata.dsd.v1.LinkHello
+	6,  // 6: strata.dsd.v1.LinkResponse.messages:type_name -> strata.dsd.v1.RaftMessage
+	13, // 7: strata.dsd.v1.JoinRequest.site:type_name -> strata.cluster.v1.Site
+	13, // 8: strata.dsd.v1.JoinResponse.sites:type_name -> strata.cluster.v1.Site
+	7,  // 9: strata.dsd.v1.SiteService.Link:input_type -> strata.dsd.v1.LinkRequest
+	9,  // 10: strata.dsd.v1.SiteService.Join:input_type -> strata.dsd.v1.JoinRequest
+	3,  // 11: strata.dsd.v1.SiteService.ShardSnapshot:input_type -> strata.dsd.v1.ShardSnapshotRequest
+	0,  // 12: strata.dsd.v1.SiteService.Shared:input_type -> strata.dsd.v1.SharedRequest
+	8,  // 13: strata.dsd.v1.SiteService.Link:output_type -> strata.dsd.v1.LinkResponse
+	10, // 14: strata.dsd.v1.SiteService.Join:output_type -> strata.dsd.v1.JoinResponse
+	4,  // 15: strata.dsd.v1.SiteService.ShardSnapshot:output_type -> strata.dsd.v1.ShardSnapshotResponse
+	2,  // 16: strata.dsd.v1.SiteService.Shared:output_type -> strata.dsd.v1.SharedResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_strata_dsd_v1_site_service_proto_init() }
@@ -562,13 +917,21 @@ func file_strata_dsd_v1_site_service_proto_init() {
 	if File_strata_dsd_v1_site_service_proto != nil {
 		return
 	}
+	file_strata_dsd_v1_storage_service_proto_init()
+	file_strata_dsd_v1_site_service_proto_msgTypes[0].OneofWrappers = []any{
+		(*SharedRequest_Apply)(nil),
+		(*SharedRequest_ForgetIfUnused)(nil),
+		(*SharedRequest_Subscribed)(nil),
+		(*SharedRequest_Live)(nil),
+		(*SharedRequest_Stream)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_dsd_v1_site_service_proto_rawDesc), len(file_strata_dsd_v1_site_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

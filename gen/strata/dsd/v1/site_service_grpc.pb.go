@@ -22,6 +22,7 @@ const (
 	SiteService_Link_FullMethodName          = "/strata.dsd.v1.SiteService/Link"
 	SiteService_Join_FullMethodName          = "/strata.dsd.v1.SiteService/Join"
 	SiteService_ShardSnapshot_FullMethodName = "/strata.dsd.v1.SiteService/ShardSnapshot"
+	SiteService_Shared_FullMethodName        = "/strata.dsd.v1.SiteService/Shared"
 )
 
 // SiteServiceClient is the client API for SiteService service.
@@ -44,6 +45,14 @@ type SiteServiceClient interface {
 	// snapshot's metadata). The answering site must hold the shard at
 	// min_index or later.
 	ShardSnapshot(ctx context.Context, in *ShardSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ShardSnapshotResponse], error)
+	// Shared carries a shared subscription group's work to the site that
+	// leads the shard it concerns, when the calling site does not
+	// (docs/shared-subscriptions.md, "Across sites"): a group's commands to
+	// the leader of the group's shard, a question about a shard's sessions
+	// to that shard's leader, a question about the readers to any site. A
+	// site that does not lead the shard answers with the leader's address
+	// (leader_address), which the caller follows.
+	Shared(ctx context.Context, in *SharedRequest, opts ...grpc.CallOption) (*SharedResponse, error)
 }
 
 type siteServiceClient struct {
@@ -96,6 +105,16 @@ func (c *siteServiceClient) ShardSnapshot(ctx context.Context, in *ShardSnapshot
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SiteService_ShardSnapshotClient = grpc.ServerStreamingClient[ShardSnapshotResponse]
 
+func (c *siteServiceClient) Shared(ctx context.Context, in *SharedRequest, opts ...grpc.CallOption) (*SharedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SharedResponse)
+	err := c.cc.Invoke(ctx, SiteService_Shared_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SiteServiceServer is the server API for SiteService service.
 // All implementations must embed UnimplementedSiteServiceServer
 // for forward compatibility.
@@ -116,6 +135,14 @@ type SiteServiceServer interface {
 	// snapshot's metadata). The answering site must hold the shard at
 	// min_index or later.
 	ShardSnapshot(*ShardSnapshotRequest, grpc.ServerStreamingServer[ShardSnapshotResponse]) error
+	// Shared carries a shared subscription group's work to the site that
+	// leads the shard it concerns, when the calling site does not
+	// (docs/shared-subscriptions.md, "Across sites"): a group's commands to
+	// the leader of the group's shard, a question about a shard's sessions
+	// to that shard's leader, a question about the readers to any site. A
+	// site that does not lead the shard answers with the leader's address
+	// (leader_address), which the caller follows.
+	Shared(context.Context, *SharedRequest) (*SharedResponse, error)
 	mustEmbedUnimplementedSiteServiceServer()
 }
 
@@ -134,6 +161,9 @@ func (UnimplementedSiteServiceServer) Join(context.Context, *JoinRequest) (*Join
 }
 func (UnimplementedSiteServiceServer) ShardSnapshot(*ShardSnapshotRequest, grpc.ServerStreamingServer[ShardSnapshotResponse]) error {
 	return status.Error(codes.Unimplemented, "method ShardSnapshot not implemented")
+}
+func (UnimplementedSiteServiceServer) Shared(context.Context, *SharedRequest) (*SharedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Shared not implemented")
 }
 func (UnimplementedSiteServiceServer) mustEmbedUnimplementedSiteServiceServer() {}
 func (UnimplementedSiteServiceServer) testEmbeddedByValue()                     {}
@@ -192,6 +222,24 @@ func _SiteService_ShardSnapshot_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SiteService_ShardSnapshotServer = grpc.ServerStreamingServer[ShardSnapshotResponse]
 
+func _SiteService_Shared_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SharedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SiteServiceServer).Shared(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SiteService_Shared_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SiteServiceServer).Shared(ctx, req.(*SharedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SiteService_ServiceDesc is the grpc.ServiceDesc for SiteService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -202,6 +250,10 @@ var SiteService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Join",
 			Handler:    _SiteService_Join_Handler,
+		},
+		{
+			MethodName: "Shared",
+			Handler:    _SiteService_Shared_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
