@@ -312,7 +312,7 @@ func (m *siteMember) connect(t *testing.T, ctx context.Context, clean bool) {
 				m.run.h.Add(checker.Event{Kind: checker.Deliver, Reader: m.id, Publisher: pub, Seq: seq, Topic: pr.Packet.Topic,
 					QoS: int(pr.Packet.QoS), Dup: pr.Packet.Duplicate(), TimeUs: m.run.now()})
 			}
-			time.Sleep(2 * time.Millisecond) // some messages stay in flight
+			time.Sleep(2 * time.Millisecond) // models: a slow consumer, so that some messages stay in flight
 			return true, nil
 		}}})
 	expiry := uint32(300)

@@ -468,7 +468,7 @@ func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
 	for _, d := range downs {
 		var held []string
 		for _, s := range db.shards {
-			refusal, remote := s.elsewhere()
+			remote, refusal := s.elsewhere()
 			if remote == nil && s.ledElsewhere() {
 				continue // a replicated shard this site does not lead, and no way to its leader
 			}
@@ -557,7 +557,7 @@ func (db *DB) SetSharedLive(live func(filter string) bool) { db.sharedLive.Store
 // keeps the group.
 func (db *DB) ForgetSharedIfUnused(ctx context.Context, filter string) error {
 	shard := db.ShardOf(filter)
-	if refusal, remote := db.shards[shard].elsewhere(); remote != nil {
+	if remote, refusal := db.shards[shard].elsewhere(); remote != nil {
 		return remote.ForgetIfUnused(ctx, shard, refusal, filter)
 	}
 	if sub, err := db.sharedSubscribedAnywhere(ctx, filter); err != nil || sub {
@@ -697,7 +697,7 @@ func (db *DB) applySharedAcks(ctx context.Context, acks []sharedAck) error {
 		shard := db.ShardOf(a.filter)
 		// A follower's view may not have the grant yet: the leader
 		// decides (an ack is idempotent).
-		if refusal, remote := db.shards[shard].elsewhere(); remote != nil {
+		if remote, refusal := db.shards[shard].elsewhere(); remote != nil {
 			data, err := appendEntry(nil, 0, 0, cmdSharedAck(a))
 			if err == nil {
 				_, err = remote.Apply(ctx, shard, refusal, data)

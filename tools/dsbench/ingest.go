@@ -144,7 +144,7 @@ func (is *ingestStream) recvLoop() error {
 		for _, f := range res.GetFailed() {
 			if ch := is.mu.waiting[f.GetId()]; ch != nil {
 				delete(is.mu.waiting, f.GetId())
-				ch <- status.Error(codes.Code(f.GetCode()), f.GetMessage())
+				ch <- fmt.Errorf("store %d refused: %s (%s)", f.GetId(), f.GetMessage(), codes.Code(f.GetCode()))
 			}
 		}
 		is.mu.Unlock()
