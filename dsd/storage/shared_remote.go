@@ -59,6 +59,11 @@ type SharedApplied struct {
 // site meanwhile). Read the state again.
 var ErrSharedMoved = errors.New("storage: the shared group's cursor moved; read its state again")
 
+// ErrSharedMemberEnded: a grant was refused because the group applied the
+// end of its member's connection (that guard or a newer one) before it:
+// the reader's entry is stale.
+var ErrSharedMemberEnded = fmt.Errorf("%w: the shared group's member's connection ended", ErrStaleGuard)
+
 type sharedRemoteRef struct{ r SharedRemote }
 
 // SetSharedRemote tells the DB how to reach the leaders of the shards it
