@@ -775,8 +775,13 @@ func (db *DB) applySharedAcks(ctx context.Context, acks []sharedAck) error {
 	for _, a := range acks {
 		shard := db.ShardOf(a.filter)
 		// A follower's view may not have the grant yet: the leader
-		// decides (an ack is idempotent).
+		// decides (an ack is idempotent). A grant the view saw granted
+		// and then forgotten is gone for good: a ring's done list repeats
+		// its grants in every commit, which need no call.
 		if refusal, remote := db.shards[shard].elsewhere(); remote != nil {
+			if db.grantGone(a) {
+				continue
+			}
 			data, err := appendEntry(nil, 0, 0, cmdSharedAck(a))
 			if err == nil {
 				_, err = remote.Apply(ctx, shard, refusal, data)
@@ -794,6 +799,16 @@ func (db *DB) applySharedAcks(ctx context.Context, acks []sharedAck) error {
 		}
 	}
 	return nil
+}
+
+// grantGone reports whether this site's view of the group's shard saw the
+// grant recorded and then forgotten (grant ids only grow in a group).
+func (db *DB) grantGone(a sharedAck) bool {
+	s := db.shards[db.ShardOf(a.filter)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	g := s.mu.st.groups[a.filter]
+	return g != nil && g.rec.GetLastGrant() >= a.id && g.grants[a.id] == nil
 }
 
 func (db *DB) holdsGrant(a sharedAck) bool {
