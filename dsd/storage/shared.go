@@ -537,7 +537,7 @@ func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
 	for _, d := range downs {
 		var held []string
 		for _, s := range db.shards {
-			refusal, remote := s.elsewhere()
+			remote, refusal := s.elsewhere()
 			if remote == nil && s.ledElsewhere() {
 				continue // a replicated shard this site does not lead, and no way to its leader
 			}
@@ -636,7 +636,7 @@ func (db *DB) SetSharedLive(live func(filter string) bool) { db.sharedLive.Store
 // keeps the group.
 func (db *DB) ForgetSharedIfUnused(ctx context.Context, filter string) error {
 	shard := db.ShardOf(filter)
-	if refusal, remote := db.shards[shard].elsewhere(); remote != nil {
+	if remote, refusal := db.shards[shard].elsewhere(); remote != nil {
 		return remote.ForgetIfUnused(ctx, shard, refusal, filter)
 	}
 	if sub, err := db.sharedSubscribedAnywhere(ctx, filter); err != nil || sub {
@@ -778,7 +778,7 @@ func (db *DB) applySharedAcks(ctx context.Context, acks []sharedAck) error {
 		// decides (an ack is idempotent). A grant the view saw granted
 		// and then forgotten is gone for good: a ring's done list repeats
 		// its grants in every commit, which need no call.
-		if refusal, remote := db.shards[shard].elsewhere(); remote != nil {
+		if remote, refusal := db.shards[shard].elsewhere(); remote != nil {
 			if db.grantGone(a) {
 				continue
 			}

@@ -71,11 +71,11 @@ type sharedRemoteRef struct{ r SharedRemote }
 // such shards is skipped or refused, as on a site alone.
 func (db *DB) SetSharedRemote(r SharedRemote) { db.sharedRemote.Store(&sharedRemoteRef{r}) }
 
-// elsewhere returns this site's refusal of the shard and the remote that
-// reaches its leader when the shard is led elsewhere and a remote is set;
-// (nil, nil) when the work is done here (a local shard, or one this site
-// leads): one atomic load for a shard without a Replicator.
-func (s *shard) elsewhere() (error, SharedRemote) {
+// elsewhere returns the remote that reaches the shard's leader and this
+// site's refusal of the shard when the shard is led elsewhere and a remote
+// is set; (nil, nil) when the work is done here (a local shard, or one
+// this site leads): one atomic load for a shard without a Replicator.
+func (s *shard) elsewhere() (SharedRemote, error) {
 	ref := s.repl.r.Load()
 	if ref == nil {
 		return nil, nil
@@ -88,7 +88,7 @@ func (s *shard) elsewhere() (error, SharedRemote) {
 	if rr == nil {
 		return nil, nil
 	}
-	return refusal, rr.r
+	return rr.r, refusal
 }
 
 // replicated reports whether a shard has a Replicator (a cluster of
@@ -111,14 +111,14 @@ func (db *DB) sharedDo(ctx context.Context, shard int, cmd command) (SharedAppli
 	}
 	s := db.shards[shard]
 	for attempt := 0; ; attempt++ {
-		refusal, remote := s.elsewhere()
+		remote, refusal := s.elsewhere()
 		if remote == nil {
 			rep, err := s.do(ctx, &request{kind: reqSession, mkCmd: func(int64) command { return cmd }})
 			if err == nil {
 				err = rep.err
 			}
 			if err != nil && attempt < 2 && ctx.Err() == nil {
-				if refusal, _ := s.elsewhere(); refusal != nil {
+				if _, refusal := s.elsewhere(); refusal != nil {
 					continue // deposed meanwhile: the new leader's work
 				}
 			}
@@ -184,7 +184,7 @@ func (db *DB) ApplyShared(ctx context.Context, shard int, data []byte) (SharedAp
 // read where the group's shard is led: here, or at its leader.
 func (db *DB) ReadSharedStream(ctx context.Context, filter string, stream Stream) (SharedStreamState, error) {
 	shard := db.ShardOf(filter)
-	if refusal, remote := db.shards[shard].elsewhere(); remote != nil {
+	if remote, refusal := db.shards[shard].elsewhere(); remote != nil {
 		return remote.Stream(ctx, shard, refusal, filter, stream)
 	}
 	return db.SharedStream(filter, stream), nil
@@ -236,7 +236,7 @@ func (db *DB) ForgetSharedIfUnusedLeader(ctx context.Context, filter string) err
 // (an error leaves the group: the caller does not forget it).
 func (db *DB) sharedSubscribedAnywhere(ctx context.Context, filter string) (bool, error) {
 	for _, s := range db.shards {
-		if refusal, remote := s.elsewhere(); remote != nil {
+		if remote, refusal := s.elsewhere(); remote != nil {
 			yes, err := remote.Subscribed(ctx, s.id, refusal, filter)
 			if err != nil || yes {
 				return yes, err
