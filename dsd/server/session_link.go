@@ -55,14 +55,7 @@ func (l *link) checkSessionLocked(ref *dsdv1.SessionRef) error {
 	if ref == nil {
 		return nil
 	}
-	guard, ok := l.s.db.SessionGuard(ref.GetClientId())
-	if !ok {
-		return fmt.Errorf("%w: %q", storage.ErrSessionNotFound, ref.GetClientId())
-	}
-	if guard != ref.GetGuard() {
-		return fmt.Errorf("%w: session %q: guard %d, current %d", storage.ErrStaleGuard, ref.GetClientId(), ref.GetGuard(), guard)
-	}
-	return nil
+	return l.s.db.CheckSessionGuard(ref.GetClientId(), ref.GetGuard())
 }
 
 // guardRevoked is the link's storage.GuardRevoked callback: it removes the

@@ -249,18 +249,21 @@ func (ss *sharedStream) pruneLocked() {
 	if !ss.pruneDue.Swap(false) {
 		return
 	}
-	ended := func(o *linkEntry) bool {
-		o.l.sched.mu.Lock()
-		defer o.l.sched.mu.Unlock()
-		return o.state == entryEnded
-	}
-	ss.readers = slices.DeleteFunc(ss.readers, ended)
+	ss.readers = slices.DeleteFunc(ss.readers, entryEndedNow)
 	for o := range ss.waiting {
-		if ended(o) {
+		if entryEndedNow(o) {
 			delete(ss.waiting, o)
 		}
 	}
 	ss.wakeWaitingLocked()
+}
+
+// entryEndedNow reports whether a shared entry has ended (its link's
+// scheduler lock).
+func entryEndedNow(o *linkEntry) bool {
+	o.l.sched.mu.Lock()
+	defer o.l.sched.mu.Unlock()
+	return o.state == entryEnded
 }
 
 // wakeWaitingLocked queues every waiting reader again: a grant or a
@@ -290,6 +293,12 @@ func (ss *sharedStream) readyLocked(e *linkEntry) []*linkEntry {
 	for o := range ss.waiting {
 		m := o.read.shared.member
 		if slices.ContainsFunc(ready, func(r *linkEntry) bool { return r.read.shared.member == m }) {
+			continue
+		}
+		if entryEndedNow(o) {
+			// It ended while its own turn waited for mu, after leave
+			// took it out: it must not be given the turn.
+			delete(ss.waiting, o)
 			continue
 		}
 		if room, _ := o.l.roomAndWakes(o); room > 0 {
@@ -360,6 +369,13 @@ func (l *link) stepShared(e *linkEntry) bool {
 	}
 	ss := sr.ss
 	ss.mu.Lock()
+	if entryEndedNow(e) {
+		// It ended while it waited for mu (leave ran meanwhile): a turn
+		// now would put it back among the waiting readers, where the
+		// others would yield to it for good.
+		ss.mu.Unlock()
+		return false
+	}
 	ss.pruneLocked()
 	resp, eos, err := l.grantLocked(e, room)
 	ss.pruneLocked() // entries that ended during the turn

@@ -236,3 +236,23 @@ func TestSharedRandom(t *testing.T) {
 		t.Fatalf("60 messages over 3 members at random: %v (%d distinct)", got, len(seen))
 	}
 }
+
+// TestSharedEndedReaderLosesItsTurn: a reader that ended while its own turn
+// waited for the group stream's lock (after leave took it out, its turn put
+// it back among the waiting readers) is not given the turn: the others
+// would yield to it for good, and the stream would stall.
+func TestSharedEndedReaderLosesItsTurn(t *testing.T) {
+	l := &link{sched: newScheduler(nil)}
+	reader := func(id uint64, member string) *linkEntry {
+		return &linkEntry{id: id, l: l, read: &readEntry{window: 10, shared: &sharedReader{member: member, strategy: StrategyRoundRobin}}}
+	}
+	a, b := reader(1, "a"), reader(2, "b")
+	ss := &sharedStream{readers: []*linkEntry{b}, waiting: map[*linkEntry]bool{a: true}}
+	l.sched.end(a)
+	if !ss.turnLocked(b) {
+		t.Fatal("b yielded its turn to a reader that ended")
+	}
+	if ss.waiting[a] {
+		t.Fatal("the ended reader still waits for a turn")
+	}
+}

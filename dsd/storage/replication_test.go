@@ -558,3 +558,87 @@ func (w *walSyncFile) SyncTo(length int64) (bool, error) {
 	w.syncs.Add(1)
 	return w.File.SyncTo(length)
 }
+
+// TestCheckSessionGuardLaggingFollower: a follower that has not applied a
+// session's open yet takes the leader's newer guard as current (an entry
+// the gateway ties to it reaches this site before the open does), while a
+// guard its view knows was superseded is stale; a site alone knows every
+// guard, so a guard it never handed out is stale there.
+func TestCheckSessionGuardLaggingFollower(t *testing.T) {
+	clock := newFakeClock(1_000_000)
+	leader := openReplica(t, 1, clock)
+	follower := openReplica(t, 1, clock)
+	log := newFakeLog()
+	if err := leader.SetReplicator(0, &replica{log: log, leader: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := follower.SetReplicator(0, &replica{log: log}); err != nil {
+		t.Fatal(err)
+	}
+	// The leader applies at once; the follower later (entries kept).
+	var (
+		mu   sync.Mutex
+		kept [][]byte
+	)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-log.appended:
+			}
+			for _, e := range log.take() {
+				mu.Lock()
+				kept = append(kept, e)
+				index := uint64(len(kept))
+				mu.Unlock()
+				if err := leader.ApplyReplicated(0, index, e); err != nil {
+					t.Errorf("apply: %v", err)
+				}
+			}
+		}
+	}()
+	ctx := context.Background()
+	open := func() uint64 {
+		t.Helper()
+		r, err := leader.OpenSession(ctx, OpenSessionRequest{ClientID: "c1", ProtocolVersion: 5, ExpiryIntervalS: 60, GatewayID: "gw", GatewayEpoch: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Guard
+	}
+	g1 := open()
+	if err := follower.CheckSessionGuard("c1", g1); err != nil {
+		t.Fatalf("the follower, before it applied the open: %v", err)
+	}
+	g2 := open() // a takeover
+	close(stop)
+	<-done
+	for i, e := range kept {
+		if err := follower.ApplyReplicated(0, uint64(i+1), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		guard uint64
+		want  error
+	}{{g1, ErrStaleGuard}, {g2, nil}, {g2 + 1, nil}} {
+		if err := follower.CheckSessionGuard("c1", c.guard); !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+			t.Fatalf("the follower, guard %d (open %d then %d): %v, want %v", c.guard, g1, g2, err, c.want)
+		}
+	}
+	alone := openReplica(t, 1, clock)
+	r, err := alone.OpenSession(ctx, OpenSessionRequest{ClientID: "c1", ProtocolVersion: 5, ExpiryIntervalS: 60, GatewayID: "gw", GatewayEpoch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alone.CheckSessionGuard("c1", r.Guard+1); !errors.Is(err, ErrStaleGuard) {
+		t.Fatalf("a site alone, a guard it never handed out: %v", err)
+	}
+	if err := alone.CheckSessionGuard("c2", 1); !errors.Is(err, ErrSessionNotFound) {
+		t.Fatalf("a site alone, no such session: %v", err)
+	}
+}

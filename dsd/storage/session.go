@@ -337,6 +337,30 @@ func (db *DB) SessionGuard(clientID string) (guard uint64, ok bool) {
 	return ss.rec.Guard, true
 }
 
+// CheckSessionGuard reports whether guard is the current guard of the live
+// session clientID: ErrSessionNotFound or ErrStaleGuard otherwise (a Read
+// or Watch entry tied to the session, dsd/server). A replicated shard's
+// view here may lag its leader by the last commits, so a guard above every
+// guard this view handed out (the shard's guard counter) is the leader's
+// newer one, of an open this site has not applied yet: it is current. Its
+// revocation comes after that open, so this site announces it as usual.
+func (db *DB) CheckSessionGuard(clientID string, guard uint64) error {
+	s := db.shards[db.ShardOf(clientID)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.repl.r.Load() != nil && guard > s.mu.st.guardCounter {
+		return nil
+	}
+	ss := s.mu.st.sessions[clientID]
+	if ss == nil {
+		return fmt.Errorf("%w: %q", ErrSessionNotFound, clientID)
+	}
+	if ss.rec.Guard != guard {
+		return fmt.Errorf("%w: session %q: guard %d, current %d", ErrStaleGuard, clientID, guard, ss.rec.Guard)
+	}
+	return nil
+}
+
 // SessionOwner returns the gateway id that opened the session last (kept
 // after a disconnect) and its current guard; ok is false when there is no
 // session. dsd's API uses it to bind a gateway's calls to its own sessions.

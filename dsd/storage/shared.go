@@ -45,7 +45,13 @@ const (
 	subSharedRecord byte = 0x00 // -> SharedGroupRecord
 	subSharedStream byte = 0x01 // | shard (2) | gen (8) | static -> SharedGroupStream
 	subSharedGrant  byte = 0x02 // | grant id (8) -> SharedGrant
+	subSharedEnded  byte = 0x03 // | member -> SharedMemberEnd
 )
+
+// maxSharedEnds bounds the member ends a group keeps (SharedMemberEnd):
+// an end only has to outlive the turns in flight when it was applied
+// (milliseconds), so the oldest go first.
+const maxSharedEnds = 1024
 
 func sharedGroupPrefix(shard int, filter string) []byte {
 	k := binary.BigEndian.AppendUint16(shardPrefix(shard, tagSharedGroup), uint16(len(filter)))
@@ -78,11 +84,15 @@ type sharedGroup struct {
 	// streams are keyed by sharedStreamSuffix.
 	streams map[string]*storagev1.SharedGroupStream
 	grants  map[uint64]*storagev1.SharedGrant
+	// ended are the members' connection ends the group applied, by
+	// member: no grant goes to a member under an ended guard.
+	ended map[string]*storagev1.SharedMemberEnd
 }
 
 func newSharedGroup(filter string) *sharedGroup {
 	return &sharedGroup{rec: &storagev1.SharedGroupRecord{Filter: filter},
-		streams: make(map[string]*storagev1.SharedGroupStream), grants: make(map[uint64]*storagev1.SharedGrant)}
+		streams: make(map[string]*storagev1.SharedGroupStream), grants: make(map[uint64]*storagev1.SharedGrant),
+		ended: make(map[string]*storagev1.SharedMemberEnd)}
 }
 
 // Shared group commands of the shard's command sequence.
@@ -220,6 +230,13 @@ func applyShared(st *shardState, cmd command) applyResult {
 func applySharedGrant(st *shardState, c cmdSharedGrant) applyResult {
 	g := st.groups[c.filter]
 	in := c.grant
+	if end := g.endOf(in.Member); end != nil && in.Guard <= end.Guard {
+		// The member's connection ended before this turn recorded its
+		// grant (a reader at another site, or one whose entry had not
+		// ended yet): the grant would stay with a member that never
+		// delivers it.
+		return applyResult{err: fmt.Errorf("%w: shared group %q: member %q guard %d", ErrSharedMemberEnded, c.filter, in.Member, in.Guard)}
+	}
 	if in.Id != 0 {
 		old := g.grantOf(in.Id)
 		if old == nil || old.Member != "" {
@@ -294,6 +311,36 @@ func (g *sharedGroup) streamOf(st Stream) *storagev1.SharedGroupStream {
 	return g.streams[string(sharedStreamSuffix(st))]
 }
 
+// endOf is the member's last connection end the group applied (nil: none).
+func (g *sharedGroup) endOf(member string) *storagev1.SharedMemberEnd {
+	if g == nil {
+		return nil
+	}
+	return g.ended[member]
+}
+
+// endMember records a member's connection end in the group (guard:
+// the end's; for a reconciled end of a session that is gone, the highest
+// guard of the member's grants), keeping at most maxSharedEnds.
+func (g *sharedGroup) endMember(st *shardState, res *applyResult, member string, guard uint64) {
+	if old := g.ended[member]; old != nil && old.Guard >= guard {
+		return
+	}
+	end := &storagev1.SharedMemberEnd{Member: member, Guard: guard, Order: g.rec.LastGrant}
+	g.ended[member] = end
+	res.writes = append(res.writes, write{key: sharedKey(st.shard, g.rec.Filter, subSharedEnded, []byte(member)), value: encodeValue(end)})
+	for len(g.ended) > maxSharedEnds {
+		var oldest *storagev1.SharedMemberEnd
+		for _, e := range g.ended {
+			if oldest == nil || e.Order < oldest.Order || e.Order == oldest.Order && e.Member < oldest.Member {
+				oldest = e
+			}
+		}
+		delete(g.ended, oldest.Member)
+		res.writes = append(res.writes, write{key: sharedKey(st.shard, g.rec.Filter, subSharedEnded, []byte(oldest.Member))})
+	}
+}
+
 func (g *sharedGroup) grantOf(id uint64) *storagev1.SharedGrant {
 	if g == nil {
 		return nil
@@ -311,11 +358,20 @@ func applySharedMemberDown(st *shardState, d SharedDown) applyResult {
 			continue
 		}
 		g := st.groups[filter]
+		// The end of a whole connection closes the member's groups, and
+		// those where it held grants, to its guard (SharedMemberEnd): a
+		// turn in flight, here or at another site, cannot leave a grant
+		// with it any more. Not the other ends: a stream's unheld grants
+		// and a broken gateway link (the gateway carries on with the
+		// guard), an unsubscription (the connection may subscribe again).
+		whole := d.Stream == nil && !d.KeepQoS2 && d.Filters == nil
+		isMember, held := slices.Contains(d.Groups, filter), uint64(0)
 		for _, id := range sortedKeys(g.grants) {
 			gr := g.grants[id]
 			if gr.Member != d.Member || gr.Guard > d.Guard {
 				continue
 			}
+			held = max(held, gr.Guard)
 			key := sharedKey(st.shard, filter, subSharedGrant, idSuffix(id))
 			if slices.Contains(d.Done, id) {
 				delete(g.grants, id) // finished: its acknowledgement was lost
@@ -352,6 +408,15 @@ func applySharedMemberDown(st *shardState, d SharedDown) applyResult {
 			res.writes = append(res.writes, write{key: key, value: encodeValue(ng)})
 			res.sess.sharedReturned++
 			res.sharedReturnedTo = appendOnce(res.sharedReturnedTo, filter)
+		}
+		if whole && (isMember || held != 0) {
+			guard := d.Guard
+			if guard == math.MaxUint64 {
+				guard = held // reconciled: the session is gone, with its guard
+			}
+			if guard != 0 {
+				g.endMember(st, &res, d.Member, guard)
+			}
 		}
 	}
 	return res
@@ -395,6 +460,10 @@ func loadShared(db *DB, st *shardState) error {
 				return fmt.Errorf("%w: bad shared group key %s", ErrCorruption, prettyKey(k))
 			}
 			g.grants[binary.BigEndian.Uint64(suffix)] = m
+			return decodeValue(k, v, m)
+		case subSharedEnded:
+			m := &storagev1.SharedMemberEnd{}
+			g.ended[string(suffix)] = m
 			return decodeValue(k, v, m)
 		}
 		return fmt.Errorf("%w: unknown shared group key %s", ErrCorruption, prettyKey(k))
@@ -472,9 +541,19 @@ func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
 			if remote == nil && s.ledElsewhere() {
 				continue // a replicated shard this site does not lead, and no way to its leader
 			}
-			// This site's view: a follower's may lag its leader by the
-			// grants of the last few milliseconds (docs/shared-subscriptions.md).
+			// This site's view of the member's grants may lag the shard's
+			// leader by the last few milliseconds (a follower), and a turn
+			// may record a grant after the end: a durable member's end goes
+			// to each of its groups' shards whatever the view, where it
+			// also closes the group to the ended guard (SharedMemberEnd).
 			groups := s.groupsWithGrantsOf(d.Member, d.Filters)
+			if d.Filters == nil {
+				for _, f := range d.Groups {
+					if db.ShardOf(f) == s.id && !slices.Contains(groups, f) {
+						groups = append(groups, f)
+					}
+				}
+			}
 			if len(groups) == 0 {
 				continue
 			}
@@ -696,8 +775,13 @@ func (db *DB) applySharedAcks(ctx context.Context, acks []sharedAck) error {
 	for _, a := range acks {
 		shard := db.ShardOf(a.filter)
 		// A follower's view may not have the grant yet: the leader
-		// decides (an ack is idempotent).
+		// decides (an ack is idempotent). A grant the view saw granted
+		// and then forgotten is gone for good: a ring's done list repeats
+		// its grants in every commit, which need no call.
 		if remote, refusal := db.shards[shard].elsewhere(); remote != nil {
+			if db.grantGone(a) {
+				continue
+			}
 			data, err := appendEntry(nil, 0, 0, cmdSharedAck(a))
 			if err == nil {
 				_, err = remote.Apply(ctx, shard, refusal, data)
@@ -715,6 +799,16 @@ func (db *DB) applySharedAcks(ctx context.Context, acks []sharedAck) error {
 		}
 	}
 	return nil
+}
+
+// grantGone reports whether this site's view of the group's shard saw the
+// grant recorded and then forgotten (grant ids only grow in a group).
+func (db *DB) grantGone(a sharedAck) bool {
+	s := db.shards[db.ShardOf(a.filter)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	g := s.mu.st.groups[a.filter]
+	return g != nil && g.rec.GetLastGrant() >= a.id && g.grants[a.id] == nil
 }
 
 func (db *DB) holdsGrant(a sharedAck) bool {

@@ -59,6 +59,11 @@ type SharedApplied struct {
 // site meanwhile). Read the state again.
 var ErrSharedMoved = errors.New("storage: the shared group's cursor moved; read its state again")
 
+// ErrSharedMemberEnded: a grant was refused because the group applied the
+// end of its member's connection (that guard or a newer one) before it:
+// the reader's entry is stale.
+var ErrSharedMemberEnded = fmt.Errorf("%w: the shared group's member's connection ended", ErrStaleGuard)
+
 type sharedRemoteRef struct{ r SharedRemote }
 
 // SetSharedRemote tells the DB how to reach the leaders of the shards it
@@ -66,10 +71,10 @@ type sharedRemoteRef struct{ r SharedRemote }
 // such shards is skipped or refused, as on a site alone.
 func (db *DB) SetSharedRemote(r SharedRemote) { db.sharedRemote.Store(&sharedRemoteRef{r}) }
 
-// elsewhere returns the remote that reaches the shard's leader, and this
-// site's refusal of the shard, when the shard is led elsewhere and a remote
-// is set; (nil, nil) when the work is done here (a local shard, or one this
-// site leads): one atomic load for a shard without a Replicator.
+// elsewhere returns the remote that reaches the shard's leader and this
+// site's refusal of the shard when the shard is led elsewhere and a remote
+// is set; (nil, nil) when the work is done here (a local shard, or one
+// this site leads): one atomic load for a shard without a Replicator.
 func (s *shard) elsewhere() (SharedRemote, error) {
 	ref := s.repl.r.Load()
 	if ref == nil {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
@@ -193,4 +194,53 @@ func TestSharedStreamGone(t *testing.T) {
 		st := e.db.SharedStream(testGroup, other)
 		return st.Cursor == nil && st.Waiting == nil && e.db.SharedStats().Missed-before == 5
 	})
+}
+
+// TestSharedEndedMemberGetsNoGrant: once a group applied the end of a
+// member's connection, a grant to that member under the ended guard (a
+// reader's turn still in flight, here or at another site) is refused, new
+// or waiting, also after a reopen, and also for a member that held no
+// grant when it ended (its end still reaches its groups); the member's
+// next connection, with a higher guard, gets grants again.
+func TestSharedEndedMemberGetsNoGrant(t *testing.T) {
+	e := newSessEnv(t, 4)
+	ctx := context.Background()
+	a := e.openSess("a", "u", true, 100, "gw")
+	b := e.openSess("b", "u", true, 100, "gw")
+	for _, s := range []struct {
+		cid   string
+		guard uint64
+	}{{"a", a.Guard}, {"b", b.Guard}} {
+		if err := e.db.CommitSession(ctx, subCommit(s.cid, s.guard, 1, 1, testGroup)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g1 := e.grantTo("a", a.Guard, "i0", "i1", false)
+	e.disconnect("a", a.Guard, true)
+	e.disconnect("b", b.Guard, true) // b holds nothing
+	waitFor(t, "a's grant handed back", func() bool { return e.grants()[g1].GetMember() == "" })
+	refused := func(when string) {
+		t.Helper()
+		for _, g := range []*storagev1.SharedGrant{
+			{Member: "a", Guard: a.Guard, Shard: 0, Generation: 1, StaticIndex: []byte("s"), ItBegin: []byte("i1"), ItEnd: []byte("i2"), Count: 3},
+			{Id: g1, Member: "a", Guard: a.Guard},
+			{Member: "b", Guard: b.Guard, Shard: 0, Generation: 1, StaticIndex: []byte("s"), ItBegin: []byte("i1"), ItEnd: []byte("i2"), Count: 3},
+		} {
+			if _, err := e.db.GrantShared(ctx, testGroup, g); !errors.Is(err, ErrSharedMemberEnded) || !errors.Is(err, ErrStaleGuard) {
+				t.Fatalf("%s: grant %d to %s under its ended guard %d: %v, want ErrSharedMemberEnded", when, g.Id, g.Member, g.Guard, err)
+			}
+		}
+	}
+	waitFor(t, "b's end applied by the group", func() bool {
+		_, err := e.db.GrantShared(ctx, testGroup, &storagev1.SharedGrant{Member: "b", Guard: b.Guard, Shard: 0, Generation: 1,
+			StaticIndex: []byte("s"), ItBegin: []byte("i1"), ItEnd: []byte("i2"), Count: 3})
+		return errors.Is(err, ErrSharedMemberEnded)
+	})
+	refused("after the ends")
+	e.reopen()
+	refused("after reopen")
+	a2 := e.openSess("a", "u", false, 100, "gw")
+	if id, err := e.db.GrantShared(ctx, testGroup, &storagev1.SharedGrant{Id: g1, Member: "a", Guard: a2.Guard}); err != nil || id != g1 {
+		t.Fatalf("the waiting grant to a's next connection: %d, %v", id, err)
+	}
 }

@@ -290,6 +290,73 @@ func (x *SharedGrant) GetGuard() uint64 {
 	return 0
 }
 
+// SharedMemberEnd is a member's connection end that a group applied: no
+// grant goes to that member under this guard or an older one any more (a
+// reader's turn in flight when the end was applied, at another site, is
+// refused instead of leaving a grant with a member that will never
+// deliver it). A later connection of the client has a higher guard.
+type SharedMemberEnd struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Member string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	Guard  uint64                 `protobuf:"varint,2,opt,name=guard,proto3" json:"guard,omitempty"`
+	// Order is the group's last grant id when the end was applied: the
+	// oldest ends go first when a group keeps too many.
+	Order         uint64 `protobuf:"varint,3,opt,name=order,proto3" json:"order,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedMemberEnd) Reset() {
+	*x = SharedMemberEnd{}
+	mi := &file_strata_storage_v1_shared_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedMemberEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedMemberEnd) ProtoMessage() {}
+
+func (x *SharedMemberEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_storage_v1_shared_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedMemberEnd.ProtoReflect.Descriptor instead.
+func (*SharedMemberEnd) Descriptor() ([]byte, []int) {
+	return file_strata_storage_v1_shared_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SharedMemberEnd) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *SharedMemberEnd) GetGuard() uint64 {
+	if x != nil {
+		return x.Guard
+	}
+	return 0
+}
+
+func (x *SharedMemberEnd) GetOrder() uint64 {
+	if x != nil {
+		return x.Order
+	}
+	return 0
+}
+
 var File_strata_storage_v1_shared_proto protoreflect.FileDescriptor
 
 const file_strata_storage_v1_shared_proto_rawDesc = "" +
@@ -322,7 +389,11 @@ const file_strata_storage_v1_shared_proto_rawDesc = "" +
 	"redelivery\x18\n" +
 	" \x01(\bR\n" +
 	"redelivery\x12\x14\n" +
-	"\x05guard\x18\v \x01(\x04R\x05guardB<Z:github.com/stratamq/strata/gen/strata/storage/v1;storagev1b\x06proto3"
+	"\x05guard\x18\v \x01(\x04R\x05guard\"U\n" +
+	"\x0fSharedMemberEnd\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
+	"\x05guard\x18\x02 \x01(\x04R\x05guard\x12\x14\n" +
+	"\x05order\x18\x03 \x01(\x04R\x05orderB<Z:github.com/stratamq/strata/gen/strata/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_strata_storage_v1_shared_proto_rawDescOnce sync.Once
@@ -336,11 +407,12 @@ func file_strata_storage_v1_shared_proto_rawDescGZIP() []byte {
 	return file_strata_storage_v1_shared_proto_rawDescData
 }
 
-var file_strata_storage_v1_shared_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_strata_storage_v1_shared_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_strata_storage_v1_shared_proto_goTypes = []any{
 	(*SharedGroupRecord)(nil), // 0: strata.storage.v1.SharedGroupRecord
 	(*SharedGroupStream)(nil), // 1: strata.storage.v1.SharedGroupStream
 	(*SharedGrant)(nil),       // 2: strata.storage.v1.SharedGrant
+	(*SharedMemberEnd)(nil),   // 3: strata.storage.v1.SharedMemberEnd
 }
 var file_strata_storage_v1_shared_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -361,7 +433,7 @@ func file_strata_storage_v1_shared_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_storage_v1_shared_proto_rawDesc), len(file_strata_storage_v1_shared_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
