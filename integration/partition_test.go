@@ -471,8 +471,8 @@ func TestPartitionSessionTakeover(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	// What the cut-off site answers to a GetSession now (an inspection
-	// call served from the local state, as dstool sessions get reads it).
+	// The cut-off site refuses a GetSession now (it no longer holds the
+	// read lease) instead of answering with the old guard and owner.
 	stale, staleErr := sessions(x).GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: cid})
 	ps.heal()
 	t.Logf("cut-off leader site %d: open by another gateway: %v %v (answered %v after the cut); commit with the old guard: %v (answered %v after the cut); the majority (site %d) took the session over %v after the cut (guard %d → %d); GetSession on the cut-off site during the partition: guard %d owner %q (%v)",
@@ -480,6 +480,10 @@ func TestPartitionSessionTakeover(t *testing.T) {
 		stale.GetSession().GetRecord().GetGuard(), stale.GetSession().GetRecord().GetOwnerGatewayId(), staleErr)
 	if minorityOpenErr == nil {
 		t.Errorf("the cut-off leader opened the session for another gateway during the partition: %v", minorityOpen)
+	}
+	if staleErr == nil {
+		t.Errorf("the cut-off site answered GetSession during the partition (guard %d, owner %q)",
+			stale.GetSession().GetRecord().GetGuard(), stale.GetSession().GetRecord().GetOwnerGatewayId())
 	}
 	if minorityCommitErr == nil {
 		t.Error("the cut-off leader committed with the old guard during the partition")
@@ -492,22 +496,32 @@ func TestPartitionSessionTakeover(t *testing.T) {
 		ps.dumpLogs()
 		t.Fatal("the sites did not converge after healing")
 	}
-	// After healing: the session is the majority's wherever it is read,
-	// and the old guard is refused by the leader.
-	leader := w.leaderOf(shard)
-	for i := range ps.sites {
-		got, err := sessions(i).GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: cid})
-		rec := got.GetSession().GetRecord()
-		var filters []string
-		for _, s := range got.GetSession().GetSubscriptions() {
-			filters = append(filters, s.GetTopicFilter())
+	// After healing: the session is the majority's at the shard's leader
+	// (only the leader answers: a follower's view may be behind; the
+	// sites' keyspaces were compared above), and the old guard is refused
+	// by the leader. A new leader answers once a quorum confirmed it.
+	var (
+		got    *dsdv1.GetSessionResponse
+		getErr error
+		leader int
+	)
+	wait.Until(10*time.Second, func() bool {
+		if leader = w.leaderOf(shard); leader < 0 {
+			return false
 		}
-		slices.Sort(filters)
-		if err != nil || rec.GetGuard() != second.GetGuard() || rec.GetOwnerGatewayId() != "gw-b" || rec.GetOwnerEpoch() != 2 ||
-			!slices.Equal(filters, []string{"after/#", "before/#"}) {
-			t.Errorf("site %d after healing: guard %d owner %q epoch %d subscriptions %v (%v); want guard %d, gw-b epoch 2, [after/# before/#]",
-				i, rec.GetGuard(), rec.GetOwnerGatewayId(), rec.GetOwnerEpoch(), filters, err, second.GetGuard())
-		}
+		got, getErr = sessions(leader).GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: cid})
+		return getErr == nil
+	})
+	rec := got.GetSession().GetRecord()
+	var filters []string
+	for _, s := range got.GetSession().GetSubscriptions() {
+		filters = append(filters, s.GetTopicFilter())
+	}
+	slices.Sort(filters)
+	if getErr != nil || rec.GetGuard() != second.GetGuard() || rec.GetOwnerGatewayId() != "gw-b" || rec.GetOwnerEpoch() != 2 ||
+		!slices.Equal(filters, []string{"after/#", "before/#"}) {
+		t.Errorf("leader site %d after healing: guard %d owner %q epoch %d subscriptions %v (%v); want guard %d, gw-b epoch 2, [after/# before/#]",
+			leader, rec.GetGuard(), rec.GetOwnerGatewayId(), rec.GetOwnerEpoch(), filters, getErr, second.GetGuard())
 	}
 	c = sub(4, "late/#")
 	c.Guard = first.GetGuard()

@@ -18,7 +18,8 @@ import (
 // (merged from every shard's leader). Then the site leading the most
 // shards is SIGKILLed: after the failover, a new subscriber receives the
 // same retained messages from the new leaders' replicas, and dstool given
-// one surviving site lists them and deletes one.
+// one surviving site lists them and deletes one; dstool shows a durable
+// session through either surviving site (from its shard's leader).
 func TestRetainedAcrossSites(t *testing.T) {
 	const nShards = 4
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -111,4 +112,21 @@ func TestRetainedAcrossSites(t *testing.T) {
 		t.Fatalf("dstool retained list after the delete: %q, want %d lines", got, len(want))
 	}
 	check("after dstool's delete", "rs-sub-3")
+
+	// dstool's session inspection goes to each shard's leader too: a
+	// durable session that left shows on any site given.
+	d := dialSub(t, ctx, addr, pahoOpts{clientID: "rs-durable", cleanStart: true, expiry: 600})
+	d.subscribe(t, ctx, "rs/#", 1)
+	d.disconnect()
+	for i, site := range sites {
+		if i == victim {
+			continue
+		}
+		if out := dstool(t, site.GRPCAddr, "sessions", "show", "rs-durable"); !strings.Contains(out, "rs/#") {
+			t.Fatalf("dstool sessions show via site %d:\n%s", i, out)
+		}
+		if out := dstool(t, site.GRPCAddr, "sessions", "list"); !strings.Contains(out, "rs-durable") {
+			t.Fatalf("dstool sessions list via site %d:\n%s", i, out)
+		}
+	}
 }

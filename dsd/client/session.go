@@ -14,11 +14,12 @@ func (c *Client) Sessions() dsdv1.SessionServiceClient {
 }
 
 // ListAllSessions pages through ListSessions and calls fn for each session
-// in (shard, client id) order, stopping at fn's first error.
-func (c *Client) ListAllSessions(ctx context.Context, pageSize uint32, fn func(*dsdv1.SessionSummary) error) error {
+// in (shard, client id) order, stopping at fn's first error. With shards,
+// only those (which this site must lead).
+func (c *Client) ListAllSessions(ctx context.Context, pageSize uint32, fn func(*dsdv1.SessionSummary) error, shards ...uint32) error {
 	tok := ""
 	for {
-		res, err := c.Sessions().ListSessions(ctx, &dsdv1.ListSessionsRequest{PageSize: pageSize, PageToken: tok})
+		res, err := c.Sessions().ListSessions(ctx, &dsdv1.ListSessionsRequest{PageSize: pageSize, PageToken: tok, Shards: shards})
 		if err != nil {
 			return err
 		}

@@ -93,6 +93,10 @@ func (s *sessionService) Release(ctx context.Context, req *dsdv1.ReleaseRequest)
 }
 
 func (s *sessionService) GetSession(ctx context.Context, req *dsdv1.GetSessionRequest) (*dsdv1.GetSessionResponse, error) {
+	// Only the shard's leader answers (a follower's view may be behind).
+	if err := s.db.ReadRefusal(s.db.ShardOf(req.GetClientId())); err != nil {
+		return nil, statusFor(err)
+	}
 	sess, shard, ok := s.db.GetSession(req.GetClientId())
 	if !ok {
 		return nil, statusFor(fmt.Errorf("%w: %q", storage.ErrSessionNotFound, req.GetClientId()))
@@ -109,7 +113,28 @@ func (s *sessionService) ListSessions(ctx context.Context, req *dsdv1.ListSessio
 	if n == 0 {
 		n = defaultListSessions
 	}
-	page, next := s.db.ListSessions(cur, min(n, maxListSessions))
+	only := map[int]bool{}
+	for _, sh := range req.GetShards() {
+		only[int(sh)] = true
+	}
+	for sh := range s.db.NShards() {
+		if len(only) > 0 && !only[sh] {
+			continue
+		}
+		if err := s.db.ReadRefusal(sh); err != nil {
+			return nil, statusFor(err)
+		}
+	}
+	for sh := range only {
+		if sh >= s.db.NShards() {
+			return nil, statusFor(fmt.Errorf("%w: list sessions: shard %d of %d", errInvalidRequest, sh, s.db.NShards()))
+		}
+	}
+	var filter func(int) bool
+	if len(only) > 0 {
+		filter = func(sh int) bool { return only[sh] }
+	}
+	page, next := s.db.ListSessionsOf(filter, cur, min(n, maxListSessions))
 	out := &dsdv1.ListSessionsResponse{Sessions: make([]*dsdv1.SessionSummary, len(page))}
 	for i, p := range page {
 		out.Sessions[i] = &dsdv1.SessionSummary{Record: p.Record, Shard: uint32(p.Shard), Subscriptions: uint32(p.Subscriptions), Streams: uint32(p.Streams)}

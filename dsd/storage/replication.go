@@ -133,6 +133,18 @@ func (s *shard) proposals() int {
 	return len(s.repl.mu.pending)
 }
 
+// ReadRefusal is why this site must not serve a read of shard: a
+// replicated shard it does not lead, or whose leadership a quorum has not
+// confirmed within the read lease (nil: it may; an unknown shard is
+// ErrInvalidArgument).
+func (db *DB) ReadRefusal(shard int) error {
+	s, err := db.shard(shard)
+	if err != nil {
+		return err
+	}
+	return s.readRefusal()
+}
+
 // readRefusal is why this site must not serve a read of shard (nil: it
 // may).
 func (s *shard) readRefusal() error {

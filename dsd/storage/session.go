@@ -398,12 +398,21 @@ type SessionCursor struct {
 // (shard, client id) order, and the cursor of the next page (nil at the
 // end).
 func (db *DB) ListSessions(cursor SessionCursor, limit int) ([]SessionSummary, *SessionCursor) {
+	return db.ListSessionsOf(nil, cursor, limit)
+}
+
+// ListSessionsOf is ListSessions over the shards for which only reports
+// true (nil: every shard).
+func (db *DB) ListSessionsOf(only func(shard int) bool, cursor SessionCursor, limit int) ([]SessionSummary, *SessionCursor) {
 	if limit <= 0 {
 		limit = 100
 	}
 	now := db.opts.Now().UnixMicro()
 	var out []SessionSummary
 	for shard := max(cursor.Shard, 0); shard < len(db.shards); shard++ {
+		if only != nil && !only(shard) {
+			continue
+		}
 		s := db.shards[shard]
 		s.mu.RLock()
 		ids := make([]string, 0, len(s.mu.st.sessions))

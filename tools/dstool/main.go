@@ -16,6 +16,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/stratamq/strata/dsd/client"
+	"github.com/stratamq/strata/gateway/dsdbackend"
 	"github.com/stratamq/strata/internal/buildinfo"
 )
 
@@ -93,3 +95,21 @@ func (g *globals) dialOptions() ([]grpc.DialOption, error) {
 
 // nowFunc is the clock for relative --since values.
 var nowFunc = time.Now
+
+// pool discovers the cluster from the site dstool dials (one site: a
+// pool of it alone), for the calls that go to each shard's leader.
+func (g *globals) pool(ctx context.Context) (*dsdbackend.Pool, error) {
+	opts, err := g.dialOptions()
+	if err != nil {
+		return nil, err
+	}
+	pool, err := dsdbackend.NewPool([]string{g.addr}, slog.New(slog.DiscardHandler), opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Refresh(ctx); err != nil {
+		_ = pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}

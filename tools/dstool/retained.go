@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/stratamq/strata/dsd/client"
-	"github.com/stratamq/strata/gateway/dsdbackend"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
@@ -172,22 +170,4 @@ func newRetainedDeleteCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-// pool discovers the cluster from the site dstool dials (one site: a
-// pool of it alone), for the calls that go to each shard's leader.
-func (g *globals) pool(ctx context.Context) (*dsdbackend.Pool, error) {
-	opts, err := g.dialOptions()
-	if err != nil {
-		return nil, err
-	}
-	pool, err := dsdbackend.NewPool([]string{g.addr}, slog.New(slog.DiscardHandler), opts...)
-	if err != nil {
-		return nil, err
-	}
-	if err := pool.Refresh(ctx); err != nil {
-		_ = pool.Close()
-		return nil, err
-	}
-	return pool, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/stratamq/strata/dsd/client"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
@@ -35,9 +37,22 @@ func newSessionsCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "%-24s %-16s %-6s %-10s %-10s %-20s %-12s %-5s %-7s %s\n",
 					"CLIENT", "USERNAME", "SHARD", "STATE", "GUARD", "OWNER", "EXPIRY", "SUBS", "STREAMS", "MISSED")
 			}
-			return c.ListAllSessions(ctx, 500, func(s *dsdv1.SessionSummary) error {
-				return writeSessionSummary(w, s, asJSON)
-			})
+			write := func(s *dsdv1.SessionSummary) error { return writeSessionSummary(w, s, asJSON) }
+			pool, err := g.pool(ctx)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			if t := pool.Table(); t.Multi() && t.NShards > 0 {
+				// A cluster: each shard's sessions from its leader.
+				for sh := range t.NShards {
+					if err := pool.ForShard(sh).ListAllSessions(ctx, 500, write, uint32(sh)); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			return c.ListAllSessions(ctx, 500, write)
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "one JSON object per session per line")
@@ -51,6 +66,11 @@ func newSessionsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
+			c, closePool, err := g.leaderOf(ctx, c, args[0])
+			if err != nil {
+				return err
+			}
+			defer closePool()
 			res, err := c.Sessions().GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: args[0]})
 			if err != nil {
 				return err
@@ -90,6 +110,11 @@ func newSessionsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
+			c, closePool, err := g.leaderOf(ctx, c, args[0])
+			if err != nil {
+				return err
+			}
+			defer closePool()
 			res, err := c.Sessions().DeleteSession(ctx, req)
 			if err != nil {
 				return err
@@ -199,4 +224,18 @@ func writeSession(w io.Writer, s *storagev1.Session, shard uint32) {
 		}
 	}
 	fmt.Fprintf(w, "retained batches: %d\n", len(s.GetRetained()))
+}
+
+// leaderOf is the connection to the leader of clientID's shard: c itself
+// with one site.
+func (g *globals) leaderOf(ctx context.Context, c *client.Client, clientID string) (*client.Client, func(), error) {
+	pool, err := g.pool(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !pool.Table().Multi() {
+		_ = pool.Close()
+		return c, func() {}, nil
+	}
+	return pool.ForClient(clientID), func() { _ = pool.Close() }, nil
 }

@@ -720,7 +720,13 @@ type ListSessionsRequest struct {
 	// PageSize bounds the page (default 100, at most 1000).
 	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// PageToken is the previous page's next_page_token; empty for the first.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Shards restricts the listing to these shards. Every shard listed (every
+	// shard without it) must be readable on this site: on a cluster, the
+	// shard's leader within its read lease (else UNAVAILABLE, naming the
+	// leader), so that no follower answers with a guard or owner that is no
+	// longer current.
+	Shards        []uint32 `protobuf:"varint,3,rep,packed,name=shards,proto3" json:"shards,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -767,6 +773,13 @@ func (x *ListSessionsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListSessionsRequest) GetShards() []uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
 }
 
 // SessionSummary is a session's record plus counts of its large parts.
@@ -942,11 +955,12 @@ const file_strata_dsd_v1_session_service_proto_rawDesc = "" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\"`\n" +
 	"\x12GetSessionResponse\x124\n" +
 	"\asession\x18\x01 \x01(\v2\x1a.strata.storage.v1.SessionR\asession\x12\x14\n" +
-	"\x05shard\x18\x02 \x01(\rR\x05shard\"Q\n" +
+	"\x05shard\x18\x02 \x01(\rR\x05shard\"i\n" +
 	"\x13ListSessionsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\xa0\x01\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06shards\x18\x03 \x03(\rR\x06shards\"\xa0\x01\n" +
 	"\x0eSessionSummary\x128\n" +
 	"\x06record\x18\x01 \x01(\v2 .strata.storage.v1.SessionRecordR\x06record\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12$\n" +
