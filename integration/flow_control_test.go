@@ -92,4 +92,23 @@ func TestReceiveMaximumFilled(t *testing.T) {
 			}
 		})
 	}
+
+	// A subscriber that leaves with Receive Maximum's worth unacknowledged:
+	// once its connection ends, nothing is in flight on the gateway (the
+	// messages wait in its session for the next connection).
+	sess := mqttrec.NewSession(mqttrec.SessionOptions{})
+	opts := mqttrec.Options{ClientID: "rm-leaver", CleanStart: true, SessionExpiry: 3600, ReceiveMaximum: recvMax, WithholdPuback: 1 << 20}
+	sc, _, err := mqttrec.Connect(ctx, c.addr(0), sess, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if codes, err := sc.Subscribe(ctx, 0, packet.Subscription{Filter: "rm/leaver", QoS: 1}); err != nil || codes[0] != 1 {
+		t.Fatalf("SUBACK %v, %v", codes, err)
+	}
+	publish("rm/leaver", 0, queued)
+	wait.For(t, 10*time.Second, "Receive Maximum's worth of messages", func() bool { d, _ := sess.Counts(); return d >= recvMax })
+	sc.Close()
+	wait.For(t, 10*time.Second, "no message in flight once the subscriber left", func() bool {
+		return metricValue(testutil.Metrics(t, c.gateways[0].Addrs["http"]), "strata_gateway_inflight_messages") == 0
+	})
 }

@@ -95,6 +95,10 @@ type conn struct {
 		panicked bool
 		// ioClosed: finish is waiting for io; no Store or Release starts.
 		ioClosed bool
+		// ended: finish took this connection's messages in flight out of
+		// the server's count (whatever the machine still holds is no
+		// longer in flight on this gateway).
+		ended bool
 		// entries maps the machine's entry ids to the router's
 		// (conn_entries.go).
 		entries entryMap
@@ -461,7 +465,7 @@ func (c *conn) withMachineDo(f func(m *session.Machine)) {
 	defer c.mu.Unlock()
 	before := c.mu.m.Inflight()
 	f(c.mu.m)
-	if d := c.mu.m.Inflight() - before; d != 0 {
+	if d := c.mu.m.Inflight() - before; d != 0 && !c.mu.ended {
 		c.s.inflight.Add(int64(d))
 	}
 	c.inboundFreedLocked()
@@ -587,6 +591,13 @@ func (c *conn) finish() {
 	c.endSession()
 	c.mu.Lock()
 	clientID, guard := c.mu.m.ClientID(), c.mu.guard
+	// Messages the client never acknowledged (it left, or its last
+	// PUBACKs were lost with a reset) are not in flight here any more:
+	// the session resends them on its next connection.
+	c.mu.ended = true
+	if n := c.mu.m.Inflight(); n != 0 {
+		c.s.inflight.Add(-int64(n))
+	}
 	c.mu.Unlock()
 	c.s.unregister(c, clientID, guard)
 }
