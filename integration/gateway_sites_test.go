@@ -35,24 +35,13 @@ func TestGatewayFollowsShardLeaders(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sites := startReplicatedSites(t, ctx, nShards)
-	addrs := httpAddrs(sites)
-	leaders := func() []int {
-		out := make([]int, nShards)
-		for sh := range nShards {
-			out[sh] = shardLeader(addrs, sh)
-		}
-		return out
-	}
+	leaders := func() []int { return shardLeaders(sites, nShards) }
 	var lead []int
 	if !wait.Until(30*time.Second, func() bool { lead = leaders(); return !slices.Contains(lead, -1) }) {
 		t.Fatalf("not every shard has a leader: %v", lead)
 	}
-	grpcAddrs := make([]string, len(sites))
-	for i, d := range sites {
-		grpcAddrs[i] = d.GRPCAddr
-	}
 	// Only the first site is needed: the gateway learns the others.
-	gw, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: strings.Join(grpcAddrs, ",")})
+	gw, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: grpcAddrList(sites)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,13 +201,7 @@ func TestGatewayLeaseAcrossSites(t *testing.T) {
 	defer cancel()
 	sites := startReplicatedSites(t, ctx, nShards)
 	addrs := httpAddrs(sites)
-	leaders := func() []int {
-		out := make([]int, nShards)
-		for sh := range nShards {
-			out[sh] = shardLeader(addrs, sh)
-		}
-		return out
-	}
+	leaders := func() []int { return shardLeaders(sites, nShards) }
 	// The shards' preferred leaders are spread over the three sites.
 	var lead []int
 	if !wait.Until(30*time.Second, func() bool {

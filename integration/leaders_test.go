@@ -27,14 +27,7 @@ func TestShardLeadersSpread(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sites := startReplicatedSites(t, ctx, nShards)
-	addrs := httpAddrs(sites)
-	leaders := func() []int {
-		out := make([]int, nShards)
-		for sh := range nShards {
-			out[sh] = shardLeader(addrs, sh)
-		}
-		return out
-	}
+	leaders := func() []int { return shardLeaders(sites, nShards) }
 	// spread: every shard has a leader and every site leads one.
 	spread := func(lead []int) bool {
 		if slices.Contains(lead, -1) {
@@ -130,20 +123,12 @@ func TestShardLeadersStableUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sites := startReplicatedSites(t, ctx, nShards)
-	addrs := httpAddrs(sites)
 	var lead []int
 	wait.For(t, 30*time.Second, "every shard led", func() bool {
-		lead = make([]int, nShards)
-		for sh := range nShards {
-			lead[sh] = shardLeader(addrs, sh)
-		}
+		lead = shardLeaders(sites, nShards)
 		return !slices.Contains(lead, -1)
 	})
-	grpcAddrs := make([]string, len(sites))
-	for i, d := range sites {
-		grpcAddrs[i] = d.GRPCAddr
-	}
-	gw, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: strings.Join(grpcAddrs, ",")})
+	gw, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: grpcAddrList(sites)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,14 +44,7 @@ func TestSharedGroupAcrossSites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	sites := startReplicatedSites(t, ctx, nShards)
-	addrs := httpAddrs(sites)
-	leaders := func() []int {
-		out := make([]int, nShards)
-		for sh := range nShards {
-			out[sh] = shardLeader(addrs, sh)
-		}
-		return out
-	}
+	leaders := func() []int { return shardLeaders(sites, nShards) }
 	var lead []int
 	if !wait.Until(30*time.Second, func() bool { lead = leaders(); return !slices.Contains(lead, -1) }) {
 		t.Fatalf("not every shard has a leader: %v", lead)
@@ -65,7 +57,6 @@ func TestSharedGroupAcrossSites(t *testing.T) {
 			t.Fatal(err)
 		}
 		sites[lead[0]] = restarted
-		addrs = httpAddrs(sites)
 		if !wait.Until(30*time.Second, func() bool { lead = leaders(); return !slices.Contains(lead, -1) }) {
 			t.Fatalf("not every shard has a leader after the restart: %v", lead)
 		}
@@ -98,13 +89,9 @@ func TestSharedGroupAcrossSites(t *testing.T) {
 	t.Logf("shard leaders %v: group %s in shard %d (site %d); members %v in shards %v; publishers %v in shards %v",
 		lead, filter, groupShard, x, memberIDs, shardsOf(memberIDs, nShards), pubIDs, shardsOf(pubIDs, nShards))
 
-	grpcAddrs := make([]string, len(sites))
-	for i, d := range sites {
-		grpcAddrs[i] = d.GRPCAddr
-	}
 	var gws []*Gateway
 	for range 2 {
-		gw, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: strings.Join(grpcAddrs, ",")})
+		gw, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: grpcAddrList(sites)})
 		if err != nil {
 			t.Fatal(err)
 		}
