@@ -90,12 +90,6 @@ func retainedKey(shard int, topic string) []byte {
 	return append(retainedPrefix(shard), topic...)
 }
 
-// newerRetained returns the record with the greater order key (nil counts
-// as the least).
-func newerRetained(a, b *storagev1.RetainedRecord) *storagev1.RetainedRecord {
-	return retainedorder.Newer(a, b)
-}
-
 // retainedRecordFor is the record of a stored retained message (m has its
 // timestamp and publisher filled in): a tombstone for an empty payload.
 func retainedRecordFor(m *storagev1.Message, shard int) *storagev1.RetainedRecord {
@@ -179,7 +173,7 @@ func (db *DB) retainedOf(shards []int, topic string) (*storagev1.RetainedRecord,
 			return nil, err
 		}
 		if found {
-			best = newerRetained(best, &rec)
+			best = retainedorder.Newer(best, &rec)
 		}
 	}
 	return best, nil
@@ -411,7 +405,7 @@ func (m *retainedMerge) next() (topic string, rec *storagev1.RetainedRecord, ok 
 		if err := decodeValue(ri.it.Key(), v, r); err != nil {
 			return "", nil, false, err
 		}
-		rec = newerRetained(rec, r)
+		rec = retainedorder.Newer(rec, r)
 		ri.valid = ri.it.Next()
 		m.skip(ri)
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+	"github.com/stratamq/strata/internal/retainedorder"
 )
 
 // tagLegacyRetained is the site-wide retained keyspace of earlier versions
@@ -69,7 +70,7 @@ func (db *DB) migrateRetainedChunk(prefix []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if !found || newerRetained(cur, rec) == rec {
+		if !found || retainedorder.Newer(cur, rec) == rec {
 			_ = b.Set(retainedKey(shard, topic), encodeValue(rec), nil)
 		}
 		_ = b.Delete(iter.Key(), nil)

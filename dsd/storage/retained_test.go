@@ -559,7 +559,7 @@ func TestRetainedMerge(t *testing.T) {
 				var cur storagev1.RetainedRecord
 				if found, err := e.db.getValue(k, &cur); err != nil {
 					t.Fatal(err)
-				} else if found && newerRetained(&cur, r) != r {
+				} else if found && retainedorder.Newer(&cur, r) != r {
 					continue
 				}
 				if err := e.db.pdb.Set(k, encodeValue(r), pebble.Sync); err != nil {
@@ -571,7 +571,7 @@ func TestRetainedMerge(t *testing.T) {
 				if found, err := e.db.getValue(retainedKey(sh, topic), &cur); err != nil {
 					t.Fatal(err)
 				} else if found {
-					best = newerRetained(best, &cur)
+					best = retainedorder.Newer(best, &cur)
 				}
 			}
 			want := "<none>"

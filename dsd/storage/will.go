@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
+	"github.com/stratamq/strata/internal/retainedorder"
 )
 
 // Wills are durable timers in the session's shard (ARCHITECTURE.md §6,
@@ -230,7 +231,7 @@ func loadWills(db *DB, st *shardState) error {
 				cur = nil
 			}
 		}
-		if rec := retainedRecordFor(m, st.shard); newerRetained(cur, rec) == rec {
+		if rec := retainedRecordFor(m, st.shard); retainedorder.Newer(cur, rec) == rec {
 			current[m.Topic] = rec
 			st.putRetained(&res, m.Topic, rec)
 		}
