@@ -97,7 +97,6 @@ func (m *Machine) retire(s *sub) {
 		m.out = append(m.out, Counted{Event: "unsubscribed", N: released})
 	}
 	m.touchSub(s)
-	m.forgetRetired(s)
 }
 
 // keepRetired marks s retired and keeps it in delivery.retired.

@@ -132,9 +132,6 @@ func New(target string, opts Options) (*Proxy, error) {
 // Addr is the proxy's address, which clients dial instead of the target's.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// Target is the address the proxy forwards to.
-func (p *Proxy) Target() string { return p.target }
-
 // Set sets the mode of every connection, present and future (a label's
 // mode, SetLabel, adds to it).
 func (p *Proxy) Set(m Mode) {
