@@ -36,10 +36,7 @@ func TestGatewayFollowsShardLeaders(t *testing.T) {
 	defer cancel()
 	sites := startReplicatedSites(t, ctx, nShards)
 	leaders := func() []int { return shardLeaders(sites, nShards) }
-	var lead []int
-	if !wait.Until(30*time.Second, func() bool { lead = leaders(); return !slices.Contains(lead, -1) }) {
-		t.Fatalf("not every shard has a leader: %v", lead)
-	}
+	waitLed(t, sites, nShards, -1, 30*time.Second)
 	// Only the first site is needed: the gateway learns the others.
 	gw, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: grpcAddrList(sites)})
 	if err != nil {
@@ -74,29 +71,13 @@ func TestGatewayFollowsShardLeaders(t *testing.T) {
 	t.Logf("elections under load before the kill: %d in %v", elections(sites, terms, handed), time.Since(loadAt).Round(time.Millisecond))
 
 	// Kill the site that leads the most shards.
-	lead = leaders()
-	count := make([]int, len(sites))
-	for _, l := range lead {
-		if l >= 0 {
-			count[l]++
-		}
-	}
-	victim := 0
-	for i := range count {
-		if count[i] > count[victim] {
-			victim = i
-		}
-	}
+	lead := leaders()
+	victim, count := mostLeading(lead, len(sites))
 	ackedAtKill := run.acked.Load()
 	killedAt := time.Now()
 	sites[victim].Kill()
-	t.Logf("SIGKILL of site %d, leader of %d of %d shards (leaders %v), %d publishes acked", victim, count[victim], nShards, lead, ackedAtKill)
-	if !wait.Until(20*time.Second, func() bool {
-		l := leaders()
-		return !slices.Contains(l, -1) && !slices.Contains(l, victim)
-	}) {
-		t.Fatalf("no new leaders after the SIGKILL: %v\n%s", leaders(), tail(gw.Log(), 40))
-	}
+	t.Logf("SIGKILL of site %d, leader of %d of %d shards (leaders %v), %d publishes acked", victim, count, nShards, lead, ackedAtKill)
+	waitLed(t, sites, nShards, victim, 20*time.Second)
 	t.Logf("every shard led again %v after the kill: %v", time.Since(killedAt).Round(time.Millisecond), leaders())
 	wait.For(t, 30*time.Second, "300 more publishes acked after the kill", func() bool { return run.acked.Load() >= ackedAtKill+300 })
 
@@ -199,21 +180,9 @@ func TestGatewayLeaseAcrossSites(t *testing.T) {
 	const nShards, perShard = 4, 2
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sites := startReplicatedSites(t, ctx, nShards)
-	addrs := httpAddrs(sites)
-	leaders := func() []int { return shardLeaders(sites, nShards) }
 	// The shards' preferred leaders are spread over the three sites.
-	var lead []int
-	if !wait.Until(30*time.Second, func() bool {
-		lead = leaders()
-		distinct := map[int]bool{}
-		for _, l := range lead {
-			distinct[l] = true
-		}
-		return !slices.Contains(lead, -1) && len(distinct) > 1
-	}) {
-		t.Fatalf("the shards are not led by more than one site: %v", lead)
-	}
+	sites, lead := startSpreadSites(t, ctx, nShards)
+	addrs := httpAddrs(sites)
 	t.Logf("shard leaders %v", lead)
 	first := lead[0]
 
@@ -280,8 +249,8 @@ func TestGatewayLeaseAcrossSites(t *testing.T) {
 				missing = append(missing, fmt.Sprintf("%s (shard %d)", id, storage.ShardOf(id, nShards)))
 			}
 		}
-		t.Fatalf("wills not fired %v after the gateway's SIGKILL: %v (leaders %v)", time.Since(killedAt).Round(time.Millisecond), missing, leaders())
+		t.Fatalf("wills not fired %v after the gateway's SIGKILL: %v (leaders %v)", time.Since(killedAt).Round(time.Millisecond), missing, shardLeaders(sites, nShards))
 	}
 	t.Logf("every will of %d sessions over %d shards fired %v after the gateway's SIGKILL (leaders %v)",
-		len(ids), nShards, time.Since(killedAt).Round(time.Millisecond), leaders())
+		len(ids), nShards, time.Since(killedAt).Round(time.Millisecond), shardLeaders(sites, nShards))
 }

@@ -51,12 +51,7 @@ func TestShardLeadersSpread(t *testing.T) {
 
 	victim := lead[0]
 	sites[victim].Kill()
-	if !wait.Until(30*time.Second, func() bool {
-		lead = leaders()
-		return !slices.Contains(lead, -1) && !slices.Contains(lead, victim)
-	}) {
-		t.Fatalf("shard leaders %v after the SIGKILL of site %d", lead, victim)
-	}
+	lead = waitLed(t, sites, nShards, victim, 30*time.Second)
 	t.Logf("after the SIGKILL of site %d: leaders %v", victim, lead)
 	restartAt := time.Now()
 	restarted, err := sites[victim].KillAndRestart(ctx)
@@ -123,11 +118,7 @@ func TestShardLeadersStableUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sites := startReplicatedSites(t, ctx, nShards)
-	var lead []int
-	wait.For(t, 30*time.Second, "every shard led", func() bool {
-		lead = shardLeaders(sites, nShards)
-		return !slices.Contains(lead, -1)
-	})
+	waitLed(t, sites, nShards, -1, 30*time.Second)
 	gw, err := StartGateway(ctx, bins, GatewayConfig{DSDAddr: grpcAddrList(sites)})
 	if err != nil {
 		t.Fatal(err)

@@ -11,12 +11,19 @@ import (
 )
 
 // shardLeaders are the shard leaders (site indexes; -1: none) as the
-// sites' metrics say.
+// sites' metrics say, from one scrape per site; the first site that says
+// it leads a shard counts, as shardLeader does.
 func shardLeaders(sites []*DSD, nShards int) []int {
-	addrs := httpAddrs(sites)
 	out := make([]int, nShards)
-	for sh := range nShards {
-		out[sh] = shardLeader(addrs, sh)
+	for sh := range out {
+		out[sh] = -1
+	}
+	for i, d := range sites {
+		for sh, s := range shardStates(d.HTTPAddr) {
+			if sh >= 0 && sh < nShards && s.leader && out[sh] == -1 {
+				out[sh] = i
+			}
+		}
 	}
 	return out
 }
