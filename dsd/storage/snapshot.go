@@ -42,7 +42,6 @@ const installBatchBytes = 4 << 20
 type ShardSnapshot struct {
 	snap    *pebble.Snapshot
 	it      *pebble.Iterator
-	marker  []byte
 	applied uint64
 	valid   bool
 }
@@ -63,12 +62,13 @@ func (db *DB) OpenShardSnapshot(shard int) (*ShardSnapshot, error) {
 		return nil, err
 	}
 	snap := db.pdb.NewSnapshot()
-	s := &ShardSnapshot{snap: snap, marker: shardInstallingKey(shard)}
+	s := &ShardSnapshot{snap: snap}
 	fail := func(err error) (*ShardSnapshot, error) {
 		_ = snap.Close()
 		return nil, err
 	}
-	if _, closer, err := snap.Get(s.marker); err == nil {
+	// The view never changes: without the marker now, it never holds one.
+	if _, closer, err := snap.Get(shardInstallingKey(shard)); err == nil {
 		closer.Close()
 		return fail(fmt.Errorf("%w: shard %d is being installed here", ErrSnapshot, shard))
 	} else if !errors.Is(err, pebble.ErrNotFound) {
@@ -94,14 +94,11 @@ func (s *ShardSnapshot) Applied() uint64 { return s.applied }
 // holds at least maxBytes or the view is exhausted; last reports the latter.
 func (s *ShardSnapshot) NextChunk(dst []byte, maxBytes int) (chunk []byte, last bool, err error) {
 	for s.valid && len(dst) < maxBytes {
-		k := s.it.Key()
-		if string(k) != string(s.marker) {
-			v, err := s.it.ValueAndErr()
-			if err != nil {
-				return dst, false, wrapPebble("snapshot read", err)
-			}
-			dst = AppendSnapshotPair(dst, k, v)
+		v, err := s.it.ValueAndErr()
+		if err != nil {
+			return dst, false, wrapPebble("snapshot read", err)
 		}
+		dst = AppendSnapshotPair(dst, s.it.Key(), v)
 		s.valid = s.it.Next()
 	}
 	if !s.valid {
