@@ -537,7 +537,7 @@ func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
 	for _, d := range downs {
 		var held []string
 		for _, s := range db.shards {
-			remote, refusal := s.elsewhere()
+			remote, _ := s.elsewhere()
 			if remote == nil && s.ledElsewhere() {
 				continue // a replicated shard this site does not lead, and no way to its leader
 			}
@@ -558,16 +558,7 @@ func (db *DB) SharedMembersDown(ctx context.Context, downs []SharedDown) error {
 				continue
 			}
 			held = append(held, groups...)
-			var a SharedApplied
-			var err error
-			if remote != nil {
-				var data []byte
-				if data, err = appendEntry(nil, 0, 0, cmdSharedMemberDown{down: d}); err == nil {
-					a, err = remote.Apply(ctx, s.id, refusal, data)
-				}
-			} else {
-				a, err = db.sharedDo(ctx, s.id, cmdSharedMemberDown{down: d})
-			}
+			a, err := db.sharedDo(ctx, s.id, cmdSharedMemberDown{down: d})
 			if err != nil {
 				return err
 			}
@@ -778,20 +769,11 @@ func (db *DB) applySharedAcks(ctx context.Context, acks []sharedAck) error {
 		// decides (an ack is idempotent). A grant the view saw granted
 		// and then forgotten is gone for good: a ring's done list repeats
 		// its grants in every commit, which need no call.
-		if remote, refusal := db.shards[shard].elsewhere(); remote != nil {
+		if remote, _ := db.shards[shard].elsewhere(); remote != nil {
 			if db.grantGone(a) {
 				continue
 			}
-			data, err := appendEntry(nil, 0, 0, cmdSharedAck(a))
-			if err == nil {
-				_, err = remote.Apply(ctx, shard, refusal, data)
-			}
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		if !db.holdsGrant(a) {
+		} else if !db.holdsGrant(a) {
 			continue
 		}
 		if _, err := db.sharedDo(ctx, shard, cmdSharedAck(a)); err != nil {
