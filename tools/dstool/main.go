@@ -96,20 +96,23 @@ func (g *globals) dialOptions() ([]grpc.DialOption, error) {
 // nowFunc is the clock for relative --since values.
 var nowFunc = time.Now
 
-// pool discovers the cluster from the site dstool dials (one site: a
-// pool of it alone), for the calls that go to each shard's leader.
-func (g *globals) pool(ctx context.Context) (*dsdbackend.Pool, error) {
+// dialPool is dial for the calls that go to each shard's leader: a pool
+// that discovers the cluster from the site dstool dials (one site: a pool
+// of it alone, which leads every shard), with the command's deadline.
+func (g *globals) dialPool(ctx context.Context) (*dsdbackend.Pool, context.Context, context.CancelFunc, error) {
 	opts, err := g.dialOptions()
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	pool, err := dsdbackend.NewPool([]string{g.addr}, slog.New(slog.DiscardHandler), opts...)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	done := func() { cancel(); _ = pool.Close() }
 	if err := pool.Refresh(ctx); err != nil {
-		_ = pool.Close()
-		return nil, err
+		done()
+		return nil, nil, nil, err
 	}
-	return pool, nil
+	return pool, ctx, done, nil
 }

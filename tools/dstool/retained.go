@@ -59,7 +59,7 @@ func newRetainedListCmd(g *globals) *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("--limit %d: want 0 (all) or more", limit)
 			}
-			c, ctx, done, err := g.dial(cmd.Context())
+			pool, ctx, done, err := g.dialPool(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -71,12 +71,7 @@ func newRetainedListCmd(g *globals) *cobra.Command {
 				page = min(limit, page)
 			}
 			n := 0
-			pool, err := g.pool(ctx)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
-			match := c.MatchRetained
+			match := pool.ForShard(0).MatchRetained
 			if sources := pool.RetainedSources(); sources != nil {
 				match = func(ctx context.Context, filter string, page int, fn func(*storagev1.Message) error) error {
 					return client.MatchRetainedMerged(ctx, sources, filter, page, fn)
@@ -132,17 +127,12 @@ func newRetainedDeleteCmd(g *globals) *cobra.Command {
 		Short: "Delete the retained message of a topic (admin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := g.dial(cmd.Context())
+			pool, ctx, done, err := g.dialPool(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
 			req := &dsdv1.DeleteRetainedRequest{Topic: args[0]}
-			pool, err := g.pool(ctx)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
 			if sources := pool.RetainedSources(); sources != nil {
 				// A cluster: read the topic's record from every shard's
 				// leader, then have the leader of the topic's shard write
@@ -156,9 +146,9 @@ func newRetainedDeleteCmd(g *globals) *cobra.Command {
 					return nil
 				}
 				req.AboveUs = rec.GetTimestampUs()
-				c = pool.ForClient(args[0])
 			}
-			res, err := c.Retained().DeleteRetained(ctx, req)
+			// The leader of the topic's shard (the one site, alone).
+			res, err := pool.ForClient(args[0]).Retained().DeleteRetained(ctx, req)
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/stratamq/strata/dsd/client"
 	dsdv1 "github.com/stratamq/strata/gen/strata/dsd/v1"
 	storagev1 "github.com/stratamq/strata/gen/strata/storage/v1"
 )
@@ -27,7 +25,7 @@ func newSessionsCmd(g *globals) *cobra.Command {
 		Short: "List the sessions of every shard",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := g.dial(cmd.Context())
+			pool, ctx, done, err := g.dialPool(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -38,11 +36,6 @@ func newSessionsCmd(g *globals) *cobra.Command {
 					"CLIENT", "USERNAME", "SHARD", "STATE", "GUARD", "OWNER", "EXPIRY", "SUBS", "STREAMS", "MISSED")
 			}
 			write := func(s *dsdv1.SessionSummary) error { return writeSessionSummary(w, s, asJSON) }
-			pool, err := g.pool(ctx)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
 			if t := pool.Table(); t.Multi() && t.NShards > 0 {
 				// A cluster: each shard's sessions from its leader.
 				for sh := range t.NShards {
@@ -52,7 +45,7 @@ func newSessionsCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			}
-			return c.ListAllSessions(ctx, 500, write)
+			return pool.ForShard(0).ListAllSessions(ctx, 500, write)
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "one JSON object per session per line")
@@ -61,17 +54,12 @@ func newSessionsCmd(g *globals) *cobra.Command {
 		Short: "Show a session: record, subscriptions, stream positions, missed count",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := g.dial(cmd.Context())
+			pool, ctx, done, err := g.dialPool(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			c, closePool, err := g.leaderOf(ctx, c, args[0])
-			if err != nil {
-				return err
-			}
-			defer closePool()
-			res, err := c.Sessions().GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: args[0]})
+			res, err := pool.ForClient(args[0]).Sessions().GetSession(ctx, &dsdv1.GetSessionRequest{ClientId: args[0]})
 			if err != nil {
 				return err
 			}
@@ -105,17 +93,12 @@ func newSessionsCmd(g *globals) *cobra.Command {
 				}
 				req.Guard = &v
 			}
-			c, ctx, done, err := g.dial(cmd.Context())
+			pool, ctx, done, err := g.dialPool(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			c, closePool, err := g.leaderOf(ctx, c, args[0])
-			if err != nil {
-				return err
-			}
-			defer closePool()
-			res, err := c.Sessions().DeleteSession(ctx, req)
+			res, err := pool.ForClient(args[0]).Sessions().DeleteSession(ctx, req)
 			if err != nil {
 				return err
 			}
@@ -224,18 +207,4 @@ func writeSession(w io.Writer, s *storagev1.Session, shard uint32) {
 		}
 	}
 	fmt.Fprintf(w, "retained batches: %d\n", len(s.GetRetained()))
-}
-
-// leaderOf is the connection to the leader of clientID's shard: c itself
-// with one site.
-func (g *globals) leaderOf(ctx context.Context, c *client.Client, clientID string) (*client.Client, func(), error) {
-	pool, err := g.pool(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !pool.Table().Multi() {
-		_ = pool.Close()
-		return c, func() {}, nil
-	}
-	return pool.ForClient(clientID), func() { _ = pool.Close() }, nil
 }
